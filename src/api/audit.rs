@@ -1,0 +1,34 @@
+//! `/v1/audit`: a tenant's trail for its owners, admins and compliance officers;
+//! the platform trail for platform admins.
+
+use actix_web::{get, web};
+
+use crate::audit::{self, AuditEvent};
+use crate::auth::Permission;
+use crate::error::{ApiError, Problem};
+use crate::pagination::{Page, PageQuery};
+use crate::scope::Caller;
+
+#[utoipa::path(tag = "audit", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AuditEvent>), (status = 403, body = Problem)))]
+#[get("/audit")]
+pub async fn list(
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<AuditEvent>>, ApiError> {
+    let (limit, after) = (query.limit()?, query.keyset()?);
+    let page = match caller {
+        Caller::Platform(scope) => {
+            scope
+                .read(async |tx| audit::list_platform(tx, limit, after).await)
+                .await?
+        }
+        Caller::Tenant(scope) => {
+            scope.require(Permission::ReadAudit)?;
+            scope
+                .read(async |tx| audit::list_tenant(tx, limit, after).await)
+                .await?
+        }
+    };
+    Ok(web::Json(page))
+}

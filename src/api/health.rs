@@ -1,0 +1,48 @@
+//! Liveness, readiness and the OpenAPI document.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::OpenApiJson;
+use crate::error::ApiError;
+use crate::scope::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+    region: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(tag = "ops", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        region: state.region.to_string(),
+    })
+}
+
+/// Readiness: the database answers. Load balancers and GeoDNS probe this.
+#[utoipa::path(tag = "ops", responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.database_ready().await {
+        Ok(HttpResponse::Ok().json(Health {
+            status: "ready",
+            region: state.region.to_string(),
+        }))
+    } else {
+        Err(ApiError::Unavailable("database unreachable"))
+    }
+}
+
+/// This document.
+#[utoipa::path(tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[get("/openapi.json")]
+pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}

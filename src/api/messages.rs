@@ -1,0 +1,68 @@
+//! `/v1/channels/{id}/messages`: members post; every role pages newest first.
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{IdPath, created};
+use crate::auth::Permission;
+use crate::error::{ApiError, Problem};
+use crate::ids::ChannelId;
+use crate::pagination::{Page, PageQuery};
+use crate::scope::TenantScope;
+use crate::store::messages::{self, Message};
+use crate::validate;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    body: String,
+}
+
+/// Post a message. The body's size limit (bytes, UTF-8) comes from the plan.
+#[utoipa::path(tag = "messages", request_body = PostMessage, params(("id" = String, Path, description = "Channel id")),
+    security(("bearer" = [])), responses((status = 201, body = Message), (status = 404, body = Problem), (status = 413, body = Problem)))]
+#[post("/channels/{id}/messages")]
+pub async fn post(
+    scope: TenantScope,
+    path: IdPath,
+    body: web::Json<PostMessage>,
+) -> Result<HttpResponse, ApiError> {
+    scope.require(Permission::PostMessage)?;
+    let channel = ChannelId::parse(&path)?;
+    let limit = scope.tenant().limits().message_bytes as usize;
+    if body.body.len() > limit {
+        return Err(ApiError::MessageTooLarge { limit });
+    }
+    if body.body.trim().is_empty() {
+        return Err(ApiError::validation("`body` must not be empty"));
+    }
+    validate::no_control_chars("body", &body.body)?;
+    let author = scope.user_id();
+    let message = scope
+        .write(async |tx| messages::post(tx, channel, author, &body.body).await)
+        .await?;
+    Ok(created(
+        format!("/v1/channels/{channel}/messages/{}", message.id),
+        &message,
+    ))
+}
+
+/// A page of the channel's messages, newest first.
+#[utoipa::path(tag = "messages", params(("id" = String, Path, description = "Channel id"), PageQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Message>), (status = 404, body = Problem)))]
+#[get("/channels/{id}/messages")]
+pub async fn page(
+    scope: TenantScope,
+    path: IdPath,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Message>>, ApiError> {
+    scope.require(Permission::Read)?;
+    let channel = ChannelId::parse(&path)?;
+    let (limit, after) = (query.limit()?, query.keyset()?);
+    Ok(web::Json(
+        scope
+            .read(async |tx| messages::page(tx, channel, limit, after).await)
+            .await?,
+    ))
+}

@@ -1,0 +1,174 @@
+//! The HTTP API: one module per resource, thin handlers over `store`.
+//!
+//! Routes are registered through utoipa-actix-web, so `/openapi.json` is generated
+//! from exactly the routes the app serves. Actix's own extractor errors (bad JSON,
+//! wrong content type, oversized body, bad query) and unknown routes/methods are
+//! answered as problem+json like every other error.
+
+mod audit;
+mod channels;
+mod health;
+mod messages;
+mod search;
+mod tenants;
+mod users;
+
+use actix_web::dev::ResourceDef;
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::{HttpRequest, web};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{AppExt, scope};
+
+use crate::error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Meridian API", description = "Multi-tenant team collaboration, served from the tenant's home region."),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route of the app.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(health::openapi_json)
+        .service(
+            scope("/v1")
+                .service(tenants::create)
+                .service(tenants::list)
+                .service(tenants::get)
+                .service(tenants::patch)
+                .service(users::create)
+                .service(users::list)
+                .service(users::get)
+                .service(users::patch)
+                .service(users::delete)
+                .service(channels::create)
+                .service(channels::list)
+                .service(channels::get)
+                .service(channels::delete)
+                .service(messages::post)
+                .service(messages::page)
+                .service(search::search)
+                .service(audit::list),
+        );
+}
+
+/// The OpenAPI document of `routes`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts()
+        .1
+}
+
+/// The served OpenAPI document, rendered once at start.
+pub struct OpenApiJson(pub String);
+
+/// Path templates of the app, to tell "no such route" (404) from "wrong method" (405).
+pub struct RouteIndex(Vec<ResourceDef>);
+
+impl RouteIndex {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        Self(
+            doc.paths
+                .paths
+                .keys()
+                .map(|path| ResourceDef::new(path.as_str()))
+                .collect(),
+        )
+    }
+}
+
+/// The app's default service: unknown routes and methods.
+pub async fn fallback(
+    req: HttpRequest,
+    index: web::Data<RouteIndex>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    if index.0.iter().any(|def| def.is_match(req.path())) {
+        Err(ApiError::MethodNotAllowed)
+    } else {
+        Err(ApiError::RouteNotFound)
+    }
+}
+
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _| json_error(err).into())
+}
+
+pub fn payload_config(limit: usize) -> web::PayloadConfig {
+    web::PayloadConfig::new(limit)
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _| {
+        let detail = match err {
+            QueryPayloadError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::bad_request("invalid_query", detail).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _| {
+        ApiError::bad_request("invalid_path", err.to_string()).into()
+    })
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => {
+            ApiError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
+        }
+        JsonPayloadError::OverflowKnownLength { length, limit } => ApiError::PayloadTooLarge(
+            format!("body of {length} bytes exceeds the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::Overflow { limit } => {
+            ApiError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"))
+        }
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(e.to_string()),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => {
+            ApiError::PayloadTooLarge("body too large".into())
+        }
+        other => ApiError::bad_request("invalid_body", other.to_string()),
+    }
+}
+
+/// `201 Created` with a `Location` header.
+pub(crate) fn created<T: serde::Serialize>(location: String, body: &T) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Created()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .json(body)
+}
+
+/// Path ids arrive as strings so a malformed one is our `invalid_id` 400.
+pub(crate) type IdPath = web::Path<String>;

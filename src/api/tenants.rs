@@ -1,0 +1,267 @@
+//! `/v1/tenants`: provisioning and the directory (platform admins); a tenant's
+//! users may read their own tenant, and owners rename it.
+
+use actix_web::{HttpResponse, get, patch, post, web};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::{IdPath, created};
+use crate::auth::{Permission, Role};
+use crate::error::{ApiError, Problem};
+use crate::ids::{RegionId, TenantId};
+use crate::pagination::{Page, PageQuery};
+use crate::scope::{AppState, Caller, PlatformScope};
+use crate::store::tenants::{self, NewTenant, TenantChanges};
+use crate::store::users::User;
+use crate::tenancy::record::LimitOverrides;
+use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus, residency};
+use crate::validate;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    slug: String,
+    name: String,
+    home_region: String,
+    residency: Option<Residency>,
+    plan: Option<Plan>,
+    owner: NewOwner,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwner {
+    email: String,
+    display_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTenant {
+    name: Option<String>,
+    plan: Option<Plan>,
+    status: Option<TenantStatus>,
+    limits: Option<LimitOverrides>,
+    /// `null` clears the policy (any region).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Residency>)]
+    residency: Option<Option<Residency>>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Tenant {
+    id: TenantId,
+    slug: String,
+    name: String,
+    home_region: RegionId,
+    residency: Option<Residency>,
+    plan: Plan,
+    status: TenantStatus,
+    /// Effective limits: the plan's, with overrides applied.
+    limits: Limits,
+    limit_overrides: LimitOverrides,
+    config_version: i64,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&TenantRecord> for Tenant {
+    fn from(t: &TenantRecord) -> Self {
+        Self {
+            id: t.id,
+            slug: t.slug.clone(),
+            name: t.name.clone(),
+            home_region: t.home_region.clone(),
+            residency: t.residency.clone(),
+            plan: t.plan,
+            status: t.status,
+            limits: t.limits(),
+            limit_overrides: t.limit_overrides,
+            config_version: t.config_version,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantCreated {
+    #[serde(flatten)]
+    tenant: Tenant,
+    owner: User,
+}
+
+/// Checks a home region and residency pair against the topology.
+fn check_placement(
+    state: &AppState,
+    home_region: &RegionId,
+    policy: Option<&Residency>,
+) -> Result<(), ApiError> {
+    let region = state.topology.get(home_region).ok_or_else(|| {
+        ApiError::validation(format!("home_region `{home_region}` is not a known region"))
+    })?;
+    if let Some(policy) = policy {
+        policy.validate(&state.topology)?;
+    }
+    if !residency::allows(policy, region) {
+        return Err(ApiError::bad_request(
+            "residency_violation",
+            format!("residency does not allow home region `{home_region}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Provision a tenant and its owner (platform admin).
+#[utoipa::path(tag = "tenants", request_body = CreateTenant, security(("bearer" = [])),
+    responses((status = 201, body = TenantCreated), (status = 400, body = Problem), (status = 409, body = Problem)))]
+#[post("/tenants")]
+pub async fn create(
+    scope: PlatformScope,
+    state: web::Data<AppState>,
+    body: web::Json<CreateTenant>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let home_region = RegionId::parse(&body.home_region).map_err(ApiError::validation)?;
+    check_placement(&state, &home_region, body.residency.as_ref())?;
+    let new = NewTenant {
+        slug: validate::slug(&body.slug)?,
+        name: validate::text("name", &body.name, 200)?,
+        home_region,
+        residency: body.residency,
+        plan: body.plan.unwrap_or(Plan::Free),
+        owner_email: validate::email(&body.owner.email)?,
+        owner_display_name: validate::text("owner.display_name", &body.owner.display_name, 200)?,
+    };
+    let (tenant, owner) = scope
+        .write(async |tx| tenants::provision(tx, scope.admin(), &new).await)
+        .await?;
+    let response = TenantCreated {
+        tenant: Tenant::from(&tenant),
+        owner,
+    };
+    state.directory.put(tenant).await;
+    Ok(created(
+        format!("/v1/tenants/{}", response.tenant.id),
+        &response,
+    ))
+}
+
+/// The tenant directory, newest first (platform admin).
+#[utoipa::path(tag = "tenants", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
+#[get("/tenants")]
+pub async fn list(
+    scope: PlatformScope,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Tenant>>, ApiError> {
+    let (limit, after) = (query.limit()?, query.keyset()?);
+    let page = scope
+        .read(async |tx| tenants::list(tx, limit, after).await)
+        .await?;
+    Ok(web::Json(Page {
+        items: page.items.iter().map(Tenant::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One tenant: any for platform admins, only their own for tenant users.
+#[utoipa::path(tag = "tenants", params(("id" = String, Path, description = "Tenant id")), security(("bearer" = [])),
+    responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
+#[get("/tenants/{id}")]
+pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiError> {
+    let id = TenantId::parse(&path)?;
+    match caller {
+        Caller::Platform(scope) => {
+            let tenant = scope.read(async |tx| tenants::get(tx, id).await).await?;
+            Ok(web::Json(Tenant::from(&tenant)))
+        }
+        Caller::Tenant(scope) if scope.tenant_id() == id => {
+            scope.verify_user().await?;
+            Ok(web::Json(Tenant::from(scope.tenant())))
+        }
+        Caller::Tenant(scope) => Err(scope.not_found("tenant", *id.as_uuid()).await),
+    }
+}
+
+/// Change a tenant. Platform admins: anything. Owners: the name. Compliance
+/// officers: the residency policy.
+#[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = String, Path, description = "Tenant id")),
+    security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem)))]
+#[patch("/tenants/{id}")]
+pub async fn patch(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: IdPath,
+    body: web::Json<PatchTenant>,
+) -> Result<web::Json<Tenant>, ApiError> {
+    let id = TenantId::parse(&path)?;
+    let body = body.into_inner();
+    let changes = TenantChanges {
+        name: body
+            .name
+            .as_deref()
+            .map(|n| validate::text("name", n, 200))
+            .transpose()?,
+        plan: body.plan,
+        status: body.status,
+        limits: body.limits,
+        residency: body.residency,
+    };
+    if changes.is_empty() {
+        return Err(ApiError::validation("nothing to change"));
+    }
+    if let Some(limits) = &changes.limits {
+        limits.validate()?;
+    }
+    let updated = match caller {
+        Caller::Platform(scope) => {
+            let current = state.directory.get(id).await?.ok_or(ApiError::NotFound {
+                kind: "tenant",
+                id: None,
+            })?;
+            if let Some(policy) = &changes.residency {
+                check_placement(&state, &current.home_region, policy.as_ref())?;
+            }
+            scope
+                .write(async |tx| {
+                    tenants::update_as_platform(tx, scope.admin(), id, &changes).await
+                })
+                .await?
+        }
+        Caller::Tenant(scope) if scope.tenant_id() == id => {
+            let platform_only =
+                changes.plan.is_some() || changes.status.is_some() || changes.limits.is_some();
+            if platform_only {
+                return Err(ApiError::Forbidden(
+                    "plan, status and limits are changed by platform admins",
+                ));
+            }
+            if changes.name.is_some() {
+                scope.require(Permission::ManageTenant)?;
+            }
+            if let Some(policy) = &changes.residency {
+                if scope.role() != Role::Compliance {
+                    return Err(ApiError::Forbidden(
+                        "residency is changed by compliance officers or platform admins",
+                    ));
+                }
+                check_placement(&state, &scope.tenant().home_region, policy.as_ref())?;
+            }
+            let actor = scope.user_id().to_string();
+            scope
+                .write(async |tx| tenants::update_own(tx, &actor, &changes).await)
+                .await?
+        }
+        Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
+    };
+    let response = Tenant::from(&updated);
+    state.directory.put(updated).await;
+    Ok(web::Json(response))
+}

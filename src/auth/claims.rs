@@ -1,0 +1,81 @@
+//! Token claims and roles. Roles map to permissions in one table (`Role::allows`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+    Compliance,
+    /// Operates the platform; carries no tenant.
+    PlatformAdmin,
+}
+
+/// What a route needs. Checked per route with `TenantScope::require`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// Read channels, messages, users, search, the own tenant.
+    Read,
+    PostMessage,
+    ManageChannels,
+    ManageUsers,
+    ReadAudit,
+    /// Rename the tenant; make other users owners.
+    ManageTenant,
+}
+
+impl Role {
+    /// The single role → permission table.
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Owner => true,
+            Role::Admin => matches!(
+                permission,
+                Read | PostMessage | ManageChannels | ManageUsers | ReadAudit
+            ),
+            Role::Member => matches!(permission, Read | PostMessage),
+            Role::Viewer => matches!(permission, Read),
+            Role::Compliance => matches!(permission, Read | ReadAudit),
+            Role::PlatformAdmin => false,
+        }
+    }
+
+    pub fn is_tenant_role(self) -> bool {
+        self != Role::PlatformAdmin
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+            Role::Compliance => "compliance",
+            Role::PlatformAdmin => "platform_admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Role> {
+        serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok()
+    }
+}
+
+/// JWT claims. `tid` is present for tenant roles and absent for `platform_admin`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id (a UUID) for tenant roles; an operator name for platform admins.
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<Uuid>,
+    pub role: Role,
+    pub iss: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+}

@@ -1,0 +1,218 @@
+//! Ed25519 (EdDSA) key set with `kid`-based rotation: several verification keys,
+//! at most one signing key. Nodes that only verify carry no private key.
+//!
+//! File format (JSON):
+//! `{"signing_kid": "k2", "keys": [{"kid": "k1", "public_key": "<base64url>",
+//!   "private_key_pkcs8": "<base64url, optional>"}, …]}`
+//! Rotation: add a new key, make it `signing_kid`, keep the old public key until
+//! every token it signed has expired, then remove it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use super::claims::{Claims, Role};
+use crate::config::AuthSettings;
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    signing_kid: Option<String>,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyEntry {
+    kid: String,
+    public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    private_key_pkcs8: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("no signing key in the key set")]
+    NoSigningKey,
+    #[error("signing failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+pub struct KeySet {
+    signing: Option<(String, EncodingKey)>,
+    verifying: HashMap<String, DecodingKey>,
+}
+
+impl KeySet {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let fail = |message: String| KeyError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let mut verifying = HashMap::new();
+        let mut signing = None;
+        for entry in &file.keys {
+            let public = DecodingKey::from_ed_components(&entry.public_key)
+                .map_err(|e| fail(format!("key `{}`: bad public_key: {e}", entry.kid)))?;
+            verifying.insert(entry.kid.clone(), public);
+            if file.signing_kid.as_deref() == Some(entry.kid.as_str()) {
+                let der = entry
+                    .private_key_pkcs8
+                    .as_deref()
+                    .map(|raw| B64.decode(raw))
+                    .transpose()
+                    .map_err(|e| {
+                        fail(format!("key `{}`: bad private_key_pkcs8: {e}", entry.kid))
+                    })?;
+                if let Some(der) = der {
+                    Ed25519KeyPair::from_pkcs8(&der).map_err(|e| {
+                        fail(format!(
+                            "key `{}`: not an Ed25519 PKCS#8 key: {e}",
+                            entry.kid
+                        ))
+                    })?;
+                    signing = Some((entry.kid.clone(), EncodingKey::from_ed_der(&der)));
+                }
+            }
+        }
+        if verifying.is_empty() {
+            return Err(fail("no keys".into()));
+        }
+        Ok(Self { signing, verifying })
+    }
+
+    /// Writes a fresh key set with one signing key (mode 0600) unless `path` exists.
+    pub fn ensure_file(path: &Path) -> Result<(), KeyError> {
+        if path.exists() {
+            return Ok(());
+        }
+        let fail = |message: String| KeyError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| fail(e.to_string()))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| fail(e.to_string()))?;
+        let kid = format!("k{}", unix_now());
+        let file = KeyFile {
+            signing_kid: Some(kid.clone()),
+            keys: vec![KeyEntry {
+                kid,
+                public_key: B64.encode(pair.public_key().as_ref()),
+                private_key_pkcs8: Some(B64.encode(pkcs8.as_ref())),
+            }],
+        };
+        let json = serde_json::to_string_pretty(&file).map_err(|e| fail(e.to_string()))?;
+        write_private(path, json.as_bytes()).map_err(|e| fail(e.to_string()))
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
+        let (kid, key) = self.signing.as_ref().ok_or(KeyError::NoSigningKey)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, key)?)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why a token was refused. The client only ever learns "invalid token".
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token header")]
+    Header,
+    #[error("token has no kid or an unknown kid")]
+    UnknownKey,
+    #[error("token rejected: {0}")]
+    Rejected(jsonwebtoken::errors::Error),
+    #[error("claims are inconsistent with the role")]
+    Claims,
+}
+
+/// Verifies signature, algorithm, `exp`, `iss` and `aud` against the key set.
+pub struct TokenVerifier {
+    keys: KeySet,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+}
+
+impl TokenVerifier {
+    pub fn new(keys: KeySet, settings: &AuthSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = settings.leeway_seconds;
+        Self {
+            keys,
+            validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Header)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.verifying.get(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(TokenError::Rejected)?
+            .claims;
+        // A platform admin has no tenant; every tenant role has one.
+        match (claims.role, claims.tid) {
+            (Role::PlatformAdmin, None) => Ok(claims),
+            (role, Some(_)) if role.is_tenant_role() => Ok(claims),
+            _ => Err(TokenError::Claims),
+        }
+    }
+
+    /// Builds and signs claims for local use (`meridian token`, tests).
+    pub fn issue(
+        &self,
+        sub: String,
+        tid: Option<uuid::Uuid>,
+        role: Role,
+        ttl_seconds: u64,
+    ) -> Result<String, KeyError> {
+        let now = unix_now();
+        self.keys.sign(&Claims {
+            sub,
+            tid,
+            role,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: now + ttl_seconds,
+            iat: now,
+        })
+    }
+}

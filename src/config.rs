@@ -1,0 +1,170 @@
+//! Node settings: embedded defaults → the region file → `MERIDIAN_*` environment
+//! variables (nested keys split on `__`, e.g. `MERIDIAN_DATABASE__URL`), validated
+//! at start. Settings are a value passed to `Application::build`, never a global.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Topology;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settings {
+    /// The region this node serves (a file `regions/<region>.toml` must exist).
+    pub region: String,
+    pub regions_dir: PathBuf,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub directory: DirectorySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HttpSettings {
+    /// Defaults to the region file's `local.address`.
+    pub bind: Option<SocketAddr>,
+    pub workers: usize,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// Connection URL for the service role (`meridian_app`), which owns no table.
+    pub url: String,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    /// Attempts for a transaction that fails with SQLSTATE 40001.
+    pub max_retries: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// JSON key set (see `auth::keys`); public keys verify, the signing key is optional.
+    pub keys_file: PathBuf,
+    pub leeway_seconds: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DirectorySettings {
+    /// How often a node polls the directory for changes made by other nodes.
+    pub refresh_interval_ms: u64,
+    pub cache_capacity: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info` or `meridian=debug,warn`.
+    pub filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            region: "us-east1".into(),
+            regions_dir: "regions".into(),
+            http: HttpSettings {
+                bind: None,
+                workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                body_limit_bytes: 256 * 1024,
+            },
+            database: DatabaseSettings {
+                url: String::new(),
+                pool_size: 16,
+                connect_timeout_ms: 5_000,
+                max_retries: 8,
+            },
+            auth: AuthSettings {
+                issuer: "meridian-local".into(),
+                audience: "meridian-api".into(),
+                keys_file: "keys.json".into(),
+                leeway_seconds: 30,
+            },
+            directory: DirectorySettings {
+                refresh_interval_ms: 1_000,
+                cache_capacity: 1_000_000,
+            },
+            log: LogSettings {
+                format: LogFormat::Json,
+                filter: "info".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Topology(#[from] crate::topology::TopologyError),
+}
+
+impl Settings {
+    /// Defaults, then `base` overrides from the caller (the CLI), then `MERIDIAN_*`.
+    pub fn load(base: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(base)
+            .merge(
+                Env::prefixed("MERIDIAN_")
+                    .split("__")
+                    .ignore(&["state_dir"]),
+            )
+            .extract()
+            .map_err(Box::new)?;
+        Ok(settings)
+    }
+
+    /// Checks the settings against the topology and fills the bind address from the
+    /// region file. Everything a node needs is checked here, before it listens.
+    pub fn validate(mut self) -> Result<(Self, Topology), ConfigError> {
+        let topology = Topology::load(&self.regions_dir)?;
+        let region = topology.find(&self.region).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "region `{}` has no file in {}",
+                self.region,
+                self.regions_dir.display()
+            ))
+        })?;
+        if self.http.bind.is_none() {
+            self.http.bind = Some(region.local_address);
+        }
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.database.url.is_empty() {
+            return invalid("database.url (MERIDIAN_DATABASE__URL) is required");
+        }
+        if self.database.pool_size == 0 || self.http.workers == 0 {
+            return invalid("database.pool_size and http.workers must be at least 1");
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return invalid("http.body_limit_bytes must be at least 1024");
+        }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        if self.directory.refresh_interval_ms == 0 {
+            return invalid("directory.refresh_interval_ms must be positive");
+        }
+        Ok((self, topology))
+    }
+
+    pub fn keys_file(&self) -> &Path {
+        &self.auth.keys_file
+    }
+}

@@ -1,0 +1,127 @@
+//! The database: connection pool, error classification by SQLSTATE, tenant-scoped
+//! and platform transactions (`tx`), and the migration runner (`migrate`).
+//!
+//! Handlers never see the pool: `Database` is held privately by `AppState`, and
+//! the only ways in are `TenantTx` (tenant predicate + RLS setting built in) and
+//! `PlatformTx` (handed out only to a verified platform admin or the node itself).
+
+pub mod migrate;
+pub mod tx;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::config::DatabaseSettings;
+pub use tx::{PlatformTx, TenantTx, Tx, TxMode};
+
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    max_retries: u32,
+}
+
+/// Database failures, classified by SQLSTATE (never by message text).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A serialization failure (40001) or deadlock (40P01) outlived every retry.
+    #[error("transaction retries exhausted")]
+    RetryExhausted,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("unique constraint {constraint} violated")]
+    UniqueViolation { constraint: String },
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl DbError {
+    pub(crate) fn is_retryable(err: &tokio_postgres::Error) -> bool {
+        matches!(err.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let Some(code) = err.code() else {
+            // No SQLSTATE: the connection failed or closed.
+            return DbError::Unavailable(err.to_string());
+        };
+        if DbError::is_retryable(&err) {
+            return DbError::RetryExhausted;
+        }
+        if *code == SqlState::UNIQUE_VIOLATION {
+            let constraint = err
+                .as_db_error()
+                .and_then(|e| e.constraint())
+                .unwrap_or("unknown")
+                .to_owned();
+            return DbError::UniqueViolation { constraint };
+        }
+        let class = &code.code()[..2];
+        // 08 connection exception, 53 insufficient resources, 57 operator intervention.
+        if matches!(class, "08" | "53" | "57") {
+            return DbError::Unavailable(err.to_string());
+        }
+        DbError::Other(anyhow::Error::new(err))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl Database {
+    pub fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let mut config = tokio_postgres::Config::from_str(&settings.url).map_err(|e| {
+            DbError::Other(anyhow::anyhow!(
+                "database.url is not a valid connection string: {e}"
+            ))
+        })?;
+        let timeout = Duration::from_millis(settings.connect_timeout_ms);
+        config.connect_timeout(timeout).application_name("meridian");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // Connections are returned only after a clean COMMIT/ROLLBACK; an
+                // interrupted transaction detaches its connection (see `tx`).
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Other(anyhow::anyhow!("building the pool: {e}")))?;
+        Ok(Self {
+            pool,
+            max_retries: settings.max_retries.max(1),
+        })
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}

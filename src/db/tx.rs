@@ -1,0 +1,311 @@
+//! Transactions: SERIALIZABLE, retried on SQLSTATE 40001/40P01, and tenant-scoped.
+//!
+//! A tenant transaction opens with one pipelined prologue — `BEGIN`, the RLS
+//! setting `app.tenant_id`, and the caller's user status — sent together with the
+//! body's first statement, so a one-query read costs two round trips (prologue +
+//! query, then COMMIT). Should the prologue fail, the body's statement ran without
+//! the RLS setting and therefore saw and wrote nothing: the wall fails closed.
+//!
+//! Retries restart the whole transaction (PostgreSQL cannot resume a serializable
+//! transaction after 40001); COMMIT is inside the loop because it can fail with
+//! 40001 too. A transaction abandoned half-way (the client went away) detaches its
+//! connection from the pool so an open transaction is never reused.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, SimpleQueryMessage};
+
+use super::{Database, DbError};
+use crate::error::ApiError;
+use crate::ids::{RegionId, TenantId, UserId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxMode {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// A transaction handle. `S` says what it is scoped to: `TenantBound` or `Platform`.
+pub struct Tx<'a, S> {
+    client: &'a deadpool_postgres::ClientWrapper,
+    retry: &'a AtomicBool,
+    scope: S,
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantBound {
+    tenant: TenantId,
+    home_region: RegionId,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Platform;
+
+pub type TenantTx<'a> = Tx<'a, TenantBound>;
+pub type PlatformTx<'a> = Tx<'a, Platform>;
+
+impl<S> Tx<'_, S> {
+    fn classify(&self, err: tokio_postgres::Error) -> ApiError {
+        if DbError::is_retryable(&err) {
+            self.retry.store(true, Ordering::Relaxed);
+        }
+        DbError::from(err).into()
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ApiError> {
+        let statement = self
+            .client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.classify(e))?;
+        self.client
+            .query(&statement, params)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, ApiError> {
+        let statement = self
+            .client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.classify(e))?;
+        self.client
+            .query_opt(&statement, params)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, ApiError> {
+        let statement = self
+            .client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.classify(e))?;
+        self.client
+            .query_one(&statement, params)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, ApiError> {
+        let statement = self
+            .client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.classify(e))?;
+        self.client
+            .execute(&statement, params)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+}
+
+impl TenantTx<'_> {
+    pub fn tenant_id(&self) -> TenantId {
+        self.scope.tenant
+    }
+
+    pub fn home_region(&self) -> &RegionId {
+        &self.scope.home_region
+    }
+}
+
+impl<'a> PlatformTx<'a> {
+    /// Switches this platform transaction into a tenant's scope, e.g. to create a
+    /// new tenant's owner in the same transaction as the tenant.
+    pub async fn enter_tenant(
+        &self,
+        tenant: TenantId,
+        home_region: RegionId,
+    ) -> Result<TenantTx<'a>, ApiError> {
+        self.query_one(
+            "SELECT set_config('app.tenant_id', $1, true)",
+            &[&tenant.to_string()],
+        )
+        .await?;
+        Ok(Tx {
+            client: self.client,
+            retry: self.retry,
+            scope: TenantBound {
+                tenant,
+                home_region,
+            },
+        })
+    }
+}
+
+/// Returns the pooled connection only after a clean COMMIT/ROLLBACK.
+struct ConnGuard {
+    conn: Option<Object>,
+    clean: bool,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if !self.clean
+            && let Some(conn) = self.conn.take()
+        {
+            // Closing the connection makes the server abort its transaction.
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// The status of the request's user, read in the prologue.
+fn user_status(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row)
+            if row
+                .columns()
+                .first()
+                .is_some_and(|c| c.name() == "user_status") =>
+        {
+            row.get(0).map(str::to_owned)
+        }
+        _ => None,
+    })
+}
+
+fn begin_sql(mode: TxMode) -> &'static str {
+    match mode {
+        TxMode::ReadOnly => "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY",
+        TxMode::ReadWrite => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    }
+}
+
+impl Database {
+    /// Runs `body` in a transaction scoped to `tenant`. When `user` is given, the
+    /// transaction fails with 401 unless that user is active — checked in the same
+    /// round trip, so a disabled user's token stops working at once.
+    pub(crate) async fn tenant_tx<T>(
+        &self,
+        tenant: TenantId,
+        home_region: &RegionId,
+        user: Option<UserId>,
+        mode: TxMode,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        // Typed UUIDs format as plain hex and dashes: nothing to escape.
+        let mut prologue = format!(
+            "{}; SELECT set_config('app.tenant_id', '{tenant}', true)",
+            begin_sql(mode)
+        );
+        if let Some(user) = user {
+            prologue.push_str(&format!(
+                "; SELECT status AS user_status FROM users WHERE tenant_id = '{tenant}' AND id = '{user}'"
+            ));
+        }
+        let scope = TenantBound {
+            tenant,
+            home_region: home_region.clone(),
+        };
+        self.run(&prologue, user.is_some(), scope, body).await
+    }
+
+    /// Runs `body` in an unscoped transaction (tenant directory, platform audit).
+    pub(crate) async fn platform_tx<T>(
+        &self,
+        mode: TxMode,
+        body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.run(begin_sql(mode), false, Platform, body).await
+    }
+
+    async fn run<S: Clone, T>(
+        &self,
+        prologue: &str,
+        check_user: bool,
+        scope: S,
+        mut body: impl AsyncFnMut(&Tx<'_, S>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last_attempt = attempt >= self.max_retries;
+            let conn = self.pool.get().await.map_err(DbError::from)?;
+            let mut guard = ConnGuard {
+                conn: Some(conn),
+                clean: false,
+            };
+            let Some(client) = guard.conn.as_deref() else {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "connection guard is empty"
+                )));
+            };
+            let retry = AtomicBool::new(false);
+            let tx = Tx {
+                client,
+                retry: &retry,
+                scope: scope.clone(),
+            };
+            // Polled in order: the prologue is on the wire before the body's first statement.
+            let (begun, outcome) = futures_util::join!(client.simple_query(prologue), body(&tx));
+            let begun = match begun {
+                Ok(messages) => messages,
+                Err(err) if DbError::is_retryable(&err) && !last_attempt => continue,
+                Err(err) => return Err(DbError::from(err).into()),
+            };
+            if check_user && user_status(&begun).as_deref() != Some("active") {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(DbError::from)?;
+                guard.clean = true;
+                return Err(ApiError::Unauthenticated(
+                    "the token's user is disabled or deleted",
+                ));
+            }
+            match outcome {
+                Ok(value) => match client.batch_execute("COMMIT").await {
+                    Ok(()) => {
+                        guard.clean = true;
+                        return Ok(value);
+                    }
+                    // A failed COMMIT has ended the transaction: the connection is clean.
+                    Err(err) if DbError::is_retryable(&err) && !last_attempt => guard.clean = true,
+                    Err(err) => return Err(DbError::from(err).into()),
+                },
+                Err(err) => {
+                    client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(DbError::from)?;
+                    guard.clean = true;
+                    if !retry.load(Ordering::Relaxed) || last_attempt {
+                        return Err(err);
+                    }
+                }
+            }
+            drop(guard);
+            tracing::debug!(attempt, "serialization conflict; retrying transaction");
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+}
+
+/// Exponential backoff with jitter, capped at ~100 ms.
+fn backoff(attempt: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempt.min(6)); // 2..=64 ms
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u64; // 0..1 ms in µs
+    Duration::from_millis(base) + Duration::from_micros(jitter * base.min(32))
+}

@@ -1,0 +1,227 @@
+//! `meridian dev`: the embedded PostgreSQL, migrated, plus one `meridian serve`
+//! process per region on its loopback address — all in one state directory, all
+//! stopped on Ctrl-C or SIGTERM. Nodes are separate processes so a drill can kill one.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use crate::auth::KeySet;
+use crate::db::migrate;
+use crate::embedded_pg::EmbeddedPg;
+use crate::topology::Topology;
+
+/// Files in the state directory.
+pub struct StateDir(pub PathBuf);
+
+impl StateDir {
+    pub fn keys(&self) -> PathBuf {
+        self.0.join("keys.json")
+    }
+    fn pg(&self) -> PathBuf {
+        self.0.join("pg")
+    }
+    fn app_password(&self) -> PathBuf {
+        self.0.join("app.password")
+    }
+}
+
+pub const DATABASE: &str = "meridian";
+
+/// The embedded cluster, migrated, with the service role's URL.
+pub struct LocalDatabase {
+    pub pg: EmbeddedPg,
+    pub superuser_url: String,
+    pub app_url: String,
+}
+
+/// Starts (or re-uses) the embedded cluster, creates the database, migrates.
+pub async fn prepare_database(state: &StateDir) -> anyhow::Result<LocalDatabase> {
+    std::fs::create_dir_all(&state.0).with_context(|| format!("creating {}", state.0.display()))?;
+    let pg_dir = state.pg();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPg::start(&pg_dir)).await??;
+    create_database_if_missing(&pg.superuser_url("postgres"), DATABASE).await?;
+    let password = ensure_secret(&state.app_password())?;
+    let superuser_url = pg.superuser_url(DATABASE);
+    let applied = migrate::run(&superuser_url, Some(&password)).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let app_url = format!(
+        "postgres://meridian_app:{password}@127.0.0.1:{}/{DATABASE}",
+        pg.port()
+    );
+    Ok(LocalDatabase {
+        pg,
+        superuser_url,
+        app_url,
+    })
+}
+
+pub async fn create_database_if_missing(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, connection) =
+        tokio_postgres::connect(maintenance_url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// A random alphanumeric secret kept in `path` (mode 0600), created on first use.
+pub fn ensure_secret(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing.trim().to_owned());
+    }
+    let secret = random_alphanumeric(32)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())?;
+    Ok(secret)
+}
+
+pub fn random_alphanumeric(len: usize) -> anyhow::Result<String> {
+    use ring::rand::SecureRandom;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; len];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// Runs the local topology until Ctrl-C/SIGTERM or until a node dies.
+pub async fn run(
+    state: StateDir,
+    regions_dir: PathBuf,
+    only: Option<Vec<String>>,
+) -> anyhow::Result<()> {
+    let topology = Topology::load(&regions_dir)?;
+    let regions: Vec<_> = match &only {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                topology.find(n).with_context(|| {
+                    format!("unknown region `{n}` (see {})", regions_dir.display())
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => topology.regions().collect(),
+    };
+    KeySet::ensure_file(&state.keys())?;
+    let db = prepare_database(&state).await?;
+    println!("postgres {}", db.superuser_url);
+
+    let exe = std::env::current_exe()?;
+    let mut nodes: Vec<(String, Child)> = Vec::new();
+    for region in &regions {
+        let child = Command::new(&exe)
+            .args([
+                "--state-dir".as_ref(),
+                state.0.as_os_str(),
+                "serve".as_ref(),
+                "--region".as_ref(),
+                region.id.as_str().as_ref(),
+            ])
+            .arg("--regions-dir")
+            .arg(&regions_dir)
+            .env("MERIDIAN_DATABASE__URL", &db.app_url)
+            .env("MERIDIAN_AUTH__KEYS_FILE", state.keys())
+            .env("MERIDIAN_LOG__FORMAT", "pretty")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a node")?;
+        nodes.push((region.id.to_string(), child));
+    }
+    for region in &regions {
+        wait_ready(region.local_address, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("node {} did not become ready", region.id))?;
+        println!("node {} http://{}", region.id, region.local_address);
+    }
+    println!("ready");
+
+    let outcome = wait_for_stop(&mut nodes).await;
+    for (_, child) in &nodes {
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for (region, child) in &mut nodes {
+        if tokio::time::timeout(Duration::from_secs(35), child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%region, "node did not stop in time; killing it");
+            let _ = child.kill().await;
+        }
+    }
+    tokio::task::spawn_blocking(move || db.pg.stop()).await??;
+    outcome
+}
+
+async fn wait_for_stop(nodes: &mut [(String, Child)]) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let exited = futures_util::future::select_all(
+        nodes
+            .iter_mut()
+            .map(|(region, child)| Box::pin(async move { (region.clone(), child.wait().await) })),
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+        ((region, status), _, _) = exited => bail!("node {region} exited unexpectedly ({status:?})"),
+    }
+}
+
+/// Polls `GET /readyz` until it answers 200.
+pub async fn wait_ready(address: std::net::SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if http_status(address, "/readyz").await.ok() == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{address} not ready after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn http_status(address: std::net::SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    let line = std::str::from_utf8(&head)?;
+    Ok(line.get(9..12).context("short status line")?.parse()?)
+}

@@ -1,0 +1,161 @@
+//! `ApiError`: every error the HTTP API can answer, rendered as RFC 9457
+//! problem+json with a stable `code`. The code → status table lives here and
+//! nowhere else; internal causes are logged with the request id and never sent.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input: body, query, path, cursor, or a field that fails validation.
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("message body exceeds the plan's limit of {limit} bytes")]
+    MessageTooLarge { limit: usize },
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// A resource that does not exist *for this tenant*; identical for another
+    /// tenant's ids. `id`, when set, lets the tenant scope audit cross-tenant probes.
+    #[error("{kind} not found")]
+    NotFound {
+        kind: &'static str,
+        id: Option<uuid::Uuid>,
+    },
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    PlanLimit { detail: String },
+    #[error("tenant is suspended")]
+    TenantSuspended,
+    /// Retries of a serialization conflict ran out; the client may retry.
+    #[error("the request conflicted with concurrent writes; retry")]
+    RetryExhausted,
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// Anything unexpected: the cause is logged, the client sees only the request id.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::bad_request("validation_failed", detail)
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    /// The single table of stable codes and their HTTP statuses.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        match self {
+            Self::BadRequest { code, .. } => (code, StatusCode::BAD_REQUEST),
+            Self::UnsupportedMediaType(_) => {
+                ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            Self::PayloadTooLarge(_) => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            Self::MessageTooLarge { .. } => ("message_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            Self::Unauthenticated(_) => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            Self::Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
+            Self::NotFound { .. } => ("not_found", StatusCode::NOT_FOUND),
+            Self::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
+            Self::MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            Self::Conflict { code, .. } => (code, StatusCode::CONFLICT),
+            Self::PlanLimit { .. } => ("plan_limit_exceeded", StatusCode::FORBIDDEN),
+            Self::TenantSuspended => ("tenant_suspended", StatusCode::FORBIDDEN),
+            Self::RetryExhausted => ("retry_exhausted", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+/// RFC 9457 problem details, as sent on the wire.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; stable per `code`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable error code.
+    pub code: String,
+    pub request_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code_and_status().1
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (code, status) = self.code_and_status();
+        let request_id = request_id::current();
+        let detail = match self {
+            Self::Internal(cause) => {
+                tracing::error!(request_id = request_id.as_deref(), error = ?cause, "internal error");
+                "an internal error occurred; quote the request_id when reporting it".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            type_uri: format!("https://meridian.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            request_id,
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if matches!(self, Self::RetryExhausted | Self::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if matches!(self, Self::Unauthenticated(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(problem)
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match err {
+            DbError::RetryExhausted => Self::RetryExhausted,
+            DbError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::Unavailable("database unavailable")
+            }
+            DbError::UniqueViolation { constraint } => Self::Conflict {
+                code: "conflict",
+                detail: format!(
+                    "a resource with the same unique value already exists ({constraint})"
+                ),
+            },
+            DbError::Other(cause) => Self::Internal(cause),
+        }
+    }
+}

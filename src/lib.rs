@@ -1,0 +1,134 @@
+//! Meridian: a multi-tenant team-collaboration API served from the tenant's home
+//! region. One request, end to end:
+//!
+//! ```text
+//! TCP → request_id (id + span) → scope::extract (verify JWT → directory via moka
+//!     → TenantScope / PlatformScope) → api handler (role check) → store (SQL on a
+//!     TenantTx: RLS setting + user check pipelined, SERIALIZABLE, 40001 retry)
+//!     → JSON, or problem+json from error::ApiError
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod dev;
+pub mod embedded_pg;
+pub mod error;
+pub mod ids;
+pub mod pagination;
+pub mod request_id;
+pub mod scope;
+pub mod store;
+pub mod telemetry;
+pub mod tenancy;
+pub mod topology;
+pub mod validate;
+
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use utoipa_actix_web::AppExt;
+
+use crate::auth::{KeySet, TokenVerifier};
+use crate::config::Settings;
+use crate::db::Database;
+use crate::ids::RegionId;
+use crate::scope::AppState;
+use crate::tenancy::Directory;
+
+/// A built, bound, not yet running node.
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    state: web::Data<AppState>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Validates settings, connects, warms the tenant directory and binds. Binding
+    /// to port 0 picks a free port (tests do this); `address()` tells which.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (settings, topology) = settings.validate()?;
+        let region = RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
+        let keys = KeySet::load(settings.keys_file())?;
+        let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
+        let db = Database::connect(&settings.database)?;
+        let directory = Directory::new(db.clone(), settings.directory.cache_capacity);
+        let (loaded, newest) = directory
+            .refresh(None)
+            .await
+            .context("loading the tenant directory")?;
+        tracing::info!(tenants = loaded, "tenant directory loaded");
+        let refresher = directory.spawn_refresher(
+            Duration::from_millis(settings.directory.refresh_interval_ms),
+            newest,
+        );
+
+        let bind = settings.http.bind.context("http.bind is not set")?;
+        let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
+        let address = listener.local_addr()?;
+        let state = web::Data::new(AppState::new(
+            db,
+            directory,
+            Arc::new(topology),
+            region,
+            verifier,
+        ));
+        let openapi = api::openapi();
+        let openapi_json = web::Data::new(api::OpenApiJson(openapi.to_json()?));
+        let route_index = web::Data::new(api::RouteIndex::from_openapi(&openapi));
+        let body_limit = settings.http.body_limit_bytes;
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            let region: Rc<str> = Rc::from(app_state.region.as_str());
+            let (app, _) = App::new()
+                .into_utoipa_app()
+                .app_data(app_state.clone())
+                .app_data(openapi_json.clone())
+                .app_data(route_index.clone())
+                .app_data(api::json_config(body_limit))
+                .app_data(api::payload_config(body_limit))
+                .app_data(api::query_config())
+                .app_data(api::path_config())
+                .configure(api::routes)
+                .split_for_parts();
+            app.default_service(web::to(api::fallback))
+                .wrap(request_id::RequestIdentity { region })
+        })
+        .workers(settings.http.workers)
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            server,
+            address,
+            state,
+            refresher,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped through `handle()`, then closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.refresher.abort();
+        self.state.close_database();
+        result
+    }
+}

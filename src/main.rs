@@ -1,0 +1,175 @@
+//! The `meridian` command line: serve, migrate, dev, token.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use figment::Figment;
+use figment::providers::Serialized;
+use meridian::auth::{KeySet, Role, TokenVerifier};
+use meridian::config::{LogFormat, Settings};
+use meridian::dev::{self, StateDir};
+use meridian::{Application, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: a multi-region, multi-tenant team API"
+)]
+struct Cli {
+    /// Where local state lives: embedded PostgreSQL data, keys, secrets.
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_STATE_DIR",
+        default_value = ".meridian"
+    )]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node (settings: defaults → regions/<region>.toml → MERIDIAN_* env).
+    Serve(ServeArgs),
+    /// Apply the migrations in sql/ (to --database-url, or to the embedded database).
+    Migrate(MigrateArgs),
+    /// Start the embedded PostgreSQL and one node per region; Ctrl-C stops all.
+    Dev(DevArgs),
+    /// Print a signed token for local use, with the keys `dev` uses.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "MERIDIAN_REGION", default_value = "us-east1")]
+    region: String,
+    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
+    regions_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// A URL of the schema owner; without it, the embedded database in --state-dir.
+    #[arg(long, env = "MERIDIAN_MIGRATE_URL")]
+    database_url: Option<String>,
+    /// Sets the password of the service role `meridian_app`.
+    #[arg(long, env = "MERIDIAN_APP_PASSWORD", hide_env_values = true)]
+    app_password: Option<String>,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Comma-separated subset of regions to start (default: every region file).
+    #[arg(long, value_delimiter = ',')]
+    regions: Option<Vec<String>>,
+    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
+    regions_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// A platform-admin token (no tenant).
+    #[arg(long, conflicts_with_all = ["tenant", "user", "role"])]
+    platform_admin: bool,
+    /// Tenant id (UUID).
+    #[arg(long, requires_all = ["user", "role"])]
+    tenant: Option<uuid::Uuid>,
+    /// User id (UUID) within the tenant.
+    #[arg(long)]
+    user: Option<uuid::Uuid>,
+    /// owner, admin, member, viewer or compliance.
+    #[arg(long)]
+    role: Option<String>,
+    /// The platform admin's name (the token's `sub`).
+    #[arg(long, default_value = "local-admin")]
+    subject: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let state = StateDir(cli.state_dir.clone());
+    match cli.command {
+        Command::Serve(args) => serve(&state, args).await,
+        Command::Migrate(args) => migrate(&state, args).await,
+        Command::Dev(args) => {
+            telemetry::init(LogFormat::Pretty, "warn,meridian=info");
+            dev::run(state, args.regions_dir, args.regions).await
+        }
+        Command::Token(args) => token(&state, args),
+    }
+}
+
+fn base_settings(state: &StateDir) -> Figment {
+    Figment::new().merge(Serialized::default("auth.keys_file", state.keys()))
+}
+
+async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
+    let base = base_settings(state)
+        .merge(Serialized::default("region", &args.region))
+        .merge(Serialized::default("regions_dir", &args.regions_dir));
+    let settings = Settings::load(base)?;
+    telemetry::init(settings.log.format, &settings.log.filter);
+    let app = Application::build(settings).await?;
+    tracing::info!(address = %app.address(), region = %args.region, "node listening");
+    let handle = app.handle();
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: finishing in-flight requests");
+        handle.stop(true).await;
+    });
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn migrate(state: &StateDir, args: MigrateArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Pretty, "warn");
+    let applied = match args.database_url {
+        Some(url) => meridian::db::migrate::run(&url, args.app_password.as_deref()).await?,
+        None => {
+            let db = dev::prepare_database(state).await?;
+            tokio::task::spawn_blocking(move || db.pg.stop()).await??;
+            vec!["(embedded database is up to date)".to_owned()]
+        }
+    };
+    for line in applied {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn token(state: &StateDir, args: TokenArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(base_settings(state))?;
+    KeySet::ensure_file(settings.keys_file())?;
+    let keys = KeySet::load(settings.keys_file())?;
+    let verifier = TokenVerifier::new(keys, &settings.auth);
+    let token = if args.platform_admin {
+        verifier.issue(args.subject, None, Role::PlatformAdmin, args.ttl)?
+    } else {
+        let (Some(tenant), Some(user), Some(role)) = (args.tenant, args.user, args.role.as_deref())
+        else {
+            bail!("give --platform-admin, or --tenant, --user and --role");
+        };
+        let role = Role::parse(role)
+            .filter(|r| r.is_tenant_role())
+            .context("--role must be owner, admin, member, viewer or compliance")?;
+        verifier.issue(user.to_string(), Some(tenant), role, args.ttl)?
+    };
+    println!("{token}");
+    Ok(())
+}

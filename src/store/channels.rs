@@ -1,0 +1,139 @@
+//! Channels of a tenant. Deleting a channel deletes its messages (FK cascade).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+
+use crate::db::TenantTx;
+use crate::error::ApiError;
+use crate::ids::{ChannelId, UserId};
+use crate::pagination::{Keyset, Page, keyset_page};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub name: String,
+    pub topic: String,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, name, topic, created_by, created_at";
+
+fn from_row(row: &Row) -> Channel {
+    Channel {
+        id: ChannelId::from_uuid(row.get("id")),
+        name: row.get("name"),
+        topic: row.get("topic"),
+        created_by: UserId::from_uuid(row.get("created_by")),
+        created_at: row.get("created_at"),
+    }
+}
+
+fn not_found(id: ChannelId) -> ApiError {
+    ApiError::NotFound {
+        kind: "channel",
+        id: Some(*id.as_uuid()),
+    }
+}
+
+pub async fn create(
+    tx: &TenantTx<'_>,
+    name: &str,
+    topic: &str,
+    created_by: UserId,
+) -> Result<Channel, ApiError> {
+    let sql = format!(
+        "INSERT INTO channels (tenant_id, id, home_region, name, topic, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    );
+    let id = ChannelId::new_random();
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                tx.tenant_id().as_uuid(),
+                id.as_uuid(),
+                &tx.home_region().as_str(),
+                &name,
+                &topic,
+                created_by.as_uuid(),
+            ],
+        )
+        .await
+        .map_err(|err| match err {
+            ApiError::Conflict { .. } => ApiError::Conflict {
+                code: "channel_name_taken",
+                detail: format!("a channel named `{name}` already exists"),
+            },
+            other => other,
+        })?;
+    Ok(from_row(&row))
+}
+
+pub async fn list(
+    tx: &TenantTx<'_>,
+    limit: u32,
+    after: Option<Keyset>,
+) -> Result<Page<Channel>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM channels
+         WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    );
+    let rows = tx
+        .query(
+            &sql,
+            &[
+                tx.tenant_id().as_uuid(),
+                &after.map(|k| k.at),
+                &after.map(|k| k.id),
+                &(i64::from(limit) + 1),
+            ],
+        )
+        .await?;
+    Ok(keyset_page(
+        rows.iter().map(from_row).collect(),
+        limit,
+        |c| Keyset {
+            at: c.created_at,
+            id: *c.id.as_uuid(),
+        },
+    ))
+}
+
+pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 AND id = $2");
+    match tx
+        .query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
+        .await?
+    {
+        Some(row) => Ok(from_row(&row)),
+        None => Err(not_found(id)),
+    }
+}
+
+/// 404 unless the channel exists in this tenant.
+pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
+    let found = tx
+        .query_opt(
+            "SELECT 1 FROM channels WHERE tenant_id = $1 AND id = $2",
+            &[tx.tenant_id().as_uuid(), id.as_uuid()],
+        )
+        .await?;
+    found.map(|_| ()).ok_or_else(|| not_found(id))
+}
+
+pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
+    let deleted = tx
+        .execute(
+            "DELETE FROM channels WHERE tenant_id = $1 AND id = $2",
+            &[tx.tenant_id().as_uuid(), id.as_uuid()],
+        )
+        .await?;
+    if deleted == 0 {
+        return Err(not_found(id));
+    }
+    Ok(())
+}

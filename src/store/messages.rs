@@ -1,0 +1,144 @@
+//! Messages: posting, the newest-first page of a channel, and full-text search.
+//! The page is one statement on `messages_page_idx`; search walks the
+//! tenant-prefixed GIN index, so it cannot reach another tenant's postings.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+
+use super::channels;
+use crate::db::TenantTx;
+use crate::error::ApiError;
+use crate::ids::{ChannelId, MessageId, UserId};
+use crate::pagination::{Keyset, Page, keyset_page, offset_cursor};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub author_id: UserId,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub message: Message,
+    /// Relevance (higher is better); results are ordered by it.
+    pub rank: f32,
+}
+
+const COLUMNS: &str = "id, channel_id, author_id, body, created_at";
+
+/// The page query, also run by `loadtest/` through pgbench: keep them in step.
+pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM messages
+     WHERE tenant_id = $1 AND channel_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+     ORDER BY created_at DESC, id DESC LIMIT $5";
+
+fn from_row(row: &Row) -> Message {
+    Message {
+        id: MessageId::from_uuid(row.get("id")),
+        channel_id: ChannelId::from_uuid(row.get("channel_id")),
+        author_id: UserId::from_uuid(row.get("author_id")),
+        body: row.get("body"),
+        created_at: row.get("created_at"),
+    }
+}
+
+pub async fn post(
+    tx: &TenantTx<'_>,
+    channel: ChannelId,
+    author: UserId,
+    body: &str,
+) -> Result<Message, ApiError> {
+    channels::ensure_exists(tx, channel).await?;
+    let sql = format!(
+        "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    );
+    let id = MessageId::new_random();
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                tx.tenant_id().as_uuid(),
+                id.as_uuid(),
+                &tx.home_region().as_str(),
+                channel.as_uuid(),
+                author.as_uuid(),
+                &body,
+            ],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+/// Newest first. A missing channel is a 404, an empty one an empty page; the
+/// existence check only runs when the page is empty.
+pub async fn page(
+    tx: &TenantTx<'_>,
+    channel: ChannelId,
+    limit: u32,
+    after: Option<Keyset>,
+) -> Result<Page<Message>, ApiError> {
+    let rows = tx
+        .query(
+            PAGE_SQL,
+            &[
+                tx.tenant_id().as_uuid(),
+                channel.as_uuid(),
+                &after.map(|k| k.at),
+                &after.map(|k| k.id),
+                &(i64::from(limit) + 1),
+            ],
+        )
+        .await?;
+    if rows.is_empty() {
+        channels::ensure_exists(tx, channel).await?;
+    }
+    Ok(keyset_page(
+        rows.iter().map(from_row).collect(),
+        limit,
+        |m| Keyset {
+            at: m.created_at,
+            id: *m.id.as_uuid(),
+        },
+    ))
+}
+
+/// Ranked full-text search over the tenant's messages (`websearch_to_tsquery`
+/// syntax: words, "phrases", -exclusions, or).
+pub async fn search(
+    tx: &TenantTx<'_>,
+    query: &str,
+    limit: u32,
+    offset: u32,
+) -> Result<Page<SearchHit>, ApiError> {
+    let rows = tx
+        .query(
+            "SELECT m.id, m.channel_id, m.author_id, m.body, m.created_at, ts_rank(m.body_tsv, q) AS rank
+             FROM messages m, websearch_to_tsquery('english', $2) q
+             WHERE m.tenant_id = $1 AND m.body_tsv @@ q
+             ORDER BY rank DESC, m.created_at DESC, m.id DESC
+             LIMIT $3 OFFSET $4",
+            &[tx.tenant_id().as_uuid(), &query, &(i64::from(limit) + 1), &i64::from(offset)],
+        )
+        .await?;
+    let more = rows.len() > limit as usize;
+    let items = rows
+        .iter()
+        .take(limit as usize)
+        .map(|row| SearchHit {
+            message: from_row(row),
+            rank: row.get("rank"),
+        })
+        .collect();
+    let next_cursor = if more {
+        offset_cursor(offset + limit)
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}

@@ -1,0 +1,239 @@
+//! The tenant directory table. Provisioning creates the tenant and its owner in
+//! one transaction; every change bumps `config_version` so caches can tell newer
+//! from older.
+
+use serde_json::json;
+
+use super::users::{self, User};
+use crate::audit;
+use crate::auth::Role;
+use crate::db::{PlatformTx, TenantTx, Tx};
+use crate::error::ApiError;
+use crate::ids::{RegionId, TenantId};
+use crate::pagination::{Keyset, Page, keyset_page};
+use crate::tenancy::record::{LimitOverrides, TENANT_COLUMNS};
+use crate::tenancy::{Plan, Residency, TenantRecord, TenantStatus};
+
+pub struct NewTenant {
+    pub slug: String,
+    pub name: String,
+    pub home_region: RegionId,
+    pub residency: Option<Residency>,
+    pub plan: Plan,
+    pub owner_email: String,
+    pub owner_display_name: String,
+}
+
+pub async fn provision(
+    tx: &PlatformTx<'_>,
+    admin: &str,
+    new: &NewTenant,
+) -> Result<(TenantRecord, User), ApiError> {
+    let id = TenantId::new_random();
+    let residency = new
+        .residency
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(ApiError::internal)?;
+    let sql = format!(
+        "INSERT INTO tenants (id, slug, name, home_region, residency, plan) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TENANT_COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                id.as_uuid(),
+                &new.slug,
+                &new.name,
+                &new.home_region.as_str(),
+                &residency,
+                &new.plan.as_str(),
+            ],
+        )
+        .await
+        .map_err(|err| match err {
+            ApiError::Conflict { .. } => ApiError::Conflict {
+                code: "slug_taken",
+                detail: format!("a tenant with slug `{}` already exists", new.slug),
+            },
+            other => other,
+        })?;
+    let tenant = TenantRecord::from_row(&row)?;
+    let scoped = tx.enter_tenant(id, new.home_region.clone()).await?;
+    let owner = users::create(
+        &scoped,
+        &new.owner_email,
+        &new.owner_display_name,
+        Role::Owner,
+    )
+    .await?;
+    let details = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan, "owner_id": owner.id });
+    audit::record(
+        &scoped,
+        admin,
+        "tenant_provisioned",
+        Some(("tenant", id.to_string())),
+        details.clone(),
+    )
+    .await?;
+    audit::record_platform(tx, admin, "tenant_provisioned", Some(id), details).await?;
+    Ok((tenant, owner))
+}
+
+pub async fn list(
+    tx: &PlatformTx<'_>,
+    limit: u32,
+    after: Option<Keyset>,
+) -> Result<Page<TenantRecord>, ApiError> {
+    let sql = format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants
+         WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    let rows = tx
+        .query(
+            &sql,
+            &[
+                &after.map(|k| k.at),
+                &after.map(|k| k.id),
+                &(i64::from(limit) + 1),
+            ],
+        )
+        .await?;
+    let tenants = rows
+        .iter()
+        .map(TenantRecord::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keyset_page(tenants, limit, |t| Keyset {
+        at: t.created_at,
+        id: *t.id.as_uuid(),
+    }))
+}
+
+pub async fn get<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, ApiError> {
+    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+    match tx.query_opt(&sql, &[id.as_uuid()]).await? {
+        Some(row) => TenantRecord::from_row(&row),
+        None => Err(ApiError::NotFound {
+            kind: "tenant",
+            id: Some(*id.as_uuid()),
+        }),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub status: Option<TenantStatus>,
+    pub limits: Option<LimitOverrides>,
+    /// `Some(None)` clears the policy.
+    pub residency: Option<Option<Residency>>,
+}
+
+impl TenantChanges {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.plan.is_none()
+            && self.status.is_none()
+            && self.limits.is_none()
+            && self.residency.is_none()
+    }
+}
+
+/// Applies `changes` to tenant `id` and audits before/after; returns the new record.
+async fn update<S>(
+    tx: &Tx<'_, S>,
+    id: TenantId,
+    changes: &TenantChanges,
+) -> Result<(TenantRecord, TenantRecord), ApiError> {
+    let before = get(tx, id).await?;
+    let limits = changes
+        .limits
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(ApiError::internal)?;
+    let residency = match &changes.residency {
+        Some(policy) => Some(
+            policy
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
+    let status = changes.status.map(|s| match s {
+        TenantStatus::Active => "active",
+        TenantStatus::Suspended => "suspended",
+    });
+    let sql = format!(
+        "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), status = COALESCE($4, status),
+                limits = limits || COALESCE($5::jsonb, '{{}}'::jsonb), residency = CASE WHEN $6 THEN $7 ELSE residency END,
+                config_version = config_version + 1, updated_at = now()
+         WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+    );
+    let set_residency = residency.is_some();
+    let residency = residency.flatten();
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                id.as_uuid(),
+                &changes.name,
+                &changes.plan.map(Plan::as_str),
+                &status,
+                &limits,
+                &set_residency,
+                &residency,
+            ],
+        )
+        .await?;
+    Ok((before, TenantRecord::from_row(&row)?))
+}
+
+fn change_details(before: &TenantRecord, after: &TenantRecord) -> serde_json::Value {
+    json!({ "before": before, "after": after })
+}
+
+/// A platform admin's change: audited in the tenant's trail and the platform's.
+pub async fn update_as_platform(
+    tx: &PlatformTx<'_>,
+    admin: &str,
+    id: TenantId,
+    changes: &TenantChanges,
+) -> Result<TenantRecord, ApiError> {
+    let (before, after) = update(tx, id, changes).await?;
+    let details = change_details(&before, &after);
+    let scoped = tx.enter_tenant(id, after.home_region.clone()).await?;
+    audit::record(
+        &scoped,
+        admin,
+        "tenant_updated",
+        Some(("tenant", id.to_string())),
+        details.clone(),
+    )
+    .await?;
+    audit::record_platform(tx, admin, "tenant_updated", Some(id), details).await?;
+    Ok(after)
+}
+
+/// A tenant user's change to its own tenant.
+pub async fn update_own(
+    tx: &TenantTx<'_>,
+    actor: &str,
+    changes: &TenantChanges,
+) -> Result<TenantRecord, ApiError> {
+    let id = tx.tenant_id();
+    let (before, after) = update(tx, id, changes).await?;
+    audit::record(
+        tx,
+        actor,
+        "tenant_updated",
+        Some(("tenant", id.to_string())),
+        change_details(&before, &after),
+    )
+    .await?;
+    Ok(after)
+}

@@ -1,0 +1,153 @@
+//! The tenant directory cache (moka), in front of the `tenants` table.
+//!
+//! Every tenant is loaded at start, so a request for a known tenant never waits on
+//! the database. Changes made on this node are put into the cache when their
+//! transaction commits (the next request sees them); changes made on other nodes
+//! arrive through a poll of `updated_at`, every `directory.refresh_interval_ms`.
+//! A cached entry is only ever replaced by one with a higher `config_version`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use moka::future::Cache;
+
+use super::record::{TENANT_COLUMNS, TenantRecord};
+use crate::db::{Database, TxMode};
+use crate::error::ApiError;
+use crate::ids::TenantId;
+
+#[derive(Clone)]
+pub struct Directory {
+    cache: Cache<TenantId, Arc<TenantRecord>>,
+    db: Database,
+}
+
+/// Rows committed slightly out of `updated_at` order are still picked up.
+const REFRESH_OVERLAP: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("no such tenant")]
+    Missing,
+    #[error("{0}")]
+    Failed(ApiError),
+}
+
+impl Directory {
+    pub fn new(db: Database, capacity: u64) -> Self {
+        Self {
+            cache: Cache::builder().max_capacity(capacity).build(),
+            db,
+        }
+    }
+
+    /// The tenant, from the cache; on a miss, from the database (concurrent misses
+    /// for one tenant share one query). Unknown tenants are not cached.
+    pub async fn get(&self, id: TenantId) -> Result<Option<Arc<TenantRecord>>, ApiError> {
+        if let Some(hit) = self.cache.get(&id).await {
+            return Ok(Some(hit));
+        }
+        let loaded = self
+            .cache
+            .try_get_with(id, async {
+                match self.load(id).await {
+                    Ok(Some(record)) => Ok(Arc::new(record)),
+                    Ok(None) => Err(LoadError::Missing),
+                    Err(err) => Err(LoadError::Failed(err)),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(record) => Ok(Some(record)),
+            Err(err) => match &*err {
+                LoadError::Missing => Ok(None),
+                LoadError::Failed(cause) => Err(ApiError::internal(anyhow::anyhow!(
+                    "loading tenant {id}: {cause}"
+                ))),
+            },
+        }
+    }
+
+    async fn load(&self, id: TenantId) -> Result<Option<TenantRecord>, ApiError> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+        self.db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                tx.query_opt(&sql, &[id.as_uuid()])
+                    .await?
+                    .as_ref()
+                    .map(TenantRecord::from_row)
+                    .transpose()
+            })
+            .await
+    }
+
+    /// Puts a committed change into the cache unless a newer version is already there.
+    pub async fn put(&self, record: TenantRecord) {
+        if let Some(current) = self.cache.get(&record.id).await
+            && current.config_version > record.config_version
+        {
+            return;
+        }
+        self.cache.insert(record.id, Arc::new(record)).await;
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Loads tenants changed since `since` (all when `None`); returns how many and
+    /// the newest `updated_at` seen.
+    pub async fn refresh(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<(usize, Option<DateTime<Utc>>), ApiError> {
+        let records = self
+            .db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                let rows = match since {
+                    Some(since) => {
+                        let sql =
+                            format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE updated_at >= $1");
+                        let from = since - REFRESH_OVERLAP;
+                        tx.query(&sql, &[&from]).await?
+                    }
+                    None => {
+                        tx.query(&format!("SELECT {TENANT_COLUMNS} FROM tenants"), &[])
+                            .await?
+                    }
+                };
+                rows.iter()
+                    .map(TenantRecord::from_row)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let newest = records.iter().map(|r| r.updated_at).max().or(since);
+        let count = records.len();
+        for record in records {
+            self.put(record).await;
+        }
+        Ok((count, newest))
+    }
+
+    /// Polls for changes made elsewhere until the returned task is aborted. Runs on
+    /// the current (actix) thread's local task set.
+    pub fn spawn_refresher(
+        &self,
+        interval: Duration,
+        mut since: Option<DateTime<Utc>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let directory = self.clone();
+        actix_web::rt::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match directory.refresh(since).await {
+                    Ok((_, newest)) => since = newest,
+                    Err(err) => tracing::warn!(error = %err, "directory refresh failed"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! Health, the OpenAPI document, and errors from actix's own extractors.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[actix_web::test]
+async fn health_readiness_and_openapi_answer() {
+    let app = spawn_app().await;
+    let health = app.request("GET", "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["region"], "us-east1");
+    assert!(health.headers.get("x-request-id").is_some());
+    let ready = app.request("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let doc = app.request("GET", "/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["paths"]["/v1/channels/{id}/messages"]["get"].is_object(),
+        "{}",
+        doc.body
+    );
+}
+
+#[actix_web::test]
+async fn malformed_requests_get_problem_json_never_500() {
+    let app = spawn_app().await;
+    let t = app.provision("errors").await;
+    let token = &t.owner_token;
+    let channel = app.create_channel(&t, "general").await;
+    let url = |path: &str| format!("{}{path}", app.base);
+    let auth = ("Authorization", format!("Bearer {token}"));
+
+    // Not JSON at all.
+    let mut res = app
+        .client
+        .post(url("/v1/channels"))
+        .insert_header(auth.clone())
+        .insert_header(("Content-Type", "application/json"))
+        .send_body("{not json")
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), body["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{body}"
+    );
+
+    // Wrong content type.
+    let mut res = app
+        .client
+        .post(url("/v1/channels"))
+        .insert_header(auth.clone())
+        .insert_header(("Content-Type", "text/plain"))
+        .send_body(r#"{"name":"x"}"#)
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), body["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{body}"
+    );
+
+    // Oversized body.
+    let huge = "x".repeat(300 * 1024);
+    let reply = app
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            token,
+            json!({ "body": huge }),
+        )
+        .await;
+    assert_problem(&reply, 413, "payload_too_large");
+
+    // Over the plan's message size (free: 4 KiB), under the body limit.
+    let big = "y".repeat(5000);
+    let reply = app
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            token,
+            json!({ "body": big }),
+        )
+        .await;
+    assert_problem(&reply, 413, "message_too_large");
+
+    // Wrong types, missing fields, NUL bytes.
+    assert_problem(
+        &app.post("/v1/channels", token, json!({ "name": 42 })).await,
+        400,
+        "validation_failed",
+    );
+    assert_problem(
+        &app.post("/v1/channels", token, json!({})).await,
+        400,
+        "validation_failed",
+    );
+    assert_problem(
+        &app.post("/v1/channels", token, json!({ "name": "a\u{0}b" }))
+            .await,
+        400,
+        "validation_failed",
+    );
+    assert_problem(
+        &app.post(
+            &format!("/v1/channels/{channel}/messages"),
+            token,
+            json!({ "body": "nul\u{0}" }),
+        )
+        .await,
+        400,
+        "validation_failed",
+    );
+
+    // Ids, cursors and query parameters.
+    assert_problem(
+        &app.get("/v1/channels/not-a-uuid", token).await,
+        400,
+        "invalid_id",
+    );
+    assert_problem(&app.get("/v1/users/123", token).await, 400, "invalid_id");
+    let messages = format!("/v1/channels/{channel}/messages");
+    assert_problem(
+        &app.get(&format!("{messages}?cursor=garbage"), token).await,
+        400,
+        "invalid_cursor",
+    );
+    assert_problem(
+        &app.get(&format!("{messages}?limit=201"), token).await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &app.get(&format!("{messages}?limit=0"), token).await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &app.get(&format!("{messages}?limit=abc"), token).await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &app.get(&format!("{messages}?limit=-1"), token).await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(&app.get("/v1/search", token).await, 400, "invalid_query");
+    assert_problem(
+        &app.get("/v1/search?q=%20", token).await,
+        400,
+        "validation_failed",
+    );
+    assert_problem(
+        &app.get("/v1/search?q=x&cursor=zzz", token).await,
+        400,
+        "invalid_cursor",
+    );
+
+    // Unknown routes and methods.
+    assert_problem(
+        &app.get("/v1/nothing-here", token).await,
+        404,
+        "route_not_found",
+    );
+    assert_problem(
+        &app.request("PUT", "/v1/channels", Some(token), Some(json!({})))
+            .await,
+        405,
+        "method_not_allowed",
+    );
+    assert_problem(
+        &app.request(
+            "POST",
+            &format!("/v1/users/{}", Uuid::new_v4()),
+            Some(token),
+            Some(json!({})),
+        )
+        .await,
+        405,
+        "method_not_allowed",
+    );
+}

@@ -1,0 +1,331 @@
+//! The test harness: one private PostgreSQL cluster per test binary (started on
+//! first use from the system's binaries, stopped when the binary exits), a
+//! migrated template database, and per test a fresh database cloned from it with
+//! the real application booted on port 0 in front of it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::dev::ServerHandle;
+use awc::http::StatusCode;
+use meridian::Application;
+use meridian::auth::{Claims, KeySet, Role, TokenVerifier};
+use meridian::config::{LogFormat, Settings};
+use meridian::embedded_pg::EmbeddedPg;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const TEMPLATE: &str = "meridian_template";
+
+pub struct Cluster {
+    _pg: EmbeddedPg,
+    port: u16,
+    superuser_base: String,
+    app_password: String,
+    pub keys_file: PathBuf,
+}
+
+/// Removes state of earlier test runs whose process is gone.
+fn sweep_stale(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Some(pid) = name.strip_prefix("meridian-test-")
+            && !PathBuf::from(format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // Own thread and runtime: the caller may be inside another runtime.
+        std::thread::spawn(|| {
+            let root = std::env::temp_dir();
+            sweep_stale(&root);
+            let dir = root.join(format!("meridian-test-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let pg =
+                EmbeddedPg::start(&dir.join("pg")).expect("starting the test PostgreSQL cluster");
+            let app_password = meridian::dev::random_alphanumeric(24).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                meridian::dev::create_database_if_missing(&pg.superuser_url("postgres"), TEMPLATE)
+                    .await
+                    .unwrap();
+                meridian::db::migrate::run(&pg.superuser_url(TEMPLATE), Some(&app_password))
+                    .await
+                    .unwrap();
+            });
+            let keys_file = dir.join("keys.json");
+            KeySet::ensure_file(&keys_file).unwrap();
+            let superuser_base = pg.superuser_url("");
+            Cluster {
+                port: pg.port(),
+                _pg: pg,
+                superuser_base,
+                app_password,
+                keys_file,
+            }
+        })
+        .join()
+        .expect("cluster start-up panicked")
+    })
+}
+
+impl Cluster {
+    pub fn superuser_url(&self, db: &str) -> String {
+        format!("{}{db}", self.superuser_base)
+    }
+    pub fn app_url(&self, db: &str) -> String {
+        format!(
+            "postgres://meridian_app:{}@127.0.0.1:{}/{db}",
+            self.app_password, self.port
+        )
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub db_name: String,
+    pub verifier: Arc<TokenVerifier>,
+    pub client: awc::Client,
+    handle: ServerHandle,
+}
+
+pub async fn fresh_database() -> String {
+    let cluster = cluster();
+    let name = format!("t_{}", Uuid::new_v4().simple());
+    let (client, conn) =
+        tokio_postgres::connect(&cluster.superuser_url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let driver = actix_web::rt::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    name
+}
+
+pub fn test_settings(db_name: &str) -> Settings {
+    let cluster = cluster();
+    let mut settings = Settings {
+        region: "us-east1".into(),
+        regions_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/regions").into(),
+        ..Settings::default()
+    };
+    settings.http.bind = Some("127.0.0.1:0".parse().unwrap());
+    settings.http.workers = 1;
+    settings.database.url = cluster.app_url(db_name);
+    settings.database.pool_size = 8;
+    settings.auth.keys_file = cluster.keys_file.clone();
+    settings.directory.refresh_interval_ms = 200;
+    settings.log.format = LogFormat::Pretty;
+    settings.log.filter = "warn".into();
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db_name = fresh_database().await;
+    spawn_app_with(test_settings(&db_name)).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let db_name = settings.database.url.rsplit('/').next().unwrap().to_owned();
+    let keys = KeySet::load(&settings.auth.keys_file).unwrap();
+    let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
+    let app = Application::build(settings)
+        .await
+        .expect("building the app");
+    let base = format!("http://{}", app.address());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        db_name,
+        verifier,
+        client: awc::Client::default(),
+        handle,
+    }
+}
+
+/// A provisioned tenant and its owner.
+pub struct Tenant {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_token: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub fn platform_token(&self) -> String {
+        self.verifier
+            .issue("test-admin".into(), None, Role::PlatformAdmin, 600)
+            .unwrap()
+    }
+
+    pub fn token(&self, tenant: Uuid, user: Uuid, role: Role) -> String {
+        self.verifier
+            .issue(user.to_string(), Some(tenant), role, 600)
+            .unwrap()
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        KeySet::load(&cluster().keys_file)
+            .unwrap()
+            .sign(claims)
+            .unwrap()
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        let mut res = match body {
+            Some(body) => req.send_json(&body).await.unwrap(),
+            None => req.send().await.unwrap(),
+        };
+        let bytes = res.body().limit(16 * 1024 * 1024).await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request("POST", path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request("PATCH", path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.request("DELETE", path, Some(token), None).await
+    }
+
+    pub async fn provision(&self, slug: &str) -> Tenant {
+        let reply = self
+            .post(
+                "/v1/tenants",
+                &self.platform_token(),
+                json!({ "slug": slug, "name": format!("{slug} Inc"), "home_region": "us-east1",
+                        "owner": { "email": format!("owner@{slug}.example"), "display_name": "Owner" } }),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "provisioning {slug}: {}", reply.body);
+        let id: Uuid = reply.body["id"].as_str().unwrap().parse().unwrap();
+        let owner_id: Uuid = reply.body["owner"]["id"].as_str().unwrap().parse().unwrap();
+        Tenant {
+            id,
+            owner_id,
+            owner_token: self.token(id, owner_id, Role::Owner),
+        }
+    }
+
+    /// Creates a user with `role` and returns its id and a token.
+    pub async fn add_user(&self, tenant: &Tenant, role: &str) -> (Uuid, String) {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let reply = self
+            .post(
+                "/v1/users",
+                &tenant.owner_token,
+                json!({ "email": email, "display_name": role, "role": role }),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let id: Uuid = reply.body["id"].as_str().unwrap().parse().unwrap();
+        let role = Role::parse(role).unwrap();
+        (id, self.token(tenant.id, id, role))
+    }
+
+    pub async fn create_channel(&self, tenant: &Tenant, name: &str) -> Uuid {
+        let reply = self
+            .post("/v1/channels", &tenant.owner_token, json!({ "name": name }))
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn post_message(&self, tenant: &Tenant, channel: Uuid, body: &str) -> Uuid {
+        let reply = self
+            .post(
+                &format!("/v1/channels/{channel}/messages"),
+                &tenant.owner_token,
+                json!({ "body": body }),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// A client of the test database as the service role (RLS applies).
+    pub async fn app_role_client(&self) -> tokio_postgres::Client {
+        let (client, conn) =
+            tokio_postgres::connect(&cluster().app_url(&self.db_name), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        actix_web::rt::spawn(conn);
+        client
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Asserts a problem+json error with `code`.
+pub fn assert_problem(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(
+        reply.status.as_u16(),
+        status,
+        "expected {status} {code}, got {}",
+        reply.body
+    );
+    assert_eq!(reply.body["code"], code, "{}", reply.body);
+    let content_type = reply
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json");
+    assert!(
+        reply.body["request_id"].is_string(),
+        "problem without request_id: {}",
+        reply.body
+    );
+}

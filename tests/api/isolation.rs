@@ -1,0 +1,495 @@
+//! The isolation suite: every route of the app, against every way of reaching
+//! another tenant's data or acting without the right token or role.
+
+use std::collections::BTreeSet;
+
+use meridian::auth::{Claims, Role};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_problem, spawn_app};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Public,
+    Platform,
+    /// Tenant users with at least this role (platform admins are refused).
+    Tenant(Role),
+    /// Platform admins, and tenant users with at least this role.
+    Either(Role),
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    None,
+    Tenant,
+    User,
+    Channel,
+}
+
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    target: Target,
+    body: fn() -> Option<Value>,
+}
+
+fn no_body() -> Option<Value> {
+    None
+}
+
+/// Every route of the app. `route_table_lists_every_route` fails when one is missing.
+fn routes() -> Vec<Route> {
+    use Access::*;
+    use Target as T;
+    let r = |method, path, access, target, body| Route {
+        method,
+        path,
+        access,
+        target,
+        body,
+    };
+    vec![
+        r("GET", "/healthz", Public, T::None, no_body),
+        r("GET", "/readyz", Public, T::None, no_body),
+        r("GET", "/openapi.json", Public, T::None, no_body),
+        r("POST", "/v1/tenants", Platform, T::None, || {
+            Some(
+                json!({"slug": format!("t{}", &Uuid::new_v4().simple().to_string()[..10]), "name": "N", "home_region": "us-east1",
+                        "owner": {"email": "o@n.example", "display_name": "O"}}),
+            )
+        }),
+        r("GET", "/v1/tenants", Platform, T::None, no_body),
+        r(
+            "GET",
+            "/v1/tenants/{id}",
+            Either(Role::Viewer),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}",
+            Either(Role::Owner),
+            T::Tenant,
+            || Some(json!({"name": "Renamed"})),
+        ),
+        r("POST", "/v1/users", Tenant(Role::Admin), T::None, || {
+            Some(
+                json!({"email": format!("{}@x.example", Uuid::new_v4().simple()), "display_name": "U", "role": "member"}),
+            )
+        }),
+        r("GET", "/v1/users", Tenant(Role::Viewer), T::None, no_body),
+        r(
+            "GET",
+            "/v1/users/{id}",
+            Tenant(Role::Viewer),
+            T::User,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/users/{id}",
+            Tenant(Role::Admin),
+            T::User,
+            || Some(json!({"display_name": "Changed"})),
+        ),
+        r(
+            "DELETE",
+            "/v1/users/{id}",
+            Tenant(Role::Admin),
+            T::User,
+            no_body,
+        ),
+        r("POST", "/v1/channels", Tenant(Role::Admin), T::None, || {
+            Some(json!({"name": format!("c{}", Uuid::new_v4().simple())}))
+        }),
+        r(
+            "GET",
+            "/v1/channels",
+            Tenant(Role::Viewer),
+            T::None,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/channels/{id}",
+            Tenant(Role::Viewer),
+            T::Channel,
+            no_body,
+        ),
+        r(
+            "DELETE",
+            "/v1/channels/{id}",
+            Tenant(Role::Admin),
+            T::Channel,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/channels/{id}/messages",
+            Tenant(Role::Member),
+            T::Channel,
+            || Some(json!({"body": "hello"})),
+        ),
+        r(
+            "GET",
+            "/v1/channels/{id}/messages",
+            Tenant(Role::Viewer),
+            T::Channel,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/search?q=hello",
+            Tenant(Role::Viewer),
+            T::None,
+            no_body,
+        ),
+        r("GET", "/v1/audit", Either(Role::Admin), T::None, no_body),
+    ]
+}
+
+/// The next weaker role, whose token must be refused with 403.
+fn weaker(role: Role) -> Option<Role> {
+    match role {
+        Role::Owner => Some(Role::Admin),
+        Role::Admin => Some(Role::Member),
+        Role::Member => Some(Role::Viewer),
+        _ => None,
+    }
+}
+
+fn bare_path(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// Tenant A's ids, which tenant B will try.
+struct Victim {
+    tenant: Uuid,
+    user: Uuid,
+    channel: Uuid,
+}
+
+impl Victim {
+    fn path(&self, route: &Route) -> String {
+        let id = match route.target {
+            Target::None => return route.path.to_owned(),
+            Target::Tenant => self.tenant,
+            Target::User => self.user,
+            Target::Channel => self.channel,
+        };
+        route.path.replace("{id}", &id.to_string())
+    }
+}
+
+#[actix_web::test]
+async fn route_table_lists_every_route() {
+    let app = spawn_app().await;
+    let doc = app.request("GET", "/openapi.json", None, None).await.body;
+    let mut served = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            served.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let listed: BTreeSet<_> = routes()
+        .iter()
+        .map(|r| (r.method.to_owned(), bare_path(r.path).to_owned()))
+        .collect();
+    assert_eq!(
+        served, listed,
+        "the route table and the app's routes differ"
+    );
+}
+
+#[actix_web::test]
+async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
+    let app = spawn_app().await;
+    let a = app.provision("victim").await;
+    let (a_member, _) = app.add_user(&a, "member").await;
+    let a_channel = app.create_channel(&a, "secret-plans").await;
+    app.post_message(&a, a_channel, "the launch is on friday")
+        .await;
+    let victim = Victim {
+        tenant: a.id,
+        user: a_member,
+        channel: a_channel,
+    };
+    let b = app.provision("attacker").await;
+
+    let mut probes = 0;
+    for route in routes()
+        .iter()
+        .filter(|r| !matches!(r.target, Target::None))
+    {
+        let reply = app
+            .request(
+                route.method,
+                &victim.path(route),
+                Some(&b.owner_token),
+                (route.body)(),
+            )
+            .await;
+        assert_problem(&reply, 404, "not_found");
+        probes += 1;
+    }
+    // The same 404 as for an id that exists nowhere.
+    let missing = app
+        .get(&format!("/v1/channels/{}", Uuid::new_v4()), &b.owner_token)
+        .await;
+    assert_problem(&missing, 404, "not_found");
+    assert_eq!(missing.body["detail"], "channel not found");
+
+    // Lists and search under B's token show nothing of A's.
+    for path in [
+        "/v1/channels",
+        "/v1/users",
+        "/v1/search?q=launch",
+        "/v1/audit",
+    ] {
+        let reply = app.get(path, &b.owner_token).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        let text = reply.body.to_string();
+        for id in [a.id, a_member, a_channel] {
+            assert!(
+                !text.contains(&id.to_string()),
+                "{path} leaked {id}: {text}"
+            );
+        }
+        assert!(
+            !text.contains("launch is on friday"),
+            "{path} leaked a message"
+        );
+    }
+
+    // A's data is untouched.
+    let channel = app
+        .get(&format!("/v1/channels/{a_channel}"), &a.owner_token)
+        .await;
+    assert_eq!(channel.status, 200);
+    let member = app
+        .get(&format!("/v1/users/{a_member}"), &a.owner_token)
+        .await;
+    assert_eq!(member.body["display_name"], "member");
+    let tenant = app
+        .get(&format!("/v1/tenants/{}", a.id), &a.owner_token)
+        .await;
+    assert_eq!(tenant.body["name"], "victim Inc");
+    let page = app
+        .get(
+            &format!("/v1/channels/{a_channel}/messages"),
+            &a.owner_token,
+        )
+        .await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+
+    // Every probe is in the platform audit, naming both tenants.
+    let audit = app.get("/v1/audit?limit=200", &app.platform_token()).await;
+    let denials: Vec<&Value> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "cross_tenant_denied")
+        .collect();
+    assert_eq!(denials.len(), probes, "{}", audit.body);
+    for event in denials {
+        assert_eq!(event["details"]["actor_tenant_id"], b.id.to_string());
+        assert_eq!(event["details"]["target_tenant_id"], a.id.to_string());
+        assert_eq!(event["tenant_id"], a.id.to_string());
+    }
+}
+
+fn claims(app: &TestApp, tenant: Uuid, user: Uuid) -> Claims {
+    let now = meridian::auth::keys::unix_now();
+    let _ = app;
+    Claims {
+        sub: user.to_string(),
+        tid: Some(tenant),
+        role: Role::Owner,
+        iss: "meridian-local".into(),
+        aud: "meridian-api".into(),
+        exp: now + 600,
+        iat: now,
+    }
+}
+
+fn foreign_key_token(claims: &Claims) -> String {
+    let dir = std::env::temp_dir().join(format!("meridian-foreign-key-{}", Uuid::new_v4()));
+    let path = dir.join("keys.json");
+    meridian::auth::KeySet::ensure_file(&path).unwrap();
+    let token = meridian::auth::KeySet::load(&path)
+        .unwrap()
+        .sign(claims)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    token
+}
+
+fn unsigned_token(claims: &Claims) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = b64.encode(serde_json::to_vec(claims).unwrap());
+    format!("{header}.{payload}.")
+}
+
+#[actix_web::test]
+async fn missing_or_bad_tokens_answer_401_on_every_route() {
+    let app = spawn_app().await;
+    let a = app.provision("holder").await;
+    let (member, _) = app.add_user(&a, "member").await;
+    let channel = app.create_channel(&a, "general").await;
+    let ids = Victim {
+        tenant: a.id,
+        user: member,
+        channel,
+    };
+    let good = claims(&app, a.id, a.owner_id);
+    let expired = Claims {
+        exp: good.exp - 7200,
+        iat: good.iat - 7300,
+        ..good.clone()
+    };
+    let wrong_aud = Claims {
+        aud: "another-api".into(),
+        ..good.clone()
+    };
+    let wrong_iss = Claims {
+        iss: "someone-else".into(),
+        ..good.clone()
+    };
+    let bad_tokens = [
+        ("wrong key", foreign_key_token(&good)),
+        ("alg none", unsigned_token(&good)),
+        ("expired", app.sign(&expired)),
+        ("wrong aud", app.sign(&wrong_aud)),
+        ("wrong iss", app.sign(&wrong_iss)),
+        ("garbage", "not-a-jwt".to_owned()),
+    ];
+    for route in routes().iter().filter(|r| r.access != Access::Public) {
+        let path = ids.path(route);
+        let reply = app.request(route.method, &path, None, (route.body)()).await;
+        assert_problem(&reply, 401, "unauthenticated");
+        for (what, token) in &bad_tokens {
+            let reply = app
+                .request(route.method, &path, Some(token), (route.body)())
+                .await;
+            assert_eq!(
+                reply.status, 401,
+                "{what} on {} {path}: {}",
+                route.method, reply.body
+            );
+        }
+    }
+    // The good claims, signed with the right key, do work.
+    assert_eq!(app.get("/v1/channels", &app.sign(&good)).await.status, 200);
+}
+
+#[actix_web::test]
+async fn too_weak_a_role_answers_403() {
+    let app = spawn_app().await;
+    let a = app.provision("roles").await;
+    let mut tokens = std::collections::HashMap::new();
+    for role in ["admin", "member", "viewer"] {
+        tokens.insert(role, app.add_user(&a, role).await.1);
+    }
+    tokens.insert("owner", a.owner_token.clone());
+    let (target_user, _) = app.add_user(&a, "member").await;
+    let channel = app.create_channel(&a, "general").await;
+    let ids = Victim {
+        tenant: a.id,
+        user: target_user,
+        channel,
+    };
+    let mut checked = 0;
+    for route in routes() {
+        let path = ids.path(&route);
+        match route.access {
+            Access::Platform => {
+                let reply = app
+                    .request(route.method, &path, Some(&a.owner_token), (route.body)())
+                    .await;
+                assert_problem(&reply, 403, "forbidden");
+                checked += 1;
+            }
+            Access::Tenant(min) | Access::Either(min) => {
+                if let Some(weak) = weaker(min) {
+                    let token = &tokens[weak.as_str()];
+                    let reply = app
+                        .request(route.method, &path, Some(token), (route.body)())
+                        .await;
+                    assert_problem(&reply, 403, "forbidden");
+                    checked += 1;
+                }
+                if matches!(route.access, Access::Tenant(_)) {
+                    let reply = app
+                        .request(
+                            route.method,
+                            &path,
+                            Some(&app.platform_token()),
+                            (route.body)(),
+                        )
+                        .await;
+                    assert_problem(&reply, 403, "forbidden");
+                }
+            }
+            Access::Public => {}
+        }
+    }
+    assert!(checked >= 10, "only {checked} role checks ran");
+}
+
+#[actix_web::test]
+async fn spoofed_tenant_ids_in_body_query_or_header_change_nothing() {
+    let app = spawn_app().await;
+    let a = app.provision("spoofed").await;
+    let a_channel = app.create_channel(&a, "a-only").await;
+    let b = app.provision("spoofer").await;
+
+    // In the body: refused as an unknown field, nothing written anywhere.
+    let reply = app
+        .post(
+            "/v1/channels",
+            &b.owner_token,
+            json!({ "name": "planted", "tenant_id": a.id.to_string() }),
+        )
+        .await;
+    assert_problem(&reply, 400, "validation_failed");
+    for tenant in [&a, &b] {
+        let list = app.get("/v1/channels", &tenant.owner_token).await;
+        assert!(!list.body.to_string().contains("planted"), "{}", list.body);
+    }
+
+    // In the query and in a header: ignored; B still sees only B.
+    let mut req = app
+        .client
+        .get(format!("{}/v1/channels?tenant_id={}", app.base, a.id))
+        .insert_header(("Authorization", format!("Bearer {}", b.owner_token)))
+        .insert_header(("X-Tenant-Id", a.id.to_string()));
+    req = req.insert_header(("X-Meridian-Tenant", a.id.to_string()));
+    let mut res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["items"], json!([]), "{body}");
+
+    let reply = app
+        .client
+        .get(format!("{}/v1/channels/{a_channel}", app.base))
+        .insert_header(("Authorization", format!("Bearer {}", b.owner_token)))
+        .insert_header(("X-Tenant-Id", a.id.to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 404);
+
+    // A token whose tid names A but is signed for a user of B is still only A's
+    // user if that user exists in A: here it does not, so it is refused.
+    let forged = app.token(a.id, b.owner_id, Role::Owner);
+    assert_problem(
+        &app.get("/v1/channels", &forged).await,
+        401,
+        "unauthenticated",
+    );
+}
