@@ -156,6 +156,9 @@ impl EmbeddedPg {
     pub fn start(dir: &Path) -> Result<EmbeddedPg, EmbeddedPgError> {
         let bins = Binaries::find()?;
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        // The server and initdb run with other working directories: absolute paths only.
+        let dir =
+            &std::fs::canonicalize(dir).map_err(io(format!("resolving {}", dir.display())))?;
         // postgres must be able to reach its directories through this one.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(io(format!("chmod {}", dir.display())))?;

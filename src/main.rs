@@ -95,7 +95,7 @@ struct TokenArgs {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let state = StateDir(cli.state_dir.clone());
+    let state = StateDir(std::path::absolute(&cli.state_dir).context("resolving --state-dir")?);
     match cli.command {
         Command::Serve(args) => serve(&state, args).await,
         Command::Migrate(args) => migrate(&state, args).await,

@@ -136,6 +136,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+const VERIFIED_CAPACITY: u64 = 20_000;
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -153,11 +156,19 @@ pub enum TokenError {
     Rejected(jsonwebtoken::errors::Error),
     #[error("claims are inconsistent with the role")]
     Claims,
+    #[error("token expired")]
+    Expired,
 }
 
 /// Verifies signature, algorithm, `exp`, `iss` and `aud` against the key set.
+///
+/// An Ed25519 verification costs tens of microseconds; a client sends the same
+/// token many times, so verified claims are cached by the exact token text for at
+/// most `VERIFIED_TTL`, and `exp` is re-checked on every hit.
 pub struct TokenVerifier {
     keys: KeySet,
+    verified: moka::sync::Cache<String, Claims>,
+    leeway: u64,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -172,6 +183,11 @@ impl TokenVerifier {
         validation.leeway = settings.leeway_seconds;
         Self {
             keys,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+            leeway: settings.leeway_seconds,
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -179,6 +195,19 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            if claims.exp + self.leeway > unix_now() {
+                return Ok(claims);
+            }
+            self.verified.invalidate(token);
+            return Err(TokenError::Expired);
+        }
+        let claims = self.verify_uncached(token)?;
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Header)?;
         let key = header
             .kid

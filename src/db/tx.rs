@@ -1,9 +1,9 @@
 //! Transactions: SERIALIZABLE, retried on SQLSTATE 40001/40P01, and tenant-scoped.
 //!
 //! A tenant transaction opens with one pipelined prologue — `BEGIN`, the RLS
-//! setting `app.tenant_id`, and the caller's user status — sent together with the
-//! body's first statement, so a one-query read costs two round trips (prologue +
-//! query, then COMMIT). Should the prologue fail, the body's statement ran without
+//! setting `app.tenant_id` and the caller's user status (prepared statements) —
+//! sent together with the body's first statement, so a one-query read costs two
+//! round trips (prologue + query, then COMMIT). Should the prologue fail, the body's statement ran without
 //! the RLS setting and therefore saw and wrote nothing: the wall fails closed.
 //!
 //! Retries restart the whole transaction (PostgreSQL cannot resume a serializable
@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Object;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::{Database, DbError};
 use crate::error::ApiError;
@@ -171,26 +171,24 @@ impl Drop for ConnGuard {
     }
 }
 
-/// The status of the request's user, read in the prologue.
-fn user_status(messages: &[SimpleQueryMessage]) -> Option<String> {
-    messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row)
-            if row
-                .columns()
-                .first()
-                .is_some_and(|c| c.name() == "user_status") =>
-        {
-            row.get(0).map(str::to_owned)
-        }
-        _ => None,
-    })
-}
-
 fn begin_sql(mode: TxMode) -> &'static str {
     match mode {
         TxMode::ReadOnly => "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY",
         TxMode::ReadWrite => "BEGIN ISOLATION LEVEL SERIALIZABLE",
     }
+}
+
+const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true)";
+const USER_STATUS_SQL: &str = "SELECT status FROM users WHERE tenant_id = $1 AND id = $2";
+
+/// What a transaction is opened for: its scope, and the user to check.
+#[derive(Clone, Copy)]
+enum Opening {
+    Platform,
+    Tenant {
+        tenant: TenantId,
+        user: Option<UserId>,
+    },
 }
 
 impl Database {
@@ -205,21 +203,12 @@ impl Database {
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        // Typed UUIDs format as plain hex and dashes: nothing to escape.
-        let mut prologue = format!(
-            "{}; SELECT set_config('app.tenant_id', '{tenant}', true)",
-            begin_sql(mode)
-        );
-        if let Some(user) = user {
-            prologue.push_str(&format!(
-                "; SELECT status AS user_status FROM users WHERE tenant_id = '{tenant}' AND id = '{user}'"
-            ));
-        }
         let scope = TenantBound {
             tenant,
             home_region: home_region.clone(),
         };
-        self.run(&prologue, user.is_some(), scope, body).await
+        self.run(mode, Opening::Tenant { tenant, user }, scope, body)
+            .await
     }
 
     /// Runs `body` in an unscoped transaction (tenant directory, platform audit).
@@ -228,13 +217,13 @@ impl Database {
         mode: TxMode,
         body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.run(begin_sql(mode), false, Platform, body).await
+        self.run(mode, Opening::Platform, Platform, body).await
     }
 
     async fn run<S: Clone, T>(
         &self,
-        prologue: &str,
-        check_user: bool,
+        mode: TxMode,
+        opening: Opening,
         scope: S,
         mut body: impl AsyncFnMut(&Tx<'_, S>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
@@ -252,20 +241,57 @@ impl Database {
                     "connection guard is empty"
                 )));
             };
+            // Prepared before anything is pipelined: a statement still being
+            // prepared would be sent late, after the body's first statement.
+            let set_tenant = client
+                .prepare_cached(SET_TENANT_SQL)
+                .await
+                .map_err(DbError::from)?;
+            let user_status = client
+                .prepare_cached(USER_STATUS_SQL)
+                .await
+                .map_err(DbError::from)?;
             let retry = AtomicBool::new(false);
             let tx = Tx {
                 client,
                 retry: &retry,
                 scope: scope.clone(),
             };
-            // Polled in order: the prologue is on the wire before the body's first statement.
-            let (begun, outcome) = futures_util::join!(client.simple_query(prologue), body(&tx));
-            let begun = match begun {
-                Ok(messages) => messages,
+            // join! polls in order, and each statement is written to the connection
+            // on its first poll: BEGIN, the tenant setting and the user check are on
+            // the wire before the body's first statement, in one round trip.
+            let prologue = async {
+                let begin = client.batch_execute(begin_sql(mode));
+                let setting = async {
+                    if let Opening::Tenant { tenant, .. } = opening {
+                        client
+                            .query_one(&set_tenant, &[&tenant.to_string()])
+                            .await?;
+                    }
+                    Ok(())
+                };
+                let status = async {
+                    match opening {
+                        Opening::Tenant {
+                            tenant,
+                            user: Some(user),
+                        } => client
+                            .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid()])
+                            .await
+                            .map(|row| Some(row.map(|r| r.get::<_, String>(0)))),
+                        _ => Ok(None),
+                    }
+                };
+                let (begun, set, status) = futures_util::join!(begin, setting, status);
+                begun.and(set).and(status)
+            };
+            let (opened, outcome) = futures_util::join!(prologue, body(&tx));
+            let user_status = match opened {
+                Ok(status) => status,
                 Err(err) if DbError::is_retryable(&err) && !last_attempt => continue,
                 Err(err) => return Err(DbError::from(err).into()),
             };
-            if check_user && user_status(&begun).as_deref() != Some("active") {
+            if matches!(&user_status, Some(status) if status.as_deref() != Some("active")) {
                 client
                     .batch_execute("ROLLBACK")
                     .await

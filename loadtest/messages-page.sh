@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Benchmark: GET /v1/channels/{id}/messages?limit=50 through the API (wrk) against
+# the same SELECT run by pgbench, at the same connection count, on this machine.
+#
+#   loadtest/messages-page.sh [connections=16] [seconds=20] [messages=2000]
+#
+# Starts its own `meridian dev` (release build, state in a temp dir), provisions a
+# tenant with one channel of N messages, runs both loads, prints the ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONNS=${1:-16}; SECS=${2:-20}; MESSAGES=${3:-2000}
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
+PGBIN=$(pg_config --bindir)
+
+cargo build --release -q
+BIN=target/release/meridian
+STATE=$(mktemp -d /tmp/meridian-bench-XXXX)
+chmod 755 "$STATE"
+OUT="$STATE/dev.out"
+MERIDIAN_LOG__FILTER=warn "$BIN" --state-dir "$STATE" dev --regions us-east1 >"$OUT" 2>"$STATE/dev.err" &
+DEV=$!
+trap 'kill -TERM $DEV 2>/dev/null; wait $DEV 2>/dev/null; rm -rf "$STATE"' EXIT
+for _ in $(seq 1 100); do grep -q '^ready' "$OUT" && break; sleep 0.2; done
+grep -q '^ready' "$OUT" || { cat "$OUT" "$STATE/dev.err"; exit 1; }
+PG=$(awk '/^postgres /{print $2}' "$OUT")
+BASE=$(awk '/^node us-east1 /{print $3}' "$OUT")
+
+ADMIN=$("$BIN" --state-dir "$STATE" token --platform-admin)
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+TENANT_JSON=$(curl -sf -X POST "$BASE/v1/tenants" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+  -d '{"slug":"bench","name":"Bench","home_region":"us-east1","plan":"enterprise","owner":{"email":"bench@bench.example","display_name":"Bench"}}')
+T=$(echo "$TENANT_JSON" | json 'd["id"]'); U=$(echo "$TENANT_JSON" | json 'd["owner"]["id"]')
+TOKEN=$("$BIN" --state-dir "$STATE" token --tenant "$T" --user "$U" --role owner)
+C=$(curl -sf -X POST "$BASE/v1/channels" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"name":"bench"}' | json 'd["id"]')
+# Bulk-load messages directly (the API path is not what is measured here).
+"$PGBIN/psql" -q "$PG" -c "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, created_at)
+  SELECT '$T', gen_random_uuid(), 'us-east1', '$C', '$U', 'message number ' || g || ' with a body of ordinary length for a chat message',
+         now() - make_interval(secs => g) FROM generate_series(1, $MESSAGES) g; ANALYZE messages;"
+
+URL="$BASE/v1/channels/$C/messages?limit=50"
+curl -sf "$URL" -H "Authorization: Bearer $TOKEN" | json 'len(d["items"])' | grep -qx 50
+echo "== API: wrk -t2 -c$CONNS -d${SECS}s $URL"
+wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" "$URL" | tee "$STATE/wrk.txt"
+API_RPS=$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")
+
+# The same page as the API's first page: src/store/messages.rs PAGE_SQL with no cursor, LIMIT 51.
+cat >"$STATE/page.sql" <<SQL
+SELECT id, channel_id, author_id, body, created_at FROM messages
+ WHERE tenant_id = '$T' AND channel_id = '$C' AND (NULL::timestamptz IS NULL OR (created_at, id) < (NULL::timestamptz, NULL::uuid))
+ ORDER BY created_at DESC, id DESC LIMIT 51;
+SQL
+echo "== DB: pgbench -c$CONNS -j2 -T$SECS -M prepared (same SELECT)"
+"$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -f "$STATE/page.sql" "$PG" | tee "$STATE/pgbench.txt"
+DB_TPS=$(awk '/^tps/{print $3}' "$STATE/pgbench.txt")
+python3 -c "print(f'ratio API/pgbench = {float(\"$API_RPS\")/float(\"$DB_TPS\"):.2f}  (API {float(\"$API_RPS\"):.0f} req/s, pgbench {float(\"$DB_TPS\"):.0f} tps)')"
