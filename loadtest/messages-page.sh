@@ -52,4 +52,18 @@ SQL
 echo "== DB: pgbench -c$CONNS -j2 -T$SECS -M prepared (same SELECT)"
 "$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -f "$STATE/page.sql" "$PG" | tee "$STATE/pgbench.txt"
 DB_TPS=$(awk '/^tps/{print $3}' "$STATE/pgbench.txt")
+
+# For context: the API's whole read transaction (src/db/tx.rs), as the service role.
+APP_URL="postgres://meridian_app:$(cat "$STATE/app.password")@${PG#*@}"
+cat >"$STATE/tx.sql" <<SQL
+BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY;
+SELECT set_config('app.tenant_id', '$T', true);
+SELECT status FROM users WHERE tenant_id = '$T' AND id = '$U';
+SELECT id, channel_id, author_id, body, created_at FROM messages
+ WHERE tenant_id = '$T' AND channel_id = '$C' AND (NULL::timestamptz IS NULL OR (created_at, id) < (NULL::timestamptz, NULL::uuid))
+ ORDER BY created_at DESC, id DESC LIMIT 51;
+COMMIT;
+SQL
+echo "== DB: pgbench, the API's full read transaction as meridian_app"
+"$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -f "$STATE/tx.sql" "$APP_URL" | grep -E '^(tps|latency)'
 python3 -c "print(f'ratio API/pgbench = {float(\"$API_RPS\")/float(\"$DB_TPS\"):.2f}  (API {float(\"$API_RPS\"):.0f} req/s, pgbench {float(\"$DB_TPS\"):.0f} tps)')"

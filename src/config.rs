@@ -20,6 +20,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub directory: DirectorySettings,
+    pub limits: LimitSettings,
     pub log: LogSettings,
 }
 
@@ -56,6 +57,26 @@ pub struct DirectorySettings {
     /// How often a node polls the directory for changes made by other nodes.
     pub refresh_interval_ms: u64,
     pub cache_capacity: u64,
+}
+
+/// Node-wide limits; per-tenant limits come from plans and overrides.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LimitSettings {
+    /// Requests per second (and burst) per client IP without a valid token.
+    pub unauthenticated_per_second: u32,
+    pub unauthenticated_burst: u32,
+    /// How often denial counts are summarised into the tenants' audit trails.
+    pub denial_summary_interval_ms: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            unauthenticated_per_second: 5,
+            unauthenticated_burst: 20,
+            denial_summary_interval_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +119,7 @@ impl Default for Settings {
                 refresh_interval_ms: 1_000,
                 cache_capacity: 1_000_000,
             },
+            limits: LimitSettings::default(),
             log: LogSettings {
                 format: LogFormat::Json,
                 filter: "info".into(),
@@ -157,6 +179,14 @@ impl Settings {
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        if self.limits.unauthenticated_per_second == 0 || self.limits.unauthenticated_burst == 0 {
+            return invalid(
+                "limits.unauthenticated_per_second and limits.unauthenticated_burst must be positive",
+            );
+        }
+        if self.limits.denial_summary_interval_ms == 0 {
+            return invalid("limits.denial_summary_interval_ms must be positive");
         }
         if self.directory.refresh_interval_ms == 0 {
             return invalid("directory.refresh_interval_ms must be positive");

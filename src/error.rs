@@ -41,6 +41,13 @@ pub enum ApiError {
     PlanLimit { detail: String },
     #[error("tenant is suspended")]
     TenantSuspended,
+    #[error("rate limit exceeded ({} bucket: {} requests/s, burst {})", .0.scope, .0.per_second, .0.burst)]
+    RateLimited(crate::limits::rate::RateDenied),
+    #[error("too many concurrent requests for this tenant")]
+    ConcurrencyLimited,
+    /// Storage or AI usage would pass the tenant's cap; nothing was written.
+    #[error("{detail}")]
+    QuotaExceeded { detail: String },
     /// Retries of a serialization conflict ran out; the client may retry.
     #[error("the request conflicted with concurrent writes; retry")]
     RetryExhausted,
@@ -84,6 +91,9 @@ impl ApiError {
             Self::Conflict { code, .. } => (code, StatusCode::CONFLICT),
             Self::PlanLimit { .. } => ("plan_limit_exceeded", StatusCode::FORBIDDEN),
             Self::TenantSuspended => ("tenant_suspended", StatusCode::FORBIDDEN),
+            Self::RateLimited(_) => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            Self::ConcurrencyLimited => ("concurrency_limited", StatusCode::TOO_MANY_REQUESTS),
+            Self::QuotaExceeded { .. } => ("quota_exceeded", StatusCode::FORBIDDEN),
             Self::RetryExhausted => ("retry_exhausted", StatusCode::SERVICE_UNAVAILABLE),
             Self::Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Self::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
@@ -130,8 +140,25 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
-        if matches!(self, Self::RetryExhausted | Self::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::RetryExhausted | Self::Unavailable(_) | Self::ConcurrencyLimited => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::RateLimited(denied) => {
+                // IETF httpapi RateLimit headers: quota q over window w seconds.
+                let retry = denied.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let window = (f64::from(denied.burst) / f64::from(denied.per_second.max(1)))
+                    .ceil()
+                    .max(1.0) as u64;
+                response.insert_header((header::RETRY_AFTER, retry.to_string()));
+                response.insert_header((
+                    "RateLimit-Policy",
+                    format!("\"{}\";q={};w={window}", denied.scope, denied.burst),
+                ));
+                response
+                    .insert_header(("RateLimit", format!("\"{}\";r=0;t={retry}", denied.scope)));
+            }
+            _ => {}
         }
         if matches!(self, Self::Unauthenticated(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

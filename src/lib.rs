@@ -9,6 +9,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ai_ledger;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod dev;
 pub mod embedded_pg;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod pagination;
 pub mod request_id;
 pub mod scope;
@@ -49,7 +51,8 @@ pub struct Application {
     server: Server,
     address: SocketAddr,
     state: web::Data<AppState>,
-    refresher: tokio::task::JoinHandle<()>,
+    /// Background tasks that end with the node.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -75,13 +78,17 @@ impl Application {
         let bind = settings.http.bind.context("http.bind is not set")?;
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
+        let limits = limits::NodeLimits::new(&settings.limits);
         let state = web::Data::new(AppState::new(
             db,
             directory,
+            limits,
             Arc::new(topology),
             region,
             verifier,
         ));
+        let summariser =
+            spawn_denial_summaries(state.clone(), settings.limits.denial_summary_interval_ms);
         let openapi = api::openapi();
         let openapi_json = web::Data::new(api::OpenApiJson(openapi.to_json()?));
         let route_index = web::Data::new(api::RouteIndex::from_openapi(&openapi));
@@ -112,7 +119,7 @@ impl Application {
             server,
             address,
             state,
-            refresher,
+            background: vec![refresher, summariser],
         })
     }
 
@@ -127,8 +134,28 @@ impl Application {
     /// Serves until the server is stopped through `handle()`, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.refresher.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.state.close_database();
         result
     }
+}
+
+/// Summarises limit denials into the audit trail, and prunes idle per-IP limiter
+/// state, every `interval_ms`.
+fn spawn_denial_summaries(
+    state: web::Data<AppState>,
+    interval_ms: u64,
+) -> tokio::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            state.summarise_denials(interval_ms).await;
+            state.limits.rate.prune();
+        }
+    })
 }

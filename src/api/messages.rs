@@ -39,8 +39,9 @@ pub async fn post(
     }
     validate::no_control_chars("body", &body.body)?;
     let author = scope.user_id();
+    let storage_cap = scope.tenant().limits().storage_bytes;
     let message = scope
-        .write(async |tx| messages::post(tx, channel, author, &body.body).await)
+        .write(async |tx| messages::post(tx, channel, author, &body.body, storage_cap).await)
         .await?;
     Ok(created(
         format!("/v1/channels/{channel}/messages/{}", message.id),

@@ -11,6 +11,7 @@ mod health;
 mod messages;
 mod search;
 mod tenants;
+mod usage;
 mod users;
 
 use actix_web::dev::ResourceDef;
@@ -71,7 +72,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(messages::post)
                 .service(messages::page)
                 .service(search::search)
-                .service(audit::list),
+                .service(audit::list)
+                .service(usage::get),
         );
 }
 

@@ -25,6 +25,8 @@ pub struct CreateTenant {
     home_region: String,
     residency: Option<Residency>,
     plan: Option<Plan>,
+    /// Overrides of the plan's limits.
+    limits: Option<LimitOverrides>,
     owner: NewOwner,
 }
 
@@ -131,12 +133,16 @@ pub async fn create(
     let body = body.into_inner();
     let home_region = RegionId::parse(&body.home_region).map_err(ApiError::validation)?;
     check_placement(&state, &home_region, body.residency.as_ref())?;
+    if let Some(limits) = &body.limits {
+        limits.validate()?;
+    }
     let new = NewTenant {
         slug: validate::slug(&body.slug)?,
         name: validate::text("name", &body.name, 200)?,
         home_region,
         residency: body.residency,
         plan: body.plan.unwrap_or(Plan::Free),
+        limits: body.limits.unwrap_or_default(),
         owner_email: validate::email(&body.owner.email)?,
         owner_display_name: validate::text("owner.display_name", &body.owner.display_name, 200)?,
     };

@@ -25,6 +25,8 @@ pub enum Permission {
     ManageChannels,
     ManageUsers,
     ReadAudit,
+    /// Limits and current usage.
+    ReadUsage,
     /// Rename the tenant; make other users owners.
     ManageTenant,
 }
@@ -37,7 +39,7 @@ impl Role {
             Role::Owner => true,
             Role::Admin => matches!(
                 permission,
-                Read | PostMessage | ManageChannels | ManageUsers | ReadAudit
+                Read | PostMessage | ManageChannels | ManageUsers | ReadAudit | ReadUsage
             ),
             Role::Member => matches!(permission, Read | PostMessage),
             Role::Viewer => matches!(permission, Read),

@@ -11,6 +11,7 @@ use super::{AppState, Caller, PlatformScope, TenantScope};
 use crate::auth::{Claims, Role};
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
+use crate::limits::DenialKind;
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
@@ -46,36 +47,60 @@ fn verify(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
     })
 }
 
+/// A request without a valid token counts against its client IP's strict limit
+/// (the TCP peer; forwarding headers are not trusted), so floods of bad tokens
+/// get 429s.
+fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
+    verify(req, state).map_err(|refused| {
+        let ip = req.peer_addr().map(|a| a.ip());
+        match ip.map(|ip| state.limits.rate.check_anonymous(ip)) {
+            Some(Err(denied)) => ApiError::RateLimited(denied),
+            _ => refused,
+        }
+    })
+}
+
 async fn resolve(state: web::Data<AppState>, claims: Claims) -> Result<Caller, ApiError> {
     if claims.role == Role::PlatformAdmin {
         return Ok(Caller::Platform(PlatformScope {
-            db: state.db.clone(),
+            state,
             admin: claims.sub,
         }));
     }
+    let refused = || ApiError::Unauthenticated("invalid or expired token");
     // `verify` guarantees a tenant role carries `tid`.
-    let tid = claims
-        .tid
-        .ok_or(ApiError::Unauthenticated("invalid or expired token"))?;
-    let user = Uuid::parse_str(&claims.sub)
-        .map_err(|_| ApiError::Unauthenticated("invalid or expired token"))?;
-    let tenant =
-        state
-            .directory
-            .get(TenantId::from_uuid(tid))
-            .await?
-            .ok_or(ApiError::Unauthenticated(
-                "the token's tenant does not exist",
-            ))?;
+    let tid = claims.tid.ok_or_else(refused)?;
+    let user = UserId::from_uuid(Uuid::parse_str(&claims.sub).map_err(|_| refused())?);
+    let tenant = state.directory.get(TenantId::from_uuid(tid)).await?;
+    let tenant = tenant.ok_or(ApiError::Unauthenticated(
+        "the token's tenant does not exist",
+    ))?;
     if !tenant.is_active() {
         return Err(ApiError::TenantSuspended);
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
+    // Limits are taken before any database work, so a tenant over them costs
+    // the others nothing but this check.
+    if let Err(denied) = state.limits.rate.check(&tenant, user) {
+        state
+            .limits
+            .denials
+            .record(tenant.id, DenialKind::RateLimited);
+        return Err(ApiError::RateLimited(denied));
+    }
+    let Some(permit) = state.limits.concurrency.try_acquire(&tenant) else {
+        state
+            .limits
+            .denials
+            .record(tenant.id, DenialKind::ConcurrencyLimited);
+        return Err(ApiError::ConcurrencyLimited);
+    };
     Ok(Caller::Tenant(TenantScope {
-        db: state.db.clone(),
+        state,
         tenant,
-        user: UserId::from_uuid(user),
+        user,
         role: claims.role,
+        _permit: permit,
     }))
 }
 
@@ -85,7 +110,7 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let verified =
-            state(req).and_then(|state| verify(req, &state).map(|claims| (state, claims)));
+            state(req).and_then(|state| verify_or_limit(req, &state).map(|claims| (state, claims)));
         Box::pin(async move {
             let (state, claims) = verified?;
             resolve(state, claims).await

@@ -10,6 +10,8 @@ mod extract;
 
 use std::sync::Arc;
 
+use actix_web::web;
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::audit;
@@ -17,6 +19,7 @@ use crate::auth::{Permission, Role, TokenVerifier};
 use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
+use crate::limits::{DenialKind, NodeLimits};
 use crate::tenancy::{Directory, TenantRecord};
 use crate::topology::Topology;
 
@@ -24,6 +27,7 @@ use crate::topology::Topology;
 pub struct AppState {
     db: Database,
     pub directory: Directory,
+    pub limits: NodeLimits,
     pub topology: Arc<Topology>,
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
@@ -33,6 +37,7 @@ impl AppState {
     pub fn new(
         db: Database,
         directory: Directory,
+        limits: NodeLimits,
         topology: Arc<Topology>,
         region: RegionId,
         verifier: Arc<TokenVerifier>,
@@ -40,6 +45,7 @@ impl AppState {
         Self {
             db,
             directory,
+            limits,
             topology,
             region,
             verifier,
@@ -51,6 +57,44 @@ impl AppState {
         self.db.close();
     }
 
+    /// Writes each tenant's pending denial counts to its audit trail as one
+    /// `limits_denied` event; counts that fail to be written are kept for next time.
+    pub async fn summarise_denials(&self, window_ms: u64) {
+        for (tenant_id, counts) in self.limits.denials.take_pending() {
+            let written = match self.directory.get(tenant_id).await {
+                Ok(Some(tenant)) => {
+                    let details = serde_json::json!({
+                        "counts": counts, "window_ms": window_ms, "region": self.region,
+                    });
+                    self.db
+                        .tenant_tx(
+                            tenant.id,
+                            &tenant.home_region,
+                            None,
+                            TxMode::ReadWrite,
+                            async |tx| {
+                                audit::record(
+                                    tx,
+                                    "meridian",
+                                    "limits_denied",
+                                    None,
+                                    details.clone(),
+                                )
+                                .await
+                            },
+                        )
+                        .await
+                }
+                Ok(None) => Ok(()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = written {
+                tracing::warn!(%tenant_id, error = %err, "writing a denial summary failed; keeping the counts");
+                self.limits.denials.restore(tenant_id, counts);
+            }
+        }
+    }
+
     /// Readiness: can this node reach the database?
     pub async fn database_ready(&self) -> bool {
         self.db.ping().await.is_ok()
@@ -60,10 +104,12 @@ impl AppState {
 /// A request made with a tenant role: the tenant, the user and the role, all from
 /// the verified token and the directory.
 pub struct TenantScope {
-    db: Database,
+    state: web::Data<AppState>,
     tenant: Arc<TenantRecord>,
     user: UserId,
     role: Role,
+    /// Held for the request's lifetime: the tenant's concurrency slot.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl TenantScope {
@@ -81,6 +127,11 @@ impl TenantScope {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// This node's limit state (in-flight requests, denial counts).
+    pub fn limits(&self) -> &NodeLimits {
+        &self.state.limits
     }
 
     /// 403 unless the caller's role grants `permission`.
@@ -118,11 +169,17 @@ impl TenantScope {
     ) -> Result<T, ApiError> {
         let tenant = &self.tenant;
         let result = self
+            .state
             .db
             .tenant_tx(tenant.id, &tenant.home_region, Some(self.user), mode, body)
             .await;
         match result {
             Err(ApiError::NotFound { kind, id: Some(id) }) => Err(self.not_found(kind, id).await),
+            Err(err @ ApiError::QuotaExceeded { .. }) => {
+                let denials = &self.state.limits.denials;
+                denials.record(tenant.id, DenialKind::QuotaExceeded);
+                Err(err)
+            }
             other => other,
         }
     }
@@ -133,6 +190,7 @@ impl TenantScope {
         let me = self.tenant.id;
         let actor = self.user;
         let probe = self
+            .state
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
                 let owner: Option<Uuid> = tx
@@ -170,7 +228,7 @@ impl TenantScope {
 
 /// A request made by a verified platform admin.
 pub struct PlatformScope {
-    db: Database,
+    state: web::Data<AppState>,
     admin: String,
 }
 
@@ -184,14 +242,14 @@ impl PlatformScope {
         &self,
         body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.db.platform_tx(TxMode::ReadOnly, body).await
+        self.state.db.platform_tx(TxMode::ReadOnly, body).await
     }
 
     pub async fn write<T>(
         &self,
         body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.db.platform_tx(TxMode::ReadWrite, body).await
+        self.state.db.platform_tx(TxMode::ReadWrite, body).await
     }
 }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use super::usage;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, UserId};
@@ -125,7 +126,15 @@ pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiEr
     found.map(|_| ()).ok_or_else(|| not_found(id))
 }
 
+/// Deletes the channel and its messages, giving their bytes back to the quota.
 pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
+    let freed: i64 = tx
+        .query_one(
+            "SELECT COALESCE(sum(octet_length(body)), 0)::bigint FROM messages WHERE tenant_id = $1 AND channel_id = $2",
+            &[tx.tenant_id().as_uuid(), id.as_uuid()],
+        )
+        .await?
+        .get(0);
     let deleted = tx
         .execute(
             "DELETE FROM channels WHERE tenant_id = $1 AND id = $2",
@@ -135,5 +144,5 @@ pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
     if deleted == 0 {
         return Err(not_found(id));
     }
-    Ok(())
+    usage::refund_storage(tx, freed as u64).await
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use super::channels;
+use super::{channels, usage};
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId, UserId};
@@ -47,13 +47,17 @@ fn from_row(row: &Row) -> Message {
     }
 }
 
+/// Posts a message, charging its bytes to the tenant's storage quota in the same
+/// transaction: over the quota, nothing is written.
 pub async fn post(
     tx: &TenantTx<'_>,
     channel: ChannelId,
     author: UserId,
     body: &str,
+    storage_cap: u64,
 ) -> Result<Message, ApiError> {
     channels::ensure_exists(tx, channel).await?;
+    usage::charge_storage(tx, body.len() as u64, storage_cap).await?;
     let sql = format!(
         "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"

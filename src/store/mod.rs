@@ -5,4 +5,5 @@
 pub mod channels;
 pub mod messages;
 pub mod tenants;
+pub mod usage;
 pub mod users;

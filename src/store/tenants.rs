@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use super::usage;
 use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
@@ -20,6 +21,7 @@ pub struct NewTenant {
     pub home_region: RegionId,
     pub residency: Option<Residency>,
     pub plan: Plan,
+    pub limits: LimitOverrides,
     pub owner_email: String,
     pub owner_display_name: String,
 }
@@ -36,8 +38,10 @@ pub async fn provision(
         .map(serde_json::to_value)
         .transpose()
         .map_err(ApiError::internal)?;
+    let limits = serde_json::to_value(new.limits).map_err(ApiError::internal)?;
     let sql = format!(
-        "INSERT INTO tenants (id, slug, name, home_region, residency, plan) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TENANT_COLUMNS}"
+        "INSERT INTO tenants (id, slug, name, home_region, residency, plan, limits)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {TENANT_COLUMNS}"
     );
     let row = tx
         .query_one(
@@ -49,6 +53,7 @@ pub async fn provision(
                 &new.home_region.as_str(),
                 &residency,
                 &new.plan.as_str(),
+                &limits,
             ],
         )
         .await
@@ -68,6 +73,7 @@ pub async fn provision(
         Role::Owner,
     )
     .await?;
+    usage::open(&scoped).await?;
     let details = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan, "owner_id": owner.id });
     audit::record(
         &scoped,

@@ -24,12 +24,22 @@ pub enum TenantStatus {
     Suspended,
 }
 
-/// Limits enforced in this version. Plans give defaults; a platform admin may
-/// override each per tenant (`limits` in the directory).
+/// A tenant's effective limits. Plans give defaults; a platform admin may override
+/// each per tenant (`limits` in the directory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Limits {
+    /// Sustained requests per second on one node (a user gets half).
+    pub requests_per_second: u32,
+    /// Requests that may arrive at once above the sustained rate.
+    pub burst: u32,
+    /// Requests in flight at once on one node.
+    pub concurrent_requests: u32,
+    /// Stored content (message bodies, UTF-8 bytes), exact across the region.
+    pub storage_bytes: u64,
     /// Users that are not deleted.
     pub users: u32,
+    /// AI tokens per calendar month (UTC), exact.
+    pub ai_tokens_per_month: u64,
     /// Largest message body, in bytes (UTF-8).
     pub message_bytes: u32,
 }
@@ -40,7 +50,17 @@ pub struct Limits {
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_tokens_per_month: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_bytes: Option<u32>,
 }
@@ -59,43 +79,76 @@ impl Plan {
     }
 
     pub fn default_limits(self) -> Limits {
+        const MB: u64 = 1024 * 1024;
         match self {
             Plan::Free => Limits {
+                requests_per_second: 20,
+                burst: 100,
+                concurrent_requests: 10,
+                storage_bytes: 100 * MB,
                 users: 10,
+                ai_tokens_per_month: 100_000,
                 message_bytes: 4 * 1024,
             },
             Plan::Pro => Limits {
+                requests_per_second: 200,
+                burst: 1_000,
+                concurrent_requests: 50,
+                storage_bytes: 10 * 1024 * MB,
                 users: 500,
+                ai_tokens_per_month: 5_000_000,
                 message_bytes: 16 * 1024,
             },
             Plan::Enterprise => Limits {
+                requests_per_second: 2_000,
+                burst: 10_000,
+                concurrent_requests: 200,
+                storage_bytes: 1024 * 1024 * MB,
                 users: 100_000,
+                ai_tokens_per_month: 100_000_000,
                 message_bytes: 64 * 1024,
             },
         }
     }
 }
 
+/// Refuses `value` outside `range`, naming the field.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    value: Option<T>,
+    min: T,
+    max: T,
+) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v < min || v > max => Err(ApiError::validation(format!(
+            "limits.{field} must be between {min} and {max}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl LimitOverrides {
     /// Rejects values no plan could sensibly have.
     pub fn validate(&self) -> Result<(), ApiError> {
-        if self
-            .users
-            .is_some_and(|users| !(1..=1_000_000).contains(&users))
-        {
-            return Err(ApiError::validation(
-                "limits.users must be between 1 and 1000000",
-            ));
+        in_range("requests_per_second", self.requests_per_second, 1, 100_000)?;
+        in_range("burst", self.burst, 1, 1_000_000)?;
+        in_range("concurrent_requests", self.concurrent_requests, 1, 10_000)?;
+        in_range("storage_bytes", self.storage_bytes, 0, 1 << 50)?;
+        in_range("users", self.users, 1, 1_000_000)?;
+        in_range("ai_tokens_per_month", self.ai_tokens_per_month, 0, 1 << 40)?;
+        in_range("message_bytes", self.message_bytes, 1, 128 * 1024)
+    }
+
+    fn apply(&self, plan: Limits) -> Limits {
+        Limits {
+            requests_per_second: self.requests_per_second.unwrap_or(plan.requests_per_second),
+            burst: self.burst.unwrap_or(plan.burst),
+            concurrent_requests: self.concurrent_requests.unwrap_or(plan.concurrent_requests),
+            storage_bytes: self.storage_bytes.unwrap_or(plan.storage_bytes),
+            users: self.users.unwrap_or(plan.users),
+            ai_tokens_per_month: self.ai_tokens_per_month.unwrap_or(plan.ai_tokens_per_month),
+            message_bytes: self.message_bytes.unwrap_or(plan.message_bytes),
         }
-        if self
-            .message_bytes
-            .is_some_and(|bytes| !(1..=128 * 1024).contains(&bytes))
-        {
-            return Err(ApiError::validation(
-                "limits.message_bytes must be between 1 and 131072",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -119,14 +172,7 @@ pub const TENANT_COLUMNS: &str = "id, slug, name, home_region, residency, plan, 
 
 impl TenantRecord {
     pub fn limits(&self) -> Limits {
-        let plan = self.plan.default_limits();
-        Limits {
-            users: self.limit_overrides.users.unwrap_or(plan.users),
-            message_bytes: self
-                .limit_overrides
-                .message_bytes
-                .unwrap_or(plan.message_bytes),
-        }
+        self.limit_overrides.apply(self.plan.default_limits())
     }
 
     pub fn is_active(&self) -> bool {

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use actix_web::dev::ServerHandle;
 use awc::http::StatusCode;
 use meridian::Application;
 use meridian::auth::{Claims, KeySet, Role, TokenVerifier};
@@ -16,6 +15,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const TEMPLATE: &str = "meridian_template";
+
+/// Rate and concurrency overrides that tests other than the limit tests never reach.
+pub static UNLIMITED_RATE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({ "requests_per_second": 100_000, "burst": 1_000_000, "concurrent_requests": 10_000 }),
+);
 
 pub struct Cluster {
     _pg: EmbeddedPg,
@@ -97,7 +101,6 @@ pub struct TestApp {
     pub db_name: String,
     pub verifier: Arc<TokenVerifier>,
     pub client: awc::Client,
-    handle: ServerHandle,
 }
 
 pub async fn fresh_database() -> String {
@@ -130,6 +133,9 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.database.pool_size = 8;
     settings.auth.keys_file = cluster.keys_file.clone();
     settings.directory.refresh_interval_ms = 200;
+    settings.limits.unauthenticated_per_second = 100_000;
+    settings.limits.unauthenticated_burst = 1_000_000;
+    settings.limits.denial_summary_interval_ms = 200;
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
     settings
@@ -148,14 +154,12 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .await
         .expect("building the app");
     let base = format!("http://{}", app.address());
-    let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
         db_name,
         verifier,
         client: awc::Client::default(),
-        handle,
     }
 }
 
@@ -244,7 +248,10 @@ impl TestApp {
                 "/v1/tenants",
                 &self.platform_token(),
                 json!({ "slug": slug, "name": format!("{slug} Inc"), "home_region": "us-east1",
-                        "owner": { "email": format!("owner@{slug}.example"), "display_name": "Owner" } }),
+                        "owner": { "email": format!("owner@{slug}.example"), "display_name": "Owner" },
+                        // Tests drive requests far faster than the free plan allows;
+                        // tests of the rate limits set their own.
+                        "limits": UNLIMITED_RATE.clone() }),
             )
             .await;
         assert_eq!(reply.status, 201, "provisioning {slug}: {}", reply.body);
@@ -301,10 +308,6 @@ impl TestApp {
                 .unwrap();
         actix_web::rt::spawn(conn);
         client
-    }
-
-    pub async fn stop(&self) {
-        self.handle.stop(true).await;
     }
 }
 

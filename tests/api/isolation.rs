@@ -148,6 +148,7 @@ fn routes() -> Vec<Route> {
             no_body,
         ),
         r("GET", "/v1/audit", Either(Role::Admin), T::None, no_body),
+        r("GET", "/v1/usage", Tenant(Role::Admin), T::None, no_body),
     ]
 }
 

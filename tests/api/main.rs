@@ -4,3 +4,4 @@ mod helpers;
 
 mod basics;
 mod isolation;
+mod limits;

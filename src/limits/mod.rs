@@ -1,0 +1,37 @@
+//! Per-tenant limits that protect tenants from each other on a node: request rate
+//! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
+//! traffic), concurrent requests, and the denial counters that feed `/v1/usage`
+//! and the audit summaries. Storage and AI caps are exact and live in the database
+//! (`store::usage`, `ai_ledger`).
+//!
+//! Rate and concurrency state is per node: N nodes in a region allow up to N times
+//! a tenant's rate. Limiter state is cached per tenant (keyed on the tenant's
+//! config version, so a PATCH takes effect on the next request) and expires when
+//! idle, so thousands of idle tenants cost no memory.
+
+pub mod concurrency;
+pub mod denials;
+pub mod rate;
+
+pub use concurrency::ConcurrencyLimits;
+pub use denials::{DenialKind, Denials};
+pub use rate::RateLimits;
+
+use crate::config::LimitSettings;
+
+/// Everything a node enforces in process.
+pub struct NodeLimits {
+    pub rate: RateLimits,
+    pub concurrency: ConcurrencyLimits,
+    pub denials: Denials,
+}
+
+impl NodeLimits {
+    pub fn new(settings: &LimitSettings) -> Self {
+        Self {
+            rate: RateLimits::new(settings),
+            concurrency: ConcurrencyLimits::new(),
+            denials: Denials::default(),
+        }
+    }
+}
