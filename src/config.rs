@@ -138,6 +138,13 @@ pub enum ConfigError {
     Topology(#[from] crate::topology::TopologyError),
 }
 
+impl AuthSettings {
+    /// The issuer and audience `meridian dev` and `meridian token` use.
+    pub fn default_local() -> Self {
+        Settings::default().auth
+    }
+}
+
 impl Settings {
     /// Defaults, then `base` overrides from the caller (the CLI), then `MERIDIAN_*`.
     pub fn load(base: Figment) -> Result<Self, ConfigError> {
