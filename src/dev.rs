@@ -35,6 +35,8 @@ pub const DATABASE: &str = "meridian";
 /// The embedded cluster, migrated, with the service role's URL.
 pub struct LocalDatabase {
     pub pg: EmbeddedPg,
+    /// Migrations this start applied (empty when the schema was up to date).
+    pub applied: Vec<String>,
     pub superuser_url: String,
     pub app_url: String,
 }
@@ -57,6 +59,7 @@ pub async fn prepare_database(state: &StateDir) -> anyhow::Result<LocalDatabase>
     );
     Ok(LocalDatabase {
         pg,
+        applied,
         superuser_url,
         app_url,
     })

@@ -53,6 +53,7 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Background tasks that end with the node.
     background: Vec<tokio::task::JoinHandle<()>>,
+    summary_interval_ms: u64,
 }
 
 impl Application {
@@ -120,6 +121,7 @@ impl Application {
             address,
             state,
             background: vec![refresher, summariser],
+            summary_interval_ms: settings.limits.denial_summary_interval_ms,
         })
     }
 
@@ -137,6 +139,8 @@ impl Application {
         for task in &self.background {
             task.abort();
         }
+        // Denials since the last summary would otherwise be lost with the process.
+        self.state.summarise_denials(self.summary_interval_ms).await;
         self.state.close_database();
         result
     }

@@ -143,12 +143,16 @@ async fn migrate(state: &StateDir, args: MigrateArgs) -> anyhow::Result<()> {
         Some(url) => meridian::db::migrate::run(&url, args.app_password.as_deref()).await?,
         None => {
             let db = dev::prepare_database(state).await?;
+            let applied = db.applied.clone();
             tokio::task::spawn_blocking(move || db.pg.stop()).await??;
-            vec!["(embedded database is up to date)".to_owned()]
+            applied
         }
     };
-    for line in applied {
-        println!("{line}");
+    if applied.is_empty() {
+        println!("schema is up to date");
+    }
+    for version in applied {
+        println!("applied {version}");
     }
     Ok(())
 }
