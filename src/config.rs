@@ -21,7 +21,21 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub directory: DirectorySettings,
     pub limits: LimitSettings,
+    pub routing: RoutingSettings,
     pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoutingSettings {
+    /// Shared by all nodes: signs and verifies hop markers (at least 16 characters).
+    pub hop_secret: String,
+    /// Base URL per region for node-to-node forwarding; defaults to
+    /// `http://<local.address>` from the region files.
+    pub peers: std::collections::BTreeMap<String, String>,
+    /// Redirect clients to the peers' URLs instead of the regions' public endpoints
+    /// (local runs, where the public endpoints do not exist).
+    pub redirect_to_peers: bool,
+    pub forward_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -120,6 +134,10 @@ impl Default for Settings {
                 cache_capacity: 1_000_000,
             },
             limits: LimitSettings::default(),
+            routing: RoutingSettings {
+                forward_timeout_ms: 30_000,
+                ..RoutingSettings::default()
+            },
             log: LogSettings {
                 format: LogFormat::Json,
                 filter: "info".into(),
@@ -194,6 +212,21 @@ impl Settings {
         }
         if self.limits.denial_summary_interval_ms == 0 {
             return invalid("limits.denial_summary_interval_ms must be positive");
+        }
+        if self.routing.hop_secret.chars().count() < 16 {
+            return invalid(
+                "routing.hop_secret (MERIDIAN_ROUTING__HOP_SECRET) must be at least 16 characters",
+            );
+        }
+        if let Some(unknown) = self
+            .routing
+            .peers
+            .keys()
+            .find(|r| topology.find(r).is_none())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "routing.peers: unknown region `{unknown}`"
+            )));
         }
         if self.directory.refresh_interval_ms == 0 {
             return invalid("directory.refresh_interval_ms must be positive");

@@ -28,6 +28,9 @@ impl StateDir {
     fn app_password(&self) -> PathBuf {
         self.0.join("app.password")
     }
+    fn hop_secret(&self) -> PathBuf {
+        self.0.join("hop.secret")
+    }
 }
 
 pub const DATABASE: &str = "meridian";
@@ -135,6 +138,7 @@ pub async fn run(
     let db = prepare_database(&state).await?;
     println!("postgres {}", db.superuser_url);
 
+    let hop_secret = ensure_secret(&state.hop_secret())?;
     let exe = std::env::current_exe()?;
     let mut nodes: Vec<(String, Child)> = Vec::new();
     for region in &regions {
@@ -151,6 +155,8 @@ pub async fn run(
             .env("MERIDIAN_DATABASE__URL", &db.app_url)
             .env("MERIDIAN_AUTH__KEYS_FILE", state.keys())
             .env("MERIDIAN_LOG__FORMAT", "pretty")
+            .env("MERIDIAN_ROUTING__HOP_SECRET", &hop_secret)
+            .env("MERIDIAN_ROUTING__REDIRECT_TO_PEERS", "true")
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()

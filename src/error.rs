@@ -45,6 +45,13 @@ pub enum ApiError {
     RateLimited(crate::limits::rate::RateDenied),
     #[error("too many concurrent requests for this tenant")]
     ConcurrencyLimited,
+    /// A hop marker that does not verify: forged, altered or expired.
+    #[error("invalid hop marker")]
+    InvalidHopMarker,
+    #[error("no healthy region that the tenant's residency allows can serve it now")]
+    ResidencyUnavailable,
+    #[error("the region serving this tenant did not answer")]
+    RegionUnreachable,
     /// Storage or AI usage would pass the tenant's cap; nothing was written.
     #[error("{detail}")]
     QuotaExceeded { detail: String },
@@ -93,6 +100,11 @@ impl ApiError {
             Self::TenantSuspended => ("tenant_suspended", StatusCode::FORBIDDEN),
             Self::RateLimited(_) => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
             Self::ConcurrencyLimited => ("concurrency_limited", StatusCode::TOO_MANY_REQUESTS),
+            Self::InvalidHopMarker => ("invalid_hop_marker", StatusCode::FORBIDDEN),
+            Self::ResidencyUnavailable => {
+                ("residency_unavailable", StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Self::RegionUnreachable => ("region_unreachable", StatusCode::SERVICE_UNAVAILABLE),
             Self::QuotaExceeded { .. } => ("quota_exceeded", StatusCode::FORBIDDEN),
             Self::RetryExhausted => ("retry_exhausted", StatusCode::SERVICE_UNAVAILABLE),
             Self::Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
@@ -141,8 +153,14 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         match self {
-            Self::RetryExhausted | Self::Unavailable(_) | Self::ConcurrencyLimited => {
+            Self::RetryExhausted
+            | Self::Unavailable(_)
+            | Self::ConcurrencyLimited
+            | Self::RegionUnreachable => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::ResidencyUnavailable => {
+                response.insert_header((header::RETRY_AFTER, "30"));
             }
             Self::RateLimited(denied) => {
                 // IETF httpapi RateLimit headers: quota q over window w seconds.

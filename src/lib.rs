@@ -22,6 +22,7 @@ pub mod ids;
 pub mod limits;
 pub mod pagination;
 pub mod request_id;
+pub mod routing;
 pub mod scope;
 pub mod store;
 pub mod telemetry;
@@ -80,10 +81,13 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let limits = limits::NodeLimits::new(&settings.limits);
+        let routing = routing::middleware::RoutingState::new(&settings.routing, &topology);
+        let forward_timeout = Duration::from_millis(settings.routing.forward_timeout_ms);
         let state = web::Data::new(AppState::new(
             db,
             directory,
             limits,
+            routing,
             Arc::new(topology),
             region,
             verifier,
@@ -102,6 +106,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(openapi_json.clone())
                 .app_data(route_index.clone())
+                .app_data(routing::middleware::Forwarder::new(forward_timeout))
                 .app_data(api::json_config(body_limit))
                 .app_data(api::payload_config(body_limit))
                 .app_data(api::query_config())
@@ -109,6 +114,7 @@ impl Application {
                 .configure(api::routes)
                 .split_for_parts();
             app.default_service(web::to(api::fallback))
+                .wrap(actix_web::middleware::from_fn(routing::middleware::route))
                 .wrap(request_id::RequestIdentity { region })
         })
         .workers(settings.http.workers)

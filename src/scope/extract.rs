@@ -5,6 +5,8 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::{AppState, Caller, PlatformScope, TenantScope};
@@ -12,6 +14,7 @@ use crate::auth::{Claims, Role};
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
 use crate::limits::DenialKind;
+use crate::tenancy::TenantRecord;
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
@@ -58,6 +61,19 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
             _ => refused,
         }
     })
+}
+
+/// The tenant a request's token names, if it carries a valid tenant token. For
+/// routing, which must know the tenant before any handler runs.
+pub async fn tenant_of(req: &HttpRequest, state: &AppState) -> Option<Arc<TenantRecord>> {
+    let claims = verify(req, state).ok()?;
+    let tid = claims.tid.filter(|_| claims.role.is_tenant_role())?;
+    state
+        .directory
+        .get(TenantId::from_uuid(tid))
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn resolve(state: web::Data<AppState>, claims: Claims) -> Result<Caller, ApiError> {

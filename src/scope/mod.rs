@@ -8,6 +8,8 @@
 
 mod extract;
 
+pub use extract::tenant_of;
+
 use std::sync::Arc;
 
 use actix_web::web;
@@ -20,6 +22,7 @@ use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
 use crate::limits::{DenialKind, NodeLimits};
+use crate::routing::middleware::RoutingState;
 use crate::tenancy::{Directory, TenantRecord};
 use crate::topology::Topology;
 
@@ -28,6 +31,7 @@ pub struct AppState {
     db: Database,
     pub directory: Directory,
     pub limits: NodeLimits,
+    pub routing: RoutingState,
     pub topology: Arc<Topology>,
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
@@ -38,6 +42,7 @@ impl AppState {
         db: Database,
         directory: Directory,
         limits: NodeLimits,
+        routing: RoutingState,
         topology: Arc<Topology>,
         region: RegionId,
         verifier: Arc<TokenVerifier>,
@@ -46,6 +51,7 @@ impl AppState {
             db,
             directory,
             limits,
+            routing,
             topology,
             region,
             verifier,

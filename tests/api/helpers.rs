@@ -136,6 +136,8 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.limits.unauthenticated_per_second = 100_000;
     settings.limits.unauthenticated_burst = 1_000_000;
     settings.limits.denial_summary_interval_ms = 200;
+    settings.routing.hop_secret = "test hop secret, shared by every node".into();
+    settings.routing.redirect_to_peers = true;
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
     settings

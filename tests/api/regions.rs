@@ -1,0 +1,210 @@
+//! Several regions' nodes in one test, on one database: home-region serving,
+//! forwarding with a signed hop, residency redirects and the loop guard.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_problem, fresh_database, spawn_app_with, test_settings};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node per region, all knowing each other's addresses.
+async fn spawn_regions(regions: &[&str]) -> BTreeMap<String, TestApp> {
+    let db = fresh_database().await;
+    let ports: BTreeMap<String, u16> = regions
+        .iter()
+        .map(|r| (r.to_string(), free_port()))
+        .collect();
+    let peers: BTreeMap<String, String> = ports
+        .iter()
+        .map(|(r, p)| (r.clone(), format!("http://127.0.0.1:{p}")))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (region, port) in &ports {
+        let mut settings = test_settings(&db);
+        settings.region = region.clone();
+        settings.http.bind = Some(format!("127.0.0.1:{port}").parse().unwrap());
+        settings.routing.peers = peers.clone();
+        nodes.insert(region.clone(), spawn_app_with(settings).await);
+    }
+    nodes
+}
+
+async fn provision_in(
+    app: &TestApp,
+    slug: &str,
+    home: &str,
+    residency: Option<serde_json::Value>,
+) -> (Uuid, String) {
+    let mut body = json!({ "slug": slug, "name": slug, "home_region": home,
+        "owner": { "email": format!("o@{slug}.example"), "display_name": "O" },
+        "limits": crate::helpers::UNLIMITED_RATE.clone() });
+    if let Some(policy) = residency {
+        body["residency"] = policy;
+    }
+    let reply = app.post("/v1/tenants", &app.platform_token(), body).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id: Uuid = reply.body["id"].as_str().unwrap().parse().unwrap();
+    let owner: Uuid = reply.body["owner"]["id"].as_str().unwrap().parse().unwrap();
+    (id, app.token(id, owner, meridian::auth::Role::Owner))
+}
+
+fn header(reply: &crate::helpers::Reply, name: &str) -> String {
+    reply
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn requests_are_served_at_home_and_forwarded_from_elsewhere() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "asia-southeast1"]).await;
+    let (us, eu) = (&nodes["us-east1"], &nodes["europe-west1"]);
+    // A platform admin can provision from any node: the directory is global.
+    let (_, token) = provision_in(us, "globex", "europe-west1", None).await;
+
+    let at_home = eu
+        .post("/v1/channels", &token, json!({ "name": "general" }))
+        .await;
+    assert_eq!(at_home.status, 201, "{}", at_home.body);
+    assert_eq!(header(&at_home, "x-meridian-region"), "europe-west1");
+    assert_eq!(header(&at_home, "x-meridian-home-region"), "europe-west1");
+    let channel = at_home.body["id"].as_str().unwrap().to_owned();
+
+    // From another region: forwarded to the home region, body and status intact.
+    for region in ["us-east1", "asia-southeast1"] {
+        let node = &nodes[region];
+        let posted = node
+            .post(
+                &format!("/v1/channels/{channel}/messages"),
+                &token,
+                json!({ "body": format!("via {region}") }),
+            )
+            .await;
+        assert_eq!(posted.status, 201, "{}", posted.body);
+        assert_eq!(
+            header(&posted, "x-meridian-region"),
+            "europe-west1",
+            "served where the data lives"
+        );
+        assert_eq!(header(&posted, "x-meridian-home-region"), "europe-west1");
+        assert!(posted.headers.get("x-request-id").is_some());
+    }
+    let page = us
+        .get(&format!("/v1/channels/{channel}/messages"), &token)
+        .await;
+    assert_eq!(page.status, 200);
+    let bodies: Vec<&str> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["via asia-southeast1", "via us-east1"]);
+
+    // Errors come back through the hop unchanged.
+    let missing = us
+        .get(&format!("/v1/channels/{}", Uuid::new_v4()), &token)
+        .await;
+    assert_problem(&missing, 404, "not_found");
+}
+
+#[actix_web::test]
+async fn a_pinned_tenant_is_redirected_from_regions_its_residency_excludes() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let eu_only = json!({ "jurisdiction": "eu" });
+    let (_, token) = provision_in(
+        &nodes["europe-west1"],
+        "eu-corp",
+        "europe-west1",
+        Some(eu_only),
+    )
+    .await;
+    let no_redirects = awc::Client::builder().disable_redirects().finish();
+
+    let mut response = no_redirects
+        .get(format!("{}/v1/channels?limit=5", nodes["us-east1"].base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    let location = response
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        location,
+        format!("{}/v1/channels?limit=5", nodes["europe-west1"].base)
+    );
+    assert_eq!(
+        response.headers().get("x-meridian-region").unwrap(),
+        "us-east1"
+    );
+    assert!(
+        response.body().await.unwrap().is_empty(),
+        "nothing of the tenant is processed in us-east1"
+    );
+
+    // Inside the EU, the other region forwards instead.
+    let reply = nodes["europe-west3"].get("/v1/channels", &token).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(header(&reply, "x-meridian-region"), "europe-west1");
+
+    // The residency must hold for the home region itself.
+    let refused = nodes["us-east1"]
+        .post(
+            "/v1/tenants",
+            &nodes["us-east1"].platform_token(),
+            json!({ "slug": "bad-pin", "name": "x", "home_region": "us-east1", "residency": { "jurisdiction": "eu" },
+                    "owner": { "email": "o@bad.example", "display_name": "O" } }),
+        )
+        .await;
+    assert_problem(&refused, 400, "residency_violation");
+}
+
+#[actix_web::test]
+async fn forged_or_stale_hop_markers_are_refused() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let (_, token) = provision_in(&nodes["us-east1"], "hopper", "europe-west1", None).await;
+    let foreign = meridian::routing::hop::HopSigner::new("not the nodes' secret at all");
+    let stale_or_wrong = [
+        "europe-west1".to_owned(),
+        "europe-west1.1700000000.AAAA".to_owned(),
+        foreign.sign("us-east1", "GET", "/v1/channels"),
+        // Genuine format and secret, but for another request.
+        meridian::routing::hop::HopSigner::new("test hop secret, shared by every node").sign(
+            "us-east1",
+            "GET",
+            "/v1/users",
+        ),
+    ];
+    for marker in stale_or_wrong {
+        for node in nodes.values() {
+            let mut res = node
+                .client
+                .get(format!("{}/v1/channels", node.base))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .insert_header(("X-Meridian-Hop", marker.clone()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "marker {marker}");
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["code"], "invalid_hop_marker");
+        }
+    }
+}
