@@ -36,6 +36,9 @@ pub struct RoutingSettings {
     /// (local runs, where the public endpoints do not exist).
     pub redirect_to_peers: bool,
     pub forward_timeout_ms: u64,
+    /// How often peers' `/readyz` and the drained flags are checked.
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +139,8 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             routing: RoutingSettings {
                 forward_timeout_ms: 30_000,
+                probe_interval_ms: 1_000,
+                probe_timeout_ms: 1_000,
                 ..RoutingSettings::default()
             },
             log: LogSettings {
@@ -227,6 +232,11 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "routing.peers: unknown region `{unknown}`"
             )));
+        }
+        if self.routing.probe_interval_ms == 0 || self.routing.probe_timeout_ms == 0 {
+            return invalid(
+                "routing.probe_interval_ms and routing.probe_timeout_ms must be positive",
+            );
         }
         if self.directory.refresh_interval_ms == 0 {
             return invalid("directory.refresh_interval_ms must be positive");

@@ -81,7 +81,7 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let limits = limits::NodeLimits::new(&settings.limits);
-        let routing = routing::middleware::RoutingState::new(&settings.routing, &topology);
+        let routing = routing::middleware::RoutingState::new(&settings.routing, &topology, &region);
         let forward_timeout = Duration::from_millis(settings.routing.forward_timeout_ms);
         let state = web::Data::new(AppState::new(
             db,
@@ -92,6 +92,7 @@ impl Application {
             region,
             verifier,
         ));
+        let watcher = spawn_region_watcher(state.clone(), &settings.routing);
         let summariser =
             spawn_denial_summaries(state.clone(), settings.limits.denial_summary_interval_ms);
         let openapi = api::openapi();
@@ -126,7 +127,7 @@ impl Application {
             server,
             address,
             state,
-            background: vec![refresher, summariser],
+            background: vec![refresher, summariser, watcher],
             summary_interval_ms: settings.limits.denial_summary_interval_ms,
         })
     }
@@ -166,6 +167,42 @@ fn spawn_denial_summaries(
             ticker.tick().await;
             state.summarise_denials(interval_ms).await;
             state.limits.rate.prune();
+        }
+    })
+}
+
+/// Every `routing.probe_interval_ms`: re-reads the drained flags and probes every
+/// peer region's `/readyz`, feeding the failover decisions.
+fn spawn_region_watcher(
+    state: web::Data<AppState>,
+    settings: &config::RoutingSettings,
+) -> tokio::task::JoinHandle<()> {
+    let interval = Duration::from_millis(settings.probe_interval_ms);
+    let timeout = Duration::from_millis(settings.probe_timeout_ms);
+    actix_web::rt::spawn(async move {
+        let client = awc::Client::builder().disable_redirects().finish();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = state.refresh_region_state().await {
+                tracing::warn!(error = %err, "reading region state failed");
+            }
+            let peers: Vec<_> = state
+                .routing
+                .peers
+                .iter()
+                .filter(|(r, _)| **r != state.region)
+                .collect();
+            let probes = peers
+                .iter()
+                .map(|(_, base)| routing::health::probe(&client, base, timeout));
+            for ((region, _), up) in peers
+                .iter()
+                .zip(futures_util::future::join_all(probes).await)
+            {
+                state.routing.health.set_reachable(region, up);
+            }
         }
     })
 }

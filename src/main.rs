@@ -41,6 +41,36 @@ enum Command {
     Dev(DevArgs),
     /// Print a signed token for local use, with the keys `dev` uses.
     Token(TokenArgs),
+    /// Region operations through a node's API: status, drain, undrain.
+    Region(RegionArgs),
+}
+
+#[derive(Args)]
+struct RegionArgs {
+    /// Any node's base URL.
+    #[arg(
+        long,
+        env = "MERIDIAN_NODE",
+        default_value = "http://127.0.0.11:8080",
+        global = true
+    )]
+    node: String,
+    #[command(subcommand)]
+    action: RegionAction,
+}
+
+#[derive(Subcommand)]
+enum RegionAction {
+    /// Topology and health as the node sees it.
+    Status,
+    /// Print the impact, then drain (refused while tenants would be stranded, unless --force).
+    Drain {
+        region: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Return a drained region to service.
+    Undrain { region: String },
 }
 
 #[derive(Args)]
@@ -104,6 +134,79 @@ async fn main() -> anyhow::Result<()> {
             dev::run(state, args.regions_dir, args.regions).await
         }
         Command::Token(args) => token(&state, args),
+        Command::Region(args) => region(&state, args).await,
+    }
+}
+
+async fn region(state: &StateDir, args: RegionArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(base_settings(state))?;
+    let verifier = TokenVerifier::new(KeySet::load(settings.keys_file())?, &settings.auth);
+    let token = verifier.issue("meridian-cli".into(), None, Role::PlatformAdmin, 300)?;
+    let client = awc::Client::default();
+    let call = async |method: &str,
+                      path: &str,
+                      body: serde_json::Value|
+           -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!("{}{path}", args.node.trim_end_matches('/'));
+        let request = client
+            .request(method.parse()?, &url)
+            .insert_header(("Authorization", format!("Bearer {token}")));
+        let mut response = request
+            .send_json(&body)
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let value = response.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((response.status().as_u16(), value))
+    };
+    let (status, body) = match &args.action {
+        RegionAction::Status => call("GET", "/v1/regions", serde_json::Value::Null).await?,
+        RegionAction::Undrain { region } => {
+            call(
+                "POST",
+                &format!("/v1/regions/{region}/undrain"),
+                serde_json::json!({}),
+            )
+            .await?
+        }
+        RegionAction::Drain { region, force } => {
+            let path = format!("/v1/regions/{region}/drain");
+            let (status, impact) =
+                call("POST", &path, serde_json::json!({ "dry_run": true })).await?;
+            if status != 200 {
+                bail!("{status}: {impact}");
+            }
+            print_impact(&impact);
+            let stranded = impact["unavailable"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            if stranded && !force {
+                bail!(
+                    "refusing to drain {region}: the tenants above would be unavailable (use --force)"
+                );
+            }
+            call("POST", &path, serde_json::json!({ "force": force })).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    if status >= 400 {
+        bail!("the node answered {status}");
+    }
+    Ok(())
+}
+
+fn print_impact(impact: &serde_json::Value) {
+    let rows = |key: &str| impact[key].as_array().cloned().unwrap_or_default();
+    for tenant in rows("failover") {
+        println!(
+            "fails over: {} ({}) → {}",
+            tenant["slug"], tenant["tenant_id"], tenant["to"]
+        );
+    }
+    for tenant in rows("unavailable") {
+        println!(
+            "UNAVAILABLE: {} ({}): its residency allows no other healthy region",
+            tenant["slug"], tenant["tenant_id"]
+        );
     }
 }
 

@@ -24,10 +24,14 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-/// Readiness: the database answers. Load balancers and GeoDNS probe this.
+/// Readiness: the region is not drained and the database answers. Load balancers,
+/// GeoDNS and peer nodes probe this.
 #[utoipa::path(tag = "ops", responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.routing.health.is_drained_here() {
+        return Err(ApiError::Unavailable("this region is drained"));
+    }
     if state.database_ready().await {
         Ok(HttpResponse::Ok().json(Health {
             status: "ready",

@@ -9,6 +9,7 @@ mod audit;
 mod channels;
 mod health;
 mod messages;
+mod regions;
 mod search;
 mod tenants;
 mod usage;
@@ -73,7 +74,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(messages::page)
                 .service(search::search)
                 .service(audit::list)
-                .service(usage::get),
+                .service(usage::get)
+                .service(regions::list)
+                .service(regions::drain)
+                .service(regions::undrain),
         );
 }
 

@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, web};
 
 use super::decide::{Decision, decide};
+use super::health::RegionHealth;
 use super::hop::{self, HopCheck, HopSigner};
 use crate::config::RoutingSettings;
 use crate::error::ApiError;
@@ -26,12 +27,13 @@ pub const HOME: HeaderName = HeaderName::from_static("x-meridian-home-region");
 /// Routing configuration of a node: where peers are, how to sign hops.
 pub struct RoutingState {
     hop: HopSigner,
-    peers: BTreeMap<RegionId, String>,
+    pub(crate) peers: BTreeMap<RegionId, String>,
     redirect_to_peers: bool,
+    pub health: RegionHealth,
 }
 
 impl RoutingState {
-    pub fn new(settings: &RoutingSettings, topology: &Topology) -> Self {
+    pub fn new(settings: &RoutingSettings, topology: &Topology, here: &RegionId) -> Self {
         let peers = topology
             .regions()
             .map(|r| {
@@ -47,6 +49,7 @@ impl RoutingState {
             hop: HopSigner::new(&settings.hop_secret),
             peers,
             redirect_to_peers: settings.redirect_to_peers,
+            health: RegionHealth::new(here.clone(), topology.regions().map(|r| r.id.clone())),
         }
     }
 
@@ -161,8 +164,9 @@ pub async fn route(
             .await
             .map(|r| with_region_headers(r.map_into_boxed_body(), &here, None));
     };
-    // Region health (drain/failover) is not tracked yet: every region counts as up.
-    match decide(&state.topology, &here, &tenant, |_| true) {
+    match decide(&state.topology, &here, &tenant, |r| {
+        state.routing.health.is_healthy(r)
+    }) {
         Decision::Serve => {
             let response = next.call(req).await?.map_into_boxed_body();
             Ok(with_region_headers(response, &here, Some(&tenant)))

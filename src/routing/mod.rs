@@ -6,6 +6,7 @@
 //! to one hop, `middleware` applies both to every `/v1` request.
 
 pub mod decide;
+pub mod health;
 pub mod hop;
 pub mod middleware;
 

@@ -105,6 +105,18 @@ impl AppState {
     pub async fn database_ready(&self) -> bool {
         self.db.ping().await.is_ok()
     }
+
+    /// Re-reads the drained flags every node shares.
+    pub async fn refresh_region_state(&self) -> Result<(), ApiError> {
+        let drained = self
+            .db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                crate::store::regions::drained(tx).await
+            })
+            .await?;
+        self.routing.health.set_drained(&drained);
+        Ok(())
+    }
 }
 
 /// A request made with a tenant role: the tenant, the user and the role, all from

@@ -4,6 +4,7 @@
 
 pub mod channels;
 pub mod messages;
+pub mod regions;
 pub mod tenants;
 pub mod usage;
 pub mod users;

@@ -101,6 +101,7 @@ pub struct TestApp {
     pub db_name: String,
     pub verifier: Arc<TokenVerifier>,
     pub client: awc::Client,
+    handle: actix_web::dev::ServerHandle,
 }
 
 pub async fn fresh_database() -> String {
@@ -138,6 +139,8 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.limits.denial_summary_interval_ms = 200;
     settings.routing.hop_secret = "test hop secret, shared by every node".into();
     settings.routing.redirect_to_peers = true;
+    settings.routing.probe_interval_ms = 100;
+    settings.routing.probe_timeout_ms = 500;
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
     settings
@@ -155,6 +158,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let app = Application::build(settings)
         .await
         .expect("building the app");
+    let handle = app.handle();
     let base = format!("http://{}", app.address());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
@@ -162,6 +166,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         db_name,
         verifier,
         client: awc::Client::default(),
+        handle,
     }
 }
 
@@ -300,6 +305,11 @@ impl TestApp {
             .await;
         assert_eq!(reply.status, 201, "{}", reply.body);
         reply.body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Stops the node (graceful): in-flight requests finish, new connections are refused.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
     }
 
     /// A client of the test database as the service role (RLS applies).

@@ -22,6 +22,8 @@ enum Access {
 #[derive(Clone, Copy)]
 enum Target {
     None,
+    /// A region id, not a tenant's resource.
+    Region,
     Tenant,
     User,
     Channel,
@@ -149,6 +151,21 @@ fn routes() -> Vec<Route> {
         ),
         r("GET", "/v1/audit", Either(Role::Admin), T::None, no_body),
         r("GET", "/v1/usage", Tenant(Role::Admin), T::None, no_body),
+        r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
+        r(
+            "POST",
+            "/v1/regions/{id}/drain",
+            Platform,
+            T::Region,
+            || Some(json!({"dry_run": true})),
+        ),
+        r(
+            "POST",
+            "/v1/regions/{id}/undrain",
+            Platform,
+            T::Region,
+            no_body,
+        ),
     ]
 }
 
@@ -177,6 +194,7 @@ impl Victim {
     fn path(&self, route: &Route) -> String {
         let id = match route.target {
             Target::None => return route.path.to_owned(),
+            Target::Region => return route.path.replace("{id}", "us-east1"),
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
@@ -223,7 +241,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let mut probes = 0;
     for route in routes()
         .iter()
-        .filter(|r| !matches!(r.target, Target::None))
+        .filter(|r| !matches!(r.target, Target::None | Target::Region))
     {
         let reply = app
             .request(

@@ -2,6 +2,11 @@
 
 mod helpers;
 
+mod audit;
 mod basics;
 mod isolation;
 mod limits;
+mod messages;
+mod regions;
+mod tenants;
+mod users;

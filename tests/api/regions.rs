@@ -208,3 +208,170 @@ async fn forged_or_stale_hop_markers_are_refused() {
         }
     }
 }
+
+/// Polls until `check` holds (nodes pick up drains and probes every 100 ms in tests).
+async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[actix_web::test]
+async fn a_drained_region_fails_over_inside_residency_and_comes_back() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let (us, west1, west3) = (
+        &nodes["us-east1"],
+        &nodes["europe-west1"],
+        &nodes["europe-west3"],
+    );
+    let (_, eu) = provision_in(
+        west1,
+        "eu-tenant",
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    let (_, pinned) = provision_in(
+        west1,
+        "pinned",
+        "europe-west1",
+        Some(json!({ "regions": ["europe-west1"] })),
+    )
+    .await;
+    let admin = us.platform_token();
+    let channel = west1
+        .post("/v1/channels", &eu, json!({ "name": "ops" }))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The impact: the EU tenant moves to europe-west3, the pinned one has nowhere to go.
+    let impact = us
+        .post(
+            "/v1/regions/europe-west1/drain",
+            &admin,
+            json!({ "dry_run": true }),
+        )
+        .await;
+    assert_eq!(impact.status, 200, "{}", impact.body);
+    assert_eq!(impact.body["failover"][0]["slug"], "eu-tenant");
+    assert_eq!(impact.body["failover"][0]["to"], "europe-west3");
+    assert_eq!(impact.body["unavailable"][0]["slug"], "pinned");
+    assert_problem(
+        &us.post("/v1/regions/europe-west1/drain", &admin, json!({}))
+            .await,
+        409,
+        "drain_strands_tenants",
+    );
+    let drained = us
+        .post(
+            "/v1/regions/europe-west1/drain",
+            &admin,
+            json!({ "force": true }),
+        )
+        .await;
+    assert_eq!(drained.body["drained"], true, "{}", drained.body);
+
+    eventually("europe-west1 reports not ready", async || {
+        west1.request("GET", "/readyz", None, None).await.status == 503
+    })
+    .await;
+    eventually("europe-west3 serves the EU tenant", async || {
+        header(&west3.get("/v1/channels", &eu).await, "x-meridian-region") == "europe-west3"
+    })
+    .await;
+    let posted = west3
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &eu,
+            json!({ "body": "during the drain" }),
+        )
+        .await;
+    assert_eq!(posted.status, 201);
+    assert_eq!(header(&posted, "x-meridian-home-region"), "europe-west1");
+    // The drained node forwards; the US node redirects, to the failover region.
+    eventually("the drained node forwards to europe-west3", async || {
+        header(&west1.get("/v1/channels", &eu).await, "x-meridian-region") == "europe-west3"
+    })
+    .await;
+    let no_redirects = awc::Client::builder().disable_redirects().finish();
+    let redirect = no_redirects
+        .get(format!("{}/v1/channels", us.base))
+        .insert_header(("Authorization", format!("Bearer {eu}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 307);
+    assert_eq!(
+        redirect
+            .headers()
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("{}/v1/channels", west3.base)
+    );
+    // The pinned tenant is unavailable, clearly, everywhere.
+    for node in nodes.values() {
+        let reply = node.get("/v1/channels", &pinned).await;
+        assert_problem(&reply, 503, "residency_unavailable");
+        assert!(reply.headers.get("retry-after").is_some());
+    }
+
+    // Undrain: home again, with the write made during the drain.
+    assert_eq!(
+        us.post("/v1/regions/europe-west1/undrain", &admin, json!({}))
+            .await
+            .status,
+        200
+    );
+    eventually("europe-west1 serves again", async || {
+        header(&west3.get("/v1/channels", &eu).await, "x-meridian-region") == "europe-west1"
+    })
+    .await;
+    let page = west1
+        .get(&format!("/v1/channels/{channel}/messages"), &eu)
+        .await;
+    assert_eq!(page.body["items"][0]["body"], "during the drain");
+    assert_eq!(west1.get("/v1/channels", &pinned).await.status, 200);
+    let audit = us.get("/v1/audit", &admin).await.body.to_string();
+    assert!(audit.contains("region_drained") && audit.contains("region_undrained"));
+}
+
+#[actix_web::test]
+async fn a_dead_home_node_fails_over_after_the_probes_notice() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let (west1, west3) = (&nodes["europe-west1"], &nodes["europe-west3"]);
+    let (_, eu) = provision_in(
+        west3,
+        "eu-tenant",
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    assert_eq!(
+        header(&west3.get("/v1/channels", &eu).await, "x-meridian-region"),
+        "europe-west1"
+    );
+    west1.stop().await;
+    eventually("europe-west3 takes over", async || {
+        let reply = west3.get("/v1/channels", &eu).await;
+        reply.status == 200 && header(&reply, "x-meridian-region") == "europe-west3"
+    })
+    .await;
+    let regions = west3.get("/v1/regions", &eu).await;
+    let west1_status = regions.body["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "europe-west1")
+        .unwrap()
+        .clone();
+    assert_eq!(west1_status["healthy"], false, "{west1_status}");
+}

@@ -1,0 +1,190 @@
+//! `/v1/regions`: the topology and its health as this node sees it; drains
+//! (platform admins). A drain is stored in the database, so every node routes
+//! around the region and its `/readyz` fails (GeoDNS stops sending users there).
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::audit;
+use crate::error::{ApiError, Problem};
+use crate::ids::{RegionId, TenantId};
+use crate::routing::decide::serving_region;
+use crate::scope::{AppState, Caller, PlatformScope};
+use crate::store::regions;
+use crate::topology::Jurisdiction;
+
+#[derive(Serialize, ToSchema)]
+pub struct RegionView {
+    id: RegionId,
+    jurisdiction: Jurisdiction,
+    public_endpoint: String,
+    failover: Vec<RegionId>,
+    drained: bool,
+    reachable: bool,
+    healthy: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Regions {
+    /// The region of the node that answered.
+    region: RegionId,
+    regions: Vec<RegionView>,
+}
+
+#[utoipa::path(tag = "regions", security(("bearer" = [])), responses((status = 200, body = Regions)))]
+#[get("/regions")]
+pub async fn list(_caller: Caller, state: web::Data<AppState>) -> web::Json<Regions> {
+    let health = &state.routing.health;
+    let regions = state
+        .topology
+        .regions()
+        .map(|r| {
+            let status = health.status(&r.id).unwrap_or_default();
+            RegionView {
+                id: r.id.clone(),
+                jurisdiction: r.jurisdiction,
+                public_endpoint: r.public_endpoint.clone(),
+                failover: r.failover.clone(),
+                drained: status.drained,
+                reachable: status.reachable,
+                healthy: health.is_healthy(&r.id),
+            }
+        })
+        .collect();
+    web::Json(Regions {
+        region: state.region.clone(),
+        regions,
+    })
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Drain even when some tenants would have no region to go to.
+    #[serde(default)]
+    force: bool,
+    /// Only report the impact.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantMove {
+    tenant_id: TenantId,
+    slug: String,
+    /// Where the tenant is served while the region is drained.
+    to: Option<RegionId>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DrainReport {
+    region: RegionId,
+    drained: bool,
+    failover: Vec<TenantMove>,
+    /// Tenants whose residency allows no other healthy region: they get 503.
+    unavailable: Vec<TenantMove>,
+}
+
+fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
+    state
+        .topology
+        .find(raw)
+        .map(|r| r.id.clone())
+        .ok_or(ApiError::NotFound {
+            kind: "region",
+            id: None,
+        })
+}
+
+/// Drain a region: its tenants fail over to the next region their residency allows.
+#[utoipa::path(tag = "regions", request_body = DrainRequest, params(("id" = String, Path, description = "Region id")),
+    security(("bearer" = [])), responses((status = 200, body = DrainReport), (status = 409, body = Problem)))]
+#[post("/regions/{id}/drain")]
+pub async fn drain(
+    scope: PlatformScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Option<web::Json<DrainRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let region = known_region(&state, &path)?;
+    let request = body.map(web::Json::into_inner).unwrap_or_default();
+    let tenants = scope
+        .read(async |tx| regions::tenants_homed_in(tx, &region).await)
+        .await?;
+    let health = &state.routing.health;
+    let (mut failover, mut unavailable) = (Vec::new(), Vec::new());
+    for tenant in tenants {
+        let to = serving_region(&state.topology, &tenant, |r| {
+            *r != region && health.is_healthy(r)
+        })
+        .map(|r| r.id.clone());
+        let entry = TenantMove {
+            tenant_id: tenant.id,
+            slug: tenant.slug.clone(),
+            to: to.clone(),
+        };
+        if to.is_some() {
+            failover.push(entry)
+        } else {
+            unavailable.push(entry)
+        }
+    }
+    let mut report = DrainReport {
+        region: region.clone(),
+        drained: false,
+        failover,
+        unavailable,
+    };
+    if request.dry_run {
+        return Ok(HttpResponse::Ok().json(report));
+    }
+    if !report.unavailable.is_empty() && !request.force {
+        let slugs: Vec<&str> = report.unavailable.iter().map(|t| t.slug.as_str()).collect();
+        return Err(ApiError::Conflict {
+            code: "drain_strands_tenants",
+            detail: format!(
+                "draining {region} leaves these tenants no allowed region: {}; use force to drain anyway",
+                slugs.join(", ")
+            ),
+        });
+    }
+    let details = json!({ "region": region, "force": request.force, "failover": report.failover.len(), "unavailable": report.unavailable.len() });
+    scope
+        .write(async |tx| {
+            regions::set_drained(tx, &region, true, scope.admin()).await?;
+            audit::record_platform(tx, scope.admin(), "region_drained", None, details.clone()).await
+        })
+        .await?;
+    state.refresh_region_state().await?;
+    report.drained = true;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Return a drained region to service.
+#[utoipa::path(tag = "regions", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
+    responses((status = 200, body = Regions), (status = 404, body = Problem)))]
+#[post("/regions/{id}/undrain")]
+pub async fn undrain(
+    scope: PlatformScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let region = known_region(&state, &path)?;
+    scope
+        .write(async |tx| {
+            regions::set_drained(tx, &region, false, scope.admin()).await?;
+            audit::record_platform(
+                tx,
+                scope.admin(),
+                "region_undrained",
+                None,
+                json!({ "region": region }),
+            )
+            .await
+        })
+        .await?;
+    state.refresh_region_state().await?;
+    Ok(HttpResponse::Ok().json(json!({ "region": region, "drained": false })))
+}
