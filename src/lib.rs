@@ -21,6 +21,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod pagination;
+pub mod relocation;
 pub mod request_id;
 pub mod routing;
 pub mod scope;
@@ -83,11 +84,20 @@ impl Application {
         let limits = limits::NodeLimits::new(&settings.limits);
         let routing = routing::middleware::RoutingState::new(&settings.routing, &topology, &region);
         let forward_timeout = Duration::from_millis(settings.routing.forward_timeout_ms);
+        let relocator = relocation::Relocator::new(
+            db.clone(),
+            directory.clone(),
+            format!("{region}/{}", uuid::Uuid::now_v7()),
+            500,
+            // Every node sees a directory change within one refresh interval.
+            Duration::from_millis(settings.directory.refresh_interval_ms * 2),
+        );
         let state = web::Data::new(AppState::new(
             db,
             directory,
             limits,
             routing,
+            relocator,
             Arc::new(topology),
             region,
             verifier,
@@ -183,8 +193,15 @@ fn spawn_region_watcher(
         let client = awc::Client::builder().disable_redirects().finish();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             ticker.tick().await;
+            ticks += 1;
+            // Now and then, pick up relocations whose worker died (expired lease).
+            if ticks.is_multiple_of(10) {
+                let relocator = state.relocator.clone();
+                actix_web::rt::spawn(async move { relocator.resume_abandoned().await });
+            }
             if let Err(err) = state.refresh_region_state().await {
                 tracing::warn!(error = %err, "reading region state failed");
             }

@@ -10,6 +10,7 @@ mod channels;
 mod health;
 mod messages;
 mod regions;
+mod relocation;
 mod search;
 mod tenants;
 mod usage;
@@ -77,7 +78,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(usage::get)
                 .service(regions::list)
                 .service(regions::drain)
-                .service(regions::undrain),
+                .service(regions::undrain)
+                .service(relocation::start)
+                .service(relocation::status)
+                .service(relocation::evacuate),
         );
 }
 

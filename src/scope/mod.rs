@@ -22,6 +22,7 @@ use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
 use crate::limits::{DenialKind, NodeLimits};
+use crate::relocation::Relocator;
 use crate::routing::middleware::RoutingState;
 use crate::tenancy::{Directory, TenantRecord};
 use crate::topology::Topology;
@@ -32,17 +33,21 @@ pub struct AppState {
     pub directory: Directory,
     pub limits: NodeLimits,
     pub routing: RoutingState,
+    pub relocator: Relocator,
     pub topology: Arc<Topology>,
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
 }
 
 impl AppState {
+    // One argument per node service; the pool must stay private to this module.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Database,
         directory: Directory,
         limits: NodeLimits,
         routing: RoutingState,
+        relocator: Relocator,
         topology: Arc<Topology>,
         region: RegionId,
         verifier: Arc<TokenVerifier>,
@@ -52,6 +57,7 @@ impl AppState {
             directory,
             limits,
             routing,
+            relocator,
             topology,
             region,
             verifier,

@@ -154,6 +154,27 @@ fn routes() -> Vec<Route> {
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
         r(
             "POST",
+            "/v1/tenants/{id}/relocation",
+            Platform,
+            T::Tenant,
+            || Some(json!({"to_region": "europe-west1"})),
+        ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/relocation",
+            Either(Role::Admin),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/regions/{id}/evacuate",
+            Platform,
+            T::Region,
+            no_body,
+        ),
+        r(
+            "POST",
             "/v1/regions/{id}/drain",
             Platform,
             T::Region,

@@ -375,3 +375,238 @@ async fn a_dead_home_node_fails_over_after_the_probes_notice() {
         .clone();
     assert_eq!(west1_status["healthy"], false, "{west1_status}");
 }
+
+async fn wait_for_relocation(node: &TestApp, tenant: Uuid) -> serde_json::Value {
+    let admin = node.platform_token();
+    for _ in 0..300 {
+        let reply = node
+            .get(&format!("/v1/tenants/{tenant}/relocation"), &admin)
+            .await;
+        if matches!(reply.body["status"].as_str(), Some("done" | "failed")) {
+            return reply.body;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("relocation did not finish");
+}
+
+#[actix_web::test]
+async fn relocation_under_writes_loses_nothing_and_moves_every_row() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let (us, eu) = (&nodes["us-east1"], &nodes["europe-west1"]);
+    let (tenant, token) = provision_in(us, "movers", "us-east1", None).await;
+    let channel = us
+        .post("/v1/channels", &token, json!({ "name": "moving" }))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/channels/{channel}/messages");
+    for i in 0..300 {
+        assert_eq!(
+            us.post(&path, &token, json!({ "body": format!("before {i}") }))
+                .await
+                .status,
+            201
+        );
+    }
+
+    // A writer keeps posting through the US node while the tenant moves to Europe.
+    let writing = std::rc::Rc::new(std::cell::Cell::new(true));
+    let writer = {
+        let (writing, token, path, base) = (
+            writing.clone(),
+            token.clone(),
+            path.clone(),
+            us.base.clone(),
+        );
+        actix_web::rt::spawn(async move {
+            let client = awc::Client::default();
+            let (mut acknowledged, mut failed) = (Vec::new(), 0);
+            let mut i = 0;
+            while writing.get() {
+                i += 1;
+                let sent = client
+                    .post(format!("{base}{path}"))
+                    .insert_header(("Authorization", format!("Bearer {token}")))
+                    .send_json(&json!({ "body": format!("during {i}") }))
+                    .await;
+                match sent {
+                    Ok(mut res) if res.status() == 201 => {
+                        let body: serde_json::Value = res.json().await.unwrap();
+                        acknowledged.push(body["id"].as_str().unwrap().to_owned());
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (acknowledged, failed)
+        })
+    };
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    let admin = us.platform_token();
+    let started = us
+        .post(
+            &format!("/v1/tenants/{tenant}/relocation"),
+            &admin,
+            json!({ "to_region": "europe-west1" }),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let done = wait_for_relocation(us, tenant).await;
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    writing.set(false);
+    let (acknowledged, failed) = writer.await.unwrap();
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(
+        acknowledged.len() > 10,
+        "the writer barely wrote: {}",
+        acknowledged.len()
+    );
+    assert_eq!(failed, 0, "writes failed during the relocation");
+
+    // Every acknowledged message is there exactly once, and every row lives in Europe.
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?limit=200&cursor={c}"),
+            None => format!("{path}?limit=200"),
+        };
+        let page = eu.get(&url, &token).await;
+        assert_eq!(header(&page, "x-meridian-region"), "europe-west1");
+        for item in page.body["items"].as_array().unwrap() {
+            *seen
+                .entry(item["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    for id in &acknowledged {
+        assert_eq!(seen.get(id), Some(&1), "acknowledged message {id}");
+    }
+    assert_eq!(seen.len(), 300 + acknowledged.len());
+    let (db, _) = tokio_postgres::connect(
+        &crate::helpers::cluster().superuser_url(&us.db_name),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map(|(c, conn)| {
+        actix_web::rt::spawn(conn);
+        (c, ())
+    })
+    .unwrap();
+    for table in [
+        "users",
+        "channels",
+        "messages",
+        "audit_events",
+        "tenant_usage",
+    ] {
+        let outside: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {table} WHERE tenant_id = $1 AND home_region <> 'europe-west1'"), &[&tenant])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(outside, 0, "{table} has rows left behind");
+    }
+    assert!(
+        done["counts_before"]["messages"].as_i64().unwrap() >= 300,
+        "{done}"
+    );
+    assert!(
+        done["counts_after"]["messages"].as_i64().unwrap()
+            >= done["counts_before"]["messages"].as_i64().unwrap()
+    );
+    assert_eq!(
+        us.get("/v1/channels", &token)
+            .await
+            .headers
+            .get("x-meridian-home-region")
+            .unwrap(),
+        "europe-west1"
+    );
+}
+
+#[actix_web::test]
+async fn relocation_and_evacuation_respect_residency() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let west1 = &nodes["europe-west1"];
+    let admin = west1.platform_token();
+    let (eu_tenant, eu_token) = provision_in(
+        west1,
+        "eu-only",
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    let (pinned, _) = provision_in(
+        west1,
+        "pinned",
+        "europe-west1",
+        Some(json!({ "regions": ["europe-west1"] })),
+    )
+    .await;
+
+    let refused = west1
+        .post(
+            &format!("/v1/tenants/{eu_tenant}/relocation"),
+            &admin,
+            json!({ "to_region": "us-east1" }),
+        )
+        .await;
+    assert_problem(&refused, 400, "residency_violation");
+    // Residency is changed by compliance officers and platform admins only.
+    let (_, member) = {
+        let tenant = crate::helpers::Tenant {
+            id: eu_tenant,
+            owner_id: Uuid::nil(),
+            owner_token: eu_token.clone(),
+        };
+        west1.add_user(&tenant, "member").await
+    };
+    let reply = west1
+        .patch(
+            &format!("/v1/tenants/{eu_tenant}"),
+            &member,
+            json!({ "residency": null }),
+        )
+        .await;
+    assert_problem(&reply, 403, "forbidden");
+    let reply = west1
+        .patch(
+            &format!("/v1/tenants/{eu_tenant}"),
+            &eu_token,
+            json!({ "residency": null }),
+        )
+        .await;
+    assert_problem(&reply, 403, "forbidden");
+
+    let evacuation = west1
+        .post("/v1/regions/europe-west1/evacuate", &admin, json!({}))
+        .await;
+    assert_eq!(evacuation.status, 200, "{}", evacuation.body);
+    assert_eq!(
+        evacuation.body["started"][0]["tenant_id"],
+        eu_tenant.to_string()
+    );
+    assert_eq!(evacuation.body["started"][0]["to"], "europe-west3");
+    assert_eq!(
+        evacuation.body["refused"][0]["tenant_id"],
+        pinned.to_string()
+    );
+    assert!(
+        evacuation.body["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("residency")
+    );
+    let done = wait_for_relocation(west1, eu_tenant).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let reply = nodes["europe-west3"].get("/v1/channels", &eu_token).await;
+    assert_eq!(header(&reply, "x-meridian-region"), "europe-west3");
+    assert_eq!(header(&reply, "x-meridian-home-region"), "europe-west3");
+}

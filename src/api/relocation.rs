@@ -1,0 +1,190 @@
+//! `/v1/tenants/{id}/relocation` (move a tenant to another home region) and
+//! `/v1/regions/{id}/evacuate` (move every tenant out of a region). Platform admins
+//! start them; a tenant's owners and admins may watch their own tenant's progress.
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::IdPath;
+use crate::auth::Permission;
+use crate::error::{ApiError, Problem};
+use crate::ids::{RegionId, TenantId};
+use crate::relocation::{self, Relocation};
+use crate::routing::decide::serving_region;
+use crate::scope::{AppState, Caller, PlatformScope};
+use crate::store::{regions, tenants};
+use crate::tenancy::{TenantRecord, residency};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelocationRequest {
+    to_region: String,
+}
+
+/// Refuses a target the topology does not know, the current home, or one the
+/// tenant's residency forbids.
+fn check_target(state: &AppState, tenant: &TenantRecord, raw: &str) -> Result<RegionId, ApiError> {
+    let region = state
+        .topology
+        .find(raw)
+        .ok_or_else(|| ApiError::validation(format!("to_region `{raw}` is not a known region")))?;
+    if region.id == tenant.home_region {
+        return Err(ApiError::validation(format!(
+            "the tenant already lives in `{raw}`"
+        )));
+    }
+    if !residency::allows(tenant.residency.as_ref(), region) {
+        return Err(ApiError::bad_request(
+            "residency_violation",
+            format!("the tenant's residency does not allow `{raw}`"),
+        ));
+    }
+    Ok(region.id.clone())
+}
+
+/// Starts the relocation in the background on this node.
+async fn launch(
+    scope: &PlatformScope,
+    state: &web::Data<AppState>,
+    tenant: &TenantRecord,
+    to: &RegionId,
+) -> Result<Relocation, ApiError> {
+    let job = scope
+        .write(async |tx| relocation::start(tx, tenant, to, scope.admin()).await)
+        .await?;
+    let (relocator, id) = (state.relocator.clone(), job.id);
+    actix_web::rt::spawn(async move {
+        if let Err(err) = relocator.run(id).await {
+            tracing::error!(relocation = %id, error = %err, "relocation failed");
+        }
+    });
+    Ok(job)
+}
+
+/// Move a tenant to another home region (platform admin): online and batched.
+#[utoipa::path(tag = "relocation", request_body = RelocationRequest, params(("id" = String, Path, description = "Tenant id")),
+    security(("bearer" = [])), responses((status = 202, body = Relocation), (status = 400, body = Problem), (status = 409, body = Problem)))]
+#[post("/tenants/{id}/relocation")]
+pub async fn start(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: IdPath,
+    body: web::Json<RelocationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = TenantId::parse(&path)?;
+    let scope = match caller {
+        Caller::Platform(scope) => scope,
+        Caller::Tenant(scope) if scope.tenant_id() == id => {
+            return Err(ApiError::Forbidden(
+                "relocations are started by platform admins",
+            ));
+        }
+        Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
+    };
+    let tenant = scope.read(async |tx| tenants::get(tx, id).await).await?;
+    let to = check_target(&state, &tenant, &body.to_region)?;
+    let job = launch(&scope, &state, &tenant, &to).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/v1/tenants/{id}/relocation"),
+        ))
+        .json(job))
+}
+
+/// The tenant's latest relocation and its progress.
+#[utoipa::path(tag = "relocation", params(("id" = String, Path, description = "Tenant id")), security(("bearer" = [])),
+    responses((status = 200, body = Relocation), (status = 404, body = Problem)))]
+#[get("/tenants/{id}/relocation")]
+pub async fn status(caller: Caller, path: IdPath) -> Result<web::Json<Relocation>, ApiError> {
+    let id = TenantId::parse(&path)?;
+    let latest = match caller {
+        Caller::Platform(scope) => {
+            scope
+                .read(async |tx| relocation::latest(tx, id).await)
+                .await?
+        }
+        Caller::Tenant(scope) if scope.tenant_id() == id => {
+            scope.require(Permission::ReadUsage)?;
+            scope
+                .read(async |tx| relocation::latest(tx, tx.tenant_id()).await)
+                .await?
+        }
+        Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
+    };
+    latest.map(web::Json).ok_or(ApiError::NotFound {
+        kind: "relocation",
+        id: None,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvacuationEntry {
+    tenant_id: TenantId,
+    slug: String,
+    to: Option<RegionId>,
+    relocation_id: Option<uuid::Uuid>,
+    /// Why the tenant could not be moved.
+    reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Evacuation {
+    region: RegionId,
+    started: Vec<EvacuationEntry>,
+    refused: Vec<EvacuationEntry>,
+}
+
+/// Relocate every tenant homed in a region to its next allowed healthy region.
+#[utoipa::path(tag = "relocation", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
+    responses((status = 200, body = Evacuation), (status = 404, body = Problem)))]
+#[post("/regions/{id}/evacuate")]
+pub async fn evacuate(
+    scope: PlatformScope,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<web::Json<Evacuation>, ApiError> {
+    let region = state
+        .topology
+        .find(&path)
+        .map(|r| r.id.clone())
+        .ok_or(ApiError::NotFound {
+            kind: "region",
+            id: None,
+        })?;
+    let homed = scope
+        .read(async |tx| regions::tenants_homed_in(tx, &region).await)
+        .await?;
+    let health = &state.routing.health;
+    let (mut started, mut refused) = (Vec::new(), Vec::new());
+    for tenant in homed {
+        let entry = |to: Option<RegionId>, relocation_id, reason: Option<String>| EvacuationEntry {
+            tenant_id: tenant.id,
+            slug: tenant.slug.clone(),
+            to,
+            relocation_id,
+            reason,
+        };
+        let Some(to) = serving_region(&state.topology, &tenant, |r| {
+            *r != region && health.is_healthy(r)
+        })
+        .map(|r| r.id.clone()) else {
+            refused.push(entry(
+                None,
+                None,
+                Some("its residency allows no other healthy region".into()),
+            ));
+            continue;
+        };
+        match launch(&scope, &state, &tenant, &to).await {
+            Ok(job) => started.push(entry(Some(to), Some(job.id), None)),
+            Err(err) => refused.push(entry(Some(to), None, Some(err.to_string()))),
+        }
+    }
+    Ok(web::Json(Evacuation {
+        region,
+        started,
+        refused,
+    }))
+}

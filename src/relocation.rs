@@ -1,0 +1,351 @@
+//! Relocation: moving a tenant to another home region, online, in batches,
+//! resumable, audited and verified.
+//!
+//! 1. `start` checks residency and records the job (one active job per tenant).
+//! 2. The worker takes a lease on the job, counts the tenant's rows per table,
+//!    switches `tenants.home_region` (new writes and routing go to the new region
+//!    from here on), waits for every node's directory to see the switch,
+//! 3. moves the remaining rows' `home_region` in batches of `batch_size`, one
+//!    transaction per batch (on CockroachDB each updated row moves region),
+//! 4. verifies that no row is left outside the new region, records the counts
+//!    after, and audits. A crashed worker's lease expires and any node resumes:
+//!    the batches are idempotent (they only touch rows not yet moved).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
+use crate::error::ApiError;
+use crate::ids::{RegionId, TenantId};
+use crate::tenancy::record::TENANT_COLUMNS;
+use crate::tenancy::{Directory, TenantRecord};
+
+/// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
+const TABLES: &[(&str, &str)] = &[
+    ("users", "id"),
+    ("channels", "id"),
+    ("messages", "id"),
+    ("audit_events", "id"),
+    ("tenant_usage", "tenant_id"),
+    ("ai_usage", "month"),
+    ("ai_reservations", "id"),
+];
+const LEASE_SECS: f64 = 30.0;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Relocation {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub from_region: String,
+    pub to_region: String,
+    /// `pending` | `running` | `done` | `failed`
+    pub status: String,
+    /// Rows per table when the move started, and when it was verified.
+    pub counts_before: Option<Value>,
+    pub counts_after: Option<Value>,
+    /// Rows moved so far, per table.
+    pub moved: Value,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, tenant_id, from_region, to_region, status, counts_before, counts_after, moved, error, created_at, updated_at, finished_at";
+
+fn from_row(row: &tokio_postgres::Row) -> Relocation {
+    Relocation {
+        id: row.get("id"),
+        tenant_id: TenantId::from_uuid(row.get("tenant_id")),
+        from_region: row.get("from_region"),
+        to_region: row.get("to_region"),
+        status: row.get("status"),
+        counts_before: row.get("counts_before"),
+        counts_after: row.get("counts_after"),
+        moved: row.get("moved"),
+        error: row.get("error"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        finished_at: row.get("finished_at"),
+    }
+}
+
+/// Records a relocation of `tenant` to `to` (residency already checked by the caller).
+pub async fn start(
+    tx: &PlatformTx<'_>,
+    tenant: &TenantRecord,
+    to: &RegionId,
+    actor: &str,
+) -> Result<Relocation, ApiError> {
+    let sql = format!(
+        "INSERT INTO relocations (id, tenant_id, from_region, to_region, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &Uuid::now_v7(),
+                tenant.id.as_uuid(),
+                &tenant.home_region.as_str(),
+                &to.as_str(),
+                &actor,
+            ],
+        )
+        .await
+        .map_err(|err| match err {
+            ApiError::Conflict { .. } => ApiError::Conflict {
+                code: "relocation_in_progress",
+                detail: "this tenant is already being relocated".into(),
+            },
+            other => other,
+        })?;
+    let relocation = from_row(&row);
+    let details = json!({ "relocation_id": relocation.id, "from": tenant.home_region, "to": to });
+    audit::record_platform(tx, actor, "relocation_requested", Some(tenant.id), details).await?;
+    Ok(relocation)
+}
+
+pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM relocations WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1"
+    );
+    Ok(tx
+        .query_opt(&sql, &[tenant.as_uuid()])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
+/// Runs relocations; any node may, one at a time per job (lease).
+#[derive(Clone)]
+pub struct Relocator {
+    db: Database,
+    directory: Directory,
+    node: String,
+    batch_size: i64,
+    /// How long every node needs to see a directory change.
+    settle: Duration,
+}
+
+impl Relocator {
+    pub fn new(
+        db: Database,
+        directory: Directory,
+        node: String,
+        batch_size: i64,
+        settle: Duration,
+    ) -> Self {
+        Self {
+            db,
+            directory,
+            node,
+            batch_size,
+            settle,
+        }
+    }
+
+    async fn claim(&self, id: Uuid) -> Result<Option<Relocation>, ApiError> {
+        let sql = format!(
+            "UPDATE relocations SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), updated_at = now()
+             WHERE id = $1 AND status IN ('pending', 'running')
+               AND (lease_until IS NULL OR lease_until < now())
+             RETURNING {COLUMNS}"
+        );
+        let row = self
+            .db
+            .platform_tx(TxMode::ReadWrite, async |tx| {
+                tx.query_opt(&sql, &[&id, &self.node, &LEASE_SECS]).await
+            })
+            .await?;
+        Ok(row.as_ref().map(from_row))
+    }
+
+    /// Resumes relocations whose worker died (their lease expired).
+    pub async fn resume_abandoned(&self) {
+        let abandoned = self
+            .db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                tx.query(
+                    "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < now())",
+                    &[],
+                )
+                .await
+            })
+            .await;
+        for row in abandoned.unwrap_or_default() {
+            let id: Uuid = row.get(0);
+            if let Err(err) = self.run(id).await {
+                tracing::warn!(relocation = %id, error = %err, "resuming a relocation failed");
+            }
+        }
+    }
+
+    /// Runs (or resumes) relocation `id` to the end; records failures in the job.
+    pub async fn run(&self, id: Uuid) -> Result<(), ApiError> {
+        let Some(job) = self.claim(id).await? else {
+            return Ok(());
+        };
+        let outcome = self.drive(&job).await;
+        if let Err(err) = &outcome {
+            tracing::error!(relocation = %id, error = ?err, "relocation failed");
+            let message = match err {
+                ApiError::Internal(cause) => format!("{cause:#}"),
+                other => other.to_string(),
+            };
+            let _ = self
+                .db
+                .platform_tx(TxMode::ReadWrite, async |tx| {
+                    tx.execute(
+                        "UPDATE relocations SET status = 'failed', error = $2, updated_at = now(), finished_at = now() WHERE id = $1",
+                        &[&id, &message],
+                    )
+                    .await?;
+                    audit::record_platform(tx, "meridian", "relocation_failed", Some(job.tenant_id), json!({ "relocation_id": id, "error": message })).await
+                })
+                .await;
+        }
+        outcome
+    }
+
+    async fn drive(&self, job: &Relocation) -> Result<(), ApiError> {
+        let to = RegionId::parse(&job.to_region).map_err(ApiError::validation)?;
+        if job.status == "pending" {
+            self.switch_home(job, &to).await?;
+        }
+        // Rows written by nodes that had not yet seen the switch are caught by the
+        // later passes; each pass waits for the directories to settle.
+        for _ in 0..5 {
+            tokio::time::sleep(self.settle).await;
+            self.move_rows(job, &to).await?;
+            if let Some(after) = self.verify(job.tenant_id, &to).await? {
+                return self.finish(job, after).await;
+            }
+        }
+        Err(ApiError::internal(anyhow::anyhow!(
+            "rows kept appearing outside {to} after five passes"
+        )))
+    }
+
+    async fn switch_home(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
+        let sql = format!(
+            "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = now()
+             WHERE id = $1 AND home_region = $3 RETURNING {TENANT_COLUMNS}"
+        );
+        let record = self
+            .db
+            .platform_tx(TxMode::ReadWrite, async |tx| {
+                let row = tx.query_opt(&sql, &[job.tenant_id.as_uuid(), &to.as_str(), &job.from_region]).await?;
+                let row = row.ok_or_else(|| ApiError::Conflict {
+                    code: "relocation_stale",
+                    detail: "the tenant's home region changed since the relocation was requested".into(),
+                })?;
+                let record = TenantRecord::from_row(&row)?;
+                let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
+                let before = counts(&scoped).await?;
+                tx.execute(
+                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = now() WHERE id = $1",
+                    &[&job.id, &before],
+                )
+                .await?;
+                let details = json!({ "relocation_id": job.id, "from": job.from_region, "to": to, "counts_before": before });
+                audit::record(&scoped, "meridian", "relocation_started", Some(("tenant", job.tenant_id.to_string())), details.clone()).await?;
+                audit::record_platform(tx, "meridian", "relocation_started", Some(job.tenant_id), details).await?;
+                Ok(record)
+            })
+            .await?;
+        self.directory.put(record).await;
+        Ok(())
+    }
+
+    async fn move_rows(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
+        for (table, key) in TABLES {
+            let sql = format!(
+                "UPDATE {table} SET home_region = $2 WHERE tenant_id = $1 AND {key} IN
+                   (SELECT {key} FROM {table} WHERE tenant_id = $1 AND home_region <> $2 LIMIT $3)"
+            );
+            loop {
+                let moved = self
+                    .db
+                    .tenant_tx(job.tenant_id, to, None, TxMode::ReadWrite, async |tx| {
+                        tx.execute(
+                            &sql,
+                            &[tx.tenant_id().as_uuid(), &to.as_str(), &self.batch_size],
+                        )
+                        .await
+                    })
+                    .await?;
+                if moved == 0 {
+                    break;
+                }
+                self.db
+                    .platform_tx(TxMode::ReadWrite, async |tx| {
+                        tx.execute(
+                            "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
+                                    lease_until = now() + make_interval(secs => $4), updated_at = now()
+                             WHERE id = $1",
+                            &[&job.id, table, &(moved as i64), &LEASE_SECS],
+                        )
+                        .await
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The counts per table when every row is in `to`; `None` while some are not.
+    async fn verify(&self, tenant: TenantId, to: &RegionId) -> Result<Option<Value>, ApiError> {
+        self.db
+            .tenant_tx(tenant, to, None, TxMode::ReadOnly, async |tx| {
+                for (table, _) in TABLES {
+                    let sql = format!(
+                        "SELECT count(*) FROM {table} WHERE tenant_id = $1 AND home_region <> $2"
+                    );
+                    let outside: i64 = tx
+                        .query_one(&sql, &[tx.tenant_id().as_uuid(), &to.as_str()])
+                        .await?
+                        .get(0);
+                    if outside > 0 {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(counts(tx).await?))
+            })
+            .await
+    }
+
+    async fn finish(&self, job: &Relocation, after: Value) -> Result<(), ApiError> {
+        self.db
+            .platform_tx(TxMode::ReadWrite, async |tx| {
+                tx.execute(
+                    "UPDATE relocations SET status = 'done', counts_after = $2, updated_at = now(), finished_at = now(), lease_until = NULL
+                     WHERE id = $1",
+                    &[&job.id, &after],
+                )
+                .await?;
+                let details = json!({ "relocation_id": job.id, "to": job.to_region, "counts_after": after });
+                audit::record_platform(tx, "meridian", "relocation_done", Some(job.tenant_id), details).await
+            })
+            .await
+    }
+}
+
+/// Rows per tenant-owned table, inside a tenant transaction.
+async fn counts(tx: &TenantTx<'_>) -> Result<Value, ApiError> {
+    let mut counts = serde_json::Map::new();
+    for (table, _) in TABLES {
+        let sql = format!("SELECT count(*) FROM {table} WHERE tenant_id = $1");
+        let n: i64 = tx
+            .query_one(&sql, &[tx.tenant_id().as_uuid()])
+            .await?
+            .get(0);
+        counts.insert((*table).to_owned(), json!(n));
+    }
+    Ok(Value::Object(counts))
+}
