@@ -9,6 +9,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admin_client;
 pub mod ai_ledger;
 pub mod api;
 pub mod audit;

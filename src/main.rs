@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use figment::Figment;
 use figment::providers::Serialized;
+use meridian::admin_client::AdminClient;
 use meridian::auth::{KeySet, Role, TokenVerifier};
 use meridian::config::{LogFormat, Settings};
 use meridian::dev::{self, StateDir};
@@ -41,8 +42,10 @@ enum Command {
     Dev(DevArgs),
     /// Print a signed token for local use, with the keys `dev` uses.
     Token(TokenArgs),
-    /// Region operations through a node's API: status, drain, undrain.
+    /// Region operations through a node's API: status, drain, undrain, evacuate.
     Region(RegionArgs),
+    /// Tenant operations through a node's API: relocate.
+    Tenant(TenantArgs),
 }
 
 #[derive(Args)]
@@ -71,6 +74,35 @@ enum RegionAction {
     },
     /// Return a drained region to service.
     Undrain { region: String },
+    /// Relocate every tenant of the region to its next allowed healthy region.
+    Evacuate { region: String },
+}
+
+#[derive(Args)]
+struct TenantArgs {
+    /// Any node's base URL.
+    #[arg(
+        long,
+        env = "MERIDIAN_NODE",
+        default_value = "http://127.0.0.11:8080",
+        global = true
+    )]
+    node: String,
+    #[command(subcommand)]
+    action: TenantAction,
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Move a tenant to another home region (online, batched).
+    Relocate {
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        to: String,
+        /// Poll until the relocation is done.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Args)]
@@ -135,78 +167,32 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Token(args) => token(&state, args),
         Command::Region(args) => region(&state, args).await,
+        Command::Tenant(args) => tenant(&state, args).await,
     }
+}
+
+async fn operate(state: &StateDir, node: &str) -> anyhow::Result<AdminClient> {
+    let settings = Settings::load(base_settings(state))?;
+    let verifier = TokenVerifier::new(KeySet::load(settings.keys_file())?, &settings.auth);
+    AdminClient::new(node, &verifier)
 }
 
 async fn region(state: &StateDir, args: RegionArgs) -> anyhow::Result<()> {
-    let settings = Settings::load(base_settings(state))?;
-    let verifier = TokenVerifier::new(KeySet::load(settings.keys_file())?, &settings.auth);
-    let token = verifier.issue("meridian-cli".into(), None, Role::PlatformAdmin, 300)?;
-    let client = awc::Client::default();
-    let call = async |method: &str,
-                      path: &str,
-                      body: serde_json::Value|
-           -> anyhow::Result<(u16, serde_json::Value)> {
-        let url = format!("{}{path}", args.node.trim_end_matches('/'));
-        let request = client
-            .request(method.parse()?, &url)
-            .insert_header(("Authorization", format!("Bearer {token}")));
-        let mut response = request
-            .send_json(&body)
-            .await
-            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        let value = response.json().await.unwrap_or(serde_json::Value::Null);
-        Ok((response.status().as_u16(), value))
-    };
-    let (status, body) = match &args.action {
-        RegionAction::Status => call("GET", "/v1/regions", serde_json::Value::Null).await?,
-        RegionAction::Undrain { region } => {
-            call(
-                "POST",
-                &format!("/v1/regions/{region}/undrain"),
-                serde_json::json!({}),
-            )
-            .await?
-        }
-        RegionAction::Drain { region, force } => {
-            let path = format!("/v1/regions/{region}/drain");
-            let (status, impact) =
-                call("POST", &path, serde_json::json!({ "dry_run": true })).await?;
-            if status != 200 {
-                bail!("{status}: {impact}");
-            }
-            print_impact(&impact);
-            let stranded = impact["unavailable"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty());
-            if stranded && !force {
-                bail!(
-                    "refusing to drain {region}: the tenants above would be unavailable (use --force)"
-                );
-            }
-            call("POST", &path, serde_json::json!({ "force": force })).await?
-        }
-    };
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    if status >= 400 {
-        bail!("the node answered {status}");
+    let client = operate(state, &args.node).await?;
+    match &args.action {
+        RegionAction::Status => client.region_status().await,
+        RegionAction::Drain { region, force } => client.drain(region, *force).await,
+        RegionAction::Undrain { region } => client.undrain(region).await,
+        RegionAction::Evacuate { region } => client.evacuate(region).await,
     }
-    Ok(())
 }
 
-fn print_impact(impact: &serde_json::Value) {
-    let rows = |key: &str| impact[key].as_array().cloned().unwrap_or_default();
-    for tenant in rows("failover") {
-        println!(
-            "fails over: {} ({}) → {}",
-            tenant["slug"], tenant["tenant_id"], tenant["to"]
-        );
-    }
-    for tenant in rows("unavailable") {
-        println!(
-            "UNAVAILABLE: {} ({}): its residency allows no other healthy region",
-            tenant["slug"], tenant["tenant_id"]
-        );
+async fn tenant(state: &StateDir, args: TenantArgs) -> anyhow::Result<()> {
+    let client = operate(state, &args.node).await?;
+    match &args.action {
+        TenantAction::Relocate { tenant, to, wait } => {
+            client.relocate(&tenant.to_string(), to, *wait).await
+        }
     }
 }
 
