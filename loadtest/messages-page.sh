@@ -28,7 +28,7 @@ BASE=$(awk '/^node us-east1 /{print $3}' "$OUT")
 ADMIN=$("$BIN" --state-dir "$STATE" token --platform-admin)
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 TENANT_JSON=$(curl -sf -X POST "$BASE/v1/tenants" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-  -d '{"slug":"bench","name":"Bench","home_region":"us-east1","plan":"enterprise","owner":{"email":"bench@bench.example","display_name":"Bench"}}')
+  -d '{"slug":"bench","name":"Bench","home_region":"us-east1","plan":"enterprise","limits":{"requests_per_second":100000,"burst":100000,"concurrent_requests":10000},"owner":{"email":"bench@bench.example","display_name":"Bench"}}')
 T=$(echo "$TENANT_JSON" | json 'd["id"]'); U=$(echo "$TENANT_JSON" | json 'd["owner"]["id"]')
 TOKEN=$("$BIN" --state-dir "$STATE" token --tenant "$T" --user "$U" --role owner)
 C=$(curl -sf -X POST "$BASE/v1/channels" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"name":"bench"}' | json 'd["id"]')

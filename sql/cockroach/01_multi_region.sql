@@ -45,6 +45,10 @@ ALTER TABLE platform_audit_events SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGI
 SET CLUSTER SETTING sql.defaults.experimental_auto_rehoming.enabled = false;
 ALTER ROLE ALL SET experimental_enable_auto_rehoming = false;
 
--- Make "reads stay local" a checked property for the service role: a query that
--- would have to leave the gateway's region fails instead of silently crossing.
-ALTER ROLE meridian_app SET enforce_home_region = on;
+-- "Reads stay local" is checked, not assumed: run the API's queries for a tenant
+-- at a gateway in its home region in a session with
+--   SET enforce_home_region = on;
+-- and a query that would have to leave the region fails instead of crossing.
+-- It is deliberately not set for the service role: failover (serving a tenant from
+-- another region while its home is down or drained) and relocation (rows not yet
+-- moved) read across regions on purpose.

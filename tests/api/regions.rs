@@ -610,3 +610,59 @@ async fn relocation_and_evacuation_respect_residency() {
     assert_eq!(header(&reply, "x-meridian-region"), "europe-west3");
     assert_eq!(header(&reply, "x-meridian-home-region"), "europe-west3");
 }
+
+#[actix_web::test]
+async fn a_relocation_whose_worker_died_is_resumed_by_another_node() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let us = &nodes["us-east1"];
+    let (tenant, token) = provision_in(us, "orphan", "us-east1", None).await;
+    let channel = us
+        .post("/v1/channels", &token, json!({ "name": "c" }))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..20 {
+        us.post(
+            &format!("/v1/channels/{channel}/messages"),
+            &token,
+            json!({ "body": format!("m{i}") }),
+        )
+        .await;
+    }
+    // What a worker leaves behind when it dies right after switching the home
+    // region: a running job with an expired lease, and every row still in us-east1.
+    let (db, conn) = tokio_postgres::connect(
+        &crate::helpers::cluster().superuser_url(&us.db_name),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    actix_web::rt::spawn(conn);
+    db.execute(
+        "UPDATE tenants SET home_region = 'europe-west1', config_version = config_version + 1, updated_at = now() WHERE id = $1",
+        &[&tenant],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO relocations (id, tenant_id, from_region, to_region, status, requested_by, lease_owner, lease_until)
+         VALUES ($1, $2, 'us-east1', 'europe-west1', 'running', 'test', 'a-dead-node', now() - interval '1 minute')",
+        &[&Uuid::now_v7(), &tenant],
+    )
+    .await
+    .unwrap();
+    let done = wait_for_relocation(us, tenant).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let left: i64 = db
+        .query_one(
+            "SELECT count(*) FROM messages WHERE tenant_id = $1 AND home_region <> 'europe-west1'",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    assert_eq!(done["moved"]["messages"], 20, "{done}");
+}
