@@ -130,7 +130,10 @@ impl AdminClient {
         let path = format!("/v1/tenants/{tenant}/relocation");
         self.show("POST", &path, Some(json!({ "to_region": to })))
             .await?;
-        while wait {
+        if !wait {
+            return Ok(());
+        }
+        loop {
             actix_web::rt::time::sleep(Duration::from_secs(1)).await;
             let (_, job) = self.call("GET", &path, None).await?;
             println!("{} moved {}", job["status"], job["moved"]);
@@ -140,6 +143,5 @@ impl AdminClient {
                 _ => {}
             }
         }
-        Ok(())
     }
 }

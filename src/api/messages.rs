@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::{IdPath, created};
 use crate::auth::Permission;
 use crate::error::{ApiError, Problem};
-use crate::ids::ChannelId;
+use crate::ids::{ChannelId, MessageId};
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
 use crate::store::messages::{self, Message};
@@ -64,6 +64,23 @@ pub async fn page(
     Ok(web::Json(
         scope
             .read(async |tx| messages::page(tx, channel, limit, after).await)
+            .await?,
+    ))
+}
+
+/// One message.
+#[utoipa::path(tag = "messages", params(("id" = String, Path, description = "Channel id"), ("message_id" = String, Path, description = "Message id")),
+    security(("bearer" = [])), responses((status = 200, body = Message), (status = 404, body = Problem)))]
+#[get("/channels/{id}/messages/{message_id}")]
+pub async fn get(
+    scope: TenantScope,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<Message>, ApiError> {
+    scope.require(Permission::Read)?;
+    let (channel, message) = (ChannelId::parse(&path.0)?, MessageId::parse(&path.1)?);
+    Ok(web::Json(
+        scope
+            .read(async |tx| messages::get(tx, channel, message).await)
             .await?,
     ))
 }

@@ -73,6 +73,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(channels::delete)
                 .service(messages::post)
                 .service(messages::page)
+                .service(messages::get)
                 .service(search::search)
                 .service(audit::list)
                 .service(usage::get)

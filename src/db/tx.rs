@@ -55,16 +55,19 @@ impl<S> Tx<'_, S> {
         DbError::from(err).into()
     }
 
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, ApiError> {
+        self.client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
     pub async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, ApiError> {
-        let statement = self
-            .client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.classify(e))?;
+        let statement = self.prepared(sql).await?;
         self.client
             .query(&statement, params)
             .await
@@ -76,11 +79,7 @@ impl<S> Tx<'_, S> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, ApiError> {
-        let statement = self
-            .client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.classify(e))?;
+        let statement = self.prepared(sql).await?;
         self.client
             .query_opt(&statement, params)
             .await
@@ -92,11 +91,7 @@ impl<S> Tx<'_, S> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, ApiError> {
-        let statement = self
-            .client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.classify(e))?;
+        let statement = self.prepared(sql).await?;
         self.client
             .query_one(&statement, params)
             .await
@@ -108,11 +103,7 @@ impl<S> Tx<'_, S> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, ApiError> {
-        let statement = self
-            .client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.classify(e))?;
+        let statement = self.prepared(sql).await?;
         self.client
             .execute(&statement, params)
             .await
@@ -179,7 +170,10 @@ fn begin_sql(mode: TxMode) -> &'static str {
 }
 
 const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true)";
-const USER_STATUS_SQL: &str = "SELECT status FROM users WHERE tenant_id = $1 AND id = $2";
+/// Whether the token's user is still active and still has the token's role: a
+/// disabled, deleted, demoted or promoted user's token stops working at once.
+const USER_STATUS_SQL: &str =
+    "SELECT status = 'active' AND role = $3 FROM users WHERE tenant_id = $1 AND id = $2";
 
 /// What a transaction is opened for: its scope, and the user to check.
 #[derive(Clone, Copy)]
@@ -187,19 +181,21 @@ enum Opening {
     Platform,
     Tenant {
         tenant: TenantId,
-        user: Option<UserId>,
+        /// The token's user and role.
+        user: Option<(UserId, &'static str)>,
     },
 }
 
 impl Database {
-    /// Runs `body` in a transaction scoped to `tenant`. When `user` is given, the
-    /// transaction fails with 401 unless that user is active — checked in the same
-    /// round trip, so a disabled user's token stops working at once.
+    /// Runs `body` in a transaction scoped to `tenant`. When `user` (id and role) is
+    /// given, the transaction fails with 401 unless that user is active with that
+    /// role — checked in the same round trip, so a token stops working at once when
+    /// its user is disabled, deleted or given another role.
     pub(crate) async fn tenant_tx<T>(
         &self,
         tenant: TenantId,
         home_region: &RegionId,
-        user: Option<UserId>,
+        user: Option<(UserId, &'static str)>,
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
@@ -274,11 +270,11 @@ impl Database {
                     match opening {
                         Opening::Tenant {
                             tenant,
-                            user: Some(user),
+                            user: Some((user, role)),
                         } => client
-                            .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid()])
+                            .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid(), &role])
                             .await
-                            .map(|row| Some(row.map(|r| r.get::<_, String>(0)))),
+                            .map(|row| Some(row.is_some_and(|r| r.get::<_, bool>(0)))),
                         _ => Ok(None),
                     }
                 };
@@ -286,19 +282,19 @@ impl Database {
                 begun.and(set).and(status)
             };
             let (opened, outcome) = futures_util::join!(prologue, body(&tx));
-            let user_status = match opened {
+            let user_valid = match opened {
                 Ok(status) => status,
                 Err(err) if DbError::is_retryable(&err) && !last_attempt => continue,
                 Err(err) => return Err(DbError::from(err).into()),
             };
-            if matches!(&user_status, Some(status) if status.as_deref() != Some("active")) {
+            if user_valid == Some(false) {
                 client
                     .batch_execute("ROLLBACK")
                     .await
                     .map_err(DbError::from)?;
                 guard.clean = true;
                 return Err(ApiError::Unauthenticated(
-                    "the token's user is disabled or deleted",
+                    "the token's user is disabled, deleted or has another role now",
                 ));
             }
             match outcome {

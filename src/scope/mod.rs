@@ -195,7 +195,13 @@ impl TenantScope {
         let result = self
             .state
             .db
-            .tenant_tx(tenant.id, &tenant.home_region, Some(self.user), mode, body)
+            .tenant_tx(
+                tenant.id,
+                &tenant.home_region,
+                Some((self.user, self.role.as_str())),
+                mode,
+                body,
+            )
             .await;
         match result {
             Err(ApiError::NotFound { kind, id: Some(id) }) => Err(self.not_found(kind, id).await),

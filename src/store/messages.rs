@@ -79,6 +79,34 @@ pub async fn post(
     Ok(from_row(&row))
 }
 
+/// One message of a channel. A missing channel answers as a missing channel (so a
+/// probe of another tenant's channel is audited); a missing message as a message.
+pub async fn get(
+    tx: &TenantTx<'_>,
+    channel: ChannelId,
+    id: MessageId,
+) -> Result<Message, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND channel_id = $2 AND id = $3"
+    );
+    match tx
+        .query_opt(
+            &sql,
+            &[tx.tenant_id().as_uuid(), channel.as_uuid(), id.as_uuid()],
+        )
+        .await?
+    {
+        Some(row) => Ok(from_row(&row)),
+        None => {
+            channels::ensure_exists(tx, channel).await?;
+            Err(ApiError::NotFound {
+                kind: "message",
+                id: None,
+            })
+        }
+    }
+}
+
 /// Newest first. A missing channel is a 404, an empty one an empty page; the
 /// existence check only runs when the page is empty.
 pub async fn page(

@@ -144,6 +144,13 @@ fn routes() -> Vec<Route> {
         ),
         r(
             "GET",
+            "/v1/channels/{id}/messages/{message_id}",
+            Tenant(Role::Viewer),
+            T::Channel,
+            no_body,
+        ),
+        r(
+            "GET",
             "/v1/search?q=hello",
             Tenant(Role::Viewer),
             T::None,
@@ -209,6 +216,7 @@ struct Victim {
     tenant: Uuid,
     user: Uuid,
     channel: Uuid,
+    message: Uuid,
 }
 
 impl Victim {
@@ -220,7 +228,10 @@ impl Victim {
             Target::User => self.user,
             Target::Channel => self.channel,
         };
-        route.path.replace("{id}", &id.to_string())
+        route
+            .path
+            .replace("{id}", &id.to_string())
+            .replace("{message_id}", &self.message.to_string())
     }
 }
 
@@ -250,12 +261,14 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let a = app.provision("victim").await;
     let (a_member, _) = app.add_user(&a, "member").await;
     let a_channel = app.create_channel(&a, "secret-plans").await;
-    app.post_message(&a, a_channel, "the launch is on friday")
+    let a_message = app
+        .post_message(&a, a_channel, "the launch is on friday")
         .await;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
         channel: a_channel,
+        message: a_message,
     };
     let b = app.provision("attacker").await;
 
@@ -381,10 +394,12 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
     let a = app.provision("holder").await;
     let (member, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
+    let message = app.post_message(&a, channel, "hello").await;
     let ids = Victim {
         tenant: a.id,
         user: member,
         channel,
+        message,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -438,10 +453,12 @@ async fn too_weak_a_role_answers_403() {
     tokens.insert("owner", a.owner_token.clone());
     let (target_user, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
+    let message = app.post_message(&a, channel, "hello").await;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
         channel,
+        message,
     };
     let mut checked = 0;
     for route in routes() {

@@ -2,18 +2,39 @@
 //! the plan's user limit (also under concurrent creates).
 
 use futures_util::future::join_all;
-use serde_json::json;
-use uuid::Uuid;
+use serde_json::{Value, json};
 
-use crate::helpers::{Tenant, TestApp, assert_problem, spawn_app};
+use crate::helpers::{Reply, Tenant, TestApp, assert_problem, spawn_app};
 
-async fn create_user(app: &TestApp, token: &str, email: &str, role: &str) -> crate::helpers::Reply {
+async fn create_user(app: &TestApp, token: &str, email: &str, role: &str) -> Reply {
     app.post(
         "/v1/users",
         token,
         json!({ "email": email, "display_name": "Someone", "role": role }),
     )
     .await
+}
+
+async fn patch_user(app: &TestApp, token: &str, id: impl std::fmt::Display, body: Value) -> Reply {
+    app.patch(&format!("/v1/users/{id}"), token, body).await
+}
+
+async fn delete_user(app: &TestApp, token: &str, id: impl std::fmt::Display) -> Reply {
+    app.delete(&format!("/v1/users/{id}"), token).await
+}
+
+/// A platform admin sets the tenant's user limit.
+async fn set_user_limit(app: &TestApp, t: &Tenant, users: u32) {
+    let body = json!({ "limits": { "users": users } });
+    let reply = app
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            &app.platform_token(),
+            body,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["limits"]["users"], users);
 }
 
 /// Ids of the tenant's users, as listed (one page is enough in these tests).
@@ -51,24 +72,24 @@ async fn create_list_get_patch_delete() {
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(got.body, created.body);
 
-    let patched = app
-        .patch(
-            location,
-            &t.owner_token,
-            json!({ "display_name": "Ada L." }),
-        )
-        .await;
+    let patched = patch_user(
+        &app,
+        &t.owner_token,
+        &id,
+        json!({ "display_name": "Ada L." }),
+    )
+    .await;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.body["display_name"], "Ada L.");
     let got = app.get(location, &t.owner_token).await;
     assert_eq!(got.body["display_name"], "Ada L.");
     assert_eq!(got.body["role"], "admin");
 
-    let deleted = app.delete(location, &t.owner_token).await;
+    let deleted = delete_user(&app, &t.owner_token, &id).await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
     assert_problem(&app.get(location, &t.owner_token).await, 404, "not_found");
     assert_problem(
-        &app.delete(location, &t.owner_token).await,
+        &delete_user(&app, &t.owner_token, &id).await,
         404,
         "not_found",
     );
@@ -85,12 +106,7 @@ async fn duplicate_email_is_refused_case_insensitively() {
     assert_problem(&again, 409, "email_taken");
     // A deleted user's email is free again.
     let id = first.body["id"].as_str().unwrap();
-    assert_eq!(
-        app.delete(&format!("/v1/users/{id}"), &t.owner_token)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(delete_user(&app, &t.owner_token, id).await.status, 204);
     let reused = create_user(&app, &t.owner_token, "Dup@example.com", "member").await;
     assert_eq!(reused.status, 201, "{}", reused.body);
 }
@@ -100,12 +116,9 @@ async fn disabled_token_fails_at_once_and_works_again_when_reenabled() {
     let app = spawn_app().await;
     let t = app.provision("disable").await;
     let (id, token) = app.add_user(&t, "member").await;
-    let path = format!("/v1/users/{id}");
     assert_eq!(app.get("/v1/channels", &token).await.status, 200);
 
-    let off = app
-        .patch(&path, &t.owner_token, json!({ "status": "disabled" }))
-        .await;
+    let off = patch_user(&app, &t.owner_token, id, json!({ "status": "disabled" })).await;
     assert_eq!(off.status, 200, "{}", off.body);
     assert_eq!(off.body["status"], "disabled");
     assert_problem(
@@ -119,9 +132,7 @@ async fn disabled_token_fails_at_once_and_works_again_when_reenabled() {
         "unauthenticated",
     );
 
-    let on = app
-        .patch(&path, &t.owner_token, json!({ "status": "active" }))
-        .await;
+    let on = patch_user(&app, &t.owner_token, id, json!({ "status": "active" })).await;
     assert_eq!(on.status, 200, "{}", on.body);
     assert_eq!(app.get("/v1/channels", &token).await.status, 200);
 }
@@ -132,12 +143,7 @@ async fn deleted_user_token_fails_at_once_and_user_is_gone() {
     let t = app.provision("deleted").await;
     let (id, token) = app.add_user(&t, "admin").await;
     assert_eq!(app.get("/v1/users", &token).await.status, 200);
-    assert_eq!(
-        app.delete(&format!("/v1/users/{id}"), &t.owner_token)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(delete_user(&app, &t.owner_token, id).await.status, 204);
     assert_problem(&app.get("/v1/users", &token).await, 401, "unauthenticated");
     assert_problem(
         &app.get(&format!("/v1/users/{id}"), &t.owner_token).await,
@@ -154,13 +160,7 @@ async fn only_owners_make_owners() {
     let by_admin = create_user(&app, &admin, "boss@example.com", "owner").await;
     assert_problem(&by_admin, 403, "forbidden");
     let (member, _) = app.add_user(&t, "member").await;
-    let promote = app
-        .patch(
-            &format!("/v1/users/{member}"),
-            &admin,
-            json!({ "role": "owner" }),
-        )
-        .await;
+    let promote = patch_user(&app, &admin, member, json!({ "role": "owner" })).await;
     assert_problem(&promote, 403, "forbidden");
     let by_owner = create_user(&app, &t.owner_token, "boss@example.com", "owner").await;
     assert_eq!(by_owner.status, 201, "{}", by_owner.body);
@@ -171,88 +171,64 @@ async fn only_owners_make_owners() {
 async fn the_last_active_owner_stays() {
     let app = spawn_app().await;
     let t = app.provision("lastowner").await;
-    let me = format!("/v1/users/{}", t.owner_id);
+    let me = t.owner_id;
     for change in [json!({ "role": "admin" }), json!({ "status": "disabled" })] {
-        let reply = app.patch(&me, &t.owner_token, change).await;
+        let reply = patch_user(&app, &t.owner_token, me, change).await;
         assert_problem(&reply, 409, "last_owner");
     }
-    assert_problem(&app.delete(&me, &t.owner_token).await, 409, "last_owner");
-    assert_eq!(app.get(&me, &t.owner_token).await.body["role"], "owner");
-
-    // With a second owner, the first may be disabled, then deleted; not the second.
-    let (second, second_token) = app.add_user(&t, "owner").await;
-    let off = app
-        .patch(&me, &second_token, json!({ "status": "disabled" }))
-        .await;
-    assert_eq!(off.status, 200, "{}", off.body);
-    let second_path = format!("/v1/users/{second}");
-    let demote = app
-        .patch(&second_path, &second_token, json!({ "role": "admin" }))
-        .await;
-    assert_problem(&demote, 409, "last_owner");
-    assert_eq!(app.delete(&me, &second_token).await.status, 204);
     assert_problem(
-        &app.delete(&second_path, &second_token).await,
+        &delete_user(&app, &t.owner_token, me).await,
         409,
         "last_owner",
     );
-    let demote_other = app
-        .patch(&me, &second_token, json!({ "role": "admin" }))
-        .await;
-    assert_problem(&demote_other, 404, "not_found");
+    let still = app.get(&format!("/v1/users/{me}"), &t.owner_token).await;
+    assert_eq!(
+        (&still.body["role"], &still.body["status"]),
+        (&json!("owner"), &json!("active"))
+    );
+
+    // With a second owner, the first may be disabled, then deleted; not the second.
+    let (second, token) = app.add_user(&t, "owner").await;
+    let off = patch_user(&app, &token, me, json!({ "status": "disabled" })).await;
+    assert_eq!(off.status, 200, "{}", off.body);
+    let demote = patch_user(&app, &token, second, json!({ "role": "admin" })).await;
+    assert_problem(&demote, 409, "last_owner");
+    assert_eq!(delete_user(&app, &token, me).await.status, 204);
+    assert_problem(&delete_user(&app, &token, second).await, 409, "last_owner");
+    let gone = patch_user(&app, &token, me, json!({ "role": "admin" })).await;
+    assert_problem(&gone, 404, "not_found");
 }
 
 #[actix_web::test]
 async fn plan_user_limit_applies_on_the_next_request() {
     let app = spawn_app().await;
     let t = app.provision("userlimit").await;
-    let admin = app.platform_token();
-    let tenant_path = format!("/v1/tenants/{}", t.id);
     for _ in 0..3 {
         app.add_user(&t, "member").await;
     }
     // Four users now; a limit of 3 refuses the very next create.
-    let set = app
-        .patch(&tenant_path, &admin, json!({ "limits": { "users": 3 } }))
-        .await;
-    assert_eq!(set.status, 200, "{}", set.body);
-    assert_eq!(set.body["limits"]["users"], 3);
+    set_user_limit(&app, &t, 3).await;
     let over = create_user(&app, &t.owner_token, "late@example.com", "member").await;
     assert_problem(&over, 403, "plan_limit_exceeded");
 
     // Deleting two brings the count to 2: exactly one more fits.
-    let ids = listed_ids(&app, &t).await;
-    for id in ids
+    let owner = t.owner_id.to_string();
+    for id in listed_ids(&app, &t)
+        .await
         .iter()
-        .filter(|id| **id != t.owner_id.to_string())
+        .filter(|id| **id != owner)
         .take(2)
     {
-        assert_eq!(
-            app.delete(&format!("/v1/users/{id}"), &t.owner_token)
-                .await
-                .status,
-            204
-        );
+        assert_eq!(delete_user(&app, &t.owner_token, id).await.status, 204);
     }
-    assert_eq!(
-        create_user(&app, &t.owner_token, "a@example.com", "viewer")
-            .await
-            .status,
-        201
-    );
+    let fits = create_user(&app, &t.owner_token, "a@example.com", "viewer").await;
+    assert_eq!(fits.status, 201, "{}", fits.body);
     let over = create_user(&app, &t.owner_token, "b@example.com", "viewer").await;
     assert_problem(&over, 403, "plan_limit_exceeded");
 
-    let raise = app
-        .patch(&tenant_path, &admin, json!({ "limits": { "users": 4 } }))
-        .await;
-    assert_eq!(raise.status, 200, "{}", raise.body);
-    assert_eq!(
-        create_user(&app, &t.owner_token, "b@example.com", "viewer")
-            .await
-            .status,
-        201
-    );
+    set_user_limit(&app, &t, 4).await;
+    let fits = create_user(&app, &t.owner_token, "b@example.com", "viewer").await;
+    assert_eq!(fits.status, 201, "{}", fits.body);
     assert_eq!(listed_ids(&app, &t).await.len(), 4);
 }
 
@@ -260,24 +236,16 @@ async fn plan_user_limit_applies_on_the_next_request() {
 async fn user_limit_is_exact_under_concurrent_creates() {
     let app = spawn_app().await;
     let t = app.provision("racing").await;
-    let set = app
-        .patch(
-            &format!("/v1/tenants/{}", t.id),
-            &app.platform_token(),
-            json!({ "limits": { "users": 5 } }),
-        )
-        .await;
-    assert_eq!(set.status, 200, "{}", set.body);
+    set_user_limit(&app, &t, 5).await;
 
-    let emails: Vec<String> = (0..12)
-        .map(|_| format!("{}@example.com", Uuid::new_v4().simple()))
-        .collect();
-    let replies = join_all(
-        emails
-            .iter()
-            .map(|email| create_user(&app, &t.owner_token, email, "member")),
-    )
-    .await;
+    // Warm the pool so the creates race each other, not connection set-up.
+    let warm = join_all((0..8).map(|_| app.get("/v1/users", &t.owner_token))).await;
+    assert!(warm.iter().all(|r| r.status == 200));
+    let emails: Vec<String> = (0..12).map(|n| format!("racer{n}@example.com")).collect();
+    let creates = emails
+        .iter()
+        .map(|e| create_user(&app, &t.owner_token, e, "member"));
+    let replies = join_all(creates).await;
     let created = replies.iter().filter(|r| r.status == 201).count();
     assert_eq!(
         created,
@@ -293,4 +261,41 @@ async fn user_limit_is_exact_under_concurrent_creates() {
         }
     }
     assert_eq!(listed_ids(&app, &t).await.len(), 5);
+}
+
+#[actix_web::test]
+async fn a_token_stops_working_when_its_users_role_changes() {
+    let app = spawn_app().await;
+    let t = app.provision("demotion").await;
+    let (second_owner, second_token) = app.add_user(&t, "owner").await;
+    let demoted = app
+        .patch(
+            &format!("/v1/users/{second_owner}"),
+            &t.owner_token,
+            json!({ "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(demoted.status, 200, "{}", demoted.body);
+    // The old owner token can neither act nor undo its demotion.
+    let reply = app
+        .patch(
+            &format!("/v1/users/{second_owner}"),
+            &second_token,
+            json!({ "role": "owner" }),
+        )
+        .await;
+    assert_problem(&reply, 401, "unauthenticated");
+    assert_problem(
+        &app.get("/v1/channels", &second_token).await,
+        401,
+        "unauthenticated",
+    );
+    let fresh = app.token(t.id, second_owner, meridian::auth::Role::Viewer);
+    assert_eq!(app.get("/v1/channels", &fresh).await.status, 200);
+    assert_problem(
+        &app.post("/v1/channels", &fresh, json!({ "name": "nope" }))
+            .await,
+        403,
+        "forbidden",
+    );
 }
