@@ -1,0 +1,65 @@
+output "aws_region" {
+  value = var.region.aws_region
+}
+
+output "public_host" {
+  value = var.region.public_host
+}
+
+output "vpc_id" {
+  value = aws_vpc.this.id
+}
+
+output "vpc_cidr" {
+  value = aws_vpc.this.cidr_block
+}
+
+output "private_route_table_ids" {
+  description = "Route tables of the private and data subnets (cross-region routes go here)."
+  value       = aws_route_table.private[*].id
+}
+
+output "transit_gateway_id" {
+  value = local.use_tgw ? aws_ec2_transit_gateway.this[0].id : null
+}
+
+output "transit_gateway_route_table_id" {
+  value = local.use_tgw ? aws_ec2_transit_gateway.this[0].association_default_route_table_id : null
+}
+
+output "alb_dns_name" {
+  value = aws_lb.public.dns_name
+}
+
+output "alb_zone_id" {
+  value = aws_lb.public.zone_id
+}
+
+output "internal_lb_dns_name" {
+  value = aws_lb.internal.dns_name
+}
+
+output "internal_lb_zone_id" {
+  value = aws_lb.internal.zone_id
+}
+
+output "node_asg_name" {
+  value = aws_autoscaling_group.nodes.name
+}
+
+output "cockroach_node_ips" {
+  value = module.cockroach.node_ips
+}
+
+output "database_url_format" {
+  description = "What to put in the database-url secret (password URL-encoded)."
+  value       = "postgresql://meridian_app:<password>@${join(",", [for ip in module.cockroach.node_ips : "${ip}:26257"])}/meridian?sslmode=disable"
+}
+
+output "secrets" {
+  description = "Secrets to fill in this region: name => what goes in it."
+  value = merge(
+    { for k, s in aws_secretsmanager_secret.node : s.name => local.node_secrets[k] },
+    module.cockroach.secrets,
+  )
+}
