@@ -8,5 +8,7 @@ mod isolation;
 mod limits;
 mod messages;
 mod regions;
+mod rls;
+mod search;
 mod tenants;
 mod users;
