@@ -48,8 +48,9 @@ enum Command {
     Tenant(TenantArgs),
 }
 
+/// Which node the operator commands talk to.
 #[derive(Args)]
-struct RegionArgs {
+struct NodeArg {
     /// Any node's base URL.
     #[arg(
         long,
@@ -58,6 +59,12 @@ struct RegionArgs {
         global = true
     )]
     node: String,
+}
+
+#[derive(Args)]
+struct RegionArgs {
+    #[command(flatten)]
+    target: NodeArg,
     #[command(subcommand)]
     action: RegionAction,
 }
@@ -80,14 +87,8 @@ enum RegionAction {
 
 #[derive(Args)]
 struct TenantArgs {
-    /// Any node's base URL.
-    #[arg(
-        long,
-        env = "MERIDIAN_NODE",
-        default_value = "http://127.0.0.11:8080",
-        global = true
-    )]
-    node: String,
+    #[command(flatten)]
+    target: NodeArg,
     #[command(subcommand)]
     action: TenantAction,
 }
@@ -178,7 +179,7 @@ async fn operate(state: &StateDir, node: &str) -> anyhow::Result<AdminClient> {
 }
 
 async fn region(state: &StateDir, args: RegionArgs) -> anyhow::Result<()> {
-    let client = operate(state, &args.node).await?;
+    let client = operate(state, &args.target.node).await?;
     match &args.action {
         RegionAction::Status => client.region_status().await,
         RegionAction::Drain { region, force } => client.drain(region, *force).await,
@@ -188,7 +189,7 @@ async fn region(state: &StateDir, args: RegionArgs) -> anyhow::Result<()> {
 }
 
 async fn tenant(state: &StateDir, args: TenantArgs) -> anyhow::Result<()> {
-    let client = operate(state, &args.node).await?;
+    let client = operate(state, &args.target.node).await?;
     match &args.action {
         TenantAction::Relocate { tenant, to, wait } => {
             client.relocate(&tenant.to_string(), to, *wait).await
