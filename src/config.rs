@@ -48,6 +48,9 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// On SIGTERM, how long `/readyz` fails before the listener closes, so load
+    /// balancers and GeoDNS stop sending traffic first.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -119,6 +122,7 @@ impl Default for Settings {
                 bind: None,
                 workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 body_limit_bytes: 256 * 1024,
+                shutdown_grace_ms: 5_000,
             },
             database: DatabaseSettings {
                 url: String::new(),

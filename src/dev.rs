@@ -157,6 +157,8 @@ pub async fn run(
             .env("MERIDIAN_LOG__FORMAT", "pretty")
             .env("MERIDIAN_ROUTING__HOP_SECRET", &hop_secret)
             .env("MERIDIAN_ROUTING__REDIRECT_TO_PEERS", "true")
+            // No load balancer locally: peers notice a stopping node within a probe.
+            .env("MERIDIAN_HTTP__SHUTDOWN_GRACE_MS", "1000")
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()

@@ -57,6 +57,29 @@ pub struct Application {
     /// Background tasks that end with the node.
     background: Vec<tokio::task::JoinHandle<()>>,
     summary_interval_ms: u64,
+    shutdown_grace: Duration,
+}
+
+/// Graceful stop: `/readyz` fails first (load balancers and GeoDNS stop sending
+/// traffic), then, after the grace period, the listener closes and in-flight
+/// requests finish (up to 30 s); `run_until_stopped` then closes the pool.
+#[derive(Clone)]
+pub struct Shutdown {
+    state: web::Data<AppState>,
+    server: ServerHandle,
+    grace: Duration,
+}
+
+impl Shutdown {
+    pub async fn run(&self) {
+        self.state.begin_shutdown();
+        tracing::info!(
+            grace_ms = self.grace.as_millis() as u64,
+            "shutting down: not ready any more"
+        );
+        tokio::time::sleep(self.grace).await;
+        self.server.stop(true).await;
+    }
 }
 
 impl Application {
@@ -140,6 +163,7 @@ impl Application {
             state,
             background: vec![refresher, summariser, watcher],
             summary_interval_ms: settings.limits.denial_summary_interval_ms,
+            shutdown_grace: Duration::from_millis(settings.http.shutdown_grace_ms),
         })
     }
 
@@ -149,6 +173,15 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// What stops this node gracefully (see `Shutdown::run`).
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown {
+            state: self.state.clone(),
+            server: self.server.handle(),
+            grace: self.shutdown_grace,
+        }
     }
 
     /// Serves until the server is stopped through `handle()`, then closes the pool.

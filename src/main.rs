@@ -209,7 +209,7 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(settings.log.format, &settings.log.filter);
     let app = Application::build(settings).await?;
     tracing::info!(address = %app.address(), region = %args.region, "node listening");
-    let handle = app.handle();
+    let shutdown = app.shutdown();
     tokio::spawn(async move {
         let Ok(mut term) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -221,7 +221,7 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         tracing::info!("stopping: finishing in-flight requests");
-        handle.stop(true).await;
+        shutdown.run().await;
     });
     app.run_until_stopped().await?;
     Ok(())

@@ -29,6 +29,9 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(tag = "ops", responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::Unavailable("this node is shutting down"));
+    }
     if state.routing.health.is_drained_here() {
         return Err(ApiError::Unavailable("this region is drained"));
     }

@@ -30,6 +30,7 @@ use crate::topology::Topology;
 /// Shared by every worker of a node.
 pub struct AppState {
     db: Database,
+    shutting_down: std::sync::atomic::AtomicBool,
     pub directory: Directory,
     pub limits: NodeLimits,
     pub routing: RoutingState,
@@ -54,6 +55,7 @@ impl AppState {
     ) -> Self {
         Self {
             db,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             directory,
             limits,
             routing,
@@ -105,6 +107,17 @@ impl AppState {
                 self.limits.denials.restore(tenant_id, counts);
             }
         }
+    }
+
+    /// From now on `/readyz` fails: the node is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Readiness: can this node reach the database?

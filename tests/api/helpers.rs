@@ -102,6 +102,7 @@ pub struct TestApp {
     pub verifier: Arc<TokenVerifier>,
     pub client: awc::Client,
     handle: actix_web::dev::ServerHandle,
+    pub shutdown: meridian::Shutdown,
 }
 
 pub async fn fresh_database() -> String {
@@ -159,6 +160,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .await
         .expect("building the app");
     let handle = app.handle();
+    let shutdown = app.shutdown();
     let base = format!("http://{}", app.address());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
@@ -167,6 +169,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         verifier,
         client: awc::Client::default(),
         handle,
+        shutdown,
     }
 }
 

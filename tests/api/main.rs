@@ -10,5 +10,6 @@ mod messages;
 mod regions;
 mod rls;
 mod search;
+mod shutdown;
 mod tenants;
 mod users;
