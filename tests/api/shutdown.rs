@@ -10,18 +10,24 @@ use crate::helpers::{fresh_database, spawn_app_with, test_settings};
 #[actix_web::test]
 async fn readiness_fails_first_and_requests_in_flight_are_answered_in_full() {
     let mut settings = test_settings(&fresh_database().await);
-    settings.http.shutdown_grace_ms = 300;
+    settings.http.shutdown_grace_ms = 1_000;
     let app = spawn_app_with(settings).await;
     let t = app.provision("graceful").await;
     let channel = app.create_channel(&t, "general").await;
-    for i in 0..20 {
-        app.post_message(&t, channel, &format!("message {i}")).await;
+    // Pages of 200 messages of 3 kB: each answer is real work (~600 kB of JSON).
+    let body = "x".repeat(3_000);
+    for _ in 0..200 {
+        app.post_message(&t, channel, &body).await;
     }
     let client = awc::Client::builder()
-        .connector(awc::Connector::new().conn_keep_alive(Duration::ZERO))
+        .connector(
+            awc::Connector::new()
+                .conn_keep_alive(Duration::ZERO)
+                .limit(0),
+        )
         .timeout(Duration::from_secs(20))
         .finish();
-    let url = format!("{}/v1/channels/{channel}/messages?limit=50", app.base);
+    let url = format!("{}/v1/channels/{channel}/messages?limit=200", app.base);
 
     let shutdown = app.shutdown.clone();
     let stopping = actix_web::rt::spawn(async move { shutdown.run().await });
@@ -30,11 +36,10 @@ async fn readiness_fails_first_and_requests_in_flight_are_answered_in_full() {
     assert_eq!(app.request("GET", "/readyz", None, None).await.status, 503);
     assert_eq!(app.request("GET", "/healthz", None, None).await.status, 200);
 
-    // 100 requests at once, shortly before the listener closes: one worker needs
-    // longer than the rest of the grace period to answer them all, so the stop
-    // finds many of them in flight.
-    actix_web::rt::time::sleep(Duration::from_millis(150)).await;
-    let requests = (0..100).map(|_| {
+    // 120 requests at once, well before the listener closes (all connect at once:
+    // no client-side connection limit): one worker needs longer than the rest of
+    // the grace period to answer them all, so the stop finds many in flight.
+    let requests = (0..120).map(|_| {
         let request = client
             .get(&url)
             .insert_header(("Authorization", format!("Bearer {}", t.owner_token)));
@@ -42,6 +47,7 @@ async fn readiness_fails_first_and_requests_in_flight_are_answered_in_full() {
             let mut response = request.send().await.map_err(|e| e.to_string())?;
             let body: serde_json::Value = response
                 .json()
+                .limit(4 << 20)
                 .await
                 .map_err(|e| format!("body cut off: {e}"))?;
             Ok::<_, String>((
@@ -53,7 +59,7 @@ async fn readiness_fails_first_and_requests_in_flight_are_answered_in_full() {
     let answers = join_all(requests).await;
     stopping.await.unwrap();
     for answer in answers {
-        assert_eq!(answer, Ok((200, 20)));
+        assert_eq!(answer, Ok((200, 200)));
     }
 
     // Stopped: new connections are refused.
