@@ -3,7 +3,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
 
@@ -63,20 +63,37 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
     })
 }
 
+/// A tenant token already verified and looked up by the routing middleware, kept in
+/// the request's extensions so the extractor does not do the same work again.
+#[derive(Clone)]
+struct Resolved {
+    claims: Claims,
+    tenant: Arc<TenantRecord>,
+}
+
 /// The tenant a request's token names, if it carries a valid tenant token. For
 /// routing, which must know the tenant before any handler runs.
 pub async fn tenant_of(req: &HttpRequest, state: &AppState) -> Option<Arc<TenantRecord>> {
     let claims = verify(req, state).ok()?;
     let tid = claims.tid.filter(|_| claims.role.is_tenant_role())?;
-    state
+    let tenant = state
         .directory
         .get(TenantId::from_uuid(tid))
         .await
         .ok()
-        .flatten()
+        .flatten()?;
+    req.extensions_mut().insert(Resolved {
+        claims,
+        tenant: tenant.clone(),
+    });
+    Some(tenant)
 }
 
-async fn resolve(state: web::Data<AppState>, claims: Claims) -> Result<Caller, ApiError> {
+async fn resolve(
+    state: web::Data<AppState>,
+    claims: Claims,
+    looked_up: Option<Arc<TenantRecord>>,
+) -> Result<Caller, ApiError> {
     if claims.role == Role::PlatformAdmin {
         return Ok(Caller::Platform(PlatformScope {
             state,
@@ -87,7 +104,10 @@ async fn resolve(state: web::Data<AppState>, claims: Claims) -> Result<Caller, A
     // `verify` guarantees a tenant role carries `tid`.
     let tid = claims.tid.ok_or_else(refused)?;
     let user = UserId::from_uuid(Uuid::parse_str(&claims.sub).map_err(|_| refused())?);
-    let tenant = state.directory.get(TenantId::from_uuid(tid)).await?;
+    let tenant = match looked_up {
+        Some(tenant) => Some(tenant),
+        None => state.directory.get(TenantId::from_uuid(tid)).await?,
+    };
     let tenant = tenant.ok_or(ApiError::Unauthenticated(
         "the token's tenant does not exist",
     ))?;
@@ -125,11 +145,14 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let verified =
-            state(req).and_then(|state| verify_or_limit(req, &state).map(|claims| (state, claims)));
+        let resolved = req.extensions().get::<Resolved>().cloned();
+        let verified = state(req).and_then(|state| match resolved {
+            Some(Resolved { claims, tenant }) => Ok((state, claims, Some(tenant))),
+            None => verify_or_limit(req, &state).map(|claims| (state, claims, None)),
+        });
         Box::pin(async move {
-            let (state, claims) = verified?;
-            resolve(state, claims).await
+            let (state, claims, tenant) = verified?;
+            resolve(state, claims, tenant).await
         })
     }
 }
