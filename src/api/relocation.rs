@@ -25,22 +25,14 @@ pub struct RelocationRequest {
 /// Refuses a target the topology does not know, the current home, or one the
 /// tenant's residency forbids.
 fn check_target(state: &AppState, tenant: &TenantRecord, raw: &str) -> Result<RegionId, ApiError> {
-    let region = state
-        .topology
-        .find(raw)
-        .ok_or_else(|| ApiError::validation(format!("to_region `{raw}` is not a known region")))?;
-    if region.id == tenant.home_region {
+    let region = RegionId::parse(raw).map_err(ApiError::validation)?;
+    if region == tenant.home_region {
         return Err(ApiError::validation(format!(
             "the tenant already lives in `{raw}`"
         )));
     }
-    if !residency::allows(tenant.residency.as_ref(), region) {
-        return Err(ApiError::bad_request(
-            "residency_violation",
-            format!("the tenant's residency does not allow `{raw}`"),
-        ));
-    }
-    Ok(region.id.clone())
+    residency::check_placement(&state.topology, &region, tenant.residency.as_ref())?;
+    Ok(region)
 }
 
 /// Starts the relocation in the background on this node.

@@ -100,27 +100,6 @@ pub struct TenantCreated {
     owner: User,
 }
 
-/// Checks a home region and residency pair against the topology.
-fn check_placement(
-    state: &AppState,
-    home_region: &RegionId,
-    policy: Option<&Residency>,
-) -> Result<(), ApiError> {
-    let region = state.topology.get(home_region).ok_or_else(|| {
-        ApiError::validation(format!("home_region `{home_region}` is not a known region"))
-    })?;
-    if let Some(policy) = policy {
-        policy.validate(&state.topology)?;
-    }
-    if !residency::allows(policy, region) {
-        return Err(ApiError::bad_request(
-            "residency_violation",
-            format!("residency does not allow home region `{home_region}`"),
-        ));
-    }
-    Ok(())
-}
-
 /// Provision a tenant and its owner (platform admin).
 #[utoipa::path(tag = "tenants", request_body = CreateTenant, security(("bearer" = [])),
     responses((status = 201, body = TenantCreated), (status = 400, body = Problem), (status = 409, body = Problem)))]
@@ -132,7 +111,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let home_region = RegionId::parse(&body.home_region).map_err(ApiError::validation)?;
-    check_placement(&state, &home_region, body.residency.as_ref())?;
+    residency::check_placement(&state.topology, &home_region, body.residency.as_ref())?;
     if let Some(limits) = &body.limits {
         limits.validate()?;
     }
@@ -233,7 +212,7 @@ pub async fn patch(
                 id: None,
             })?;
             if let Some(policy) = &changes.residency {
-                check_placement(&state, &current.home_region, policy.as_ref())?;
+                residency::check_placement(&state.topology, &current.home_region, policy.as_ref())?;
             }
             scope
                 .write(async |tx| {
@@ -258,7 +237,11 @@ pub async fn patch(
                         "residency is changed by compliance officers or platform admins",
                     ));
                 }
-                check_placement(&state, &scope.tenant().home_region, policy.as_ref())?;
+                residency::check_placement(
+                    &state.topology,
+                    &scope.tenant().home_region,
+                    policy.as_ref(),
+                )?;
             }
             let actor = scope.user_id().to_string();
             scope

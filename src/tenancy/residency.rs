@@ -40,6 +40,28 @@ impl Residency {
     }
 }
 
+/// Checks that `region` is known and that `policy` (itself valid) allows it: the
+/// rule for a home region, a relocation target and a new policy alike.
+pub fn check_placement(
+    topology: &Topology,
+    region: &RegionId,
+    policy: Option<&Residency>,
+) -> Result<(), ApiError> {
+    let known = topology
+        .get(region)
+        .ok_or_else(|| ApiError::validation(format!("region `{region}` is not a known region")))?;
+    if let Some(policy) = policy {
+        policy.validate(topology)?;
+    }
+    if !allows(policy, known) {
+        return Err(ApiError::bad_request(
+            "residency_violation",
+            format!("the residency policy does not allow region `{region}`"),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `region` satisfies an optional policy (`None` allows every region).
 pub fn allows(policy: Option<&Residency>, region: &Region) -> bool {
     policy.is_none_or(|p| p.allows(region))
