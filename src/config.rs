@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
 
+/// The admin listener's port when `admin.bind` is not set.
+pub const ADMIN_PORT: u16 = 9090;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
     /// The region this node serves (a file `regions/<region>.toml` must exist).
@@ -22,7 +25,18 @@ pub struct Settings {
     pub directory: DirectorySettings,
     pub limits: LimitSettings,
     pub routing: RoutingSettings,
+    pub admin: AdminSettings,
     pub log: LogSettings,
+}
+
+/// The admin listener, which serves `/metrics` and nothing public.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminSettings {
+    /// Defaults to the public listener's IP with port 9090. Keep it off the load
+    /// balancer: metrics name tenants.
+    pub bind: Option<SocketAddr>,
+    /// How many of the busiest tenants get their own `tenant` label.
+    pub top_tenants: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -147,6 +161,10 @@ impl Default for Settings {
                 probe_timeout_ms: 1_000,
                 ..RoutingSettings::default()
             },
+            admin: AdminSettings {
+                bind: None,
+                top_tenants: 20,
+            },
             log: LogSettings {
                 format: LogFormat::Json,
                 filter: "info".into(),
@@ -198,8 +216,15 @@ impl Settings {
                 self.regions_dir.display()
             ))
         })?;
-        if self.http.bind.is_none() {
-            self.http.bind = Some(region.local_address);
+        let public = *self.http.bind.get_or_insert(region.local_address);
+        let admin = *self
+            .admin
+            .bind
+            .get_or_insert(SocketAddr::new(public.ip(), ADMIN_PORT));
+        if admin == public && admin.port() != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "admin.bind must differ from http.bind (both are {admin})"
+            )));
         }
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.database.url.is_empty() {
@@ -241,6 +266,9 @@ impl Settings {
             return invalid(
                 "routing.probe_interval_ms and routing.probe_timeout_ms must be positive",
             );
+        }
+        if self.admin.top_tenants > 1_000 {
+            return invalid("admin.top_tenants must be at most 1000 (it bounds label cardinality)");
         }
         if self.directory.refresh_interval_ms == 0 {
             return invalid("directory.refresh_interval_ms must be positive");

@@ -21,6 +21,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod pagination;
 pub mod relocation;
 pub mod request_id;
@@ -53,6 +54,9 @@ use crate::tenancy::Directory;
 pub struct Application {
     server: Server,
     address: SocketAddr,
+    /// `/metrics`, on its own listener.
+    admin: Server,
+    admin_address: SocketAddr,
     state: web::Data<AppState>,
     /// Background tasks that end with the node.
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -129,6 +133,11 @@ impl Application {
         let watcher = spawn_region_watcher(state.clone(), &settings.routing);
         let summariser =
             spawn_denial_summaries(state.clone(), settings.limits.denial_summary_interval_ms);
+        let admin_bind = settings.admin.bind.context("admin.bind is not set")?;
+        let (admin, admin_address) = metrics::admin::serve(
+            admin_bind,
+            metrics::registry(state.clone(), settings.admin.top_tenants),
+        )?;
         let openapi = api::openapi();
         let openapi_json = web::Data::new(api::OpenApiJson(openapi.to_json()?));
         let route_index = web::Data::new(api::RouteIndex::from_openapi(&openapi));
@@ -160,6 +169,8 @@ impl Application {
         Ok(Self {
             server,
             address,
+            admin,
+            admin_address,
             state,
             background: vec![refresher, summariser, watcher],
             summary_interval_ms: settings.limits.denial_summary_interval_ms,
@@ -169,6 +180,11 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_address
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -186,7 +202,12 @@ impl Application {
 
     /// Serves until the server is stopped through `handle()`, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let admin = self.admin.handle();
+        let admin_task = actix_web::rt::spawn(self.admin);
         let result = self.server.await;
+        // Metrics stay scrapeable until the public listener has drained.
+        admin.stop(true).await;
+        let _ = admin_task.await;
         for task in &self.background {
             task.abort();
         }

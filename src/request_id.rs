@@ -10,9 +10,12 @@ use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web;
 use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::scope::AppState;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -85,18 +88,27 @@ where
                 async move {
                     let started = std::time::Instant::now();
                     let mut response = service.call(req).await?;
+                    let elapsed = started.elapsed();
                     let span = tracing::Span::current();
-                    if let Some(pattern) = response.request().match_pattern() {
+                    let request = response.request();
+                    let route = request.match_pattern();
+                    if let Some(pattern) = &route {
                         span.record("route", pattern.as_str());
                     }
                     span.record("status", response.status().as_u16());
+                    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+                        state.metrics.observe_request(
+                            route,
+                            request.method(),
+                            response.status(),
+                            elapsed,
+                            crate::scope::resolved_tenant(request),
+                        );
+                    }
                     if let Some(value) = header_value {
                         response.headers_mut().insert(HEADER, value);
                     }
-                    tracing::info!(
-                        elapsed_us = started.elapsed().as_micros() as u64,
-                        "request finished"
-                    );
+                    tracing::info!(elapsed_us = elapsed.as_micros() as u64, "request finished");
                     Ok(response)
                 }
                 .instrument(span),

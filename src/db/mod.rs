@@ -21,6 +21,8 @@ pub use tx::{PlatformTx, TenantTx, Tx, TxMode};
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    /// Shared with `/metrics` (a clone shares the buckets).
+    pool_wait: prometheus_client::metrics::histogram::Histogram,
     max_retries: u32,
 }
 
@@ -106,6 +108,7 @@ impl Database {
             .map_err(|e| DbError::Other(anyhow::anyhow!("building the pool: {e}")))?;
         Ok(Self {
             pool,
+            pool_wait: crate::metrics::latency_histogram(),
             max_retries: settings.max_retries.max(1),
         })
     }
@@ -119,6 +122,10 @@ impl Database {
 
     pub fn pool_status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+
+    pub fn pool_wait_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.pool_wait.clone()
     }
 
     pub fn close(&self) {

@@ -227,7 +227,9 @@ impl Database {
         loop {
             attempt += 1;
             let last_attempt = attempt >= self.max_retries;
+            let waiting = std::time::Instant::now();
             let conn = self.pool.get().await.map_err(DbError::from)?;
+            self.pool_wait.observe(waiting.elapsed().as_secs_f64());
             let mut guard = ConnGuard {
                 conn: Some(conn),
                 clean: false,

@@ -58,6 +58,14 @@ impl Denials {
             .unwrap_or_default()
     }
 
+    /// Every tenant's totals since the node started (for `/metrics`).
+    pub fn all_totals(&self) -> Vec<(TenantId, DenialCounts)> {
+        self.counts
+            .lock()
+            .map(|counts| counts.iter().map(|(t, (total, _))| (*t, *total)).collect())
+            .unwrap_or_default()
+    }
+
     /// Takes the counts pending a summary, resetting them.
     pub fn take_pending(&self) -> Vec<(TenantId, DenialCounts)> {
         let Ok(mut counts) = self.counts.lock() else {

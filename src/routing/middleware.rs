@@ -17,6 +17,7 @@ use super::hop::{self, HopCheck, HopSigner};
 use crate::config::RoutingSettings;
 use crate::error::ApiError;
 use crate::ids::RegionId;
+use crate::metrics::RoutingOutcome;
 use crate::scope::AppState;
 use crate::tenancy::TenantRecord;
 use crate::topology::Topology;
@@ -171,8 +172,15 @@ pub async fn route(
             let response = next.call(req).await?.map_into_boxed_body();
             Ok(with_region_headers(response, &here, Some(&tenant)))
         }
-        Decision::Forward(region) => forward(req, &state, &region, &path_and_query).await,
+        Decision::Forward(region) => {
+            let (response, outcome) = forward(req, &state, &region, &path_and_query).await?;
+            state.metrics.observe_routing(outcome, &region);
+            Ok(response)
+        }
         Decision::Redirect(region) => {
+            state
+                .metrics
+                .observe_routing(RoutingOutcome::Redirected, &region);
             let Some(base) = state.routing.client_url(&state.topology, &region) else {
                 return Ok(answer(req, ApiError::ResidencyUnavailable));
             };
@@ -185,11 +193,16 @@ pub async fn route(
                 Some(&tenant),
             ))
         }
-        Decision::Unavailable => Ok(with_region_headers(
-            answer(req, ApiError::ResidencyUnavailable),
-            &here,
-            Some(&tenant),
-        )),
+        Decision::Unavailable => {
+            state
+                .metrics
+                .observe_routing(RoutingOutcome::Unavailable, &tenant.home_region);
+            Ok(with_region_headers(
+                answer(req, ApiError::ResidencyUnavailable),
+                &here,
+                Some(&tenant),
+            ))
+        }
     }
 }
 
@@ -200,11 +213,17 @@ async fn forward(
     state: &AppState,
     region: &RegionId,
     path_and_query: &str,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+) -> Result<(ServiceResponse<BoxBody>, RoutingOutcome), actix_web::Error> {
+    let unreachable = |req| {
+        Ok((
+            answer(req, ApiError::RegionUnreachable),
+            RoutingOutcome::ForwardFailed,
+        ))
+    };
     let (Some(forwarder), Some(base)) =
         (req.app_data::<Forwarder>(), state.routing.peers.get(region))
     else {
-        return Ok(answer(req, ApiError::RegionUnreachable));
+        return unreachable(req);
     };
     let mut outgoing = forwarder
         .client
@@ -227,7 +246,7 @@ async fn forward(
         Ok(upstream) => upstream,
         Err(err) => {
             tracing::warn!(%region, error = %err, "forwarding failed");
-            return Ok(answer(req, ApiError::RegionUnreachable));
+            return unreachable(req);
         }
     };
     let mut response = HttpResponse::build(upstream.status());
@@ -238,5 +257,8 @@ async fn forward(
     {
         response.append_header((name.clone(), value.clone()));
     }
-    Ok(req.into_response(response.streaming(upstream)))
+    Ok((
+        req.into_response(response.streaming(upstream)),
+        RoutingOutcome::Forwarded,
+    ))
 }

@@ -57,7 +57,10 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
     verify(req, state).map_err(|refused| {
         let ip = req.peer_addr().map(|a| a.ip());
         match ip.map(|ip| state.limits.rate.check_anonymous(ip)) {
-            Some(Err(denied)) => ApiError::RateLimited(denied),
+            Some(Err(denied)) => {
+                state.metrics.observe_anonymous_denial();
+                ApiError::RateLimited(denied)
+            }
             _ => refused,
         }
     })
@@ -69,6 +72,12 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
 struct Resolved {
     claims: Claims,
     tenant: Arc<TenantRecord>,
+}
+
+/// The tenant the routing middleware resolved for this request, if any (for
+/// metrics, after the response).
+pub fn resolved_tenant(req: &HttpRequest) -> Option<TenantId> {
+    req.extensions().get::<Resolved>().map(|r| r.tenant.id)
 }
 
 /// The tenant a request's token names, if it carries a valid tenant token. For

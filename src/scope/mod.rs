@@ -8,7 +8,7 @@
 
 mod extract;
 
-pub use extract::tenant_of;
+pub use extract::{resolved_tenant, tenant_of};
 
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ pub struct AppState {
     pub topology: Arc<Topology>,
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
+    pub metrics: crate::metrics::RequestMetrics,
 }
 
 impl AppState {
@@ -63,7 +64,18 @@ impl AppState {
             topology,
             region,
             verifier,
+            metrics: crate::metrics::RequestMetrics::default(),
         }
+    }
+
+    /// The pool's state, for `/metrics`.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.db.pool_status()
+    }
+
+    /// Time spent waiting for pooled connections, for `/metrics`.
+    pub fn pool_wait_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.db.pool_wait_histogram()
     }
 
     /// Stops handing out connections (shutdown).

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
 
 use super::record::{TENANT_COLUMNS, TenantRecord};
 use crate::db::{Database, TxMode};
@@ -21,6 +22,8 @@ use crate::ids::TenantId;
 pub struct Directory {
     cache: Cache<TenantId, Arc<TenantRecord>>,
     db: Database,
+    hits: Counter,
+    misses: Counter,
 }
 
 /// Rows committed slightly out of `updated_at` order are still picked up.
@@ -38,6 +41,8 @@ impl Directory {
     pub fn new(db: Database, capacity: u64) -> Self {
         Self {
             cache: Cache::builder().max_capacity(capacity).build(),
+            hits: Counter::default(),
+            misses: Counter::default(),
             db,
         }
     }
@@ -46,8 +51,10 @@ impl Directory {
     /// for one tenant share one query). Unknown tenants are not cached.
     pub async fn get(&self, id: TenantId) -> Result<Option<Arc<TenantRecord>>, ApiError> {
         if let Some(hit) = self.cache.get(&id).await {
+            self.hits.inc();
             return Ok(Some(hit));
         }
+        self.misses.inc();
         let loaded = self
             .cache
             .try_get_with(id, async {
@@ -92,6 +99,12 @@ impl Directory {
         self.cache.insert(record.id, Arc::new(record)).await;
     }
 
+    /// Lookups answered from the cache and lookups that were not, for `/metrics`.
+    pub fn cache_counters(&self) -> (Counter, Counter) {
+        (self.hits.clone(), self.misses.clone())
+    }
+
+    /// Approximate: moka counts lazily; the refresher settles it every interval.
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }
@@ -147,6 +160,8 @@ impl Directory {
                     Ok((_, newest)) => since = newest,
                     Err(err) => tracing::warn!(error = %err, "directory refresh failed"),
                 }
+                // Keeps `entry_count` (a metric) current.
+                directory.cache.run_pending_tasks().await;
             }
         })
     }

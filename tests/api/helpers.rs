@@ -98,6 +98,8 @@ impl Cluster {
 
 pub struct TestApp {
     pub base: String,
+    /// `http://<admin listener>/metrics`.
+    pub metrics_url: String,
     pub db_name: String,
     pub verifier: Arc<TokenVerifier>,
     pub client: awc::Client,
@@ -130,6 +132,7 @@ pub fn test_settings(db_name: &str) -> Settings {
         ..Settings::default()
     };
     settings.http.bind = Some("127.0.0.1:0".parse().unwrap());
+    settings.admin.bind = Some("127.0.0.1:0".parse().unwrap());
     settings.http.workers = 1;
     settings.database.url = cluster.app_url(db_name);
     settings.database.pool_size = 8;
@@ -162,9 +165,11 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let handle = app.handle();
     let shutdown = app.shutdown();
     let base = format!("http://{}", app.address());
+    let metrics_url = format!("http://{}/metrics", app.admin_address());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
+        metrics_url,
         db_name,
         verifier,
         client: awc::Client::default(),

@@ -7,6 +7,7 @@ mod basics;
 mod isolation;
 mod limits;
 mod messages;
+mod metrics;
 mod regions;
 mod rls;
 mod search;

@@ -117,6 +117,21 @@ async fn requests_are_served_at_home_and_forwarded_from_elsewhere() {
         .get(&format!("/v1/channels/{}", Uuid::new_v4()), &token)
         .await;
     assert_problem(&missing, 404, "not_found");
+
+    // The landing nodes count what they forwarded, by target region.
+    let forwarded = [("decision", "forwarded"), ("target_region", "europe-west1")];
+    let from_us = crate::metrics::scrape(us).await;
+    assert_eq!(
+        crate::metrics::value(&from_us, "meridian_routing_total", &forwarded),
+        3.0
+    );
+    let from_asia = crate::metrics::scrape(&nodes["asia-southeast1"]).await;
+    assert_eq!(
+        crate::metrics::value(&from_asia, "meridian_routing_total", &forwarded),
+        1.0
+    );
+    let from_eu = crate::metrics::scrape(eu).await;
+    assert!(crate::metrics::find(&from_eu, "meridian_routing_total", &[]).is_empty());
 }
 
 #[actix_web::test]
