@@ -8,6 +8,8 @@ data "aws_ssm_parameter" "al2023" {
 }
 
 locals {
+  # `/metrics` listens here, never behind a load balancer (metrics name tenants).
+  admin_port = 9090
   node_env = merge(
     {
       MERIDIAN_REGION      = var.region.id
@@ -16,6 +18,7 @@ locals {
       # The region files' local.address is a loopback address for `meridian dev`;
       # on AWS the node listens on every interface, behind the load balancers.
       MERIDIAN_HTTP__BIND      = "0.0.0.0:${var.deployment.node_port}"
+      MERIDIAN_ADMIN__BIND     = "0.0.0.0:${local.admin_port}"
       MERIDIAN_AUTH__KEYS_FILE = "/run/meridian/keys.json"
       MERIDIAN_LOG__FORMAT     = "json"
       # Figment parses a {key="value",…} dict from one variable.

@@ -1,7 +1,8 @@
 # Security groups:
 #   public LB  : 443 from var.deployment.alb_ingress_cidrs
 #   internal LB: 80 from the API node subnets of every region (node-to-node forwarding, peer /readyz probes)
-#   API nodes  : node_port from the two load balancers only
+#   API nodes  : node_port from the two load balancers only; the admin port
+#                (/metrics) from this region's private subnets (Prometheus), never a LB
 #   CockroachDB: 26257 from the API nodes, from each other (modules/cockroach)
 
 resource "aws_security_group" "public_lb" {
@@ -88,4 +89,14 @@ resource "aws_vpc_security_group_egress_rule" "nodes_all" {
   description       = "Outbound: AWS APIs, CockroachDB, peer regions"
   ip_protocol       = "-1"
   cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "nodes_metrics" {
+  for_each          = toset(var.region.private_subnet_cidrs)
+  security_group_id = aws_security_group.nodes.id
+  description       = "Prometheus scrapes /metrics on the admin listener"
+  ip_protocol       = "tcp"
+  from_port         = local.admin_port
+  to_port           = local.admin_port
+  cidr_ipv4         = each.value
 }
