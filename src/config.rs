@@ -50,6 +50,10 @@ pub struct RoutingSettings {
     /// (local runs, where the public endpoints do not exist).
     pub redirect_to_peers: bool,
     pub forward_timeout_ms: u64,
+    /// Local IP forwarded hops leave from (`MERIDIAN_ROUTING__SOURCE_ADDRESS`); with
+    /// `meridian dev --wan`, the node's own loopback IP, so the peer's delay proxy
+    /// knows which region the hop comes from. Unset: the OS picks.
+    pub source_address: Option<std::net::IpAddr>,
     /// How often peers' `/readyz` and the drained flags are checked.
     pub probe_interval_ms: u64,
     pub probe_timeout_ms: u64,
@@ -260,6 +264,13 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(format!(
                 "routing.peers: unknown region `{unknown}`"
+            )));
+        }
+        if let Some(ip) = self.routing.source_address
+            && let Err(err) = std::net::TcpListener::bind((ip, 0))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "routing.source_address (MERIDIAN_ROUTING__SOURCE_ADDRESS): {ip} is not usable on this host: {err}"
             )));
         }
         if self.routing.probe_interval_ms == 0 || self.routing.probe_timeout_ms == 0 {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -13,7 +14,8 @@ use tokio::process::{Child, Command};
 use crate::auth::KeySet;
 use crate::db::migrate;
 use crate::embedded_pg::EmbeddedPg;
-use crate::topology::Topology;
+use crate::topology::{Region, Topology};
+use crate::wan::{self, DelayProxy};
 
 /// Files in the state directory.
 pub struct StateDir(pub PathBuf);
@@ -116,11 +118,14 @@ pub fn random_alphanumeric(len: usize) -> anyhow::Result<String> {
         .collect())
 }
 
-/// Runs the local topology until Ctrl-C/SIGTERM or until a node dies.
+/// Runs the local topology until Ctrl-C/SIGTERM or until a node dies. With `wan`,
+/// each node listens on its internal address behind a `wan::DelayProxy` that holds
+/// the public one (see `docs/wan-emulation.md`).
 pub async fn run(
     state: StateDir,
     regions_dir: PathBuf,
     only: Option<Vec<String>>,
+    wan: bool,
 ) -> anyhow::Result<()> {
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
@@ -134,6 +139,11 @@ pub async fn run(
             .collect::<Result<_, _>>()?,
         None => topology.regions().collect(),
     };
+    let proxies = if wan {
+        Some(start_wan_proxies(&regions_dir, &topology, &regions).await?)
+    } else {
+        None
+    };
     KeySet::ensure_file(&state.keys())?;
     let db = prepare_database(&state).await?;
     println!("postgres {}", db.superuser_url);
@@ -142,7 +152,20 @@ pub async fn run(
     let exe = std::env::current_exe()?;
     let mut nodes: Vec<(String, Child)> = Vec::new();
     for region in &regions {
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if wan {
+            // Hops leave from the node's own IP so the peer's proxy sees the region.
+            command
+                .env(
+                    "MERIDIAN_HTTP__BIND",
+                    wan::internal_address(region.local_address)?.to_string(),
+                )
+                .env(
+                    "MERIDIAN_ROUTING__SOURCE_ADDRESS",
+                    region.local_address.ip().to_string(),
+                );
+        }
+        let child = command
             .args([
                 "--state-dir".as_ref(),
                 state.0.as_os_str(),
@@ -171,6 +194,9 @@ pub async fn run(
             .with_context(|| format!("node {} did not become ready", region.id))?;
         println!("node {} http://{}", region.id, region.local_address);
     }
+    if proxies.is_some() {
+        println!("wan on ({})", regions_dir.join(wan::LATENCY_FILE).display());
+    }
     println!("ready");
 
     let outcome = wait_for_stop(&mut nodes).await;
@@ -191,8 +217,35 @@ pub async fn run(
             let _ = child.kill().await;
         }
     }
+    for proxy in proxies.into_iter().flatten() {
+        proxy.abort();
+    }
     tokio::task::spawn_blocking(move || db.pg.stop()).await??;
     outcome
+}
+
+/// Binds a delay proxy on each region's public address, in front of the node's
+/// internal address; peers keep the public addresses, so hops pay the delay too.
+async fn start_wan_proxies(
+    regions_dir: &Path,
+    topology: &Topology,
+    regions: &[&Region],
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let wan = Arc::new(wan::Wan::load(regions_dir, topology)?);
+    let mut tasks = Vec::new();
+    for region in regions {
+        let public = region.local_address;
+        let proxy = DelayProxy::bind(
+            public,
+            wan::internal_address(public)?,
+            region.id.clone(),
+            wan.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the wan proxy of {} on {public}", region.id))?;
+        tasks.push(tokio::spawn(proxy.run()));
+    }
+    Ok(tasks)
 }
 
 async fn wait_for_stop(nodes: &mut [(String, Child)]) -> anyhow::Result<()> {

@@ -32,6 +32,7 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod topology;
 pub mod validate;
+pub mod wan;
 
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -112,6 +113,7 @@ impl Application {
         let limits = limits::NodeLimits::new(&settings.limits);
         let routing = routing::middleware::RoutingState::new(&settings.routing, &topology, &region);
         let forward_timeout = Duration::from_millis(settings.routing.forward_timeout_ms);
+        let forward_source = settings.routing.source_address;
         let relocator = relocation::Relocator::new(
             db.clone(),
             directory.clone(),
@@ -150,7 +152,10 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(openapi_json.clone())
                 .app_data(route_index.clone())
-                .app_data(routing::middleware::Forwarder::new(forward_timeout))
+                .app_data(routing::middleware::Forwarder::new(
+                    forward_timeout,
+                    forward_source,
+                ))
                 .app_data(api::json_config(body_limit))
                 .app_data(api::payload_config(body_limit))
                 .app_data(api::query_config())

@@ -131,6 +131,10 @@ struct DevArgs {
     regions: Option<Vec<String>>,
     #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
     regions_dir: PathBuf,
+    /// Emulate WAN latency: a delay proxy on each region's address, delays from
+    /// regions/latency.toml by the client's source subnet (docs/wan-emulation.md).
+    #[arg(long)]
+    wan: bool,
 }
 
 #[derive(Args)]
@@ -164,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(&state, args).await,
         Command::Dev(args) => {
             telemetry::init(LogFormat::Pretty, "warn,meridian=info");
-            dev::run(state, args.regions_dir, args.regions).await
+            dev::run(state, args.regions_dir, args.regions, args.wan).await
         }
         Command::Token(args) => token(&state, args),
         Command::Region(args) => region(&state, args).await,

@@ -71,12 +71,14 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, source: Option<std::net::IpAddr>) -> Self {
+        let builder = awc::Client::builder().timeout(timeout).disable_redirects();
+        let builder = match source {
+            Some(ip) => builder.local_address(ip),
+            None => builder,
+        };
         Self {
-            client: awc::Client::builder()
-                .timeout(timeout)
-                .disable_redirects()
-                .finish(),
+            client: builder.finish(),
         }
     }
 }
