@@ -3,7 +3,9 @@
 //!
 //! The id lives in a task-local for the duration of the request so that
 //! `ApiError::error_response` — which actix calls without the request — can put it
-//! in the body. Incoming ids are not trusted: a client may not choose ours.
+//! in the body. Incoming ids are not trusted: a client may not choose ours. The
+//! one exception is a forwarded request, whose id is signed into the hop marker
+//! (`routing::hop`), so one request has one id on every node.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -69,7 +71,8 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let id = Uuid::now_v7().simple().to_string();
+        let id = crate::routing::middleware::forwarded_request_id(&req)
+            .unwrap_or_else(|| Uuid::now_v7().simple().to_string());
         // Tenant id and route are recorded into this span later, once known.
         let span = tracing::info_span!(
             "request",

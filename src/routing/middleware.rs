@@ -119,6 +119,22 @@ fn answer(req: ServiceRequest, err: ApiError) -> ServiceResponse<BoxBody> {
     req.into_response(actix_web::ResponseError::error_response(&err))
 }
 
+/// The request id a genuine hop marker carries, so a forwarded request keeps the
+/// id the first node gave it. `route` still refuses requests with a bad marker.
+pub fn forwarded_request_id(req: &ServiceRequest) -> Option<String> {
+    let marker = req.headers().get(hop::HEADER)?.to_str().ok()?;
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let path_and_query = req.uri().path_and_query()?.as_str();
+    match state
+        .routing
+        .hop
+        .check(marker, req.method().as_str(), path_and_query)
+    {
+        HopCheck::Valid { request_id, .. } => Some(request_id),
+        HopCheck::Invalid => None,
+    }
+}
+
 pub async fn route(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -237,11 +253,13 @@ async fn forward(
     {
         outgoing = outgoing.append_header((name.clone(), value.clone()));
     }
-    let marker =
-        state
-            .routing
-            .hop
-            .sign(state.region.as_str(), req.method().as_str(), path_and_query);
+    let request_id = crate::request_id::current().unwrap_or_default();
+    let marker = state.routing.hop.sign(
+        state.region.as_str(),
+        &request_id,
+        req.method().as_str(),
+        path_and_query,
+    );
     outgoing = outgoing.insert_header((hop::HEADER, marker));
     let sent = outgoing.send_stream(req.take_payload()).await;
     let upstream = match sent {

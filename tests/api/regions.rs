@@ -117,6 +117,16 @@ async fn requests_are_served_at_home_and_forwarded_from_elsewhere() {
         .get(&format!("/v1/channels/{}", Uuid::new_v4()), &token)
         .await;
     assert_problem(&missing, 404, "not_found");
+    // One request, one id: the landing node's header and the home node's body agree.
+    assert_eq!(
+        missing
+            .headers
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        missing.body["request_id"].as_str().unwrap()
+    );
 
     // The landing nodes count what they forwarded, by target region.
     let forwarded = [("decision", "forwarded"), ("target_region", "europe-west1")];
@@ -199,10 +209,16 @@ async fn forged_or_stale_hop_markers_are_refused() {
     let stale_or_wrong = [
         "europe-west1".to_owned(),
         "europe-west1.1700000000.AAAA".to_owned(),
-        foreign.sign("us-east1", "GET", "/v1/channels"),
+        foreign.sign(
+            "us-east1",
+            "0123456789abcdef0123456789abcdef",
+            "GET",
+            "/v1/channels",
+        ),
         // Genuine format and secret, but for another request.
         meridian::routing::hop::HopSigner::new("test hop secret, shared by every node").sign(
             "us-east1",
+            "0123456789abcdef0123456789abcdef",
             "GET",
             "/v1/users",
         ),
