@@ -13,7 +13,7 @@ use crate::pagination::{Page, PageQuery};
 use crate::scope::{AppState, Caller, PlatformScope};
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
-use crate::tenancy::record::LimitOverrides;
+use crate::tenancy::record::{LimitOverrides, LimitPatch};
 use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus, residency};
 use crate::validate;
 
@@ -43,7 +43,9 @@ pub struct PatchTenant {
     name: Option<String>,
     plan: Option<Plan>,
     status: Option<TenantStatus>,
-    limits: Option<LimitOverrides>,
+    /// Fields set to a value override the plan; fields set to `null` go back to it.
+    #[schema(value_type = Option<LimitOverrides>)]
+    limits: Option<LimitPatch>,
     /// `null` clears the policy (any region).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Residency>)]
@@ -203,7 +205,7 @@ pub async fn patch(
         return Err(ApiError::validation("nothing to change"));
     }
     if let Some(limits) = &changes.limits {
-        limits.validate()?;
+        limits.set.validate()?;
     }
     let updated = match caller {
         Caller::Platform(scope) => {

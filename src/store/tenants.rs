@@ -12,7 +12,7 @@ use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
-use crate::tenancy::record::{LimitOverrides, TENANT_COLUMNS};
+use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS};
 use crate::tenancy::{Plan, Residency, TenantRecord, TenantStatus};
 
 pub struct NewTenant {
@@ -133,7 +133,7 @@ pub struct TenantChanges {
     pub name: Option<String>,
     pub plan: Option<Plan>,
     pub status: Option<TenantStatus>,
-    pub limits: Option<LimitOverrides>,
+    pub limits: Option<LimitPatch>,
     /// `Some(None)` clears the policy.
     pub residency: Option<Option<Residency>>,
 }
@@ -157,9 +157,15 @@ async fn update<S>(
     let before = get(tx, id).await?;
     let limits = changes
         .limits
-        .map(serde_json::to_value)
+        .as_ref()
+        .map(|patch| serde_json::to_value(patch.set))
         .transpose()
         .map_err(ApiError::internal)?;
+    let cleared: Vec<&str> = changes
+        .limits
+        .as_ref()
+        .map(|patch| patch.clear.clone())
+        .unwrap_or_default();
     let residency = match &changes.residency {
         Some(policy) => Some(
             policy
@@ -176,7 +182,7 @@ async fn update<S>(
     });
     let sql = format!(
         "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), status = COALESCE($4, status),
-                limits = limits || COALESCE($5::jsonb, '{{}}'::jsonb), residency = CASE WHEN $6 THEN $7 ELSE residency END,
+                limits = (limits || COALESCE($5::jsonb, '{{}}'::jsonb)) - $8::text[], residency = CASE WHEN $6 THEN $7 ELSE residency END,
                 config_version = config_version + 1, updated_at = now()
          WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     );
@@ -193,6 +199,7 @@ async fn update<S>(
                 &limits,
                 &set_residency,
                 &residency,
+                &cleared,
             ],
         )
         .await?;

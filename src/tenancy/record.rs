@@ -127,6 +127,50 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     }
 }
 
+/// The fields of `LimitOverrides`, as named on the wire.
+const LIMIT_FIELDS: [&str; 7] = [
+    "requests_per_second",
+    "burst",
+    "concurrent_requests",
+    "storage_bytes",
+    "users",
+    "ai_tokens_per_month",
+    "message_bytes",
+];
+
+/// A PATCH of the overrides: a field given a value is set, a field given `null`
+/// goes back to the plan's value, an absent field stays as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitPatch {
+    pub set: LimitOverrides,
+    pub clear: Vec<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for LimitPatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let (nulls, values): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(_, v)| v.is_null());
+        let clear = nulls
+            .into_iter()
+            .map(|(name, _)| {
+                LIMIT_FIELDS
+                    .into_iter()
+                    .find(|f| *f == name)
+                    .ok_or_else(|| {
+                        D::Error::custom(format!(
+                            "unknown field `{name}`, expected one of {}",
+                            LIMIT_FIELDS.join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let set = serde_json::from_value(serde_json::Value::Object(values.into_iter().collect()))
+            .map_err(D::Error::custom)?;
+        Ok(Self { set, clear })
+    }
+}
+
 impl LimitOverrides {
     /// Rejects values no plan could sensibly have.
     pub fn validate(&self) -> Result<(), ApiError> {
@@ -209,5 +253,45 @@ impl TenantRecord {
             created_at: row.try_get("created_at").map_err(ApiError::internal)?,
             updated_at: row.try_get("updated_at").map_err(ApiError::internal)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_fields_name_every_override() {
+        let all = LimitOverrides {
+            requests_per_second: Some(1),
+            burst: Some(1),
+            concurrent_requests: Some(1),
+            storage_bytes: Some(1),
+            users: Some(1),
+            ai_tokens_per_month: Some(1),
+            message_bytes: Some(1),
+        };
+        let json = serde_json::to_value(all).unwrap();
+        let mut names: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut expected = LIMIT_FIELDS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn a_patch_tells_null_from_absent_and_rejects_unknown_fields() {
+        let patch: LimitPatch = serde_json::from_str(r#"{"users": null, "burst": 7}"#).unwrap();
+        assert_eq!(patch.clear, vec!["users"]);
+        assert_eq!(patch.set.burst, Some(7));
+        assert_eq!(patch.set.users, None);
+        assert!(serde_json::from_str::<LimitPatch>(r#"{"nope": null}"#).is_err());
+        assert!(serde_json::from_str::<LimitPatch>(r#"{"nope": 1}"#).is_err());
+        assert!(serde_json::from_str::<LimitPatch>(r#"{"users": "many"}"#).is_err());
     }
 }

@@ -317,6 +317,7 @@ async fn limit_overrides_are_validated() {
         json!({ "concurrent_requests": 100_000_000 }),
         json!({ "users": 0 }),
         json!({ "no_such_limit": 1 }),
+        json!({ "no_such_limit": null }),
     ] {
         let reply = app
             .patch(
@@ -333,5 +334,38 @@ async fn limit_overrides_are_validated() {
         100 * 1024 * 1024,
         "{}",
         tenant.body
+    );
+}
+
+#[actix_web::test]
+async fn a_null_override_goes_back_to_the_plan_and_leaves_the_others() {
+    let app = spawn_app().await;
+    let t = app.provision("cleared").await;
+    let admin = app.platform_token();
+    let path = format!("/v1/tenants/{}", t.id);
+    let set = app
+        .patch(
+            &path,
+            &admin,
+            json!({ "limits": { "users": 3, "burst": 9 } }),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.body["limits"]["users"], 3);
+    let rate = set.body["limits"]["requests_per_second"].clone();
+
+    let cleared = app
+        .patch(&path, &admin, json!({ "limits": { "users": null } }))
+        .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    // The free plan's value again; the other overrides are untouched.
+    assert_eq!(cleared.body["limits"]["users"], 10, "{}", cleared.body);
+    assert_eq!(cleared.body["limits"]["burst"], 9);
+    assert_eq!(cleared.body["limits"]["requests_per_second"], rate);
+    assert_eq!(
+        cleared.body["limit_overrides"].get("users"),
+        None,
+        "{}",
+        cleared.body
     );
 }
