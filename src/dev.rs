@@ -1,6 +1,7 @@
 //! `meridian dev`: the embedded PostgreSQL, migrated, plus one `meridian serve`
 //! process per region on its loopback address — all in one state directory, all
 //! stopped on Ctrl-C or SIGTERM. Nodes are separate processes so a drill can kill one.
+//! With `--geodns`, also the local GeoDNS (PowerDNS, see `geodns`) in front of them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +14,7 @@ use tokio::process::{Child, Command};
 use crate::auth::KeySet;
 use crate::db::migrate;
 use crate::embedded_pg::EmbeddedPg;
+use crate::geodns::{GeoDns, GeoDnsOptions};
 use crate::topology::Topology;
 
 /// Files in the state directory.
@@ -30,6 +32,9 @@ impl StateDir {
     }
     fn hop_secret(&self) -> PathBuf {
         self.0.join("hop.secret")
+    }
+    fn geodns(&self) -> PathBuf {
+        self.0.join("geodns")
     }
 }
 
@@ -121,6 +126,7 @@ pub async fn run(
     state: StateDir,
     regions_dir: PathBuf,
     only: Option<Vec<String>>,
+    geodns_port: Option<u16>,
 ) -> anyhow::Result<()> {
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
@@ -171,6 +177,11 @@ pub async fn run(
             .with_context(|| format!("node {} did not become ready", region.id))?;
         println!("node {} http://{}", region.id, region.local_address);
     }
+    // Stopped when `run` returns (after the nodes).
+    let _geodns = match geodns_port {
+        Some(port) => Some(start_geodns(&state, &topology, port).await?),
+        None => None,
+    };
     println!("ready");
 
     let outcome = wait_for_stop(&mut nodes).await;
@@ -193,6 +204,18 @@ pub async fn run(
     }
     tokio::task::spawn_blocking(move || db.pg.stop()).await??;
     outcome
+}
+
+/// The local GeoDNS over the whole topology: regions not started count as down.
+async fn start_geodns(state: &StateDir, topology: &Topology, port: u16) -> anyhow::Result<GeoDns> {
+    let (dir, topology) = (state.geodns(), topology.clone());
+    let opts = GeoDnsOptions {
+        port,
+        ..GeoDnsOptions::default()
+    };
+    let dns = tokio::task::spawn_blocking(move || GeoDns::start(&dir, &topology, &opts)).await??;
+    println!("geodns {}", dns.address());
+    Ok(dns)
 }
 
 async fn wait_for_stop(nodes: &mut [(String, Child)]) -> anyhow::Result<()> {

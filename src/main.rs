@@ -131,6 +131,12 @@ struct DevArgs {
     regions: Option<Vec<String>>,
     #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
     regions_dir: PathBuf,
+    /// Also run the local GeoDNS (PowerDNS) for api.meridian.test.
+    #[arg(long)]
+    geodns: bool,
+    /// The GeoDNS's port on 127.0.0.1.
+    #[arg(long, default_value_t = 5300)]
+    geodns_port: u16,
 }
 
 #[derive(Args)]
@@ -164,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(&state, args).await,
         Command::Dev(args) => {
             telemetry::init(LogFormat::Pretty, "warn,meridian=info");
-            dev::run(state, args.regions_dir, args.regions).await
+            let geodns = args.geodns.then_some(args.geodns_port);
+            dev::run(state, args.regions_dir, args.regions, geodns).await
         }
         Command::Token(args) => token(&state, args),
         Command::Region(args) => region(&state, args).await,

@@ -32,8 +32,14 @@ fn find_pdns() -> Result<PathBuf, GeoDnsError> {
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     // Debian installs it in sbin, which a non-root PATH may lack.
-    path.into_iter()
-        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
+    find_pdns_in(
+        path.into_iter()
+            .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from)),
+    )
+}
+
+fn find_pdns_in(dirs: impl IntoIterator<Item = PathBuf>) -> Result<PathBuf, GeoDnsError> {
+    dirs.into_iter()
         .map(|d| d.join("pdns_server"))
         .find(|p| p.is_file())
         .ok_or(GeoDnsError::PdnsMissing)
@@ -249,5 +255,19 @@ impl GeoDns {
 impl Drop for GeoDns {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_pdns_server_names_the_packages_to_install() {
+        let empty = std::env::temp_dir().join(format!("meridian-nopdns-{}", std::process::id()));
+        fs::create_dir_all(&empty).unwrap();
+        let err = find_pdns_in([empty.clone()]).unwrap_err().to_string();
+        assert!(err.contains("pdns-server pdns-backend-bind"), "{err}");
+        fs::remove_dir_all(&empty).unwrap();
     }
 }
