@@ -1,7 +1,9 @@
 //! `meridian dev`: the embedded PostgreSQL, migrated, plus one `meridian serve`
 //! process per region on its loopback address — all in one state directory, all
 //! stopped on Ctrl-C or SIGTERM. Nodes are separate processes so a drill can kill one.
+//! With `--geodns`, also the local GeoDNS (PowerDNS, see `geodns`) in front of them.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio::process::{Child, Command};
 use crate::auth::KeySet;
 use crate::db::migrate;
 use crate::embedded_pg::EmbeddedPg;
+use crate::geodns::{GeoDns, GeoDnsOptions};
 use crate::topology::{Region, Topology};
 use crate::wan::{self, DelayProxy};
 
@@ -32,6 +35,9 @@ impl StateDir {
     }
     fn hop_secret(&self) -> PathBuf {
         self.0.join("hop.secret")
+    }
+    fn geodns(&self) -> PathBuf {
+        self.0.join("geodns")
     }
 }
 
@@ -126,6 +132,7 @@ pub async fn run(
     regions_dir: PathBuf,
     only: Option<Vec<String>>,
     wan: bool,
+    geodns_port: Option<u16>,
 ) -> anyhow::Result<()> {
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
@@ -139,6 +146,19 @@ pub async fn run(
             .collect::<Result<_, _>>()?,
         None => topology.regions().collect(),
     };
+    // A node that cannot bind would exit, while `wait_ready` might be answered by
+    // whatever holds the address (e.g. another `meridian dev`): refuse up front.
+    for region in &regions {
+        let admin = SocketAddr::new(region.local_address.ip(), crate::config::ADMIN_PORT);
+        for address in [region.local_address, admin] {
+            std::net::TcpListener::bind(address).with_context(|| {
+                format!(
+                    "{address} ({}) is in use: is another `meridian dev` running?",
+                    region.id
+                )
+            })?;
+        }
+    }
     let proxies = if wan {
         Some(start_wan_proxies(&regions_dir, &topology, &regions).await?)
     } else {
@@ -193,10 +213,21 @@ pub async fn run(
             .await
             .with_context(|| format!("node {} did not become ready", region.id))?;
         println!("node {} http://{}", region.id, region.local_address);
+        println!(
+            "metrics {} http://{}:{}/metrics",
+            region.id,
+            region.local_address.ip(),
+            crate::config::ADMIN_PORT
+        );
     }
     if proxies.is_some() {
         println!("wan on ({})", regions_dir.join(wan::LATENCY_FILE).display());
     }
+    // Stopped when `run` returns (after the nodes).
+    let _geodns = match geodns_port {
+        Some(port) => Some(start_geodns(&state, &topology, port).await?),
+        None => None,
+    };
     println!("ready");
 
     let outcome = wait_for_stop(&mut nodes).await;
@@ -246,6 +277,18 @@ async fn start_wan_proxies(
         tasks.push(tokio::spawn(proxy.run()));
     }
     Ok(tasks)
+}
+
+/// The local GeoDNS over the whole topology: regions not started count as down.
+async fn start_geodns(state: &StateDir, topology: &Topology, port: u16) -> anyhow::Result<GeoDns> {
+    let (dir, topology) = (state.geodns(), topology.clone());
+    let opts = GeoDnsOptions {
+        port,
+        ..GeoDnsOptions::default()
+    };
+    let dns = tokio::task::spawn_blocking(move || GeoDns::start(&dir, &topology, &opts)).await??;
+    println!("geodns {}", dns.address());
+    Ok(dns)
 }
 
 async fn wait_for_stop(nodes: &mut [(String, Child)]) -> anyhow::Result<()> {

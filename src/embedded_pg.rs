@@ -2,10 +2,8 @@
 //! in a directory of ours (`data/`, `superuser.password`, `postgres.log`), listening
 //! on 127.0.0.1 only, for `meridian dev` and the test harness.
 //!
-//! Nothing is left running: the server runs under a small `sh` supervisor whose
-//! stdin is a pipe from this process. When this process exits — normally, by
-//! panic, or killed with SIGKILL — the kernel closes the pipe, the supervisor's
-//! `read` returns and it fast-stops the server (SIGINT). `initdb` refuses to run
+//! Nothing is left running: the server runs under `supervisor`, which fast-stops
+//! it (SIGINT) when this process exits, however it exits. `initdb` refuses to run
 //! as root, so as root the cluster belongs to, and runs as, the `postgres` user
 //! (via `runuser`).
 //!
@@ -16,10 +14,11 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use crate::supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedPgError {
@@ -67,21 +66,6 @@ pub struct EmbeddedPg {
     /// Holds the write end of the supervisor's stdin: closing it stops the server.
     supervisor: Option<Child>,
 }
-
-/// Runs postgres (arguments after `$1`=binary, `$2`=log), and stops it with SIGINT
-/// (fast shutdown) once stdin reaches EOF. The reader is a separate job so that
-/// the shell also exits, and we notice, when postgres exits on its own. fd 3 keeps
-/// the pipe because background jobs get /dev/null as stdin.
-const SUPERVISOR: &str = r#"exec 3<&0
-pg=$1; log=$2; shift 2
-"$pg" "$@" >>"$log" 2>&1 </dev/null 3<&- &
-pid=$!
-{ read -r _line <&3; kill -INT "$pid" 2>/dev/null; } &
-watcher=$!
-exec 3<&-
-wait "$pid"; status=$?
-kill "$watcher" 2>/dev/null
-exit "$status""#;
 
 const SETTINGS: [&str; 8] = [
     "listen_addresses=127.0.0.1",
@@ -319,11 +303,9 @@ impl EmbeddedPg {
                 .port();
             let log_offset = log_file.metadata().map(|m| m.len()).unwrap_or(0);
             let stderr = log_file.try_clone().map_err(io("sharing postgres.log"))?;
-            let mut cmd = owner.command("/bin/sh");
-            cmd.args(["-c", SUPERVISOR, "sh"])
-                .arg(&bins.postgres)
-                .arg(&log)
-                .arg("-D")
+            let mut cmd =
+                supervisor::command(owner.command("/bin/sh"), "INT", &log, &bins.postgres);
+            cmd.arg("-D")
                 .arg(&data)
                 .args(["-c", &format!("port={port}")]);
             for setting in SETTINGS {
@@ -331,11 +313,7 @@ impl EmbeddedPg {
             }
             let supervisor = cmd
                 .current_dir(&dir)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
                 .stderr(stderr)
-                // Keeps terminal Ctrl-C away from it: we decide when the server stops.
-                .process_group(0)
                 .spawn()
                 .map_err(io("starting postgres"))?;
             let mut pg = EmbeddedPg {
@@ -460,17 +438,10 @@ impl EmbeddedPg {
         let Some(mut child) = self.supervisor.take() else {
             return Ok(());
         };
-        drop(child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if child
-                .try_wait()
-                .map_err(io("waiting for postgres"))?
-                .is_some()
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if supervisor::stop(&mut child, Duration::from_secs(10))
+            .map_err(io("waiting for postgres"))?
+        {
+            return Ok(());
         }
         // Fast shutdown hung: immediate shutdown (SIGQUIT) of the postmaster.
         if let Some(pid) = postmaster_pid(&self.dir.join("data")) {

@@ -135,6 +135,12 @@ struct DevArgs {
     /// regions/latency.toml by the client's source subnet (docs/wan-emulation.md).
     #[arg(long)]
     wan: bool,
+    /// Also run the local GeoDNS (PowerDNS) for api.meridian.test.
+    #[arg(long)]
+    geodns: bool,
+    /// The GeoDNS's port on 127.0.0.1.
+    #[arg(long, default_value_t = 5300)]
+    geodns_port: u16,
 }
 
 #[derive(Args)]
@@ -168,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(&state, args).await,
         Command::Dev(args) => {
             telemetry::init(LogFormat::Pretty, "warn,meridian=info");
-            dev::run(state, args.regions_dir, args.regions, args.wan).await
+            let geodns = args.geodns.then_some(args.geodns_port);
+            dev::run(state, args.regions_dir, args.regions, args.wan, geodns).await
         }
         Command::Token(args) => token(&state, args),
         Command::Region(args) => region(&state, args).await,
