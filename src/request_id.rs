@@ -111,7 +111,13 @@ where
                     if let Some(value) = header_value {
                         response.headers_mut().insert(HEADER, value);
                     }
-                    tracing::info!(elapsed_us = elapsed.as_micros() as u64, "request finished");
+                    let elapsed_us = elapsed.as_micros() as u64;
+                    // Peers, GeoDNS and load balancers probe every second: debug only.
+                    if matches!(response.request().path(), "/readyz" | "/healthz") {
+                        tracing::debug!(elapsed_us, "request finished");
+                    } else {
+                        tracing::info!(elapsed_us, "request finished");
+                    }
                     Ok(response)
                 }
                 .instrument(span),

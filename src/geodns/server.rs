@@ -154,6 +154,12 @@ impl GeoDns {
                 port => port,
             };
             let listen = SocketAddr::new(opts.listen, port);
+            // Otherwise whatever already answers there would pass `wait_ready`.
+            if let Err(err) = UdpSocket::bind(listen) {
+                return Err(GeoDnsError::Options(format!(
+                    "{listen} (UDP) is not free: {err}; is another GeoDNS running? (--geodns-port)"
+                )));
+            }
             write_file(
                 &dir.join("pdns.conf"),
                 &pdns_conf(&dir, listen, run_as.is_some()),
