@@ -259,7 +259,14 @@ impl EmbeddedPg {
     /// free TCP port. Blocking (std::process), fine to call from startup code or
     /// inside spawn_blocking.
     pub fn start(dir: &Path) -> Result<EmbeddedPg, EmbeddedPgError> {
-        let bins = Binaries::find()?;
+        let bins = match Binaries::find() {
+            Err(EmbeddedPgError::BinariesMissing)
+                if crate::packages::install(&["postgresql"]).is_ok() =>
+            {
+                Binaries::find()?
+            }
+            found => found?,
+        };
         let owner = Owner::detect()?;
         fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         // initdb and the server run elsewhere: absolute paths only.

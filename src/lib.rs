@@ -23,6 +23,7 @@ pub mod geodns;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
+pub mod packages;
 pub mod pagination;
 pub mod relocation;
 pub mod request_id;

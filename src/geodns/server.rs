@@ -116,7 +116,14 @@ impl GeoDns {
         topology: &Topology,
         opts: &GeoDnsOptions,
     ) -> Result<GeoDns, GeoDnsError> {
-        let pdns = find_pdns()?;
+        let pdns = match find_pdns() {
+            Err(GeoDnsError::PdnsMissing)
+                if crate::packages::install(&["pdns-server", "pdns-backend-bind"]).is_ok() =>
+            {
+                find_pdns()?
+            }
+            found => found?,
+        };
         let plan = Plan::new(topology, opts)?;
         let run_as = pdns_user()?;
         fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
