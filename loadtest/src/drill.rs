@@ -241,9 +241,14 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<()> {
         .admin_node
         .clone()
         .unwrap_or_else(|| format!("http://{}", other.node));
+    let what = match (args.action, args.signal) {
+        (Action::Drain, _) => "drain",
+        (Action::Kill, Signal::Stop) => "SIGSTOP",
+        (Action::Kill, Signal::Kill) => "SIGKILL",
+    };
     eprintln!(
-        "drill: {label}; {:?} {} after {} s of {} s",
-        args.action, args.region, args.warmup, g.seconds
+        "drill: {label}; {what} {} after {} s of {} s",
+        args.region, args.warmup, g.seconds
     );
     let load = global::start(g, world.clone(), routing.clone());
     let run = load.run.clone();
@@ -333,11 +338,10 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<()> {
         _ => "DNS: not used (no GeoDNS in this run)".into(),
     };
     outcome.human.push_str(&format!(
-        "\ndrill: {:?} {} at {:.1} s ({restored})\n{dns_line}\n\
+        "\ndrill: {what} {} at {:.1} s ({restored})\n{dns_line}\n\
          traffic of {} homed tenants from that location served elsewhere after {}\n\
          last success served by {} after {}; last error in that location after {}\n\
          errors after the action: {:?}\n  in that location: {:?}\n",
-        args.action,
         args.region,
         ms(action_us) / 1000.0,
         args.region,
