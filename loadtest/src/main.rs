@@ -12,6 +12,8 @@ mod global;
 mod net;
 mod report;
 mod stats;
+mod summary;
+mod switch;
 mod users;
 mod world;
 
