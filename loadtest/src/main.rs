@@ -6,7 +6,16 @@
 //! without and a run with the noisy tenant.
 #![forbid(unsafe_code)]
 
+mod checks;
+mod drill;
+mod global;
+mod net;
+mod report;
 mod stats;
+mod summary;
+mod switch;
+mod users;
+mod world;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -30,6 +39,10 @@ struct Cli {
 enum Command {
     /// Noisy-neighbour benchmark against a running node.
     Noisy(NoisyArgs),
+    /// Global user mix: users in every region's location, through the GeoDNS.
+    Global(global::GlobalArgs),
+    /// Failover drill: the global mix with one region drained or killed midway.
+    Drill(drill::DrillArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -67,6 +80,8 @@ struct Target {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Noisy(args) => noisy(args).await,
+        Command::Global(args) => global::global(args).await,
+        Command::Drill(args) => drill::drill(args).await,
     }
 }
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Global user mix, edge-first vs single region: the same users and mix twice,
+# routed by the GeoDNS (each location to its nearest healthy region), then every
+# user sent to us-east1; prints p50/p99 per location side by side.
+#
+#   loadtest/global.sh [seconds=30] [users-per-location=4]     (WAN=0 to skip --wan)
+source "$(dirname "$0")/lib-dev.sh"
+SECS=${1:-30}; USERS=${2:-4}
+OUT=loadtest/results; mkdir -p "$OUT"
+COMMON=(--keys "$STATE/keys.json" "${REGIONS[@]}" --seconds "$SECS" --users-per-location "$USERS")
+"$L" global "${COMMON[@]}" "${ROUTING[@]}" --out "$OUT/global-edge.json"
+"$L" global "${COMMON[@]}" --fixed-region us-east1 --out "$OUT/global-us-east1.json"
+echo
+echo "p50 / p99 ms per location: ${ROUTING[*]}  vs  --fixed-region us-east1"
+jq -r -n --slurpfile a "$OUT/global-edge.json" --slurpfile b "$OUT/global-us-east1.json" '
+  (["location", "edge_p50", "edge_p99", "us-east1_p50", "us-east1_p99"] | @tsv),
+  (($a[0].by_location | keys[]) as $l
+   | [$l, $a[0].by_location[$l].p50_ms, $a[0].by_location[$l].p99_ms,
+          $b[0].by_location[$l].p50_ms, $b[0].by_location[$l].p99_ms]
+   | @tsv)' | column -t
