@@ -1,6 +1,8 @@
 //! The `meridian` command line: serve, migrate, dev, token.
 #![forbid(unsafe_code)]
 
+mod keys_cli;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -46,6 +48,8 @@ enum Command {
     Region(RegionArgs),
     /// Tenant operations through a node's API: relocate.
     Tenant(TenantArgs),
+    /// JWT key rotation on the key set file: list, add, promote, retire, export-public.
+    Keys(keys_cli::KeysArgs),
 }
 
 /// Which node the operator commands talk to.
@@ -180,6 +184,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => token(&state, args),
         Command::Region(args) => region(&state, args).await,
         Command::Tenant(args) => tenant(&state, args).await,
+        Command::Keys(args) => {
+            keys_cli::run(Settings::load(base_settings(&state))?.keys_file(), args)
+        }
     }
 }
 

@@ -20,18 +20,33 @@ use serde::{Deserialize, Serialize};
 use super::claims::{Claims, Role};
 use crate::config::AuthSettings;
 
-#[derive(Serialize, Deserialize)]
-struct KeyFile {
-    signing_kid: Option<String>,
-    keys: Vec<KeyEntry>,
+/// The key set file as stored; `rotation` edits it, `KeySet::load` reads it.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct KeyFile {
+    pub(super) signing_kid: Option<String>,
+    pub(super) keys: Vec<KeyEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct KeyEntry {
-    kid: String,
-    public_key: String,
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct KeyEntry {
+    pub(super) kid: String,
+    pub(super) public_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    private_key_pkcs8: Option<String>,
+    pub(super) private_key_pkcs8: Option<String>,
+}
+
+impl KeyEntry {
+    /// A fresh Ed25519 key pair.
+    pub(super) fn generate(kid: String) -> Result<Self, String> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| e.to_string())?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            kid,
+            public_key: B64.encode(pair.public_key().as_ref()),
+            private_key_pkcs8: Some(B64.encode(pkcs8.as_ref())),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,17 +113,10 @@ impl KeySet {
             path: path.display().to_string(),
             message,
         };
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| fail(e.to_string()))?;
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| fail(e.to_string()))?;
         let kid = format!("k{}", unix_now());
         let file = KeyFile {
             signing_kid: Some(kid.clone()),
-            keys: vec![KeyEntry {
-                kid,
-                public_key: B64.encode(pair.public_key().as_ref()),
-                private_key_pkcs8: Some(B64.encode(pkcs8.as_ref())),
-            }],
+            keys: vec![KeyEntry::generate(kid).map_err(fail)?],
         };
         let json = serde_json::to_string_pretty(&file).map_err(|e| fail(e.to_string()))?;
         write_private(path, json.as_bytes()).map_err(|e| fail(e.to_string()))

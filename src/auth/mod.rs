@@ -1,9 +1,11 @@
 //! Authentication: the key set (kid-based rotation), token claims and roles, and
 //! verification (signature, `exp`, `aud`, `iss`). The tenant of a request comes from
 //! a verified token only; `scope::extract` turns a verified token into a scope.
+//! `rotation` edits the key set file (`meridian keys …`).
 
 pub mod claims;
 pub mod keys;
+pub mod rotation;
 
 pub use claims::{Claims, Permission, Role};
 pub use keys::{KeySet, TokenVerifier};

@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod basics;
 mod isolation;
+mod keys_cli;
 mod limits;
 mod messages;
 mod metrics;
