@@ -110,12 +110,28 @@ pub async fn drain(
 ) -> Result<HttpResponse, ApiError> {
     let region = known_region(&state, &path)?;
     let request = body.map(web::Json::into_inner).unwrap_or_default();
-    let tenants = scope
-        .read(async |tx| regions::tenants_homed_in(tx, &region).await)
-        .await?;
     let health = &state.routing.health;
+    // Served in `region` now: its own tenants, and tenants failed over into it
+    // (homed in a region that is down or drained).
+    let candidates: Vec<RegionId> = std::iter::once(region.clone())
+        .chain(
+            state
+                .topology
+                .regions()
+                .map(|r| r.id.clone())
+                .filter(|r| *r != region && !health.is_healthy(r)),
+        )
+        .collect();
+    let tenants = scope
+        .read(async |tx| regions::tenants_homed_in(tx, &candidates).await)
+        .await?;
     let (mut failover, mut unavailable) = (Vec::new(), Vec::new());
     for tenant in tenants {
+        let served_here = serving_region(&state.topology, &tenant, |r| health.is_healthy(r))
+            .is_some_and(|r| r.id == region);
+        if !served_here {
+            continue;
+        }
         let to = serving_region(&state.topology, &tenant, |r| {
             *r != region && health.is_healthy(r)
         })

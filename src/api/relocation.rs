@@ -146,7 +146,7 @@ pub async fn evacuate(
             id: None,
         })?;
     let homed = scope
-        .read(async |tx| regions::tenants_homed_in(tx, &region).await)
+        .read(async |tx| regions::tenants_homed_in(tx, std::slice::from_ref(&region)).await)
         .await?;
     let health = &state.routing.health;
     let (mut started, mut refused) = (Vec::new(), Vec::new());

@@ -34,9 +34,11 @@ pub async fn set_drained(
 
 pub async fn tenants_homed_in(
     tx: &PlatformTx<'_>,
-    region: &RegionId,
+    regions: &[RegionId],
 ) -> Result<Vec<TenantRecord>, ApiError> {
-    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE home_region = $1 ORDER BY slug");
-    let rows = tx.query(&sql, &[&region.as_str()]).await?;
+    let sql =
+        format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE home_region = ANY($1) ORDER BY slug");
+    let regions: Vec<&str> = regions.iter().map(RegionId::as_str).collect();
+    let rows = tx.query(&sql, &[&regions]).await?;
     rows.iter().map(TenantRecord::from_row).collect()
 }

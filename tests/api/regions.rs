@@ -355,6 +355,31 @@ async fn a_drained_region_fails_over_inside_residency_and_comes_back() {
         assert!(reply.headers.get("retry-after").is_some());
     }
 
+    // Draining europe-west3 now would strand the EU tenant that failed over into it
+    // (the pinned one is already unavailable): the impact must say so.
+    let second = us
+        .post(
+            "/v1/regions/europe-west3/drain",
+            &admin,
+            json!({ "dry_run": true }),
+        )
+        .await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.body["failover"], json!([]), "{}", second.body);
+    let stranded: Vec<&str> = second.body["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(stranded, ["eu-tenant"]);
+    assert_problem(
+        &us.post("/v1/regions/europe-west3/drain", &admin, json!({}))
+            .await,
+        409,
+        "drain_strands_tenants",
+    );
+
     // Undrain: home again, with the write made during the drain.
     assert_eq!(
         us.post("/v1/regions/europe-west1/undrain", &admin, json!({}))
