@@ -6,6 +6,7 @@
 //! without and a run with the noisy tenant.
 #![forbid(unsafe_code)]
 
+mod scale;
 mod stats;
 
 use std::cell::RefCell;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Noisy-neighbour benchmark against a running node.
     Noisy(NoisyArgs),
+    /// Provision many tenants; latency, throughput and the node's memory.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -67,6 +70,7 @@ struct Target {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Noisy(args) => noisy(args).await,
+        Command::Scale(args) => scale::scale(args).await,
     }
 }
 
