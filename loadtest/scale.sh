@@ -24,7 +24,7 @@ DEV=
 start() {
     MERIDIAN_LOG__FILTER=warn target/release/meridian --state-dir "$STATE" dev --regions us-east1 --regions-dir "$STATE/regions" >"$STATE/dev.out" 2>"$STATE/dev.err" &
     DEV=$!
-    for _ in $(seq 1 600); do grep -q '^ready' "$STATE/dev.out" && break; sleep 0.2; done
+    for _ in $(seq 1 600); do grep -qs '^ready' "$STATE/dev.out" && break; sleep 0.2; done
     grep -q '^ready' "$STATE/dev.out" || { cat "$STATE/dev.out" "$STATE/dev.err"; exit 1; }
 }
 stop() { kill -TERM "$DEV" 2>/dev/null || true; wait "$DEV" 2>/dev/null || true; }
