@@ -11,6 +11,7 @@ mod drill;
 mod global;
 mod net;
 mod report;
+mod scale;
 mod stats;
 mod summary;
 mod switch;
@@ -43,6 +44,8 @@ enum Command {
     Global(global::GlobalArgs),
     /// Failover drill: the global mix with one region drained or killed midway.
     Drill(drill::DrillArgs),
+    /// Provision many tenants; latency, throughput and the node's memory.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -82,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Noisy(args) => noisy(args).await,
         Command::Global(args) => global::global(args).await,
         Command::Drill(args) => drill::drill(args).await,
+        Command::Scale(args) => scale::scale(args).await,
     }
 }
 
