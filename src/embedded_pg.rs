@@ -12,7 +12,7 @@
 //! needs after a power cut.
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -244,15 +244,6 @@ fn postmaster_pid(data: &Path) -> Option<i32> {
     text.lines().next()?.trim().parse().ok()
 }
 
-fn log_since(log: &Path, offset: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = fs::File::open(log) {
-        let _ = f.seek(SeekFrom::Start(offset));
-        let _ = f.read_to_string(&mut text);
-    }
-    text
-}
-
 impl EmbeddedPg {
     /// Initialises `dir` (creating the cluster with initdb if `dir/data` does not
     /// exist yet; re-using it otherwise), and starts the server on 127.0.0.1 on a
@@ -334,10 +325,12 @@ impl EmbeddedPg {
             };
             drop(pg);
             // Someone else may take the port between our probe and postgres's bind.
-            if attempts < 3 && log_since(&log, log_offset).contains("Address already in use") {
+            if attempts < 3
+                && crate::supervisor::log_since(&log, log_offset).contains("Address already in use")
+            {
                 continue;
             }
-            let text = log_since(&log, 0);
+            let text = crate::supervisor::log_since(&log, 0);
             let lines: Vec<&str> = text.lines().collect();
             return Err(EmbeddedPgError::StartFailed {
                 reason,

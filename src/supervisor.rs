@@ -5,8 +5,9 @@
 //! server its stop signal. Closing the pipe ourselves is how we stop it too.
 
 use std::ffi::OsStr;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,4 +61,15 @@ pub fn stop(child: &mut Child, timeout: Duration) -> io::Result<bool> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// What a server wrote to its log since `offset` (empty when unreadable): the
+/// start-up errors to show when it fails to come up.
+pub fn log_since(log: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let _ = f.read_to_string(&mut text);
+    }
+    text
 }

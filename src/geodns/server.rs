@@ -4,7 +4,6 @@
 //! configuration; the zone it reads after that, so the directory is made theirs.
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -76,15 +75,6 @@ fn write_file(path: &Path, text: &str) -> Result<(), GeoDnsError> {
     fs::write(path, text).map_err(io(format!("writing {}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o644))
         .map_err(io(format!("chmod {}", path.display())))
-}
-
-fn log_since(log: &Path, offset: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = fs::File::open(log) {
-        let _ = f.seek(SeekFrom::Start(offset));
-        let _ = f.read_to_string(&mut text);
-    }
-    text
 }
 
 /// Fails clearly when the pdns user cannot read what it must (e.g. under /root).
@@ -193,7 +183,7 @@ impl GeoDns {
                 return Ok(geodns);
             };
             drop(geodns);
-            let text = log_since(&log, log_offset);
+            let text = crate::supervisor::log_since(&log, log_offset);
             if opts.port == 0 && attempts < 3 && text.contains("Address already in use") {
                 continue;
             }

@@ -226,6 +226,22 @@ fn gauge(
     gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
 }
 
+/// One counter family with a `tenant` label per (top-N) tenant.
+fn per_tenant_counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    tenants: &[tenants::TenantCounts],
+    value: fn(&tenants::TenantCounts) -> u64,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for t in tenants {
+        let labels = [("tenant", t.tenant.to_string())];
+        ConstCounter::new(value(t)).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// A denial kind's label and how to read its count.
 type DenialKindField = (&'static str, fn(&DenialCounts) -> u64);
 
@@ -290,26 +306,20 @@ impl Collector for ScrapeTime {
             traffic.len() as i64,
         )?;
         let (top, rest) = top_n(traffic, self.top_tenants, |t| (t.requests, t.tenant));
-        let mut requests = encoder.encode_descriptor(
+        per_tenant_counter(
+            &mut encoder,
             "tenant_requests",
             "Requests per tenant, for the busiest tenants only (admin.top_tenants)",
-            None,
-            MetricType::Counter,
+            &top,
+            |t| t.requests,
         )?;
-        for t in &top {
-            let labels = [("tenant", t.tenant.to_string())];
-            ConstCounter::new(t.requests).encode(requests.encode_family(&labels)?)?;
-        }
-        let mut errors = encoder.encode_descriptor(
+        per_tenant_counter(
+            &mut encoder,
             "tenant_server_errors",
             "5xx answers per tenant, for the busiest tenants only",
-            None,
-            MetricType::Counter,
+            &top,
+            |t| t.server_errors,
         )?;
-        for t in &top {
-            let labels = [("tenant", t.tenant.to_string())];
-            ConstCounter::new(t.server_errors).encode(errors.encode_family(&labels)?)?;
-        }
         gauge(
             &mut encoder,
             "tenant_requests_other",
