@@ -1,6 +1,8 @@
-//! `loadtest`: load generators and benchmarks for Meridian.
+//! `loadtest`: load generators and benchmarks for Meridian (see loadtest/README.md).
 //!
-//! `loadtest noisy`: the noisy-neighbour benchmark. Ten (by default) tenants send a
+//! `global`: virtual users per location through the GeoDNS, with checks; `drill`:
+//! the same with one region taken out; `scale`: provisioning 100,000 tenants and
+//! the node's memory; `noisy`: the noisy-neighbour benchmark. Ten (by default) tenants send a
 //! steady, open-loop stream of message-page reads; one more tenant sends 20× its
 //! rate limit. The quiet tenants' latency and errors are compared between a run
 //! without and a run with the noisy tenant.
