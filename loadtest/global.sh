@@ -3,11 +3,13 @@
 # routed by the GeoDNS (each location to its nearest healthy region), then every
 # user sent to us-east1; prints p50/p99 per location side by side.
 #
-#   loadtest/global.sh [seconds=30] [users-per-location=4]     (WAN=0 to skip --wan)
+#   loadtest/global.sh [seconds=30] [users-per-location=4]     (WAN=0 to skip --wan;
+#   LOCAL_SHARE=75: that percent of each location's users belong to a tenant homed there)
 source "$(dirname "$0")/lib-dev.sh"
 SECS=${1:-30}; USERS=${2:-4}
 OUT=loadtest/results; mkdir -p "$OUT"
-COMMON=(--keys "$STATE/keys.json" "${REGIONS[@]}" --seconds "$SECS" --users-per-location "$USERS")
+COMMON=(--keys "$STATE/keys.json" "${REGIONS[@]}" --seconds "$SECS" --users-per-location "$USERS"
+  --local-share "${LOCAL_SHARE:-0}")
 "$L" global "${COMMON[@]}" "${ROUTING[@]}" --out "$OUT/global-edge.json"
 "$L" global "${COMMON[@]}" --fixed-region us-east1 --out "$OUT/global-us-east1.json"
 echo

@@ -39,6 +39,11 @@ pub struct GlobalArgs {
     /// How many of them are EU-pinned (residency `{"jurisdiction":"eu"}`, homed in the EU).
     #[arg(long, default_value_t = 2)]
     pub pinned: usize,
+    /// Percent of each location's users who belong to a tenant homed in their own
+    /// region (a team mostly sits where its data lives); the rest take turns over
+    /// all tenants. 0: every user takes turns.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub local_share: u8,
     #[arg(long, default_value = "read=70,write=20,search=10")]
     pub mix: Mix,
     /// Pause of each user between two requests (closed loop).
@@ -111,6 +116,7 @@ impl GlobalArgs {
             only_regions: self.regions.as_deref(),
             tenants: self.tenants,
             pinned: self.pinned,
+            local_share: self.local_share,
             users_per_location: self.users_per_location,
             seed_messages: self.seed_messages,
             plan: &self.plan,

@@ -64,6 +64,8 @@ pub struct Shape<'a> {
     pub only_regions: Option<&'a [String]>,
     pub tenants: usize,
     pub pinned: usize,
+    /// Percent of each location's users given a tenant homed in their region.
+    pub local_share: u8,
     pub users_per_location: usize,
     pub seed_messages: usize,
     pub plan: &'a str,
@@ -189,10 +191,10 @@ pub async fn provision(shape: &Shape<'_>, setup_node: Option<&str>) -> anyhow::R
             owner_token,
         });
     }
-    // Users take turns over tenants, so every tenant has users in every location.
+    let homes: Vec<&str> = world.tenants.iter().map(|t| t.home.as_str()).collect();
     for (l, location) in world.locations.iter().enumerate() {
         for n in 0..shape.users_per_location {
-            let t = (l * shape.users_per_location + n) % world.tenants.len().max(1);
+            let t = assign_tenant(&homes, &location.region, l, n, shape);
             let tenant = world
                 .tenants
                 .get(t)
@@ -218,6 +220,19 @@ pub async fn provision(shape: &Shape<'_>, setup_node: Option<&str>) -> anyhow::R
         }
     }
     Ok(world)
+}
+
+/// Which tenant user `n` of location `l` belongs to. The first `local_share`
+/// percent of a location's users get tenants homed in that location's region (in
+/// turn), when there are any; everyone else takes turns over all tenants, so every
+/// tenant has users in every location.
+fn assign_tenant(homes: &[&str], region: &str, l: usize, n: usize, shape: &Shape<'_>) -> usize {
+    let local_users = shape.users_per_location * usize::from(shape.local_share) / 100;
+    let local: Vec<usize> = (0..homes.len()).filter(|t| homes[*t] == region).collect();
+    if n < local_users && !local.is_empty() {
+        return local[n % local.len()];
+    }
+    (l * shape.users_per_location + n) % homes.len().max(1)
 }
 
 fn text(value: &Value, key: &str) -> anyhow::Result<String> {
@@ -261,5 +276,57 @@ impl Setup {
             );
         }
         Ok(answer.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(users_per_location: usize, local_share: u8) -> Shape<'static> {
+        Shape {
+            keys: Path::new("keys.json"),
+            regions_dir: Path::new("regions"),
+            only_regions: None,
+            tenants: 4,
+            pinned: 0,
+            local_share,
+            users_per_location,
+            seed_messages: 0,
+            plan: "pro",
+        }
+    }
+
+    const HOMES: [&str; 4] = ["eu", "us", "eu", "asia"];
+
+    #[test]
+    fn without_a_local_share_users_take_turns_over_all_tenants() {
+        let s = shape(4, 0);
+        let of_location = |l| {
+            (0..4)
+                .map(|n| assign_tenant(&HOMES, "eu", l, n, &s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of_location(0), [0, 1, 2, 3]);
+        assert_eq!(of_location(1), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_local_share_gives_that_many_users_a_tenant_homed_at_their_location() {
+        let s = shape(4, 75);
+        let eu: Vec<usize> = (0..4)
+            .map(|n| assign_tenant(&HOMES, "eu", 1, n, &s))
+            .collect();
+        // 3 of 4 local (tenants 0 and 2 in turn), the last one takes its turn.
+        assert_eq!(eu, [0, 2, 0, 3]);
+        let asia: Vec<usize> = (0..4)
+            .map(|n| assign_tenant(&HOMES, "asia", 2, n, &s))
+            .collect();
+        assert_eq!(asia, [3, 3, 3, 3]);
+        // No tenant homed there: everyone takes turns.
+        let none: Vec<usize> = (0..4)
+            .map(|n| assign_tenant(&HOMES, "mars", 0, n, &s))
+            .collect();
+        assert_eq!(none, [0, 1, 2, 3]);
     }
 }
