@@ -10,11 +10,13 @@ SECS=${1:-30}; USERS=${2:-4}
 OUT=loadtest/results; mkdir -p "$OUT"
 COMMON=(--keys "$STATE/keys.json" "${REGIONS[@]}" --seconds "$SECS" --users-per-location "$USERS"
   --local-share "${LOCAL_SHARE:-0}")
-"$L" global "${COMMON[@]}" "${ROUTING[@]}" --out "$OUT/global-edge.json"
-"$L" global "${COMMON[@]}" --fixed-region us-east1 --out "$OUT/global-us-east1.json"
+SUFFIX=$([[ ${LOCAL_SHARE:-0} == 0 ]] || echo "-local${LOCAL_SHARE}")
+EDGE="$OUT/global-edge$SUFFIX.json"; SINGLE="$OUT/global-us-east1$SUFFIX.json"
+"$L" global "${COMMON[@]}" "${ROUTING[@]}" --out "$EDGE"
+"$L" global "${COMMON[@]}" --fixed-region us-east1 --out "$SINGLE"
 echo
 echo "p50 / p99 ms per location: ${ROUTING[*]}  vs  --fixed-region us-east1"
-jq -r -n --slurpfile a "$OUT/global-edge.json" --slurpfile b "$OUT/global-us-east1.json" '
+jq -r -n --slurpfile a "$EDGE" --slurpfile b "$SINGLE" '
   (["location", "edge_p50", "edge_p99", "us-east1_p50", "us-east1_p99"] | @tsv),
   (($a[0].by_location | keys[]) as $l
    | [$l, $a[0].by_location[$l].p50_ms, $a[0].by_location[$l].p99_ms,
