@@ -226,7 +226,12 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(base)?;
     telemetry::init(settings.log.format, &settings.log.filter);
     let app = Application::build(settings).await?;
-    tracing::info!(address = %app.address(), region = %args.region, "node listening");
+    tracing::info!(
+        address = %app.address(),
+        metrics = %app.admin_address(),
+        region = %args.region,
+        "node listening"
+    );
     let shutdown = app.shutdown();
     tokio::spawn(async move {
         let Ok(mut term) =
