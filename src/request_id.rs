@@ -17,6 +17,7 @@ use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::routing::hop::HopCheck;
 use crate::scope::AppState;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -71,8 +72,10 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let id = crate::routing::middleware::forwarded_request_id(&req)
-            .unwrap_or_else(|| Uuid::now_v7().simple().to_string());
+        let id = match crate::routing::middleware::verify_hop(&req) {
+            Some(HopCheck::Valid { request_id, .. }) => request_id,
+            _ => Uuid::now_v7().simple().to_string(),
+        };
         // Tenant id and route are recorded into this span later, once known.
         let span = tracing::info_span!(
             "request",

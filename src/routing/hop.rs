@@ -20,7 +20,7 @@ pub struct HopSigner {
     key: hmac::Key,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HopCheck {
     /// A genuine marker from a peer node in `from`, for its request `request_id`.
     Valid {

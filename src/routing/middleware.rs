@@ -119,20 +119,31 @@ fn answer(req: ServiceRequest, err: ApiError) -> ServiceResponse<BoxBody> {
     req.into_response(actix_web::ResponseError::error_response(&err))
 }
 
-/// The request id a genuine hop marker carries, so a forwarded request keeps the
-/// id the first node gave it. `route` still refuses requests with a bad marker.
-pub fn forwarded_request_id(req: &ServiceRequest) -> Option<String> {
-    let marker = req.headers().get(hop::HEADER)?.to_str().ok()?;
-    let state = req.app_data::<web::Data<AppState>>()?;
-    let path_and_query = req.uri().path_and_query()?.as_str();
-    match state
-        .routing
-        .hop
-        .check(marker, req.method().as_str(), path_and_query)
-    {
-        HopCheck::Valid { request_id, .. } => Some(request_id),
-        HopCheck::Invalid => None,
+fn path_and_query(req: &ServiceRequest) -> String {
+    req.uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned())
+}
+
+/// The verdict on a request's hop marker (`None`: no marker), checked once per
+/// request and kept in its extensions: `request_id` adopts a valid marker's id,
+/// `route` refuses an invalid one.
+pub fn verify_hop(req: &ServiceRequest) -> Option<HopCheck> {
+    if let Some(verdict) = req.extensions().get::<HopCheck>() {
+        return Some(verdict.clone());
     }
+    let marker = req.headers().get(hop::HEADER)?;
+    let verdict = match (marker.to_str(), req.app_data::<web::Data<AppState>>()) {
+        (Ok(marker), Some(state)) => {
+            state
+                .routing
+                .hop
+                .check(marker, req.method().as_str(), &path_and_query(req))
+        }
+        _ => HopCheck::Invalid,
+    };
+    req.extensions_mut().insert(verdict.clone());
+    Some(verdict)
 }
 
 pub async fn route(
@@ -153,20 +164,11 @@ pub async fn route(
             .map(|r| with_region_headers(r.map_into_boxed_body(), &here, None));
     }
     let tenant = crate::scope::tenant_of(req.request(), &state).await;
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
+    let path_and_query = path_and_query(&req);
 
     // Forwarded by a peer: serve here whatever the directory says, never forward twice.
-    if let Some(marker) = req.headers().get(hop::HEADER) {
-        let valid = marker.to_str().ok().map(|m| {
-            state
-                .routing
-                .hop
-                .check(m, req.method().as_str(), &path_and_query)
-        });
-        if !matches!(valid, Some(HopCheck::Valid { .. })) {
+    if let Some(verdict) = verify_hop(&req) {
+        if verdict == HopCheck::Invalid {
             return Ok(with_region_headers(
                 answer(req, ApiError::InvalidHopMarker),
                 &here,
