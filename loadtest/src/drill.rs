@@ -277,12 +277,5 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<()> {
         "dns_moved_ms": moved, "dns_answer_before": first_answer.map(|ip| ip.to_string()),
         "dns_polls": samples.len(), "switch": sw,
     });
-    print!("{}", outcome.human);
-    std::fs::write(&g.out, serde_json::to_string_pretty(&outcome.json)?)
-        .with_context(|| format!("writing {}", g.out.display()))?;
-    println!("results: {}", g.out.display());
-    if !outcome.failures.is_empty() {
-        bail!("drill FAILED: {}", outcome.failures.join("; "));
-    }
-    Ok(())
+    outcome.finish(&g.out, "drill")
 }

@@ -282,12 +282,5 @@ pub async fn global(args: GlobalArgs) -> anyhow::Result<()> {
         &writes,
         seconds,
     );
-    print!("{}", outcome.human);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&outcome.json)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("results: {}", args.out.display());
-    if !outcome.failures.is_empty() {
-        bail!("global mix FAILED: {}", outcome.failures.join("; "));
-    }
-    Ok(())
+    outcome.finish(&args.out, "global mix")
 }

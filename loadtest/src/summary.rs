@@ -16,6 +16,22 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
+impl Outcome {
+    /// Prints the summary, writes the JSON to `out`, and fails (exit code 1) when a
+    /// check failed; `what` names the run in that error.
+    pub fn finish(&self, out: &std::path::Path, what: &str) -> anyhow::Result<()> {
+        use anyhow::Context;
+        print!("{}", self.human);
+        std::fs::write(out, serde_json::to_string_pretty(&self.json)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("results: {}", out.display());
+        if !self.failures.is_empty() {
+            anyhow::bail!("{what} FAILED: {}", self.failures.join("; "));
+        }
+        Ok(())
+    }
+}
+
 pub fn summarize(
     args: &GlobalArgs,
     world: &World,
