@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
 
-/// The admin listener's port when `admin.bind` is not set.
-pub const ADMIN_PORT: u16 = 9090;
+/// The admin listener when `admin.bind` is not set: the public listener's IP,
+/// port 9090.
+pub fn default_admin_address(public: SocketAddr) -> SocketAddr {
+    SocketAddr::new(public.ip(), 9090)
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
@@ -221,10 +224,7 @@ impl Settings {
             ))
         })?;
         let public = *self.http.bind.get_or_insert(region.local_address);
-        let admin = *self
-            .admin
-            .bind
-            .get_or_insert(SocketAddr::new(public.ip(), ADMIN_PORT));
+        let admin = *self.admin.bind.get_or_insert(default_admin_address(public));
         if admin == public && admin.port() != 0 {
             return Err(ConfigError::Invalid(format!(
                 "admin.bind must differ from http.bind (both are {admin})"

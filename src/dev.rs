@@ -3,7 +3,6 @@
 //! stopped on Ctrl-C or SIGTERM. Nodes are separate processes so a drill can kill one.
 //! With `--geodns`, also the local GeoDNS (PowerDNS, see `geodns`) in front of them.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -149,7 +148,7 @@ pub async fn run(
     // A node that cannot bind would exit, while `wait_ready` might be answered by
     // whatever holds the address (e.g. another `meridian dev`): refuse up front.
     for region in &regions {
-        let admin = SocketAddr::new(region.local_address.ip(), crate::config::ADMIN_PORT);
+        let admin = crate::config::default_admin_address(region.local_address);
         for address in [region.local_address, admin] {
             std::net::TcpListener::bind(address).with_context(|| {
                 format!(
@@ -214,10 +213,9 @@ pub async fn run(
             .with_context(|| format!("node {} did not become ready", region.id))?;
         println!("node {} http://{}", region.id, region.local_address);
         println!(
-            "metrics {} http://{}:{}/metrics",
+            "metrics {} http://{}/metrics",
             region.id,
-            region.local_address.ip(),
-            crate::config::ADMIN_PORT
+            crate::config::default_admin_address(region.local_address)
         );
     }
     if proxies.is_some() {
