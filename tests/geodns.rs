@@ -11,12 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::config::{
-    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
-    ResolverOpts,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use meridian::geodns::{GeoDns, GeoDnsOptions};
 use meridian::topology::Topology;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,25 +79,8 @@ async fn fake_nodes(topology: &Topology) -> (u16, BTreeMap<String, FakeNode>) {
 
 /// A resolver asking `server` from `source`: the query leaves from that location.
 fn resolver_from(server: SocketAddr, source: IpAddr) -> TokioResolver {
-    let mut connection = ConnectionConfig::udp();
-    connection.port = server.port();
-    connection.bind_addr = Some(SocketAddr::new(source, 0));
-    let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(
-        server.ip(),
-        true,
-        vec![connection],
-    )]);
-    let mut opts = ResolverOpts::default();
     // Every lookup must reach PowerDNS: the answer changes with health.
-    opts.cache_size = 0;
-    opts.ip_strategy = LookupIpStrategy::Ipv4Only;
-    opts.use_hosts_file = ResolveHosts::Never;
-    opts.timeout = Duration::from_secs(2);
-    opts.attempts = 1;
-    Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-        .with_options(opts)
-        .build()
-        .unwrap()
+    meridian::geodns::resolver(server, source, Duration::from_secs(2), 1).unwrap()
 }
 
 /// An address inside the first client subnet of `region`: `a.b.c.0/n` → `a.b.c.7`.

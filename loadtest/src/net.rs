@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use awc::error::SendRequestError;
 use awc::http::Method;
-use hickory_resolver::config::{
-    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use serde_json::Value;
 
 /// Redirects followed before giving up (a loop would be a routing bug).
@@ -72,25 +68,12 @@ pub fn encode(value: &str) -> String {
 /// A resolver that asks `server` only, from `source`, never from a cache or
 /// the hosts file, so every lookup shows what the GeoDNS answers right now.
 pub fn resolver(server: SocketAddr, source: IpAddr) -> anyhow::Result<TokioResolver> {
-    let mut connection = ConnectionConfig::udp();
-    connection.port = server.port();
-    connection.bind_addr = Some(SocketAddr::new(source, 0));
-    let name_server = NameServerConfig::new(server.ip(), true, vec![connection]);
-    let config = ResolverConfig::from_parts(None, vec![], vec![name_server]);
-    let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
-    let options = builder.options_mut();
-    options.ip_strategy = LookupIpStrategy::Ipv4Only;
-    options.use_hosts_file = ResolveHosts::Never;
-    options.timeout = Duration::from_secs(1);
-    options.attempts = 2;
-    builder
-        .build()
-        .with_context(|| format!("building a resolver for {server} from {source}"))
+    meridian::geodns::resolver(server, source, Duration::from_secs(1), 2)
+        .map_err(anyhow::Error::msg)
 }
 
 /// One lookup: the first A record and until when it may be used (its TTL).
 pub async fn lookup(resolver: &TokioResolver, name: &str) -> Result<(IpAddr, Instant), String> {
-    resolver.clear_cache();
     let answer = resolver
         .lookup_ip(name)
         .await

@@ -3,11 +3,11 @@
 //! by the query's source address (`local.client_subnets` in `regions/*.toml`) and
 //! by health (`/readyz` of every node), falling back along the region's failover
 //! order. `zone` and `config` generate its files from the topology (pure);
-//! `server` runs and stops it; `probe` is the little DNS client that tells when
-//! it answers. See docs/geodns.md.
+//! `server` runs and stops it; `resolver` asks it as a client in a location would.
+//! See docs/geodns.md.
 
 mod config;
-mod probe;
+mod resolver;
 mod server;
 mod zone;
 
@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 pub use config::{named_conf, pdns_conf};
-pub use probe::query_a;
+pub use resolver::resolver;
 pub use server::GeoDns;
 pub use zone::{Plan, lua_code, zone_file};
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use super::config::{named_conf, pdns_conf};
-use super::probe::query_a;
+use super::resolver::resolver;
 use super::zone::{Plan, zone_file};
 use super::{GeoDnsError, GeoDnsOptions, io};
 use crate::supervisor;
@@ -199,18 +199,25 @@ impl GeoDns {
         }
     }
 
-    /// Polls with the API name's question until it is answered.
+    /// Polls with the API name's question until it is answered. Blocking: runs
+    /// the lookups on a runtime of its own.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let step = Duration::from_millis(200);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting a runtime for the readiness check: {e}"))?;
+        let resolver =
+            runtime.block_on(async { resolver(self.address, self.address.ip(), step, 1) })?;
         loop {
             if let Some(child) = self.supervisor.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 return Err(format!("pdns_server exited: {status}"));
             }
-            let step = Duration::from_millis(200);
-            let last = match query_a(self.address, self.address.ip(), &self.api_name, step) {
-                Ok(found) if !found.is_empty() => return Ok(()),
+            let last = match runtime.block_on(resolver.lookup_ip(self.api_name.as_str())) {
+                Ok(found) if found.iter().next().is_some() => return Ok(()),
                 Ok(_) => format!("no A record for {}", self.api_name),
                 Err(e) => e.to_string(),
             };
