@@ -72,6 +72,11 @@ pub struct HttpSettings {
     /// On SIGTERM, how long `/readyz` fails before the listener closes, so load
     /// balancers and GeoDNS stop sending traffic first.
     pub shutdown_grace_ms: u64,
+    /// Time a client has to send a request's head (line and headers).
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a whole request body once its head has arrived:
+    /// a slow body cannot hold a connection (or anything else) for longer.
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,6 +149,8 @@ impl Default for Settings {
                 workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 body_limit_bytes: 256 * 1024,
                 shutdown_grace_ms: 5_000,
+                header_timeout_ms: 5_000,
+                body_timeout_ms: 10_000,
             },
             database: DatabaseSettings {
                 url: String::new(),
@@ -236,6 +243,13 @@ impl Settings {
         }
         if self.database.pool_size == 0 || self.http.workers == 0 {
             return invalid("database.pool_size and http.workers must be at least 1");
+        }
+        if !(100..=120_000).contains(&self.http.header_timeout_ms)
+            || !(100..=300_000).contains(&self.http.body_timeout_ms)
+        {
+            return invalid(
+                "http.header_timeout_ms must be 100..=120000 and http.body_timeout_ms 100..=300000",
+            );
         }
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes must be at least 1024");

@@ -20,6 +20,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("message body exceeds the plan's limit of {limit} bytes")]
     MessageTooLarge { limit: usize },
+    /// The client did not send its request body within `http.body_timeout_ms`.
+    #[error("the request body did not arrive within {0} ms")]
+    RequestTimeout(u64),
     #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("{0}")]
@@ -90,6 +93,7 @@ impl ApiError {
             }
             Self::PayloadTooLarge(_) => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             Self::MessageTooLarge { .. } => ("message_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            Self::RequestTimeout(_) => ("request_timeout", StatusCode::REQUEST_TIMEOUT),
             Self::Unauthenticated(_) => ("unauthenticated", StatusCode::UNAUTHORIZED),
             Self::Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             Self::NotFound { .. } => ("not_found", StatusCode::NOT_FOUND),

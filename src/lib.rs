@@ -14,6 +14,7 @@ pub mod ai_ledger;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod body_deadline;
 pub mod config;
 pub mod db;
 pub mod dev;
@@ -147,6 +148,8 @@ impl Application {
         let openapi_json = web::Data::new(api::OpenApiJson(openapi.to_json()?));
         let route_index = web::Data::new(api::RouteIndex::from_openapi(&openapi));
         let body_limit = settings.http.body_limit_bytes;
+        let body_timeout =
+            body_deadline::BodyTimeout(Duration::from_millis(settings.http.body_timeout_ms));
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let region: Rc<str> = Rc::from(app_state.region.as_str());
@@ -159,6 +162,7 @@ impl Application {
                     forward_timeout,
                     forward_source,
                 ))
+                .app_data(body_timeout)
                 .app_data(api::json_config(body_limit))
                 .app_data(api::payload_config(body_limit))
                 .app_data(api::query_config())
@@ -166,10 +170,13 @@ impl Application {
                 .configure(api::routes)
                 .split_for_parts();
             app.default_service(web::to(api::fallback))
+                .wrap(actix_web::middleware::from_fn(scope::confirm_user))
                 .wrap(actix_web::middleware::from_fn(routing::middleware::route))
+                .wrap(actix_web::middleware::from_fn(body_deadline::enforce))
                 .wrap(request_id::RequestIdentity { region })
         })
         .workers(settings.http.workers)
+        .client_request_timeout(Duration::from_millis(settings.http.header_timeout_ms))
         .disable_signals()
         .shutdown_timeout(30)
         .listen(listener)?
@@ -221,6 +228,8 @@ impl Application {
         }
         // Denials since the last summary would otherwise be lost with the process.
         self.state.summarise_denials(self.summary_interval_ms).await;
+        // Cross-tenant probes answered before the stop are audited before the pool closes.
+        self.state.probes.drain(Duration::from_secs(10)).await;
         self.state.close_database();
         result
     }

@@ -129,7 +129,7 @@ pub async fn fallback(
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
-        .error_handler(|err, _| json_error(err).into())
+        .error_handler(|err, req| json_error(err, req).into())
 }
 
 pub fn payload_config(limit: usize) -> web::PayloadConfig {
@@ -152,8 +152,12 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
-fn json_error(err: JsonPayloadError) -> ApiError {
+fn json_error(err: JsonPayloadError, req: &HttpRequest) -> ApiError {
     match err {
+        JsonPayloadError::Payload(ref payload) if crate::body_deadline::is_timeout(payload) => {
+            let limit = req.app_data::<crate::body_deadline::BodyTimeout>();
+            ApiError::RequestTimeout(limit.map_or(0, |t| t.0.as_millis() as u64))
+        }
         JsonPayloadError::ContentType => {
             ApiError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
         }

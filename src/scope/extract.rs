@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use std::cell::OnceCell;
+
+use super::confirm::UserCheck;
 use super::{AppState, Caller, PlatformScope, TenantScope};
 use crate::auth::{Claims, Role};
 use crate::error::ApiError;
@@ -124,7 +127,7 @@ async fn resolve(
         return Err(ApiError::TenantSuspended);
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
-    // Limits are taken before any database work, so a tenant over them costs
+    // The rate is checked before any database work, so a tenant over it costs
     // the others nothing but this check.
     if let Err(denied) = state.limits.rate.check(&tenant, user) {
         state
@@ -133,19 +136,15 @@ async fn resolve(
             .record(tenant.id, DenialKind::RateLimited);
         return Err(ApiError::RateLimited(denied));
     }
-    let Some(permit) = state.limits.concurrency.try_acquire(&tenant) else {
-        state
-            .limits
-            .denials
-            .record(tenant.id, DenialKind::ConcurrencyLimited);
-        return Err(ApiError::ConcurrencyLimited);
-    };
+    // The concurrency slot is taken later, by the scope's first transaction.
+    let check = UserCheck::new(tenant.id, tenant.home_region.clone(), user, claims.role);
     Ok(Caller::Tenant(TenantScope {
         state,
         tenant,
         user,
         role: claims.role,
-        _permit: permit,
+        slot: OnceCell::new(),
+        check,
     }))
 }
 
@@ -159,9 +158,16 @@ impl FromRequest for Caller {
             Some(Resolved { claims, tenant }) => Ok((state, claims, Some(tenant))),
             None => verify_or_limit(req, &state).map(|claims| (state, claims, None)),
         });
+        let req = req.clone();
         Box::pin(async move {
             let (state, claims, tenant) = verified?;
-            resolve(state, claims, tenant).await
+            let caller = resolve(state, claims, tenant).await?;
+            if let Caller::Tenant(scope) = &caller {
+                // `confirm_user` checks this user after the handler unless a
+                // transaction already did.
+                req.extensions_mut().insert(scope.check.clone());
+            }
+            Ok(caller)
         })
     }
 }

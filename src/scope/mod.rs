@@ -6,16 +6,23 @@
 //! (either) and runs its queries through them; tenant queries get a `TenantTx`,
 //! whose tenant and RLS setting come from the token, never from the request.
 
+mod confirm;
 mod extract;
+pub mod probes;
 
+pub use confirm::confirm_user;
 pub use extract::{resolved_tenant, tenant_of};
 
+use std::cell::OnceCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::web;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
+use self::confirm::UserCheck;
+use self::probes::{Probe, ProbeAuditor};
 use crate::audit;
 use crate::auth::{Permission, Role, TokenVerifier};
 use crate::db::{Database, PlatformTx, TenantTx, TxMode};
@@ -39,6 +46,8 @@ pub struct AppState {
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
     pub metrics: crate::metrics::RequestMetrics,
+    /// Cross-tenant 404s, audited after the response.
+    pub probes: ProbeAuditor,
 }
 
 impl AppState {
@@ -55,6 +64,7 @@ impl AppState {
         verifier: Arc<TokenVerifier>,
     ) -> Self {
         Self {
+            probes: ProbeAuditor::spawn(db.clone()),
             db,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             directory,
@@ -157,8 +167,12 @@ pub struct TenantScope {
     tenant: Arc<TenantRecord>,
     user: UserId,
     role: Role,
-    /// Held for the request's lifetime: the tenant's concurrency slot.
-    _permit: OwnedSemaphorePermit,
+    /// The tenant's concurrency slot, taken by the request's first transaction and
+    /// held until the scope is dropped. Not taken by the extractor: a request still
+    /// waiting for its body, or refused for its role, must not occupy one.
+    slot: OnceCell<OwnedSemaphorePermit>,
+    /// Whether the token's user has been confirmed active in this request.
+    check: Rc<UserCheck>,
 }
 
 impl TenantScope {
@@ -208,14 +222,38 @@ impl TenantScope {
 
     /// Checks that the token's user is still active (for routes that need no query).
     pub async fn verify_user(&self) -> Result<(), ApiError> {
-        self.read(async |_| Ok(())).await
+        self.transaction(TxMode::ReadOnly, async |_| Ok(())).await
     }
 
-    async fn run<T>(
+    /// Takes the tenant's concurrency slot for the rest of the request, or refuses
+    /// at once (never queued behind the tenant's other requests).
+    fn occupy_slot(&self) -> Result<(), ApiError> {
+        if self.slot.get().is_some() {
+            return Ok(());
+        }
+        match self.state.limits.concurrency.try_acquire(&self.tenant) {
+            Some(permit) => {
+                let _ = self.slot.set(permit);
+                Ok(())
+            }
+            None => {
+                let denials = &self.state.limits.denials;
+                denials.record(self.tenant.id, DenialKind::ConcurrencyLimited);
+                // A refusal must stay cheap: no user check is run for it.
+                self.check.waive();
+                Err(ApiError::ConcurrencyLimited)
+            }
+        }
+    }
+
+    /// A transaction in the tenant's scope, under its concurrency slot, checking
+    /// the token's user in its prologue.
+    async fn transaction<T>(
         &self,
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.occupy_slot()?;
         let tenant = &self.tenant;
         let result = self
             .state
@@ -228,7 +266,19 @@ impl TenantScope {
                 body,
             )
             .await;
-        match result {
+        if UserCheck::prologue_passed(&result) {
+            self.check.confirm();
+        }
+        result
+    }
+
+    async fn run<T>(
+        &self,
+        mode: TxMode,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let tenant = &self.tenant;
+        match self.transaction(mode, body).await {
             Err(ApiError::NotFound { kind, id: Some(id) }) => Err(self.not_found(kind, id).await),
             Err(err @ ApiError::QuotaExceeded { .. }) => {
                 let denials = &self.state.limits.denials;
@@ -239,44 +289,22 @@ impl TenantScope {
         }
     }
 
-    /// The 404 for `id`, identical whether it is missing or another tenant's; in the
-    /// second case a `cross_tenant_denied` event goes to the platform audit.
+    /// The 404 for `id`, identical whether it is missing or another tenant's, in
+    /// content and in time: the user is confirmed first (a disabled user gets 401
+    /// and records nothing), then the probe is queued and audited after the
+    /// response (`cross_tenant_denied` in the platform trail when the id is
+    /// another tenant's).
     pub async fn not_found(&self, kind: &'static str, id: Uuid) -> ApiError {
-        let me = self.tenant.id;
-        let actor = self.user;
-        let probe = self
-            .state
-            .db
-            .platform_tx(TxMode::ReadWrite, async |tx| {
-                let owner: Option<Uuid> = tx
-                    .query_one("SELECT resource_owner($1, $2)", &[&kind, &id])
-                    .await?
-                    .get(0);
-                match owner {
-                    Some(owner) if owner != *me.as_uuid() => {
-                        let details = serde_json::json!({
-                            "actor_tenant_id": me, "actor_user_id": actor,
-                            "target_tenant_id": owner, "target_kind": kind, "target_id": id,
-                        });
-                        audit::record_platform(
-                            tx,
-                            &actor.to_string(),
-                            "cross_tenant_denied",
-                            Some(TenantId::from_uuid(owner)),
-                            details,
-                        )
-                        .await?;
-                        Ok(true)
-                    }
-                    _ => Ok(false),
-                }
-            })
-            .await;
-        match probe {
-            Ok(true) => tracing::warn!(tenant_id = %me, kind, "cross-tenant access denied"),
-            Ok(false) => {}
-            Err(err) => tracing::error!(error = %err, "auditing a cross-tenant probe failed"),
+        if let Err(err) = self.verify_user().await {
+            return err;
         }
+        let probe = Probe {
+            actor_tenant: self.tenant.id,
+            actor_user: self.user,
+            kind,
+            id,
+        };
+        self.state.probes.submit(probe).await;
         ApiError::NotFound { kind, id: None }
     }
 }

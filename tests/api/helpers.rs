@@ -320,6 +320,40 @@ impl TestApp {
         self.handle.stop(true).await;
     }
 
+    /// A client of the test database as the superuser (owns the tables, bypasses RLS).
+    pub async fn superuser_client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(
+            &cluster().superuser_url(&self.db_name),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        actix_web::rt::spawn(conn);
+        client
+    }
+
+    /// The platform trail's events with `action`, once there are at least `count`
+    /// of them (cross-tenant probes are audited after the response), or after 10 s.
+    pub async fn platform_events(&self, action: &str, count: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let audit = self
+                .get("/v1/audit?limit=200", &self.platform_token())
+                .await;
+            let events: Vec<Value> = audit.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == action)
+                .cloned()
+                .collect();
+            if events.len() >= count || std::time::Instant::now() > deadline {
+                return events;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A client of the test database as the service role (RLS applies).
     pub async fn app_role_client(&self) -> tokio_postgres::Client {
         let (client, conn) =

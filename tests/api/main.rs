@@ -12,6 +12,7 @@ mod metrics;
 mod regions;
 mod rls;
 mod search;
+mod security;
 mod shutdown;
 mod tenants;
 mod users;

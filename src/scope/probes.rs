@@ -1,0 +1,148 @@
+//! Cross-tenant probes, audited after the response.
+//!
+//! A tenant that asks for an id it may not see gets the same 404 whether the id
+//! is another tenant's or nobody's. Finding out which (and recording a
+//! `cross_tenant_denied` platform event for the first) costs a lookup and an
+//! insert; done before answering, that cost made foreign ids measurably slower
+//! than random ones. So every such 404 hands its probe to this queue, answered or
+//! not, and one writer task per node does the lookup and the insert afterwards:
+//! both kinds of id cost the request the same.
+//!
+//! Nothing is dropped silently: a failed write is retried with backoff, a write
+//! that keeps failing is logged with the whole probe, a full queue makes the
+//! probing requests wait (backpressure on the prober, not on other tenants), and
+//! a graceful stop waits for the queue to drain before the pool closes. A node
+//! killed outright loses the probes still queued (at most the queue's length).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use crate::audit;
+use crate::db::{Database, TxMode};
+use crate::error::ApiError;
+use crate::ids::{TenantId, UserId};
+
+/// Probes waiting for the writer; a prober beyond this waits for room.
+const QUEUE: usize = 4096;
+const ATTEMPTS: u32 = 5;
+
+/// A tenant user's request for `kind` `id` that answered 404.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub actor_tenant: TenantId,
+    pub actor_user: UserId,
+    pub kind: &'static str,
+    pub id: Uuid,
+}
+
+pub struct ProbeAuditor {
+    queue: mpsc::Sender<Probe>,
+    /// Submitted and not yet written (or given up on).
+    pending: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+impl ProbeAuditor {
+    /// Starts the writer on the current thread's runtime (the node's main arbiter).
+    pub fn spawn(db: Database) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<Probe>(QUEUE);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(Notify::new());
+        let (left, notify) = (pending.clone(), drained.clone());
+        actix_web::rt::spawn(async move {
+            while let Some(probe) = incoming.recv().await {
+                write_with_retries(&db, &probe).await;
+                left.fetch_sub(1, Ordering::AcqRel);
+                notify.notify_waiters();
+            }
+        });
+        Self {
+            queue,
+            pending,
+            drained,
+        }
+    }
+
+    pub async fn submit(&self, probe: Probe) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(probe)) = self.queue.send(probe).await {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::error!(?probe, "the probe auditor has stopped; probe not audited");
+        }
+    }
+
+    /// Probes submitted and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits until every submitted probe is written, or `limit` passes.
+    pub async fn drain(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let drained = self.drained.notified();
+                if self.pending() == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            tracing::error!(
+                pending = self.pending(),
+                "stopping with cross-tenant probes not yet audited"
+            );
+        }
+    }
+}
+
+async fn write_with_retries(db: &Database, probe: &Probe) {
+    for attempt in 1..=ATTEMPTS {
+        match write(db, probe).await {
+            Ok(()) => return,
+            Err(err) if attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %err, "auditing a cross-tenant probe failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            Err(err) => {
+                tracing::error!(?probe, error = %err, "auditing a cross-tenant probe failed; giving up");
+            }
+        }
+    }
+}
+
+/// Records `probe` as `cross_tenant_denied` when its id belongs to another tenant.
+async fn write(db: &Database, probe: &Probe) -> Result<(), ApiError> {
+    let foreign = db
+        .platform_tx(TxMode::ReadWrite, async |tx| {
+            let owner: Option<Uuid> = tx
+                .query_one("SELECT resource_owner($1, $2)", &[&probe.kind, &probe.id])
+                .await?
+                .get(0);
+            let Some(owner) = owner.filter(|o| o != probe.actor_tenant.as_uuid()) else {
+                return Ok(false);
+            };
+            let details = serde_json::json!({
+                "actor_tenant_id": probe.actor_tenant, "actor_user_id": probe.actor_user,
+                "target_tenant_id": owner, "target_kind": probe.kind, "target_id": probe.id,
+            });
+            audit::record_platform(
+                tx,
+                &probe.actor_user.to_string(),
+                "cross_tenant_denied",
+                Some(TenantId::from_uuid(owner)),
+                details,
+            )
+            .await?;
+            Ok(true)
+        })
+        .await?;
+    if foreign {
+        tracing::warn!(tenant_id = %probe.actor_tenant, kind = probe.kind, "cross-tenant access denied");
+    }
+    Ok(())
+}
