@@ -115,7 +115,12 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let limits = limits::NodeLimits::new(&settings.limits);
-        let routing = routing::middleware::RoutingState::new(&settings.routing, &topology, &region);
+        let routing = routing::middleware::RoutingState::new(
+            &settings.routing,
+            &topology,
+            &region,
+            settings.http.body_limit_bytes,
+        );
         let forward_timeout = Duration::from_millis(settings.routing.forward_timeout_ms);
         let forward_source = settings.routing.source_address;
         let relocator = relocation::Relocator::new(

@@ -5,7 +5,8 @@
 //! `ApiError::error_response` — which actix calls without the request — can put it
 //! in the body. Incoming ids are not trusted: a client may not choose ours. The
 //! one exception is a forwarded request, whose id is signed into the hop marker
-//! (`routing::hop`), so one request has one id on every node.
+//! (`routing::hop`), so one request has one id on every node; the marker is
+//! verified (body included) before the id is chosen.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -71,60 +72,64 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let id = match crate::routing::middleware::verify_hop(&req) {
-            Some(HopCheck::Valid { request_id, .. }) => request_id,
-            _ => Uuid::now_v7().simple().to_string(),
-        };
-        // Tenant id and route are recorded into this span later, once known.
-        let span = tracing::info_span!(
-            "request",
-            request_id = %id,
-            region = %self.region,
-            method = %req.method(),
-            route = tracing::field::Empty,
-            tenant_id = tracing::field::Empty,
-            status = tracing::field::Empty,
-        );
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let service = self.service.clone();
-        let header_value = HeaderValue::from_str(&id).ok();
-        Box::pin(
-            REQUEST_ID.scope(
-                id,
-                async move {
-                    let started = std::time::Instant::now();
-                    let mut response = service.call(req).await?;
-                    let elapsed = started.elapsed();
-                    let span = tracing::Span::current();
-                    let request = response.request();
-                    let route = request.match_pattern();
-                    if let Some(pattern) = &route {
-                        span.record("route", pattern.as_str());
+        let region = self.region.clone();
+        Box::pin(async move {
+            // Verifying a marker reads the body (it is bound to it), hence here.
+            let id = match crate::routing::middleware::verify_hop(&mut req).await {
+                Some(HopCheck::Valid { request_id, .. }) => request_id,
+                _ => Uuid::now_v7().simple().to_string(),
+            };
+            // Tenant id and route are recorded into this span later, once known.
+            let span = tracing::info_span!(
+                "request",
+                request_id = %id,
+                region = %region,
+                method = %req.method(),
+                route = tracing::field::Empty,
+                tenant_id = tracing::field::Empty,
+                status = tracing::field::Empty,
+            );
+            let header_value = HeaderValue::from_str(&id).ok();
+            REQUEST_ID
+                .scope(
+                    id,
+                    async move {
+                        let started = std::time::Instant::now();
+                        let mut response = service.call(req).await?;
+                        let elapsed = started.elapsed();
+                        let span = tracing::Span::current();
+                        let request = response.request();
+                        let route = request.match_pattern();
+                        if let Some(pattern) = &route {
+                            span.record("route", pattern.as_str());
+                        }
+                        span.record("status", response.status().as_u16());
+                        if let Some(state) = request.app_data::<web::Data<AppState>>() {
+                            state.metrics.observe_request(
+                                route,
+                                request.method(),
+                                response.status(),
+                                elapsed,
+                                crate::scope::resolved_tenant(request),
+                            );
+                        }
+                        if let Some(value) = header_value {
+                            response.headers_mut().insert(HEADER, value);
+                        }
+                        let elapsed_us = elapsed.as_micros() as u64;
+                        // Peers, GeoDNS and load balancers probe every second: debug only.
+                        if matches!(response.request().path(), "/readyz" | "/healthz") {
+                            tracing::debug!(elapsed_us, "request finished");
+                        } else {
+                            tracing::info!(elapsed_us, "request finished");
+                        }
+                        Ok(response)
                     }
-                    span.record("status", response.status().as_u16());
-                    if let Some(state) = request.app_data::<web::Data<AppState>>() {
-                        state.metrics.observe_request(
-                            route,
-                            request.method(),
-                            response.status(),
-                            elapsed,
-                            crate::scope::resolved_tenant(request),
-                        );
-                    }
-                    if let Some(value) = header_value {
-                        response.headers_mut().insert(HEADER, value);
-                    }
-                    let elapsed_us = elapsed.as_micros() as u64;
-                    // Peers, GeoDNS and load balancers probe every second: debug only.
-                    if matches!(response.request().path(), "/readyz" | "/healthz") {
-                        tracing::debug!(elapsed_us, "request finished");
-                    } else {
-                        tracing::info!(elapsed_us, "request finished");
-                    }
-                    Ok(response)
-                }
-                .instrument(span),
-            ),
-        )
+                    .instrument(span),
+                )
+                .await
+        })
     }
 }

@@ -119,7 +119,12 @@ pub async fn fallback(
     req: HttpRequest,
     index: web::Data<RouteIndex>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
-    if index.0.iter().any(|def| def.is_match(req.path())) {
+    // The router's (decoded) path, like the match that just failed.
+    if index
+        .0
+        .iter()
+        .any(|def| def.is_match(req.match_info().as_str()))
+    {
         Err(ApiError::MethodNotAllowed)
     } else {
         Err(ApiError::RouteNotFound)

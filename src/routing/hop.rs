@@ -1,23 +1,62 @@
 //! The hop marker: a forwarded request carries `X-Meridian-Hop`, an HMAC-SHA256
-//! (shared node secret) over the origin region, the time, the request id, the
-//! method and the path. The request id travels with the hop so that one request
-//! has one id on every node it touches.
+//! (shared node secret) over the origin region, the time, the request id and the
+//! request itself: method, path and query, a SHA-256 of the caller's
+//! `Authorization` header and a SHA-256 of the body. The request id travels with
+//! the hop so that one request has one id on every node it touches.
 //! A node serves a request with a valid marker itself — it never forwards twice —
 //! and refuses one with a marker it cannot verify: clients cannot forge it to
-//! skip routing, and a stale or replayed marker expires after `MAX_AGE_SECS`.
+//! skip routing. A captured marker serves only the request it was made for (any
+//! other token, body, query, path or method breaks the HMAC), only within
+//! `MAX_AGE_SECS`, and only once per node (its tag is remembered while it could
+//! still verify).
+
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ring::hmac;
+use ring::{digest, hmac};
 
 use crate::auth::keys::unix_now;
 
 pub const HEADER: &str = "x-meridian-hop";
-const MAX_AGE_SECS: u64 = 30;
+/// The forwarder signs just before sending, so only clock skew between nodes
+/// and the network need room; a short window bounds what a captured marker is worth.
+const MAX_AGE_SECS: u64 = 10;
+/// Tags seen on this node, kept for as long as their marker could verify (it is
+/// accepted from `at - MAX_AGE_SECS` to `at + MAX_AGE_SECS`).
+const SEEN_TTL: Duration = Duration::from_secs(2 * MAX_AGE_SECS + 1);
+/// Bounds the replay memory; well above the forwarded requests a node receives in
+/// `SEEN_TTL`.
+const SEEN_CAPACITY: u64 = 500_000;
 
 #[derive(Clone)]
 pub struct HopSigner {
     key: hmac::Key,
+    seen: moka::sync::Cache<[u8; 32], ()>,
+}
+
+/// What a marker is bound to: everything of the request a handler acts on.
+pub struct HopRequest<'a> {
+    pub method: &'a str,
+    /// The routed path (`routing::path`) and the query exactly as received.
+    pub path_and_query: &'a str,
+    /// The `Authorization` header values, in order, each followed by `\n`
+    /// (header values cannot contain one); empty without the header.
+    pub authorization: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl HopRequest<'_> {
+    fn payload(&self, from: &str, at: u64, request_id: &str) -> String {
+        let sha = |bytes: &[u8]| B64.encode(digest::digest(&digest::SHA256, bytes));
+        format!(
+            "{from}\n{at}\n{request_id}\n{}\n{}\n{}\n{}",
+            self.method,
+            self.path_and_query,
+            sha(self.authorization),
+            sha(self.body)
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,11 +73,11 @@ impl HopSigner {
     pub fn new(secret: &str) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            seen: moka::sync::Cache::builder()
+                .max_capacity(SEEN_CAPACITY)
+                .time_to_live(SEEN_TTL)
+                .build(),
         }
-    }
-
-    fn payload(from: &str, at: u64, request_id: &str, method: &str, path: &str) -> String {
-        format!("{from}\n{at}\n{request_id}\n{method}\n{path}")
     }
 
     /// Request ids are ours (32 lowercase hex digits); nothing else is carried.
@@ -46,14 +85,15 @@ impl HopSigner {
         id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 
-    pub fn sign(&self, from: &str, request_id: &str, method: &str, path_and_query: &str) -> String {
+    pub fn sign(&self, from: &str, request_id: &str, request: &HopRequest<'_>) -> String {
         let at = unix_now();
-        let payload = Self::payload(from, at, request_id, method, path_and_query);
-        let tag = hmac::sign(&self.key, payload.as_bytes());
+        let tag = hmac::sign(&self.key, request.payload(from, at, request_id).as_bytes());
         format!("{from}.{at}.{request_id}.{}", B64.encode(tag.as_ref()))
     }
 
-    pub fn check(&self, marker: &str, method: &str, path_and_query: &str) -> HopCheck {
+    /// Verifies `marker` for `request`; a valid marker is spent (a second check
+    /// of it on this node fails).
+    pub fn check(&self, marker: &str, request: &HopRequest<'_>) -> HopCheck {
         let mut parts = marker.splitn(4, '.');
         let (Some(from), Some(at), Some(request_id), Some(tag)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -66,13 +106,20 @@ impl HopSigner {
         if unix_now().abs_diff(at) > MAX_AGE_SECS || !Self::is_request_id(request_id) {
             return HopCheck::Invalid;
         }
-        let payload = Self::payload(from, at, request_id, method, path_and_query);
-        match hmac::verify(&self.key, payload.as_bytes(), &tag) {
-            Ok(()) => HopCheck::Valid {
-                from: from.to_owned(),
-                request_id: request_id.to_owned(),
-            },
-            Err(_) => HopCheck::Invalid,
+        let payload = request.payload(from, at, request_id);
+        if hmac::verify(&self.key, payload.as_bytes(), &tag).is_err() {
+            return HopCheck::Invalid;
+        }
+        // Only a verified tag is remembered, so garbage cannot fill the cache.
+        let Ok(tag) = <[u8; 32]>::try_from(tag.as_slice()) else {
+            return HopCheck::Invalid;
+        };
+        if !self.seen.entry(tag).or_insert(()).is_fresh() {
+            return HopCheck::Invalid;
+        }
+        HopCheck::Valid {
+            from: from.to_owned(),
+            request_id: request_id.to_owned(),
         }
     }
 }
@@ -81,46 +128,93 @@ impl HopSigner {
 mod tests {
     use super::*;
 
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn request<'a>(
+        method: &'a str,
+        path: &'a str,
+        auth: &'a [u8],
+        body: &'a [u8],
+    ) -> HopRequest<'a> {
+        HopRequest {
+            method,
+            path_and_query: path,
+            authorization: auth,
+            body,
+        }
+    }
+
     #[test]
     fn markers_verify_only_with_the_secret_and_for_the_same_request() {
         let signer = HopSigner::new("a shared secret of enough length");
-        let id = "0123456789abcdef0123456789abcdef";
-        let marker = signer.sign("us-east1", id, "GET", "/v1/channels?limit=5");
-        assert_eq!(
-            signer.check(&marker, "GET", "/v1/channels?limit=5"),
-            HopCheck::Valid {
-                from: "us-east1".into(),
-                request_id: id.into(),
-            }
-        );
+        let (auth, body) = (b"Bearer alice\n".as_slice(), br#"{"name":"x"}"#.as_slice());
+        let original = request("POST", "/v1/channels?limit=5", auth, body);
+        let marker = signer.sign("us-east1", ID, &original);
+        // Anything else of the request changed: refused, and the marker is not spent.
+        let others = [
+            request("GET", "/v1/channels?limit=5", auth, body),
+            request("POST", "/v1/users?limit=5", auth, body),
+            request("POST", "/v1/channels?limit=6", auth, body),
+            request("POST", "/v1/channels", auth, body),
+            request("POST", "/v1/channels?limit=5", b"Bearer mallory\n", body),
+            request("POST", "/v1/channels?limit=5", b"", body),
+            request("POST", "/v1/channels?limit=5", auth, br#"{"name":"y"}"#),
+            request("POST", "/v1/channels?limit=5", auth, b""),
+        ];
+        for other in &others {
+            assert_eq!(signer.check(&marker, other), HopCheck::Invalid);
+        }
         // The request id is signed: it cannot be swapped.
-        let swapped = marker.replace(id, "ffffffffffffffffffffffffffffffff");
-        assert_eq!(
-            signer.check(&swapped, "GET", "/v1/channels?limit=5"),
-            HopCheck::Invalid
-        );
+        let swapped = marker.replace(ID, "ffffffffffffffffffffffffffffffff");
+        assert_eq!(signer.check(&swapped, &original), HopCheck::Invalid);
         // Only our id format is carried, even when correctly signed.
-        let odd = signer.sign("us-east1", "not-an-id", "GET", "/v1/channels?limit=5");
-        assert_eq!(
-            signer.check(&odd, "GET", "/v1/channels?limit=5"),
-            HopCheck::Invalid
-        );
-        assert_eq!(
-            signer.check(&marker, "POST", "/v1/channels?limit=5"),
-            HopCheck::Invalid
-        );
-        assert_eq!(signer.check(&marker, "GET", "/v1/users"), HopCheck::Invalid);
+        let odd = signer.sign("us-east1", "not-an-id", &original);
+        assert_eq!(signer.check(&odd, &original), HopCheck::Invalid);
         let other = HopSigner::new("another secret entirely, also long");
-        assert_eq!(
-            other.check(&marker, "GET", "/v1/channels?limit=5"),
-            HopCheck::Invalid
-        );
+        assert_eq!(other.check(&marker, &original), HopCheck::Invalid);
         for forged in ["", "us-east1", "us-east1.1.abc", "us-east1.notatime.abc"] {
             assert_eq!(
-                signer.check(forged, "GET", "/v1/channels?limit=5"),
+                signer.check(forged, &original),
                 HopCheck::Invalid,
                 "{forged}"
             );
         }
+        assert_eq!(
+            signer.check(&marker, &original),
+            HopCheck::Valid {
+                from: "us-east1".into(),
+                request_id: ID.into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_marker_is_accepted_once_per_node() {
+        let secret = "a shared secret of enough length";
+        let signer = HopSigner::new(secret);
+        let get = request("GET", "/v1/channels", b"Bearer alice\n", b"");
+        let marker = signer.sign("us-east1", ID, &get);
+        assert!(matches!(
+            signer.check(&marker, &get),
+            HopCheck::Valid { .. }
+        ));
+        assert_eq!(signer.check(&marker, &get), HopCheck::Invalid);
+        // Another node has its own memory; a new marker for the same request is fresh.
+        assert!(matches!(
+            HopSigner::new(secret).check(&marker, &get),
+            HopCheck::Valid { .. }
+        ));
+        let again = signer.sign("us-east1", "fedcba9876543210fedcba9876543210", &get);
+        assert!(matches!(signer.check(&again, &get), HopCheck::Valid { .. }));
+    }
+
+    #[test]
+    fn stale_markers_are_refused() {
+        let signer = HopSigner::new("a shared secret of enough length");
+        let get = request("GET", "/v1/channels", b"", b"");
+        let at = unix_now() - MAX_AGE_SECS - 1;
+        let tag = hmac::sign(&signer.key, get.payload("us-east1", at, ID).as_bytes());
+        let stale = format!("us-east1.{at}.{ID}.{}", B64.encode(tag.as_ref()));
+        assert_eq!(signer.check(&stale, &get), HopCheck::Invalid);
     }
 }

@@ -13,7 +13,7 @@ use actix_web::{HttpMessage, HttpResponse, web};
 
 use super::decide::{Decision, decide};
 use super::health::RegionHealth;
-use super::hop::{self, HopCheck, HopSigner};
+use super::hop::{self, HopCheck, HopRequest, HopSigner};
 use crate::config::RoutingSettings;
 use crate::error::ApiError;
 use crate::ids::RegionId;
@@ -28,13 +28,20 @@ pub const HOME: HeaderName = HeaderName::from_static("x-meridian-home-region");
 /// Routing configuration of a node: where peers are, how to sign hops.
 pub struct RoutingState {
     hop: HopSigner,
+    /// `http.body_limit_bytes`: bodies are buffered up to it to sign and verify hops.
+    body_limit: usize,
     pub(crate) peers: BTreeMap<RegionId, String>,
     redirect_to_peers: bool,
     pub health: RegionHealth,
 }
 
 impl RoutingState {
-    pub fn new(settings: &RoutingSettings, topology: &Topology, here: &RegionId) -> Self {
+    pub fn new(
+        settings: &RoutingSettings,
+        topology: &Topology,
+        here: &RegionId,
+        body_limit: usize,
+    ) -> Self {
         let peers = topology
             .regions()
             .map(|r| {
@@ -48,6 +55,7 @@ impl RoutingState {
             .collect();
         Self {
             hop: HopSigner::new(&settings.hop_secret),
+            body_limit,
             peers,
             redirect_to_peers: settings.redirect_to_peers,
             health: RegionHealth::new(here.clone(), topology.regions().map(|r| r.id.clone())),
@@ -119,35 +127,101 @@ fn answer(req: ServiceRequest, err: ApiError) -> ServiceResponse<BoxBody> {
     req.into_response(actix_web::ResponseError::error_response(&err))
 }
 
-fn path_and_query(req: &ServiceRequest) -> String {
-    req.uri()
-        .path_and_query()
-        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned())
+/// The `Authorization` values a marker is bound to (see `hop::HopRequest`).
+fn authorization_of(req: &ServiceRequest) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for value in req.headers().get_all(header::AUTHORIZATION) {
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+/// What routing decides on, forwards, redirects to and signs: the router's `/v1`
+/// path (`routing::path`) and the query as received. `Ok(None)`: not a `/v1` path.
+fn api_target(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+    let Some(path) = super::path::api_path(req.match_info().as_str())? else {
+        return Ok(None);
+    };
+    Ok(Some(match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }))
+}
+
+/// Reads the whole body, bounded by `http.body_limit_bytes` like every extractor.
+async fn buffer_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
+    let stream = actix_web::body::BodyStream::new(req.take_payload());
+    match actix_web::body::to_bytes_limited(stream, limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(err)) => Err(ApiError::bad_request("invalid_body", err.to_string())),
+        Err(_) => Err(ApiError::PayloadTooLarge(format!(
+            "body exceeds the limit of {limit} bytes"
+        ))),
+    }
 }
 
 /// The verdict on a request's hop marker (`None`: no marker), checked once per
 /// request and kept in its extensions: `request_id` adopts a valid marker's id,
-/// `route` refuses an invalid one.
-pub fn verify_hop(req: &ServiceRequest) -> Option<HopCheck> {
+/// `route` refuses an invalid one. The body is read to check its digest and put
+/// back as the payload, so the marker is verified before any handler runs.
+pub async fn verify_hop(req: &mut ServiceRequest) -> Option<HopCheck> {
     if let Some(verdict) = req.extensions().get::<HopCheck>() {
         return Some(verdict.clone());
     }
-    let marker = req.headers().get(hop::HEADER)?;
-    let verdict = match (marker.to_str(), req.app_data::<web::Data<AppState>>()) {
-        (Ok(marker), Some(state)) => {
-            state
-                .routing
-                .hop
-                .check(marker, req.method().as_str(), &path_and_query(req))
-        }
-        _ => HopCheck::Invalid,
-    };
+    let marker = req.headers().get(hop::HEADER)?.clone();
+    let verdict = check_hop(req, &marker).await;
     req.extensions_mut().insert(verdict.clone());
     Some(verdict)
 }
 
-pub async fn route(
+async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
+    let (Ok(marker), Some(state)) = (
+        marker.to_str(),
+        req.app_data::<web::Data<AppState>>().cloned(),
+    ) else {
+        return HopCheck::Invalid;
+    };
+    // Peers only forward `/v1` requests, in the form routing decided on.
+    let Ok(Some(target)) = api_target(req) else {
+        return HopCheck::Invalid;
+    };
+    // A genuine forwarder never sends more than the limit it shares with us.
+    let Ok(body) = buffer_body(req, state.routing.body_limit).await else {
+        return HopCheck::Invalid;
+    };
+    req.set_payload(body.clone().into());
+    let authorization = authorization_of(req);
+    state.routing.hop.check(
+        marker,
+        &HopRequest {
+            method: req.method().as_str(),
+            path_and_query: &target,
+            authorization: &authorization,
+            body: &body,
+        },
+    )
+}
+
+/// Set by `route` on every request it lets through to the `/v1` resources, once
+/// the routing decision for it is made. The scope extractors refuse a request
+/// without it, so a path that ever slips past routing fails closed.
+#[derive(Clone, Copy, Debug)]
+pub struct Routed;
+
+/// Serves `req` here: the routing decision for it is made.
+async fn serve(
     req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    req.extensions_mut().insert(Routed);
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+pub async fn route(
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
@@ -157,43 +231,50 @@ pub async fn route(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let here = state.region.clone();
-    if !req.path().starts_with("/v1/") {
-        return next
-            .call(req)
-            .await
-            .map(|r| with_region_headers(r.map_into_boxed_body(), &here, None));
-    }
-    let tenant = crate::scope::tenant_of(req.request(), &state).await;
-    let path_and_query = path_and_query(&req);
-
-    // Forwarded by a peer: serve here whatever the directory says, never forward twice.
-    if let Some(verdict) = verify_hop(&req) {
-        if verdict == HopCheck::Invalid {
-            return Ok(with_region_headers(
-                answer(req, ApiError::InvalidHopMarker),
-                &here,
-                None,
-            ));
+    // Decided on the path the router matches, not on the raw request target.
+    let target = match api_target(&req) {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            // No `/v1` resource matches: nothing a tenant owns is reachable.
+            return next
+                .call(req)
+                .await
+                .map(|r| with_region_headers(r.map_into_boxed_body(), &here, None));
         }
-        let response = next.call(req).await?.map_into_boxed_body();
+        Err(refused) => return Ok(with_region_headers(answer(req, refused), &here, None)),
+    };
+    // Forwarded by a peer: serve here whatever the directory says, never forward twice.
+    let verdict = verify_hop(&mut req).await;
+    if verdict == Some(HopCheck::Invalid) {
+        return Ok(with_region_headers(
+            answer(req, ApiError::InvalidHopMarker),
+            &here,
+            None,
+        ));
+    }
+    let tenant = match crate::scope::tenant_of(req.request(), &state).await {
+        Ok(tenant) => tenant,
+        Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
+    };
+    if verdict.is_some() {
+        let response = serve(req, next).await?;
         return Ok(with_region_headers(response, &here, tenant.as_deref()));
     }
     let Some(tenant) = tenant else {
         // No valid tenant token: the extractor answers (401/429), or it is a platform admin.
-        return next
-            .call(req)
+        return serve(req, next)
             .await
-            .map(|r| with_region_headers(r.map_into_boxed_body(), &here, None));
+            .map(|r| with_region_headers(r, &here, None));
     };
     match decide(&state.topology, &here, &tenant, |r| {
         state.routing.health.is_healthy(r)
     }) {
         Decision::Serve => {
-            let response = next.call(req).await?.map_into_boxed_body();
+            let response = serve(req, next).await?;
             Ok(with_region_headers(response, &here, Some(&tenant)))
         }
         Decision::Forward(region) => {
-            let (response, outcome) = forward(req, &state, &region, &path_and_query).await?;
+            let (response, outcome) = forward(req, &state, &region, &target).await?;
             state.metrics.observe_routing(outcome, &region);
             Ok(response)
         }
@@ -205,7 +286,7 @@ pub async fn route(
                 return Ok(answer(req, ApiError::ResidencyUnavailable));
             };
             let response = HttpResponse::TemporaryRedirect()
-                .insert_header((header::LOCATION, format!("{base}{path_and_query}")))
+                .insert_header((header::LOCATION, format!("{base}{target}")))
                 .finish();
             Ok(with_region_headers(
                 req.into_response(response),
@@ -226,13 +307,14 @@ pub async fn route(
     }
 }
 
-/// Sends the request to a node of `region` with a signed hop marker and streams
-/// the answer back unchanged (that node sets the region headers).
+/// Sends the request to a node of `region` with a hop marker signed for exactly
+/// this request (the body is buffered to digest it) and streams the answer back
+/// unchanged (that node sets the region headers).
 async fn forward(
     mut req: ServiceRequest,
     state: &AppState,
     region: &RegionId,
-    path_and_query: &str,
+    target: &str,
 ) -> Result<(ServiceResponse<BoxBody>, RoutingOutcome), actix_web::Error> {
     let unreachable = |req| {
         Ok((
@@ -247,7 +329,7 @@ async fn forward(
     };
     let mut outgoing = forwarder
         .client
-        .request(req.method().clone(), format!("{base}{path_and_query}"));
+        .request(req.method().clone(), format!("{base}{target}"));
     for (name, value) in req
         .headers()
         .iter()
@@ -255,15 +337,24 @@ async fn forward(
     {
         outgoing = outgoing.append_header((name.clone(), value.clone()));
     }
+    let body = match buffer_body(&mut req, state.routing.body_limit).await {
+        Ok(body) => body,
+        // The home node would refuse it the same way; it was routed, not sent.
+        Err(err) => return Ok((answer(req, err), RoutingOutcome::Forwarded)),
+    };
     let request_id = crate::request_id::current().unwrap_or_default();
     let marker = state.routing.hop.sign(
         state.region.as_str(),
         &request_id,
-        req.method().as_str(),
-        path_and_query,
+        &HopRequest {
+            method: req.method().as_str(),
+            path_and_query: target,
+            authorization: &authorization_of(&req),
+            body: &body,
+        },
     );
     outgoing = outgoing.insert_header((hop::HEADER, marker));
-    let sent = outgoing.send_stream(req.take_payload()).await;
+    let sent = outgoing.send_body(body).await;
     let upstream = match sent {
         Ok(upstream) => upstream,
         Err(err) => {

@@ -3,11 +3,14 @@
 //! the tenant's residency forbids processing its data here.
 //!
 //! `decide` is the rule (pure), `hop` the signed hop marker that bounds forwarding
-//! to one hop, `middleware` applies both to every `/v1` request.
+//! to one hop, `path` the path the decision is made on (the router's), `middleware`
+//! applies them to every `/v1` request and marks it `Routed`.
 
 pub mod decide;
 pub mod health;
 pub mod hop;
 pub mod middleware;
+pub mod path;
 
 pub use decide::{Decision, decide};
+pub use middleware::Routed;

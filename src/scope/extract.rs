@@ -84,21 +84,27 @@ pub fn resolved_tenant(req: &HttpRequest) -> Option<TenantId> {
 }
 
 /// The tenant a request's token names, if it carries a valid tenant token. For
-/// routing, which must know the tenant before any handler runs.
-pub async fn tenant_of(req: &HttpRequest, state: &AppState) -> Option<Arc<TenantRecord>> {
-    let claims = verify(req, state).ok()?;
-    let tid = claims.tid.filter(|_| claims.role.is_tenant_role())?;
-    let tenant = state
-        .directory
-        .get(TenantId::from_uuid(tid))
-        .await
-        .ok()
-        .flatten()?;
+/// routing, which must know the tenant before any handler runs; a directory
+/// error is returned, not taken for "no tenant", so the request is not served unrouted.
+pub async fn tenant_of(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<Arc<TenantRecord>>, ApiError> {
+    let Some((claims, tid)) = verify(req, state).ok().and_then(|c| {
+        c.tid
+            .filter(|_| c.role.is_tenant_role())
+            .map(|tid| (c, tid))
+    }) else {
+        return Ok(None);
+    };
+    let Some(tenant) = state.directory.get(TenantId::from_uuid(tid)).await? else {
+        return Ok(None);
+    };
     req.extensions_mut().insert(Resolved {
         claims,
         tenant: tenant.clone(),
     });
-    Some(tenant)
+    Ok(Some(tenant))
 }
 
 async fn resolve(
@@ -154,9 +160,22 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let resolved = req.extensions().get::<Resolved>().cloned();
+        // Fail closed: no scope for a request routing did not decide on; routing
+        // resolves every tenant token whose tenant exists.
+        let routed = req.extensions().get::<crate::routing::Routed>().is_some();
         let verified = state(req).and_then(|state| match resolved {
+            _ if !routed => Err(ApiError::internal(anyhow::anyhow!(
+                "request was not routed"
+            ))),
             Some(Resolved { claims, tenant }) => Ok((state, claims, Some(tenant))),
-            None => verify_or_limit(req, &state).map(|claims| (state, claims, None)),
+            None => verify_or_limit(req, &state)
+                .and_then(|claims| match claims.role.is_tenant_role() {
+                    true => Err(ApiError::Unauthenticated(
+                        "the token's tenant does not exist",
+                    )),
+                    false => Ok(claims),
+                })
+                .map(|claims| (state, claims, None)),
         });
         let req = req.clone();
         Box::pin(async move {

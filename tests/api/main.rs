@@ -11,6 +11,7 @@ mod messages;
 mod metrics;
 mod regions;
 mod rls;
+mod routing_paths;
 mod search;
 mod security;
 mod shutdown;

@@ -17,7 +17,7 @@ fn free_port() -> u16 {
 }
 
 /// One node per region, all knowing each other's addresses.
-async fn spawn_regions(regions: &[&str]) -> BTreeMap<String, TestApp> {
+pub(crate) async fn spawn_regions(regions: &[&str]) -> BTreeMap<String, TestApp> {
     let db = fresh_database().await;
     let ports: BTreeMap<String, u16> = regions
         .iter()
@@ -38,7 +38,7 @@ async fn spawn_regions(regions: &[&str]) -> BTreeMap<String, TestApp> {
     nodes
 }
 
-async fn provision_in(
+pub(crate) async fn provision_in(
     app: &TestApp,
     slug: &str,
     home: &str,
@@ -57,7 +57,7 @@ async fn provision_in(
     (id, app.token(id, owner, meridian::auth::Role::Owner))
 }
 
-fn header(reply: &crate::helpers::Reply, name: &str) -> String {
+pub(crate) fn header(reply: &crate::helpers::Reply, name: &str) -> String {
     reply
         .headers
         .get(name)
@@ -206,21 +206,22 @@ async fn forged_or_stale_hop_markers_are_refused() {
     let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
     let (_, token) = provision_in(&nodes["us-east1"], "hopper", "europe-west1", None).await;
     let foreign = meridian::routing::hop::HopSigner::new("not the nodes' secret at all");
+    let request = |path| meridian::routing::hop::HopRequest {
+        method: "GET",
+        path_and_query: path,
+        authorization: b"",
+        body: b"",
+    };
+    let id = "0123456789abcdef0123456789abcdef";
     let stale_or_wrong = [
         "europe-west1".to_owned(),
         "europe-west1.1700000000.AAAA".to_owned(),
-        foreign.sign(
-            "us-east1",
-            "0123456789abcdef0123456789abcdef",
-            "GET",
-            "/v1/channels",
-        ),
+        foreign.sign("us-east1", id, &request("/v1/channels")),
         // Genuine format and secret, but for another request.
         meridian::routing::hop::HopSigner::new("test hop secret, shared by every node").sign(
             "us-east1",
-            "0123456789abcdef0123456789abcdef",
-            "GET",
-            "/v1/users",
+            id,
+            &request("/v1/users"),
         ),
     ];
     for marker in stale_or_wrong {
@@ -241,7 +242,7 @@ async fn forged_or_stale_hop_markers_are_refused() {
 }
 
 /// Polls until `check` holds (nodes pick up drains and probes every 100 ms in tests).
-async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+pub(crate) async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
     for _ in 0..100 {
         if check().await {
             return;
