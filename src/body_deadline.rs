@@ -29,6 +29,12 @@ pub fn is_timeout(err: &PayloadError) -> bool {
     matches!(err, PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
+/// The answer to a request whose body timed out.
+pub fn timeout_error(req: &actix_web::HttpRequest) -> crate::error::ApiError {
+    let limit = req.app_data::<BodyTimeout>();
+    crate::error::ApiError::RequestTimeout(limit.map_or(0, |t| t.0.as_millis() as u64))
+}
+
 /// Whether the request may carry a body: a GET without `Content-Length` or
 /// `Transfer-Encoding` has none, and pays for no timer.
 fn announces_body(req: &ServiceRequest) -> bool {

@@ -177,8 +177,9 @@ impl Application {
             app.default_service(web::to(api::fallback))
                 .wrap(actix_web::middleware::from_fn(scope::confirm_user))
                 .wrap(actix_web::middleware::from_fn(routing::middleware::route))
-                .wrap(actix_web::middleware::from_fn(body_deadline::enforce))
                 .wrap(request_id::RequestIdentity { region })
+                // Outermost: a hop marker's check reads the body too.
+                .wrap(actix_web::middleware::from_fn(body_deadline::enforce))
         })
         .workers(settings.http.workers)
         .client_request_timeout(Duration::from_millis(settings.http.header_timeout_ms))

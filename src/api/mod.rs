@@ -160,8 +160,7 @@ pub fn path_config() -> web::PathConfig {
 fn json_error(err: JsonPayloadError, req: &HttpRequest) -> ApiError {
     match err {
         JsonPayloadError::Payload(ref payload) if crate::body_deadline::is_timeout(payload) => {
-            let limit = req.app_data::<crate::body_deadline::BodyTimeout>();
-            ApiError::RequestTimeout(limit.map_or(0, |t| t.0.as_millis() as u64))
+            crate::body_deadline::timeout_error(req)
         }
         JsonPayloadError::ContentType => {
             ApiError::UnsupportedMediaType("expected `Content-Type: application/json`".into())

@@ -154,6 +154,9 @@ async fn buffer_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Byte
     let stream = actix_web::body::BodyStream::new(req.take_payload());
     match actix_web::body::to_bytes_limited(stream, limit).await {
         Ok(Ok(body)) => Ok(body),
+        Ok(Err(err)) if crate::body_deadline::is_timeout(&err) => {
+            Err(crate::body_deadline::timeout_error(req.request()))
+        }
         Ok(Err(err)) => Err(ApiError::bad_request("invalid_body", err.to_string())),
         Err(_) => Err(ApiError::PayloadTooLarge(format!(
             "body exceeds the limit of {limit} bytes"

@@ -79,11 +79,11 @@ async fn a_deleted_or_demoted_users_token_answers_401_on_every_route() {
 }
 
 /// Sends a request head and the first byte of a body that never arrives.
-async fn start_slow_post(app: &TestApp, path: &str, token: &str) -> TcpStream {
+async fn start_slow_post(app: &TestApp, path: &str, token: &str, extra: &str) -> TcpStream {
     let addr = app.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -117,8 +117,10 @@ async fn slow_bodies_hold_no_concurrency_slot_and_time_out_with_408() {
 
     let mut slow = Vec::new();
     for _ in 0..10 {
-        slow.push(start_slow_post(&app, "/v1/channels", &viewer).await);
+        slow.push(start_slow_post(&app, "/v1/channels", &viewer, "").await);
     }
+    // A (forged) hop marker makes the node read the body before routing: bounded too.
+    let mut marked = start_slow_post(&app, "/v1/channels", &viewer, "X-Meridian-Hop: x\r\n").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The ten requests waiting for their bodies hold none of the ten slots.
     for _ in 0..5 {
@@ -133,6 +135,10 @@ async fn slow_bodies_hold_no_concurrency_slot_and_time_out_with_408() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("request_timeout"), "{answer}");
     }
+    let answer = read_status(&mut marked, Duration::from_secs(10))
+        .await
+        .expect("a slow body with a hop marker got no answer");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     // Nothing was created by them.
     let list = app.get("/v1/channels", &a.owner_token).await;
     assert_eq!(list.body["items"], json!([]), "{}", list.body);
