@@ -64,7 +64,8 @@ fn hostile_keysets() -> Vec<(String, String)> {
     let valid = b64(&format!("k1:1700000000000000:{id}"));
     cursors.extend([
         ("padded".to_owned(), format!("{valid}==")),
-        ("standard alphabet".to_owned(), valid.replace('_', "/")),
+        ("trailing character".to_owned(), format!("{valid}A")),
+        ("percent-encoded standard alphabet".to_owned(), format!("%2B{valid}")),
         ("not base64".to_owned(), "!!!".to_owned()),
         ("empty".to_owned(), String::new()),
         (
