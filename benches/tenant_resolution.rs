@@ -120,9 +120,11 @@ fn fixture() -> Fixture {
         &topology,
         &here,
     );
+    let topology = Arc::new(topology);
     let relocator = Relocator::new(
         db.clone(),
         directory.clone(),
+        topology.clone(),
         "bench".into(),
         500,
         Duration::from_secs(2),
@@ -133,7 +135,7 @@ fn fixture() -> Fixture {
         NodeLimits::new(&LimitSettings::default()),
         routing,
         relocator,
-        Arc::new(topology),
+        topology,
         here,
         verifier.clone(),
     ));

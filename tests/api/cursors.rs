@@ -65,7 +65,10 @@ fn hostile_keysets() -> Vec<(String, String)> {
     cursors.extend([
         ("padded".to_owned(), format!("{valid}==")),
         ("trailing character".to_owned(), format!("{valid}A")),
-        ("percent-encoded standard alphabet".to_owned(), format!("%2B{valid}")),
+        (
+            "percent-encoded standard alphabet".to_owned(),
+            format!("%2B{valid}"),
+        ),
         ("not base64".to_owned(), "!!!".to_owned()),
         ("empty".to_owned(), String::new()),
         (
