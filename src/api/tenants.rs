@@ -179,7 +179,7 @@ pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiE
 /// Change a tenant. Platform admins: anything. Owners: the name. Compliance
 /// officers: the residency policy.
 #[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = String, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[patch("/tenants/{id}")]
 pub async fn patch(
     caller: Caller,

@@ -161,16 +161,20 @@ async fn one<S>(tx: &Tx<'_, S>, sql: &str, id: TenantId) -> Result<TenantRecord,
     }
 }
 
-/// Checks a new residency policy against the locked row: it must allow the home
-/// region, and the target of a pending or running relocation (else the
-/// relocation would home the tenant outside it, or the change is refused).
+/// Checks a new residency policy against the locked row: it must allow the target
+/// of a pending or running relocation (else the relocation would home the tenant
+/// outside it), and the home region. The relocation is checked first: while one
+/// runs, the home region is either end of the move, and the conflict is the
+/// clearer answer.
 async fn check_new_policy<S>(
     tx: &Tx<'_, S>,
     topology: &Topology,
     current: &TenantRecord,
     policy: Option<&Residency>,
 ) -> Result<(), ApiError> {
-    residency::check_placement(topology, &current.home_region, policy)?;
+    if let Some(policy) = policy {
+        policy.validate(topology)?;
+    }
     if let Some(job) = relocation::active(tx, current.id).await? {
         let allowed = topology
             .find(&job.to_region)
@@ -182,7 +186,7 @@ async fn check_new_policy<S>(
             )));
         }
     }
-    Ok(())
+    residency::check_placement(topology, &current.home_region, policy)
 }
 
 #[derive(Debug, Default)]

@@ -903,6 +903,13 @@ async fn residency_changes_racing_relocations_never_break_residency() {
                 409 => assert_problem(changed, 409, "residency_conflict"),
                 _ => assert_problem(changed, 400, "residency_violation"),
             }
+            // One of the two wins; both cannot (the pin forbids the target).
+            assert!(
+                !(started.status == 202 && changed.status == 200),
+                "relocation {} and pin {} both accepted",
+                started.body,
+                changed.body
+            );
             assert_home_inside_residency(&db, *tenant).await;
         }
     }
