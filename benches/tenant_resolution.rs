@@ -121,9 +121,11 @@ fn fixture() -> Fixture {
         &here,
         1 << 20,
     );
+    let topology = Arc::new(topology);
     let relocator = Relocator::new(
         db.clone(),
         directory.clone(),
+        topology.clone(),
         "bench".into(),
         500,
         Duration::from_secs(2),
@@ -134,7 +136,7 @@ fn fixture() -> Fixture {
         NodeLimits::new(&LimitSettings::default()),
         routing,
         relocator,
-        Arc::new(topology),
+        topology,
         here,
         verifier.clone(),
     ));

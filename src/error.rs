@@ -40,6 +40,11 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// A residency change and a relocation that cannot both hold: the policy would
+    /// forbid a pending or running relocation's target, or it forbids the target
+    /// by the time the relocation switches the home region.
+    #[error("{0}")]
+    ResidencyConflict(String),
     #[error("{detail}")]
     PlanLimit { detail: String },
     #[error("tenant is suspended")]
@@ -100,6 +105,7 @@ impl ApiError {
             Self::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
             Self::MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             Self::Conflict { code, .. } => (code, StatusCode::CONFLICT),
+            Self::ResidencyConflict(_) => ("residency_conflict", StatusCode::CONFLICT),
             Self::PlanLimit { .. } => ("plan_limit_exceeded", StatusCode::FORBIDDEN),
             Self::TenantSuspended => ("tenant_suspended", StatusCode::FORBIDDEN),
             Self::RateLimited(_) => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),

@@ -123,23 +123,18 @@ impl Application {
         );
         let forward_timeout = Duration::from_millis(settings.routing.forward_timeout_ms);
         let forward_source = settings.routing.source_address;
+        let topology = Arc::new(topology);
         let relocator = relocation::Relocator::new(
             db.clone(),
             directory.clone(),
+            topology.clone(),
             format!("{region}/{}", uuid::Uuid::now_v7()),
             500,
             // Every node sees a directory change within one refresh interval.
             Duration::from_millis(settings.directory.refresh_interval_ms * 2),
         );
         let state = web::Data::new(AppState::new(
-            db,
-            directory,
-            limits,
-            routing,
-            relocator,
-            Arc::new(topology),
-            region,
-            verifier,
+            db, directory, limits, routing, relocator, topology, region, verifier,
         ));
         let watcher = spawn_region_watcher(state.clone(), &settings.routing);
         let summariser =

@@ -15,6 +15,10 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 /// Ranked results are paged by offset; deeper than this, refine the query.
 pub const MAX_OFFSET: u32 = 10_000;
+/// The earliest instant PostgreSQL and CockroachDB can store, 4714-11-24 00:00 UTC
+/// BC (Julian day 0), in Unix microseconds. The latest they can store (294276 AD)
+/// is past chrono's range, so chrono bounds a cursor from above.
+const MIN_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PageQuery {
@@ -44,10 +48,15 @@ impl PageQuery {
         let Some(raw) = self.cursor.as_deref() else {
             return Ok(0);
         };
-        decode_text(raw)
-            .and_then(|text| text.strip_prefix("o1:").and_then(|n| n.parse::<u32>().ok()))
+        let text = decode_text(raw).ok_or_else(invalid_cursor)?;
+        let offset = text
+            .strip_prefix("o1:")
+            .and_then(|n| n.parse::<u32>().ok())
             .filter(|n| *n <= MAX_OFFSET)
-            .ok_or_else(invalid_cursor)
+            .ok_or_else(invalid_cursor)?;
+        // Only the exact text this API issues: no sign, no leading zeros.
+        canonical(raw, offset_cursor(offset))?;
+        Ok(offset)
     }
 }
 
@@ -70,19 +79,29 @@ impl Keyset {
         B64.encode(format!("k1:{}:{}", self.at.timestamp_micros(), self.id))
     }
 
+    /// Every field is checked: a timestamp the databases cannot hold would reach
+    /// the query as a parameter and fail there (a 500), not here (a 400).
     fn decode(raw: &str) -> Result<Self, ApiError> {
         let text = decode_text(raw).ok_or_else(invalid_cursor)?;
         let mut parts = text
             .strip_prefix("k1:")
             .ok_or_else(invalid_cursor)?
             .splitn(2, ':');
-        let micros = parts.next().and_then(|m| m.parse::<i64>().ok());
+        let micros = parts
+            .next()
+            .and_then(|m| m.parse::<i64>().ok())
+            .filter(|m| *m >= MIN_TIMESTAMP_MICROS);
+        // `None` past chrono's range, which ends before the databases' does.
         let at = micros.and_then(DateTime::<Utc>::from_timestamp_micros);
         let id = parts.next().and_then(|i| Uuid::parse_str(i).ok());
-        match (at, id) {
-            (Some(at), Some(id)) => Ok(Self { at, id }),
-            _ => Err(invalid_cursor()),
-        }
+        let key = match (at, id) {
+            (Some(at), Some(id)) => Self { at, id },
+            _ => return Err(invalid_cursor()),
+        };
+        // Only the exact text this API issues: `Uuid::parse_str` also takes upper
+        // case, braces, `urn:uuid:` and the simple form, `i64` a sign and zeros.
+        canonical(raw, Some(key.encode()))?;
+        Ok(key)
     }
 }
 
@@ -111,6 +130,15 @@ fn decode_text(raw: &str) -> Option<String> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
+/// A cursor is accepted only as the exact text this API would have issued for the
+/// position it decodes to.
+fn canonical(raw: &str, issued: Option<String>) -> Result<(), ApiError> {
+    match issued {
+        Some(issued) if issued == raw => Ok(()),
+        _ => Err(invalid_cursor()),
+    }
+}
+
 fn invalid_cursor() -> ApiError {
     ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
 }
@@ -136,6 +164,37 @@ mod tests {
                 cursor: Some(bad.to_owned()),
             };
             assert!(query.keyset().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn cursor_bounds_are_the_databases_and_chronos() {
+        let min = DateTime::<Utc>::from_timestamp_micros(MIN_TIMESTAMP_MICROS).unwrap();
+        assert_eq!(min.to_rfc3339(), "-4713-11-24T00:00:00+00:00");
+        let id = Uuid::nil();
+        let at = |micros: i64| {
+            PageQuery {
+                limit: None,
+                cursor: Some(B64.encode(format!("k1:{micros}:{id}"))),
+            }
+            .keyset()
+        };
+        assert!(at(MIN_TIMESTAMP_MICROS).is_ok());
+        assert!(at(MIN_TIMESTAMP_MICROS - 1).is_err());
+        let max = DateTime::<Utc>::MAX_UTC.timestamp_micros();
+        assert!(at(max).is_ok());
+        assert!(at(max + 1).is_err());
+        assert!(at(i64::MIN).is_err() && at(i64::MAX).is_err());
+        let offset = |text: &str| {
+            PageQuery {
+                limit: None,
+                cursor: Some(B64.encode(text)),
+            }
+            .offset()
+        };
+        assert_eq!(offset("o1:50").unwrap(), 50);
+        for bad in ["o1:+50", "o1:050", "o1:-1", "o1:10001", "o1:NaN"] {
+            assert!(offset(bad).is_err(), "{bad} accepted");
         }
     }
 

@@ -1,8 +1,10 @@
 //! Relocation: moving a tenant to another home region, online, in batches,
 //! resumable, audited and verified.
 //!
-//! 1. `start` checks residency and records the job (one active job per tenant).
+//! 1. `start` checks residency against the tenant's locked row and records the
+//!    job (one active job per tenant), in one transaction.
 //! 2. The worker takes a lease on the job, counts the tenant's rows per table,
+//!    checks the target against the residency policy it finds then (locked row),
 //!    switches `tenants.home_region` (new writes and routing go to the new region
 //!    from here on), waits for every node's directory to see the switch,
 //! 3. moves the remaining rows' `home_region` in batches of `batch_size`, one
@@ -11,6 +13,7 @@
 //!    after, and audits. A crashed worker's lease expires and any node resumes:
 //!    the batches are idempotent (they only touch rows not yet moved).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,8 +26,10 @@ use crate::audit;
 use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
+use crate::store::tenants;
 use crate::tenancy::record::TENANT_COLUMNS;
-use crate::tenancy::{Directory, TenantRecord};
+use crate::tenancy::{Directory, TenantRecord, residency};
+use crate::topology::Topology;
 
 /// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
 const TABLES: &[(&str, &str)] = &[
@@ -76,13 +81,25 @@ fn from_row(row: &tokio_postgres::Row) -> Relocation {
     }
 }
 
-/// Records a relocation of `tenant` to `to` (residency already checked by the caller).
+/// Records a relocation of `tenant` to `to`. The target is checked against the
+/// tenant's row as locked by this transaction (not a cached copy): it must be
+/// another known region that the residency policy allows. A residency change
+/// racing this one either commits first (and the check sees it) or sees this job
+/// and checks its target (`store::tenants`).
 pub async fn start(
     tx: &PlatformTx<'_>,
-    tenant: &TenantRecord,
+    topology: &Topology,
+    tenant: TenantId,
     to: &RegionId,
     actor: &str,
 ) -> Result<Relocation, ApiError> {
+    let tenant = tenants::lock(tx, tenant).await?;
+    if *to == tenant.home_region {
+        return Err(ApiError::validation(format!(
+            "the tenant already lives in `{to}`"
+        )));
+    }
+    residency::check_placement(topology, to, tenant.residency.as_ref())?;
     let sql = format!(
         "INSERT INTO relocations (id, tenant_id, from_region, to_region, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
@@ -111,6 +128,18 @@ pub async fn start(
     Ok(relocation)
 }
 
+/// The tenant's pending or running relocation, if any.
+pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM relocations WHERE tenant_id = $1 AND status IN ('pending', 'running')"
+    );
+    Ok(tx
+        .query_opt(&sql, &[tenant.as_uuid()])
+        .await?
+        .as_ref()
+        .map(from_row))
+}
+
 pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM relocations WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1"
@@ -127,6 +156,8 @@ pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Reloca
 pub struct Relocator {
     db: Database,
     directory: Directory,
+    /// For the residency check at the switch.
+    topology: Arc<Topology>,
     node: String,
     batch_size: i64,
     /// How long every node needs to see a directory change.
@@ -137,6 +168,7 @@ impl Relocator {
     pub fn new(
         db: Database,
         directory: Directory,
+        topology: Arc<Topology>,
         node: String,
         batch_size: i64,
         settle: Duration,
@@ -144,6 +176,7 @@ impl Relocator {
         Self {
             db,
             directory,
+            topology,
             node,
             batch_size,
             settle,
@@ -232,19 +265,35 @@ impl Relocator {
         )))
     }
 
+    /// Switches the home region, if the residency policy still allows the target:
+    /// the policy may have changed since `start` (a writer that skipped the
+    /// relocation check, e.g. a node of an older version), so it is read again
+    /// from the locked row, in the transaction that writes the switch.
     async fn switch_home(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
         let sql = format!(
             "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = now()
-             WHERE id = $1 AND home_region = $3 RETURNING {TENANT_COLUMNS}"
+             WHERE id = $1 RETURNING {TENANT_COLUMNS}"
         );
         let record = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
-                let row = tx.query_opt(&sql, &[job.tenant_id.as_uuid(), &to.as_str(), &job.from_region]).await?;
-                let row = row.ok_or_else(|| ApiError::Conflict {
-                    code: "relocation_stale",
-                    detail: "the tenant's home region changed since the relocation was requested".into(),
-                })?;
+                let current = tenants::lock(tx, job.tenant_id).await?;
+                if current.home_region.as_str() != job.from_region {
+                    return Err(ApiError::Conflict {
+                        code: "relocation_stale",
+                        detail: "the tenant's home region changed since the relocation was requested".into(),
+                    });
+                }
+                let allowed = self
+                    .topology
+                    .get(to)
+                    .is_some_and(|target| residency::allows(current.residency.as_ref(), target));
+                if !allowed {
+                    return Err(ApiError::ResidencyConflict(format!(
+                        "the tenant's residency policy no longer allows `{to}`; the home region was not switched"
+                    )));
+                }
+                let row = tx.query_one(&sql, &[job.tenant_id.as_uuid(), &to.as_str()]).await?;
                 let record = TenantRecord::from_row(&row)?;
                 let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
                 let before = counts(&scoped).await?;

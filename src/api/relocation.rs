@@ -13,8 +13,7 @@ use crate::ids::{RegionId, TenantId};
 use crate::relocation::{self, Relocation};
 use crate::routing::decide::serving_region;
 use crate::scope::{AppState, Caller, PlatformScope};
-use crate::store::{regions, tenants};
-use crate::tenancy::{TenantRecord, residency};
+use crate::store::regions;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,28 +21,19 @@ pub struct RelocationRequest {
     to_region: String,
 }
 
-/// Refuses a target the topology does not know, the current home, or one the
-/// tenant's residency forbids.
-fn check_target(state: &AppState, tenant: &TenantRecord, raw: &str) -> Result<RegionId, ApiError> {
-    let region = RegionId::parse(raw).map_err(ApiError::validation)?;
-    if region == tenant.home_region {
-        return Err(ApiError::validation(format!(
-            "the tenant already lives in `{raw}`"
-        )));
-    }
-    residency::check_placement(&state.topology, &region, tenant.residency.as_ref())?;
-    Ok(region)
-}
-
-/// Starts the relocation in the background on this node.
+/// Records the job and starts it in the background on this node. `start` checks
+/// the target (known, not the current home, allowed by the residency policy)
+/// against the tenant's row in its own transaction: the tenant as read by the
+/// caller may be stale by then.
 async fn launch(
     scope: &PlatformScope,
     state: &web::Data<AppState>,
-    tenant: &TenantRecord,
+    tenant: TenantId,
     to: &RegionId,
 ) -> Result<Relocation, ApiError> {
+    let topology = &state.topology;
     let job = scope
-        .write(async |tx| relocation::start(tx, tenant, to, scope.admin()).await)
+        .write(async |tx| relocation::start(tx, topology, tenant, to, scope.admin()).await)
         .await?;
     let (relocator, id) = (state.relocator.clone(), job.id);
     actix_web::rt::spawn(async move {
@@ -74,9 +64,8 @@ pub async fn start(
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
     };
-    let tenant = scope.read(async |tx| tenants::get(tx, id).await).await?;
-    let to = check_target(&state, &tenant, &body.to_region)?;
-    let job = launch(&scope, &state, &tenant, &to).await?;
+    let to = RegionId::parse(&body.to_region).map_err(ApiError::validation)?;
+    let job = launch(&scope, &state, id, &to).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((
             actix_web::http::header::LOCATION,
@@ -169,7 +158,7 @@ pub async fn evacuate(
             ));
             continue;
         };
-        match launch(&scope, &state, &tenant, &to).await {
+        match launch(&scope, &state, tenant.id, &to).await {
             Ok(job) => started.push(entry(Some(to), Some(job.id), None)),
             Err(err) => refused.push(entry(Some(to), None, Some(err.to_string()))),
         }

@@ -14,7 +14,7 @@ use crate::scope::{AppState, Caller, PlatformScope};
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
 use crate::tenancy::record::{LimitOverrides, LimitPatch};
-use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus, residency};
+use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus};
 use crate::validate;
 
 #[derive(Deserialize, ToSchema)]
@@ -113,7 +113,6 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let home_region = RegionId::parse(&body.home_region).map_err(ApiError::validation)?;
-    residency::check_placement(&state.topology, &home_region, body.residency.as_ref())?;
     if let Some(limits) = &body.limits {
         limits.validate()?;
     }
@@ -128,7 +127,7 @@ pub async fn create(
         owner_display_name: validate::text("owner.display_name", &body.owner.display_name, 200)?,
     };
     let (tenant, owner) = scope
-        .write(async |tx| tenants::provision(tx, scope.admin(), &new).await)
+        .write(async |tx| tenants::provision(tx, &state.topology, scope.admin(), &new).await)
         .await?;
     let response = TenantCreated {
         tenant: Tenant::from(&tenant),
@@ -180,7 +179,7 @@ pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiE
 /// Change a tenant. Platform admins: anything. Owners: the name. Compliance
 /// officers: the residency policy.
 #[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = String, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[patch("/tenants/{id}")]
 pub async fn patch(
     caller: Caller,
@@ -207,18 +206,16 @@ pub async fn patch(
     if let Some(limits) = &changes.limits {
         limits.set.validate()?;
     }
+    // A new residency policy is checked against the home region (and any
+    // relocation's target) inside the writing transaction, on the locked row
+    // (`store::tenants`), never here against the directory cache: the cached
+    // home region may be one a relocation has just switched away from.
+    let topology = &state.topology;
     let updated = match caller {
         Caller::Platform(scope) => {
-            let current = state.directory.get(id).await?.ok_or(ApiError::NotFound {
-                kind: "tenant",
-                id: None,
-            })?;
-            if let Some(policy) = &changes.residency {
-                residency::check_placement(&state.topology, &current.home_region, policy.as_ref())?;
-            }
             scope
                 .write(async |tx| {
-                    tenants::update_as_platform(tx, scope.admin(), id, &changes).await
+                    tenants::update_as_platform(tx, topology, scope.admin(), id, &changes).await
                 })
                 .await?
         }
@@ -233,21 +230,14 @@ pub async fn patch(
             if changes.name.is_some() {
                 scope.require(Permission::ManageTenant)?;
             }
-            if let Some(policy) = &changes.residency {
-                if scope.role() != Role::Compliance {
-                    return Err(ApiError::Forbidden(
-                        "residency is changed by compliance officers or platform admins",
-                    ));
-                }
-                residency::check_placement(
-                    &state.topology,
-                    &scope.tenant().home_region,
-                    policy.as_ref(),
-                )?;
+            if changes.residency.is_some() && scope.role() != Role::Compliance {
+                return Err(ApiError::Forbidden(
+                    "residency is changed by compliance officers or platform admins",
+                ));
             }
             let actor = scope.user_id().to_string();
             scope
-                .write(async |tx| tenants::update_own(tx, &actor, &changes).await)
+                .write(async |tx| tenants::update_own(tx, topology, &actor, &changes).await)
                 .await?
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),

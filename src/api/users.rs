@@ -1,5 +1,8 @@
 //! `/v1/users`: a tenant's members. Admins manage users; only owners create or
-//! change owners; the last active owner cannot be demoted, disabled or deleted.
+//! change owners and compliance officers (a compliance officer changes the
+//! tenant's residency, so an admin who could make one, itself included, could
+//! widen the residency); the last active owner cannot be demoted, disabled or
+//! deleted.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
@@ -43,9 +46,16 @@ fn tenant_role(role: Role) -> Result<Role, ApiError> {
     }
 }
 
-/// Owners are made and unmade by owners only.
-fn check_owner_rights(scope: &TenantScope, touches_owner: bool) -> Result<(), ApiError> {
-    if touches_owner {
+/// Roles that carry more than an admin's rights: owners (everything) and
+/// compliance officers (the residency policy). Only owners grant them, and only
+/// owners demote, disable or delete their holders.
+fn is_privileged(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Compliance)
+}
+
+/// Owners and compliance officers are made and unmade by owners only.
+fn check_grant_rights(scope: &TenantScope, touches_privileged: bool) -> Result<(), ApiError> {
+    if touches_privileged {
         scope.require(Permission::ManageTenant)?;
     }
     Ok(())
@@ -77,7 +87,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     scope.require(Permission::ManageUsers)?;
     let role = tenant_role(body.role)?;
-    check_owner_rights(&scope, role == Role::Owner)?;
+    check_grant_rights(&scope, is_privileged(role))?;
     let email = validate::email(&body.email)?;
     let display_name = validate::text("display_name", &body.display_name, 200)?;
     let limit = scope.tenant().limits().users;
@@ -132,7 +142,8 @@ pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<User>, Ap
     ))
 }
 
-/// Change a user's name, role or status (admin; owners for owner changes).
+/// Change a user's name, role or status (admin; owners for changes that make or
+/// unmake owners and compliance officers).
 #[utoipa::path(tag = "users", request_body = PatchUser, params(("id" = String, Path, description = "User id")),
     security(("bearer" = [])), responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[patch("/users/{id}")]
@@ -163,7 +174,8 @@ pub async fn patch(
             let status_after = changes.status.unwrap_or(target.status);
             let role_changes = changes.role.is_some_and(|r| r != target.role);
             let status_changes = changes.status.is_some_and(|s| s != target.status);
-            check_owner_rights(&scope, (role_changes || status_changes) && (target.role == Role::Owner || role_after == Role::Owner))?;
+            // Read in this transaction, so the target's role is the current one.
+            check_grant_rights(&scope, (role_changes || status_changes) && (is_privileged(target.role) || is_privileged(role_after)))?;
             keep_an_owner(tx, &target, role_after == Role::Owner && status_after == UserStatus::Active).await?;
             let user = users::update(tx, id, &changes).await?;
             let details = json!({ "before": { "role": target.role, "status": target.status }, "after": { "role": user.role, "status": user.status } });
@@ -185,7 +197,7 @@ pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, Ap
     scope
         .write(async |tx| {
             let target = users::get(tx, id).await?;
-            check_owner_rights(&scope, target.role == Role::Owner)?;
+            check_grant_rights(&scope, is_privileged(target.role))?;
             keep_an_owner(tx, &target, false).await?;
             users::delete(tx, id).await?;
             audit::record(

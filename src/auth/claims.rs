@@ -27,7 +27,7 @@ pub enum Permission {
     ReadAudit,
     /// Limits and current usage.
     ReadUsage,
-    /// Rename the tenant; make other users owners.
+    /// Rename the tenant; make other users owners or compliance officers.
     ManageTenant,
 }
 

@@ -1,6 +1,16 @@
 //! The tenant directory table. Provisioning creates the tenant and its owner in
 //! one transaction; every change bumps `config_version` so caches can tell newer
 //! from older.
+//!
+//! The residency rule (the home region is one the policy allows) is checked by
+//! every transaction that writes `home_region` or `residency`, against the row it
+//! has locked (`lock`), never against the directory cache: a cached copy can be
+//! stale, and a check on it would race the change it missed. Two such
+//! transactions on one tenant serialise on the row lock (and SERIALIZABLE aborts
+//! one if they do not), so the checked values are the ones written over, on
+//! PostgreSQL and CockroachDB alike. The writers: `provision`, `update` (PATCH by
+//! a platform admin or a compliance officer), and `relocation::start` and
+//! `Relocator::switch_home` (relocation and evacuation).
 
 use serde_json::json;
 
@@ -12,8 +22,10 @@ use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
+use crate::relocation;
 use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS};
-use crate::tenancy::{Plan, Residency, TenantRecord, TenantStatus};
+use crate::tenancy::{Plan, Residency, TenantRecord, TenantStatus, residency};
+use crate::topology::Topology;
 
 pub struct NewTenant {
     pub slug: String,
@@ -28,9 +40,11 @@ pub struct NewTenant {
 
 pub async fn provision(
     tx: &PlatformTx<'_>,
+    topology: &Topology,
     admin: &str,
     new: &NewTenant,
 ) -> Result<(TenantRecord, User), ApiError> {
+    residency::check_placement(topology, &new.home_region, new.residency.as_ref())?;
     // A random (v4) id, not a time-ordered one: concurrent provisionings then touch
     // different index pages. With v7 ids they all insert into, and check foreign
     // keys against, the same right-edge page of the tenant indexes, which
@@ -125,13 +139,54 @@ pub async fn list(
 
 pub async fn get<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, ApiError> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
-    match tx.query_opt(&sql, &[id.as_uuid()]).await? {
+    one(tx, &sql, id).await
+}
+
+/// The tenant's row, locked until the transaction ends: what a check of the
+/// residency rule reads before it writes `home_region` or `residency`. A
+/// concurrent writer of the row waits (or, under SERIALIZABLE, one of the two is
+/// aborted and retried), so the check cannot act on a value changed meanwhile.
+pub async fn lock<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, ApiError> {
+    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE");
+    one(tx, &sql, id).await
+}
+
+async fn one<S>(tx: &Tx<'_, S>, sql: &str, id: TenantId) -> Result<TenantRecord, ApiError> {
+    match tx.query_opt(sql, &[id.as_uuid()]).await? {
         Some(row) => TenantRecord::from_row(&row),
         None => Err(ApiError::NotFound {
             kind: "tenant",
             id: Some(*id.as_uuid()),
         }),
     }
+}
+
+/// Checks a new residency policy against the locked row: it must allow the target
+/// of a pending or running relocation (else the relocation would home the tenant
+/// outside it), and the home region. The relocation is checked first: while one
+/// runs, the home region is either end of the move, and the conflict is the
+/// clearer answer.
+async fn check_new_policy<S>(
+    tx: &Tx<'_, S>,
+    topology: &Topology,
+    current: &TenantRecord,
+    policy: Option<&Residency>,
+) -> Result<(), ApiError> {
+    if let Some(policy) = policy {
+        policy.validate(topology)?;
+    }
+    if let Some(job) = relocation::active(tx, current.id).await? {
+        let allowed = topology
+            .find(&job.to_region)
+            .is_some_and(|target| residency::allows(policy, target));
+        if !allowed {
+            return Err(ApiError::ResidencyConflict(format!(
+                "the tenant is being relocated to `{}`, which this residency policy does not allow; wait for the relocation to end",
+                job.to_region
+            )));
+        }
+    }
+    residency::check_placement(topology, &current.home_region, policy)
 }
 
 #[derive(Debug, Default)]
@@ -157,10 +212,14 @@ impl TenantChanges {
 /// Applies `changes` to tenant `id` and audits before/after; returns the new record.
 async fn update<S>(
     tx: &Tx<'_, S>,
+    topology: &Topology,
     id: TenantId,
     changes: &TenantChanges,
 ) -> Result<(TenantRecord, TenantRecord), ApiError> {
-    let before = get(tx, id).await?;
+    let before = lock(tx, id).await?;
+    if let Some(policy) = &changes.residency {
+        check_new_policy(tx, topology, &before, policy.as_ref()).await?;
+    }
     let limits = changes
         .limits
         .as_ref()
@@ -219,11 +278,12 @@ fn change_details(before: &TenantRecord, after: &TenantRecord) -> serde_json::Va
 /// A platform admin's change: audited in the tenant's trail and the platform's.
 pub async fn update_as_platform(
     tx: &PlatformTx<'_>,
+    topology: &Topology,
     admin: &str,
     id: TenantId,
     changes: &TenantChanges,
 ) -> Result<TenantRecord, ApiError> {
-    let (before, after) = update(tx, id, changes).await?;
+    let (before, after) = update(tx, topology, id, changes).await?;
     let details = change_details(&before, &after);
     let scoped = tx.enter_tenant(id, after.home_region.clone()).await?;
     audit::record(
@@ -241,11 +301,12 @@ pub async fn update_as_platform(
 /// A tenant user's change to its own tenant.
 pub async fn update_own(
     tx: &TenantTx<'_>,
+    topology: &Topology,
     actor: &str,
     changes: &TenantChanges,
 ) -> Result<TenantRecord, ApiError> {
     let id = tx.tenant_id();
-    let (before, after) = update(tx, id, changes).await?;
+    let (before, after) = update(tx, topology, id, changes).await?;
     audit::record(
         tx,
         actor,

@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod basics;
+mod cursors;
 mod isolation;
 mod keys_cli;
 mod limits;

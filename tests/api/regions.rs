@@ -723,3 +723,195 @@ async fn a_relocation_whose_worker_died_is_resumed_by_another_node() {
     assert_eq!(left, 0);
     assert_eq!(done["moved"]["messages"], 20, "{done}");
 }
+
+/// A superuser connection to the nodes' database, for set-ups the API refuses.
+async fn superuser(node: &TestApp) -> tokio_postgres::Client {
+    let (db, conn) = tokio_postgres::connect(
+        &crate::helpers::cluster().superuser_url(&node.db_name),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    actix_web::rt::spawn(conn);
+    db
+}
+
+/// An EU tenant homed in europe-west1 and a compliance officer's token.
+async fn eu_tenant_with_officer(node: &TestApp, slug: &str) -> (Uuid, String) {
+    let (id, owner) = provision_in(
+        node,
+        slug,
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    let tenant = crate::helpers::Tenant {
+        id,
+        owner_id: Uuid::nil(),
+        owner_token: owner,
+    };
+    let (_, officer) = node.add_user(&tenant, "compliance").await;
+    (id, officer)
+}
+
+/// Asserts the residency rule on the stored tenant row: its home region is one its
+/// policy allows (the policies in these tests are `eu` or a list of regions).
+async fn assert_home_inside_residency(db: &tokio_postgres::Client, tenant: Uuid) {
+    let row = db
+        .query_one(
+            "SELECT home_region, residency FROM tenants WHERE id = $1",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    let (home, residency): (String, Option<serde_json::Value>) = (row.get(0), row.get(1));
+    let allowed = match &residency {
+        None => true,
+        Some(policy) if policy["jurisdiction"] == "eu" => home.starts_with("europe-"),
+        Some(policy) => policy["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == home.as_str()),
+    };
+    assert!(
+        allowed,
+        "tenant {tenant} is homed in {home} outside its residency {residency:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_residency_change_during_a_relocation_is_refused_and_the_switch_rechecks() {
+    let nodes = spawn_regions(&["europe-west1", "europe-west3"]).await;
+    let west1 = &nodes["europe-west1"];
+    let admin = west1.platform_token();
+    let db = superuser(west1).await;
+    let (tenant, officer) = eu_tenant_with_officer(west1, "held").await;
+    let path = format!("/v1/tenants/{tenant}");
+
+    // A relocation to europe-west3 held before its switch: its worker (a live node,
+    // by its lease) has not switched the home region yet.
+    let job = Uuid::now_v7();
+    db.execute(
+        "INSERT INTO relocations (id, tenant_id, from_region, to_region, status, requested_by, lease_owner, lease_until)
+         VALUES ($1, $2, 'europe-west1', 'europe-west3', 'pending', 'test', 'a-busy-node', now() + interval '1 hour')",
+        &[&job, &tenant],
+    )
+    .await
+    .unwrap();
+    let pin = json!({ "residency": { "regions": ["europe-west1"] } });
+    for token in [&officer, &admin] {
+        let reply = west1.patch(&path, token, pin.clone()).await;
+        assert_problem(&reply, 409, "residency_conflict");
+    }
+    // A policy that still allows the target is fine.
+    let both = json!({ "residency": { "regions": ["europe-west1", "europe-west3"] } });
+    let reply = west1.patch(&path, &officer, both).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // The switch re-checks the policy it finds in the database: a policy that forbids
+    // the target by now (written past the API, e.g. by a node of an older version)
+    // fails the relocation instead of homing the tenant outside it.
+    db.execute(
+        "UPDATE tenants SET residency = '{\"regions\": [\"europe-west1\"]}', config_version = config_version + 1, updated_at = now() WHERE id = $1",
+        &[&tenant],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "UPDATE relocations SET lease_until = now() - interval '1 minute' WHERE id = $1",
+        &[&job],
+    )
+    .await
+    .unwrap();
+    let done = wait_for_relocation(west1, tenant).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("residency"),
+        "{done}"
+    );
+    let now = west1.get(&path, &admin).await;
+    assert_eq!(now.body["home_region"], "europe-west1", "{}", now.body);
+    assert_home_inside_residency(&db, tenant).await;
+
+    // The report's sequence through the API: start a relocation, then pin the
+    // residency to the region being left. The pin is refused while the job runs
+    // (409) or, once it is done, because the home region is no longer allowed (400).
+    let (tenant, officer) = eu_tenant_with_officer(west1, "raced").await;
+    let started = west1
+        .post(
+            &format!("/v1/tenants/{tenant}/relocation"),
+            &admin,
+            json!({ "to_region": "europe-west3" }),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let reply = west1
+        .patch(&format!("/v1/tenants/{tenant}"), &officer, pin.clone())
+        .await;
+    match reply.status.as_u16() {
+        409 => assert_problem(&reply, 409, "residency_conflict"),
+        _ => assert_problem(&reply, 400, "residency_violation"),
+    }
+    let done = wait_for_relocation(west1, tenant).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_home_inside_residency(&db, tenant).await;
+}
+
+#[actix_web::test]
+async fn residency_changes_racing_relocations_never_break_residency() {
+    let nodes = spawn_regions(&["europe-west1", "europe-west3"]).await;
+    let (west1, west3) = (&nodes["europe-west1"], &nodes["europe-west3"]);
+    let admin = west1.platform_token();
+    let db = superuser(west1).await;
+    let pin = json!({ "residency": { "regions": ["europe-west1"] } });
+    for round in 0..3 {
+        let mut tenants = Vec::new();
+        for n in 0..8 {
+            tenants.push(eu_tenant_with_officer(west1, &format!("race-{round}-{n}")).await);
+        }
+        let races = tenants.iter().enumerate().map(|(n, (tenant, officer))| {
+            let (pin, admin) = (pin.clone(), admin.clone());
+            async move {
+                // Half the pins come from the compliance officer, half from a platform
+                // admin; the requests go to either node.
+                let patcher = if n % 2 == 0 { officer } else { &admin };
+                let node = if n % 3 == 0 { west3 } else { west1 };
+                let (relocation, tenant_path) = (
+                    format!("/v1/tenants/{tenant}/relocation"),
+                    format!("/v1/tenants/{tenant}"),
+                );
+                let target = json!({ "to_region": "europe-west3" });
+                let relocate = west1.post(&relocation, &admin, target);
+                let change = node.patch(&tenant_path, patcher, pin);
+                futures_util::join!(relocate, change)
+            }
+        });
+        let outcomes = futures_util::future::join_all(races).await;
+        for ((tenant, _), (started, changed)) in tenants.iter().zip(&outcomes) {
+            match started.status.as_u16() {
+                202 => {
+                    let done = wait_for_relocation(west1, *tenant).await;
+                    assert!(
+                        matches!(done["status"].as_str(), Some("done" | "failed")),
+                        "{done}"
+                    );
+                }
+                _ => assert_problem(started, 400, "residency_violation"),
+            }
+            match changed.status.as_u16() {
+                200 => {}
+                409 => assert_problem(changed, 409, "residency_conflict"),
+                _ => assert_problem(changed, 400, "residency_violation"),
+            }
+            // One of the two wins; both cannot (the pin forbids the target).
+            assert!(
+                !(started.status == 202 && changed.status == 200),
+                "relocation {} and pin {} both accepted",
+                started.body,
+                changed.body
+            );
+            assert_home_inside_residency(&db, *tenant).await;
+        }
+    }
+}

@@ -299,3 +299,80 @@ async fn a_token_stops_working_when_its_users_role_changes() {
         "forbidden",
     );
 }
+
+#[actix_web::test]
+async fn only_owners_grant_or_touch_the_compliance_role() {
+    let app = spawn_app().await;
+    let t = app.provision("grants").await;
+    let (admin_id, admin) = app.add_user(&t, "admin").await;
+    let (member, _) = app.add_user(&t, "member").await;
+
+    // The report: an admin makes itself a compliance officer, then widens residency.
+    let itself = patch_user(&app, &admin, admin_id, json!({ "role": "compliance" })).await;
+    assert_problem(&itself, 403, "forbidden");
+    let promote = patch_user(&app, &admin, member, json!({ "role": "compliance" })).await;
+    assert_problem(&promote, 403, "forbidden");
+    let create = create_user(&app, &admin, "auditor@example.com", "compliance").await;
+    assert_problem(&create, 403, "forbidden");
+    let residency = json!({ "residency": null });
+    let widened = app
+        .patch(&format!("/v1/tenants/{}", t.id), &admin, residency)
+        .await;
+    assert_problem(&widened, 403, "forbidden");
+
+    // Nor may an admin demote, disable or delete a compliance officer or an owner.
+    let (officer, _) = app.add_user(&t, "compliance").await;
+    let (owner2, _) = app.add_user(&t, "owner").await;
+    for target in [officer, owner2] {
+        for change in [json!({ "role": "member" }), json!({ "status": "disabled" })] {
+            let reply = patch_user(&app, &admin, target, change).await;
+            assert_problem(&reply, 403, "forbidden");
+        }
+        assert_problem(&delete_user(&app, &admin, target).await, 403, "forbidden");
+    }
+    let roles: Vec<(String, String)> = {
+        let reply = app.get("/v1/users?limit=200", &t.owner_token).await;
+        reply.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let field = |k: &str| u[k].as_str().unwrap().to_owned();
+                (
+                    field("id"),
+                    format!("{}/{}", field("role"), field("status")),
+                )
+            })
+            .collect()
+    };
+    for (id, expected) in [
+        (admin_id, "admin/active"),
+        (member, "member/active"),
+        (officer, "compliance/active"),
+        (owner2, "owner/active"),
+    ] {
+        let found = roles.iter().find(|(u, _)| *u == id.to_string());
+        assert_eq!(found.map(|(_, r)| r.as_str()), Some(expected), "{roles:?}");
+    }
+
+    // Owners may do all of it.
+    let by_owner = create_user(&app, &t.owner_token, "auditor@example.com", "compliance").await;
+    assert_eq!(by_owner.status, 201, "{}", by_owner.body);
+    let promote = patch_user(
+        &app,
+        &t.owner_token,
+        member,
+        json!({ "role": "compliance" }),
+    )
+    .await;
+    assert_eq!(promote.status, 200, "{}", promote.body);
+    let demote = patch_user(&app, &t.owner_token, officer, json!({ "role": "viewer" })).await;
+    assert_eq!(demote.status, 200, "{}", demote.body);
+    assert_eq!(delete_user(&app, &t.owner_token, member).await.status, 204);
+    // An admin still manages the roles below: members, viewers and admins.
+    let (viewer, _) = app.add_user(&t, "viewer").await;
+    let up = patch_user(&app, &admin, viewer, json!({ "role": "member" })).await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    let other = create_user(&app, &admin, "helper@example.com", "admin").await;
+    assert_eq!(other.status, 201, "{}", other.body);
+}
