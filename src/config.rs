@@ -291,3 +291,55 @@ impl Settings {
         &self.auth.keys_file
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regions directory with one region file for `us-east1`.
+    fn regions_dir(name: &str, local: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("meridian-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("us-east1.toml"),
+            format!(
+                "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint = \"https://x\"\n[local]\n{local}\n"
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn admin_bind(regions_dir: PathBuf) -> SocketAddr {
+        let settings = Settings {
+            region: "us-east1".into(),
+            regions_dir,
+            database: DatabaseSettings {
+                url: "postgres://unused".into(),
+                ..Settings::default().database
+            },
+            routing: RoutingSettings {
+                hop_secret: "a hop secret of enough length".into(),
+                ..Settings::default().routing
+            },
+            ..Settings::default()
+        };
+        let (settings, _) = settings.validate().unwrap();
+        settings.admin.bind.unwrap()
+    }
+
+    #[test]
+    fn region_files_with_different_admin_addresses_give_different_admin_binds() {
+        // The shipped layout: no admin address, so the node's IP with port 9090.
+        let first = regions_dir("first", "address = \"127.0.0.11:8080\"");
+        // A second cluster on the same IP: other ports for both listeners.
+        let second = regions_dir(
+            "second",
+            "address = \"127.0.0.11:8180\"\nadmin_address = \"127.0.0.11:9190\"",
+        );
+        assert_eq!(admin_bind(first), "127.0.0.11:9090".parse().unwrap());
+        assert_eq!(admin_bind(second), "127.0.0.11:9190".parse().unwrap());
+    }
+}
