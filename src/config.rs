@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
 
-/// The admin listener when `admin.bind` is not set: the public listener's IP,
-/// port 9090.
+/// The admin listener when neither `admin.bind` nor the region file's
+/// `local.admin_address` says otherwise: the public listener's IP, port 9090.
 pub fn default_admin_address(public: SocketAddr) -> SocketAddr {
     SocketAddr::new(public.ip(), 9090)
 }
@@ -35,8 +35,9 @@ pub struct Settings {
 /// The admin listener, which serves `/metrics` and nothing public.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdminSettings {
-    /// Defaults to the public listener's IP with port 9090. Keep it off the load
-    /// balancer: metrics name tenants.
+    /// Defaults to the region file's `local.admin_address` when `http.bind` also
+    /// comes from the region file, else to the public listener's IP with port
+    /// 9090. Keep it off the load balancer: metrics name tenants.
     pub bind: Option<SocketAddr>,
     /// How many of the busiest tenants get their own `tenant` label.
     pub top_tenants: usize,
@@ -223,8 +224,14 @@ impl Settings {
                 self.regions_dir.display()
             ))
         })?;
+        // The region file's admin address belongs with its `local.address`; a
+        // node told to listen elsewhere gets the default next to that.
+        let admin_default = match self.http.bind {
+            None => region.local_admin_address,
+            Some(public) => default_admin_address(public),
+        };
         let public = *self.http.bind.get_or_insert(region.local_address);
-        let admin = *self.admin.bind.get_or_insert(default_admin_address(public));
+        let admin = *self.admin.bind.get_or_insert(admin_default);
         if admin == public && admin.port() != 0 {
             return Err(ConfigError::Invalid(format!(
                 "admin.bind must differ from http.bind (both are {admin})"

@@ -166,9 +166,12 @@ pub enum TokenError {
     Claims,
     #[error("token expired")]
     Expired,
+    #[error("token issued in the future")]
+    IssuedInFuture,
 }
 
-/// Verifies signature, algorithm, `exp`, `iss` and `aud` against the key set.
+/// Verifies signature, algorithm, `exp`, `nbf`, `iat`, `iss` and `aud` against the
+/// key set; the times with the same leeway.
 ///
 /// An Ed25519 verification costs tens of microseconds; a client sends the same
 /// token many times, so verified claims are cached by the exact token text for at
@@ -189,6 +192,8 @@ impl TokenVerifier {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = settings.leeway_seconds;
+        // Checked when present: a token minted for later must not work now.
+        validation.validate_nbf = true;
         Self {
             keys,
             verified: moka::sync::Cache::builder()
@@ -225,6 +230,11 @@ impl TokenVerifier {
         let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(TokenError::Rejected)?
             .claims;
+        // jsonwebtoken does not look at `iat`. One from the future means a wrong
+        // clock or a token minted ahead of time; neither may be used yet.
+        if claims.iat > unix_now() + self.leeway {
+            return Err(TokenError::IssuedInFuture);
+        }
         // A platform admin has no tenant; every tenant role has one.
         match (claims.role, claims.tid) {
             (Role::PlatformAdmin, None) => Ok(claims),
@@ -250,6 +260,7 @@ impl TokenVerifier {
             aud: self.audience.clone(),
             exp: now + ttl_seconds,
             iat: now,
+            nbf: Some(now),
         })
     }
 }

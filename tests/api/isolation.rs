@@ -357,15 +357,17 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
 fn claims(app: &TestApp, tenant: Uuid, user: Uuid) -> Claims {
     let now = meridian::auth::keys::unix_now();
     let _ = app;
-    Claims {
-        sub: user.to_string(),
-        tid: Some(tenant),
-        role: Role::Owner,
-        iss: "meridian-local".into(),
-        aud: "meridian-api".into(),
-        exp: now + 600,
-        iat: now,
-    }
+    serde_json::from_value(json!({
+        "sub": user.to_string(),
+        "tid": tenant,
+        "role": Role::Owner,
+        "iss": "meridian-local",
+        "aud": "meridian-api",
+        "exp": now + 600,
+        "iat": now,
+        "nbf": now,
+    }))
+    .unwrap()
 }
 
 fn foreign_key_token(claims: &Claims) -> String {
@@ -474,7 +476,11 @@ async fn tokens_not_yet_valid_or_issued_in_the_future_are_refused() {
         assert_eq!(reply.status, 401, "{what}: {}", reply.body);
         assert_problem(&reply, 401, "unauthenticated");
         // Refused every time: a refusal is never cached as a success.
-        assert_eq!(app.get("/v1/channels", &refused).await.status, 401, "{what}");
+        assert_eq!(
+            app.get("/v1/channels", &refused).await.status,
+            401,
+            "{what}"
+        );
     }
     for (what, accepted) in [
         ("nbf in the past", token(Some(now - 600), now - 600)),

@@ -417,12 +417,7 @@ async fn renaming_the_tenant_does_not_refill_its_rate_buckets() {
     let (_, member) = app.add_user(&t, "member").await;
     let (_, other) = app.add_user(&t, "member").await;
     // Tenant burst 20, each user 10; a refill of 1/s is slow against the test.
-    set_limits(
-        &app,
-        &t,
-        json!({ "requests_per_second": 1, "burst": 20 }),
-    )
-    .await;
+    set_limits(&app, &t, json!({ "requests_per_second": 1, "burst": 20 })).await;
 
     // The member's own bucket runs dry; the owner renames the tenant.
     let denied = spend(&app, &member, 15).await;
@@ -456,12 +451,7 @@ async fn a_rename_every_40_requests_does_not_lift_the_rate_limit() {
     let app = spawn_app().await;
     let t = app.provision("loop").await;
     let (_, member) = app.add_user(&t, "member").await;
-    set_limits(
-        &app,
-        &t,
-        json!({ "requests_per_second": 20, "burst": 100 }),
-    )
-    .await;
+    set_limits(&app, &t, json!({ "requests_per_second": 20, "burst": 100 })).await;
     let started = std::time::Instant::now();
     let (mut ok, mut renames_ok) = (0, 0);
     for i in 0..400 {
@@ -625,28 +615,32 @@ async fn a_lower_concurrency_limit_applies_at_once_and_a_higher_adds_only_the_di
 }
 
 #[actix_web::test]
-async fn a_rate_limit_change_never_refills_the_bucket_and_a_lower_one_applies_at_once() {
+async fn a_lower_rate_limit_applies_at_once_and_a_higher_adds_only_the_difference() {
     let app = spawn_app().await;
     let t = app.provision("rerate").await;
     let (_, member) = app.add_user(&t, "member").await;
-    set_limits(
-        &app,
-        &t,
-        json!({ "requests_per_second": 1, "burst": 20 }),
-    )
-    .await;
-    // The member (burst 10) spends 3, then the burst is lowered to 4 (member: 2):
-    // only 2 more pass, not the 7 left in the old bucket.
+    // Tenant burst 20, the member 10; a refill of 1/s is slow against the test.
+    set_limits(&app, &t, json!({ "requests_per_second": 1, "burst": 20 })).await;
     let (ok, _) = count_ok(&app, &member, 3).await;
     assert_eq!(ok, 3);
-    set_limits(&app, &t, json!({ "burst": 4 })).await;
-    let (ok, _) = count_ok(&app, &member, 5).await;
-    assert!((2..=3).contains(&ok), "{ok} passed after lowering the burst to 2");
-    // Raised to 40 (member: 20): the empty bucket is not refilled; it grows
-    // towards the new burst at the refill rate.
-    set_limits(&app, &t, json!({ "burst": 40 })).await;
+    // Lowered to a burst of 10 (the member: 5) with 3 spent: 2 more, not 5.
+    set_limits(&app, &t, json!({ "burst": 10 })).await;
     let (ok, refusal) = count_ok(&app, &member, 5).await;
-    assert!(ok <= 1, "{ok} of 5 passed right after raising the burst");
+    assert!(
+        (2..=3).contains(&ok),
+        "{ok} passed after lowering the burst"
+    );
+    assert_eq!(
+        header(&refusal.unwrap(), "ratelimit-policy"),
+        "\"user\";q=5;w=5"
+    );
+    // Raised to 40 (the member: 20) with its 5 spent: 15 more, not a fresh 20.
+    set_limits(&app, &t, json!({ "burst": 40 })).await;
+    let (ok, refusal) = count_ok(&app, &member, 20).await;
+    assert!(
+        (15..=16).contains(&ok),
+        "{ok} passed after raising the burst"
+    );
     assert_eq!(
         header(&refusal.unwrap(), "ratelimit-policy"),
         "\"user\";q=20;w=20"
