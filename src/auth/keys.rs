@@ -264,3 +264,64 @@ impl TokenVerifier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> (TokenVerifier, KeySet) {
+        let dir = std::env::temp_dir().join(format!("meridian-nbf-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("keys.json");
+        KeySet::ensure_file(&path).unwrap();
+        let settings = AuthSettings::default_local();
+        let verifier = TokenVerifier::new(KeySet::load(&path).unwrap(), &settings);
+        let signer = KeySet::load(&path).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        (verifier, signer)
+    }
+
+    fn claims(iat: u64, nbf: Option<u64>) -> Claims {
+        let settings = AuthSettings::default_local();
+        Claims {
+            sub: "ops".into(),
+            tid: None,
+            role: Role::PlatformAdmin,
+            iss: settings.issuer,
+            aud: settings.audience,
+            exp: unix_now() + 3600,
+            iat,
+            nbf,
+        }
+    }
+
+    #[test]
+    fn minted_tokens_carry_nbf_and_verify() {
+        let (verifier, _) = verifier();
+        let token = verifier
+            .issue("ops".into(), None, Role::PlatformAdmin, 600)
+            .unwrap();
+        let claims = verifier.verify(&token).unwrap();
+        assert_eq!(claims.nbf, Some(claims.iat));
+    }
+
+    #[test]
+    fn nbf_and_iat_are_checked_with_the_leeway() {
+        let (verifier, signer) = verifier();
+        let now = unix_now();
+        let verify = |c: &Claims| verifier.verify(&signer.sign(c).unwrap());
+        assert!(matches!(
+            verify(&claims(now, Some(now + 600))),
+            Err(TokenError::Rejected(_))
+        ));
+        assert!(matches!(
+            verify(&claims(now + 600, None)),
+            Err(TokenError::IssuedInFuture)
+        ));
+        assert!(verify(&claims(now - 600, Some(now - 600))).is_ok());
+        assert!(
+            verify(&claims(now + 10, Some(now + 10))).is_ok(),
+            "within the leeway"
+        );
+        assert!(verify(&claims(now, None)).is_ok(), "nbf is optional");
+    }
+}
