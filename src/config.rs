@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
 
-/// The admin listener when `admin.bind` is not set: the public listener's IP,
-/// port 9090.
+/// The admin listener when neither `admin.bind` nor the region file's
+/// `local.admin_address` says otherwise: the public listener's IP, port 9090.
 pub fn default_admin_address(public: SocketAddr) -> SocketAddr {
     SocketAddr::new(public.ip(), 9090)
 }
@@ -35,8 +35,9 @@ pub struct Settings {
 /// The admin listener, which serves `/metrics` and nothing public.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdminSettings {
-    /// Defaults to the public listener's IP with port 9090. Keep it off the load
-    /// balancer: metrics name tenants.
+    /// Defaults to the region file's `local.admin_address` when `http.bind` also
+    /// comes from the region file, else to the public listener's IP with port
+    /// 9090. Keep it off the load balancer: metrics name tenants.
     pub bind: Option<SocketAddr>,
     /// How many of the busiest tenants get their own `tenant` label.
     pub top_tenants: usize,
@@ -230,8 +231,14 @@ impl Settings {
                 self.regions_dir.display()
             ))
         })?;
+        // The region file's admin address belongs with its `local.address`; a
+        // node told to listen elsewhere gets the default next to that.
+        let admin_default = match self.http.bind {
+            None => region.local_admin_address,
+            Some(public) => default_admin_address(public),
+        };
         let public = *self.http.bind.get_or_insert(region.local_address);
-        let admin = *self.admin.bind.get_or_insert(default_admin_address(public));
+        let admin = *self.admin.bind.get_or_insert(admin_default);
         if admin == public && admin.port() != 0 {
             return Err(ConfigError::Invalid(format!(
                 "admin.bind must differ from http.bind (both are {admin})"
@@ -303,5 +310,57 @@ impl Settings {
 
     pub fn keys_file(&self) -> &Path {
         &self.auth.keys_file
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regions directory with one region file for `us-east1`.
+    fn regions_dir(name: &str, local: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("meridian-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("us-east1.toml"),
+            format!(
+                "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint = \"https://x\"\n[local]\n{local}\n"
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn admin_bind(regions_dir: PathBuf) -> SocketAddr {
+        let settings = Settings {
+            region: "us-east1".into(),
+            regions_dir,
+            database: DatabaseSettings {
+                url: "postgres://unused".into(),
+                ..Settings::default().database
+            },
+            routing: RoutingSettings {
+                hop_secret: "a hop secret of enough length".into(),
+                ..Settings::default().routing
+            },
+            ..Settings::default()
+        };
+        let (settings, _) = settings.validate().unwrap();
+        settings.admin.bind.unwrap()
+    }
+
+    #[test]
+    fn region_files_with_different_admin_addresses_give_different_admin_binds() {
+        // The shipped layout: no admin address, so the node's IP with port 9090.
+        let first = regions_dir("first", "address = \"127.0.0.11:8080\"");
+        // A second cluster on the same IP: other ports for both listeners.
+        let second = regions_dir(
+            "second",
+            "address = \"127.0.0.11:8180\"\nadmin_address = \"127.0.0.11:9190\"",
+        );
+        assert_eq!(admin_bind(first), "127.0.0.11:9090".parse().unwrap());
+        assert_eq!(admin_bind(second), "127.0.0.11:9190".parse().unwrap());
     }
 }

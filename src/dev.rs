@@ -123,6 +123,18 @@ pub fn random_alphanumeric(len: usize) -> anyhow::Result<String> {
         .collect())
 }
 
+/// A node's admin (metrics) listener under `meridian dev`: the region file's
+/// `local.admin_address` (default: the node's IP, port 9090), on `admin_port`
+/// when given. Passed to the node explicitly, so what is checked, bound and
+/// printed is one address even when `--wan` moves the public listener.
+pub fn admin_address(region: &Region, admin_port: Option<u16>) -> std::net::SocketAddr {
+    let mut address = region.local_admin_address;
+    if let Some(port) = admin_port {
+        address.set_port(port);
+    }
+    address
+}
+
 /// Runs the local topology until Ctrl-C/SIGTERM or until a node dies. With `wan`,
 /// each node listens on its internal address behind a `wan::DelayProxy` that holds
 /// the public one (see `docs/wan-emulation.md`).
@@ -132,6 +144,7 @@ pub async fn run(
     only: Option<Vec<String>>,
     wan: bool,
     geodns_port: Option<u16>,
+    admin_port: Option<u16>,
 ) -> anyhow::Result<()> {
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
@@ -148,7 +161,14 @@ pub async fn run(
     // A node that cannot bind would exit, while `wait_ready` might be answered by
     // whatever holds the address (e.g. another `meridian dev`): refuse up front.
     for region in &regions {
-        let admin = crate::config::default_admin_address(region.local_address);
+        let admin = admin_address(region, admin_port);
+        if admin == region.local_address {
+            bail!(
+                "{} ({}): the admin listener cannot share the node's address; pick another --admin-port",
+                admin,
+                region.id
+            );
+        }
         for address in [region.local_address, admin] {
             std::net::TcpListener::bind(address).with_context(|| {
                 format!(
@@ -194,6 +214,10 @@ pub async fn run(
             ])
             .arg("--regions-dir")
             .arg(&regions_dir)
+            .env(
+                "MERIDIAN_ADMIN__BIND",
+                admin_address(region, admin_port).to_string(),
+            )
             .env("MERIDIAN_DATABASE__URL", &db.app_url)
             .env("MERIDIAN_AUTH__KEYS_FILE", state.keys())
             .env("MERIDIAN_LOG__FORMAT", "pretty")
@@ -215,7 +239,7 @@ pub async fn run(
         println!(
             "metrics {} http://{}/metrics",
             region.id,
-            crate::config::default_admin_address(region.local_address)
+            admin_address(region, admin_port)
         );
     }
     if proxies.is_some() {
@@ -329,4 +353,21 @@ async fn http_status(address: std::net::SocketAddr, path: &str) -> anyhow::Resul
     stream.read_exact(&mut head).await?;
     let line = std::str::from_utf8(&head)?;
     Ok(line.get(9..12).context("short status line")?.parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_port_moves_every_nodes_admin_listener() {
+        let topology =
+            Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap();
+        let us = topology.find("us-east1").unwrap();
+        assert_eq!(admin_address(us, None), "127.0.0.11:9090".parse().unwrap());
+        assert_eq!(
+            admin_address(us, Some(9190)),
+            "127.0.0.11:9190".parse().unwrap()
+        );
+    }
 }

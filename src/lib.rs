@@ -236,8 +236,8 @@ impl Application {
     }
 }
 
-/// Summarises limit denials into the audit trail, and prunes idle per-IP limiter
-/// state, every `interval_ms`.
+/// Summarises limit denials into the audit trail, and prunes idle limiter state
+/// (per IP, tenant and user), every `interval_ms`.
 fn spawn_denial_summaries(
     state: web::Data<AppState>,
     interval_ms: u64,
@@ -249,7 +249,7 @@ fn spawn_denial_summaries(
         loop {
             ticker.tick().await;
             state.summarise_denials(interval_ms).await;
-            state.limits.rate.prune();
+            state.limits.prune();
         }
     })
 }

@@ -145,6 +145,10 @@ struct DevArgs {
     /// The GeoDNS's port on 127.0.0.1.
     #[arg(long, default_value_t = 5300)]
     geodns_port: u16,
+    /// Port of every node's admin (metrics) listener, on the node's admin IP
+    /// (default: each region file's `local.admin_address`, else port 9090).
+    #[arg(long)]
+    admin_port: Option<u16>,
 }
 
 #[derive(Args)]
@@ -179,7 +183,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => {
             telemetry::init(LogFormat::Pretty, "warn,meridian=info");
             let geodns = args.geodns.then_some(args.geodns_port);
-            dev::run(state, args.regions_dir, args.regions, args.wan, geodns).await
+            dev::run(
+                state,
+                args.regions_dir,
+                args.regions,
+                args.wan,
+                geodns,
+                args.admin_port,
+            )
+            .await
         }
         Command::Token(args) => token(&state, args),
         Command::Region(args) => region(&state, args).await,

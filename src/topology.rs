@@ -27,6 +27,9 @@ pub struct Region {
     pub public_endpoint: String,
     pub failover: Vec<RegionId>,
     pub local_address: SocketAddr,
+    /// The admin (metrics) listener for local runs: `local.admin_address`, or
+    /// `local.address`'s IP with port 9090 (`config::default_admin_address`).
+    pub local_admin_address: SocketAddr,
     pub client_subnets: Vec<String>,
 }
 
@@ -63,6 +66,10 @@ struct RegionFile {
 #[serde(deny_unknown_fields)]
 struct LocalSection {
     address: SocketAddr,
+    /// So that a second set of region files can run its nodes next to the first
+    /// on the same IPs (other ports).
+    #[serde(default)]
+    admin_address: Option<SocketAddr>,
     #[serde(default)]
     client_subnets: Vec<String>,
 }
@@ -184,12 +191,23 @@ fn parse_region_file(path: &Path) -> Result<Region, TopologyError> {
             ));
         }
     }
+    let local_admin_address = file
+        .local
+        .admin_address
+        .unwrap_or_else(|| crate::config::default_admin_address(file.local.address));
+    if local_admin_address == file.local.address {
+        return Err(invalid(
+            path,
+            format!("field `local.admin_address`: {local_admin_address} is `local.address` too"),
+        ));
+    }
     Ok(Region {
         id,
         jurisdiction: file.jurisdiction,
         public_endpoint: file.public_endpoint,
         failover,
         local_address: file.local.address,
+        local_admin_address,
         client_subnets: file.local.client_subnets,
     })
 }
@@ -235,6 +253,59 @@ mod tests {
         let err = Topology::load(&dir).unwrap_err().to_string();
         assert!(
             err.contains("us-east1.toml") && err.contains("jurisdiction"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_admin_address_comes_from_the_region_file_or_defaults_to_port_9090() {
+        let header =
+            "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint = \"https://x\"\n[local]\n";
+        let dir = scratch("admin-default");
+        write(
+            &dir,
+            "us-east1.toml",
+            &format!("{header}address = \"127.0.0.11:8080\"\n"),
+        );
+        let region = Topology::load(&dir)
+            .unwrap()
+            .find("us-east1")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            region.local_admin_address,
+            "127.0.0.11:9090".parse().unwrap()
+        );
+
+        let dir = scratch("admin-set");
+        write(
+            &dir,
+            "us-east1.toml",
+            &format!(
+                "{header}address = \"127.0.0.11:8180\"\nadmin_address = \"127.0.0.11:9190\"\n"
+            ),
+        );
+        let region = Topology::load(&dir)
+            .unwrap()
+            .find("us-east1")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            region.local_admin_address,
+            "127.0.0.11:9190".parse().unwrap()
+        );
+
+        let dir = scratch("admin-clash");
+        write(
+            &dir,
+            "us-east1.toml",
+            &format!(
+                "{header}address = \"127.0.0.11:8080\"\nadmin_address = \"127.0.0.11:8080\"\n"
+            ),
+        );
+        let err = Topology::load(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("us-east1.toml") && err.contains("local.admin_address"),
             "{err}"
         );
     }

@@ -79,5 +79,11 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub exp: u64,
+    /// Issued at; a token claiming to be issued in the future (beyond the leeway)
+    /// is refused.
     pub iat: u64,
+    /// Not before: refused until then (with the leeway). Optional for tokens from
+    /// other issuers; `meridian token` sets it to the time of minting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }

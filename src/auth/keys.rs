@@ -166,9 +166,12 @@ pub enum TokenError {
     Claims,
     #[error("token expired")]
     Expired,
+    #[error("token issued in the future")]
+    IssuedInFuture,
 }
 
-/// Verifies signature, algorithm, `exp`, `iss` and `aud` against the key set.
+/// Verifies signature, algorithm, `exp`, `nbf`, `iat`, `iss` and `aud` against the
+/// key set; the times with the same leeway.
 ///
 /// An Ed25519 verification costs tens of microseconds; a client sends the same
 /// token many times, so verified claims are cached by the exact token text for at
@@ -189,6 +192,8 @@ impl TokenVerifier {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = settings.leeway_seconds;
+        // Checked when present: a token minted for later must not work now.
+        validation.validate_nbf = true;
         Self {
             keys,
             verified: moka::sync::Cache::builder()
@@ -225,6 +230,11 @@ impl TokenVerifier {
         let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(TokenError::Rejected)?
             .claims;
+        // jsonwebtoken does not look at `iat`. One from the future means a wrong
+        // clock or a token minted ahead of time; neither may be used yet.
+        if claims.iat > unix_now() + self.leeway {
+            return Err(TokenError::IssuedInFuture);
+        }
         // A platform admin has no tenant; every tenant role has one.
         match (claims.role, claims.tid) {
             (Role::PlatformAdmin, None) => Ok(claims),
@@ -250,6 +260,68 @@ impl TokenVerifier {
             aud: self.audience.clone(),
             exp: now + ttl_seconds,
             iat: now,
+            nbf: Some(now),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> (TokenVerifier, KeySet) {
+        let dir = std::env::temp_dir().join(format!("meridian-nbf-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("keys.json");
+        KeySet::ensure_file(&path).unwrap();
+        let settings = AuthSettings::default_local();
+        let verifier = TokenVerifier::new(KeySet::load(&path).unwrap(), &settings);
+        let signer = KeySet::load(&path).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        (verifier, signer)
+    }
+
+    fn claims(iat: u64, nbf: Option<u64>) -> Claims {
+        let settings = AuthSettings::default_local();
+        Claims {
+            sub: "ops".into(),
+            tid: None,
+            role: Role::PlatformAdmin,
+            iss: settings.issuer,
+            aud: settings.audience,
+            exp: unix_now() + 3600,
+            iat,
+            nbf,
+        }
+    }
+
+    #[test]
+    fn minted_tokens_carry_nbf_and_verify() {
+        let (verifier, _) = verifier();
+        let token = verifier
+            .issue("ops".into(), None, Role::PlatformAdmin, 600)
+            .unwrap();
+        let claims = verifier.verify(&token).unwrap();
+        assert_eq!(claims.nbf, Some(claims.iat));
+    }
+
+    #[test]
+    fn nbf_and_iat_are_checked_with_the_leeway() {
+        let (verifier, signer) = verifier();
+        let now = unix_now();
+        let verify = |c: &Claims| verifier.verify(&signer.sign(c).unwrap());
+        assert!(matches!(
+            verify(&claims(now, Some(now + 600))),
+            Err(TokenError::Rejected(_))
+        ));
+        assert!(matches!(
+            verify(&claims(now + 600, None)),
+            Err(TokenError::IssuedInFuture)
+        ));
+        assert!(verify(&claims(now - 600, Some(now - 600))).is_ok());
+        assert!(
+            verify(&claims(now + 10, Some(now + 10))).is_ok(),
+            "within the leeway"
+        );
+        assert!(verify(&claims(now, None)).is_ok(), "nbf is optional");
     }
 }

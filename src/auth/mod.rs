@@ -1,5 +1,5 @@
 //! Authentication: the key set (kid-based rotation), token claims and roles, and
-//! verification (signature, `exp`, `aud`, `iss`). The tenant of a request comes from
+//! verification (signature, `exp`, `nbf`, `iat`, `aud`, `iss`). The tenant of a request comes from
 //! a verified token only; `scope::extract` turns a verified token into a scope.
 //! `rotation` edits the key set file (`meridian keys …`).
 

@@ -5,13 +5,16 @@
 //! (`store::usage`, `ai_ledger`).
 //!
 //! Rate and concurrency state is per node: N nodes in a region allow up to N times
-//! a tenant's rate. Limiter state is cached per tenant (keyed on the tenant's
-//! config version, so a PATCH takes effect on the next request) and expires when
-//! idle, so thousands of idle tenants cost no memory.
+//! a tenant's rate. Limiter state is kept per tenant (and user), never per config
+//! version: a PATCH applies its new limits to the existing state on the next
+//! request, and no config change hands out a fresh bucket or fresh slots. State is
+//! dropped once idle and back to what a fresh entry would hold (a full bucket,
+//! nothing in flight), so thousands of idle tenants cost no memory.
 
 pub mod concurrency;
 pub mod denials;
 pub mod rate;
+mod table;
 
 pub use concurrency::ConcurrencyLimits;
 pub use denials::{DenialKind, Denials};
@@ -33,5 +36,11 @@ impl NodeLimits {
             concurrency: ConcurrencyLimits::new(),
             denials: Denials::default(),
         }
+    }
+
+    /// Drops idle limiter state; called periodically.
+    pub fn prune(&self) {
+        self.rate.prune();
+        self.concurrency.prune();
     }
 }

@@ -211,6 +211,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Signs arbitrary claims (e.g. an `nbf`) with the cluster's signing key,
+    /// whatever fields `Claims` has.
+    pub fn sign_value(&self, claims: &Value) -> String {
+        use base64::Engine;
+        let text = std::fs::read_to_string(&cluster().keys_file).unwrap();
+        let file: Value = serde_json::from_str(&text).unwrap();
+        let kid = file["signing_kid"].as_str().unwrap();
+        let entry = file["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap();
+        let der = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(entry["private_key_pkcs8"].as_str().unwrap())
+            .unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(&der),
+        )
+        .unwrap()
+    }
+
     pub async fn request(
         &self,
         method: &str,

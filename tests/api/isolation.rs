@@ -351,15 +351,17 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
 fn claims(app: &TestApp, tenant: Uuid, user: Uuid) -> Claims {
     let now = meridian::auth::keys::unix_now();
     let _ = app;
-    Claims {
-        sub: user.to_string(),
-        tid: Some(tenant),
-        role: Role::Owner,
-        iss: "meridian-local".into(),
-        aud: "meridian-api".into(),
-        exp: now + 600,
-        iat: now,
-    }
+    serde_json::from_value(json!({
+        "sub": user.to_string(),
+        "tid": tenant,
+        "role": Role::Owner,
+        "iss": "meridian-local",
+        "aud": "meridian-api",
+        "exp": now + 600,
+        "iat": now,
+        "nbf": now,
+    }))
+    .unwrap()
 }
 
 fn foreign_key_token(claims: &Claims) -> String {
@@ -434,6 +436,57 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
     }
     // The good claims, signed with the right key, do work.
     assert_eq!(app.get("/v1/channels", &app.sign(&good)).await.status, 200);
+}
+
+/// `nbf` and `iat` are honoured with the same leeway as `exp` (30 s): a token that
+/// is not valid yet, or claims to be issued in the future, is refused.
+#[actix_web::test]
+async fn tokens_not_yet_valid_or_issued_in_the_future_are_refused() {
+    let app = spawn_app().await;
+    let a = app.provision("clock").await;
+    let now = meridian::auth::keys::unix_now();
+    let token = |nbf: Option<u64>, iat: u64| {
+        let mut claims = json!({
+            "sub": a.owner_id.to_string(),
+            "tid": a.id,
+            "role": "owner",
+            "iss": "meridian-local",
+            "aud": "meridian-api",
+            "exp": now + 3600,
+            "iat": iat,
+        });
+        if let Some(nbf) = nbf {
+            claims["nbf"] = json!(nbf);
+        }
+        app.sign_value(&claims)
+    };
+    for (what, refused) in [
+        ("nbf in 10 minutes", token(Some(now + 600), now)),
+        ("nbf just beyond the leeway", token(Some(now + 90), now)),
+        ("iat in 10 minutes", token(None, now + 600)),
+        ("iat in a day, nbf now", token(Some(now), now + 86_400)),
+    ] {
+        let reply = app.get("/v1/channels", &refused).await;
+        assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+        assert_problem(&reply, 401, "unauthenticated");
+        // Refused every time: a refusal is never cached as a success.
+        assert_eq!(
+            app.get("/v1/channels", &refused).await.status,
+            401,
+            "{what}"
+        );
+    }
+    for (what, accepted) in [
+        ("nbf in the past", token(Some(now - 600), now - 600)),
+        ("nbf now", token(Some(now), now)),
+        ("nbf within the leeway", token(Some(now + 5), now + 5)),
+        ("no nbf", token(None, now)),
+    ] {
+        let reply = app.get("/v1/channels", &accepted).await;
+        assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+    }
+    // Tokens minted by `meridian token` (and the harness) still work.
+    assert_eq!(app.get("/v1/channels", &a.owner_token).await.status, 200);
 }
 
 #[actix_web::test]

@@ -369,3 +369,280 @@ async fn a_null_override_goes_back_to_the_plan_and_leaves_the_others() {
         cleared.body
     );
 }
+
+/// Counts the 200s among `n` GETs of `/v1/channels` with `token`; every other
+/// answer must be a 429 `rate_limited`. Returns (200s, the last refusal).
+async fn count_ok(app: &TestApp, token: &str, n: usize) -> (usize, Option<crate::helpers::Reply>) {
+    let (mut ok, mut refusal) = (0, None);
+    for _ in 0..n {
+        let reply = app.get("/v1/channels", token).await;
+        if reply.status == 200 {
+            ok += 1;
+        } else {
+            assert_problem(&reply, 429, "rate_limited");
+            refusal = Some(reply);
+        }
+    }
+    (ok, refusal)
+}
+
+/// GETs until the first 429 (at most `max` tries); returns it.
+async fn spend(app: &TestApp, token: &str, max: usize) -> crate::helpers::Reply {
+    for _ in 0..max {
+        let reply = app.get("/v1/channels", token).await;
+        if reply.status == 429 {
+            assert_problem(&reply, 429, "rate_limited");
+            return reply;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    panic!("no 429 after {max} requests");
+}
+
+async fn rename(app: &TestApp, tenant: &Tenant, token: &str, name: &str) -> crate::helpers::Reply {
+    app.patch(
+        &format!("/v1/tenants/{}", tenant.id),
+        token,
+        json!({ "name": name }),
+    )
+    .await
+}
+
+// Security issue 10, finding 2: buckets were keyed on the config version, so a
+// rename (owner) or residency change (compliance) handed out fresh ones.
+#[actix_web::test]
+async fn renaming_the_tenant_does_not_refill_its_rate_buckets() {
+    let app = spawn_app().await;
+    let t = app.provision("renamer").await;
+    let (_, member) = app.add_user(&t, "member").await;
+    let (_, other) = app.add_user(&t, "member").await;
+    // Tenant burst 20, each user 10; a refill of 1/s is slow against the test.
+    set_limits(&app, &t, json!({ "requests_per_second": 1, "burst": 20 })).await;
+
+    // The member's own bucket runs dry; the owner renames the tenant.
+    let denied = spend(&app, &member, 15).await;
+    assert_eq!(header(&denied, "ratelimit-policy"), "\"user\";q=10;w=10");
+    let renamed = rename(&app, &t, &t.owner_token, "Renamed by the owner").await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    // Still dry: at most one cell can have refilled meanwhile (1/s).
+    let (ok, refusal) = count_ok(&app, &member, 5).await;
+    assert!(ok <= 1, "{ok} of 5 requests passed right after a rename");
+    let refusal = refusal.unwrap();
+    assert_eq!(header(&refusal, "ratelimit-policy"), "\"user\";q=10;w=10");
+
+    // The tenant's bucket runs dry too (another user); a rename by a platform
+    // admin (the owner is refused now) leaves it dry as well.
+    let denied = spend(&app, &other, 30).await;
+    assert_eq!(header(&denied, "ratelimit-policy"), "\"tenant\";q=20;w=20");
+    let renamed = rename(&app, &t, &app.platform_token(), "Renamed by the platform").await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let (ok, refusal) = count_ok(&app, &other, 5).await;
+    assert!(ok <= 1, "{ok} of 5 requests passed right after a rename");
+    assert_eq!(
+        header(&refusal.unwrap(), "ratelimit-policy"),
+        "\"tenant\";q=20;w=20"
+    );
+}
+
+/// The reproduction of the finding: 400 GETs with a rename by the owner every
+/// 40 requests, against the free plan's 20/s (a user: 10/s, burst 50).
+#[actix_web::test]
+async fn a_rename_every_40_requests_does_not_lift_the_rate_limit() {
+    let app = spawn_app().await;
+    let t = app.provision("loop").await;
+    let (_, member) = app.add_user(&t, "member").await;
+    set_limits(&app, &t, json!({ "requests_per_second": 20, "burst": 100 })).await;
+    let started = std::time::Instant::now();
+    let (mut ok, mut renames_ok) = (0, 0);
+    for i in 0..400 {
+        if i % 40 == 0 {
+            let name = format!("Loop {i}");
+            if rename(&app, &t, &t.owner_token, &name).await.status == 200 {
+                renames_ok += 1;
+            }
+        }
+        let reply = app.get("/v1/channels", &member).await;
+        match reply.status.as_u16() {
+            200 => ok += 1,
+            _ => assert_problem(&reply, 429, "rate_limited"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "rename loop: {ok} x 200, {} x 429 of 400 in {elapsed:.2} s ({:.0} req/s); {renames_ok} of 10 renames accepted",
+        400 - ok,
+        400.0 / elapsed
+    );
+    // The member's bucket: a burst of 50, then 10/s.
+    let allowed = 50.0 + 10.0 * elapsed + 2.0;
+    assert!(
+        f64::from(ok) <= allowed,
+        "{ok} requests passed in {elapsed:.2} s; at most {allowed:.0} allowed"
+    );
+}
+
+/// Holds an ACCESS EXCLUSIVE lock on `channels` (as the superuser) until
+/// `COMMIT`: requests reading channels wait in the database while holding their
+/// concurrency slot, so a test controls exactly how many are in flight.
+async fn lock_channels(app: &TestApp) -> tokio_postgres::Client {
+    let url = crate::helpers::cluster().superuser_url(&app.db_name);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+        .batch_execute("BEGIN; LOCK TABLE channels IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    client
+}
+
+/// Waits until `n` statements of the test database wait for a lock.
+async fn wait_blocked(lock: &tokio_postgres::Client, n: i64) {
+    for _ in 0..500 {
+        // The lock's transaction would otherwise see its first snapshot of the
+        // statistics views forever.
+        lock.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let row = lock
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let blocked: i64 = row.get(0);
+        assert!(blocked <= n, "{blocked} requests blocked, expected {n}");
+        if blocked == n {
+            return;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{n} requests never reached the lock");
+}
+
+/// An app whose pool has room for every blocked request plus the test's own.
+async fn spawn_app_with_a_large_pool() -> TestApp {
+    let mut settings = test_settings(&fresh_database().await);
+    settings.database.pool_size = 32;
+    spawn_app_with(settings).await
+}
+
+#[actix_web::test]
+async fn renaming_the_tenant_does_not_free_its_concurrency_slots() {
+    let app = spawn_app_with_a_large_pool().await;
+    let t = app.provision("slots").await;
+    set_limits(&app, &t, json!({ "concurrent_requests": 10 })).await;
+    let lock = lock_channels(&app).await;
+    let slow = join_all((0..10).map(|_| app.get("/v1/channels", &t.owner_token)));
+    let probe = async {
+        wait_blocked(&lock, 10).await;
+        // All ten slots are held; `/v1/users` does not touch the locked table.
+        let full = app.get("/v1/users", &t.owner_token).await;
+        assert_problem(&full, 429, "concurrency_limited");
+        let renamed = rename(&app, &t, &app.platform_token(), "Renamed").await;
+        assert_eq!(renamed.status, 200, "{}", renamed.body);
+        let after = app.get("/v1/users", &t.owner_token).await;
+        let status = after.status;
+        lock.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(
+            status, 429,
+            "a rename handed out fresh slots while ten were held: {}",
+            after.body
+        );
+        assert_problem(&after, 429, "concurrency_limited");
+    };
+    let (replies, ()) = futures_util::join!(slow, probe);
+    assert!(replies.iter().all(|r| r.status == 200));
+    // The slots come back when the slow requests finish.
+    assert_eq!(app.get("/v1/users", &t.owner_token).await.status, 200);
+}
+
+#[actix_web::test]
+async fn a_lower_concurrency_limit_applies_at_once_and_a_higher_adds_only_the_difference() {
+    let app = spawn_app_with_a_large_pool().await;
+    let t = app.provision("resize").await;
+    set_limits(&app, &t, json!({ "concurrent_requests": 10 })).await;
+    let lock = lock_channels(&app).await;
+    let first = join_all((0..3).map(|_| app.get("/v1/channels", &t.owner_token)));
+    let probe = async {
+        wait_blocked(&lock, 3).await;
+        // 3 in flight, limit lowered to 3: full at once.
+        set_limits(&app, &t, json!({ "concurrent_requests": 3 })).await;
+        let lowered = app.get("/v1/users", &t.owner_token).await;
+        // Raised to 5: exactly two more slots, taken by two more slow requests.
+        set_limits(&app, &t, json!({ "concurrent_requests": 5 })).await;
+        let more = join_all((0..2).map(|_| app.get("/v1/channels", &t.owner_token)));
+        let check = async {
+            wait_blocked(&lock, 5).await;
+            let raised = app.get("/v1/users", &t.owner_token).await;
+            lock.batch_execute("COMMIT").await.unwrap();
+            raised
+        };
+        let (more, raised) = futures_util::join!(more, check);
+        assert!(more.iter().all(|r| r.status == 200));
+        (lowered, raised)
+    };
+    let (first, (lowered, raised)) = futures_util::join!(first, probe);
+    assert!(first.iter().all(|r| r.status == 200));
+    assert_eq!(
+        lowered.status, 429,
+        "a lowered limit did not apply to the requests in flight: {}",
+        lowered.body
+    );
+    assert_problem(&lowered, 429, "concurrency_limited");
+    assert_eq!(
+        raised.status, 429,
+        "a raised limit gave more than the difference: {}",
+        raised.body
+    );
+    assert_problem(&raised, 429, "concurrency_limited");
+
+    // Every slot came back: five requests can be in flight again, not a sixth.
+    let lock = lock_channels(&app).await;
+    let slow = join_all((0..5).map(|_| app.get("/v1/channels", &t.owner_token)));
+    let probe = async {
+        wait_blocked(&lock, 5).await;
+        let sixth = app.get("/v1/users", &t.owner_token).await;
+        lock.batch_execute("COMMIT").await.unwrap();
+        sixth
+    };
+    let (slow, sixth) = futures_util::join!(slow, probe);
+    assert!(slow.iter().all(|r| r.status == 200));
+    assert_problem(&sixth, 429, "concurrency_limited");
+}
+
+#[actix_web::test]
+async fn a_lower_rate_limit_applies_at_once_and_a_higher_adds_only_the_difference() {
+    let app = spawn_app().await;
+    let t = app.provision("rerate").await;
+    let (_, member) = app.add_user(&t, "member").await;
+    // Tenant burst 20, the member 10; a refill of 1/s is slow against the test.
+    set_limits(&app, &t, json!({ "requests_per_second": 1, "burst": 20 })).await;
+    let (ok, _) = count_ok(&app, &member, 3).await;
+    assert_eq!(ok, 3);
+    // Lowered to a burst of 10 (the member: 5) with 3 spent: 2 more, not 5.
+    set_limits(&app, &t, json!({ "burst": 10 })).await;
+    let (ok, refusal) = count_ok(&app, &member, 5).await;
+    assert!(
+        (2..=3).contains(&ok),
+        "{ok} passed after lowering the burst"
+    );
+    assert_eq!(
+        header(&refusal.unwrap(), "ratelimit-policy"),
+        "\"user\";q=5;w=5"
+    );
+    // Raised to 40 (the member: 20) with its 5 spent: 15 more, not a fresh 20.
+    set_limits(&app, &t, json!({ "burst": 40 })).await;
+    let (ok, refusal) = count_ok(&app, &member, 20).await;
+    assert!(
+        (15..=16).contains(&ok),
+        "{ok} passed after raising the burst"
+    );
+    assert_eq!(
+        header(&refusal.unwrap(), "ratelimit-policy"),
+        "\"user\";q=20;w=20"
+    );
+}
