@@ -6,7 +6,11 @@
 //! insert; done before answering, that cost made foreign ids measurably slower
 //! than random ones. So every such 404 hands its probe to this queue, answered or
 //! not, and one writer task per node does the lookup and the insert afterwards:
-//! both kinds of id cost the request the same.
+//! both kinds of id cost the request the same. Nor does the write follow its
+//! request closely enough to slow the prober's next one: the writer waits a
+//! random 100–500 ms after a probe arrives and writes everything queued by then
+//! in one transaction, so when an insert happens says nothing about which
+//! request caused it (measured by `loadtest/probe-timing.sh`).
 //!
 //! Nothing is dropped silently: a failed write is retried with backoff, a write
 //! that keeps failing is logged with the whole probe, a full queue makes the
@@ -28,6 +32,8 @@ use crate::ids::{TenantId, UserId};
 
 /// Probes waiting for the writer; a prober beyond this waits for room.
 const QUEUE: usize = 4096;
+/// Probes written per transaction at most.
+const BATCH: usize = 256;
 const ATTEMPTS: u32 = 5;
 
 /// A tenant user's request for `kind` `id` that answered 404.
@@ -54,9 +60,17 @@ impl ProbeAuditor {
         let drained = Arc::new(Notify::new());
         let (left, notify) = (pending.clone(), drained.clone());
         actix_web::rt::spawn(async move {
-            while let Some(probe) = incoming.recv().await {
-                write_with_retries(&db, &probe).await;
-                left.fetch_sub(1, Ordering::AcqRel);
+            while let Some(first) = incoming.recv().await {
+                tokio::time::sleep(jitter()).await;
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match incoming.try_recv() {
+                        Ok(probe) => batch.push(probe),
+                        Err(_) => break,
+                    }
+                }
+                write_with_retries(&db, &batch).await;
+                left.fetch_sub(batch.len(), Ordering::AcqRel);
                 notify.notify_waiters();
             }
         });
@@ -100,48 +114,57 @@ impl ProbeAuditor {
     }
 }
 
-async fn write_with_retries(db: &Database, probe: &Probe) {
+/// 100–500 ms, uniformly.
+fn jitter() -> Duration {
+    Duration::from_millis(100 + (Uuid::new_v4().as_u128() % 401) as u64)
+}
+
+async fn write_with_retries(db: &Database, batch: &[Probe]) {
     for attempt in 1..=ATTEMPTS {
-        match write(db, probe).await {
+        match write(db, batch).await {
             Ok(()) => return,
             Err(err) if attempt < ATTEMPTS => {
-                tracing::warn!(attempt, error = %err, "auditing a cross-tenant probe failed; retrying");
+                tracing::warn!(attempt, error = %err, "auditing cross-tenant probes failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             Err(err) => {
-                tracing::error!(?probe, error = %err, "auditing a cross-tenant probe failed; giving up");
+                tracing::error!(?batch, error = %err, "auditing cross-tenant probes failed; giving up");
             }
         }
     }
 }
 
-/// Records `probe` as `cross_tenant_denied` when its id belongs to another tenant.
-async fn write(db: &Database, probe: &Probe) -> Result<(), ApiError> {
+/// Records each probe whose id belongs to another tenant as `cross_tenant_denied`.
+async fn write(db: &Database, batch: &[Probe]) -> Result<(), ApiError> {
     let foreign = db
         .platform_tx(TxMode::ReadWrite, async |tx| {
-            let owner: Option<Uuid> = tx
-                .query_one("SELECT resource_owner($1, $2)", &[&probe.kind, &probe.id])
-                .await?
-                .get(0);
-            let Some(owner) = owner.filter(|o| o != probe.actor_tenant.as_uuid()) else {
-                return Ok(false);
-            };
-            let details = serde_json::json!({
-                "actor_tenant_id": probe.actor_tenant, "actor_user_id": probe.actor_user,
-                "target_tenant_id": owner, "target_kind": probe.kind, "target_id": probe.id,
-            });
-            audit::record_platform(
-                tx,
-                &probe.actor_user.to_string(),
-                "cross_tenant_denied",
-                Some(TenantId::from_uuid(owner)),
-                details,
-            )
-            .await?;
-            Ok(true)
+            let mut foreign = Vec::new();
+            for probe in batch {
+                let owner: Option<Uuid> = tx
+                    .query_one("SELECT resource_owner($1, $2)", &[&probe.kind, &probe.id])
+                    .await?
+                    .get(0);
+                let Some(owner) = owner.filter(|o| o != probe.actor_tenant.as_uuid()) else {
+                    continue;
+                };
+                let details = serde_json::json!({
+                    "actor_tenant_id": probe.actor_tenant, "actor_user_id": probe.actor_user,
+                    "target_tenant_id": owner, "target_kind": probe.kind, "target_id": probe.id,
+                });
+                audit::record_platform(
+                    tx,
+                    &probe.actor_user.to_string(),
+                    "cross_tenant_denied",
+                    Some(TenantId::from_uuid(owner)),
+                    details,
+                )
+                .await?;
+                foreign.push(probe);
+            }
+            Ok(foreign)
         })
         .await?;
-    if foreign {
+    for probe in foreign {
         tracing::warn!(tenant_id = %probe.actor_tenant, kind = probe.kind, "cross-tenant access denied");
     }
     Ok(())
