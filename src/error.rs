@@ -196,7 +196,9 @@ impl From<crate::db::DbError> for ApiError {
             }
             DbError::OutcomeUnknown(cause) => {
                 tracing::error!(error = %cause, "transaction outcome unknown (SQLSTATE 40003)");
-                Self::Unavailable("the database could not confirm whether the change was applied; read before retrying")
+                Self::Unavailable(
+                    "the database could not confirm whether the change was applied; read before retrying",
+                )
             }
             DbError::UniqueViolation { constraint } => Self::Conflict {
                 code: "conflict",

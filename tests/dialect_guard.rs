@@ -282,7 +282,10 @@ fn the_rules_catch_the_constructs_found_on_main() {
     let rust = string_literals(
         "let a = match x { 1 => \"now() + make_interval(secs => $3)\", _ => r#\"x\"# }; let q = '\"';",
     );
-    assert!(rust.contains("make_interval(secs => $3)") && !rust.contains("1 =>"), "{rust}");
+    assert!(
+        rust.contains("make_interval(secs => $3)") && !rust.contains("1 =>"),
+        "{rust}"
+    );
     for sample in samples {
         let found = findings(&[(PathBuf::from("sample.sql"), sample.to_owned())]);
         assert!(!found.is_empty(), "not caught: {sample}");
@@ -316,11 +319,7 @@ fn every_cockroachdb_table_is_placed_deliberately() {
     for text in &set {
         for (at, _) in text.match_indices("CREATE TABLE ") {
             let rest = text[at + 13..].trim_start_matches("IF NOT EXISTS ");
-            let name = rest
-                .split(|c: char| c == ' ' || c == '(')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+            let name = rest.split([' ', '(']).next().unwrap_or_default().to_owned();
             let body = rest.split(");").next().unwrap_or_default();
             // Tenant-owned: a tenant_id and a home_region (tenants itself has
             // neither tenant_id: it is the GLOBAL directory).

@@ -23,7 +23,10 @@ use super::dialect::Dialect;
 /// `sql/` and `sql/README.md` in step (`listed_files_are_the_files_on_disk`).
 const PORTABLE: &[(&str, &str)] = &[
     ("V2__usage", include_str!("../../sql/V2__usage.sql")),
-    ("V3__region_state", include_str!("../../sql/V3__region_state.sql")),
+    (
+        "V3__region_state",
+        include_str!("../../sql/V3__region_state.sql"),
+    ),
 ];
 
 const POSTGRES: &[(&str, &str)] = &[
@@ -257,7 +260,10 @@ mod tests {
             }
             // Both dialects have the same versions with the same names, so one
             // history (and one numbering) describes both.
-            assert_eq!(versions.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+            assert_eq!(
+                versions.keys().copied().collect::<Vec<_>>(),
+                [1, 2, 3, 4, 5]
+            );
         }
         let names = |d| {
             migrations(d)

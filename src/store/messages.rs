@@ -152,7 +152,12 @@ pub async fn search(
     let rows = tx
         .query(
             tx.statements().search,
-            &[tx.tenant_id().as_uuid(), &query, &(i64::from(limit) + 1), &i64::from(offset)],
+            &[
+                tx.tenant_id().as_uuid(),
+                &query,
+                &(i64::from(limit) + 1),
+                &i64::from(offset),
+            ],
         )
         .await?;
     let more = rows.len() > limit as usize;

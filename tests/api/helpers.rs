@@ -4,7 +4,7 @@
 //! the real application booted on port 0 in front of it.
 //!
 //! With `MERIDIAN_TEST_COCKROACH_URL` (an admin URL of an insecure CockroachDB
-//! >= 25.2 cluster whose nodes carry the five regions of `regions/`; see
+//! 25.2 or later cluster whose nodes carry the five regions of `regions/`; see
 //! docs/cockroachdb.md) the same suite runs against that cluster instead: each
 //! test gets a new database migrated with `meridian migrate`'s runner (CockroachDB
 //! has no `CREATE DATABASE … TEMPLATE`). Every run says on stderr which one it used.
