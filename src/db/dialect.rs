@@ -78,6 +78,11 @@ pub struct Statements {
     /// index (docs/cockroachdb.md, row 5); PostgreSQL uses `messages_search_idx`
     /// either way.
     pub search: &'static str,
+    /// True when the connected role escapes row-level security: the service must
+    /// never run as such a role (RLS is the database's tenant wall). PostgreSQL:
+    /// superusers and BYPASSRLS roles. CockroachDB: members of `admin` (exempt
+    /// from RLS even when it is forced) and BYPASSRLS roles.
+    pub privileged_role: &'static str,
 }
 
 // dialect-guard: postgres-only begin
@@ -90,6 +95,7 @@ static POSTGRES: Statements = Statements {
              WHERE m.tenant_id = $1 AND m.body_tsv @@ websearch_to_tsquery('english', $2)
              ORDER BY rank DESC, m.created_at DESC, m.id DESC
              LIMIT $3 OFFSET $4",
+    privileged_role: "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
 };
 // dialect-guard: postgres-only end
 
@@ -103,6 +109,8 @@ static COCKROACH: Statements = Statements {
              WHERE m.tenant_id = $1 AND m.body_tsv @@ plainto_tsquery('english', $2)
              ORDER BY rank DESC, m.created_at DESC, m.id DESC
              LIMIT $3 OFFSET $4",
+    privileged_role: "SELECT pg_has_role(current_user, 'admin', 'MEMBER')
+                            OR coalesce((SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user), false)",
 };
 
 #[cfg(test)]

@@ -126,6 +126,37 @@ impl Database {
         })
     }
 
+    /// Checked once at start: the server is the configured dialect (the statement
+    /// set was chosen from it), and the service role does not escape row-level
+    /// security (a superuser or BYPASSRLS role on PostgreSQL; an admin on
+    /// CockroachDB, which RLS exempts even when forced). Refuses to run otherwise.
+    pub async fn check_server(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let version: String = client
+            .query_one("SELECT version()", &[])
+            .await
+            .map_err(DbError::from)?
+            .get(0);
+        let server = Dialect::from_version(&version);
+        if server != self.dialect {
+            anyhow::bail!(
+                "database.dialect is {} but the server is {server} ({version}); set MERIDIAN_DATABASE__DIALECT={server}",
+                self.dialect
+            );
+        }
+        let privileged: bool = client
+            .query_one(self.dialect.statements().privileged_role, &[])
+            .await
+            .map_err(DbError::from)?
+            .get(0);
+        if privileged {
+            anyhow::bail!(
+                "database.url connects as a role that bypasses row-level security (superuser, admin or BYPASSRLS); connect as meridian_app"
+            );
+        }
+        Ok(())
+    }
+
     /// A cheap round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
