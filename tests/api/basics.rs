@@ -247,4 +247,10 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
         .await
         .unwrap();
     assert!(again.applied.is_empty(), "{:?}", again.applied);
+    // Asking for the other dialect is refused before anything runs.
+    let wrong = meridian::db::migrate::run(&url, None, Some(meridian::db::Dialect::Cockroach))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(wrong.contains("but the server"), "{wrong}");
 }
