@@ -95,6 +95,7 @@ fn fixture() -> Fixture {
         pool_size: 1,
         connect_timeout_ms: 100,
         max_retries: 1,
+        dialect: Default::default(),
     })
     .expect("building an idle pool");
     let directory = Directory::new(db.clone(), 1_000_000);

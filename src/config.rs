@@ -88,6 +88,10 @@ pub struct DatabaseSettings {
     pub connect_timeout_ms: u64,
     /// Attempts for a transaction that fails with SQLSTATE 40001.
     pub max_retries: u32,
+    /// `postgres` or `cockroach` (`MERIDIAN_DATABASE__DIALECT`): picks the statements
+    /// that differ (`db::dialect`). Default postgres, the embedded database.
+    #[serde(default)]
+    pub dialect: crate::db::Dialect,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -158,6 +162,7 @@ impl Default for Settings {
                 pool_size: 16,
                 connect_timeout_ms: 5_000,
                 max_retries: 8,
+                dialect: crate::db::Dialect::Postgres,
             },
             auth: AuthSettings {
                 issuer: "meridian-local".into(),

@@ -59,7 +59,13 @@ pub async fn prepare_database(state: &StateDir) -> anyhow::Result<LocalDatabase>
     create_database_if_missing(&pg.superuser_url("postgres"), DATABASE).await?;
     let password = ensure_secret(&state.app_password())?;
     let superuser_url = pg.superuser_url(DATABASE);
-    let applied = migrate::run(&superuser_url, Some(&password)).await?;
+    let applied = migrate::run(
+        &superuser_url,
+        Some(&password),
+        Some(crate::db::Dialect::Postgres),
+    )
+    .await?
+    .applied;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }

@@ -204,6 +204,12 @@ impl From<crate::db::DbError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable("database unavailable")
             }
+            DbError::OutcomeUnknown(cause) => {
+                tracing::error!(error = %cause, "transaction outcome unknown (SQLSTATE 40003)");
+                Self::Unavailable(
+                    "the database could not confirm whether the change was applied; read before retrying",
+                )
+            }
             DbError::UniqueViolation { constraint } => Self::Conflict {
                 code: "conflict",
                 detail: format!(

@@ -100,6 +100,9 @@ impl Application {
         let keys = KeySet::load(settings.keys_file())?;
         let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
         let db = Database::connect(&settings.database)?;
+        db.check_server()
+            .await
+            .context("checking the database before serving")?;
         let directory = Directory::new(db.clone(), settings.directory.cache_capacity);
         let (loaded, newest) = directory
             .refresh(None)

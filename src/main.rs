@@ -126,6 +126,10 @@ struct MigrateArgs {
     /// Sets the password of the service role `meridian_app`.
     #[arg(long, env = "MERIDIAN_APP_PASSWORD", hide_env_values = true)]
     app_password: Option<String>,
+    /// `postgres` or `cockroach`; without it, detected from the server's `version()`
+    /// (given, it must match the server). Only with --database-url.
+    #[arg(long, env = "MERIDIAN_MIGRATE_DIALECT")]
+    dialect: Option<meridian::db::Dialect>,
 }
 
 #[derive(Args)]
@@ -265,7 +269,16 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
 async fn migrate(state: &StateDir, args: MigrateArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Pretty, "warn");
     let applied = match args.database_url {
-        Some(url) => meridian::db::migrate::run(&url, args.app_password.as_deref()).await?,
+        Some(url) => {
+            let outcome =
+                meridian::db::migrate::run(&url, args.app_password.as_deref(), args.dialect)
+                    .await?;
+            println!("dialect {}", outcome.dialect);
+            outcome.applied
+        }
+        None if args.dialect == Some(meridian::db::Dialect::Cockroach) => {
+            bail!("--dialect cockroach needs --database-url (the embedded database is PostgreSQL)")
+        }
         None => {
             let db = dev::prepare_database(state).await?;
             let applied = db.applied.clone();

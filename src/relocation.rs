@@ -185,7 +185,7 @@ impl Relocator {
 
     async fn claim(&self, id: Uuid) -> Result<Option<Relocation>, ApiError> {
         let sql = format!(
-            "UPDATE relocations SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), updated_at = now()
+            "UPDATE relocations SET lease_owner = $2, lease_until = now() + $3::float8 * interval '1 second', updated_at = now()
              WHERE id = $1 AND status IN ('pending', 'running')
                AND (lease_until IS NULL OR lease_until < now())
              RETURNING {COLUMNS}"
@@ -336,7 +336,7 @@ impl Relocator {
                     .platform_tx(TxMode::ReadWrite, async |tx| {
                         tx.execute(
                             "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
-                                    lease_until = now() + make_interval(secs => $4), updated_at = now()
+                                    lease_until = now() + $4::float8 * interval '1 second', updated_at = now()
                              WHERE id = $1",
                             &[&job.id, table, &(moved as i64), &LEASE_SECS],
                         )

@@ -12,7 +12,7 @@ locals {
   region_ids = sort(keys(local.regions))
 
   # AWS regions that have a provider (providers.tf) and a module block (below).
-  aws_providers = ["us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-1"]
+  aws_providers = ["us-east-1", "eu-west-1", "eu-central-1", "eu-north-1", "ap-southeast-1"]
   # Every pair of them, in the orientation of the link_* module blocks below.
   aws_provider_pairs = [
     ["us-east-1", "eu-west-1"],
@@ -21,6 +21,10 @@ locals {
     ["eu-west-1", "eu-central-1"],
     ["eu-west-1", "ap-southeast-1"],
     ["eu-central-1", "ap-southeast-1"],
+    ["us-east-1", "eu-north-1"],
+    ["eu-west-1", "eu-north-1"],
+    ["eu-central-1", "eu-north-1"],
+    ["eu-north-1", "ap-southeast-1"],
   ]
 
   # The node's own region files: the hosts the nodes redirect to (307 to an
@@ -158,6 +162,14 @@ module "region_eu_central_1" {
   deployment = local.deployment
 }
 
+module "region_eu_north_1" {
+  source     = "./modules/region"
+  for_each   = local.regions_in["eu-north-1"]
+  providers  = { aws = aws.eu_north_1 }
+  region     = each.value
+  deployment = local.deployment
+}
+
 module "region_ap_southeast_1" {
   source     = "./modules/region"
   for_each   = local.regions_in["ap-southeast-1"]
@@ -171,6 +183,7 @@ locals {
     module.region_us_east_1,
     module.region_eu_west_1,
     module.region_eu_central_1,
+    module.region_eu_north_1,
     module.region_ap_southeast_1,
   )
 
@@ -254,6 +267,46 @@ module "link_eu_central_1__ap_southeast_1" {
   source    = "./modules/interconnect"
   for_each  = local.links["eu-central-1|ap-southeast-1"]
   providers = { aws.a = aws.eu_central_1, aws.b = aws.ap_southeast_1 }
+  name      = var.name
+  mode      = var.cross_region_network
+  a         = local.link_sides[each.value.a]
+  b         = local.link_sides[each.value.b]
+}
+
+module "link_us_east_1__eu_north_1" {
+  source    = "./modules/interconnect"
+  for_each  = local.links["us-east-1|eu-north-1"]
+  providers = { aws.a = aws.us_east_1, aws.b = aws.eu_north_1 }
+  name      = var.name
+  mode      = var.cross_region_network
+  a         = local.link_sides[each.value.a]
+  b         = local.link_sides[each.value.b]
+}
+
+module "link_eu_west_1__eu_north_1" {
+  source    = "./modules/interconnect"
+  for_each  = local.links["eu-west-1|eu-north-1"]
+  providers = { aws.a = aws.eu_west_1, aws.b = aws.eu_north_1 }
+  name      = var.name
+  mode      = var.cross_region_network
+  a         = local.link_sides[each.value.a]
+  b         = local.link_sides[each.value.b]
+}
+
+module "link_eu_central_1__eu_north_1" {
+  source    = "./modules/interconnect"
+  for_each  = local.links["eu-central-1|eu-north-1"]
+  providers = { aws.a = aws.eu_central_1, aws.b = aws.eu_north_1 }
+  name      = var.name
+  mode      = var.cross_region_network
+  a         = local.link_sides[each.value.a]
+  b         = local.link_sides[each.value.b]
+}
+
+module "link_eu_north_1__ap_southeast_1" {
+  source    = "./modules/interconnect"
+  for_each  = local.links["eu-north-1|ap-southeast-1"]
+  providers = { aws.a = aws.eu_north_1, aws.b = aws.ap_southeast_1 }
   name      = var.name
   mode      = var.cross_region_network
   a         = local.link_sides[each.value.a]

@@ -35,6 +35,14 @@ provider "aws" {
 }
 
 provider "aws" {
+  alias  = "eu_north_1"
+  region = "eu-north-1"
+  default_tags {
+    tags = local.default_tags
+  }
+}
+
+provider "aws" {
   alias  = "ap_southeast_1"
   region = "ap-southeast-1"
   default_tags {

@@ -24,6 +24,10 @@ local_rtt_ms = 300
 "europe-west1.europe-west3" = 300
 "europe-west1.asia-southeast1" = 300
 "europe-west3.asia-southeast1" = 300
+"us-east1.europe-north1" = 300
+"europe-west1.europe-north1" = 300
+"europe-west3.europe-north1" = 300
+"europe-north1.asia-southeast1" = 300
 "#;
 /// In europe-west1's client subnet.
 const EUROPEAN: &str = "127.0.2.9";

@@ -5,6 +5,7 @@
 //! the only ways in are `TenantTx` (tenant predicate + RLS setting built in) and
 //! `PlatformTx` (handed out only to a verified platform admin or the node itself).
 
+pub mod dialect;
 pub mod migrate;
 pub mod tx;
 
@@ -16,6 +17,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::config::DatabaseSettings;
+pub use dialect::Dialect;
 pub use tx::{PlatformTx, TenantTx, Tx, TxMode};
 
 #[derive(Clone)]
@@ -24,6 +26,7 @@ pub struct Database {
     /// Shared with `/metrics` (a clone shares the buckets).
     pool_wait: prometheus_client::metrics::histogram::Histogram,
     max_retries: u32,
+    dialect: Dialect,
 }
 
 /// Database failures, classified by SQLSTATE (never by message text).
@@ -34,6 +37,12 @@ pub enum DbError {
     RetryExhausted,
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// SQLSTATE 40003 (statement completion unknown): CockroachDB lost track of
+    /// whether the COMMIT applied (e.g. a node failed mid-commit). Never retried
+    /// here: the transaction may have committed, and running it again could apply
+    /// it twice. Answered as 503 so the client decides (and can read first).
+    #[error("transaction outcome unknown: {0}")]
+    OutcomeUnknown(String),
     #[error("unique constraint {constraint} violated")]
     UniqueViolation { constraint: String },
     #[error(transparent)]
@@ -54,6 +63,9 @@ impl From<tokio_postgres::Error> for DbError {
         };
         if DbError::is_retryable(&err) {
             return DbError::RetryExhausted;
+        }
+        if *code == SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN {
+            return DbError::OutcomeUnknown(err.to_string());
         }
         if *code == SqlState::UNIQUE_VIOLATION {
             let constraint = err
@@ -110,7 +122,39 @@ impl Database {
             pool,
             pool_wait: crate::metrics::latency_histogram(),
             max_retries: settings.max_retries.max(1),
+            dialect: settings.dialect,
         })
+    }
+
+    /// Checked once at start: the server is the configured dialect (the statement
+    /// set was chosen from it), and the service role does not escape row-level
+    /// security (a superuser or BYPASSRLS role on PostgreSQL; an admin on
+    /// CockroachDB, which RLS exempts even when forced). Refuses to run otherwise.
+    pub async fn check_server(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let version: String = client
+            .query_one("SELECT version()", &[])
+            .await
+            .map_err(DbError::from)?
+            .get(0);
+        let server = Dialect::from_version(&version);
+        if server != self.dialect {
+            anyhow::bail!(
+                "database.dialect is {} but the server is {server} ({version}); set MERIDIAN_DATABASE__DIALECT={server}",
+                self.dialect
+            );
+        }
+        let privileged: bool = client
+            .query_one(self.dialect.statements().privileged_role, &[])
+            .await
+            .map_err(DbError::from)?
+            .get(0);
+        if privileged {
+            anyhow::bail!(
+                "database.url connects as a role that bypasses row-level security (superuser, admin or BYPASSRLS); connect as meridian_app"
+            );
+        }
+        Ok(())
     }
 
     /// A cheap round trip, for `/readyz`.
@@ -118,6 +162,10 @@ impl Database {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     pub fn pool_status(&self) -> deadpool_postgres::Status {

@@ -18,6 +18,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::dialect::Statements;
 use super::{Database, DbError};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
@@ -32,6 +33,7 @@ pub enum TxMode {
 pub struct Tx<'a, S> {
     client: &'a deadpool_postgres::ClientWrapper,
     retry: &'a AtomicBool,
+    statements: &'static Statements,
     scope: S,
 }
 
@@ -48,6 +50,12 @@ pub type TenantTx<'a> = Tx<'a, TenantBound>;
 pub type PlatformTx<'a> = Tx<'a, Platform>;
 
 impl<S> Tx<'_, S> {
+    /// The statements that differ between PostgreSQL and CockroachDB, for the
+    /// configured dialect.
+    pub fn statements(&self) -> &'static Statements {
+        self.statements
+    }
+
     fn classify(&self, err: tokio_postgres::Error) -> ApiError {
         if DbError::is_retryable(&err) {
             self.retry.store(true, Ordering::Relaxed);
@@ -137,6 +145,7 @@ impl<'a> PlatformTx<'a> {
         Ok(Tx {
             client: self.client,
             retry: self.retry,
+            statements: self.statements,
             scope: TenantBound {
                 tenant,
                 home_region,
@@ -253,6 +262,7 @@ impl Database {
             let tx = Tx {
                 client,
                 retry: &retry,
+                statements: self.dialect.statements(),
                 scope: scope.clone(),
             };
             // join! polls in order, and each statement is written to the connection

@@ -140,8 +140,9 @@ pub async fn page(
     ))
 }
 
-/// Ranked full-text search over the tenant's messages (`websearch_to_tsquery`
-/// syntax: words, "phrases", -exclusions, or).
+/// Ranked full-text search over the tenant's messages. On PostgreSQL the query
+/// has `websearch_to_tsquery` syntax (words, "phrases", -exclusions, or); on
+/// CockroachDB every word must match (`plainto_tsquery`): see `db::dialect`.
 pub async fn search(
     tx: &TenantTx<'_>,
     query: &str,
@@ -150,12 +151,13 @@ pub async fn search(
 ) -> Result<Page<SearchHit>, ApiError> {
     let rows = tx
         .query(
-            "SELECT m.id, m.channel_id, m.author_id, m.body, m.created_at, ts_rank(m.body_tsv, q) AS rank
-             FROM messages m, websearch_to_tsquery('english', $2) q
-             WHERE m.tenant_id = $1 AND m.body_tsv @@ q
-             ORDER BY rank DESC, m.created_at DESC, m.id DESC
-             LIMIT $3 OFFSET $4",
-            &[tx.tenant_id().as_uuid(), &query, &(i64::from(limit) + 1), &i64::from(offset)],
+            tx.statements().search,
+            &[
+                tx.tenant_id().as_uuid(),
+                &query,
+                &(i64::from(limit) + 1),
+                &i64::from(offset),
+            ],
         )
         .await?;
     let more = rows.len() > limit as usize;

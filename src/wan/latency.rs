@@ -167,6 +167,10 @@ mod tests {
 "europe-west1.europe-west3" = 10
 "europe-west1.asia-southeast1" = 160
 "europe-west3.asia-southeast1" = 150
+"us-east1.europe-north1" = 115
+"europe-west1.europe-north1" = 30
+"europe-west3.europe-north1" = 25
+"europe-north1.asia-southeast1" = 190
 "#;
 
     #[test]

@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn operators_and_probes_are_nowhere() {
         let locator = locator();
-        for ip in ["127.0.0.1", "127.0.0.12", "127.0.5.1", "::1", "192.0.2.2"] {
+        for ip in ["127.0.0.1", "127.0.0.12", "127.0.6.1", "::1", "192.0.2.2"] {
             assert_eq!(at(&locator, ip), None, "{ip}");
         }
     }

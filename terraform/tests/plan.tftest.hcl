@@ -74,6 +74,29 @@ mock_provider "aws" {
 }
 
 mock_provider "aws" {
+  alias  = "eu_north_1"
+  source = "./tests/mocks"
+  mock_resource "aws_acm_certificate" {
+    defaults = {
+      arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+      domain_validation_options = [
+        { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
+        { domain_name = "europe-north1.api.meridian.example", resource_record_name = "_b.europe-north1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
+      ]
+    }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "eu-north-1" }
+  }
+  mock_data "aws_availability_zones" {
+    defaults = { names = ["eu-north-1a", "eu-north-1b", "eu-north-1c"] }
+  }
+  mock_data "aws_ssm_parameter" {
+    defaults = { value = "ami-0123456789abcdef4" }
+  }
+}
+
+mock_provider "aws" {
   alias  = "ap_southeast_1"
   source = "./tests/mocks"
   mock_resource "aws_acm_certificate" {
@@ -106,7 +129,7 @@ run "every_region_is_deployed_with_its_aws_region" {
   command = apply
 
   assert {
-    condition     = toset(keys(output.regions)) == toset(["us-east1", "europe-west1", "europe-west3", "asia-southeast1"])
+    condition     = toset(keys(output.regions)) == toset(["us-east1", "europe-west1", "europe-west3", "europe-north1", "asia-southeast1"])
     error_message = "expected one region module per regions.json entry"
   }
   assert {
@@ -114,6 +137,7 @@ run "every_region_is_deployed_with_its_aws_region" {
       output.regions["us-east1"].aws_region == "us-east-1" &&
       output.regions["europe-west1"].aws_region == "eu-west-1" &&
       output.regions["europe-west3"].aws_region == "eu-central-1" &&
+      output.regions["europe-north1"].aws_region == "eu-north-1" &&
       output.regions["asia-southeast1"].aws_region == "ap-southeast-1"
     )
     error_message = "region id -> AWS region mapping is wrong"
@@ -123,7 +147,7 @@ run "every_region_is_deployed_with_its_aws_region" {
     error_message = "the public endpoint must come from regions/europe-west1.toml"
   }
   assert {
-    condition     = length(module.region_us_east_1) == 1 && length(module.region_eu_west_1) == 1 && length(module.region_eu_central_1) == 1 && length(module.region_ap_southeast_1) == 1
+    condition     = length(module.region_us_east_1) == 1 && length(module.region_eu_west_1) == 1 && length(module.region_eu_central_1) == 1 && length(module.region_eu_north_1) == 1 && length(module.region_ap_southeast_1) == 1
     error_message = "each AWS provider block must carry exactly one Meridian region"
   }
 }
@@ -132,8 +156,8 @@ run "cockroach_cluster_spans_all_regions" {
   command = apply
 
   assert {
-    condition     = length(output.cockroach_join) == 12 && length(distinct(output.cockroach_join)) == 12
-    error_message = "3 CockroachDB nodes per region, 4 regions, all distinct in --join"
+    condition     = length(output.cockroach_join) == 15 && length(distinct(output.cockroach_join)) == 15
+    error_message = "3 CockroachDB nodes per region, 5 regions, all distinct in --join"
   }
   assert {
     condition     = output.regions["europe-west3"].cockroach_node_ips == tolist(["10.31.128.10", "10.31.129.10", "10.31.130.10"])
@@ -152,9 +176,11 @@ run "vpc_peering_links_every_pair" {
     condition = (
       length(module.link_us_east_1__eu_west_1) + length(module.link_us_east_1__eu_central_1) +
       length(module.link_us_east_1__ap_southeast_1) + length(module.link_eu_west_1__eu_central_1) +
-      length(module.link_eu_west_1__ap_southeast_1) + length(module.link_eu_central_1__ap_southeast_1)
-    ) == 6
-    error_message = "4 regions need 6 cross-region links"
+      length(module.link_eu_west_1__ap_southeast_1) + length(module.link_eu_central_1__ap_southeast_1) +
+      length(module.link_us_east_1__eu_north_1) + length(module.link_eu_west_1__eu_north_1) +
+      length(module.link_eu_central_1__eu_north_1) + length(module.link_eu_north_1__ap_southeast_1)
+    ) == 10
+    error_message = "5 regions need 10 cross-region links"
   }
 }
 
@@ -195,7 +221,9 @@ run "no_cross_region_network" {
     condition = (
       length(module.link_us_east_1__eu_west_1) + length(module.link_us_east_1__eu_central_1) +
       length(module.link_us_east_1__ap_southeast_1) + length(module.link_eu_west_1__eu_central_1) +
-      length(module.link_eu_west_1__ap_southeast_1) + length(module.link_eu_central_1__ap_southeast_1)
+      length(module.link_eu_west_1__ap_southeast_1) + length(module.link_eu_central_1__ap_southeast_1) +
+      length(module.link_us_east_1__eu_north_1) + length(module.link_eu_west_1__eu_north_1) +
+      length(module.link_eu_central_1__eu_north_1) + length(module.link_eu_north_1__ap_southeast_1)
     ) == 0
     error_message = "none creates no links"
   }

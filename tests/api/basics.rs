@@ -183,3 +183,74 @@ async fn malformed_requests_get_problem_json_never_500() {
         "method_not_allowed",
     );
 }
+
+/// The node refuses to start as a role that escapes row-level security (on
+/// CockroachDB an admin, whom RLS exempts even when forced), and when the
+/// configured dialect is not the server's (the statement set would be wrong).
+#[actix_web::test]
+async fn refuses_to_start_as_a_privileged_role_or_with_the_wrong_dialect() {
+    let cluster = crate::helpers::cluster();
+    let db = crate::helpers::fresh_database().await;
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.database.url = cluster.superuser_url(&db);
+    let refused = match meridian::Application::build(settings).await {
+        Ok(_) => panic!("started as a superuser"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(refused.contains("bypasses row-level security"), "{refused}");
+
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.database.dialect = match cluster.dialect {
+        meridian::db::Dialect::Postgres => meridian::db::Dialect::Cockroach,
+        meridian::db::Dialect::Cockroach => meridian::db::Dialect::Postgres,
+    };
+    let refused = match meridian::Application::build(settings).await {
+        Ok(_) => panic!("started with the wrong dialect"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(refused.contains("database.dialect is"), "{refused}");
+}
+
+/// A PostgreSQL database migrated before the dialect split (V1–V4 from `sql/`,
+/// whose files now live unchanged in `sql/postgres/`) keeps validating: refinery
+/// finds the same checksums, applies only V5, and a second run applies nothing.
+#[actix_web::test]
+async fn a_database_migrated_before_the_split_upgrades_in_place() {
+    let cluster = crate::helpers::cluster();
+    if cluster.dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let name = format!("u_{}", Uuid::new_v4().simple());
+    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
+        .await
+        .unwrap();
+    let url = cluster.superuser_url(&name);
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    let before: Vec<_> = meridian::db::migrate::migrations(meridian::db::Dialect::Postgres)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.version() <= 4)
+        .collect();
+    refinery::Runner::new(&before)
+        .run_async(&mut client)
+        .await
+        .unwrap();
+    let postgres = Some(meridian::db::Dialect::Postgres);
+    let upgrade = meridian::db::migrate::run(&url, None, postgres)
+        .await
+        .unwrap();
+    assert_eq!(upgrade.applied, ["V5__placement"]);
+    let again = meridian::db::migrate::run(&url, None, postgres)
+        .await
+        .unwrap();
+    assert!(again.applied.is_empty(), "{:?}", again.applied);
+    // Asking for the other dialect is refused before anything runs.
+    let wrong = meridian::db::migrate::run(&url, None, Some(meridian::db::Dialect::Cockroach))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(wrong.contains("but the server"), "{wrong}");
+}

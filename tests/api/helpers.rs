@@ -2,6 +2,12 @@
 //! first use from the system's binaries, stopped when the binary exits), a
 //! migrated template database, and per test a fresh database cloned from it with
 //! the real application booted on port 0 in front of it.
+//!
+//! With `MERIDIAN_TEST_COCKROACH_URL` (an admin URL of an insecure CockroachDB
+//! 25.2 or later cluster whose nodes carry the five regions of `regions/`; see
+//! docs/cockroachdb.md) the same suite runs against that cluster instead: each
+//! test gets a new database migrated with `meridian migrate`'s runner (CockroachDB
+//! has no `CREATE DATABASE … TEMPLATE`). Every run says on stderr which one it used.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -22,11 +28,35 @@ pub static UNLIMITED_RATE: std::sync::LazyLock<Value> = std::sync::LazyLock::new
 );
 
 pub struct Cluster {
-    _pg: EmbeddedPg,
-    port: u16,
+    _pg: Option<EmbeddedPg>,
+    /// `postgres://user[:pw]@host:port/` (the database name follows).
     superuser_base: String,
+    /// `host:port`.
+    host: String,
+    /// `?sslmode=…` and the like, or empty.
+    query: String,
     app_password: String,
+    pub dialect: meridian::db::Dialect,
     pub keys_file: PathBuf,
+}
+
+/// Splits `postgres://user@host:port/db?query` into (`postgres://user@host:port/`,
+/// `host:port`, `?query`).
+fn split_url(url: &str) -> (String, String, String) {
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default().to_owned();
+    (format!("{scheme}://{authority}/"), host, query)
+}
+
+/// Written past the test harness's output capture, so it shows in every run.
+fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "meridian tests: {line}");
 }
 
 /// Removes state of earlier test runs whose process is gone.
@@ -53,6 +83,25 @@ pub fn cluster() -> &'static Cluster {
             sweep_stale(&root);
             let dir = root.join(format!("meridian-test-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
+            let keys_file = dir.join("keys.json");
+            KeySet::ensure_file(&keys_file).unwrap();
+            if let Some(url) = std::env::var("MERIDIAN_TEST_COCKROACH_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            {
+                announce("CockroachDB run: MERIDIAN_TEST_COCKROACH_URL is set; every test migrates its own database on that cluster");
+                let (superuser_base, host, query) = split_url(&url);
+                return Cluster {
+                    _pg: None,
+                    superuser_base,
+                    host,
+                    query,
+                    app_password: meridian::dev::random_alphanumeric(24).unwrap(),
+                    dialect: meridian::db::Dialect::Cockroach,
+                    keys_file,
+                };
+            }
+            announce("CockroachDB run SKIPPED (MERIDIAN_TEST_COCKROACH_URL is not set): this run uses the embedded PostgreSQL 15 only");
             let pg =
                 EmbeddedPg::start(&dir.join("pg")).expect("starting the test PostgreSQL cluster");
             let app_password = meridian::dev::random_alphanumeric(24).unwrap();
@@ -64,18 +113,22 @@ pub fn cluster() -> &'static Cluster {
                 meridian::dev::create_database_if_missing(&pg.superuser_url("postgres"), TEMPLATE)
                     .await
                     .unwrap();
-                meridian::db::migrate::run(&pg.superuser_url(TEMPLATE), Some(&app_password))
-                    .await
-                    .unwrap();
+                meridian::db::migrate::run(
+                    &pg.superuser_url(TEMPLATE),
+                    Some(&app_password),
+                    Some(meridian::db::Dialect::Postgres),
+                )
+                .await
+                .unwrap();
             });
-            let keys_file = dir.join("keys.json");
-            KeySet::ensure_file(&keys_file).unwrap();
-            let superuser_base = pg.superuser_url("");
+            let (superuser_base, host, query) = split_url(&pg.superuser_url(""));
             Cluster {
-                port: pg.port(),
-                _pg: pg,
+                _pg: Some(pg),
                 superuser_base,
+                host,
+                query,
                 app_password,
+                dialect: meridian::db::Dialect::Postgres,
                 keys_file,
             }
         })
@@ -86,12 +139,12 @@ pub fn cluster() -> &'static Cluster {
 
 impl Cluster {
     pub fn superuser_url(&self, db: &str) -> String {
-        format!("{}{db}", self.superuser_base)
+        format!("{}{db}{}", self.superuser_base, self.query)
     }
     pub fn app_url(&self, db: &str) -> String {
         format!(
-            "postgres://meridian_app:{}@127.0.0.1:{}/{db}",
-            self.app_password, self.port
+            "postgres://meridian_app:{}@{}/{db}{}",
+            self.app_password, self.host, self.query
         )
     }
 }
@@ -115,10 +168,25 @@ pub async fn fresh_database() -> String {
             .await
             .unwrap();
     let driver = actix_web::rt::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-        .await
-        .unwrap();
+    match cluster.dialect {
+        meridian::db::Dialect::Postgres => client
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .await
+            .unwrap(),
+        meridian::db::Dialect::Cockroach => {
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            meridian::db::migrate::run(
+                &cluster.superuser_url(&name),
+                Some(&cluster.app_password),
+                Some(meridian::db::Dialect::Cockroach),
+            )
+            .await
+            .unwrap();
+        }
+    }
     drop(client);
     let _ = driver.await;
     name
@@ -135,6 +203,7 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.admin.bind = Some("127.0.0.1:0".parse().unwrap());
     settings.http.workers = 1;
     settings.database.url = cluster.app_url(db_name);
+    settings.database.dialect = cluster.dialect;
     settings.database.pool_size = 8;
     settings.auth.keys_file = cluster.keys_file.clone();
     settings.directory.refresh_interval_ms = 200;
