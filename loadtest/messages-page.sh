@@ -5,7 +5,10 @@
 #   loadtest/messages-page.sh [connections=16] [seconds=20] [messages=2000]
 #
 # Starts its own `meridian dev` (release build, state in a temp dir), provisions a
-# tenant with one channel of N messages, runs both loads, prints the ratio.
+# tenant with one channel of N messages, runs both loads, prints the ratio, and the
+# CPU each page request cost the node and PostgreSQL during the API run (utime +
+# stime from /proc of the node process and of every PostgreSQL process), and the
+# API's whole read transaction sent by pgbench as one pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${1:-16}; SECS=${2:-20}; MESSAGES=${3:-2000}
@@ -39,9 +42,23 @@ C=$(curl -sf -X POST "$BASE/v1/channels" -H "Authorization: Bearer $TOKEN" -H 'C
 
 URL="$BASE/v1/channels/$C/messages?limit=50"
 curl -sf "$URL" -H "Authorization: Bearer $TOKEN" | json 'len(d["items"])' | grep -qx 50
+
+# CPU ticks (utime + stime, USER_HZ) of the given processes, summed.
+ticks() { local t=0 pid; for pid in "$@"; do [[ -r /proc/$pid/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$t"; }
+NODE_PID=$(pgrep -f -- "$STATE serve --region us-east1" | head -1)
+PG_MAIN=$(head -1 "$STATE/pg/data/postmaster.pid")
+pg_pids() { echo "$PG_MAIN" $(pgrep -P "$PG_MAIN"); }
+HZ=$(getconf CLK_TCK)
+NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
 echo "== API: wrk -t2 -c$CONNS -d${SECS}s $URL"
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" "$URL" | tee "$STATE/wrk.txt"
+NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
 API_RPS=$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")
+API_REQS=$(awk '/requests in/{print $1}' "$STATE/wrk.txt")
+P50=$(awk '$1=="50%"{print $2}' "$STATE/wrk.txt"); P99=$(awk '$1=="99%"{print $2}' "$STATE/wrk.txt")
+python3 -c "
+n=$API_REQS; hz=$HZ
+print(f'CPU per page request: node {($NODE1-$NODE0)/hz/n*1e6:.0f} µs, PostgreSQL {($PG1-$PG0)/hz/n*1e6:.0f} µs ({n} requests; p50 $P50, p99 $P99)')"
 
 # The same page as the API's first page: src/store/messages.rs PAGE_SQL with no cursor, LIMIT 51.
 cat >"$STATE/page.sql" <<SQL
@@ -64,6 +81,9 @@ SELECT id, channel_id, author_id, body, created_at FROM messages
  ORDER BY created_at DESC, id DESC LIMIT 51;
 COMMIT;
 SQL
-echo "== DB: pgbench, the API's full read transaction as meridian_app"
+echo "== DB: pgbench, the API's full read transaction as meridian_app, one statement per round trip"
 "$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -f "$STATE/tx.sql" "$APP_URL" | grep -E '^(tps|latency)'
+{ echo '\startpipeline'; cat "$STATE/tx.sql"; echo '\endpipeline'; } >"$STATE/tx-pipeline.sql"
+echo "== DB: pgbench, the same transaction sent as one pipeline"
+"$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -f "$STATE/tx-pipeline.sql" "$APP_URL" | grep -E '^(tps|latency)'
 python3 -c "print(f'ratio API/pgbench = {float(\"$API_RPS\")/float(\"$DB_TPS\"):.2f}  (API {float(\"$API_RPS\"):.0f} req/s, pgbench {float(\"$DB_TPS\"):.0f} tps)')"
