@@ -2,9 +2,12 @@
 //!
 //! A tenant transaction opens with one pipelined prologue — `BEGIN`, the RLS
 //! setting `app.tenant_id` and the caller's user status (prepared statements) —
-//! sent together with the body's first statement, so a one-query read costs two
-//! round trips (prologue + query, then COMMIT). Should the prologue fail, the body's statement ran without
-//! the RLS setting and therefore saw and wrote nothing: the wall fails closed.
+//! sent together with the body's first statement; a read-only transaction sends
+//! its COMMIT right behind that statement too (`EagerCommit`), so a one-query read
+//! costs one round trip, and a read that needs more statements is re-run with
+//! COMMIT after the body. Should the prologue fail, the body's statement ran
+//! without the RLS setting and therefore saw and wrote nothing: the wall fails
+//! closed.
 //!
 //! Retries restart the whole transaction (PostgreSQL cannot resume a serializable
 //! transaction after 40001); COMMIT is inside the loop because it can fail with
@@ -33,6 +36,7 @@ pub enum TxMode {
 pub struct Tx<'a, S> {
     client: &'a deadpool_postgres::ClientWrapper,
     retry: &'a AtomicBool,
+    eager: &'a EagerCommit,
     statements: &'static Statements,
     scope: S,
 }
@@ -70,16 +74,33 @@ impl<S> Tx<'_, S> {
             .map_err(|e| self.classify(e))
     }
 
+    /// Sends one statement; in a read-only transaction the first one takes the
+    /// COMMIT along in the same round trip (`EagerCommit`).
+    async fn send<T>(
+        &self,
+        statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ApiError> {
+        match self.eager.next_statement() {
+            Turn::Plain => statement.await.map_err(|e| self.classify(e)),
+            Turn::FirstOfEager => {
+                let (result, committed) =
+                    futures_util::join!(statement, self.client.batch_execute("COMMIT"));
+                self.eager.committed(committed);
+                result.map_err(|e| self.classify(e))
+            }
+            Turn::AfterEagerCommit => Err(ApiError::internal(anyhow::anyhow!(
+                "a second statement after an eager COMMIT (the body is re-run)"
+            ))),
+        }
+    }
+
     pub async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, ApiError> {
         let statement = self.prepared(sql).await?;
-        self.client
-            .query(&statement, params)
-            .await
-            .map_err(|e| self.classify(e))
+        self.send(self.client.query(&statement, params)).await
     }
 
     pub async fn query_opt(
@@ -88,10 +109,7 @@ impl<S> Tx<'_, S> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, ApiError> {
         let statement = self.prepared(sql).await?;
-        self.client
-            .query_opt(&statement, params)
-            .await
-            .map_err(|e| self.classify(e))
+        self.send(self.client.query_opt(&statement, params)).await
     }
 
     pub async fn query_one(
@@ -100,10 +118,7 @@ impl<S> Tx<'_, S> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, ApiError> {
         let statement = self.prepared(sql).await?;
-        self.client
-            .query_one(&statement, params)
-            .await
-            .map_err(|e| self.classify(e))
+        self.send(self.client.query_one(&statement, params)).await
     }
 
     pub async fn execute(
@@ -112,10 +127,81 @@ impl<S> Tx<'_, S> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, ApiError> {
         let statement = self.prepared(sql).await?;
-        self.client
-            .execute(&statement, params)
-            .await
-            .map_err(|e| self.classify(e))
+        self.send(self.client.execute(&statement, params)).await
+    }
+}
+
+/// One round trip for a one-statement read. A read-only transaction sends its
+/// COMMIT right behind its first statement, so BEGIN, the tenant setting, the user
+/// check, the statement and COMMIT travel together. That is correct because the
+/// statement saw one snapshot inside the transaction (with the RLS setting), and a
+/// read-only transaction's COMMIT changes nothing; a failed statement aborts the
+/// transaction, and the pipelined COMMIT then ends it as a ROLLBACK. Should the body
+/// issue a second statement, that statement is refused (it would run outside the
+/// transaction, without the tenant setting) and the whole body is run again the
+/// ordinary way, COMMIT after the body: multi-statement reads cost what they did.
+struct EagerCommit {
+    state: std::sync::Mutex<Eager>,
+}
+
+enum Eager {
+    /// Read-write, or a re-run: COMMIT after the body.
+    Off,
+    /// No statement sent yet.
+    Armed,
+    /// The first statement went with the COMMIT; its result is kept for `run`.
+    Committed(Option<Result<(), tokio_postgres::Error>>),
+    /// A second statement was refused: the body must run again, not eagerly. The
+    /// eager COMMIT's result is kept (it ended the transaction).
+    Overrun(Option<Result<(), tokio_postgres::Error>>),
+}
+
+enum Turn {
+    Plain,
+    FirstOfEager,
+    AfterEagerCommit,
+}
+
+impl EagerCommit {
+    fn new(on: bool) -> Self {
+        Self {
+            state: std::sync::Mutex::new(if on { Eager::Armed } else { Eager::Off }),
+        }
+    }
+
+    fn next_statement(&self) -> Turn {
+        let Ok(mut state) = self.state.lock() else {
+            return Turn::AfterEagerCommit;
+        };
+        match *state {
+            Eager::Off => Turn::Plain,
+            Eager::Armed => {
+                *state = Eager::Committed(None);
+                Turn::FirstOfEager
+            }
+            Eager::Committed(ref mut result) => {
+                *state = Eager::Overrun(result.take());
+                Turn::AfterEagerCommit
+            }
+            Eager::Overrun(_) => Turn::AfterEagerCommit,
+        }
+    }
+
+    fn committed(&self, result: Result<(), tokio_postgres::Error>) {
+        if let Ok(mut state) = self.state.lock()
+            && let Eager::Committed(slot) = &mut *state
+        {
+            *slot = Some(result);
+        }
+    }
+
+    /// What happened: `None` if no COMMIT was sent eagerly.
+    fn take(&self) -> Option<Eager> {
+        let mut state = self.state.lock().ok()?;
+        match std::mem::replace(&mut *state, Eager::Off) {
+            Eager::Off | Eager::Armed => None,
+            done => Some(done),
+        }
     }
 }
 
@@ -145,6 +231,7 @@ impl<'a> PlatformTx<'a> {
         Ok(Tx {
             client: self.client,
             retry: self.retry,
+            eager: self.eager,
             statements: self.statements,
             scope: TenantBound {
                 tenant,
@@ -233,6 +320,7 @@ impl Database {
         mut body: impl AsyncFnMut(&Tx<'_, S>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let mut attempt = 0;
+        let mut eager_allowed = mode == TxMode::ReadOnly;
         loop {
             attempt += 1;
             let last_attempt = attempt >= self.max_retries;
@@ -259,9 +347,11 @@ impl Database {
                 .await
                 .map_err(DbError::from)?;
             let retry = AtomicBool::new(false);
+            let eager = EagerCommit::new(eager_allowed);
             let tx = Tx {
                 client,
                 retry: &retry,
+                eager: &eager,
                 statements: self.dialect.statements(),
                 scope: scope.clone(),
             };
@@ -299,31 +389,66 @@ impl Database {
                 Err(err) if DbError::is_retryable(&err) && !last_attempt => continue,
                 Err(err) => return Err(DbError::from(err).into()),
             };
+            // `None`: the transaction is still open; `Some(result)`: COMMIT was sent
+            // with the body's first statement, and this is how it ended.
+            let ended = match eager.take() {
+                Some(Eager::Overrun(result)) => {
+                    // A multi-statement read: run it again with COMMIT after the body.
+                    guard.clean = matches!(result, Some(Ok(())));
+                    eager_allowed = false;
+                    attempt -= 1;
+                    continue;
+                }
+                Some(Eager::Committed(Some(result))) => Some(result),
+                Some(Eager::Committed(None)) => {
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "the eager COMMIT did not complete"
+                    )));
+                }
+                Some(Eager::Off | Eager::Armed) | None => None,
+            };
             if user_valid == Some(false) {
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(DbError::from)?;
+                match ended {
+                    Some(Ok(())) => {}
+                    Some(Err(err)) => return Err(DbError::from(err).into()),
+                    None => client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(DbError::from)?,
+                }
                 guard.clean = true;
                 return Err(ApiError::Unauthenticated(
                     "the token's user is disabled, deleted or has another role now",
                 ));
             }
             match outcome {
-                Ok(value) => match client.batch_execute("COMMIT").await {
-                    Ok(()) => {
-                        guard.clean = true;
-                        return Ok(value);
+                Ok(value) => {
+                    let committed = match ended {
+                        Some(result) => result,
+                        None => client.batch_execute("COMMIT").await,
+                    };
+                    match committed {
+                        Ok(()) => {
+                            guard.clean = true;
+                            return Ok(value);
+                        }
+                        // A failed COMMIT has ended the transaction: the connection is clean.
+                        Err(err) if DbError::is_retryable(&err) && !last_attempt => {
+                            guard.clean = true
+                        }
+                        Err(err) => return Err(DbError::from(err).into()),
                     }
-                    // A failed COMMIT has ended the transaction: the connection is clean.
-                    Err(err) if DbError::is_retryable(&err) && !last_attempt => guard.clean = true,
-                    Err(err) => return Err(DbError::from(err).into()),
-                },
+                }
                 Err(err) => {
-                    client
-                        .batch_execute("ROLLBACK")
-                        .await
-                        .map_err(DbError::from)?;
+                    match ended {
+                        // The eager COMMIT of a failed statement ended it as a ROLLBACK.
+                        Some(Ok(())) => {}
+                        Some(Err(commit_err)) => return Err(DbError::from(commit_err).into()),
+                        None => client
+                            .batch_execute("ROLLBACK")
+                            .await
+                            .map_err(DbError::from)?,
+                    }
                     guard.clean = true;
                     if !retry.load(Ordering::Relaxed) || last_attempt {
                         return Err(err);

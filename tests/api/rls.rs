@@ -305,3 +305,44 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     .await;
     assert_eq!(definers, ["resource_owner(text,uuid)"]);
 }
+
+/// Read-only transactions send COMMIT with their first statement; reads of more
+/// statements are re-run the ordinary way. Either way, no connection is left
+/// inside a transaction, and the answers are those of a normal transaction.
+#[actix_web::test]
+async fn eagerly_committed_reads_leave_no_transaction_open() {
+    let app = crate::helpers::spawn_app().await;
+    let t = app.provision("eager").await;
+    let channel = app.create_channel(&t, "general").await;
+    app.post_message(&t, channel, "one").await;
+    let empty = app.create_channel(&t, "empty").await;
+    for _ in 0..10 {
+        let page = app
+            .get(&format!("/v1/channels/{channel}/messages"), &t.owner_token)
+            .await;
+        assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+        // An empty page needs a second statement (does the channel exist?).
+        let page = app
+            .get(&format!("/v1/channels/{empty}/messages"), &t.owner_token)
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.body["items"], serde_json::json!([]));
+        let missing = app
+            .get(
+                &format!("/v1/channels/{}/messages", uuid::Uuid::new_v4()),
+                &t.owner_token,
+            )
+            .await;
+        assert_eq!(missing.status, 404, "{}", missing.body);
+    }
+    let db = app.superuser_client().await;
+    let open: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'meridian_app' AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+}
