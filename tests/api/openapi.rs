@@ -356,35 +356,40 @@ async fn the_document_describes_every_answer() {
 
 /// Cases per operation and phase; small so the run stays well inside CI's budget
 /// on two shared cores (see the timing printed on stderr).
+/// `MERIDIAN_FUZZ_EXAMPLES` raises it for a longer run by hand.
 const MAX_EXAMPLES: &str = "25";
 
-#[actix_web::test]
-async fn schemathesis_finds_nothing_as_a_tenant_owner() {
-    let Some(bin) = pytools() else { return };
-    let app = spawn_app().await;
-    let owner = app.provision("fuzzed").await;
-    // Something to find: a channel with a message.
-    let channel = app.create_channel(&owner, "general").await;
-    app.post_message(&owner, channel, "hello fuzzer").await;
-
+/// Runs schemathesis against `app` as `token` with `args` added; fails the test
+/// on any finding, and says on stderr how long it took and what it reported.
+async fn fuzz(
+    bin: &Path,
+    app: &crate::helpers::TestApp,
+    token: &str,
+    what: &str,
+    config: Option<&Path>,
+    args: &[&str],
+) {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis");
     std::fs::create_dir_all(&work).unwrap();
     let seed = std::env::var("MERIDIAN_FUZZ_SEED").unwrap_or_else(|_| "12".into());
+    let examples = std::env::var("MERIDIAN_FUZZ_EXAMPLES").unwrap_or_else(|_| MAX_EXAMPLES.into());
     let started = Instant::now();
-    let run = tokio::process::Command::new(bin.join("schemathesis"))
-        .current_dir(&work)
+    let mut command = tokio::process::Command::new(bin.join("schemathesis"));
+    command.current_dir(&work);
+    if let Some(config) = config {
+        command.arg("--config-file").arg(config);
+    }
+    let run = command
         .args(["run", &format!("{}/openapi.json", app.base)])
+        .args(args)
         .args(["--url", &app.base])
-        .args([
-            "--header",
-            &format!("Authorization: Bearer {}", owner.owner_token),
-        ])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", MAX_EXAMPLES])
+        .args(["--max-examples", &examples])
         .args(["--seed", &seed])
         .args(["--workers", "2"])
         .args(["--request-timeout", "10"])
@@ -401,22 +406,89 @@ async fn schemathesis_finds_nothing_as_a_tenant_owner() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary: Vec<&str> = stdout
         .lines()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
+        .skip_while(|l| !l.contains("Test cases:"))
+        .filter(|l| !l.trim().is_empty())
         .collect();
     announce(&format!(
-        "schemathesis (seed {seed}, {MAX_EXAMPLES} examples/operation) took {:.1} s: {}",
+        "schemathesis, {what} (seed {seed}, {examples} examples/operation/phase): {:.1} s; {}",
         started.elapsed().as_secs_f64(),
         summary.join(" | ")
     ));
     assert!(
         out.status.success(),
-        "schemathesis found problems (seed {seed}):\n{stdout}\n{}",
+        "schemathesis found problems ({what}, seed {seed}):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[actix_web::test]
+async fn schemathesis_finds_nothing_as_a_tenant_owner() {
+    let Some(bin) = pytools() else { return };
+    let app = spawn_app().await;
+    let owner = app.provision("fuzzed").await;
+    let channel = app.create_channel(&owner, "general").await;
+    let message = app.post_message(&owner, channel, "hello fuzzer").await;
+    let doomed_channel = app.create_channel(&owner, "doomed").await;
+    let (member, _) = app.add_user(&owner, "member").await;
+    let (doomed_user, _) = app.add_user(&owner, "viewer").await;
+
+    // Every operation with generated inputs: ids that exist nowhere, bad ids,
+    // bad queries and bodies.
+    fuzz(&bin, &app, &owner.owner_token, "generated ids", None, &[]).await;
+
+    // The operations on ids, with ids that exist, so they get past the 404.
+    let config = format!(
+        r#"
+[[operations]]
+include-operation-id = ["getTenant", "updateTenant", "getRelocation", "startRelocation"]
+parameters = {{ "path.id" = "{tenant}" }}
+
+[[operations]]
+include-operation-id = ["getUser", "updateUser"]
+parameters = {{ "path.id" = "{member}" }}
+
+[[operations]]
+include-operation-id = "deleteUser"
+parameters = {{ "path.id" = "{doomed_user}" }}
+
+[[operations]]
+include-operation-id = ["getChannel", "listMessages", "postMessage", "getMessage"]
+parameters = {{ "path.id" = "{channel}", "path.message_id" = "{message}" }}
+
+[[operations]]
+include-operation-id = "deleteChannel"
+parameters = {{ "path.id" = "{doomed_channel}" }}
+"#,
+        tenant = owner.id,
+    );
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-ids.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut args = Vec::new();
+    for id in [
+        "getTenant",
+        "updateTenant",
+        "getRelocation",
+        "startRelocation",
+        "getUser",
+        "updateUser",
+        "deleteUser",
+        "getChannel",
+        "listMessages",
+        "postMessage",
+        "getMessage",
+        "deleteChannel",
+    ] {
+        args.extend(["--include-operation-id", id]);
+    }
+    fuzz(
+        &bin,
+        &app,
+        &owner.owner_token,
+        "existing ids",
+        Some(&file),
+        &args,
+    )
+    .await;
 }
 
 /// The drain body is optional, but one that is sent is checked like every other
