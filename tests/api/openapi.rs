@@ -391,7 +391,9 @@ async fn fuzz(
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", &examples])
         .args(["--seed", &seed])
-        .args(["--workers", "2"])
+        // One worker: with two, schemathesis 4.32.5 once failed with an internal
+        // error (a KeyError in its own coverage module) that a rerun did not repeat.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "10"])
         .args(["--max-redirects", "0"])
         .args(["--suppress-health-check", "all"])
