@@ -320,8 +320,8 @@ mod tests {
         }
     }
 
-    /// Codes chosen at the call site (`bad_request("…")`, `Conflict { code: "…" }`)
-    /// are found in the source and must be in `CODES` with the variant's status, so
+    /// Codes chosen at the call site (a literal given to `bad_request`, or as a
+    /// `Conflict`'s `code`) are found in the source and must be in `CODES` with the variant's status, so
     /// a new code cannot be answered without being documented.
     #[test]
     fn every_code_named_in_the_source_is_listed() {
