@@ -197,9 +197,17 @@ pub async fn drain(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// The answer to an undrain.
+#[derive(Serialize, ToSchema)]
+pub struct Undrained {
+    region: RegionId,
+    /// Always `false`: the region is in service again.
+    drained: bool,
+}
+
 /// Return a drained region to service.
 #[utoipa::path(tag = "regions", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
-    responses((status = 200, body = Regions)))]
+    responses((status = 200, body = Undrained)))]
 #[post("/regions/{id}/undrain")]
 pub async fn undrain(
     scope: PlatformScope,
@@ -221,5 +229,8 @@ pub async fn undrain(
         })
         .await?;
     state.refresh_region_state().await?;
-    Ok(HttpResponse::Ok().json(json!({ "region": region, "drained": false })))
+    Ok(HttpResponse::Ok().json(Undrained {
+        region,
+        drained: false,
+    }))
 }

@@ -493,6 +493,23 @@ parameters = {{ "path.id" = "{doomed_channel}" }}
     .await;
 }
 
+#[actix_web::test]
+async fn schemathesis_finds_nothing_as_a_platform_admin() {
+    let Some(bin) = pytools() else { return };
+    let app = spawn_app().await;
+    let tenant = app.provision("administered").await;
+    app.create_channel(&tenant, "general").await;
+    fuzz(
+        &bin,
+        &app,
+        &app.platform_token(),
+        "platform admin",
+        None,
+        &[],
+    )
+    .await;
+}
+
 /// The drain body is optional, but one that is sent is checked like every other
 /// body: before, a malformed one was taken for an absent one, so a typo in
 /// `{"dry_run": true}` drained the region for real.
