@@ -7,8 +7,11 @@
 //!   agrees with what the isolation suite's route table knows independently (who
 //!   may call it, ids, bodies); the document validates as OpenAPI 3.1
 //!   (`openapi-spec-validator`); the README lists every error code.
-//! - `schemathesis_finds_nothing_as_a_tenant_owner`: fuzzes the running app from
-//!   its own `/openapi.json` (schemathesis 4) and fails on any finding.
+//! - `schemathesis_finds_nothing_as_a_tenant_owner` / `…_as_a_platform_admin`:
+//!   fuzz the running app from its own `/openapi.json` (schemathesis 4) and fail
+//!   on any finding.
+//! - `a_malformed_drain_body_is_refused_not_taken_for_no_body`: the one behaviour
+//!   change the contract brought (a drain body was silently dropped when invalid).
 //!
 //! The Python tools live in a venv under `target/` (`pytools.txt`), made by the
 //! first test that needs it, or by `.ci/run`. Without PyPI the two checks that need
