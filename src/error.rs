@@ -73,6 +73,57 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// Every stable `code` the API answers, with its status: the contract
+/// (`api::contract`) documents an operation's errors from this table, the README
+/// lists every code in it (both tested), and a unit test below fails when code
+/// in `src/` answers a code that is not here.
+pub const CODES: &[(&str, StatusCode)] = &[
+    ("validation_failed", StatusCode::BAD_REQUEST),
+    ("invalid_json", StatusCode::BAD_REQUEST),
+    ("invalid_body", StatusCode::BAD_REQUEST),
+    ("invalid_id", StatusCode::BAD_REQUEST),
+    ("invalid_path", StatusCode::BAD_REQUEST),
+    ("invalid_cursor", StatusCode::BAD_REQUEST),
+    ("invalid_query", StatusCode::BAD_REQUEST),
+    ("non_canonical_path", StatusCode::BAD_REQUEST),
+    ("residency_violation", StatusCode::BAD_REQUEST),
+    ("unauthenticated", StatusCode::UNAUTHORIZED),
+    ("forbidden", StatusCode::FORBIDDEN),
+    ("tenant_suspended", StatusCode::FORBIDDEN),
+    ("plan_limit_exceeded", StatusCode::FORBIDDEN),
+    ("quota_exceeded", StatusCode::FORBIDDEN),
+    ("invalid_hop_marker", StatusCode::FORBIDDEN),
+    ("not_found", StatusCode::NOT_FOUND),
+    ("route_not_found", StatusCode::NOT_FOUND),
+    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+    ("request_timeout", StatusCode::REQUEST_TIMEOUT),
+    ("conflict", StatusCode::CONFLICT),
+    ("email_taken", StatusCode::CONFLICT),
+    ("slug_taken", StatusCode::CONFLICT),
+    ("channel_name_taken", StatusCode::CONFLICT),
+    ("last_owner", StatusCode::CONFLICT),
+    ("drain_strands_tenants", StatusCode::CONFLICT),
+    ("relocation_in_progress", StatusCode::CONFLICT),
+    ("relocation_stale", StatusCode::CONFLICT),
+    ("reservation_settled", StatusCode::CONFLICT),
+    ("residency_conflict", StatusCode::CONFLICT),
+    ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("message_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+    ("concurrency_limited", StatusCode::TOO_MANY_REQUESTS),
+    ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+    ("residency_unavailable", StatusCode::SERVICE_UNAVAILABLE),
+    ("region_unreachable", StatusCode::SERVICE_UNAVAILABLE),
+    ("retry_exhausted", StatusCode::SERVICE_UNAVAILABLE),
+    ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+];
+
+/// The status `code` is answered with, if it is a code of `CODES`.
+pub fn status_of(code: &str) -> Option<StatusCode> {
+    CODES.iter().find(|(c, _)| *c == code).map(|(_, s)| *s)
+}
+
 impl ApiError {
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::BadRequest {
@@ -134,6 +185,8 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable error code.
     pub code: String,
+    /// Also in the `X-Request-Id` header; `null` only if the request got no id.
+    #[schema(required = true)]
     pub request_id: Option<String>,
 }
 
@@ -218,5 +271,98 @@ impl From<crate::db::DbError> for ApiError {
             },
             DbError::Other(cause) => Self::Internal(cause),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every fixed-code variant answers a code of `CODES` with that code's status.
+    #[test]
+    fn every_variant_answers_a_listed_code() {
+        let denied = crate::limits::rate::RateDenied {
+            scope: "tenant",
+            per_second: 1,
+            burst: 1,
+            retry_after: std::time::Duration::from_secs(1),
+        };
+        let variants = [
+            ApiError::validation("x"),
+            ApiError::UnsupportedMediaType("x".into()),
+            ApiError::PayloadTooLarge("x".into()),
+            ApiError::MessageTooLarge { limit: 1 },
+            ApiError::RequestTimeout(1),
+            ApiError::Unauthenticated("x"),
+            ApiError::Forbidden("x"),
+            ApiError::NotFound {
+                kind: "x",
+                id: None,
+            },
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::ResidencyConflict("x".into()),
+            ApiError::PlanLimit { detail: "x".into() },
+            ApiError::TenantSuspended,
+            ApiError::RateLimited(denied),
+            ApiError::ConcurrencyLimited,
+            ApiError::InvalidHopMarker,
+            ApiError::ResidencyUnavailable,
+            ApiError::RegionUnreachable,
+            ApiError::QuotaExceeded { detail: "x".into() },
+            ApiError::RetryExhausted,
+            ApiError::Unavailable("x"),
+            ApiError::internal(anyhow::anyhow!("x")),
+        ];
+        for err in variants {
+            let (code, status) = err.code_and_status();
+            assert_eq!(status_of(code), Some(status), "{code}");
+        }
+    }
+
+    /// Codes chosen at the call site (a literal given to `bad_request`, or as a
+    /// `Conflict`'s `code`) are found in the source and must be in `CODES` with the variant's status, so
+    /// a new code cannot be answered without being documented.
+    #[test]
+    fn every_code_named_in_the_source_is_listed() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut found = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (marker, status) in [
+                ("bad_request(\"", StatusCode::BAD_REQUEST),
+                ("code: \"", StatusCode::CONFLICT),
+            ] {
+                for (at, _) in text.match_indices(marker) {
+                    let rest = &text[at + marker.len()..];
+                    let code = &rest[..rest.find('"').unwrap()];
+                    assert_eq!(
+                        status_of(code),
+                        Some(status),
+                        "{}: code `{code}` is not in error::CODES with status {status}",
+                        file.display()
+                    );
+                    found += 1;
+                }
+            }
+        }
+        assert!(
+            found >= 10,
+            "only {found} codes found: did the pattern change?"
+        );
     }
 }

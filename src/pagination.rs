@@ -21,10 +21,14 @@ pub const MAX_OFFSET: u32 = 10_000;
 const MIN_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+// Named as query parameters so optional ones are documented as absent, not `null`.
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(max_length = 256)]
     pub cursor: Option<String>,
 }
 

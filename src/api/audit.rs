@@ -5,12 +5,12 @@ use actix_web::{get, web};
 
 use crate::audit::{self, AuditEvent};
 use crate::auth::Permission;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::Caller;
 
 #[utoipa::path(tag = "audit", params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<AuditEvent>), (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<AuditEvent>)))]
 #[get("/audit")]
 pub async fn list(
     caller: Caller,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::{IdPath, created};
 use crate::audit;
 use crate::auth::Permission;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::ids::ChannelId;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
@@ -23,7 +23,7 @@ pub struct CreateChannel {
 }
 
 #[utoipa::path(tag = "channels", request_body = CreateChannel, security(("bearer" = [])),
-    responses((status = 201, body = Channel), (status = 403, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, body = Channel)))]
 #[post("/channels")]
 pub async fn create(
     scope: TenantScope,
@@ -76,8 +76,8 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(tag = "channels", params(("id" = String, Path, description = "Channel id")), security(("bearer" = [])),
-    responses((status = 200, body = Channel), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "channels", params(("id" = uuid::Uuid, Path, description = "Channel id")), security(("bearer" = [])),
+    responses((status = 200, body = Channel)))]
 #[get("/channels/{id}")]
 pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Channel>, ApiError> {
     scope.require(Permission::Read)?;
@@ -88,8 +88,8 @@ pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Channel>,
 }
 
 /// Delete a channel and all its messages.
-#[utoipa::path(tag = "channels", params(("id" = String, Path, description = "Channel id")), security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "channels", params(("id" = uuid::Uuid, Path, description = "Channel id")), security(("bearer" = [])),
+    responses((status = 204)))]
 #[delete("/channels/{id}")]
 pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, ApiError> {
     scope.require(Permission::ManageChannels)?;

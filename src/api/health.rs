@@ -26,7 +26,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Readiness: the region is not drained and the database answers. Load balancers,
 /// GeoDNS and peer nodes probe this.
-#[utoipa::path(tag = "ops", responses((status = 200, body = Health), (status = 503, body = crate::error::Problem)))]
+#[utoipa::path(tag = "ops", responses((status = 200, body = Health)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.is_shutting_down() {
@@ -46,7 +46,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// This document.
-#[utoipa::path(tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 #[get("/openapi.json")]
 pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok()

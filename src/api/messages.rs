@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::auth::Permission;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
@@ -20,8 +20,8 @@ pub struct PostMessage {
 }
 
 /// Post a message. The body's size limit (bytes, UTF-8) comes from the plan.
-#[utoipa::path(tag = "messages", request_body = PostMessage, params(("id" = String, Path, description = "Channel id")),
-    security(("bearer" = [])), responses((status = 201, body = Message), (status = 404, body = Problem), (status = 413, body = Problem)))]
+#[utoipa::path(tag = "messages", request_body = PostMessage, params(("id" = uuid::Uuid, Path, description = "Channel id")),
+    security(("bearer" = [])), responses((status = 201, body = Message)))]
 #[post("/channels/{id}/messages")]
 pub async fn post(
     scope: TenantScope,
@@ -50,8 +50,8 @@ pub async fn post(
 }
 
 /// A page of the channel's messages, newest first.
-#[utoipa::path(tag = "messages", params(("id" = String, Path, description = "Channel id"), PageQuery),
-    security(("bearer" = [])), responses((status = 200, body = Page<Message>), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "messages", params(("id" = uuid::Uuid, Path, description = "Channel id"), PageQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Message>)))]
 #[get("/channels/{id}/messages")]
 pub async fn page(
     scope: TenantScope,
@@ -69,8 +69,8 @@ pub async fn page(
 }
 
 /// One message.
-#[utoipa::path(tag = "messages", params(("id" = String, Path, description = "Channel id"), ("message_id" = String, Path, description = "Message id")),
-    security(("bearer" = [])), responses((status = 200, body = Message), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "messages", params(("id" = uuid::Uuid, Path, description = "Channel id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
+    security(("bearer" = [])), responses((status = 200, body = Message)))]
 #[get("/channels/{id}/messages/{message_id}")]
 pub async fn get(
     scope: TenantScope,

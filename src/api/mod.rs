@@ -7,6 +7,7 @@
 
 mod audit;
 mod channels;
+pub mod contract;
 mod health;
 mod messages;
 mod regions;
@@ -86,14 +87,19 @@ pub fn routes(cfg: &mut ServiceConfig) {
         );
 }
 
-/// The OpenAPI document of `routes`.
+/// The OpenAPI document of `routes`, with the contract (`contract::Contract`)
+/// applied after the routes' paths are merged in: `ApiDoc`'s own modifiers run
+/// before there are any.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    actix_web::App::new()
+    use utoipa::Modify;
+    let mut doc = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(routes)
         .split_for_parts()
-        .1
+        .1;
+    contract::Contract.modify(&mut doc);
+    doc
 }
 
 /// The served OpenAPI document, rendered once at start.

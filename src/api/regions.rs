@@ -2,13 +2,14 @@
 //! (platform admins). A drain is stored in the database, so every node routes
 //! around the region and its `/readyz` fails (GeoDNS stops sending users there).
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::routing::decide::serving_region;
 use crate::scope::{AppState, Caller, PlatformScope};
@@ -87,6 +88,15 @@ pub struct DrainReport {
     unavailable: Vec<TenantMove>,
 }
 
+/// Whether the request carries a body (a declared length above zero, or chunks).
+fn has_body(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0")
+}
+
 fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
     state
         .topology
@@ -99,17 +109,25 @@ fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
 }
 
 /// Drain a region: its tenants fail over to the next region their residency allows.
-#[utoipa::path(tag = "regions", request_body = DrainRequest, params(("id" = String, Path, description = "Region id")),
-    security(("bearer" = [])), responses((status = 200, body = DrainReport), (status = 409, body = Problem)))]
+#[utoipa::path(tag = "regions", request_body = Option<DrainRequest>, params(("id" = String, Path, description = "Region id")),
+    security(("bearer" = [])), responses((status = 200, body = DrainReport)))]
 #[post("/regions/{id}/drain")]
 pub async fn drain(
     scope: PlatformScope,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Option<web::Json<DrainRequest>>,
-) -> Result<HttpResponse, ApiError> {
+    req: HttpRequest,
+    body: Result<web::Json<Option<DrainRequest>>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
     let region = known_region(&state, &path)?;
-    let request = body.map(web::Json::into_inner).unwrap_or_default();
+    // The body is optional (absent or `null`), but one that was sent must be
+    // valid: an `Option<Json>` would take a malformed body for an absent one, so a
+    // typo in `{"dry_run": true}` would drain the region for real.
+    let request = match body {
+        Ok(body) => body.into_inner().unwrap_or_default(),
+        Err(_) if !has_body(&req) => DrainRequest::default(),
+        Err(refused) => return Err(refused),
+    };
     let health = &state.routing.health;
     // Served in `region` now: its own tenants, and tenants failed over into it
     // (homed in a region that is down or drained).
@@ -164,7 +182,8 @@ pub async fn drain(
                 "draining {region} leaves these tenants no allowed region: {}; use force to drain anyway",
                 slugs.join(", ")
             ),
-        });
+        }
+        .into());
     }
     let details = json!({ "region": region, "force": request.force, "failover": report.failover.len(), "unavailable": report.unavailable.len() });
     scope
@@ -178,9 +197,17 @@ pub async fn drain(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// The answer to an undrain.
+#[derive(Serialize, ToSchema)]
+pub struct Undrained {
+    region: RegionId,
+    /// Always `false`: the region is in service again.
+    drained: bool,
+}
+
 /// Return a drained region to service.
 #[utoipa::path(tag = "regions", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
-    responses((status = 200, body = Regions), (status = 404, body = Problem)))]
+    responses((status = 200, body = Undrained)))]
 #[post("/regions/{id}/undrain")]
 pub async fn undrain(
     scope: PlatformScope,
@@ -202,5 +229,8 @@ pub async fn undrain(
         })
         .await?;
     state.refresh_region_state().await?;
-    Ok(HttpResponse::Ok().json(json!({ "region": region, "drained": false })))
+    Ok(HttpResponse::Ok().json(Undrained {
+        region,
+        drained: false,
+    }))
 }

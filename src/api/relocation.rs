@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::IdPath;
 use crate::auth::Permission;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::relocation::{self, Relocation};
 use crate::routing::decide::serving_region;
@@ -45,8 +45,8 @@ async fn launch(
 }
 
 /// Move a tenant to another home region (platform admin): online and batched.
-#[utoipa::path(tag = "relocation", request_body = RelocationRequest, params(("id" = String, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 202, body = Relocation), (status = 400, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(tag = "relocation", request_body = RelocationRequest, params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])), responses((status = 202, body = Relocation)))]
 #[post("/tenants/{id}/relocation")]
 pub async fn start(
     caller: Caller,
@@ -75,8 +75,8 @@ pub async fn start(
 }
 
 /// The tenant's latest relocation and its progress.
-#[utoipa::path(tag = "relocation", params(("id" = String, Path, description = "Tenant id")), security(("bearer" = [])),
-    responses((status = 200, body = Relocation), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "relocation", params(("id" = uuid::Uuid, Path, description = "Tenant id")), security(("bearer" = [])),
+    responses((status = 200, body = Relocation)))]
 #[get("/tenants/{id}/relocation")]
 pub async fn status(caller: Caller, path: IdPath) -> Result<web::Json<Relocation>, ApiError> {
     let id = TenantId::parse(&path)?;
@@ -119,7 +119,7 @@ pub struct Evacuation {
 
 /// Relocate every tenant homed in a region to its next allowed healthy region.
 #[utoipa::path(tag = "relocation", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
-    responses((status = 200, body = Evacuation), (status = 404, body = Problem)))]
+    responses((status = 200, body = Evacuation)))]
 #[post("/regions/{id}/evacuate")]
 pub async fn evacuate(
     scope: PlatformScope,

@@ -5,22 +5,30 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Permission;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
 use crate::store::messages::{self, SearchHit};
 use crate::validate;
 
 #[derive(Deserialize, IntoParams)]
+// Named as query parameters so optional ones are documented as absent, not `null`.
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Words, "quoted phrases", -excluded words, `or`.
+    /// Words, "quoted phrases", -excluded words, `or` (required; 1–256 characters).
+    // An `Option` so a missing `q` is our own `invalid_query` with a clear detail.
+    #[param(required = true, min_length = 1, max_length = 256)]
     q: Option<String>,
+    /// Results per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[param(max_length = 256)]
     cursor: Option<String>,
 }
 
 #[utoipa::path(tag = "search", params(SearchQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<SearchHit>), (status = 400, body = Problem)))]
+    responses((status = 200, body = Page<SearchHit>)))]
 #[get("/search")]
 pub async fn search(
     scope: TenantScope,

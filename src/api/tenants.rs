@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::auth::{Permission, Role};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{AppState, Caller, PlatformScope};
@@ -104,7 +104,7 @@ pub struct TenantCreated {
 
 /// Provision a tenant and its owner (platform admin).
 #[utoipa::path(tag = "tenants", request_body = CreateTenant, security(("bearer" = [])),
-    responses((status = 201, body = TenantCreated), (status = 400, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, body = TenantCreated)))]
 #[post("/tenants")]
 pub async fn create(
     scope: PlatformScope,
@@ -158,8 +158,8 @@ pub async fn list(
 }
 
 /// One tenant: any for platform admins, only their own for tenant users.
-#[utoipa::path(tag = "tenants", params(("id" = String, Path, description = "Tenant id")), security(("bearer" = [])),
-    responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "tenants", params(("id" = uuid::Uuid, Path, description = "Tenant id")), security(("bearer" = [])),
+    responses((status = 200, body = Tenant)))]
 #[get("/tenants/{id}")]
 pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiError> {
     let id = TenantId::parse(&path)?;
@@ -178,8 +178,8 @@ pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiE
 
 /// Change a tenant. Platform admins: anything. Owners: the name. Compliance
 /// officers: the residency policy.
-#[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = String, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])), responses((status = 200, body = Tenant)))]
 #[patch("/tenants/{id}")]
 pub async fn patch(
     caller: Caller,

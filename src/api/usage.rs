@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::ai_ledger::{self, AiUsage};
 use crate::auth::Permission;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::limits::denials::DenialCounts;
 use crate::scope::TenantScope;
 use crate::store::{usage, users};
@@ -24,7 +24,7 @@ pub struct Usage {
     denials: DenialCounts,
 }
 
-#[utoipa::path(tag = "usage", security(("bearer" = [])), responses((status = 200, body = Usage), (status = 403, body = Problem)))]
+#[utoipa::path(tag = "usage", security(("bearer" = [])), responses((status = 200, body = Usage)))]
 #[get("/usage")]
 pub async fn get(scope: TenantScope) -> Result<web::Json<Usage>, ApiError> {
     scope.require(Permission::ReadUsage)?;

@@ -13,7 +13,7 @@ use super::{IdPath, created};
 use crate::audit;
 use crate::auth::{Permission, Role};
 use crate::db::TenantTx;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
@@ -79,7 +79,7 @@ async fn keep_an_owner(
 
 /// Add a user (admin).
 #[utoipa::path(tag = "users", request_body = CreateUser, security(("bearer" = [])),
-    responses((status = 201, body = User), (status = 403, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, body = User)))]
 #[post("/users")]
 pub async fn create(
     scope: TenantScope,
@@ -131,8 +131,8 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(tag = "users", params(("id" = String, Path, description = "User id")), security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 404, body = Problem)))]
+#[utoipa::path(tag = "users", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 200, body = User)))]
 #[get("/users/{id}")]
 pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<User>, ApiError> {
     scope.require(Permission::Read)?;
@@ -144,8 +144,8 @@ pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<User>, Ap
 
 /// Change a user's name, role or status (admin; owners for changes that make or
 /// unmake owners and compliance officers).
-#[utoipa::path(tag = "users", request_body = PatchUser, params(("id" = String, Path, description = "User id")),
-    security(("bearer" = [])), responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(tag = "users", request_body = PatchUser, params(("id" = uuid::Uuid, Path, description = "User id")),
+    security(("bearer" = [])), responses((status = 200, body = User)))]
 #[patch("/users/{id}")]
 pub async fn patch(
     scope: TenantScope,
@@ -187,8 +187,8 @@ pub async fn patch(
 }
 
 /// Delete a user: their tokens stop working at once; their messages stay.
-#[utoipa::path(tag = "users", params(("id" = String, Path, description = "User id")), security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(tag = "users", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 204)))]
 #[delete("/users/{id}")]
 pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, ApiError> {
     scope.require(Permission::ManageUsers)?;
