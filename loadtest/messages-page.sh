@@ -15,8 +15,9 @@ CONNS=${1:-16}; SECS=${2:-20}; MESSAGES=${3:-2000}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
 PGBIN=$(pg_config --bindir)
 
-cargo build --release -q
-BIN=target/release/meridian
+# MERIDIAN_BIN=<binary> measures another build (e.g. to compare two commits).
+if [[ -z ${MERIDIAN_BIN:-} ]]; then cargo build --release -q; fi
+BIN=${MERIDIAN_BIN:-target/release/meridian}
 STATE=$(mktemp -d /tmp/meridian-bench-XXXX)
 chmod 755 "$STATE"
 OUT="$STATE/dev.out"
