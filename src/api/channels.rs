@@ -27,7 +27,7 @@ pub struct CreateChannel {
 #[post("/channels")]
 pub async fn create(
     scope: TenantScope,
-    body: web::Json<CreateChannel>,
+    body: super::JsonBody<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     scope.require(Permission::ManageChannels)?;
     let name = validate::text("name", &body.name, 80)?;

@@ -26,7 +26,7 @@ pub struct PostMessage {
 pub async fn post(
     scope: TenantScope,
     path: IdPath,
-    body: web::Json<PostMessage>,
+    body: super::JsonBody<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
     scope.require(Permission::PostMessage)?;
     let channel = ChannelId::parse(&path)?;

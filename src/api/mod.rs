@@ -188,6 +188,48 @@ fn json_error(err: JsonPayloadError, req: &HttpRequest) -> ApiError {
     }
 }
 
+/// A JSON request body. It is `web::Json` (the same limit, content type, deadline
+/// and problem+json errors) with one more rule: a top-level array is refused.
+/// serde reads a struct from an array too (`["general"]` as `{"name": "general"}`,
+/// `[true]` as `{"force": true}`), which no client means and which `deny_unknown_fields`
+/// cannot catch.
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonBody<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let raw = web::Json::<Box<serde_json::value::RawValue>>::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let raw = raw.await?.into_inner();
+            let text = raw.get().trim_start();
+            if text.starts_with('[') {
+                return Err(
+                    ApiError::validation("the body must be a JSON object, not an array").into(),
+                );
+            }
+            serde_json::from_str(text)
+                .map(JsonBody)
+                .map_err(|e| json_error(JsonPayloadError::Deserialize(e), &req).into())
+        })
+    }
+}
+
 /// `201 Created` with a `Location` header.
 pub(crate) fn created<T: serde::Serialize>(location: String, body: &T) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Created()

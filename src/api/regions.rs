@@ -117,7 +117,7 @@ pub async fn drain(
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
-    body: Result<web::Json<Option<DrainRequest>>, actix_web::Error>,
+    body: Result<super::JsonBody<Option<DrainRequest>>, actix_web::Error>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let region = known_region(&state, &path)?;
     // The body is optional (absent or `null`), but one that was sent must be

@@ -52,7 +52,7 @@ pub async fn start(
     caller: Caller,
     state: web::Data<AppState>,
     path: IdPath,
-    body: web::Json<RelocationRequest>,
+    body: super::JsonBody<RelocationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = TenantId::parse(&path)?;
     let scope = match caller {

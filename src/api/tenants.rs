@@ -109,7 +109,7 @@ pub struct TenantCreated {
 pub async fn create(
     scope: PlatformScope,
     state: web::Data<AppState>,
-    body: web::Json<CreateTenant>,
+    body: super::JsonBody<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let home_region = RegionId::parse(&body.home_region).map_err(ApiError::validation)?;
@@ -185,7 +185,7 @@ pub async fn patch(
     caller: Caller,
     state: web::Data<AppState>,
     path: IdPath,
-    body: web::Json<PatchTenant>,
+    body: super::JsonBody<PatchTenant>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let id = TenantId::parse(&path)?;
     let body = body.into_inner();

@@ -83,7 +83,7 @@ async fn keep_an_owner(
 #[post("/users")]
 pub async fn create(
     scope: TenantScope,
-    body: web::Json<CreateUser>,
+    body: super::JsonBody<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     scope.require(Permission::ManageUsers)?;
     let role = tenant_role(body.role)?;
@@ -150,7 +150,7 @@ pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<User>, Ap
 pub async fn patch(
     scope: TenantScope,
     path: IdPath,
-    body: web::Json<PatchUser>,
+    body: super::JsonBody<PatchUser>,
 ) -> Result<web::Json<User>, ApiError> {
     scope.require(Permission::ManageUsers)?;
     let id = UserId::parse(&path)?;

@@ -229,3 +229,54 @@ async fn a_graceful_stop_writes_the_probes_still_queued() {
     };
     assert_eq!(written, 3);
 }
+
+/// serde reads a struct from a JSON array too (`["x"]` as `{"name": "x"}`): every
+/// body route refuses a top-level array, and nothing is written.
+#[actix_web::test]
+async fn array_bodies_are_refused_on_every_route() {
+    let app = spawn_app().await;
+    let a = app.provision("arrays").await;
+    let ids = ids_of(&app, &a).await;
+    let mut checked = 0;
+    for route in routes() {
+        let Some(serde_json::Value::Object(fields)) = (route.body)() else {
+            continue;
+        };
+        let token = match route.access {
+            Access::Platform => app.platform_token(),
+            _ => a.owner_token.clone(),
+        };
+        let array = serde_json::Value::Array(fields.values().cloned().collect());
+        let reply = app
+            .request(route.method, &ids.path(&route), Some(&token), Some(array))
+            .await;
+        assert_problem(&reply, 400, "validation_failed");
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} body routes checked");
+    // The positional forms that serde would have accepted, spelled out.
+    let planted = app
+        .post("/v1/channels", &a.owner_token, json!(["planted"]))
+        .await;
+    assert_problem(&planted, 400, "validation_failed");
+    let list = app.get("/v1/channels", &a.owner_token).await;
+    assert!(!list.body.to_string().contains("planted"), "{}", list.body);
+    let drain = app
+        .post(
+            "/v1/regions/europe-west3/drain",
+            &app.platform_token(),
+            json!([false, true]),
+        )
+        .await;
+    assert_problem(&drain, 400, "validation_failed");
+    let regions = app.get("/v1/regions", &app.platform_token()).await;
+    assert!(
+        regions.body["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["drained"] == false),
+        "{}",
+        regions.body
+    );
+}
