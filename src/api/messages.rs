@@ -42,7 +42,7 @@ pub async fn post(
     let storage_cap = scope.tenant().limits().storage_bytes;
     let message = scope
         .write(async |tx| messages::post(tx, channel, author, &body.body, storage_cap).await)
-        .await?;
+        .await??;
     Ok(created(
         format!("/v1/channels/{channel}/messages/{}", message.id),
         &message,
