@@ -55,6 +55,12 @@ pub const FAST_CHARGE_CTE: &str = "WITH charged AS (
 /// The slow path: takes a grant from the central row for the transaction's shard
 /// and charges `bytes`; or returns the refusal (`Ok(Err(quota_exceeded))`), which
 /// the caller must commit, not roll back (see the module comment).
+///
+/// While it holds the central row it also tops up every other shard whose unspent
+/// grant has run low, so the tenant's other writers find their grants on the fast
+/// path instead of all queueing on the central row at once (a new tenant's first
+/// burst, or shards running dry together): the central row is touched about once
+/// per refill of all shards, not once per shard.
 pub async fn charge_storage(
     tx: &TenantTx<'_>,
     bytes: u64,
@@ -63,27 +69,45 @@ pub async fn charge_storage(
     let (n, cap) = (to_i64(bytes), to_i64(cap));
     let shard = shard_param(tx);
     let tenant = tx.tenant_id();
-    // The shard row may not exist yet (new tenant, or a shard never used).
-    tx.execute(
-        "INSERT INTO tenant_usage_shards (tenant_id, shard, home_region) VALUES ($1, $2, $3)
-         ON CONFLICT (tenant_id, shard) DO NOTHING",
-        &[tenant.as_uuid(), &shard, &tx.home_region().as_str()],
-    )
-    .await?;
+    // The central row first, locked: slow paths of the tenant queue here instead of
+    // locking shard rows in different orders (deadlocks, each costing a second of
+    // detection before a retry).
     let mut central = central_grants(tx).await?;
+    if shard_row(tx, shard).await?.is_none() {
+        // New tenant or shard: create every shard row once, so the top-up below
+        // and later writers find them.
+        tx.execute(
+            "INSERT INTO tenant_usage_shards (tenant_id, shard, home_region)
+             SELECT $1::uuid, s::smallint, $2::text FROM generate_series(0, $3::int - 1) AS s
+             ON CONFLICT (tenant_id, shard) DO NOTHING",
+            &[
+                tenant.as_uuid(),
+                &tx.home_region().as_str(),
+                &i32::from(USAGE_SHARDS),
+            ],
+        )
+        .await?;
+        // The transaction's own shard may be beyond USAGE_SHARDS only if the
+        // constant shrank; create it too.
+        tx.execute(
+            "INSERT INTO tenant_usage_shards (tenant_id, shard, home_region) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, shard) DO NOTHING",
+            &[tenant.as_uuid(), &shard, &tx.home_region().as_str()],
+        )
+        .await?;
+    }
     if central > cap {
         // The cap was lowered below what is granted: take every unspent grant back
         // (this shard's too) before granting anything under the new cap.
         central = reclaim(tx, None).await?;
     }
-    let (used, granted) = shard_row(tx, shard).await?;
+    let (used, granted) = shard_row(tx, shard).await?.unwrap_or((0, 0));
     let deficit = (used + n - granted).max(0);
-    if deficit > 0 {
-        if cap - central < deficit {
-            central = reclaim(tx, Some(shard)).await?;
-        }
-        let free = cap - central;
-        if free < deficit {
+    if deficit > cap - central {
+        // Not enough unreserved quota: take the other shards' unspent grants back
+        // before answering, so nothing is refused while quota sits idle elsewhere.
+        central = reclaim(tx, Some(shard)).await?;
+        if deficit > cap - central {
             return Ok(Err(ApiError::QuotaExceeded {
                 detail: format!(
                     "storing {n} more bytes would exceed the storage quota of {cap} bytes ({} bytes stored)",
@@ -91,25 +115,37 @@ pub async fn charge_storage(
                 ),
             }));
         }
-        // Near the cap grants shrink (a share of what is left), so one shard does
-        // not hold what another needs; never less than this post needs.
-        let grant = deficit.max((free / i64::from(USAGE_SHARDS)).min(MAX_GRANT));
+    }
+    let free = cap - central;
+    // Grants are a share of what is left, so near the cap they shrink and no shard
+    // sits on what another needs; never less than this post needs.
+    let own = if deficit > 0 {
+        deficit
+            .max((free / i64::from(USAGE_SHARDS)).min(MAX_GRANT))
+            .min(free)
+    } else {
+        0
+    };
+    // Each other shard is topped up by at most `top` (only those with less than
+    // half of it unspent): at most (USAGE_SHARDS - 1) * top <= free - own in all.
+    let top = ((free - own) / i64::from(USAGE_SHARDS)).min(MAX_GRANT);
+    if top > 0 {
         tx.execute(
-            "UPDATE tenant_usage SET granted_bytes = granted_bytes + $2 WHERE tenant_id = $1",
-            &[tenant.as_uuid(), &grant],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE tenant_usage_shards SET granted_bytes = granted_bytes + $3 WHERE tenant_id = $1 AND shard = $2",
-            &[tenant.as_uuid(), &shard, &grant],
+            "UPDATE tenant_usage_shards SET granted_bytes = used_bytes + $3::bigint, cap_bytes = $4
+             WHERE tenant_id = $1 AND shard <> $2 AND granted_bytes - used_bytes < $3::bigint / 2",
+            &[tenant.as_uuid(), &shard, &top, &cap],
         )
         .await?;
     }
     tx.execute(
-        "UPDATE tenant_usage_shards SET used_bytes = used_bytes + $3, cap_bytes = $4 WHERE tenant_id = $1 AND shard = $2",
-        &[tenant.as_uuid(), &shard, &n, &cap],
+        "UPDATE tenant_usage_shards SET used_bytes = used_bytes + $3, granted_bytes = granted_bytes + $4, cap_bytes = $5
+         WHERE tenant_id = $1 AND shard = $2",
+        &[tenant.as_uuid(), &shard, &n, &own, &cap],
     )
     .await?;
+    // The central row is the sum of the grants, recomputed rather than adjusted so
+    // it cannot drift; by the sizes above the sum is <= cap.
+    sum_grants_into_central(tx).await?;
     Ok(Ok(()))
 }
 
@@ -119,6 +155,8 @@ pub async fn charge_storage(
 /// sum(used) stays the stored total and central = sum(granted).
 pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), ApiError> {
     let tenant = tx.tenant_id();
+    // Same lock order as the slow path of a post: central row, then shards.
+    central_grants(tx).await?;
     let rows = tx
         .query(
             "SELECT shard, used_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND used_bytes > 0 ORDER BY shard",
@@ -175,7 +213,7 @@ pub(crate) fn shard_param(tx: &TenantTx<'_>) -> i16 {
 async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
     let row = tx
         .query_opt(
-            "SELECT granted_bytes FROM tenant_usage WHERE tenant_id = $1",
+            "SELECT granted_bytes FROM tenant_usage WHERE tenant_id = $1 FOR UPDATE",
             &[tx.tenant_id().as_uuid()],
         )
         .await?;
@@ -183,14 +221,14 @@ async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("tenant has no tenant_usage row")))
 }
 
-async fn shard_row(tx: &TenantTx<'_>, shard: i16) -> Result<(i64, i64), ApiError> {
+async fn shard_row(tx: &TenantTx<'_>, shard: i16) -> Result<Option<(i64, i64)>, ApiError> {
     let row = tx
-        .query_one(
+        .query_opt(
             "SELECT used_bytes, granted_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND shard = $2",
             &[tx.tenant_id().as_uuid(), &shard],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Takes the unspent grants of every shard (but `keep`) back to the central row,
@@ -203,12 +241,17 @@ async fn reclaim(tx: &TenantTx<'_>, keep: Option<i16>) -> Result<i64, ApiError> 
         &[tenant.as_uuid(), &keep],
     )
     .await?;
+    sum_grants_into_central(tx).await
+}
+
+/// Sets the central row to the sum of the shards' grants; returns it.
+async fn sum_grants_into_central(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
     Ok(tx
         .query_one(
             "UPDATE tenant_usage SET granted_bytes =
                 (SELECT COALESCE(sum(granted_bytes), 0)::bigint FROM tenant_usage_shards WHERE tenant_id = $1)
              WHERE tenant_id = $1 RETURNING granted_bytes",
-            &[tenant.as_uuid()],
+            &[tx.tenant_id().as_uuid()],
         )
         .await?
         .get(0))
