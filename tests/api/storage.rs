@@ -236,3 +236,69 @@ async fn sixteen_concurrent_writers_of_one_tenant_get_no_server_errors() {
     let usage = app.get("/v1/usage", &t.owner_token).await;
     assert_eq!(usage.body["storage_bytes"], stored);
 }
+
+/// V6 moves each tenant's existing `storage_bytes` into shard 0 (used = granted),
+/// counts it in the central row's grants, and is idempotent: its SQL run again
+/// moves nothing twice. The node then reports and enforces the same total.
+#[actix_web::test]
+async fn v6_moves_existing_usage_into_shards_once() {
+    let cluster = crate::helpers::cluster();
+    if cluster.dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let name = format!("u_{}", Uuid::new_v4().simple());
+    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
+        .await
+        .unwrap();
+    let url = cluster.superuser_url(&name);
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    let before: Vec<_> = meridian::db::migrate::migrations(meridian::db::Dialect::Postgres)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.version() <= 5)
+        .collect();
+    refinery::Runner::new(&before)
+        .run_async(&mut client)
+        .await
+        .unwrap();
+    let tenant = Uuid::new_v4();
+    client
+        .execute(
+            "INSERT INTO tenants (id, slug, name, home_region, plan) VALUES ($1, 'old', 'Old', 'us-east1', 'free')",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO tenant_usage (tenant_id, home_region, storage_bytes) VALUES ($1, 'us-east1', 1234)",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    let postgres = Some(meridian::db::Dialect::Postgres);
+    let upgrade = meridian::db::migrate::run(&url, None, postgres)
+        .await
+        .unwrap();
+    assert_eq!(upgrade.applied, ["V6__usage_shards"]);
+    client
+        .batch_execute(include_str!("../../sql/postgres/V6__usage_shards.sql"))
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT (SELECT storage_bytes FROM tenant_usage WHERE tenant_id = $1),
+                    (SELECT granted_bytes FROM tenant_usage WHERE tenant_id = $1),
+                    (SELECT sum(used_bytes)::bigint FROM tenant_usage_shards WHERE tenant_id = $1),
+                    (SELECT sum(granted_bytes)::bigint FROM tenant_usage_shards WHERE tenant_id = $1),
+                    (SELECT count(*) FROM tenant_usage_shards WHERE tenant_id = $1)",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    let got: (i64, i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(got, (0, 1234, 1234, 1234, 1));
+}
