@@ -102,7 +102,10 @@ async fn storage_quota_is_exact_across_two_nodes_and_refuses_only_when_full() {
     let accepted: u64 = results.iter().map(|&(s, n)| s as u64 * n).sum();
 
     let (stored, used, granted, central, overdrawn) = ledger(&a, t.id).await;
-    assert_eq!(stored as u64, accepted, "stored bytes = accepted posts' bytes");
+    assert_eq!(
+        stored as u64, accepted,
+        "stored bytes = accepted posts' bytes"
+    );
     assert_eq!(used, stored, "the shards account every stored byte");
     assert!(stored as u64 <= CAP, "cap passed: {stored} > {CAP}");
     // Every writer was refused; a refusal of s bytes is right only when stored + s
@@ -207,7 +210,11 @@ async fn sixteen_concurrent_writers_of_one_tenant_get_no_server_errors() {
             let mut statuses = Vec::new();
             for i in 0..100 {
                 let reply = app
-                    .post(&path, &token, json!({ "body": format!("post {i} of a busy writer") }))
+                    .post(
+                        &path,
+                        &token,
+                        json!({ "body": format!("post {i} of a busy writer") }),
+                    )
                     .await;
                 statuses.push((reply.status.as_u16(), i, reply.body["code"].clone()));
             }
@@ -299,6 +306,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
         )
         .await
         .unwrap();
-    let got: (i64, i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let got: (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     assert_eq!(got, (0, 1234, 1234, 1234, 1));
 }
