@@ -31,7 +31,9 @@ C=$(curl -sf -X POST "$EU/v1/channels" -H "Authorization: Bearer $TOKEN" -H 'Con
 "$PGBIN/psql" -q "$PG" -c "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, created_at)
   SELECT '$T', gen_random_uuid(), 'europe-west1', '$C', '$U', 'message ' || g || ' of ordinary length for a chat line',
          now() - make_interval(secs => g) FROM generate_series(1, $MESSAGES) g;
-  UPDATE tenant_usage SET storage_bytes = (SELECT sum(octet_length(body)) FROM messages WHERE tenant_id = '$T') WHERE tenant_id = '$T';
+  INSERT INTO tenant_usage_shards (tenant_id, shard, home_region, used_bytes, granted_bytes)
+    SELECT '$T', 0, 'europe-west1', s, s FROM (SELECT sum(octet_length(body))::bigint AS s FROM messages WHERE tenant_id = '$T') x;
+  UPDATE tenant_usage SET granted_bytes = granted_bytes + (SELECT sum(octet_length(body))::bigint FROM messages WHERE tenant_id = '$T') WHERE tenant_id = '$T';
   ANALYZE messages;"
 
 for where in "home:$EU" "forwarded:$US"; do

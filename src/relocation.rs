@@ -38,6 +38,7 @@ const TABLES: &[(&str, &str)] = &[
     ("messages", "id"),
     ("audit_events", "id"),
     ("tenant_usage", "tenant_id"),
+    ("tenant_usage_shards", "shard"),
     ("ai_usage", "month"),
     ("ai_reservations", "id"),
 ];

@@ -41,7 +41,9 @@ pub async fn post(
     let author = scope.user_id();
     let storage_cap = scope.tenant().limits().storage_bytes;
     let message = scope
-        .write(async |tx| messages::post(tx, channel, author, &body.body, storage_cap).await)
+        .write_or_refuse(async |tx| {
+            messages::post(tx, channel, author, &body.body, storage_cap).await
+        })
         .await?;
     Ok(created(
         format!("/v1/channels/{channel}/messages/{}", message.id),

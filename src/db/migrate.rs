@@ -42,6 +42,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V5__placement",
         include_str!("../../sql/postgres/V5__placement.sql"),
     ),
+    (
+        "V6__usage_shards",
+        include_str!("../../sql/postgres/V6__usage_shards.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -56,6 +60,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V5__placement",
         include_str!("../../sql/cockroach/V5__placement.sql"),
+    ),
+    (
+        "V6__usage_shards",
+        include_str!("../../sql/cockroach/V6__usage_shards.sql"),
     ),
 ];
 
@@ -262,7 +270,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5]
+                [1, 2, 3, 4, 5, 6]
             );
         }
         let names = |d| {

@@ -7,9 +7,11 @@
 
 pub mod dialect;
 pub mod migrate;
+pub mod shards;
 pub mod tx;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -27,6 +29,8 @@ pub struct Database {
     pool_wait: prometheus_client::metrics::histogram::Histogram,
     max_retries: u32,
     dialect: Dialect,
+    /// Storage-usage shards held by this node's write transactions.
+    usage_shards: Arc<shards::ShardLeases>,
 }
 
 /// Database failures, classified by SQLSTATE (never by message text).
@@ -123,6 +127,7 @@ impl Database {
             pool_wait: crate::metrics::latency_histogram(),
             max_retries: settings.max_retries.max(1),
             dialect: settings.dialect,
+            usage_shards: Arc::new(shards::ShardLeases::new()),
         })
     }
 

@@ -38,6 +38,8 @@ pub struct Tx<'a, S> {
     retry: &'a AtomicBool,
     eager: &'a EagerCommit,
     statements: &'static Statements,
+    /// The storage-usage shard this transaction charges (`super::shards`).
+    usage_shard: u16,
     scope: S,
 }
 
@@ -58,6 +60,12 @@ impl<S> Tx<'_, S> {
     /// configured dialect.
     pub fn statements(&self) -> &'static Statements {
         self.statements
+    }
+
+    /// The storage-usage shard this transaction charges: held by no other write
+    /// transaction of this node (see `db::shards`).
+    pub fn usage_shard(&self) -> u16 {
+        self.usage_shard
     }
 
     fn classify(&self, err: tokio_postgres::Error) -> ApiError {
@@ -233,6 +241,7 @@ impl<'a> PlatformTx<'a> {
             retry: self.retry,
             eager: self.eager,
             statements: self.statements,
+            usage_shard: self.usage_shard,
             scope: TenantBound {
                 tenant,
                 home_region,
@@ -348,11 +357,15 @@ impl Database {
                 .map_err(DbError::from)?;
             let retry = AtomicBool::new(false);
             let eager = EagerCommit::new(eager_allowed);
+            // Held until this attempt ends; a retry (after a conflict) looks for a
+            // shard from a random place. Read-only transactions charge nothing.
+            let lease = (mode == TxMode::ReadWrite).then(|| self.usage_shards.lease(attempt > 1));
             let tx = Tx {
                 client,
                 retry: &retry,
                 eager: &eager,
                 statements: self.dialect.statements(),
+                usage_shard: lease.as_ref().map_or(0, |l| l.shard()),
                 scope: scope.clone(),
             };
             // join! polls in order, and each statement is written to the connection
@@ -455,6 +468,7 @@ impl Database {
                     }
                 }
             }
+            drop(lease);
             drop(guard);
             tracing::debug!(attempt, "serialization conflict; retrying transaction");
             tokio::time::sleep(backoff(attempt)).await;

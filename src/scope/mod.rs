@@ -220,6 +220,19 @@ impl TenantScope {
         self.run(TxMode::ReadWrite, body).await
     }
 
+    /// A write whose body may decide a refusal that must be committed rather than
+    /// rolled back (the storage quota, `store::usage`): the inner error is
+    /// answered after COMMIT.
+    pub async fn write_or_refuse<T>(
+        &self,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<Result<T, ApiError>, ApiError>,
+    ) -> Result<T, ApiError> {
+        match self.write(body).await? {
+            Ok(value) => Ok(value),
+            Err(err) => Err(self.refused(err)),
+        }
+    }
+
     /// Checks that the token's user is still active (for routes that need no query).
     pub async fn verify_user(&self) -> Result<(), ApiError> {
         self.transaction(TxMode::ReadOnly, async |_| Ok(())).await
@@ -277,16 +290,20 @@ impl TenantScope {
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let tenant = &self.tenant;
         match self.transaction(mode, body).await {
             Err(ApiError::NotFound { kind, id: Some(id) }) => Err(self.not_found(kind, id).await),
-            Err(err @ ApiError::QuotaExceeded { .. }) => {
-                let denials = &self.state.limits.denials;
-                denials.record(tenant.id, DenialKind::QuotaExceeded);
-                Err(err)
-            }
+            Err(err) => Err(self.refused(err)),
             other => other,
         }
+    }
+
+    /// Counts a quota refusal among the tenant's denials.
+    fn refused(&self, err: ApiError) -> ApiError {
+        if let ApiError::QuotaExceeded { .. } = err {
+            let denials = &self.state.limits.denials;
+            denials.record(self.tenant.id, DenialKind::QuotaExceeded);
+        }
+        err
     }
 
     /// The 404 for `id`, identical whether it is missing or another tenant's, in

@@ -48,35 +48,51 @@ fn from_row(row: &Row) -> Message {
 }
 
 /// Posts a message, charging its bytes to the tenant's storage quota in the same
-/// transaction: over the quota, nothing is written.
+/// transaction: over the quota, nothing is written. The outer error fails the
+/// transaction; the inner one is a refusal (`quota_exceeded`) decided in a
+/// transaction that must commit (see `usage`).
 pub async fn post(
     tx: &TenantTx<'_>,
     channel: ChannelId,
     author: UserId,
     body: &str,
     storage_cap: u64,
-) -> Result<Message, ApiError> {
+) -> Result<Result<Message, ApiError>, ApiError> {
     channels::ensure_exists(tx, channel).await?;
-    usage::charge_storage(tx, body.len() as u64, storage_cap).await?;
+    let id = MessageId::new_random();
+    let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
+    let cap = i64::try_from(storage_cap).unwrap_or(i64::MAX);
+    let shard = usage::shard_param(tx);
+    let tenant = tx.tenant_id();
+    let region = tx.home_region().as_str();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        tenant.as_uuid(),
+        id.as_uuid(),
+        &region,
+        channel.as_uuid(),
+        author.as_uuid(),
+        &body,
+    ];
+    // Usually one statement: the shard's grant holds the post (charge + INSERT).
+    let fast = format!(
+        "{} INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
+         SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, $6::text FROM charged RETURNING {COLUMNS}",
+        usage::FAST_CHARGE_CTE
+    );
+    let mut fast_params = params.to_vec();
+    fast_params.extend_from_slice(&[&bytes, &shard, &cap]);
+    if let Some(row) = tx.query_opt(&fast, &fast_params).await? {
+        return Ok(Ok(from_row(&row)));
+    }
+    if let Err(refused) = usage::charge_storage(tx, body.len() as u64, storage_cap).await? {
+        return Ok(Err(refused));
+    }
     let sql = format!(
         "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
-    let id = MessageId::new_random();
-    let row = tx
-        .query_one(
-            &sql,
-            &[
-                tx.tenant_id().as_uuid(),
-                id.as_uuid(),
-                &tx.home_region().as_str(),
-                channel.as_uuid(),
-                author.as_uuid(),
-                &body,
-            ],
-        )
-        .await?;
-    Ok(from_row(&row))
+    let row = tx.query_one(&sql, &params).await?;
+    Ok(Ok(from_row(&row)))
 }
 
 /// One message of a channel. A missing channel answers as a missing channel (so a

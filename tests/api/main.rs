@@ -17,5 +17,6 @@ mod routing_paths;
 mod search;
 mod security;
 mod shutdown;
+mod storage;
 mod tenants;
 mod users;

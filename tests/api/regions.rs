@@ -562,6 +562,7 @@ async fn relocation_under_writes_loses_nothing_and_moves_every_row() {
         "messages",
         "audit_events",
         "tenant_usage",
+        "tenant_usage_shards",
     ] {
         let outside: i64 = db
             .query_one(&format!("SELECT count(*) FROM {table} WHERE tenant_id = $1 AND home_region <> 'europe-west1'"), &[&tenant])

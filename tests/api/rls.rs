@@ -338,7 +338,7 @@ async fn eagerly_committed_reads_leave_no_transaction_open() {
     let db = app.superuser_client().await;
     let open: i64 = db
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'meridian_app' AND state LIKE 'idle in transaction%'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'meridian_app' AND state LIKE 'idle in transaction%'",
             &[],
         )
         .await
