@@ -42,6 +42,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V5__placement",
         include_str!("../../sql/postgres/V5__placement.sql"),
     ),
+    (
+        "V6__search",
+        include_str!("../../sql/postgres/V6__search.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -56,6 +60,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V5__placement",
         include_str!("../../sql/cockroach/V5__placement.sql"),
+    ),
+    (
+        "V6__search",
+        include_str!("../../sql/cockroach/V6__search.sql"),
     ),
 ];
 

@@ -45,10 +45,13 @@ pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), ApiErro
     Ok(())
 }
 
+/// The tenant's stored bytes (`storage_bytes`).
+pub const STORAGE_BYTES_SQL: &str = "SELECT storage_bytes FROM tenant_usage WHERE tenant_id = $1";
+
 pub async fn storage_bytes(tx: &TenantTx<'_>) -> Result<u64, ApiError> {
     let row = tx
         .query_opt(
-            "SELECT storage_bytes FROM tenant_usage WHERE tenant_id = $1",
+            STORAGE_BYTES_SQL,
             &[tx.tenant_id().as_uuid()],
         )
         .await?;

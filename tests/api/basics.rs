@@ -213,7 +213,8 @@ async fn refuses_to_start_as_a_privileged_role_or_with_the_wrong_dialect() {
 
 /// A PostgreSQL database migrated before the dialect split (V1–V4 from `sql/`,
 /// whose files now live unchanged in `sql/postgres/`) keeps validating: refinery
-/// finds the same checksums, applies only V5, and a second run applies nothing.
+/// finds the same checksums, applies only the later versions (V5, V6), and a
+/// second run applies nothing.
 #[actix_web::test]
 async fn a_database_migrated_before_the_split_upgrades_in_place() {
     let cluster = crate::helpers::cluster();
@@ -242,7 +243,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
     let upgrade = meridian::db::migrate::run(&url, None, postgres)
         .await
         .unwrap();
-    assert_eq!(upgrade.applied, ["V5__placement"]);
+    assert_eq!(upgrade.applied, ["V5__placement", "V6__search"]);
     let again = meridian::db::migrate::run(&url, None, postgres)
         .await
         .unwrap();

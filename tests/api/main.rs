@@ -10,6 +10,7 @@ mod keys_cli;
 mod limits;
 mod messages;
 mod metrics;
+mod plans;
 mod regions;
 mod rls;
 mod routing_paths;

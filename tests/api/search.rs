@@ -280,3 +280,82 @@ async fn the_postgres_search_statement_uses_the_tenant_prefixed_index() {
     let plan = plan.join("\n");
     assert!(plan.contains("messages_search_idx"), "{plan}");
 }
+
+/// `search_messages` runs as its owner, so RLS is not its wall: its own predicate
+/// is. It answers only for the tenant in `app.tenant_id` (the setting RLS uses),
+/// only when the caller's tenant argument is that tenant, nothing when the setting
+/// is missing or empty, and an error when it is malformed, as RLS does.
+#[actix_web::test]
+async fn the_search_function_answers_only_for_the_tenant_in_the_setting() {
+    if crate::helpers::cluster().dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let app = spawn_app().await;
+    let (a, b) = (app.provision("fn-a").await, app.provision("fn-b").await);
+    let a_ids: HashSet<Uuid> = post_all(&app, &a, &["shared word alpha", "shared beta"])
+        .await
+        .into_iter()
+        .collect();
+    let b_ids: HashSet<Uuid> = post_all(&app, &b, &["shared word gamma"])
+        .await
+        .into_iter()
+        .collect();
+    let mut db = app.app_role_client().await;
+    let call = "SELECT id FROM public.search_messages($1, $2, 100, 0)";
+
+    // (setting, tenant argument) → the messages expected; None: an error.
+    let (a_id, b_id) = (a.id.to_string(), b.id.to_string());
+    let none = HashSet::new();
+    let cases: Vec<(Option<&str>, Uuid, Option<&HashSet<Uuid>>)> = vec![
+        (Some(&a_id), a.id, Some(&a_ids)),
+        (Some(&b_id), b.id, Some(&b_ids)),
+        (Some(&a_id), b.id, Some(&none)),
+        (Some(&b_id), a.id, Some(&none)),
+        (None, a.id, Some(&none)),
+        (Some(""), a.id, Some(&none)),
+        (Some("not-a-uuid"), a.id, None),
+    ];
+    for (setting, tenant, expected) in cases {
+        let tx = db.transaction().await.unwrap();
+        if let Some(value) = setting {
+            tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&value])
+                .await
+                .unwrap();
+        }
+        let result = tx.query(call, &[&tenant, &"shared"]).await;
+        match expected {
+            Some(want) => {
+                let got: HashSet<Uuid> = result
+                    .unwrap_or_else(|e| panic!("{setting:?}/{tenant}: {e}"))
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                assert_eq!(&got, want, "setting {setting:?}, argument {tenant}");
+            }
+            None => {
+                let err = result.expect_err("a malformed setting was accepted");
+                assert_eq!(
+                    err.code(),
+                    Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION),
+                    "{err:?}"
+                );
+            }
+        }
+        drop(tx);
+    }
+
+    // The service role can call the function, not change it.
+    let replaced = db
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION public.search_messages(uuid, text, bigint, bigint)
+             RETURNS TABLE (id uuid, channel_id uuid, author_id uuid, body text, created_at timestamptz, rank real)
+             LANGUAGE sql AS 'SELECT id, channel_id, author_id, body, created_at, 0::real FROM public.messages'",
+        )
+        .await
+        .expect_err("meridian_app replaced the function");
+    assert_eq!(
+        replaced.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{replaced:?}"
+    );
+}
