@@ -270,7 +270,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5]
+                [1, 2, 3, 4, 5, 6]
             );
         }
         let names = |d| {

@@ -230,56 +230,8 @@ async fn malformed_searches_are_400_problems() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
-/// The PostgreSQL search statement, with the tsquery now inline (as CockroachDB
-/// needs it), is still planned on the tenant-prefixed GIN index (a tenant with
-/// 3,000 messages, ten matching; sequential scans off, as such a small table
-/// is otherwise read whole). Checked as the table owner: under RLS, as the
-/// service role, PostgreSQL does not use a GIN index for `@@` at all, because
-/// `ts_match_vq` is not leakproof and so cannot be evaluated ahead of the
-/// policy's condition (also true of the query this replaced; see
-/// docs/cockroachdb.md, Known gaps). The CockroachDB plan needs a real cluster.
-#[actix_web::test]
-async fn the_postgres_search_statement_uses_the_tenant_prefixed_index() {
-    let cluster = crate::helpers::cluster();
-    if cluster.dialect != meridian::db::Dialect::Postgres {
-        return;
-    }
-    let db = crate::helpers::fresh_database().await;
-    let tenant = Uuid::new_v4();
-    // A tenant with 3,000 messages, ten of which match, and statistics: on an
-    // empty table any index on tenant_id looks as good.
-    let (owner, conn) = tokio_postgres::connect(&cluster.superuser_url(&db), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    let channel = Uuid::new_v4();
-    owner
-        .batch_execute(&format!(
-            "INSERT INTO tenants (id, slug, name, home_region, plan) VALUES ('{tenant}', 'plan-check', 'P', 'us-east1', 'free');
-             INSERT INTO channels (tenant_id, id, home_region, name, created_by) VALUES ('{tenant}', '{channel}', 'us-east1', 'c', gen_random_uuid());
-             INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-               SELECT '{tenant}', gen_random_uuid(), 'us-east1', '{channel}', gen_random_uuid(),
-                      CASE WHEN n % 300 = 0 THEN 'the quick brown fox' ELSE 'weather report number ' || n END
-               FROM generate_series(1, 3000) n;
-             ANALYZE messages;
-             SET enable_seqscan = off;"
-        ))
-        .await
-        .unwrap();
-    let sql = format!(
-        "EXPLAIN {}",
-        meridian::db::Dialect::Postgres.statements().search
-    );
-    let plan: Vec<String> = owner
-        .query(&sql, &[&tenant, &"quick fox", &11i64, &0i64])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("messages_search_idx"), "{plan}");
-}
+// The search plan (as the service role, under RLS, on `messages_search_idx` with
+// `@@` as an index condition) is checked in `plans.rs` with every other hot statement.
 
 /// `search_messages` runs as its owner, so RLS is not its wall: its own predicate
 /// is. It answers only for the tenant in `app.tenant_id` (the setting RLS uses),
