@@ -133,10 +133,7 @@ pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, ApiError> 
 /// 404 unless the channel exists in this tenant.
 pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
     let found = tx
-        .query_opt(
-            EXISTS_SQL,
-            &[tx.tenant_id().as_uuid(), id.as_uuid()],
-        )
+        .query_opt(EXISTS_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?;
     found.map(|_| ()).ok_or_else(|| not_found(id))
 }

@@ -50,10 +50,7 @@ pub const STORAGE_BYTES_SQL: &str = "SELECT storage_bytes FROM tenant_usage WHER
 
 pub async fn storage_bytes(tx: &TenantTx<'_>) -> Result<u64, ApiError> {
     let row = tx
-        .query_opt(
-            STORAGE_BYTES_SQL,
-            &[tx.tenant_id().as_uuid()],
-        )
+        .query_opt(STORAGE_BYTES_SQL, &[tx.tenant_id().as_uuid()])
         .await?;
     Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
 }

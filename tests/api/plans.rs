@@ -219,7 +219,9 @@ fn findings(name: &str, plan: &str) -> Vec<String> {
             .lines()
             .any(|line| line.contains("Index Cond:") && line.contains("@@"))
     {
-        found.push("`@@` is not an index condition (the tenant's rows are read and filtered)".into());
+        found.push(
+            "`@@` is not an index condition (the tenant's rows are read and filtered)".into(),
+        );
     }
     found
 }
@@ -257,7 +259,11 @@ async fn every_hot_statement_uses_an_index_as_the_service_role() {
     for hot in meridian::store::hot_statements(meridian::db::Dialect::Postgres) {
         for mode in ["force_custom_plan", "force_generic_plan"] {
             let plan = executed_plans(&client, &mut notices, hot.sql, hot.name, mode).await;
-            assert!(plan.contains("Query Text"), "{}: no plan reported", hot.name);
+            assert!(
+                plan.contains("Query Text"),
+                "{}: no plan reported",
+                hot.name
+            );
             for finding in findings(hot.name, &plan) {
                 failures.push(format!("{} ({mode}): {finding}\n{plan}", hot.name));
             }

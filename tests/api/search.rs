@@ -258,7 +258,8 @@ async fn the_search_function_answers_only_for_the_tenant_in_the_setting() {
     // (setting, tenant argument) → the messages expected; None: an error.
     let (a_id, b_id) = (a.id.to_string(), b.id.to_string());
     let none = HashSet::new();
-    let cases: Vec<(Option<&str>, Uuid, Option<&HashSet<Uuid>>)> = vec![
+    type Case<'a> = (Option<&'a str>, Uuid, Option<&'a HashSet<Uuid>>);
+    let cases: Vec<Case> = vec![
         (Some(&a_id), a.id, Some(&a_ids)),
         (Some(&b_id), b.id, Some(&b_ids)),
         (Some(&a_id), b.id, Some(&none)),
