@@ -175,13 +175,13 @@ impl AiLedger {
     }
 }
 
+/// This month's AI usage of the tenant (`month_usage`).
+pub const MONTH_USAGE_SQL: &str = "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date";
+
 /// This month's AI usage, inside an open tenant transaction.
 pub async fn month_usage(tx: &TenantTx<'_>) -> Result<AiUsage, ApiError> {
     let row = tx
-        .query_opt(
-            "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date",
-            &[tx.tenant_id().as_uuid()],
-        )
+        .query_opt(MONTH_USAGE_SQL, &[tx.tenant_id().as_uuid()])
         .await?;
     Ok(row.map_or_else(AiUsage::default, |r| AiUsage {
         used: r.get::<_, i64>(0) as u64,

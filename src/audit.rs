@@ -58,6 +58,11 @@ pub async fn record_platform(
     Ok(())
 }
 
+/// A page of the tenant's trail, newest first (`list_tenant`).
+pub const TENANT_LIST_SQL: &str = "SELECT id, actor, action, tenant_id, target_kind, target_id, details, created_at FROM audit_events
+     WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+     ORDER BY created_at DESC, id DESC LIMIT $4";
+
 pub async fn list_tenant(
     tx: &TenantTx<'_>,
     limit: u32,
@@ -66,9 +71,7 @@ pub async fn list_tenant(
     let (at, id) = split(after);
     let rows = tx
         .query(
-            "SELECT id, actor, action, tenant_id, target_kind, target_id, details, created_at FROM audit_events
-             WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-             ORDER BY created_at DESC, id DESC LIMIT $4",
+            TENANT_LIST_SQL,
             &[tx.tenant_id().as_uuid(), &at, &id, &(i64::from(limit) + 1)],
         )
         .await?;

@@ -88,13 +88,15 @@ pub struct Statements {
 // dialect-guard: postgres-only begin
 /// `websearch_to_tsquery` accepts what users type (words, "phrases", -exclusions,
 /// `or`); CockroachDB does not have it.
+///
+/// Search calls `search_messages` (sql/postgres/V7__search.sql): written inline,
+/// the statement runs under RLS, where PostgreSQL cannot use `@@` as an index
+/// condition (`ts_match_vq` is not leakproof), so it read every row of the tenant
+/// or of the table. The function runs as its owner with the policy's predicate
+/// written out, and is planned on `messages_search_idx` with both conditions.
 static POSTGRES: Statements = Statements {
-    search: "SELECT m.id, m.channel_id, m.author_id, m.body, m.created_at,
-                    ts_rank(m.body_tsv, websearch_to_tsquery('english', $2)) AS rank
-             FROM messages m
-             WHERE m.tenant_id = $1 AND m.body_tsv @@ websearch_to_tsquery('english', $2)
-             ORDER BY rank DESC, m.created_at DESC, m.id DESC
-             LIMIT $3 OFFSET $4",
+    search: "SELECT id, channel_id, author_id, body, created_at, rank
+             FROM public.search_messages($1, $2, $3, $4)",
     privileged_role: "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
 };
 // dialect-guard: postgres-only end

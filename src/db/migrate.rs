@@ -46,6 +46,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V6__usage_shards",
         include_str!("../../sql/postgres/V6__usage_shards.sql"),
     ),
+    (
+        "V7__search",
+        include_str!("../../sql/postgres/V7__search.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -64,6 +68,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V6__usage_shards",
         include_str!("../../sql/cockroach/V6__usage_shards.sql"),
+    ),
+    (
+        "V7__search",
+        include_str!("../../sql/cockroach/V7__search.sql"),
     ),
 ];
 
@@ -270,7 +278,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6]
+                [1, 2, 3, 4, 5, 6, 7]
             );
         }
         let names = |d| {

@@ -277,7 +277,7 @@ fn begin_sql(mode: TxMode) -> &'static str {
 const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true)";
 /// Whether the token's user is still active and still has the token's role: a
 /// disabled, deleted, demoted or promoted user's token stops working at once.
-const USER_STATUS_SQL: &str =
+pub const USER_STATUS_SQL: &str =
     "SELECT status = 'active' AND role = $3 FROM users WHERE tenant_id = $1 AND id = $2";
 
 /// What a transaction is opened for: its scope, and the user to check.

@@ -20,7 +20,28 @@ pub struct Channel {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, topic, created_by, created_at";
+/// The columns `from_row` reads, as a literal so that statements can be constants
+/// (`concat!`), listed by `store::hot_statements`.
+macro_rules! columns {
+    () => {
+        "id, name, topic, created_by, created_at"
+    };
+}
+const COLUMNS: &str = columns!();
+
+pub const LIST_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM channels
+     WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+     ORDER BY created_at DESC, id DESC LIMIT $4"
+);
+pub const GET_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM channels WHERE tenant_id = $1 AND id = $2"
+);
+pub const EXISTS_SQL: &str = "SELECT 1 FROM channels WHERE tenant_id = $1 AND id = $2";
 
 fn from_row(row: &Row) -> Channel {
     Channel {
@@ -78,14 +99,9 @@ pub async fn list(
     limit: u32,
     after: Option<Keyset>,
 ) -> Result<Page<Channel>, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM channels
-         WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC LIMIT $4"
-    );
     let rows = tx
         .query(
-            &sql,
+            LIST_SQL,
             &[
                 tx.tenant_id().as_uuid(),
                 &after.map(|k| k.at),
@@ -105,9 +121,8 @@ pub async fn list(
 }
 
 pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM channels WHERE tenant_id = $1 AND id = $2");
     match tx
-        .query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
+        .query_opt(GET_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?
     {
         Some(row) => Ok(from_row(&row)),
@@ -118,10 +133,7 @@ pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, ApiError> 
 /// 404 unless the channel exists in this tenant.
 pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
     let found = tx
-        .query_opt(
-            "SELECT 1 FROM channels WHERE tenant_id = $1 AND id = $2",
-            &[tx.tenant_id().as_uuid(), id.as_uuid()],
-        )
+        .query_opt(EXISTS_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?;
     found.map(|_| ()).ok_or_else(|| not_found(id))
 }

@@ -37,6 +37,10 @@ pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at F
      WHERE tenant_id = $1 AND channel_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
      ORDER BY created_at DESC, id DESC LIMIT $5";
 
+/// One message of a channel (`get`).
+pub const GET_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM messages
+     WHERE tenant_id = $1 AND channel_id = $2 AND id = $3";
+
 fn from_row(row: &Row) -> Message {
     Message {
         id: MessageId::from_uuid(row.get("id")),
@@ -102,12 +106,9 @@ pub async fn get(
     channel: ChannelId,
     id: MessageId,
 ) -> Result<Message, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages WHERE tenant_id = $1 AND channel_id = $2 AND id = $3"
-    );
     match tx
         .query_opt(
-            &sql,
+            GET_SQL,
             &[tx.tenant_id().as_uuid(), channel.as_uuid(), id.as_uuid()],
         )
         .await?

@@ -8,3 +8,43 @@ pub mod regions;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+
+use crate::db::Dialect;
+
+/// A statement the service runs on (nearly) every request of its kind, or on every
+/// node every few seconds. `tests/api/plans.rs` runs each one as the service role,
+/// under RLS, on a database with enough rows that a sequential scan would be
+/// chosen were no index usable, and fails on a sequential scan of a tenant-owned
+/// table: so a statement that cannot use its index under RLS is caught, not
+/// discovered in production. The list is the code's own constants, so the test
+/// cannot drift from what runs; a new hot statement belongs here.
+#[derive(Clone, Copy, Debug)]
+pub struct HotStatement {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
+    let list = [
+        ("tx.user_status", crate::db::tx::USER_STATUS_SQL),
+        ("directory.by_id", crate::tenancy::directory::BY_ID_SQL),
+        (
+            "directory.changed_since",
+            crate::tenancy::directory::CHANGED_SINCE_SQL,
+        ),
+        ("channels.list", channels::LIST_SQL),
+        ("channels.get", channels::GET_SQL),
+        ("channels.exists", channels::EXISTS_SQL),
+        ("users.list", users::LIST_SQL),
+        ("users.get", users::GET_SQL),
+        ("messages.page", messages::PAGE_SQL),
+        ("messages.get", messages::GET_SQL),
+        ("messages.search", dialect.statements().search),
+        ("audit.tenant_list", crate::audit::TENANT_LIST_SQL),
+        ("usage.storage_bytes", usage::STORAGE_BYTES_SQL),
+        ("usage.ai_month", crate::ai_ledger::MONTH_USAGE_SQL),
+    ];
+    list.into_iter()
+        .map(|(name, sql)| HotStatement { name, sql })
+        .collect()
+}

@@ -191,16 +191,16 @@ pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), ApiErro
 }
 
 /// Bytes stored: the sum over the tenant's shards.
+pub const STORAGE_BYTES_SQL: &str =
+    "SELECT COALESCE(sum(used_bytes), 0)::bigint FROM tenant_usage_shards WHERE tenant_id = $1";
+
 pub async fn storage_bytes(tx: &TenantTx<'_>) -> Result<u64, ApiError> {
     Ok(stored_bytes(tx).await?.max(0) as u64)
 }
 
 async fn stored_bytes(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
     Ok(tx
-        .query_one(
-            "SELECT COALESCE(sum(used_bytes), 0)::bigint FROM tenant_usage_shards WHERE tenant_id = $1",
-            &[tx.tenant_id().as_uuid()],
-        )
+        .query_one(STORAGE_BYTES_SQL, &[tx.tenant_id().as_uuid()])
         .await?
         .get(0))
 }

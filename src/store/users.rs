@@ -30,7 +30,27 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, email, display_name, role, status, created_at, updated_at";
+/// The columns `from_row` reads, as a literal so that statements can be constants
+/// (`concat!`), listed by `store::hot_statements`.
+macro_rules! columns {
+    () => {
+        "id, email, display_name, role, status, created_at, updated_at"
+    };
+}
+const COLUMNS: &str = columns!();
+
+pub const LIST_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM users
+     WHERE tenant_id = $1 AND status <> 'deleted' AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+     ORDER BY created_at DESC, id DESC LIMIT $4"
+);
+pub const GET_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM users WHERE tenant_id = $1 AND id = $2 AND status <> 'deleted'"
+);
 
 fn from_row(row: &Row) -> Result<User, ApiError> {
     let role: String = row.get("role");
@@ -115,14 +135,9 @@ pub async fn list(
     limit: u32,
     after: Option<Keyset>,
 ) -> Result<Page<User>, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM users
-         WHERE tenant_id = $1 AND status <> 'deleted' AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC LIMIT $4"
-    );
     let rows = tx
         .query(
-            &sql,
+            LIST_SQL,
             &[
                 tx.tenant_id().as_uuid(),
                 &after.map(|k| k.at),
@@ -139,11 +154,8 @@ pub async fn list(
 }
 
 pub async fn get(tx: &TenantTx<'_>, id: UserId) -> Result<User, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2 AND status <> 'deleted'"
-    );
     match tx
-        .query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
+        .query_opt(GET_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?
     {
         Some(row) => from_row(&row),

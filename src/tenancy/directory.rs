@@ -13,7 +13,16 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use prometheus_client::metrics::counter::Counter;
 
-use super::record::{TENANT_COLUMNS, TenantRecord};
+use super::record::{TENANT_COLUMNS, TenantRecord, tenant_columns};
+
+/// A tenant by id: a cache miss (`load`).
+pub const BY_ID_SQL: &str = concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1");
+/// Tenants changed since a time: every refresh interval, on every node (`refresh`).
+pub const CHANGED_SINCE_SQL: &str = concat!(
+    "SELECT ",
+    tenant_columns!(),
+    " FROM tenants WHERE updated_at >= $1"
+);
 use crate::db::{Database, TxMode};
 use crate::error::ApiError;
 use crate::ids::TenantId;
@@ -77,10 +86,9 @@ impl Directory {
     }
 
     async fn load(&self, id: TenantId) -> Result<Option<TenantRecord>, ApiError> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
         self.db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                tx.query_opt(&sql, &[id.as_uuid()])
+                tx.query_opt(BY_ID_SQL, &[id.as_uuid()])
                     .await?
                     .as_ref()
                     .map(TenantRecord::from_row)
@@ -120,10 +128,8 @@ impl Directory {
             .platform_tx(TxMode::ReadOnly, async |tx| {
                 let rows = match since {
                     Some(since) => {
-                        let sql =
-                            format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE updated_at >= $1");
                         let from = since - REFRESH_OVERLAP;
-                        tx.query(&sql, &[&from]).await?
+                        tx.query(CHANGED_SINCE_SQL, &[&from]).await?
                     }
                     None => {
                         tx.query(&format!("SELECT {TENANT_COLUMNS} FROM tenants"), &[])

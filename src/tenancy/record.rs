@@ -212,7 +212,16 @@ pub struct TenantRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-pub const TENANT_COLUMNS: &str = "id, slug, name, home_region, residency, plan, limits, status, config_version, created_at, updated_at";
+/// The columns `TenantRecord::from_row` reads, as a literal so that statements can
+/// be constants (`concat!`), listed by `store::hot_statements`.
+macro_rules! tenant_columns {
+    () => {
+        "id, slug, name, home_region, residency, plan, limits, status, config_version, created_at, updated_at"
+    };
+}
+pub(crate) use tenant_columns;
+
+pub const TENANT_COLUMNS: &str = tenant_columns!();
 
 impl TenantRecord {
     pub fn limits(&self) -> Limits {

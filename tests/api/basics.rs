@@ -242,7 +242,10 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
     let upgrade = meridian::db::migrate::run(&url, None, postgres)
         .await
         .unwrap();
-    assert_eq!(upgrade.applied, ["V5__placement", "V6__usage_shards"]);
+    assert_eq!(
+        upgrade.applied,
+        ["V5__placement", "V6__usage_shards", "V7__search"]
+    );
     let again = meridian::db::migrate::run(&url, None, postgres)
         .await
         .unwrap();

@@ -296,14 +296,23 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     .await;
     assert_eq!(unguarded, ["platform_audit_events", "relocations"]);
 
+    // The deliberate holes in RLS, each with its own wall: resource_owner returns
+    // only an owning tenant id; search_messages filters on the RLS setting itself
+    // (tests in search.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
-         WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')",
+         WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE') ORDER BY 1",
         &[],
     )
     .await;
-    assert_eq!(definers, ["resource_owner(text,uuid)"]);
+    assert_eq!(
+        definers,
+        [
+            "resource_owner(text,uuid)",
+            "search_messages(uuid,text,bigint,bigint)"
+        ]
+    );
 }
 
 /// Read-only transactions send COMMIT with their first statement; reads of more

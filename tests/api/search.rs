@@ -230,53 +230,85 @@ async fn malformed_searches_are_400_problems() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
-/// The PostgreSQL search statement, with the tsquery now inline (as CockroachDB
-/// needs it), is still planned on the tenant-prefixed GIN index (a tenant with
-/// 3,000 messages, ten matching; sequential scans off, as such a small table
-/// is otherwise read whole). Checked as the table owner: under RLS, as the
-/// service role, PostgreSQL does not use a GIN index for `@@` at all, because
-/// `ts_match_vq` is not leakproof and so cannot be evaluated ahead of the
-/// policy's condition (also true of the query this replaced; see
-/// docs/cockroachdb.md, Known gaps). The CockroachDB plan needs a real cluster.
+// The search plan (as the service role, under RLS, on `messages_search_idx` with
+// `@@` as an index condition) is checked in `plans.rs` with every other hot statement.
+
+/// `search_messages` runs as its owner, so RLS is not its wall: its own predicate
+/// is. It answers only for the tenant in `app.tenant_id` (the setting RLS uses),
+/// only when the caller's tenant argument is that tenant, nothing when the setting
+/// is missing or empty, and an error when it is malformed, as RLS does.
 #[actix_web::test]
-async fn the_postgres_search_statement_uses_the_tenant_prefixed_index() {
-    let cluster = crate::helpers::cluster();
-    if cluster.dialect != meridian::db::Dialect::Postgres {
+async fn the_search_function_answers_only_for_the_tenant_in_the_setting() {
+    if crate::helpers::cluster().dialect != meridian::db::Dialect::Postgres {
         return;
     }
-    let db = crate::helpers::fresh_database().await;
-    let tenant = Uuid::new_v4();
-    // A tenant with 3,000 messages, ten of which match, and statistics: on an
-    // empty table any index on tenant_id looks as good.
-    let (owner, conn) = tokio_postgres::connect(&cluster.superuser_url(&db), tokio_postgres::NoTls)
+    let app = spawn_app().await;
+    let (a, b) = (app.provision("fn-a").await, app.provision("fn-b").await);
+    let a_ids: HashSet<Uuid> = post_all(&app, &a, &["shared word alpha", "shared beta"])
         .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    let channel = Uuid::new_v4();
-    owner
-        .batch_execute(&format!(
-            "INSERT INTO tenants (id, slug, name, home_region, plan) VALUES ('{tenant}', 'plan-check', 'P', 'us-east1', 'free');
-             INSERT INTO channels (tenant_id, id, home_region, name, created_by) VALUES ('{tenant}', '{channel}', 'us-east1', 'c', gen_random_uuid());
-             INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-               SELECT '{tenant}', gen_random_uuid(), 'us-east1', '{channel}', gen_random_uuid(),
-                      CASE WHEN n % 300 = 0 THEN 'the quick brown fox' ELSE 'weather report number ' || n END
-               FROM generate_series(1, 3000) n;
-             ANALYZE messages;
-             SET enable_seqscan = off;"
-        ))
-        .await
-        .unwrap();
-    let sql = format!(
-        "EXPLAIN {}",
-        meridian::db::Dialect::Postgres.statements().search
-    );
-    let plan: Vec<String> = owner
-        .query(&sql, &[&tenant, &"quick fox", &11i64, &0i64])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
+        .into_iter()
         .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("messages_search_idx"), "{plan}");
+    let b_ids: HashSet<Uuid> = post_all(&app, &b, &["shared word gamma"])
+        .await
+        .into_iter()
+        .collect();
+    let mut db = app.app_role_client().await;
+    let call = "SELECT id FROM public.search_messages($1, $2, 100, 0)";
+
+    // (setting, tenant argument) → the messages expected; None: an error.
+    let (a_id, b_id) = (a.id.to_string(), b.id.to_string());
+    let none = HashSet::new();
+    type Case<'a> = (Option<&'a str>, Uuid, Option<&'a HashSet<Uuid>>);
+    let cases: Vec<Case> = vec![
+        (Some(&a_id), a.id, Some(&a_ids)),
+        (Some(&b_id), b.id, Some(&b_ids)),
+        (Some(&a_id), b.id, Some(&none)),
+        (Some(&b_id), a.id, Some(&none)),
+        (None, a.id, Some(&none)),
+        (Some(""), a.id, Some(&none)),
+        (Some("not-a-uuid"), a.id, None),
+    ];
+    for (setting, tenant, expected) in cases {
+        let tx = db.transaction().await.unwrap();
+        if let Some(value) = setting {
+            tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&value])
+                .await
+                .unwrap();
+        }
+        let result = tx.query(call, &[&tenant, &"shared"]).await;
+        match expected {
+            Some(want) => {
+                let got: HashSet<Uuid> = result
+                    .unwrap_or_else(|e| panic!("{setting:?}/{tenant}: {e}"))
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                assert_eq!(&got, want, "setting {setting:?}, argument {tenant}");
+            }
+            None => {
+                let err = result.expect_err("a malformed setting was accepted");
+                assert_eq!(
+                    err.code(),
+                    Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION),
+                    "{err:?}"
+                );
+            }
+        }
+        drop(tx);
+    }
+
+    // The service role can call the function, not change it.
+    let replaced = db
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION public.search_messages(uuid, text, bigint, bigint)
+             RETURNS TABLE (id uuid, channel_id uuid, author_id uuid, body text, created_at timestamptz, rank real)
+             LANGUAGE sql AS 'SELECT id, channel_id, author_id, body, created_at, 0::real FROM public.messages'",
+        )
+        .await
+        .expect_err("meridian_app replaced the function");
+    assert_eq!(
+        replaced.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{replaced:?}"
+    );
 }

@@ -1,0 +1,297 @@
+//! Every hot statement (`meridian::store::hot_statements`, the code's own
+//! constants) is planned on an index when run as the service role under RLS.
+//!
+//! The plans are the ones PostgreSQL actually executes: `auto_explain` logs each
+//! statement's plan, and the plans of statements inside functions (search runs in
+//! `search_messages`), as notices to this client. A plain `EXPLAIN` would show
+//! only `Function Scan on search_messages` and hide the scan that matters. Each
+//! statement runs twice, once with a custom plan and once with the generic plan
+//! the service's prepared statements may switch to after five executions.
+//!
+//! The database has enough rows (2,000 tenants, four with thousands of users,
+//! channels, messages and audit events) that a sequential scan is what the
+//! planner picks when no index is usable; the check fails on a sequential scan of
+//! any tenant-owned table, and on a search whose `@@` is not an index condition
+//! (as under RLS, where `ts_match_vq` is not leakproof).
+
+use futures_util::StreamExt;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use uuid::Uuid;
+
+use crate::helpers::{cluster, fresh_database};
+
+/// Tables whose rows belong to tenants (and the tenant directory): a sequential
+/// scan of any of them grows with the whole database.
+const TENANT_TABLES: [&str; 8] = [
+    "tenants",
+    "users",
+    "channels",
+    "messages",
+    "audit_events",
+    "tenant_usage",
+    "ai_usage",
+    "ai_reservations",
+];
+
+/// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
+fn big(n: u32) -> Uuid {
+    Uuid::from_u128(u128::from(n))
+}
+
+/// Run as the superuser (the table owner): statistics included.
+fn seed_sql() -> String {
+    "INSERT INTO tenants (id, slug, name, home_region, plan, created_at, updated_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, 'plan-' || t, 'P' || t,
+              'us-east1', 'pro', now() - t * interval '1 hour', now() - t * interval '1 hour'
+       FROM generate_series(0, 1999) t;
+     INSERT INTO tenant_usage (tenant_id, home_region, storage_bytes)
+       SELECT id, home_region, 100 FROM tenants;
+     INSERT INTO ai_usage (tenant_id, month, home_region, used)
+       SELECT id, m::date, home_region, 10 FROM tenants,
+              generate_series(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '5 months',
+                              date_trunc('month', now() AT TIME ZONE 'UTC'), interval '1 month') m;
+     INSERT INTO users (tenant_id, id, home_region, email, display_name, role, created_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
+              ('00000000-0000-0002-' || lpad(t::text, 4, '0') || '-' || lpad(u::text, 12, '0'))::uuid,
+              'us-east1', 'u' || u || '@x.example', 'U' || u, 'member', now() - u * interval '1 minute'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 1999 ELSE 4 END) u;
+     INSERT INTO channels (tenant_id, id, home_region, name, created_by, created_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
+              ('00000000-0000-0001-' || lpad(t::text, 4, '0') || '-' || lpad(c::text, 12, '0'))::uuid,
+              'us-east1', 'c' || c, gen_random_uuid(), now() - c * interval '1 minute'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 499 ELSE 4 END) c;
+     INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, created_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
+              ('00000000-0000-0003-' || lpad(t::text, 4, '0') || '-' || lpad(n::text, 12, '0'))::uuid,
+              'us-east1',
+              ('00000000-0000-0001-' || lpad(t::text, 4, '0') || '-'
+                 || lpad((n % CASE WHEN t < 4 THEN 500 ELSE 5 END)::text, 12, '0'))::uuid,
+              gen_random_uuid(),
+              'w' || (n * 7919 % 5003) || ' w' || (n * 104729 % 4999) || ' w' || (n % 997)
+                || CASE WHEN n % 1000 = 0 THEN ' needle' ELSE ' hay' END,
+              now() - n * interval '1 second'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 7499 ELSE 9 END) n;
+     INSERT INTO audit_events (tenant_id, id, home_region, actor, action, created_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, gen_random_uuid(), 'us-east1',
+              'user', 'message.posted', now() - n * interval '1 second'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;"
+        .to_owned()
+}
+
+/// Channel (`kind` 1), user (2) or message (3) `n` of tenant `t`, as the seed names them.
+fn id(kind: u32, t: u32, n: u32) -> Uuid {
+    format!("00000000-0000-{kind:04}-{t:04}-{n:012}")
+        .parse()
+        .unwrap()
+}
+
+/// Sample parameters for each hot statement, for big tenant 1 (mid-sized data).
+/// A statement added to `hot_statements` without parameters here fails the test,
+/// so the list cannot grow past the check.
+fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    let tenant = big(1);
+    let none_at: Option<chrono::DateTime<chrono::Utc>> = None;
+    let none_id: Option<Uuid> = None;
+    match name {
+        "tx.user_status" => vec![
+            Box::new(tenant),
+            Box::new(id(2, 1, 7)),
+            Box::new("member".to_owned()),
+        ],
+        "directory.by_id" => vec![Box::new(tenant)],
+        "directory.changed_since" => {
+            vec![Box::new(chrono::Utc::now() - chrono::Duration::seconds(30))]
+        }
+        "channels.list" | "users.list" | "audit.tenant_list" => vec![
+            Box::new(tenant),
+            Box::new(none_at),
+            Box::new(none_id),
+            Box::new(51i64),
+        ],
+        "channels.get" | "channels.exists" => vec![Box::new(tenant), Box::new(id(1, 1, 42))],
+        "users.get" => vec![Box::new(tenant), Box::new(id(2, 1, 42))],
+        "messages.page" => vec![
+            Box::new(tenant),
+            Box::new(id(1, 1, 42)),
+            Box::new(none_at),
+            Box::new(none_id),
+            Box::new(51i64),
+        ],
+        "messages.get" => vec![
+            Box::new(tenant),
+            Box::new(id(1, 1, 42)),
+            Box::new(id(3, 1, 542)),
+        ],
+        "messages.search" => vec![
+            Box::new(tenant),
+            Box::new("needle".to_owned()),
+            Box::new(51i64),
+            Box::new(0i64),
+        ],
+        "usage.storage_bytes" | "usage.ai_month" => vec![Box::new(tenant)],
+        other => panic!("no sample parameters for hot statement {other}: add them to params()"),
+    }
+}
+
+/// A superuser connection whose notices (auto_explain's plans) arrive on a channel.
+async fn connect_with_notices(url: &str) -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (client, mut conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    actix_web::rt::spawn(async move {
+        // Polling for messages also drives the connection.
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notice(notice) = message {
+                let _ = sender.send(notice.message().to_owned());
+            }
+        }
+    });
+    (client, receiver)
+}
+
+/// Every plan auto_explain reported up to the marker statement.
+async fn plans_until_marker(
+    client: &Client,
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Vec<String> {
+    client.simple_query("SELECT 'plans-marker'").await.unwrap();
+    let mut plans = Vec::new();
+    while let Some(notice) = notices.recv().await {
+        if notice.contains("plans-marker") {
+            return plans;
+        }
+        plans.push(notice);
+    }
+    panic!("the notice stream ended");
+}
+
+/// The tenant-owned tables a plan reads by a sequential scan.
+fn seq_scanned(plan: &str) -> Vec<String> {
+    plan.split("Seq Scan on ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|table| TENANT_TABLES.contains(table))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `name`'s statement as `meridian_app` in a transaction scoped to big tenant
+/// 1, with `plan_cache_mode`; returns the plans PostgreSQL executed for it.
+async fn executed_plans(
+    client: &Client,
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    sql: &str,
+    name: &str,
+    plan_cache_mode: &str,
+) -> String {
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY;
+             SELECT set_config('app.tenant_id', '{}', true);
+             SET LOCAL plan_cache_mode = {plan_cache_mode};",
+            big(1)
+        ))
+        .await
+        .unwrap();
+    plans_until_marker(client, notices).await;
+    let statement = client.prepare(sql).await.unwrap();
+    let owned = params(name);
+    let refs: Vec<&(dyn ToSql + Sync)> = owned
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    client.query(&statement, &refs).await.unwrap();
+    let plans = plans_until_marker(client, notices).await.join("\n");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    plans
+}
+
+/// The findings for one plan: sequential scans of tenant tables, and for search a
+/// full-text condition that is not an index condition.
+fn findings(name: &str, plan: &str) -> Vec<String> {
+    let mut found: Vec<String> = seq_scanned(plan)
+        .into_iter()
+        .map(|table| format!("sequential scan of {table}"))
+        .collect();
+    if name == "messages.search"
+        && !plan
+            .lines()
+            .any(|line| line.contains("Index Cond:") && line.contains("@@"))
+    {
+        found.push(
+            "`@@` is not an index condition (the tenant's rows are read and filtered)".into(),
+        );
+    }
+    found
+}
+
+/// A fresh database with the seed, and a session as the service role that reports
+/// every executed plan.
+async fn seeded_session() -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let db = fresh_database().await;
+    let (client, notices) = connect_with_notices(&cluster().superuser_url(&db)).await;
+    client.batch_execute(&seed_sql()).await.unwrap();
+    client.batch_execute("VACUUM ANALYZE").await.unwrap();
+    // auto_explain's settings are the superuser's to set; then the session becomes
+    // the service role, so RLS applies exactly as to the service's own sessions.
+    client
+        .batch_execute(
+            "LOAD 'auto_explain';
+             SET auto_explain.log_min_duration = 0;
+             SET auto_explain.log_nested_statements = on;
+             SET auto_explain.log_level = notice;
+             SET ROLE meridian_app;",
+        )
+        .await
+        .unwrap();
+    (client, notices)
+}
+
+#[actix_web::test]
+async fn every_hot_statement_uses_an_index_as_the_service_role() {
+    if cluster().dialect != meridian::db::Dialect::Postgres {
+        // auto_explain is PostgreSQL's; on CockroachDB see docs/cockroachdb.md.
+        return;
+    }
+    let (client, mut notices) = seeded_session().await;
+    let mut failures = Vec::new();
+    for hot in meridian::store::hot_statements(meridian::db::Dialect::Postgres) {
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            let plan = executed_plans(&client, &mut notices, hot.sql, hot.name, mode).await;
+            assert!(
+                plan.contains("Query Text"),
+                "{}: no plan reported",
+                hot.name
+            );
+            for finding in findings(hot.name, &plan) {
+                failures.push(format!("{} ({mode}): {finding}\n{plan}", hot.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The check itself: it fails on the search statement this service ran before
+/// `search_messages` (inline, under RLS).
+#[actix_web::test]
+async fn the_plan_check_fails_on_the_inline_search_under_rls() {
+    if cluster().dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let (client, mut notices) = seeded_session().await;
+    // The statement before V6, verbatim.
+    let inline = "SELECT m.id, m.channel_id, m.author_id, m.body, m.created_at,
+                    ts_rank(m.body_tsv, websearch_to_tsquery('english', $2)) AS rank
+             FROM messages m
+             WHERE m.tenant_id = $1 AND m.body_tsv @@ websearch_to_tsquery('english', $2)
+             ORDER BY rank DESC, m.created_at DESC, m.id DESC
+             LIMIT $3 OFFSET $4";
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        let plan = executed_plans(&client, &mut notices, inline, "messages.search", mode).await;
+        assert!(
+            !findings("messages.search", &plan).is_empty(),
+            "{mode}: the inline search passed the check:\n{plan}"
+        );
+    }
+}
