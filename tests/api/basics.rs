@@ -220,24 +220,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
     if cluster.dialect != meridian::db::Dialect::Postgres {
         return;
     }
-    let name = format!("u_{}", Uuid::new_v4().simple());
-    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
-        .await
-        .unwrap();
-    let url = cluster.superuser_url(&name);
-    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    let before: Vec<_> = meridian::db::migrate::migrations(meridian::db::Dialect::Postgres)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.version() <= 4)
-        .collect();
-    refinery::Runner::new(&before)
-        .run_async(&mut client)
-        .await
-        .unwrap();
+    let (url, _client) = crate::helpers::database_migrated_to(4).await;
     let postgres = Some(meridian::db::Dialect::Postgres);
     let upgrade = meridian::db::migrate::run(&url, None, postgres)
         .await

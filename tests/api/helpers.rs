@@ -192,6 +192,31 @@ pub async fn fresh_database() -> String {
     name
 }
 
+/// A new PostgreSQL database with the migrations up to `version` applied, as an
+/// older release left it: its superuser URL and a client of it.
+pub async fn database_migrated_to(version: i32) -> (String, tokio_postgres::Client) {
+    let cluster = cluster();
+    let name = format!("u_{}", Uuid::new_v4().simple());
+    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
+        .await
+        .unwrap();
+    let url = cluster.superuser_url(&name);
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    let before: Vec<_> = meridian::db::migrate::migrations(meridian::db::Dialect::Postgres)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.version() <= version)
+        .collect();
+    refinery::Runner::new(&before)
+        .run_async(&mut client)
+        .await
+        .unwrap();
+    (url, client)
+}
+
 pub fn test_settings(db_name: &str) -> Settings {
     let cluster = cluster();
     let mut settings = Settings {

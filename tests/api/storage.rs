@@ -253,24 +253,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
     if cluster.dialect != meridian::db::Dialect::Postgres {
         return;
     }
-    let name = format!("u_{}", Uuid::new_v4().simple());
-    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
-        .await
-        .unwrap();
-    let url = cluster.superuser_url(&name);
-    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    let before: Vec<_> = meridian::db::migrate::migrations(meridian::db::Dialect::Postgres)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.version() <= 5)
-        .collect();
-    refinery::Runner::new(&before)
-        .run_async(&mut client)
-        .await
-        .unwrap();
+    let (url, client) = crate::helpers::database_migrated_to(5).await;
     let tenant = Uuid::new_v4();
     client
         .execute(
