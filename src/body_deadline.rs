@@ -35,10 +35,9 @@ pub fn timeout_error(req: &actix_web::HttpRequest) -> crate::error::ApiError {
     crate::error::ApiError::RequestTimeout(limit.map_or(0, |t| t.0.as_millis() as u64))
 }
 
-/// Whether the request may carry a body: a GET without `Content-Length` or
-/// `Transfer-Encoding` has none, and pays for no timer.
-fn announces_body(req: &ServiceRequest) -> bool {
-    let headers = req.headers();
+/// Whether a request with these headers carries a body (a declared length above
+/// zero, or chunks): a GET without either has none, and pays for no timer.
+pub fn announces_body(headers: &actix_web::http::header::HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get(header::CONTENT_LENGTH)
@@ -50,7 +49,7 @@ pub async fn enforce(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(BodyTimeout(limit)) = req.app_data::<BodyTimeout>().copied()
-        && announces_body(&req)
+        && announces_body(req.headers())
     {
         let inner = req.take_payload();
         let bounded = Deadline {

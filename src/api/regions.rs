@@ -2,7 +2,6 @@
 //! (platform admins). A drain is stored in the database, so every node routes
 //! around the region and its `/readyz` fails (GeoDNS stops sending users there).
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -88,15 +87,6 @@ pub struct DrainReport {
     unavailable: Vec<TenantMove>,
 }
 
-/// Whether the request carries a body (a declared length above zero, or chunks).
-fn has_body(req: &HttpRequest) -> bool {
-    let headers = req.headers();
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|len| len.as_bytes() != b"0")
-}
-
 fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
     state
         .topology
@@ -125,7 +115,7 @@ pub async fn drain(
     // typo in `{"dry_run": true}` would drain the region for real.
     let request = match body {
         Ok(body) => body.into_inner().unwrap_or_default(),
-        Err(_) if !has_body(&req) => DrainRequest::default(),
+        Err(_) if !crate::body_deadline::announces_body(req.headers()) => DrainRequest::default(),
         Err(refused) => return Err(refused),
     };
     let health = &state.routing.health;
