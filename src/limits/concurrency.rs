@@ -129,27 +129,14 @@ impl ConcurrencyLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::RegionId;
     use crate::tenancy::record::LimitOverrides;
-    use crate::tenancy::{Plan, TenantStatus};
 
     fn tenant(limit: u32, version: i64) -> TenantRecord {
-        TenantRecord {
-            id: TenantId::from_uuid(uuid::Uuid::nil()),
-            slug: "t".into(),
-            name: format!("T{version}"),
-            home_region: RegionId::parse("us-east1").unwrap(),
-            residency: None,
-            plan: Plan::Free,
-            limit_overrides: LimitOverrides {
-                concurrent_requests: Some(limit),
-                ..LimitOverrides::default()
-            },
-            status: TenantStatus::Active,
-            config_version: version,
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-        }
+        let overrides = LimitOverrides {
+            concurrent_requests: Some(limit),
+            ..LimitOverrides::default()
+        };
+        crate::limits::test_tenant(overrides, version)
     }
 
     /// Takes permits until refused; returns them.

@@ -44,3 +44,25 @@ impl NodeLimits {
         self.concurrency.prune();
     }
 }
+
+/// A tenant record with the given limit overrides and config version, for the
+/// limiter tests.
+#[cfg(test)]
+pub(crate) fn test_tenant(
+    overrides: crate::tenancy::record::LimitOverrides,
+    version: i64,
+) -> crate::tenancy::TenantRecord {
+    crate::tenancy::TenantRecord {
+        id: crate::ids::TenantId::from_uuid(uuid::Uuid::nil()),
+        slug: "t".into(),
+        name: format!("T{version}"),
+        home_region: crate::ids::RegionId::parse("us-east1").unwrap(),
+        residency: None,
+        plan: crate::tenancy::Plan::Free,
+        limit_overrides: overrides,
+        status: crate::tenancy::TenantStatus::Active,
+        config_version: version,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    }
+}

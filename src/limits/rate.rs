@@ -239,30 +239,17 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::RegionId;
     use crate::tenancy::record::LimitOverrides;
-    use crate::tenancy::{Plan, TenantStatus};
 
     const SECOND: u64 = NANOS_PER_SECOND;
 
     fn tenant(per_second: u32, burst: u32, version: i64) -> TenantRecord {
-        TenantRecord {
-            id: TenantId::from_uuid(uuid::Uuid::nil()),
-            slug: "t".into(),
-            name: format!("T{version}"),
-            home_region: RegionId::parse("us-east1").unwrap(),
-            residency: None,
-            plan: Plan::Free,
-            limit_overrides: LimitOverrides {
-                requests_per_second: Some(per_second),
-                burst: Some(burst),
-                ..LimitOverrides::default()
-            },
-            status: TenantStatus::Active,
-            config_version: version,
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-        }
+        let overrides = LimitOverrides {
+            requests_per_second: Some(per_second),
+            burst: Some(burst),
+            ..LimitOverrides::default()
+        };
+        crate::limits::test_tenant(overrides, version)
     }
 
     /// How many requests pass in a row at `now`.
