@@ -51,9 +51,15 @@ PG_MAIN=$(head -1 "$STATE/pg/data/postmaster.pid")
 pg_pids() { echo "$PG_MAIN" $(pgrep -P "$PG_MAIN"); }
 HZ=$(getconf CLK_TCK)
 NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
-echo "== API: wrk -t2 -c$CONNS -d${SECS}s $URL"
+# PERF_OUT=<file>: also sample the node with perf (call graphs) during the API run.
+if [[ -n ${PERF_OUT:-} ]]; then
+  perf record -F 997 --call-graph dwarf,16384 -p "$NODE_PID" -o "$PERF_OUT" -- sleep "$SECS" 2>"$STATE/perf.err" &
+  PERF=$!
+fi
+echo "== API: wrk -t2 -c$CONNS -d${SECS}s $URL (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" "$URL" | tee "$STATE/wrk.txt"
 NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
+if [[ -n ${PERF_OUT:-} ]]; then wait "$PERF" || cat "$STATE/perf.err" >&2; fi
 API_RPS=$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")
 API_REQS=$(awk '/requests in/{print $1}' "$STATE/wrk.txt")
 P50=$(awk '$1=="50%"{print $2}' "$STATE/wrk.txt"); P99=$(awk '$1=="99%"{print $2}' "$STATE/wrk.txt")
