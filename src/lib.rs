@@ -22,6 +22,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod geodns;
 pub mod ids;
+pub mod json_time;
 pub mod limits;
 pub mod metrics;
 pub mod packages;
@@ -99,7 +100,7 @@ impl Application {
         let region = RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
         let keys = KeySet::load(settings.keys_file())?;
         let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
-        let db = Database::connect(&settings.database)?;
+        let db = Database::connect(&settings.database)?.split_across_threads(settings.http.workers);
         db.check_server()
             .await
             .context("checking the database before serving")?;

@@ -7,6 +7,7 @@
 
 pub mod dialect;
 pub mod migrate;
+mod pools;
 pub mod shards;
 pub mod tx;
 
@@ -24,7 +25,8 @@ pub use tx::{PlatformTx, TenantTx, Tx, TxMode};
 
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool,
+    /// A pool per thread (`pools`): a connection's I/O stays on its user's thread.
+    pools: Arc<pools::ThreadPools>,
     /// Shared with `/metrics` (a clone shares the buckets).
     pool_wait: prometheus_client::metrics::histogram::Histogram,
     max_retries: u32,
@@ -106,24 +108,28 @@ impl Database {
         })?;
         let timeout = Duration::from_millis(settings.connect_timeout_ms);
         config.connect_timeout(timeout).application_name("meridian");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // Connections are returned only after a clean COMMIT/ROLLBACK; an
-                // interrupted transaction detaches its connection (see `tx`).
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Other(anyhow::anyhow!("building the pool: {e}")))?;
+        let make = move |max_size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    // Connections are returned only after a clean COMMIT/ROLLBACK; an
+                    // interrupted transaction detaches its connection (see `tx`).
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(max_size)
+                .wait_timeout(Some(timeout))
+                .create_timeout(Some(timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| format!("building the pool: {e}"))
+        };
+        // Checked once here, so a bad setting fails at start, not on first use.
+        make(settings.pool_size).map_err(|e| DbError::Other(anyhow::anyhow!(e)))?;
         Ok(Self {
-            pool,
+            pools: pools::ThreadPools::new(Arc::new(make), settings.pool_size),
             pool_wait: crate::metrics::latency_histogram(),
             max_retries: settings.max_retries.max(1),
             dialect: settings.dialect,
@@ -131,12 +137,25 @@ impl Database {
         })
     }
 
+    /// Splits `database.pool_size` over the node's `workers` threads (each gets its
+    /// own pool; see `pools`). Call before the database is used.
+    pub fn split_across_threads(mut self, workers: usize) -> Self {
+        self.pools = self.pools.split(workers);
+        self
+    }
+
+    /// A connection from this thread's pool.
+    async fn connection(&self) -> Result<deadpool_postgres::Object, DbError> {
+        let pool = self.pools.current().map_err(DbError::Unavailable)?;
+        Ok(pool.get().await?)
+    }
+
     /// Checked once at start: the server is the configured dialect (the statement
     /// set was chosen from it), and the service role does not escape row-level
     /// security (a superuser or BYPASSRLS role on PostgreSQL; an admin on
     /// CockroachDB, which RLS exempts even when forced). Refuses to run otherwise.
     pub async fn check_server(&self) -> anyhow::Result<()> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
+        let client = self.connection().await?;
         let version: String = client
             .query_one("SELECT version()", &[])
             .await
@@ -164,7 +183,7 @@ impl Database {
 
     /// A cheap round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<(), DbError> {
-        let client = self.pool.get().await?;
+        let client = self.connection().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
@@ -173,8 +192,9 @@ impl Database {
         self.dialect
     }
 
+    /// Summed over the threads' pools.
     pub fn pool_status(&self) -> deadpool_postgres::Status {
-        self.pool.status()
+        self.pools.status()
     }
 
     pub fn pool_wait_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
@@ -182,6 +202,6 @@ impl Database {
     }
 
     pub fn close(&self) {
-        self.pool.close();
+        self.pools.close();
     }
 }

@@ -334,7 +334,7 @@ impl Database {
             attempt += 1;
             let last_attempt = attempt >= self.max_retries;
             let waiting = std::time::Instant::now();
-            let conn = self.pool.get().await.map_err(DbError::from)?;
+            let conn = self.connection().await?;
             self.pool_wait.observe(waiting.elapsed().as_secs_f64());
             let mut guard = ConnGuard {
                 conn: Some(conn),
