@@ -53,7 +53,7 @@ fn from_row(row: &Row) -> Channel {
     }
 }
 
-fn not_found(id: ChannelId) -> ApiError {
+pub(crate) fn not_found(id: ChannelId) -> ApiError {
     ApiError::NotFound {
         kind: "channel",
         id: Some(*id.as_uuid()),

@@ -19,6 +19,7 @@ pub struct Message {
     pub channel_id: ChannelId,
     pub author_id: UserId,
     pub body: String,
+    #[serde(serialize_with = "crate::json_time::utc")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -37,17 +38,29 @@ pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at F
      WHERE tenant_id = $1 AND channel_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
      ORDER BY created_at DESC, id DESC LIMIT $5";
 
+/// A post on the fast path: the shard's charge (`usage::FAST_CHARGE_CTE`) and the
+/// INSERT of what it charged, one statement; `$1`..`$6` the message, `$7` bytes,
+/// `$8` shard, `$9` cap.
+pub const POST_SQL: &str = concat!(
+    usage::fast_charge_cte!(),
+    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
+     SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, $6::text FROM charged
+     RETURNING id, channel_id, author_id, body, created_at"
+);
+
 /// One message of a channel (`get`).
 pub const GET_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM messages
      WHERE tenant_id = $1 AND channel_id = $2 AND id = $3";
 
+/// Every statement here selects `COLUMNS` first, in that order: columns are read
+/// by position (a lookup by name compares names for every field of every row).
 fn from_row(row: &Row) -> Message {
     Message {
-        id: MessageId::from_uuid(row.get("id")),
-        channel_id: ChannelId::from_uuid(row.get("channel_id")),
-        author_id: UserId::from_uuid(row.get("author_id")),
-        body: row.get("body"),
-        created_at: row.get("created_at"),
+        id: MessageId::from_uuid(row.get(0)),
+        channel_id: ChannelId::from_uuid(row.get(1)),
+        author_id: UserId::from_uuid(row.get(2)),
+        body: row.get(3),
+        created_at: row.get(4),
     }
 }
 
@@ -62,7 +75,6 @@ pub async fn post(
     body: &str,
     storage_cap: u64,
 ) -> Result<Result<Message, ApiError>, ApiError> {
-    channels::ensure_exists(tx, channel).await?;
     let id = MessageId::new_random();
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     let cap = i64::try_from(storage_cap).unwrap_or(i64::MAX);
@@ -78,16 +90,21 @@ pub async fn post(
         &body,
     ];
     // Usually one statement: the shard's grant holds the post (charge + INSERT).
-    let fast = format!(
-        "{} INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-         SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, $6::text FROM charged RETURNING {COLUMNS}",
-        usage::FAST_CHARGE_CTE
-    );
     let mut fast_params = params.to_vec();
     fast_params.extend_from_slice(&[&bytes, &shard, &cap]);
-    if let Some(row) = tx.query_opt(&fast, &fast_params).await? {
-        return Ok(Ok(from_row(&row)));
+    // The channel is checked by the INSERT's foreign key (tenant_id, channel_id):
+    // no statement of its own, and another tenant's channel is missing like any
+    // other id (the key includes the tenant). The statement failed, so the
+    // transaction is rolled back: nothing was charged.
+    match tx.query_opt(POST_SQL, &fast_params).await {
+        Ok(Some(row)) => return Ok(Ok(from_row(&row))),
+        Ok(None) => {}
+        Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
+        Err(err) => return Err(err),
     }
+    // The slow path decides a refusal that is committed: the channel first, so a
+    // missing channel is a 404 whatever the quota says.
+    channels::ensure_exists(tx, channel).await?;
     if let Err(refused) = usage::charge_storage(tx, body.len() as u64, storage_cap).await? {
         return Ok(Err(refused));
     }
@@ -97,6 +114,21 @@ pub async fn post(
     );
     let row = tx.query_one(&sql, &params).await?;
     Ok(Ok(from_row(&row)))
+}
+
+/// The post's INSERT failed on its channel's foreign key (SQLSTATE 23503, the
+/// constraint of that key: the same name on PostgreSQL and CockroachDB).
+fn channel_missing(err: &ApiError) -> bool {
+    let ApiError::Internal(cause) = err else {
+        return false;
+    };
+    cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error)
+        .is_some_and(|db| {
+            *db.code() == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION
+                && db.constraint() == Some("messages_tenant_id_channel_id_fkey")
+        })
 }
 
 /// One message of a channel. A missing channel answers as a missing channel (so a

@@ -22,6 +22,8 @@ use crate::db::Dialect;
 pub struct HotStatement {
     pub name: &'static str,
     pub sql: &'static str,
+    /// Writes (or locks) rows: planned in a read-write transaction.
+    pub writes: bool,
 }
 
 pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
@@ -44,7 +46,22 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("usage.storage_bytes", usage::STORAGE_BYTES_SQL),
         ("usage.ai_month", crate::ai_ledger::MONTH_USAGE_SQL),
     ];
-    list.into_iter()
-        .map(|(name, sql)| HotStatement { name, sql })
+    // Every post: the shard charge and the INSERT in one statement; and the
+    // central row, locked when a shard takes a new grant.
+    let writes = [
+        ("messages.post", messages::POST_SQL),
+        ("usage.central_grants", usage::CENTRAL_GRANTS_SQL),
+    ];
+    let reads = list.into_iter().map(|(name, sql)| HotStatement {
+        name,
+        sql,
+        writes: false,
+    });
+    reads
+        .chain(writes.into_iter().map(|(name, sql)| HotStatement {
+            name,
+            sql,
+            writes: true,
+        }))
         .collect()
 }

@@ -46,11 +46,23 @@ pub async fn open(tx: &TenantTx<'_>) -> Result<(), ApiError> {
 /// The fast path, as a CTE in front of the INSERT that stores what it charges (one
 /// round trip): `$n` bytes from shard `$shard` when the shard's grant holds them and
 /// was taken under the cap `$cap` in force now. Parameters are appended after the
-/// INSERT's own: `$7` bytes, `$8` shard, `$9` cap.
-pub const FAST_CHARGE_CTE: &str = "WITH charged AS (
+/// INSERT's own: `$7` bytes, `$8` shard, `$9` cap. A macro so that the post's
+/// statement (`messages::POST_SQL`) is one constant, checked by `tests/api/plans.rs`.
+macro_rules! fast_charge_cte {
+    () => {
+        "WITH charged AS (
        UPDATE tenant_usage_shards SET used_bytes = used_bytes + $7
         WHERE tenant_id = $1 AND shard = $8 AND cap_bytes = $9 AND used_bytes + $7 <= granted_bytes
-        RETURNING shard)";
+        RETURNING shard)"
+    };
+}
+pub(crate) use fast_charge_cte;
+
+pub const FAST_CHARGE_CTE: &str = fast_charge_cte!();
+
+/// The central row, locked: slow paths of a tenant's posts queue here.
+pub const CENTRAL_GRANTS_SQL: &str =
+    "SELECT granted_bytes FROM tenant_usage WHERE tenant_id = $1 FOR UPDATE";
 
 /// The slow path: takes a grant from the central row for the transaction's shard
 /// and charges `bytes`; or returns the refusal (`Ok(Err(quota_exceeded))`), which
@@ -212,10 +224,7 @@ pub(crate) fn shard_param(tx: &TenantTx<'_>) -> i16 {
 
 async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
     let row = tx
-        .query_opt(
-            "SELECT granted_bytes FROM tenant_usage WHERE tenant_id = $1 FOR UPDATE",
-            &[tx.tenant_id().as_uuid()],
-        )
+        .query_opt(CENTRAL_GRANTS_SQL, &[tx.tenant_id().as_uuid()])
         .await?;
     row.map(|r| r.get(0))
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("tenant has no tenant_usage row")))

@@ -15,6 +15,7 @@
 //! (as under RLS, where `ts_match_vq` is not leakproof).
 
 use futures_util::StreamExt;
+use meridian::store::HotStatement;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
@@ -23,13 +24,14 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 8] = [
+const TENANT_TABLES: [&str; 9] = [
     "tenants",
     "users",
     "channels",
     "messages",
     "audit_events",
     "tenant_usage",
+    "tenant_usage_shards",
     "ai_usage",
     "ai_reservations",
 ];
@@ -45,8 +47,10 @@ fn seed_sql() -> String {
        SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, 'plan-' || t, 'P' || t,
               'us-east1', 'pro', now() - t * interval '1 hour', now() - t * interval '1 hour'
        FROM generate_series(0, 1999) t;
-     INSERT INTO tenant_usage (tenant_id, home_region, storage_bytes)
-       SELECT id, home_region, 100 FROM tenants;
+     INSERT INTO tenant_usage (tenant_id, home_region, storage_bytes, granted_bytes)
+       SELECT id, home_region, 100, 32 * 1048576 FROM tenants;
+     INSERT INTO tenant_usage_shards (tenant_id, shard, home_region, used_bytes, granted_bytes, cap_bytes)
+       SELECT id, s, home_region, 100, 1048576, 1073741824 FROM tenants, generate_series(0, 31) s;
      INSERT INTO ai_usage (tenant_id, month, home_region, used)
        SELECT id, m::date, home_region, 10 FROM tenants,
               generate_series(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '5 months',
@@ -129,7 +133,20 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(51i64),
             Box::new(0i64),
         ],
-        "usage.storage_bytes" | "usage.ai_month" => vec![Box::new(tenant)],
+        "usage.storage_bytes" | "usage.ai_month" | "usage.central_grants" => {
+            vec![Box::new(tenant)]
+        }
+        "messages.post" => vec![
+            Box::new(tenant),
+            Box::new(Uuid::new_v4()),
+            Box::new("us-east1".to_owned()),
+            Box::new(id(1, 1, 42)),
+            Box::new(id(2, 1, 7)),
+            Box::new("a post".to_owned()),
+            Box::new(6i64),
+            Box::new(3i16),
+            Box::new(1_073_741_824i64),
+        ],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
 }
@@ -177,17 +194,23 @@ fn seq_scanned(plan: &str) -> Vec<String> {
 }
 
 /// Runs `name`'s statement as `meridian_app` in a transaction scoped to big tenant
-/// 1, with `plan_cache_mode`; returns the plans PostgreSQL executed for it.
+/// 1, with `plan_cache_mode`; returns the plans PostgreSQL executed for it. A
+/// writing statement runs in a read-write transaction, rolled back like the rest.
 async fn executed_plans(
     client: &Client,
     notices: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-    sql: &str,
-    name: &str,
+    hot: &HotStatement,
     plan_cache_mode: &str,
 ) -> String {
+    let (sql, name) = (hot.sql, hot.name);
+    let access = if hot.writes {
+        "READ WRITE"
+    } else {
+        "READ ONLY"
+    };
     client
         .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY;
+            "BEGIN ISOLATION LEVEL SERIALIZABLE, {access};
              SELECT set_config('app.tenant_id', '{}', true);
              SET LOCAL plan_cache_mode = {plan_cache_mode};",
             big(1)
@@ -258,7 +281,7 @@ async fn every_hot_statement_uses_an_index_as_the_service_role() {
     let mut failures = Vec::new();
     for hot in meridian::store::hot_statements(meridian::db::Dialect::Postgres) {
         for mode in ["force_custom_plan", "force_generic_plan"] {
-            let plan = executed_plans(&client, &mut notices, hot.sql, hot.name, mode).await;
+            let plan = executed_plans(&client, &mut notices, &hot, mode).await;
             assert!(
                 plan.contains("Query Text"),
                 "{}: no plan reported",
@@ -287,11 +310,40 @@ async fn the_plan_check_fails_on_the_inline_search_under_rls() {
              WHERE m.tenant_id = $1 AND m.body_tsv @@ websearch_to_tsquery('english', $2)
              ORDER BY rank DESC, m.created_at DESC, m.id DESC
              LIMIT $3 OFFSET $4";
+    let hot = HotStatement {
+        name: "messages.search",
+        sql: inline,
+        writes: false,
+    };
     for mode in ["force_custom_plan", "force_generic_plan"] {
-        let plan = executed_plans(&client, &mut notices, inline, "messages.search", mode).await;
+        let plan = executed_plans(&client, &mut notices, &hot, mode).await;
         assert!(
             !findings("messages.search", &plan).is_empty(),
             "{mode}: the inline search passed the check:\n{plan}"
         );
     }
+}
+
+/// The search index keeps no GIN pending list (V8): with `fastupdate` on, every
+/// tenant's writes queue entries that every search scans whole until a vacuum
+/// (README, Benchmarks: `loadtest/gin-pending.sh`).
+#[actix_web::test]
+async fn the_search_index_has_no_pending_list() {
+    if cluster().dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let db = fresh_database().await;
+    let (client, connection) = tokio_postgres::connect(&cluster().superuser_url(&db), NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(connection);
+    let options: Option<Vec<String>> = client
+        .query_one(
+            "SELECT reloptions FROM pg_class WHERE relname = 'messages_search_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(options.unwrap_or_default(), ["fastupdate=off"]);
 }
