@@ -1,0 +1,11 @@
+-- messages_search_idx without a pending list (issue 11). With fastupdate on
+-- (PostgreSQL's default) an INSERT appends its index entries to one unsorted
+-- pending list shared by every tenant, which every search scans whole until VACUUM
+-- or gin_pending_list_limit (4 MB) merges it — so a busy tenant's writes made every
+-- tenant's search slower, and the INSERT that crossed the limit paid the merge.
+-- Measured (loadtest/gin-pending.sh 200000 16 8, README Benchmarks): 8 s of 16
+-- writers left ~20,000 pending entries and a selective search of a 200,000-message
+-- tenant went from 0.8 ms to 50 ms (p50); with fastupdate off the writers' INSERT
+-- rate was not lower. Turning it off does not merge what is already pending;
+-- the next (auto)vacuum does. Idempotent.
+ALTER INDEX messages_search_idx SET (fastupdate = off);
