@@ -39,6 +39,8 @@ pub(crate) struct ThreadPools {
     id: u64,
     make: Arc<MakePool>,
     per_thread: usize,
+    /// The configured total (`database.pool_size`), reported as the limit.
+    total: usize,
     /// Every pool made, for status and shutdown.
     all: Mutex<Vec<Pool>>,
     closed: AtomicBool,
@@ -46,10 +48,15 @@ pub(crate) struct ThreadPools {
 
 impl ThreadPools {
     pub(crate) fn new(make: Arc<MakePool>, per_thread: usize) -> Arc<Self> {
+        Self::with_total(make, per_thread, per_thread)
+    }
+
+    fn with_total(make: Arc<MakePool>, per_thread: usize, total: usize) -> Arc<Self> {
         Arc::new(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             make,
             per_thread: per_thread.max(1),
+            total,
             all: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
@@ -57,7 +64,11 @@ impl ThreadPools {
 
     /// New pools (none made yet) with this limit split over `threads` threads.
     pub(crate) fn split(&self, threads: usize) -> Arc<Self> {
-        Self::new(self.make.clone(), self.per_thread.div_ceil(threads.max(1)))
+        Self::with_total(
+            self.make.clone(),
+            self.per_thread.div_ceil(threads.max(1)),
+            self.total,
+        )
     }
 
     /// This thread's pool, made on first use.
@@ -84,17 +95,17 @@ impl ThreadPools {
         })
     }
 
-    /// Summed over every thread's pool.
+    /// Summed over every thread's pool; the limit is the configured total (the
+    /// workers' share of it; a non-worker thread's pool comes on top).
     pub(crate) fn status(&self) -> deadpool_postgres::Status {
         let mut sum = deadpool_postgres::Status {
-            max_size: 0,
+            max_size: self.total,
             size: 0,
             available: 0,
             waiting: 0,
         };
         if let Ok(all) = self.all.lock() {
             for status in all.iter().map(Pool::status) {
-                sum.max_size += status.max_size;
                 sum.size += status.size;
                 sum.available += status.available;
                 sum.waiting += status.waiting;
@@ -108,5 +119,47 @@ impl ThreadPools {
         if let Ok(all) = self.all.lock() {
             all.iter().for_each(Pool::close);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deadpool_postgres::{Manager, ManagerConfig};
+    use tokio_postgres::NoTls;
+
+    use super::*;
+
+    /// Pools that never connect: building one opens no connection.
+    fn make() -> Arc<MakePool> {
+        Arc::new(|size| {
+            let config: tokio_postgres::Config = "host=localhost user=nobody".parse().unwrap();
+            let manager = Manager::from_config(config, NoTls, ManagerConfig::default());
+            Pool::builder(manager)
+                .max_size(size)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    #[test]
+    fn each_thread_has_its_own_pool_and_close_stops_all() {
+        let pools = ThreadPools::new(make(), 16).split(2);
+        assert_eq!(pools.current().unwrap().status().max_size, 8);
+        // The same thread gets the same pool again.
+        pools.current().unwrap();
+        assert_eq!(pools.all.lock().unwrap().len(), 1);
+        let other = std::thread::scope(|s| s.spawn(|| pools.current().unwrap()).join().unwrap());
+        assert_eq!(
+            pools.all.lock().unwrap().len(),
+            2,
+            "a second thread, a second pool"
+        );
+        assert_eq!(pools.status().max_size, 16, "the configured total");
+        pools.close();
+        assert!(other.is_closed());
+        assert!(pools.current().is_err(), "no pool after close");
+        // Another database on this thread is not confused with the closed one.
+        let fresh = ThreadPools::new(make(), 3);
+        assert_eq!(fresh.current().unwrap().status().max_size, 3);
     }
 }
