@@ -156,6 +156,12 @@ impl Application {
             body_deadline::BodyTimeout(Duration::from_millis(settings.http.body_timeout_ms));
         let app_state = state.clone();
         let server = HttpServer::new(move || {
+            // Runs on each worker thread: open its pool's first connection now, not
+            // inside the first request or readiness probe (`db::pools`).
+            let warm = app_state.clone();
+            actix_web::rt::spawn(async move {
+                let _ = warm.database_ready().await;
+            });
             let region: Rc<str> = Rc::from(app_state.region.as_str());
             let (app, _) = App::new()
                 .into_utoipa_app()
