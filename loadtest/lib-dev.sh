@@ -5,7 +5,7 @@
 # dev holds the usual addresses); PORT is then the port the GeoDNS answers refer to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p meridian
+cargo build --release -q -p meridian-local
 cargo build --release -q -p loadtest
 M=target/release/meridian
 L=target/release/loadtest

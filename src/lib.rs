@@ -9,7 +9,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod admin_client;
 pub mod ai_ledger;
 pub mod api;
 pub mod audit;
@@ -17,26 +16,20 @@ pub mod auth;
 pub mod body_deadline;
 pub mod config;
 pub mod db;
-pub mod dev;
-pub mod embedded_pg;
 pub mod error;
-pub mod geodns;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
-pub mod packages;
 pub mod pagination;
 pub mod relocation;
 pub mod request_id;
 pub mod routing;
 pub mod scope;
 pub mod store;
-pub mod supervisor;
 pub mod telemetry;
 pub mod tenancy;
 pub mod topology;
 pub mod validate;
-pub mod wan;
 
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;

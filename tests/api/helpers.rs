@@ -16,7 +16,7 @@ use awc::http::StatusCode;
 use meridian::Application;
 use meridian::auth::{Claims, KeySet, Role, TokenVerifier};
 use meridian::config::{LogFormat, Settings};
-use meridian::embedded_pg::EmbeddedPg;
+use meridian_local::embedded_pg::EmbeddedPg;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -96,7 +96,7 @@ pub fn cluster() -> &'static Cluster {
                     superuser_base,
                     host,
                     query,
-                    app_password: meridian::dev::random_alphanumeric(24).unwrap(),
+                    app_password: meridian_local::dev::random_alphanumeric(24).unwrap(),
                     dialect: meridian::db::Dialect::Cockroach,
                     keys_file,
                 };
@@ -104,13 +104,13 @@ pub fn cluster() -> &'static Cluster {
             announce("CockroachDB run SKIPPED (MERIDIAN_TEST_COCKROACH_URL is not set): this run uses the embedded PostgreSQL 15 only");
             let pg =
                 EmbeddedPg::start(&dir.join("pg")).expect("starting the test PostgreSQL cluster");
-            let app_password = meridian::dev::random_alphanumeric(24).unwrap();
+            let app_password = meridian_local::dev::random_alphanumeric(24).unwrap();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                meridian::dev::create_database_if_missing(&pg.superuser_url("postgres"), TEMPLATE)
+                meridian_local::dev::create_database_if_missing(&pg.superuser_url("postgres"), TEMPLATE)
                     .await
                     .unwrap();
                 meridian::db::migrate::run(
@@ -197,7 +197,7 @@ pub async fn fresh_database() -> String {
 pub async fn database_migrated_to(version: i32) -> (String, tokio_postgres::Client) {
     let cluster = cluster();
     let name = format!("u_{}", Uuid::new_v4().simple());
-    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
+    meridian_local::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
         .await
         .unwrap();
     let url = cluster.superuser_url(&name);

@@ -6,7 +6,6 @@ mod audit;
 mod basics;
 mod cursors;
 mod isolation;
-mod keys_cli;
 mod limits;
 mod messages;
 mod metrics;

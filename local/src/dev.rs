@@ -12,12 +12,12 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use crate::auth::KeySet;
-use crate::db::migrate;
 use crate::embedded_pg::EmbeddedPg;
 use crate::geodns::{GeoDns, GeoDnsOptions};
-use crate::topology::{Region, Topology};
 use crate::wan::{self, DelayProxy};
+use meridian::auth::KeySet;
+use meridian::db::migrate;
+use meridian::topology::{Region, Topology};
 
 /// Files in the state directory.
 pub struct StateDir(pub PathBuf);
@@ -62,7 +62,7 @@ pub async fn prepare_database(state: &StateDir) -> anyhow::Result<LocalDatabase>
     let applied = migrate::run(
         &superuser_url,
         Some(&password),
-        Some(crate::db::Dialect::Postgres),
+        Some(meridian::db::Dialect::Postgres),
     )
     .await?
     .applied;
@@ -367,8 +367,11 @@ mod tests {
 
     #[test]
     fn admin_port_moves_every_nodes_admin_listener() {
-        let topology =
-            Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap();
+        let topology = Topology::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../regions"
+        )))
+        .unwrap();
         let us = topology.find("us-east1").unwrap();
         assert_eq!(admin_address(us, None), "127.0.0.11:9090".parse().unwrap());
         assert_eq!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use crate::auth::{Role, TokenVerifier};
+use meridian::auth::{Role, TokenVerifier};
 
 pub struct AdminClient {
     node: String,

@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use figment::Figment;
 use figment::providers::Serialized;
-use meridian::admin_client::AdminClient;
 use meridian::auth::{KeySet, Role, TokenVerifier};
 use meridian::config::{LogFormat, Settings};
-use meridian::dev::{self, StateDir};
 use meridian::{Application, telemetry};
+use meridian_local::admin_client::AdminClient;
+use meridian_local::dev::{self, StateDir};
 
 #[derive(Parser)]
 #[command(
