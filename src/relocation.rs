@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::store::tenants;
 use crate::tenancy::record::TENANT_COLUMNS;
@@ -118,7 +118,7 @@ pub async fn start(
         .await
         .map_err(|err| match err {
             ApiError::Conflict { .. } => ApiError::Conflict {
-                code: "relocation_in_progress",
+                code: ErrorCode::RelocationInProgress,
                 detail: "this tenant is already being relocated".into(),
             },
             other => other,
@@ -281,7 +281,7 @@ impl Relocator {
                 let current = tenants::lock(tx, job.tenant_id).await?;
                 if current.home_region.as_str() != job.from_region {
                     return Err(ApiError::Conflict {
-                        code: "relocation_stale",
+                        code: ErrorCode::RelocationStale,
                         detail: "the tenant's home region changed since the relocation was requested".into(),
                     });
                 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::routing::decide::serving_region;
 use crate::scope::{AppState, Caller, PlatformScope};
@@ -167,7 +167,7 @@ pub async fn drain(
     if !report.unavailable.is_empty() && !request.force {
         let slugs: Vec<&str> = report.unavailable.iter().map(|t| t.slug.as_str()).collect();
         return Err(ApiError::Conflict {
-            code: "drain_strands_tenants",
+            code: ErrorCode::DrainStrandsTenants,
             detail: format!(
                 "draining {region} leaves these tenants no allowed region: {}; use force to drain anyway",
                 slugs.join(", ")

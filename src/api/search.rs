@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Permission;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
 use crate::store::messages::{self, SearchHit};
@@ -39,7 +39,7 @@ pub async fn search(
     let text = query
         .q
         .as_deref()
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "`q` is required"))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "`q` is required"))?;
     let text = validate::text("q", text, 256)?;
     let paging = PageQuery {
         limit: query.limit,

@@ -13,7 +13,7 @@ use super::{IdPath, created};
 use crate::audit;
 use crate::auth::{Permission, Role};
 use crate::db::TenantTx;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
@@ -70,7 +70,7 @@ async fn keep_an_owner(
     let is_active_owner = target.role == Role::Owner && target.status == UserStatus::Active;
     if is_active_owner && !stays_active_owner && users::count_active_owners(tx).await? <= 1 {
         return Err(ApiError::Conflict {
-            code: "last_owner",
+            code: ErrorCode::LastOwner,
             detail: "the tenant must keep at least one active owner".into(),
         });
     }

@@ -15,7 +15,7 @@ use super::decide::{Decision, decide};
 use super::health::RegionHealth;
 use super::hop::{self, HopCheck, HopRequest, HopSigner};
 use crate::config::RoutingSettings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::RegionId;
 use crate::metrics::RoutingOutcome;
 use crate::scope::AppState;
@@ -157,7 +157,10 @@ async fn buffer_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Byte
         Ok(Err(err)) if crate::body_deadline::is_timeout(&err) => {
             Err(crate::body_deadline::timeout_error(req.request()))
         }
-        Ok(Err(err)) => Err(ApiError::bad_request("invalid_body", err.to_string())),
+        Ok(Err(err)) => Err(ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            err.to_string(),
+        )),
         Err(_) => Err(ApiError::PayloadTooLarge(format!(
             "body exceeds the limit of {limit} bytes"
         ))),

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::usage;
 use crate::db::TenantTx;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, UserId};
 use crate::pagination::{Keyset, Page, keyset_page};
 
@@ -86,7 +86,7 @@ pub async fn create(
         .await
         .map_err(|err| match err {
             ApiError::Conflict { .. } => ApiError::Conflict {
-                code: "channel_name_taken",
+                code: ErrorCode::ChannelNameTaken,
                 detail: format!("a channel named `{name}` already exists"),
             },
             other => other,

@@ -19,7 +19,7 @@ use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
@@ -79,7 +79,7 @@ pub async fn provision(
         .await
         .map_err(|err| match err {
             ApiError::Conflict { .. } => ApiError::Conflict {
-                code: "slug_taken",
+                code: ErrorCode::SlugTaken,
                 detail: format!("a tenant with slug `{}` already exists", new.slug),
             },
             other => other,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Role;
 use crate::db::TenantTx;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 use crate::pagination::{Keyset, Page, keyset_page};
 
@@ -74,7 +74,7 @@ fn from_row(row: &Row) -> Result<User, ApiError> {
 fn email_taken(err: ApiError) -> ApiError {
     match err {
         ApiError::Conflict { .. } => ApiError::Conflict {
-            code: "email_taken",
+            code: ErrorCode::EmailTaken,
             detail: "a user with this email already exists in the tenant".into(),
         },
         other => other,
