@@ -78,6 +78,8 @@ pub enum ApiError {
 /// lists every code in it (both tested), and a unit test below fails when code
 /// in `src/` answers a code that is not here.
 pub const CODES: &[(&str, StatusCode)] = &[
+    // A 307's problem body (routing::middleware): the tenant is served elsewhere.
+    ("served_elsewhere", StatusCode::TEMPORARY_REDIRECT),
     ("validation_failed", StatusCode::BAD_REQUEST),
     ("invalid_json", StatusCode::BAD_REQUEST),
     ("invalid_body", StatusCode::BAD_REQUEST),
