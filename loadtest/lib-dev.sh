@@ -21,6 +21,9 @@ else
   echo "note: this meridian has no 'dev --geodns': users go to their own region's node (--no-dns)" >&2
   ROUTING=(--no-dns)
 fi
+if [[ -n ${RESTART_AFTER:-} ]] && "$M" dev --help | grep -q -- --restart-after; then
+  DEV_FLAGS+=(--restart-after "$RESTART_AFTER")
+fi
 if [[ ${WAN:-1} == 1 ]] && "$M" dev --help | grep -q -- --wan; then
   DEV_FLAGS+=(--wan)
 fi

@@ -111,6 +111,8 @@ macro_rules! error_codes {
 }
 
 error_codes! {
+    // A 307's problem body (routing::middleware): the tenant is served elsewhere.
+    ServedElsewhere = "served_elsewhere" => TEMPORARY_REDIRECT,
     ValidationFailed = "validation_failed" => BAD_REQUEST,
     InvalidJson = "invalid_json" => BAD_REQUEST,
     InvalidBody = "invalid_body" => BAD_REQUEST,

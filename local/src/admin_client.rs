@@ -1,13 +1,41 @@
 //! The operator commands of the CLI (`meridian region …`, `meridian tenant …`):
 //! platform-admin calls to any node's API, with a short-lived token signed by the
-//! local key set, printing what the operator needs to decide.
+//! local key set. Answers come back as JSON values for `output` to print; an
+//! error answer becomes an `ApiFailure` carrying the API's `code` and `detail`.
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use meridian::auth::{Role, TokenVerifier};
+
+/// An error answer of the API, shown as one line: status, `code`, `detail`.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.detail)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl ApiFailure {
+    fn from_answer(status: u16, body: &Value) -> Self {
+        let text = |key: &str| body[key].as_str().map(str::to_owned);
+        Self {
+            status,
+            code: text("code").unwrap_or_else(|| "http_error".into()),
+            detail: text("detail").unwrap_or_else(|| format!("the node answered {status}")),
+        }
+    }
+}
 
 pub struct AdminClient {
     node: String,
@@ -16,19 +44,26 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
+    /// A client calling `node` as a platform admin.
     pub fn new(node: &str, verifier: &TokenVerifier) -> anyhow::Result<Self> {
         let token = verifier.issue("meridian-cli".into(), None, Role::PlatformAdmin, 600)?;
+        Ok(Self::with_token(node, token))
+    }
+
+    /// A client calling `node` with `token` (e.g. a tenant user's, to check it).
+    pub fn with_token(node: &str, token: String) -> Self {
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish();
-        Ok(Self {
+        Self {
             node: node.trim_end_matches('/').to_owned(),
             token,
             client,
-        })
+        }
     }
 
-    async fn call(
+    /// Status and JSON body (null when there is none).
+    pub async fn call(
         &self,
         method: &str,
         path: &str,
@@ -43,105 +78,186 @@ impl AdminClient {
             Some(body) => request.send_json(&body).await,
             None => request.send().await,
         };
-        let mut response = sent.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let mut response = sent.map_err(|e| {
+            anyhow::anyhow!("cannot reach {url}: {e} (is `meridian dev` running? see --node)")
+        })?;
         let value = response.json().limit(16 << 20).await.unwrap_or(Value::Null);
         Ok((response.status().as_u16(), value))
     }
 
-    /// Prints the answer; fails on an error status.
-    async fn show(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    /// The answer's body; an error status is an `ApiFailure`.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let (status, value) = self.call(method, path, body).await?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
         if status >= 400 {
-            bail!("the node answered {status}");
+            return Err(ApiFailure::from_answer(status, &value).into());
         }
         Ok(value)
     }
 
-    pub async fn region_status(&self) -> anyhow::Result<()> {
-        self.show("GET", "/v1/regions", None).await.map(drop)
+    /// `GET /v1/regions`, with each region's `state`: `serving`, `drained` or
+    /// `unreachable`. A drained node fails its own `/readyz` on purpose, so its
+    /// peers' probe says "not reachable"; that is not an outage, and `reachable` is
+    /// left out for drained regions rather than reported as `false`.
+    pub async fn region_status(&self) -> anyhow::Result<Value> {
+        let mut status = self.request("GET", "/v1/regions", None).await?;
+        if let Some(regions) = status["regions"].as_array_mut() {
+            for region in regions {
+                let drained = region["drained"].as_bool().unwrap_or(false);
+                let reachable = region["reachable"].as_bool().unwrap_or(false);
+                let state = match (drained, reachable) {
+                    (true, _) => "drained",
+                    (false, true) => "serving",
+                    (false, false) => "unreachable",
+                };
+                if let Some(object) = region.as_object_mut() {
+                    if drained {
+                        object.remove("reachable");
+                    }
+                    object.insert("state".into(), json!(state));
+                }
+            }
+        }
+        Ok(status)
     }
 
-    /// Prints who fails over where and who becomes unavailable; drains unless that
-    /// would strand tenants and `force` is off.
-    pub async fn drain(&self, region: &str, force: bool) -> anyhow::Result<()> {
-        let path = format!("/v1/regions/{region}/drain");
-        let (status, impact) = self
-            .call("POST", &path, Some(json!({ "dry_run": true })))
-            .await?;
-        if status != 200 {
-            bail!("{status}: {impact}");
-        }
-        let rows = |key: &str| impact[key].as_array().cloned().unwrap_or_default();
-        for t in rows("failover") {
-            println!(
-                "fails over:  {} ({}) → {}",
-                t["slug"], t["tenant_id"], t["to"]
-            );
-        }
-        let stranded = rows("unavailable");
-        for t in &stranded {
-            println!(
-                "UNAVAILABLE: {} ({}): its residency allows no other healthy region",
-                t["slug"], t["tenant_id"]
-            );
-        }
-        if !stranded.is_empty() && !force {
-            bail!(
-                "refusing to drain {region}: {} tenant(s) would be unavailable (use --force)",
-                stranded.len()
-            );
-        }
-        self.show("POST", &path, Some(json!({ "force": force })))
-            .await
-            .map(drop)
+    /// The drain's impact (who fails over where, who becomes unavailable).
+    pub async fn drain_impact(&self, region: &str) -> anyhow::Result<Value> {
+        self.request(
+            "POST",
+            &format!("/v1/regions/{region}/drain"),
+            Some(json!({ "dry_run": true })),
+        )
+        .await
     }
 
-    pub async fn undrain(&self, region: &str) -> anyhow::Result<()> {
-        self.show(
+    /// Drains (the impact is checked by the caller first).
+    pub async fn drain(&self, region: &str, force: bool) -> anyhow::Result<Value> {
+        self.request(
+            "POST",
+            &format!("/v1/regions/{region}/drain"),
+            Some(json!({ "force": force })),
+        )
+        .await
+    }
+
+    pub async fn undrain(&self, region: &str) -> anyhow::Result<Value> {
+        self.request(
             "POST",
             &format!("/v1/regions/{region}/undrain"),
             Some(json!({})),
         )
         .await
-        .map(drop)
     }
 
-    /// Starts relocations for every tenant of `region`; lists those that cannot move.
-    pub async fn evacuate(&self, region: &str) -> anyhow::Result<()> {
-        let report = self
-            .show(
-                "POST",
-                &format!("/v1/regions/{region}/evacuate"),
-                Some(json!({})),
-            )
-            .await?;
-        if let Some(refused) = report["refused"].as_array().filter(|r| !r.is_empty()) {
-            bail!(
-                "{} tenant(s) could not be moved (see `refused` above)",
-                refused.len()
-            );
-        }
-        Ok(())
+    /// Starts relocations for every tenant of `region`; `refused` lists those
+    /// that cannot move.
+    pub async fn evacuate(&self, region: &str) -> anyhow::Result<Value> {
+        self.request(
+            "POST",
+            &format!("/v1/regions/{region}/evacuate"),
+            Some(json!({})),
+        )
+        .await
     }
 
-    /// Starts a relocation; with `wait`, polls until it is done or failed.
-    pub async fn relocate(&self, tenant: &str, to: &str, wait: bool) -> anyhow::Result<()> {
+    /// The tenant directory, or the tenant with exactly `slug` (0 or 1 items).
+    pub async fn tenants(&self, slug: Option<&str>) -> anyhow::Result<Value> {
+        let path = match slug {
+            Some(slug) => format!("/v1/tenants?slug={slug}&limit=200"),
+            None => "/v1/tenants?limit=200".to_owned(),
+        };
+        self.request("GET", &path, None).await
+    }
+
+    /// Starts a relocation; with `wait`, polls (calling `progress` on each poll)
+    /// until it is done, and fails when it failed.
+    pub async fn relocate(
+        &self,
+        tenant: &str,
+        to: &str,
+        wait: bool,
+        mut progress: impl FnMut(&Value),
+    ) -> anyhow::Result<Value> {
         let path = format!("/v1/tenants/{tenant}/relocation");
-        self.show("POST", &path, Some(json!({ "to_region": to })))
+        let started = self
+            .request("POST", &path, Some(json!({ "to_region": to })))
             .await?;
         if !wait {
-            return Ok(());
+            return Ok(started);
         }
         loop {
             actix_web::rt::time::sleep(Duration::from_secs(1)).await;
-            let (_, job) = self.call("GET", &path, None).await?;
-            println!("{} moved {}", job["status"], job["moved"]);
+            let job = self.request("GET", &path, None).await?;
+            progress(&job);
             match job["status"].as_str() {
-                Some("done") => return Ok(()),
-                Some("failed") => bail!("relocation failed: {}", job["error"]),
+                Some("done") => return Ok(job),
+                Some("failed") => bail!(
+                    "relocation failed: {}",
+                    job["error"].as_str().unwrap_or("no reason given")
+                ),
                 _ => {}
             }
         }
     }
+
+    /// Whether the token's user exists in its tenant with exactly the token's
+    /// role, asked of the node with the token itself (`GET /v1/users/{user}`).
+    /// `Err` says what is wrong in words a person can act on.
+    pub async fn check_user(
+        node: &str,
+        verifier: &TokenVerifier,
+        tenant: uuid::Uuid,
+        user: uuid::Uuid,
+        role: Role,
+    ) -> anyhow::Result<()> {
+        let path = format!("/v1/users/{user}");
+        // The requested role first; the others only to say which one the user has.
+        let others = TENANT_ROLES
+            .iter()
+            .filter_map(|r| Role::parse(r))
+            .filter(|r| *r != role);
+        for probe in std::iter::once(role).chain(others) {
+            let token = verifier.issue(user.to_string(), Some(tenant), probe, 60)?;
+            let client = Self::with_token(node, token);
+            let (status, body) = client
+                .call("GET", &path, None)
+                .await
+                .context("checking the user against the node (--no-check skips this)")?;
+            if status == 200 {
+                if probe == role {
+                    return Ok(());
+                }
+                bail!(
+                    "user {user} has the role {} in tenant {tenant}, not {}; no token signed",
+                    role_name(probe),
+                    role_name(role)
+                );
+            }
+            if status != 401 {
+                let failure = ApiFailure::from_answer(status, &body);
+                bail!("checking user {user} of tenant {tenant}: {failure}; no token signed");
+            }
+            if body["detail"].as_str() == Some("the token's tenant does not exist") {
+                bail!("tenant {tenant} does not exist (at {node}); no token signed");
+            }
+        }
+        bail!(
+            "user {user} does not exist in tenant {tenant} or is not active (at {node}); no token signed"
+        )
+    }
+}
+
+/// The tenant roles `meridian token --role` takes.
+pub const TENANT_ROLES: [&str; 5] = ["owner", "admin", "member", "viewer", "compliance"];
+
+fn role_name(role: Role) -> &'static str {
+    TENANT_ROLES
+        .into_iter()
+        .find(|name| Role::parse(name) == Some(role))
+        .unwrap_or("platform_admin")
 }

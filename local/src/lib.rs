@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_client;
+pub mod cli;
 pub mod dev;
 pub mod embedded_pg;
 pub mod geodns;

@@ -12,7 +12,9 @@ use figment::providers::Serialized;
 use meridian::auth::{KeySet, Role, TokenVerifier};
 use meridian::config::{LogFormat, Settings};
 use meridian::{Application, telemetry};
-use meridian_local::admin_client::AdminClient;
+use meridian_local::admin_client::{AdminClient, TENANT_ROLES};
+use meridian_local::cli::output::{self, Format};
+use meridian_local::cli::state::require_keys;
 use meridian_local::dev::{self, StateDir};
 
 #[derive(Parser)]
@@ -30,6 +32,9 @@ struct Cli {
         default_value = ".meridian"
     )]
     state_dir: PathBuf,
+    /// Print the API's JSON instead of the human format.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +51,7 @@ enum Command {
     Token(TokenArgs),
     /// Region operations through a node's API: status, drain, undrain, evacuate.
     Region(RegionArgs),
-    /// Tenant operations through a node's API: relocate.
+    /// Tenant operations through a node's API: list, relocate.
     Tenant(TenantArgs),
     /// JWT key rotation on the key set file: list, add, promote, retire, export-public.
     Keys(keys_cli::KeysArgs),
@@ -75,18 +80,29 @@ struct RegionArgs {
 
 #[derive(Subcommand)]
 enum RegionAction {
-    /// Topology and health as the node sees it.
+    /// Topology and health as the node sees it: each region serving, drained or unreachable.
     Status,
     /// Print the impact, then drain (refused while tenants would be stranded, unless --force).
     Drain {
+        /// The region to drain: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
         region: String,
+        /// Drain even if some tenants would be unavailable.
         #[arg(long)]
         force: bool,
+        /// Only print the impact; change nothing.
+        #[arg(long, conflicts_with = "force")]
+        dry_run: bool,
     },
     /// Return a drained region to service.
-    Undrain { region: String },
+    Undrain {
+        /// The drained region: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+        region: String,
+    },
     /// Relocate every tenant of the region to its next allowed healthy region.
-    Evacuate { region: String },
+    Evacuate {
+        /// The region to empty: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+        region: String,
+    },
 }
 
 #[derive(Args)]
@@ -99,9 +115,17 @@ struct TenantArgs {
 
 #[derive(Subcommand)]
 enum TenantAction {
+    /// The tenant directory (id, slug, home region, status), newest first.
+    List {
+        /// Only the tenant with exactly this slug (prints nothing when there is none).
+        #[arg(long)]
+        slug: Option<String>,
+    },
     /// Move a tenant to another home region (online, batched).
     Relocate {
+        /// The tenant's id (UUID).
         tenant: uuid::Uuid,
+        /// The new home region: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
         #[arg(long)]
         to: String,
         /// Poll until the relocation is done.
@@ -112,9 +136,15 @@ enum TenantAction {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// The region this node serves: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
     #[arg(long, env = "MERIDIAN_REGION", default_value = "us-east1")]
     region: String,
-    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
+    /// Where the region files are.
+    #[arg(
+        long,
+        env = "MERIDIAN_us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml)_DIR",
+        default_value = "regions"
+    )]
     regions_dir: PathBuf,
 }
 
@@ -134,11 +164,21 @@ struct MigrateArgs {
 
 #[derive(Args)]
 struct DevArgs {
-    /// Comma-separated subset of regions to start (default: every region file).
+    /// Comma-separated subset of regions to start (default: every region file):
+    /// us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
     #[arg(long, value_delimiter = ',')]
     regions: Option<Vec<String>>,
-    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
+    /// Where the region files are.
+    #[arg(
+        long,
+        env = "MERIDIAN_us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml)_DIR",
+        default_value = "regions"
+    )]
     regions_dir: PathBuf,
+    /// When a node dies, restart it after this many seconds (the other regions
+    /// keep serving meanwhile); 0 leaves it down.
+    #[arg(long, default_value_t = 5)]
+    restart_after: u64,
     /// Emulate WAN latency: a delay proxy on each region's address, delays from
     /// regions/latency.toml by the client's source subnet (docs/wan-emulation.md).
     #[arg(long)]
@@ -166,7 +206,7 @@ struct TokenArgs {
     /// User id (UUID) within the tenant.
     #[arg(long)]
     user: Option<uuid::Uuid>,
-    /// owner, admin, member, viewer or compliance.
+    /// The user's role: owner, admin, member, viewer or compliance.
     #[arg(long)]
     role: Option<String>,
     /// The platform admin's name (the token's `sub`).
@@ -175,62 +215,204 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+    /// Sign without asking the node whether the user exists with that role.
+    #[arg(long)]
+    no_check: bool,
+    #[command(flatten)]
+    target: NodeArg,
 }
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the causes joined, no Debug dump (RUST_BACKTRACE adds one).
+            eprintln!("error: {err:#}");
+            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                eprintln!("{}", err.backtrace());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let state = StateDir(std::path::absolute(&cli.state_dir).context("resolving --state-dir")?);
+    let format = if cli.json {
+        Format::Json
+    } else {
+        Format::Human
+    };
     match cli.command {
         Command::Serve(args) => serve(&state, args).await,
         Command::Migrate(args) => migrate(&state, args).await,
         Command::Dev(args) => {
-            telemetry::init(LogFormat::Pretty, "warn,meridian=info");
+            telemetry::init(LogFormat::Pretty, "warn,meridian=info,meridian_local=info");
             let geodns = args.geodns.then_some(args.geodns_port);
-            dev::run(
+            dev::run(dev::DevOptions {
                 state,
-                args.regions_dir,
-                args.regions,
-                args.wan,
-                geodns,
-                args.admin_port,
-            )
+                regions_dir: args.regions_dir,
+                only: args.regions,
+                wan: args.wan,
+                geodns_port: geodns,
+                admin_port: args.admin_port,
+                restart_after: args.restart_after,
+            })
             .await
         }
-        Command::Token(args) => token(&state, args),
-        Command::Region(args) => region(&state, args).await,
-        Command::Tenant(args) => tenant(&state, args).await,
+        Command::Token(args) => token(&state, args, format).await,
+        Command::Region(args) => region(&state, args, format).await,
+        Command::Tenant(args) => tenant(&state, args, format).await,
         Command::Keys(args) => {
             keys_cli::run(Settings::load(base_settings(&state))?.keys_file(), args)
         }
     }
 }
 
-async fn operate(state: &StateDir, node: &str) -> anyhow::Result<AdminClient> {
+/// The local key set's verifier; refuses a state directory without keys.
+fn local_verifier(state: &StateDir) -> anyhow::Result<TokenVerifier> {
     let settings = Settings::load(base_settings(state))?;
-    let verifier = TokenVerifier::new(KeySet::load(settings.keys_file())?, &settings.auth);
-    AdminClient::new(node, &verifier)
+    require_keys(settings.keys_file(), &state.0)?;
+    Ok(TokenVerifier::new(
+        KeySet::load(settings.keys_file())?,
+        &settings.auth,
+    ))
 }
 
-async fn region(state: &StateDir, args: RegionArgs) -> anyhow::Result<()> {
-    let client = operate(state, &args.target.node).await?;
-    match &args.action {
-        RegionAction::Status => client.region_status().await,
-        RegionAction::Drain { region, force } => client.drain(region, *force).await,
-        RegionAction::Undrain { region } => client.undrain(region).await,
-        RegionAction::Evacuate { region } => client.evacuate(region).await,
-    }
+async fn operate(state: &StateDir, node: &str) -> anyhow::Result<AdminClient> {
+    AdminClient::new(node, &local_verifier(state)?)
 }
 
-async fn tenant(state: &StateDir, args: TenantArgs) -> anyhow::Result<()> {
+async fn region(state: &StateDir, args: RegionArgs, format: Format) -> anyhow::Result<()> {
     let client = operate(state, &args.target.node).await?;
     match &args.action {
-        TenantAction::Relocate { tenant, to, wait } => {
-            client.relocate(&tenant.to_string(), to, *wait).await
+        RegionAction::Status => {
+            let status = client.region_status().await?;
+            output::print(format, &status, region_lines);
+        }
+        RegionAction::Drain {
+            region,
+            force,
+            dry_run,
+        } => {
+            let impact = client.drain_impact(region).await?;
+            let stranded = impact["unavailable"].as_array().map_or(0, Vec::len);
+            if *dry_run {
+                output::print(format, &impact, |v| impact_lines(region, v));
+                return Ok(());
+            }
+            if format == Format::Human {
+                println!("{}", impact_lines(region, &impact).trim_end());
+            }
+            if stranded > 0 && !force {
+                bail!(
+                    "refusing to drain {region}: {stranded} tenant(s) would be unavailable (use --force)"
+                );
+            }
+            let report = client.drain(region, *force).await?;
+            output::print(format, &report, |_| format!("drained {region}"));
+        }
+        RegionAction::Undrain { region } => {
+            let report = client.undrain(region).await?;
+            output::print(format, &report, |_| format!("{region} is back in service"));
+        }
+        RegionAction::Evacuate { region } => {
+            let report = client.evacuate(region).await?;
+            output::print(format, &report, output::human);
+            if let Some(refused) = report["refused"].as_array().filter(|r| !r.is_empty()) {
+                bail!(
+                    "{} tenant(s) could not be moved (see `refused` above)",
+                    refused.len()
+                );
+            }
         }
     }
+    Ok(())
 }
 
+/// `region status`, one line per region.
+fn region_lines(status: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let Some(here) = status.get("region") {
+        out.push_str(&format!("answered by {}\n", output::scalar(here)));
+    }
+    for region in status["regions"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16} {}\n",
+            output::scalar(&region["id"]),
+            output::scalar(&region["state"])
+        ));
+    }
+    out
+}
+
+/// What draining `region` would do.
+fn impact_lines(region: &str, impact: &serde_json::Value) -> String {
+    let rows = |key: &str| impact[key].as_array().cloned().unwrap_or_default();
+    let mut out = format!("draining {region}:\n");
+    let (failover, stranded) = (rows("failover"), rows("unavailable"));
+    for t in &failover {
+        out.push_str(&format!(
+            "  fails over:  {} ({}) -> {}\n",
+            output::scalar(&t["slug"]),
+            output::scalar(&t["tenant_id"]),
+            output::scalar(&t["to"])
+        ));
+    }
+    for t in &stranded {
+        out.push_str(&format!(
+            "  UNAVAILABLE: {} ({}): its residency allows no other healthy region\n",
+            output::scalar(&t["slug"]),
+            output::scalar(&t["tenant_id"])
+        ));
+    }
+    if failover.is_empty() && stranded.is_empty() {
+        out.push_str("  no tenant is served there\n");
+    }
+    out
+}
+
+async fn tenant(state: &StateDir, args: TenantArgs, format: Format) -> anyhow::Result<()> {
+    let client = operate(state, &args.target.node).await?;
+    match &args.action {
+        TenantAction::List { slug } => {
+            let page = client.tenants(slug.as_deref()).await?;
+            output::print(format, &page, |page| {
+                page["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        format!(
+                            "{}  {}  {}  {}\n",
+                            output::scalar(&t["id"]),
+                            output::scalar(&t["slug"]),
+                            output::scalar(&t["home_region"]),
+                            output::scalar(&t["status"])
+                        )
+                    })
+                    .collect()
+            });
+        }
+        TenantAction::Relocate { tenant, to, wait } => {
+            let job = client
+                .relocate(&tenant.to_string(), to, *wait, |job| {
+                    if format == Format::Human {
+                        println!(
+                            "{} moved {}",
+                            output::scalar(&job["status"]),
+                            output::scalar(&job["moved"])
+                        );
+                    }
+                })
+                .await?;
+            output::print(format, &job, output::human);
+        }
+    }
+    Ok(())
+}
 fn base_settings(state: &StateDir) -> Figment {
     Figment::new().merge(Serialized::default("auth.keys_file", state.keys()))
 }
@@ -240,6 +422,7 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
         .merge(Serialized::default("region", &args.region))
         .merge(Serialized::default("regions_dir", &args.regions_dir));
     let settings = Settings::load(base)?;
+    require_keys(settings.keys_file(), &state.0)?;
     telemetry::init(settings.log.format, &settings.log.filter);
     let app = Application::build(settings).await?;
     tracing::info!(
@@ -249,6 +432,7 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
         "node listening"
     );
     let shutdown = app.shutdown();
+    let region = args.region.clone();
     tokio::spawn(async move {
         let Ok(mut term) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -259,7 +443,7 @@ async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("stopping: finishing in-flight requests");
+        tracing::info!(region = %region, "stopping: finishing in-flight requests");
         shutdown.run().await;
     });
     app.run_until_stopped().await?;
@@ -295,11 +479,8 @@ async fn migrate(state: &StateDir, args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token(state: &StateDir, args: TokenArgs) -> anyhow::Result<()> {
-    let settings = Settings::load(base_settings(state))?;
-    KeySet::ensure_file(settings.keys_file())?;
-    let keys = KeySet::load(settings.keys_file())?;
-    let verifier = TokenVerifier::new(keys, &settings.auth);
+async fn token(state: &StateDir, args: TokenArgs, format: Format) -> anyhow::Result<()> {
+    let verifier = local_verifier(state)?;
     let token = if args.platform_admin {
         verifier.issue(args.subject, None, Role::PlatformAdmin, args.ttl)?
     } else {
@@ -309,9 +490,19 @@ fn token(state: &StateDir, args: TokenArgs) -> anyhow::Result<()> {
         };
         let role = Role::parse(role)
             .filter(|r| r.is_tenant_role())
-            .context("--role must be owner, admin, member, viewer or compliance")?;
+            .with_context(|| format!("--role must be one of {}", TENANT_ROLES.join(", ")))?;
+        if !args.no_check {
+            AdminClient::check_user(&args.target.node, &verifier, tenant, user, role).await?;
+        }
         verifier.issue(user.to_string(), Some(tenant), role, args.ttl)?
     };
-    println!("{token}");
+    match format {
+        Format::Human => println!("{token}"),
+        Format::Json => output::print(
+            format,
+            &serde_json::json!({ "token": token }),
+            output::human,
+        ),
+    }
     Ok(())
 }

@@ -468,17 +468,18 @@ fn problem_response(status: u16, codes: &[ErrorCode]) -> Response {
     response.build()
 }
 
-/// The answer of a tenant request that another region serves.
+/// The answer of a tenant request that another region serves: a problem body
+/// naming the target and the reason, and `Location`.
 fn redirect_response() -> Response {
-    ResponseBuilder::new()
-        .description(
-            "Temporary Redirect: the tenant is served by another region, which `Location` names.",
-        )
-        .header(
-            "Location",
-            header("The same request at the serving region.", string_schema()),
-        )
-        .build()
+    let mut response = problem_response(307, &[ErrorCode::ServedElsewhere]);
+    response.description =
+        "Temporary Redirect: the tenant is served by another region, which `Location` names."
+            .into();
+    response.headers.insert(
+        "Location".into(),
+        header("The same request at the serving region.", string_schema()).into(),
+    );
+    response
 }
 
 /// Writes the contract into the generated document (see the module docs).

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::auth::{Permission, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{AppState, Caller, PlatformScope};
@@ -140,16 +140,42 @@ pub async fn create(
     ))
 }
 
-/// The tenant directory, newest first (platform admin).
-#[utoipa::path(tag = "tenants", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
+/// `GET /v1/tenants`: a page of the directory, or the tenant with one exact slug.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListQuery {
+    /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[param(max_length = 256)]
+    cursor: Option<String>,
+    /// Only the tenant with exactly this slug (a list of zero or one).
+    #[param(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
+    slug: Option<String>,
+}
+
+/// The tenant directory, newest first, or the tenant with `slug` (platform admin):
+/// a script looks its tenant up by slug instead of creating it twice.
+#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
 #[get("/tenants")]
 pub async fn list(
     scope: PlatformScope,
-    query: web::Query<PageQuery>,
+    query: web::Query<TenantListQuery>,
 ) -> Result<web::Json<Page<Tenant>>, ApiError> {
-    let (limit, after) = (query.limit()?, query.keyset()?);
+    let query = query.into_inner();
+    let page_query = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    let (limit, after) = (page_query.limit()?, page_query.keyset()?);
+    let slug = query
+        .slug
+        .as_deref()
+        .map(|s| validate::slug(s).map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash")))
+        .transpose()?;
     let page = scope
-        .read(async |tx| tenants::list(tx, limit, after).await)
+        .read(async |tx| tenants::list(tx, limit, after, slug.as_deref()).await)
         .await?;
     Ok(web::Json(Page {
         items: page.items.iter().map(Tenant::from).collect(),

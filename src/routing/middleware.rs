@@ -291,9 +291,11 @@ pub async fn route(
             let Some(base) = state.routing.client_url(&state.topology, &region) else {
                 return Ok(answer(req, ApiError::ResidencyUnavailable));
             };
+            let location = format!("{base}{target}");
             let response = HttpResponse::TemporaryRedirect()
-                .insert_header((header::LOCATION, format!("{base}{target}")))
-                .finish();
+                .insert_header((header::LOCATION, location.clone()))
+                .content_type("application/problem+json")
+                .json(redirect_problem(&here, &region, &location));
             Ok(with_region_headers(
                 req.into_response(response),
                 &here,
@@ -310,6 +312,25 @@ pub async fn route(
                 Some(&tenant),
             ))
         }
+    }
+}
+
+/// The body of a 307: where to go and why, for a client that does not follow
+/// redirects (and a person reading `curl -i`). Following it with `curl -L` drops
+/// `Authorization` on another host; the detail says so.
+fn redirect_problem(here: &RegionId, region: &RegionId, location: &str) -> crate::error::Problem {
+    const CODE: crate::error::ErrorCode = crate::error::ErrorCode::ServedElsewhere;
+    crate::error::Problem {
+        type_uri: format!("https://meridian.dev/problems/{CODE}"),
+        title: "Temporary Redirect".into(),
+        status: 307,
+        detail: format!(
+            "this tenant is served by region {region}, and its residency does not allow \
+             region {here} to forward its requests: repeat the request at {location} with \
+             the same Authorization header (curl -L drops it on another host)"
+        ),
+        code: CODE,
+        request_id: crate::request_id::current(),
     }
 }
 

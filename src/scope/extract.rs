@@ -49,7 +49,7 @@ fn verify(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
     let token = bearer(req)?;
     state.verifier.verify(token).map_err(|reason| {
         tracing::debug!(%reason, "token refused");
-        ApiError::Unauthenticated("invalid or expired token")
+        ApiError::Unauthenticated(reason.client_detail())
     })
 }
 

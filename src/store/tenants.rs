@@ -107,14 +107,17 @@ pub async fn provision(
     Ok((tenant, owner))
 }
 
+/// The directory, newest first; with `slug`, only the tenant with exactly that slug.
 pub async fn list(
     tx: &PlatformTx<'_>,
     limit: u32,
     after: Option<Keyset>,
+    slug: Option<&str>,
 ) -> Result<Page<TenantRecord>, ApiError> {
     let sql = format!(
         "SELECT {TENANT_COLUMNS} FROM tenants
          WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+           AND ($4::text IS NULL OR slug = $4)
          ORDER BY created_at DESC, id DESC LIMIT $3"
     );
     let rows = tx
@@ -124,6 +127,7 @@ pub async fn list(
                 &after.map(|k| k.at),
                 &after.map(|k| k.id),
                 &(i64::from(limit) + 1),
+                &slug,
             ],
         )
         .await?;

@@ -217,11 +217,22 @@ pub async fn database_migrated_to(version: i32) -> (String, tokio_postgres::Clie
     (url, client)
 }
 
+/// The repository's `regions/`: this harness also runs in `local/`'s CLI tests.
+pub fn regions_dir() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let here = manifest.join("regions");
+    if here.is_dir() {
+        here
+    } else {
+        manifest.join("../regions")
+    }
+}
+
 pub fn test_settings(db_name: &str) -> Settings {
     let cluster = cluster();
     let mut settings = Settings {
         region: "us-east1".into(),
-        regions_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/regions").into(),
+        regions_dir: regions_dir(),
         ..Settings::default()
     };
     settings.http.bind = Some("127.0.0.1:0".parse().unwrap());

@@ -280,3 +280,32 @@ async fn array_bodies_are_refused_on_every_route() {
         regions.body
     );
 }
+
+/// A token signed with a key this node does not know (another state directory's
+/// key set) says so in its 401, with the stable `unauthenticated` code; other
+/// refusals stay "invalid or expired" (issue 12).
+#[actix_web::test]
+async fn an_unknown_kid_is_named_in_the_401() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let valid = app.platform_token();
+    let (header, rest) = valid.split_once('.').unwrap();
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&b64.decode(header).unwrap()).unwrap();
+    header["kid"] = json!("k-of-another-key-set");
+    let foreign = format!("{}.{rest}", b64.encode(header.to_string()));
+
+    let refused = app.get("/v1/tenants", &foreign).await;
+    assert_problem(&refused, 401, "unauthenticated");
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("kid") && detail.contains("unknown"),
+        "{detail}"
+    );
+
+    let tampered = format!("{valid}x");
+    let refused = app.get("/v1/tenants", &tampered).await;
+    assert_problem(&refused, 401, "unauthenticated");
+    assert_eq!(refused.body["detail"], "invalid or expired token");
+}
