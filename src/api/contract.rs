@@ -230,6 +230,15 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Platform,
         &["forbidden"],
     ),
+    op("listJobs", "GET", "/v1/jobs", Who::Tenant, &["forbidden"]),
+    op("getJob", "GET", "/v1/jobs/{id}", Who::Tenant, &["forbidden"]),
+    op(
+        "cancelJob",
+        "POST",
+        "/v1/jobs/{id}/cancel",
+        Who::Tenant,
+        &["forbidden", "job_finished"],
+    ),
 ];
 
 /// The table's entry for an operation of the document.
