@@ -445,8 +445,11 @@ async fn a_tenants_running_jobs_never_pass_its_jobs_concurrent() {
         env.enqueue(&capped, work(json!({ "sleep_ms": 150 }))).await;
     }
     let log = Log::default();
-    let a = env.pool("a", &log, "us-east1", settings());
-    let b = env.pool("b", &log, "us-east1", settings());
+    // Long leases: an expired lease would let a second run start beside a
+    // slow first one, which is not what this test is about.
+    let long_lease = || JobSettings { lease_ms: 120_000, ..settings() };
+    let a = env.pool("a", &log, "us-east1", long_lease());
+    let b = env.pool("b", &log, "us-east1", long_lease());
     let (ha, hb) = (a.spawn(), b.spawn());
     env.drive(&[]).await;
     ha.abort();
