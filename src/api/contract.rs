@@ -231,7 +231,13 @@ pub const OPERATIONS: &[Operation] = &[
         &["forbidden"],
     ),
     op("listJobs", "GET", "/v1/jobs", Who::Tenant, &["forbidden"]),
-    op("getJob", "GET", "/v1/jobs/{id}", Who::Tenant, &["forbidden"]),
+    op(
+        "getJob",
+        "GET",
+        "/v1/jobs/{id}",
+        Who::Tenant,
+        &["forbidden"],
+    ),
     op(
         "cancelJob",
         "POST",

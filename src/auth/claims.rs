@@ -41,7 +41,12 @@ impl Role {
             Role::Owner => true,
             Role::Admin => matches!(
                 permission,
-                Read | PostMessage | ManageChannels | ManageUsers | ReadAudit | ReadUsage | ManageJobs
+                Read | PostMessage
+                    | ManageChannels
+                    | ManageUsers
+                    | ReadAudit
+                    | ReadUsage
+                    | ManageJobs
             ),
             Role::Member => matches!(permission, Read | PostMessage),
             Role::Viewer => matches!(permission, Read),

@@ -37,7 +37,9 @@ impl Schedule {
     /// The start of the period `now` falls in (periods are aligned to the epoch,
     /// so every node computes the same one).
     pub fn period_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let every = i64::try_from(self.every.as_millis()).unwrap_or(i64::MAX).max(1);
+        let every = i64::try_from(self.every.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let start = now.timestamp_millis().div_euclid(every) * every;
         DateTime::from_timestamp_millis(start).unwrap_or(now)
     }

@@ -338,7 +338,10 @@ pub async fn renew<S>(
 pub enum Finish {
     Succeeded(serde_json::Value),
     /// Back to the queue, not before `after_secs`.
-    Retry { error: String, after_secs: f64 },
+    Retry {
+        error: String,
+        after_secs: f64,
+    },
     Failed(String),
     Dead(String),
 }

@@ -390,4 +390,3 @@ pub fn next_state(settings: &JobSettings, error: JobError, attempt: i32, max: i3
         },
     }
 }
-

@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 use meridian::db::Database;
 use meridian::ids::{RegionId, TenantId};
 use meridian::jobs::{
-    self, JobContext, JobError, JobHandler, JobSettings, NewJob, Registry, Schedule,
-    ScheduleScope, WorkerPool,
+    self, JobContext, JobError, JobHandler, JobSettings, NewJob, Registry, Schedule, ScheduleScope,
+    WorkerPool,
 };
 use meridian::tenancy::Directory;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Tenant, TestApp, assert_problem, fresh_database, spawn_app_with, test_settings};
+use crate::helpers::{
+    Tenant, TestApp, assert_problem, fresh_database, spawn_app_with, test_settings,
+};
 
 /// One run of a job, as the test handler saw it.
 #[derive(Clone, Debug)]
@@ -121,7 +123,13 @@ fn us() -> RegionId {
 }
 
 impl Env {
-    fn pool(&self, node: &'static str, log: &Log, region: &str, settings: JobSettings) -> Arc<WorkerPool> {
+    fn pool(
+        &self,
+        node: &'static str,
+        log: &Log,
+        region: &str,
+        settings: JobSettings,
+    ) -> Arc<WorkerPool> {
         let registry = Registry::default().with(Work {
             node,
             log: log.clone(),
@@ -163,7 +171,10 @@ impl Env {
             .app
             .superuser_client()
             .await
-            .query_one("SELECT state, attempts, error FROM jobs WHERE id = $1", &[&job])
+            .query_one(
+                "SELECT state, attempts, error FROM jobs WHERE id = $1",
+                &[&job],
+            )
             .await
             .unwrap();
         (row.get(0), row.get(1), row.get(2))
@@ -179,14 +190,20 @@ impl Env {
                 pool.poll_once().await.unwrap();
             }
             let open: i64 = db
-                .query_one("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", &[])
+                .query_one(
+                    "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
+                    &[],
+                )
                 .await
                 .unwrap()
                 .get(0);
             if open == 0 {
                 break;
             }
-            assert!(Instant::now() < deadline, "{open} jobs still open after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "{open} jobs still open after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(15)).await;
         }
         for pool in pools {
@@ -202,9 +219,14 @@ fn work(payload: Value) -> NewJob {
 /// Used by the isolation and security suites: a job of `tenant`, enqueued as the node.
 pub(crate) async fn enqueue_as_node(app: &TestApp, tenant: Uuid, kind: &'static str) -> Uuid {
     let db = Database::connect(&test_settings(&app.db_name).database).unwrap();
-    let id = jobs::enqueue_for(&db, TenantId::from_uuid(tenant), &us(), NewJob::new(kind, json!({})))
-        .await
-        .unwrap();
+    let id = jobs::enqueue_for(
+        &db,
+        TenantId::from_uuid(tenant),
+        &us(),
+        NewJob::new(kind, json!({})),
+    )
+    .await
+    .unwrap();
     *id.as_uuid()
 }
 
@@ -221,7 +243,10 @@ async fn two_nodes_claiming_at_once_never_run_one_job_twice() {
     }
     // Leases far longer than any run, even on a loaded machine: a second run
     // here could only come from a second claim, not from an expired lease.
-    let long_lease = || JobSettings { lease_ms: 120_000, ..settings() };
+    let long_lease = || JobSettings {
+        lease_ms: 120_000,
+        ..settings()
+    };
     let a = env.pool("a", &log, "us-east1", long_lease());
     let b = env.pool("b", &log, "us-east1", long_lease());
     let (ha, hb) = (a.spawn(), b.spawn());
@@ -290,7 +315,15 @@ async fn tenants_take_turns_instead_of_first_in_first_out() {
     }
     let log = Log::default();
     // One worker: the order of starts is the scheduling order.
-    let pool = env.pool("a", &log, "us-east1", JobSettings { workers: 1, ..settings() });
+    let pool = env.pool(
+        "a",
+        &log,
+        "us-east1",
+        JobSettings {
+            workers: 1,
+            ..settings()
+        },
+    );
     env.drive(&[&pool]).await;
 
     let order: Vec<Uuid> = log.runs().iter().map(|r| r.tenant.unwrap()).collect();
@@ -300,7 +333,10 @@ async fn tenants_take_turns_instead_of_first_in_first_out() {
     let first: std::collections::HashSet<_> = order[..4].iter().collect();
     assert_eq!(first.len(), 4, "first four starts: {order:?}");
     for tenant in &quiet {
-        assert!(first.contains(tenant), "{tenant} waited behind the flood: {order:?}");
+        assert!(
+            first.contains(tenant),
+            "{tenant} waited behind the flood: {order:?}"
+        );
     }
 }
 
@@ -309,7 +345,13 @@ async fn failures_retry_with_backoff_then_die_and_permanent_errors_fail_at_once(
     let env = env().await;
     let tenant = env.tenant("retries", 4).await;
     let retried = env
-        .enqueue(&tenant, NewJob { max_attempts: 3, ..work(json!({ "fail": "retry" })) })
+        .enqueue(
+            &tenant,
+            NewJob {
+                max_attempts: 3,
+                ..work(json!({ "fail": "retry" }))
+            },
+        )
         .await;
     let permanent = env
         .enqueue(&tenant, work(json!({ "fail": "permanent" })))
@@ -338,10 +380,20 @@ async fn a_retry_waits_for_its_backoff() {
     let env = env().await;
     let tenant = env.tenant("backoff", 4).await;
     let job = env
-        .enqueue(&tenant, NewJob { max_attempts: 2, ..work(json!({ "fail": "retry" })) })
+        .enqueue(
+            &tenant,
+            NewJob {
+                max_attempts: 2,
+                ..work(json!({ "fail": "retry" }))
+            },
+        )
         .await;
     let log = Log::default();
-    let slow = JobSettings { backoff_base_ms: 60_000, backoff_max_ms: 60_000, ..settings() };
+    let slow = JobSettings {
+        backoff_base_ms: 60_000,
+        backoff_max_ms: 60_000,
+        ..settings()
+    };
     let pool = env.pool("a", &log, "us-east1", slow);
     assert_eq!(pool.poll_once().await.unwrap(), 1);
     pool.idle().await;
@@ -365,14 +417,26 @@ async fn a_retry_waits_for_its_backoff() {
 
 #[test]
 fn backoff_grows_exponentially_with_full_jitter() {
-    let s = JobSettings { backoff_base_ms: 1_000, backoff_max_ms: 60_000, ..settings() };
+    let s = JobSettings {
+        backoff_base_ms: 1_000,
+        backoff_max_ms: 60_000,
+        ..settings()
+    };
     for (attempt, ceiling) in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (30, 60.0)] {
-        let samples: Vec<f64> = (0..200).map(|_| jobs::worker::backoff_secs(&s, attempt)).collect();
-        assert!(samples.iter().all(|w| (0.0..=ceiling).contains(w)), "{attempt}: {samples:?}");
+        let samples: Vec<f64> = (0..200)
+            .map(|_| jobs::worker::backoff_secs(&s, attempt))
+            .collect();
+        assert!(
+            samples.iter().all(|w| (0.0..=ceiling).contains(w)),
+            "{attempt}: {samples:?}"
+        );
         let max = samples.iter().cloned().fold(0.0, f64::max);
         let min = samples.iter().cloned().fold(f64::MAX, f64::min);
         // Spread over the range, not one value.
-        assert!(max > ceiling * 0.8 && min < ceiling * 0.2, "{attempt}: {min}..{max}");
+        assert!(
+            max > ceiling * 0.8 && min < ceiling * 0.2,
+            "{attempt}: {min}..{max}"
+        );
     }
 }
 
@@ -381,11 +445,22 @@ async fn cancelling_stops_queued_and_running_jobs() {
     let env = env().await;
     let tenant = env.tenant("cancel", 4).await;
     let queued = env
-        .enqueue(&tenant, NewJob { run_after: Some(chrono::Utc::now() + chrono::Duration::hours(1)), ..work(json!({})) })
+        .enqueue(
+            &tenant,
+            NewJob {
+                run_after: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+                ..work(json!({}))
+            },
+        )
         .await;
-    let running = env.enqueue(&tenant, work(json!({ "sleep_ms": 5_000 }))).await;
+    let running = env
+        .enqueue(&tenant, work(json!({ "sleep_ms": 5_000 })))
+        .await;
     let log = Log::default();
-    let fast_lease = JobSettings { lease_ms: 300, ..settings() };
+    let fast_lease = JobSettings {
+        lease_ms: 300,
+        ..settings()
+    };
     let pool = env.pool("a", &log, "us-east1", fast_lease);
     assert_eq!(pool.poll_once().await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -394,7 +469,11 @@ async fn cancelling_stops_queued_and_running_jobs() {
     for job in [queued, running] {
         let reply = env
             .app
-            .post(&format!("/v1/jobs/{job}/cancel"), &tenant.owner_token, json!(null))
+            .post(
+                &format!("/v1/jobs/{job}/cancel"),
+                &tenant.owner_token,
+                json!(null),
+            )
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.body["state"], "cancelled");
@@ -402,13 +481,20 @@ async fn cancelling_stops_queued_and_running_jobs() {
     // The running job's next renewal (every 100 ms) finds it cancelled and stops it.
     let stopped = Instant::now();
     pool.idle().await;
-    assert!(stopped.elapsed() < Duration::from_secs(3), "the run was not stopped");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "the run was not stopped"
+    );
     assert_eq!(env.state(running).await.0, "cancelled");
     assert_eq!(env.state(queued).await.0, "cancelled");
     // Cancelling again: the job has ended.
     let again = env
         .app
-        .post(&format!("/v1/jobs/{queued}/cancel"), &tenant.owner_token, json!(null))
+        .post(
+            &format!("/v1/jobs/{queued}/cancel"),
+            &tenant.owner_token,
+            json!(null),
+        )
         .await;
     assert_problem(&again, 409, "job_finished");
     assert_eq!(log.runs().len(), 1);
@@ -419,7 +505,10 @@ async fn the_same_idempotency_key_gives_the_same_job() {
     let env = env().await;
     let a = env.tenant("idem-a", 4).await;
     let b = env.tenant("idem-b", 4).await;
-    let keyed = || NewJob { idempotency_key: Some("export:2026-11".into()), ..work(json!({})) };
+    let keyed = || NewJob {
+        idempotency_key: Some("export:2026-11".into()),
+        ..work(json!({}))
+    };
     let first = env.enqueue(&a, keyed()).await;
     let second = env.enqueue(&a, keyed()).await;
     assert_eq!(first, second);
@@ -447,7 +536,10 @@ async fn a_tenants_running_jobs_never_pass_its_jobs_concurrent() {
     let log = Log::default();
     // Long leases: an expired lease would let a second run start beside a
     // slow first one, which is not what this test is about.
-    let long_lease = || JobSettings { lease_ms: 120_000, ..settings() };
+    let long_lease = || JobSettings {
+        lease_ms: 120_000,
+        ..settings()
+    };
     let a = env.pool("a", &log, "us-east1", long_lease());
     let b = env.pool("b", &log, "us-east1", long_lease());
     let (ha, hb) = (a.spawn(), b.spawn());
@@ -478,7 +570,9 @@ async fn a_node_claims_only_its_own_regions_jobs() {
     assert_eq!(reply.status, 201, "{}", reply.body);
     let eu_tenant = TenantId::from_uuid(reply.body["id"].as_str().unwrap().parse().unwrap());
     let eu = RegionId::parse("europe-west1").unwrap();
-    let job = jobs::enqueue_for(&env.db, eu_tenant, &eu, work(json!({}))).await.unwrap();
+    let job = jobs::enqueue_for(&env.db, eu_tenant, &eu, work(json!({})))
+        .await
+        .unwrap();
     let log = Log::default();
     let us_node = env.pool("us", &log, "us-east1", settings());
     assert_eq!(us_node.poll_once().await.unwrap(), 0);
@@ -506,22 +600,36 @@ async fn schedules_make_one_job_per_period_without_a_leader() {
             Directory::new(env.db.clone(), 1_000),
             us(),
             Registry::default()
-                .with(Work { node: name, log: log.clone() })
+                .with(Work {
+                    node: name,
+                    log: log.clone(),
+                })
                 .every(every_hour(ScheduleScope::Region))
-                .every(Schedule { kind: "test.work", ..every_hour(ScheduleScope::EachTenant) }),
+                .every(Schedule {
+                    kind: "test.work",
+                    ..every_hour(ScheduleScope::EachTenant)
+                }),
             settings(),
             Default::default(),
         )
     };
     let (a, b) = (node("a"), node("b"));
     // Both nodes, twice each, at once.
-    futures_util::join!(a.housekeeping(), b.housekeeping(), a.housekeeping(), b.housekeeping());
+    futures_util::join!(
+        a.housekeeping(),
+        b.housekeeping(),
+        a.housekeeping(),
+        b.housekeeping()
+    );
     env.drive(&[&a, &b]).await;
     let rows = env
         .app
         .superuser_client()
         .await
-        .query("SELECT tenant_id, idempotency_key, home_region FROM jobs ORDER BY tenant_id", &[])
+        .query(
+            "SELECT tenant_id, idempotency_key, home_region FROM jobs ORDER BY tenant_id",
+            &[],
+        )
         .await
         .unwrap();
     let made: Vec<(Option<Uuid>, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -550,7 +658,10 @@ async fn jobs_are_listed_read_and_cancelled_by_owners_and_admins_only() {
     assert_eq!(items[0]["state"], "queued");
     assert!(items[0].get("payload").is_none());
     let cursor = first.body["next_cursor"].as_str().unwrap();
-    let rest = env.app.get(&format!("/v1/jobs?limit=2&cursor={cursor}"), &admin).await;
+    let rest = env
+        .app
+        .get(&format!("/v1/jobs?limit=2&cursor={cursor}"), &admin)
+        .await;
     assert_eq!(rest.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(rest.body["items"][0]["id"], ids[0].to_string());
     assert!(rest.body["next_cursor"].is_null());
@@ -566,9 +677,16 @@ async fn jobs_are_listed_read_and_cancelled_by_owners_and_admins_only() {
         .await;
     assert_problem(&refused, 403, "forbidden");
     assert_eq!(env.state(ids[1]).await.0, "queued");
-    let missing = env.app.get(&format!("/v1/jobs/{}", Uuid::new_v4()), &admin).await;
+    let missing = env
+        .app
+        .get(&format!("/v1/jobs/{}", Uuid::new_v4()), &admin)
+        .await;
     assert_problem(&missing, 404, "not_found");
-    assert_problem(&env.app.get("/v1/jobs/not-a-uuid", &admin).await, 400, "invalid_id");
+    assert_problem(
+        &env.app.get("/v1/jobs/not-a-uuid", &admin).await,
+        400,
+        "invalid_id",
+    );
 }
 
 #[actix_web::test]
@@ -608,5 +726,8 @@ async fn the_service_role_sees_only_the_current_tenants_jobs() {
     assert_eq!(last, "0", "tenant A's transaction saw B's job");
     client.simple_query("ROLLBACK").await.unwrap();
     // Platform jobs are not tenant rows and a tenant transaction does not see them.
-    assert_eq!(count("SELECT count(*) FROM jobs WHERE tenant_id IS NULL").await, "0");
+    assert_eq!(
+        count("SELECT count(*) FROM jobs WHERE tenant_id IS NULL").await,
+        "0"
+    );
 }

@@ -107,7 +107,13 @@ impl JobHandler for Work {
 #[actix_rt::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Worker { app_url, node, workers, job_ms, lease_ms } => {
+        Cmd::Worker {
+            app_url,
+            node,
+            workers,
+            job_ms,
+            lease_ms,
+        } => {
             let db = Database::connect(&DatabaseSettings {
                 url: app_url,
                 pool_size: workers + 4,
@@ -115,35 +121,80 @@ async fn main() -> anyhow::Result<()> {
                 max_retries: 8,
                 dialect: Dialect::Postgres,
             })?;
-            let settings = JobSettings { workers, poll_interval_ms: 50, lease_ms, ..JobSettings::default() };
-            let registry = Registry::default().with(Work { node: node.clone(), job_ms });
+            let settings = JobSettings {
+                workers,
+                poll_interval_ms: 50,
+                lease_ms,
+                ..JobSettings::default()
+            };
+            let registry = Registry::default().with(Work {
+                node: node.clone(),
+                job_ms,
+            });
             let region = RegionId::parse("us-east1").map_err(anyhow::Error::msg)?;
-            let pool = WorkerPool::new(db.clone(), Directory::new(db, 100_000), region, registry, settings, Default::default());
+            let pool = WorkerPool::new(
+                db.clone(),
+                Directory::new(db, 100_000),
+                region,
+                registry,
+                settings,
+                Default::default(),
+            );
             let _ = pool.spawn().await;
             Ok(())
         }
-        Cmd::Run { admin_url, app_url, tenants, flood, rate, seconds, nodes, workers, job_ms, jobs_concurrent, kill } => {
+        Cmd::Run {
+            admin_url,
+            app_url,
+            tenants,
+            flood,
+            rate,
+            seconds,
+            nodes,
+            workers,
+            job_ms,
+            jobs_concurrent,
+            kill,
+        } => {
             let (db, conn) = tokio_postgres::connect(&admin_url, NoTls).await?;
             actix_rt::spawn(conn);
             seed(&db, tenants, jobs_concurrent).await?;
             let me = std::env::current_exe()?;
             let start_node = |i: usize| -> anyhow::Result<Child> {
                 Command::new(&me)
-                    .args(["worker", "--app-url", &app_url, "--node", &format!("n{i}"),
-                           "--workers", &workers.to_string(), "--job-ms", &job_ms.to_string()])
+                    .args([
+                        "worker",
+                        "--app-url",
+                        &app_url,
+                        "--node",
+                        &format!("n{i}"),
+                        "--workers",
+                        &workers.to_string(),
+                        "--job-ms",
+                        &job_ms.to_string(),
+                    ])
                     .spawn()
                     .context("starting a worker node")
             };
             let mut children: Vec<Child> = (0..nodes).map(start_node).collect::<Result<_, _>>()?;
             let quiet_ids: Vec<uuid::Uuid> = db
-                .query("SELECT id FROM tenants WHERE slug LIKE 'jb-quiet-%' ORDER BY slug", &[])
+                .query(
+                    "SELECT id FROM tenants WHERE slug LIKE 'jb-quiet-%' ORDER BY slug",
+                    &[],
+                )
                 .await?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            let flood_id: uuid::Uuid = db.query_one("SELECT id FROM tenants WHERE slug = 'jb-flood'", &[]).await?.get(0);
+            let flood_id: uuid::Uuid = db
+                .query_one("SELECT id FROM tenants WHERE slug = 'jb-flood'", &[])
+                .await?
+                .get(0);
 
-            eprintln!("== quiet: {rate} jobs/s over {} tenants for {seconds} s, {nodes} nodes x {workers} workers, {job_ms} ms jobs", quiet_ids.len());
+            eprintln!(
+                "== quiet: {rate} jobs/s over {} tenants for {seconds} s, {nodes} nodes x {workers} workers, {job_ms} ms jobs",
+                quiet_ids.len()
+            );
             pace(&db, &quiet_ids, rate, seconds, "quiet", None).await?;
             drain(&db).await?;
             let quiet = latency(&db, "quiet").await?;
@@ -158,12 +209,23 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let t0 = Instant::now();
             let killer = kill.then(|| Duration::from_secs(seconds / 2));
-            let killed = pace(&db, &quiet_ids, rate, seconds, "flood", killer.map(|d| (d, &mut children[0]))).await?;
+            let killed = pace(
+                &db,
+                &quiet_ids,
+                rate,
+                seconds,
+                "flood",
+                killer.map(|d| (d, &mut children[0])),
+            )
+            .await?;
             drain(&db).await?;
             let elapsed = t0.elapsed().as_secs_f64();
             let during = latency(&db, "flood").await?;
             let total: i64 = db.query_one("SELECT count(*) FROM jobs WHERE payload->>'phase' IN ('flood', 'flood-tenant')", &[]).await?.get(0);
-            let not_ok: i64 = db.query_one("SELECT count(*) FROM jobs WHERE state <> 'succeeded'", &[]).await?.get(0);
+            let not_ok: i64 = db
+                .query_one("SELECT count(*) FROM jobs WHERE state <> 'succeeded'", &[])
+                .await?
+                .get(0);
             let twice: i64 = db.query_one("SELECT count(*) FROM (SELECT job_id FROM bench_runs GROUP BY job_id HAVING count(*) > 1) t", &[]).await?.get(0);
             let never: i64 = db.query_one("SELECT count(*) FROM jobs j WHERE NOT EXISTS (SELECT 1 FROM bench_runs r WHERE r.job_id = j.id)", &[]).await?.get(0);
             for child in &mut children {
@@ -245,7 +307,13 @@ async fn pace(
 /// Waits until no job is queued or running.
 async fn drain(db: &tokio_postgres::Client) -> anyhow::Result<()> {
     loop {
-        let open: i64 = db.query_one("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", &[]).await?.get(0);
+        let open: i64 = db
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
+                &[],
+            )
+            .await?
+            .get(0);
         if open == 0 {
             return Ok(());
         }
@@ -267,6 +335,7 @@ async fn latency(db: &tokio_postgres::Client, phase: &str) -> anyhow::Result<Val
             &[&phase],
         )
         .await?;
-    let (n, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (n, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     Ok(json!({ "jobs": n, "p50_ms": p50, "p99_ms": p99, "max_ms": max }))
 }
