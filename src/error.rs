@@ -141,6 +141,7 @@ error_codes! {
     RelocationInProgress = "relocation_in_progress" => CONFLICT,
     RelocationStale = "relocation_stale" => CONFLICT,
     ReservationSettled = "reservation_settled" => CONFLICT,
+    JobFinished = "job_finished" => CONFLICT,
     ResidencyConflict = "residency_conflict" => CONFLICT,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,

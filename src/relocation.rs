@@ -41,6 +41,9 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_usage_shards", "shard"),
     ("ai_usage", "month"),
     ("ai_reservations", "id"),
+    // Queued jobs move with the tenant and run in its new region; finished ones
+    // move too (they are the tenant's rows, shown by /v1/jobs).
+    ("jobs", "id"),
 ];
 const LEASE_SECS: f64 = 30.0;
 

@@ -258,6 +258,27 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Platform,
         &[ErrorCode::Forbidden],
     ),
+    op(
+        "listJobs",
+        "GET",
+        "/v1/jobs",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "getJob",
+        "GET",
+        "/v1/jobs/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "cancelJob",
+        "POST",
+        "/v1/jobs/{id}/cancel",
+        Who::Tenant,
+        &[ErrorCode::Forbidden, ErrorCode::JobFinished],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

@@ -9,6 +9,7 @@ mod audit;
 mod channels;
 pub mod contract;
 mod health;
+mod jobs;
 mod messages;
 mod regions;
 mod relocation;
@@ -83,7 +84,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(regions::undrain)
                 .service(relocation::start)
                 .service(relocation::status)
-                .service(relocation::evacuate),
+                .service(relocation::evacuate)
+                .service(jobs::list)
+                .service(jobs::get)
+                .service(jobs::cancel),
         );
 }
 

@@ -50,6 +50,7 @@ const POSTGRES: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/postgres/V7__search.sql"),
     ),
+    ("V8__jobs", include_str!("../../sql/postgres/V8__jobs.sql")),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -73,6 +74,7 @@ const COCKROACH: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/cockroach/V7__search.sql"),
     ),
+    ("V8__jobs", include_str!("../../sql/cockroach/V8__jobs.sql")),
 ];
 
 /// CockroachDB only, before the versioned migrations: the multi-region database.
@@ -278,7 +280,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7]
+                [1, 2, 3, 4, 5, 6, 7, 8]
             );
         }
         let names = |d| {

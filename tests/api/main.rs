@@ -6,6 +6,7 @@ mod audit;
 mod basics;
 mod cursors;
 mod isolation;
+mod jobs;
 mod limits;
 mod messages;
 mod metrics;
