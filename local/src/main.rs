@@ -228,9 +228,11 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the causes joined, no Debug dump (RUST_BACKTRACE adds one).
+            // One line: the causes joined, no Debug dump. A backtrace only when asked
+            // for with MERIDIAN_BACKTRACE=1 (RUST_BACKTRACE is often set for other
+            // programs, and captures it).
             eprintln!("error: {err:#}");
-            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            if std::env::var_os("MERIDIAN_BACKTRACE").is_some_and(|v| v == "1") {
                 eprintln!("{}", err.backtrace());
             }
             std::process::ExitCode::FAILURE
@@ -403,7 +405,7 @@ async fn tenant(state: &StateDir, args: TenantArgs, format: Format) -> anyhow::R
                         println!(
                             "{} moved {}",
                             output::scalar(&job["status"]),
-                            output::scalar(&job["moved"])
+                            output::one_line(&job["moved"])
                         );
                     }
                 })
