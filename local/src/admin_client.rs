@@ -54,6 +54,7 @@ impl AdminClient {
     pub fn with_token(node: &str, token: String) -> Self {
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(60))
+            .disable_redirects()
             .finish();
         Self {
             node: node.trim_end_matches('/').to_owned(),
@@ -62,27 +63,42 @@ impl AdminClient {
         }
     }
 
-    /// Status and JSON body (null when there is none).
+    /// Status and JSON body (null when there is none). A 307 (a tenant served by
+    /// another region) is followed with the token: awc, like `curl -L`, would drop
+    /// `Authorization` on another host.
     pub async fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let url = format!("{}{path}", self.node);
-        let request = self
-            .client
-            .request(method.parse()?, &url)
-            .insert_header(("Authorization", format!("Bearer {}", self.token)));
-        let sent = match body {
-            Some(body) => request.send_json(&body).await,
-            None => request.send().await,
-        };
-        let mut response = sent.map_err(|e| {
-            anyhow::anyhow!("cannot reach {url}: {e} (is `meridian dev` running? see --node)")
-        })?;
-        let value = response.json().limit(16 << 20).await.unwrap_or(Value::Null);
-        Ok((response.status().as_u16(), value))
+        let mut url = format!("{}{path}", self.node);
+        for _ in 0..MAX_REDIRECTS {
+            let request = self
+                .client
+                .request(method.parse()?, &url)
+                .insert_header(("Authorization", format!("Bearer {}", self.token)));
+            let sent = match &body {
+                Some(body) => request.send_json(body).await,
+                None => request.send().await,
+            };
+            let mut response = sent.map_err(|e| {
+                anyhow::anyhow!("cannot reach {url}: {e} (is `meridian dev` running? see --node)")
+            })?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned);
+            if let (307, Some(location)) = (status, location) {
+                url = location;
+                continue;
+            }
+            let value = response.json().limit(16 << 20).await.unwrap_or(Value::Null);
+            return Ok((status, value));
+        }
+        bail!("{path}: more than {MAX_REDIRECTS} redirects")
     }
 
     /// The answer's body; an error status is an `ApiFailure`.
@@ -251,6 +267,9 @@ impl AdminClient {
         )
     }
 }
+
+/// Redirects `call` follows; one is the most routing ever answers.
+const MAX_REDIRECTS: usize = 3;
 
 /// The tenant roles `meridian token --role` takes.
 pub const TENANT_ROLES: [&str; 5] = ["owner", "admin", "member", "viewer", "compliance"];

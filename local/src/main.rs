@@ -228,9 +228,11 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the causes joined, no Debug dump (RUST_BACKTRACE adds one).
+            // One line: the causes joined, no Debug dump. A backtrace only when asked
+            // for with MERIDIAN_BACKTRACE=1 (RUST_BACKTRACE is often set for other
+            // programs, and captures it).
             eprintln!("error: {err:#}");
-            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            if std::env::var_os("MERIDIAN_BACKTRACE").is_some_and(|v| v == "1") {
                 eprintln!("{}", err.backtrace());
             }
             std::process::ExitCode::FAILURE
@@ -403,7 +405,7 @@ async fn tenant(state: &StateDir, args: TenantArgs, format: Format) -> anyhow::R
                         println!(
                             "{} moved {}",
                             output::scalar(&job["status"]),
-                            output::scalar(&job["moved"])
+                            output::one_line(&job["moved"])
                         );
                     }
                 })
@@ -505,4 +507,37 @@ async fn token(state: &StateDir, args: TokenArgs, format: Format) -> anyhow::Res
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is (`--help`), and every
+    /// argument that takes a region lists the valid region names.
+    #[test]
+    fn every_argument_has_help_and_region_arguments_list_the_regions() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.is_empty() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+                if matches!(id, "region" | "to" | "regions") && !help.contains("europe-west3") {
+                    missing.push(format!("{path} {id}: does not list the regions"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "meridian", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }

@@ -1,7 +1,7 @@
 //! How the CLI prints: one readable human format for every command (`key: value`
 //! lines, lists one item per line), or the JSON as the API sent it with `--json`.
 //! Errors are one line on stderr (`error: <status> <code>: <detail>` for API
-//! answers); a backtrace only with `RUST_BACKTRACE` set.
+//! answers); a backtrace only with `MERIDIAN_BACKTRACE=1`.
 
 use serde_json::Value;
 

@@ -50,7 +50,9 @@ async fn meridian(state: &Path, app: &TestApp, args: &[&str]) -> Run {
             .env("MERIDIAN_NODE", &node)
             .env_remove("MERIDIAN_AUTH__KEYS_FILE")
             .env_remove("MERIDIAN_STATE_DIR")
-            .env_remove("RUST_BACKTRACE")
+            .env_remove("MERIDIAN_BACKTRACE")
+            // Often set for other programs: it must not turn errors into dumps.
+            .env("RUST_BACKTRACE", "1")
             .output()
             .expect("running meridian");
         Run {
