@@ -27,8 +27,7 @@ use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::store::tenants;
-use crate::tenancy::record::TENANT_COLUMNS;
-use crate::tenancy::{Directory, TenantRecord, residency};
+use crate::tenancy::{Directory, residency};
 use crate::topology::Topology;
 
 /// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
@@ -271,10 +270,6 @@ impl Relocator {
     /// relocation check, e.g. a node of an older version), so it is read again
     /// from the locked row, in the transaction that writes the switch.
     async fn switch_home(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
-        let sql = format!(
-            "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = now()
-             WHERE id = $1 RETURNING {TENANT_COLUMNS}"
-        );
         let record = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
@@ -294,8 +289,7 @@ impl Relocator {
                         "the tenant's residency policy no longer allows `{to}`; the home region was not switched"
                     )));
                 }
-                let row = tx.query_one(&sql, &[job.tenant_id.as_uuid(), &to.as_str()]).await?;
-                let record = TenantRecord::from_row(&row)?;
+                let record = tenants::switch_home(tx, job.tenant_id, to).await?;
                 let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
                 let before = counts(&scoped).await?;
                 tx.execute(
