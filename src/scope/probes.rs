@@ -125,11 +125,13 @@ async fn write_with_retries(db: &Database, batch: &[Probe]) {
         match write(db, batch).await {
             Ok(()) => return,
             Err(err) if attempt < ATTEMPTS => {
-                tracing::warn!(attempt, error = %err, "auditing cross-tenant probes failed; retrying");
+                let what = "auditing cross-tenant probes failed; retrying";
+                tracing::warn!(attempt, error = %err, "{what}");
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             Err(err) => {
-                tracing::error!(?batch, error = %err, "auditing cross-tenant probes failed; giving up");
+                let what = "auditing cross-tenant probes failed; giving up";
+                tracing::error!(?batch, error = %err, "{what}");
             }
         }
     }
@@ -166,7 +168,8 @@ async fn write(db: &Database, batch: &[Probe]) -> Result<(), ApiError> {
         })
         .await?;
     for probe in foreign {
-        tracing::warn!(tenant_id = %probe.actor_tenant, kind = probe.kind, "cross-tenant access denied");
+        let tenant_id = probe.actor_tenant;
+        tracing::warn!(%tenant_id, kind = probe.kind, "cross-tenant access denied");
     }
     Ok(())
 }
