@@ -149,7 +149,10 @@ impl AiLedger {
                 )
                 .await?;
             let Some(row) = settled else {
-                return Err(ApiError::Conflict { code: ErrorCode::ReservationSettled, detail: "no open reservation with this id".into() });
+                return Err(ApiError::Conflict {
+                    code: ErrorCode::ReservationSettled,
+                    detail: "no open reservation with this id".into(),
+                });
             };
             let (held, month): (i64, NaiveDate) = (row.get(0), row.get(1));
             tx.execute(

@@ -82,9 +82,7 @@ pub enum ApiError {
 macro_rules! error_codes {
     ($($variant:ident = $name:literal => $status:ident,)*) => {
         /// A stable, machine-readable error code (serialised snake_case).
-        #[derive(
-            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema,
-        )]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         pub enum ErrorCode {
             $(#[serde(rename = $name)] $variant,)*
         }
@@ -223,7 +221,9 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// Stable machine-readable error code.
+    /// Stable machine-readable error code. Each operation's responses narrow it
+    /// to the codes they can carry (`api::contract`).
+    #[schema(value_type = String)]
     pub code: ErrorCode,
     /// Also in the `X-Request-Id` header; `null` only if the request got no id.
     #[schema(required = true)]
@@ -241,7 +241,8 @@ impl ResponseError for ApiError {
         let request_id = request_id::current();
         let detail = match self {
             Self::Internal(cause) => {
-                tracing::error!(request_id = request_id.as_deref(), error = ?cause, "internal error");
+                let id = request_id.as_deref();
+                tracing::error!(request_id = id, error = ?cause, "internal error");
                 "an internal error occurred; quote the request_id when reporting it".to_owned()
             }
             other => other.to_string(),
@@ -306,9 +307,10 @@ impl From<crate::db::DbError> for ApiError {
             }
             DbError::OutcomeUnknown(cause) => {
                 tracing::error!(error = %cause, "transaction outcome unknown (SQLSTATE 40003)");
-                Self::Unavailable(
-                    "the database could not confirm whether the change was applied; read before retrying",
-                )
+                Self::Unavailable(concat!(
+                    "the database could not confirm whether the change was applied; ",
+                    "read before retrying"
+                ))
             }
             DbError::UniqueViolation { constraint } => Self::Conflict {
                 code: ErrorCode::Conflict,

@@ -117,16 +117,7 @@ pub fn ensure_secret(path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn random_alphanumeric(len: usize) -> anyhow::Result<String> {
-    use ring::rand::SecureRandom;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; len];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect())
+    Ok(meridian::secret::alphanumeric(len)?)
 }
 
 /// A node's admin (metrics) listener under `meridian dev`: the region file's

@@ -10,7 +10,8 @@ use crate::auth::{Permission, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
-use crate::scope::{AppState, Caller, PlatformScope};
+use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::state::AppState;
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
 use crate::tenancy::record::{LimitOverrides, LimitPatch};
@@ -103,11 +104,15 @@ pub struct TenantCreated {
 }
 
 /// Provision a tenant and its owner (platform admin).
-#[utoipa::path(tag = "tenants", request_body = CreateTenant, security(("bearer" = [])),
-    responses((status = 201, body = TenantCreated)))]
+#[utoipa::path(
+    tag = "tenants",
+    request_body = CreateTenant,
+    security(("bearer" = [])),
+    responses((status = 201, body = TenantCreated)),
+)]
 #[post("/tenants")]
 pub async fn create(
-    scope: PlatformScope,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
     state: web::Data<AppState>,
     body: super::JsonBody<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
@@ -127,7 +132,7 @@ pub async fn create(
         owner_display_name: validate::text("owner.display_name", &body.owner.display_name, 200)?,
     };
     let (tenant, owner) = scope
-        .write(async |tx| tenants::provision(tx, &state.topology, scope.admin(), &new).await)
+        .write(async |tx| Ok(tenants::provision(tx, &state.topology, scope.admin(), &new).await?))
         .await?;
     let response = TenantCreated {
         tenant: Tenant::from(&tenant),
@@ -160,7 +165,7 @@ pub struct TenantListQuery {
 #[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
 #[get("/tenants")]
 pub async fn list(
-    scope: PlatformScope,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
     query: web::Query<TenantListQuery>,
 ) -> Result<web::Json<Page<Tenant>>, ApiError> {
     let query = query.into_inner();
@@ -175,7 +180,7 @@ pub async fn list(
         .map(|s| validate::slug(s).map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash")))
         .transpose()?;
     let page = scope
-        .read(async |tx| tenants::list(tx, limit, after, slug.as_deref()).await)
+        .read(async |tx| Ok(tenants::list(tx, limit, after, slug.as_deref()).await?))
         .await?;
     Ok(web::Json(Page {
         items: page.items.iter().map(Tenant::from).collect(),
@@ -184,14 +189,23 @@ pub async fn list(
 }
 
 /// One tenant: any for platform admins, only their own for tenant users.
-#[utoipa::path(tag = "tenants", params(("id" = uuid::Uuid, Path, description = "Tenant id")), security(("bearer" = [])),
-    responses((status = 200, body = Tenant)))]
+#[utoipa::path(
+    tag = "tenants",
+    params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Tenant)),
+)]
 #[get("/tenants/{id}")]
-pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiError> {
+pub async fn get(
+    caller: Guarded<Authenticated, Caller>,
+    path: IdPath,
+) -> Result<web::Json<Tenant>, ApiError> {
     let id = TenantId::parse(&path)?;
-    match caller {
+    match caller.into_inner() {
         Caller::Platform(scope) => {
-            let tenant = scope.read(async |tx| tenants::get(tx, id).await).await?;
+            let tenant = scope
+                .read(async |tx| Ok(tenants::get(tx, id).await?))
+                .await?;
             Ok(web::Json(Tenant::from(&tenant)))
         }
         Caller::Tenant(scope) if scope.tenant_id() == id => {
@@ -204,11 +218,16 @@ pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiE
 
 /// Change a tenant. Platform admins: anything. Owners: the name. Compliance
 /// officers: the residency policy.
-#[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = uuid::Uuid, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 200, body = Tenant)))]
+#[utoipa::path(
+    tag = "tenants",
+    request_body = PatchTenant,
+    params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Tenant)),
+)]
 #[patch("/tenants/{id}")]
 pub async fn patch(
-    caller: Caller,
+    caller: Guarded<Authenticated, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<PatchTenant>,
@@ -237,11 +256,14 @@ pub async fn patch(
     // (`store::tenants`), never here against the directory cache: the cached
     // home region may be one a relocation has just switched away from.
     let topology = &state.topology;
-    let updated = match caller {
+    let updated = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
                 .write(async |tx| {
-                    tenants::update_as_platform(tx, topology, scope.admin(), id, &changes).await
+                    Ok(
+                        tenants::update_as_platform(tx, topology, scope.admin(), id, &changes)
+                            .await?,
+                    )
                 })
                 .await?
         }
@@ -263,7 +285,7 @@ pub async fn patch(
             }
             let actor = scope.user_id().to_string();
             scope
-                .write(async |tx| tenants::update_own(tx, topology, &actor, &changes).await)
+                .write(async |tx| Ok(tenants::update_own(tx, topology, &actor, &changes).await?))
                 .await?
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),

@@ -18,7 +18,7 @@ use crate::config::RoutingSettings;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::RegionId;
 use crate::metrics::RoutingOutcome;
-use crate::scope::AppState;
+use crate::state::AppState;
 use crate::tenancy::TenantRecord;
 use crate::topology::Topology;
 
@@ -54,7 +54,7 @@ impl RoutingState {
             })
             .collect();
         Self {
-            hop: HopSigner::new(&settings.hop_secret),
+            hop: HopSigner::new(settings.hop_secret.expose()),
             body_limit,
             peers,
             redirect_to_peers: settings.redirect_to_peers,

@@ -198,7 +198,7 @@ async fn refuses_to_start_as_a_privileged_role_or_with_the_wrong_dialect() {
     let cluster = crate::helpers::cluster();
     let db = crate::helpers::fresh_database().await;
     let mut settings = crate::helpers::test_settings(&db);
-    settings.database.url = cluster.superuser_url(&db);
+    settings.database.url = cluster.superuser_url(&db).into();
     let refused = match meridian::Application::build(settings).await {
         Ok(_) => panic!("started as a superuser"),
         Err(err) => format!("{err:#}"),

@@ -238,18 +238,18 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.http.bind = Some("127.0.0.1:0".parse().unwrap());
     settings.admin.bind = Some("127.0.0.1:0".parse().unwrap());
     settings.http.workers = 1;
-    settings.database.url = cluster.app_url(db_name);
+    settings.database.url = cluster.app_url(db_name).into();
     settings.database.dialect = cluster.dialect;
     settings.database.pool_size = 8;
     settings.auth.keys_file = cluster.keys_file.clone();
-    settings.directory.refresh_interval_ms = 200;
+    settings.directory.refresh_interval = std::time::Duration::from_millis(200);
     settings.limits.unauthenticated_per_second = 100_000;
     settings.limits.unauthenticated_burst = 1_000_000;
-    settings.limits.denial_summary_interval_ms = 200;
+    settings.limits.denial_summary_interval = std::time::Duration::from_millis(200);
     settings.routing.hop_secret = "test hop secret, shared by every node".into();
     settings.routing.redirect_to_peers = true;
-    settings.routing.probe_interval_ms = 100;
-    settings.routing.probe_timeout_ms = 500;
+    settings.routing.probe_interval = std::time::Duration::from_millis(100);
+    settings.routing.probe_timeout = std::time::Duration::from_millis(500);
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
     settings
@@ -261,7 +261,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    let db_name = settings.database.url.rsplit('/').next().unwrap().to_owned();
+    let db_name = settings
+        .database
+        .url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let keys = KeySet::load(&settings.auth.keys_file).unwrap();
     let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
     let app = Application::build(settings)

@@ -104,7 +104,7 @@ async fn read_status(stream: &mut TcpStream, within: Duration) -> Option<String>
 #[actix_web::test]
 async fn slow_bodies_hold_no_concurrency_slot_and_time_out_with_408() {
     let mut settings = test_settings(&fresh_database().await);
-    settings.http.body_timeout_ms = 1_500;
+    settings.http.body_timeout = Duration::from_millis(1_500);
     let app = spawn_app_with(settings).await;
     let a = app.provision("slowloris").await;
     let reply = app
@@ -115,14 +115,16 @@ async fn slow_bodies_hold_no_concurrency_slot_and_time_out_with_408() {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let (_, viewer) = app.add_user(&a, "viewer").await;
+    // An admin may create channels, so its request waits for the body (a role
+    // the route refuses is answered 403 by the extractor before any body is read).
+    let (_, admin) = app.add_user(&a, "admin").await;
 
     let mut slow = Vec::new();
     for _ in 0..10 {
-        slow.push(start_slow_post(&app, "/v1/channels", &viewer, "").await);
+        slow.push(start_slow_post(&app, "/v1/channels", &admin, "").await);
     }
     // A (forged) hop marker makes the node read the body before routing: bounded too.
-    let mut marked = start_slow_post(&app, "/v1/channels", &viewer, "X-Meridian-Hop: x\r\n").await;
+    let mut marked = start_slow_post(&app, "/v1/channels", &admin, "X-Meridian-Hop: x\r\n").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The ten requests waiting for their bodies hold none of the ten slots.
     for _ in 0..5 {
@@ -190,7 +192,7 @@ async fn a_foreign_ids_404_does_not_wait_for_its_audit_record() {
 #[actix_web::test]
 async fn a_graceful_stop_writes_the_probes_still_queued() {
     let mut settings = test_settings(&fresh_database().await);
-    settings.http.shutdown_grace_ms = 100;
+    settings.http.shutdown_grace = Duration::from_millis(100);
     let app = spawn_app_with(settings).await;
     let a = app.provision("victim").await;
     let channel = app.create_channel(&a, "secret").await;

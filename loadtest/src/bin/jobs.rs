@@ -115,9 +115,9 @@ async fn main() -> anyhow::Result<()> {
             lease_ms,
         } => {
             let db = Database::connect(&DatabaseSettings {
-                url: app_url,
+                url: app_url.into(),
                 pool_size: workers + 4,
-                connect_timeout_ms: 5_000,
+                connect_timeout: std::time::Duration::from_secs(5),
                 max_retries: 8,
                 dialect: Dialect::Postgres,
             })?;
