@@ -32,11 +32,14 @@ struct Run {
     node: &'static str,
 }
 
+/// (running now, most ever running at once).
+type Concurrency = (u32, u32);
+
 #[derive(Clone, Default)]
 struct Log {
     runs: Arc<Mutex<Vec<Run>>>,
     /// Per tenant: (running now, most ever running at once), across all nodes.
-    running: Arc<Mutex<HashMap<Option<Uuid>, (u32, u32)>>>,
+    running: Arc<Mutex<HashMap<Option<Uuid>, Concurrency>>>,
 }
 
 impl Log {
