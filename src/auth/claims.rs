@@ -29,6 +29,8 @@ pub enum Permission {
     ReadUsage,
     /// Rename the tenant; make other users owners or compliance officers.
     ManageTenant,
+    /// See and cancel the tenant's background jobs.
+    ManageJobs,
 }
 
 impl Role {
@@ -39,7 +41,12 @@ impl Role {
             Role::Owner => true,
             Role::Admin => matches!(
                 permission,
-                Read | PostMessage | ManageChannels | ManageUsers | ReadAudit | ReadUsage
+                Read | PostMessage
+                    | ManageChannels
+                    | ManageUsers
+                    | ReadAudit
+                    | ReadUsage
+                    | ManageJobs
             ),
             Role::Member => matches!(permission, Read | PostMessage),
             Role::Viewer => matches!(permission, Read),

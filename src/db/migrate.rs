@@ -50,9 +50,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/postgres/V7__search.sql"),
     ),
+    ("V8__jobs", include_str!("../../sql/postgres/V8__jobs.sql")),
     (
-        "V8__search_pending_list",
-        include_str!("../../sql/postgres/V8__search_pending_list.sql"),
+        "V11__search_pending_list",
+        include_str!("../../sql/postgres/V11__search_pending_list.sql"),
     ),
 ];
 
@@ -77,9 +78,10 @@ const COCKROACH: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/cockroach/V7__search.sql"),
     ),
+    ("V8__jobs", include_str!("../../sql/cockroach/V8__jobs.sql")),
     (
-        "V8__search_pending_list",
-        include_str!("../../sql/cockroach/V8__search_pending_list.sql"),
+        "V11__search_pending_list",
+        include_str!("../../sql/cockroach/V11__search_pending_list.sql"),
     ),
 ];
 
@@ -286,7 +288,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8]
+                [1, 2, 3, 4, 5, 6, 7, 8, 11]
             );
         }
         let names = |d| {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use super::error::StoreError;
 use super::{channels, usage};
 use crate::db::TenantTx;
 use crate::error::ApiError;
@@ -74,7 +75,7 @@ pub async fn post(
     author: UserId,
     body: &str,
     storage_cap: u64,
-) -> Result<Result<Message, ApiError>, ApiError> {
+) -> Result<Result<Message, StoreError>, StoreError> {
     let id = MessageId::new_random();
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     let cap = i64::try_from(storage_cap).unwrap_or(i64::MAX);
@@ -100,7 +101,7 @@ pub async fn post(
         Ok(Some(row)) => return Ok(Ok(from_row(&row))),
         Ok(None) => {}
         Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
-        Err(err) => return Err(err),
+        Err(err) => return Err(err.into()),
     }
     // The slow path decides a refusal that is committed: the channel first, so a
     // missing channel is a 404 whatever the quota says.
@@ -137,7 +138,7 @@ pub async fn get(
     tx: &TenantTx<'_>,
     channel: ChannelId,
     id: MessageId,
-) -> Result<Message, ApiError> {
+) -> Result<Message, StoreError> {
     match tx
         .query_opt(
             GET_SQL,
@@ -148,7 +149,7 @@ pub async fn get(
         Some(row) => Ok(from_row(&row)),
         None => {
             channels::ensure_exists(tx, channel).await?;
-            Err(ApiError::NotFound {
+            Err(StoreError::NotFound {
                 kind: "message",
                 id: None,
             })
@@ -163,7 +164,7 @@ pub async fn page(
     channel: ChannelId,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<Message>, ApiError> {
+) -> Result<Page<Message>, StoreError> {
     let rows = tx
         .query(
             PAGE_SQL,
@@ -197,7 +198,7 @@ pub async fn search(
     query: &str,
     limit: u32,
     offset: u32,
-) -> Result<Page<SearchHit>, ApiError> {
+) -> Result<Page<SearchHit>, StoreError> {
     let rows = tx
         .query(
             tx.statements().search,

@@ -27,6 +27,7 @@ pub(crate) enum Target {
     Tenant,
     User,
     Channel,
+    Job,
 }
 
 pub(crate) struct Route {
@@ -194,6 +195,15 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Region,
             no_body,
         ),
+        r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
+        r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
+        r(
+            "POST",
+            "/v1/jobs/{id}/cancel",
+            Tenant(Role::Admin),
+            T::Job,
+            no_body,
+        ),
     ]
 }
 
@@ -217,6 +227,7 @@ pub(crate) struct Victim {
     pub user: Uuid,
     pub channel: Uuid,
     pub message: Uuid,
+    pub job: Uuid,
 }
 
 impl Victim {
@@ -227,6 +238,7 @@ impl Victim {
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
+            Target::Job => self.job,
         };
         route
             .path
@@ -264,11 +276,13 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let a_message = app
         .post_message(&a, a_channel, "the launch is on friday")
         .await;
+    let a_job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
         channel: a_channel,
         message: a_message,
+        job: a_job,
     };
     let b = app.provision("attacker").await;
 
@@ -301,11 +315,12 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/users",
         "/v1/search?q=launch",
         "/v1/audit",
+        "/v1/jobs",
     ] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let text = reply.body.to_string();
-        for id in [a.id, a_member, a_channel] {
+        for id in [a.id, a_member, a_channel, a_job] {
             assert!(
                 !text.contains(&id.to_string()),
                 "{path} leaked {id}: {text}"
@@ -391,11 +406,13 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
     let (member, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
     let message = app.post_message(&a, channel, "hello").await;
+    let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let ids = Victim {
         tenant: a.id,
         user: member,
         channel,
         message,
+        job,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -501,11 +518,13 @@ async fn too_weak_a_role_answers_403() {
     let (target_user, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
     let message = app.post_message(&a, channel, "hello").await;
+    let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
         channel,
         message,
+        job,
     };
     let mut checked = 0;
     for route in routes() {

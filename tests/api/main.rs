@@ -6,7 +6,7 @@ mod audit;
 mod basics;
 mod cursors;
 mod isolation;
-mod keys_cli;
+mod jobs;
 mod limits;
 mod messages;
 mod metrics;

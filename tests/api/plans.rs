@@ -24,7 +24,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 9] = [
+const TENANT_TABLES: [&str; 10] = [
     "tenants",
     "users",
     "channels",
@@ -34,6 +34,7 @@ const TENANT_TABLES: [&str; 9] = [
     "tenant_usage_shards",
     "ai_usage",
     "ai_reservations",
+    "jobs",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -79,6 +80,10 @@ fn seed_sql() -> String {
      INSERT INTO audit_events (tenant_id, id, home_region, actor, action, created_at)
        SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, gen_random_uuid(), 'us-east1',
               'user', 'message.posted', now() - n * interval '1 second'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;
+     INSERT INTO jobs (id, tenant_id, home_region, kind, state, attempts, finished_at)
+       SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, 'us-east1',
+              'plan.test', 'succeeded', 1, now()
        FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;"
         .to_owned()
 }
@@ -147,6 +152,7 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(3i16),
             Box::new(1_073_741_824i64),
         ],
+        "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
 }
@@ -324,7 +330,7 @@ async fn the_plan_check_fails_on_the_inline_search_under_rls() {
     }
 }
 
-/// The search index keeps no GIN pending list (V8): with `fastupdate` on, every
+/// The search index keeps no GIN pending list (V11): with `fastupdate` on, every
 /// tenant's writes queue entries that every search scans whole until a vacuum
 /// (README, Benchmarks: `loadtest/gin-pending.sh`).
 #[actix_web::test]
