@@ -118,6 +118,10 @@ pub struct LimitSettings {
     pub unauthenticated_burst: u32,
     /// How often denial counts are summarised into the tenants' audit trails.
     pub denial_summary_interval_ms: u64,
+    /// What a request costs by class: weights, the expensive-work budget and
+    /// statement timeouts (`limits::cost`).
+    #[serde(default)]
+    pub cost: crate::limits::cost::CostSettings,
 }
 
 impl Default for LimitSettings {
@@ -126,6 +130,7 @@ impl Default for LimitSettings {
             unauthenticated_per_second: 5,
             unauthenticated_burst: 20,
             denial_summary_interval_ms: 60_000,
+            cost: crate::limits::cost::CostSettings::default(),
         }
     }
 }

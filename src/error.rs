@@ -53,6 +53,16 @@ pub enum ApiError {
     RateLimited(crate::limits::rate::RateDenied),
     #[error("too many concurrent requests for this tenant")]
     ConcurrencyLimited,
+    /// The tenant's own expensive requests (search) held its share for the whole
+    /// queue time (`limits::cost`).
+    #[error("this tenant already runs its limit of expensive requests (search) on this node")]
+    ExpensiveLimited,
+    /// Every expensive-work permit of the node stayed busy for the queue time.
+    #[error("this node is running its limit of expensive requests; retry")]
+    NodeBusy,
+    /// A statement ran past its request class's `statement_timeout` (SQLSTATE 57014).
+    #[error("the request took longer than its class's statement timeout; narrow it or retry")]
+    StatementTimeout,
     /// A hop marker that does not verify: forged, altered or expired.
     #[error("invalid hop marker")]
     InvalidHopMarker,
@@ -112,10 +122,13 @@ pub const CODES: &[(&str, StatusCode)] = &[
     ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
     ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
     ("concurrency_limited", StatusCode::TOO_MANY_REQUESTS),
+    ("expensive_limited", StatusCode::TOO_MANY_REQUESTS),
     ("internal", StatusCode::INTERNAL_SERVER_ERROR),
     ("residency_unavailable", StatusCode::SERVICE_UNAVAILABLE),
     ("region_unreachable", StatusCode::SERVICE_UNAVAILABLE),
     ("retry_exhausted", StatusCode::SERVICE_UNAVAILABLE),
+    ("node_busy", StatusCode::SERVICE_UNAVAILABLE),
+    ("statement_timeout", StatusCode::SERVICE_UNAVAILABLE),
     ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
 ];
 
@@ -161,6 +174,9 @@ impl ApiError {
             Self::TenantSuspended => ("tenant_suspended", StatusCode::FORBIDDEN),
             Self::RateLimited(_) => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
             Self::ConcurrencyLimited => ("concurrency_limited", StatusCode::TOO_MANY_REQUESTS),
+            Self::ExpensiveLimited => ("expensive_limited", StatusCode::TOO_MANY_REQUESTS),
+            Self::NodeBusy => ("node_busy", StatusCode::SERVICE_UNAVAILABLE),
+            Self::StatementTimeout => ("statement_timeout", StatusCode::SERVICE_UNAVAILABLE),
             Self::InvalidHopMarker => ("invalid_hop_marker", StatusCode::FORBIDDEN),
             Self::ResidencyUnavailable => {
                 ("residency_unavailable", StatusCode::SERVICE_UNAVAILABLE)
@@ -219,6 +235,9 @@ impl ResponseError for ApiError {
             Self::RetryExhausted
             | Self::Unavailable(_)
             | Self::ConcurrencyLimited
+            | Self::ExpensiveLimited
+            | Self::NodeBusy
+            | Self::StatementTimeout
             | Self::RegionUnreachable => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
@@ -253,6 +272,7 @@ impl From<crate::db::DbError> for ApiError {
         use crate::db::DbError;
         match err {
             DbError::RetryExhausted => Self::RetryExhausted,
+            DbError::StatementTimeout => Self::StatementTimeout,
             DbError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable("database unavailable")
@@ -306,6 +326,9 @@ mod tests {
             ApiError::TenantSuspended,
             ApiError::RateLimited(denied),
             ApiError::ConcurrencyLimited,
+            ApiError::ExpensiveLimited,
+            ApiError::NodeBusy,
+            ApiError::StatementTimeout,
             ApiError::InvalidHopMarker,
             ApiError::ResidencyUnavailable,
             ApiError::RegionUnreachable,

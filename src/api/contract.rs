@@ -183,8 +183,15 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/search",
         Who::Tenant,
-        // `q` is checked like any text field (not blank, no control characters).
-        &["forbidden", "validation_failed"],
+        // `q` is checked like any text field (not blank, no control characters);
+        // search is expensive work, with its tenant's and node's budget
+        // (`limits::cost`).
+        &[
+            "forbidden",
+            "validation_failed",
+            "expensive_limited",
+            "node_busy",
+        ],
     ),
     op(
         "listAuditEvents",
@@ -300,8 +307,9 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<&'static str> {
         ]);
     }
     if matches!(op.who, Who::Tenant | Who::Either) {
-        // A tenant's transactions take a concurrency slot.
-        codes.insert("concurrency_limited");
+        // A tenant's transactions take a concurrency slot, and each statement has
+        // its request class's timeout.
+        codes.extend(["concurrency_limited", "statement_timeout"]);
     }
     if op.path.starts_with("/v1/") && op.method != "GET" {
         // A unique violation the store does not name more precisely.

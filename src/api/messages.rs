@@ -8,6 +8,7 @@ use super::{IdPath, created};
 use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
+use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
 use crate::store::messages::{self, Message};
@@ -65,7 +66,10 @@ pub async fn page(
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| messages::page(tx, channel, limit, after).await)
+            .read_as(
+                RequestClass::page(limit, &scope.limits().cost),
+                async |tx| messages::page(tx, channel, limit, after).await,
+            )
             .await?,
     ))
 }

@@ -6,6 +6,7 @@ use utoipa::IntoParams;
 
 use crate::auth::Permission;
 use crate::error::ApiError;
+use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::TenantScope;
 use crate::store::messages::{self, SearchHit};
@@ -46,9 +47,12 @@ pub async fn search(
         cursor: query.cursor,
     };
     let (limit, offset) = (paging.limit()?, paging.offset()?);
+    let candidates = scope.limits().cost.search_candidates;
     Ok(web::Json(
         scope
-            .read(async |tx| messages::search(tx, &text, limit, offset).await)
+            .read_as(RequestClass::Search, async |tx| {
+                messages::search(tx, &text, limit, offset, candidates).await
+            })
             .await?,
     ))
 }

@@ -1,6 +1,7 @@
 //! Per-tenant limits that protect tenants from each other on a node: request rate
 //! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
-//! traffic), concurrent requests, and the denial counters that feed `/v1/usage`
+//! traffic), concurrent requests weighted by cost, the expensive-work budget and
+//! statement timeouts per request class (`cost`), and the denial counters that feed `/v1/usage`
 //! and the audit summaries. Storage and AI caps are exact and live in the database
 //! (`store::usage`, `ai_ledger`).
 //!
@@ -12,11 +13,13 @@
 //! nothing in flight), so thousands of idle tenants cost no memory.
 
 pub mod concurrency;
+pub mod cost;
 pub mod denials;
 pub mod rate;
 mod table;
 
 pub use concurrency::ConcurrencyLimits;
+pub use cost::{CostSettings, ExpensiveDenied, ExpensivePermit, ExpensiveWork, RequestClass};
 pub use denials::{DenialKind, Denials};
 pub use rate::RateLimits;
 
@@ -26,6 +29,10 @@ use crate::config::LimitSettings;
 pub struct NodeLimits {
     pub rate: RateLimits,
     pub concurrency: ConcurrencyLimits,
+    /// The expensive-work budget per tenant and per node.
+    pub expensive: ExpensiveWork,
+    /// Classes' weights, timeouts and the search bound.
+    pub cost: CostSettings,
     pub denials: Denials,
 }
 
@@ -34,6 +41,8 @@ impl NodeLimits {
         Self {
             rate: RateLimits::new(settings),
             concurrency: ConcurrencyLimits::new(),
+            expensive: ExpensiveWork::new(&settings.cost),
+            cost: settings.cost.clone(),
             denials: Denials::default(),
         }
     }
@@ -42,6 +51,7 @@ impl NodeLimits {
     pub fn prune(&self) {
         self.rate.prune();
         self.concurrency.prune();
+        self.expensive.prune();
     }
 }
 

@@ -150,6 +150,7 @@ async fn resolve(
         user,
         role: claims.role,
         slot: OnceCell::new(),
+        expensive: OnceCell::new(),
         check,
     }))
 }

@@ -310,7 +310,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
         definers,
         [
             "resource_owner(text,uuid)",
-            "search_messages(uuid,text,bigint,bigint)"
+            "search_messages(uuid,text,bigint,bigint)",
+            "search_messages(uuid,text,bigint,bigint,bigint)"
         ]
     );
 }
