@@ -245,18 +245,9 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, "30"));
             }
             Self::RateLimited(denied) => {
-                // IETF httpapi RateLimit headers: quota q over window w seconds.
-                let retry = denied.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                let window = (f64::from(denied.burst) / f64::from(denied.per_second.max(1)))
-                    .ceil()
-                    .max(1.0) as u64;
-                response.insert_header((header::RETRY_AFTER, retry.to_string()));
-                response.insert_header((
-                    "RateLimit-Policy",
-                    format!("\"{}\";q={};w={window}", denied.scope, denied.burst),
-                ));
-                response
-                    .insert_header(("RateLimit", format!("\"{}\";r=0;t={retry}", denied.scope)));
+                for pair in crate::limits::headers::rate_limited(denied) {
+                    response.insert_header(pair);
+                }
             }
             _ => {}
         }

@@ -28,7 +28,7 @@ use crate::auth::{Permission, Role, TokenVerifier};
 use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
-use crate::limits::{DenialKind, ExpensiveDenied, ExpensivePermit, NodeLimits, RequestClass};
+use crate::limits::{ExpensivePermit, NodeLimits, RequestClass};
 use crate::relocation::Relocator;
 use crate::routing::middleware::RoutingState;
 use crate::tenancy::{Directory, TenantRecord};
@@ -258,45 +258,23 @@ impl TenantScope {
     /// the request, or refuses at once (never queued behind the tenant's other
     /// requests); then, for an expensive class, waits a bounded time for the
     /// tenant's and the node's expensive-work permits.
+    /// A refusal must stay cheap: no user check is run for it.
     async fn occupy_slot(&self, class: RequestClass) -> Result<(), ApiError> {
         let limits = &self.state.limits;
         if self.slot.get().is_none() {
-            match limits
-                .concurrency
-                .try_acquire_weighted(&self.tenant, class.weight())
-            {
-                Some(permit) => {
-                    let _ = self.slot.set(permit);
-                }
-                None => {
-                    return Err(
-                        self.deny(DenialKind::ConcurrencyLimited, ApiError::ConcurrencyLimited)
-                    );
-                }
-            }
+            let permit = limits
+                .take_slots(&self.tenant, class)
+                .inspect_err(|_| self.check.waive())?;
+            let _ = self.slot.set(permit);
         }
         if class.expensive() && self.expensive.get().is_none() {
-            match limits.expensive.admit(self.tenant.id).await {
-                Ok(permit) => {
-                    let _ = self.expensive.set(permit);
-                }
-                Err(ExpensiveDenied::Tenant) => {
-                    return Err(self.deny(DenialKind::ExpensiveLimited, ApiError::ExpensiveLimited));
-                }
-                Err(ExpensiveDenied::Node) => {
-                    return Err(self.deny(DenialKind::ExpensiveLimited, ApiError::NodeBusy));
-                }
-            }
+            let permit = limits
+                .take_expensive(&self.tenant)
+                .await
+                .inspect_err(|_| self.check.waive())?;
+            let _ = self.expensive.set(permit);
         }
         Ok(())
-    }
-
-    /// Records a limit's refusal and answers it.
-    fn deny(&self, kind: DenialKind, err: ApiError) -> ApiError {
-        self.state.limits.denials.record(self.tenant.id, kind);
-        // A refusal must stay cheap: no user check is run for it.
-        self.check.waive();
-        err
     }
 
     /// A transaction in the tenant's scope, under its concurrency slot, checking
@@ -323,8 +301,7 @@ impl TenantScope {
             )
             .await;
         if let Err(ApiError::StatementTimeout) = result {
-            let denials = &self.state.limits.denials;
-            denials.record(self.tenant.id, DenialKind::StatementTimeout);
+            self.state.limits.count_timeout(&self.tenant);
         }
         if UserCheck::prologue_passed(&result) {
             self.check.confirm();
@@ -348,8 +325,7 @@ impl TenantScope {
     /// Counts a quota refusal among the tenant's denials.
     fn refused(&self, err: ApiError) -> ApiError {
         if let ApiError::QuotaExceeded { .. } = err {
-            let denials = &self.state.limits.denials;
-            denials.record(self.tenant.id, DenialKind::QuotaExceeded);
+            self.state.limits.count_quota_refusal(&self.tenant);
         }
         err
     }
