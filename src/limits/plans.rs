@@ -189,3 +189,43 @@ impl LimitOverrides {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_fields_name_every_override() {
+        let all = LimitOverrides {
+            requests_per_second: Some(1),
+            burst: Some(1),
+            concurrent_requests: Some(1),
+            storage_bytes: Some(1),
+            users: Some(1),
+            ai_tokens_per_month: Some(1),
+            message_bytes: Some(1),
+        };
+        let json = serde_json::to_value(all).unwrap();
+        let mut names: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut expected = LIMIT_FIELDS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn a_patch_tells_null_from_absent_and_rejects_unknown_fields() {
+        let patch: LimitPatch = serde_json::from_str(r#"{"users": null, "burst": 7}"#).unwrap();
+        assert_eq!(patch.clear, vec!["users"]);
+        assert_eq!(patch.set.burst, Some(7));
+        assert_eq!(patch.set.users, None);
+        assert!(serde_json::from_str::<LimitPatch>(r#"{"nope": null}"#).is_err());
+        assert!(serde_json::from_str::<LimitPatch>(r#"{"nope": 1}"#).is_err());
+        assert!(serde_json::from_str::<LimitPatch>(r#"{"users": "many"}"#).is_err());
+    }
+}
