@@ -101,6 +101,11 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
         args.noisy_messages
     );
     load(&args, &noisy)?;
+    // psql blocked this event loop for a while; the old client's connector did
+    // not survive it.
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
     let limits = json!({ "requests_per_second": args.noisy_rate, "burst": args.noisy_rate,
                          "concurrent_requests": 200 });
     call(
@@ -257,14 +262,15 @@ fn load(args: &FairArgs, noisy: &Tenant) -> anyhow::Result<()> {
                 concat_ws(' ', 'status update', 'w' || (random()*50000)::int, 'w' || (random()*50000)::int,
                           'w' || (random()*50000)::int, 'w' || (random()*50000)::int),
                 now() - g * interval '1 second'
-         FROM generate_series(1, {n}) g;
-         VACUUM ANALYZE messages;",
+         FROM generate_series(1, {n}) g",
         c = noisy.channel,
         a = noisy.owner,
         n = args.noisy_messages
     );
     let status = std::process::Command::new(&args.psql)
         .args(["-q", "-v", "ON_ERROR_STOP=1", &args.pg, "-c", &sql])
+        // A separate -c: VACUUM cannot run in the INSERT's transaction.
+        .args(["-c", "VACUUM ANALYZE messages"])
         .status()?;
     anyhow::ensure!(status.success(), "psql failed: {status}");
     Ok(())
