@@ -93,6 +93,12 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
             let url = format!("{}/v1/channels/{}/messages", args.base, t.channel);
             call(&client, "POST", &url, &t.token, Some(body)).await?;
         }
+        // Quiet tenants read in a closed loop: their own rate limit must not be
+        // what the benchmark measures.
+        let unlimited = json!({ "limits": { "requests_per_second": 100_000, "burst": 100_000,
+                                            "concurrent_requests": 1_000 } });
+        let url = format!("{}/v1/tenants/{}", args.base, t.id);
+        call(&client, "PATCH", &url, &admin, Some(unlimited)).await?;
         quiet.push(t);
     }
     let noisy = provision(&client, &args, &admin, &verifier, &format!("noisy-{run}")).await?;
@@ -129,11 +135,15 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
         let row = json!({ "run": r, "load": load_before, "alone": alone.0, "with_noisy": with,
                           "noisy": noisy_stats });
         println!(
-            "run {r}: load {load_before}  alone p50 {:.2} p99 {:.2} ms  with noisy p50 {:.2} p99 {:.2} ms  noisy {}",
+            "run {r}: load {load_before}  alone p50 {:.2} p99 {:.2} ms ({} req, {:?})  with noisy p50 {:.2} p99 {:.2} ms ({} req, {:?})  noisy {}",
             alone.0.p50_ms,
             alone.0.p99_ms,
+            alone.0.requests,
+            alone.0.statuses,
             with.p50_ms,
             with.p99_ms,
+            with.requests,
+            with.statuses,
             noisy_line(&noisy_stats)
         );
         runs.push(row);
