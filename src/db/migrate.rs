@@ -51,6 +51,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V7__search.sql"),
     ),
     ("V8__jobs", include_str!("../../sql/postgres/V8__jobs.sql")),
+    (
+        "V9__search_bound",
+        include_str!("../../sql/postgres/V9__search_bound.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -75,6 +79,10 @@ const COCKROACH: &[(&str, &str)] = &[
         include_str!("../../sql/cockroach/V7__search.sql"),
     ),
     ("V8__jobs", include_str!("../../sql/cockroach/V8__jobs.sql")),
+    (
+        "V9__search_bound",
+        include_str!("../../sql/cockroach/V9__search_bound.sql"),
+    ),
 ];
 
 /// CockroachDB only, before the versioned migrations: the multi-region database.
@@ -280,7 +288,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9]
             );
         }
         let names = |d| {

@@ -237,7 +237,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V5__placement",
             "V6__usage_shards",
             "V7__search",
-            "V8__jobs"
+            "V8__jobs",
+            "V9__search_bound"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)
