@@ -52,6 +52,10 @@ const POSTGRES: &[(&str, &str)] = &[
     ),
     ("V8__jobs", include_str!("../../sql/postgres/V8__jobs.sql")),
     (
+        "V9__search_bound",
+        include_str!("../../sql/postgres/V9__search_bound.sql"),
+    ),
+    (
         "V11__search_pending_list",
         include_str!("../../sql/postgres/V11__search_pending_list.sql"),
     ),
@@ -79,6 +83,10 @@ const COCKROACH: &[(&str, &str)] = &[
         include_str!("../../sql/cockroach/V7__search.sql"),
     ),
     ("V8__jobs", include_str!("../../sql/cockroach/V8__jobs.sql")),
+    (
+        "V9__search_bound",
+        include_str!("../../sql/cockroach/V9__search_bound.sql"),
+    ),
     (
         "V11__search_pending_list",
         include_str!("../../sql/cockroach/V11__search_pending_list.sql"),
@@ -288,7 +296,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 11]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]
             );
         }
         let names = |d| {
