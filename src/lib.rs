@@ -24,6 +24,8 @@ pub mod geodns;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
+pub mod outbound;
+pub mod outbox;
 pub mod packages;
 pub mod pagination;
 pub mod relocation;
@@ -37,6 +39,7 @@ pub mod tenancy;
 pub mod topology;
 pub mod validate;
 pub mod wan;
+pub mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;

@@ -26,6 +26,7 @@ use crate::audit;
 use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
+use crate::outbox::{self, Event};
 use crate::store::tenants;
 use crate::tenancy::record::TENANT_COLUMNS;
 use crate::tenancy::{Directory, TenantRecord, residency};
@@ -41,6 +42,11 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_usage_shards", "shard"),
     ("ai_usage", "month"),
     ("ai_reservations", "id"),
+    ("outbox_events", "id"),
+    ("outbox_heads", "tenant_id"),
+    ("webhook_endpoints", "id"),
+    ("webhook_deliveries", "id"),
+    ("channel_summaries", "id"),
 ];
 const LEASE_SECS: f64 = 30.0;
 
@@ -304,6 +310,7 @@ impl Relocator {
                 )
                 .await?;
                 let details = json!({ "relocation_id": job.id, "from": job.from_region, "to": to, "counts_before": before });
+                outbox::record(&scoped, Event::new("tenant.relocated", ("tenant", job.tenant_id.to_string()), details.clone())).await?;
                 audit::record(&scoped, "meridian", "relocation_started", Some(("tenant", job.tenant_id.to_string())), details.clone()).await?;
                 audit::record_platform(tx, "meridian", "relocation_started", Some(job.tenant_id), details).await?;
                 Ok(record)

@@ -29,6 +29,10 @@ pub enum Permission {
     ReadUsage,
     /// Rename the tenant; make other users owners or compliance officers.
     ManageTenant,
+    /// Webhook endpoints, their secrets and delivery logs.
+    ManageWebhooks,
+    /// Ask for a channel summary (spends the tenant's AI tokens).
+    RequestSummary,
 }
 
 impl Role {
@@ -39,9 +43,15 @@ impl Role {
             Role::Owner => true,
             Role::Admin => matches!(
                 permission,
-                Read | PostMessage | ManageChannels | ManageUsers | ReadAudit | ReadUsage
+                Read | PostMessage
+                    | ManageChannels
+                    | ManageUsers
+                    | ReadAudit
+                    | ReadUsage
+                    | ManageWebhooks
+                    | RequestSummary
             ),
-            Role::Member => matches!(permission, Read | PostMessage),
+            Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),
             Role::Compliance => matches!(permission, Read | ReadAudit),
             Role::PlatformAdmin => false,

@@ -50,6 +50,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/postgres/V7__search.sql"),
     ),
+    (
+        "V10__outbox_webhooks",
+        include_str!("../../sql/postgres/V10__outbox_webhooks.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -72,6 +76,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V7__search",
         include_str!("../../sql/cockroach/V7__search.sql"),
+    ),
+    (
+        "V10__outbox_webhooks",
+        include_str!("../../sql/cockroach/V10__outbox_webhooks.sql"),
     ),
 ];
 
@@ -278,7 +286,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7]
+                [1, 2, 3, 4, 5, 6, 7, 10]
             );
         }
         let names = |d| {

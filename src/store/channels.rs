@@ -5,10 +5,13 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use serde_json::json;
+
 use super::usage;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, UserId};
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,7 +94,17 @@ pub async fn create(
             },
             other => other,
         })?;
-    Ok(from_row(&row))
+    let channel = from_row(&row);
+    outbox::record(
+        tx,
+        Event::new(
+            "channel.created",
+            ("channel", id.to_string()),
+            json!({ "channel": &channel }),
+        ),
+    )
+    .await?;
+    Ok(channel)
 }
 
 pub async fn list(
@@ -156,5 +169,14 @@ pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
     if deleted == 0 {
         return Err(not_found(id));
     }
+    outbox::record(
+        tx,
+        Event::new(
+            "channel.deleted",
+            ("channel", id.to_string()),
+            json!({ "channel_id": id }),
+        ),
+    )
+    .await?;
     usage::refund_storage(tx, freed as u64).await
 }

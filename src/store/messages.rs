@@ -7,10 +7,13 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use serde_json::json;
+
 use super::{channels, usage};
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId, UserId};
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page, offset_cursor};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,7 +89,7 @@ pub async fn post(
     let mut fast_params = params.to_vec();
     fast_params.extend_from_slice(&[&bytes, &shard, &cap]);
     if let Some(row) = tx.query_opt(&fast, &fast_params).await? {
-        return Ok(Ok(from_row(&row)));
+        return posted(tx, from_row(&row)).await;
     }
     if let Err(refused) = usage::charge_storage(tx, body.len() as u64, storage_cap).await? {
         return Ok(Err(refused));
@@ -96,7 +99,24 @@ pub async fn post(
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let row = tx.query_one(&sql, &params).await?;
-    Ok(Ok(from_row(&row)))
+    posted(tx, from_row(&row)).await
+}
+
+/// The post's outbox event, in its transaction (a refused post writes none).
+async fn posted(
+    tx: &TenantTx<'_>,
+    message: Message,
+) -> Result<Result<Message, ApiError>, ApiError> {
+    outbox::record(
+        tx,
+        Event::new(
+            "message.posted",
+            ("message", message.id.to_string()),
+            json!({ "message": &message }),
+        ),
+    )
+    .await?;
+    Ok(Ok(message))
 }
 
 /// One message of a channel. A missing channel answers as a missing channel (so a

@@ -21,6 +21,7 @@ use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
 use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS};
@@ -95,6 +96,15 @@ pub async fn provision(
     .await?;
     usage::open(&scoped).await?;
     let details = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan, "owner_id": owner.id });
+    outbox::record(
+        &scoped,
+        Event::new(
+            "tenant.created",
+            ("tenant", id.to_string()),
+            details.clone(),
+        ),
+    )
+    .await?;
     audit::record(
         &scoped,
         admin,
@@ -286,6 +296,15 @@ pub async fn update_as_platform(
     let (before, after) = update(tx, topology, id, changes).await?;
     let details = change_details(&before, &after);
     let scoped = tx.enter_tenant(id, after.home_region.clone()).await?;
+    outbox::record(
+        &scoped,
+        Event::new(
+            "tenant.updated",
+            ("tenant", id.to_string()),
+            details.clone(),
+        ),
+    )
+    .await?;
     audit::record(
         &scoped,
         admin,
@@ -307,6 +326,15 @@ pub async fn update_own(
 ) -> Result<TenantRecord, ApiError> {
     let id = tx.tenant_id();
     let (before, after) = update(tx, topology, id, changes).await?;
+    outbox::record(
+        tx,
+        Event::new(
+            "tenant.updated",
+            ("tenant", id.to_string()),
+            change_details(&before, &after),
+        ),
+    )
+    .await?;
     audit::record(
         tx,
         actor,

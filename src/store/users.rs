@@ -6,10 +6,13 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use serde_json::json;
+
 use crate::auth::Role;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::UserId;
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -106,7 +109,17 @@ pub async fn create(
         )
         .await
         .map_err(email_taken)?;
-    from_row(&row)
+    let user = from_row(&row)?;
+    outbox::record(
+        tx,
+        Event::new(
+            "user.added",
+            ("user", id.to_string()),
+            json!({ "user": &user }),
+        ),
+    )
+    .await?;
+    Ok(user)
 }
 
 /// Users that count against the plan (everything not deleted).
@@ -201,7 +214,19 @@ pub async fn update(
         )
         .await?
     {
-        Some(row) => from_row(&row),
+        Some(row) => {
+            let user = from_row(&row)?;
+            outbox::record(
+                tx,
+                Event::new(
+                    "user.updated",
+                    ("user", id.to_string()),
+                    json!({ "user": &user }),
+                ),
+            )
+            .await?;
+            Ok(user)
+        }
         None => Err(ApiError::NotFound {
             kind: "user",
             id: Some(*id.as_uuid()),
@@ -222,5 +247,14 @@ pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), ApiError> {
             id: Some(*id.as_uuid()),
         });
     }
+    outbox::record(
+        tx,
+        Event::new(
+            "user.removed",
+            ("user", id.to_string()),
+            json!({ "user_id": id }),
+        ),
+    )
+    .await?;
     Ok(())
 }

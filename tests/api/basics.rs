@@ -227,7 +227,12 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
         .unwrap();
     assert_eq!(
         upgrade.applied,
-        ["V5__placement", "V6__usage_shards", "V7__search"]
+        [
+            "V5__placement",
+            "V6__usage_shards",
+            "V7__search",
+            "V10__outbox_webhooks"
+        ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)
         .await

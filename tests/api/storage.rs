@@ -273,7 +273,10 @@ async fn v6_moves_existing_usage_into_shards_once() {
     let upgrade = meridian::db::migrate::run(&url, None, postgres)
         .await
         .unwrap();
-    assert_eq!(upgrade.applied, ["V6__usage_shards", "V7__search"]);
+    assert_eq!(
+        upgrade.applied,
+        ["V6__usage_shards", "V7__search", "V10__outbox_webhooks"]
+    );
     client
         .batch_execute(include_str!("../../sql/postgres/V6__usage_shards.sql"))
         .await
