@@ -30,6 +30,14 @@ pub struct Settings {
     pub routing: RoutingSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// The SSRF-safe client of webhooks and the AI engine (`crate::outbound`).
+    #[serde(default)]
+    pub outbound: crate::outbound::OutboundSettings,
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhookSettings,
+    /// Channel summaries and their engines (`crate::summaries`).
+    #[serde(default)]
+    pub summaries: crate::summaries::SummarySettings,
 }
 
 /// The admin listener, which serves `/metrics` and nothing public.
@@ -189,6 +197,9 @@ impl Default for Settings {
                 format: LogFormat::Json,
                 filter: "info".into(),
             },
+            outbound: Default::default(),
+            webhooks: Default::default(),
+            summaries: Default::default(),
         }
     }
 }

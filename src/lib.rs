@@ -33,6 +33,7 @@ pub mod request_id;
 pub mod routing;
 pub mod scope;
 pub mod store;
+pub mod summaries;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tenancy;

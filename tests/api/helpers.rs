@@ -241,6 +241,8 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.routing.probe_timeout_ms = 500;
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
+    // Webhook receivers and the AI stub the tests start listen on 127.0.0.1.
+    settings.outbound.allow_loopback = true;
     settings
 }
 
