@@ -30,6 +30,9 @@ pub struct Settings {
     pub routing: RoutingSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// The node's worker pool (`jobs::JobSettings`).
+    #[serde(default)]
+    pub jobs: crate::jobs::JobSettings,
     /// The SSRF-safe client of webhooks and the AI engine (`crate::outbound`).
     #[serde(default)]
     pub outbound: crate::outbound::OutboundSettings,
@@ -197,6 +200,7 @@ impl Default for Settings {
                 format: LogFormat::Json,
                 filter: "info".into(),
             },
+            jobs: crate::jobs::JobSettings::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
             summaries: Default::default(),
@@ -284,6 +288,9 @@ impl Settings {
             return invalid(
                 "limits.unauthenticated_per_second and limits.unauthenticated_burst must be positive",
             );
+        }
+        if let Err(e) = self.jobs.validate() {
+            return invalid(&e);
         }
         if self.limits.denial_summary_interval_ms == 0 {
             return invalid("limits.denial_summary_interval_ms must be positive");

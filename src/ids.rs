@@ -54,6 +54,7 @@ typed_id!(UserId, "user");
 typed_id!(ChannelId, "channel");
 typed_id!(MessageId, "message");
 typed_id!(EventId, "audit event");
+typed_id!(JobId, "job");
 typed_id!(WebhookId, "webhook");
 typed_id!(DeliveryId, "delivery");
 typed_id!(SummaryId, "summary");

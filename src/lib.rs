@@ -22,6 +22,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod geodns;
 pub mod ids;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
@@ -140,9 +141,21 @@ impl Application {
             // Every node sees a directory change within one refresh interval.
             Duration::from_millis(settings.directory.refresh_interval_ms * 2),
         );
+        let (job_db, job_directory) = (db.clone(), directory.clone());
         let state = web::Data::new(AppState::new(
             db, directory, limits, routing, relocator, topology, region, verifier,
         ));
+        // The node's worker pool: jobs of this region only (`jobs::worker`).
+        let workers = settings.jobs.enabled.then(|| {
+            jobs::WorkerPool::new(
+                job_db,
+                job_directory,
+                state.region.clone(),
+                jobs::node_registry(),
+                settings.jobs.clone(),
+                state.job_metrics.clone(),
+            )
+        });
         let watcher = spawn_region_watcher(state.clone(), &settings.routing);
         let summariser =
             spawn_denial_summaries(state.clone(), settings.limits.denial_summary_interval_ms);
@@ -195,7 +208,10 @@ impl Application {
             admin,
             admin_address,
             state,
-            background: vec![refresher, summariser, watcher],
+            background: [refresher, summariser, watcher]
+                .into_iter()
+                .chain(workers.map(|pool| pool.spawn()))
+                .collect(),
             summary_interval_ms: settings.limits.denial_summary_interval_ms,
             shutdown_grace: Duration::from_millis(settings.http.shutdown_grace_ms),
         })

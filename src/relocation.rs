@@ -42,6 +42,9 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_usage_shards", "shard"),
     ("ai_usage", "month"),
     ("ai_reservations", "id"),
+    // Queued jobs move with the tenant and run in its new region; finished ones
+    // move too (they are the tenant's rows, shown by /v1/jobs).
+    ("jobs", "id"),
     ("outbox_events", "id"),
     ("outbox_heads", "tenant_id"),
     ("webhook_endpoints", "id"),

@@ -50,6 +50,7 @@ const POSTGRES: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/postgres/V7__search.sql"),
     ),
+    ("V8__jobs", include_str!("../../sql/postgres/V8__jobs.sql")),
     (
         "V10__outbox_webhooks",
         include_str!("../../sql/postgres/V10__outbox_webhooks.sql"),
@@ -77,6 +78,7 @@ const COCKROACH: &[(&str, &str)] = &[
         "V7__search",
         include_str!("../../sql/cockroach/V7__search.sql"),
     ),
+    ("V8__jobs", include_str!("../../sql/cockroach/V8__jobs.sql")),
     (
         "V10__outbox_webhooks",
         include_str!("../../sql/cockroach/V10__outbox_webhooks.sql"),
@@ -286,7 +288,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 10]
+                [1, 2, 3, 4, 5, 6, 7, 8, 10]
             );
         }
         let names = |d| {

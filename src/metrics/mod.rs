@@ -7,6 +7,7 @@
 //! only for the `admin.top_tenants` busiest tenants at each scrape (`tenants`).
 
 pub mod admin;
+pub mod jobs;
 pub mod tenants;
 
 use std::borrow::Cow;
@@ -200,6 +201,7 @@ pub fn registry(state: actix_web::web::Data<AppState>, top_tenants: usize) -> Re
         "Requests without a valid token refused by the per-IP limit",
         m.anonymous_denials.clone(),
     );
+    state.job_metrics.register(&mut registry);
     registry.register_collector(Box::new(ScrapeTime { state, top_tenants }));
     registry
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
     pub metrics: crate::metrics::RequestMetrics,
+    /// The worker pool's instruments (`jobs::WorkerPool`).
+    pub job_metrics: crate::metrics::jobs::JobMetrics,
     /// Cross-tenant 404s, audited after the response.
     pub probes: ProbeAuditor,
 }
@@ -75,6 +77,7 @@ impl AppState {
             region,
             verifier,
             metrics: crate::metrics::RequestMetrics::default(),
+            job_metrics: crate::metrics::jobs::JobMetrics::default(),
         }
     }
 

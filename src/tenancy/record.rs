@@ -42,6 +42,8 @@ pub struct Limits {
     pub ai_tokens_per_month: u64,
     /// Largest message body, in bytes (UTF-8).
     pub message_bytes: u32,
+    /// Background jobs of the tenant running at once, across the region's nodes.
+    pub jobs_concurrent: u32,
 }
 
 /// Per-tenant overrides, as stored; absent fields fall back to the plan. A PATCH
@@ -63,6 +65,8 @@ pub struct LimitOverrides {
     pub ai_tokens_per_month: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_bytes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs_concurrent: Option<u32>,
 }
 
 impl Plan {
@@ -89,6 +93,7 @@ impl Plan {
                 users: 10,
                 ai_tokens_per_month: 100_000,
                 message_bytes: 4 * 1024,
+                jobs_concurrent: 2,
             },
             Plan::Pro => Limits {
                 requests_per_second: 200,
@@ -98,6 +103,7 @@ impl Plan {
                 users: 500,
                 ai_tokens_per_month: 5_000_000,
                 message_bytes: 16 * 1024,
+                jobs_concurrent: 8,
             },
             Plan::Enterprise => Limits {
                 requests_per_second: 2_000,
@@ -107,6 +113,7 @@ impl Plan {
                 users: 100_000,
                 ai_tokens_per_month: 100_000_000,
                 message_bytes: 64 * 1024,
+                jobs_concurrent: 32,
             },
         }
     }
@@ -128,7 +135,7 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 /// The fields of `LimitOverrides`, as named on the wire.
-const LIMIT_FIELDS: [&str; 7] = [
+const LIMIT_FIELDS: [&str; 8] = [
     "requests_per_second",
     "burst",
     "concurrent_requests",
@@ -136,6 +143,7 @@ const LIMIT_FIELDS: [&str; 7] = [
     "users",
     "ai_tokens_per_month",
     "message_bytes",
+    "jobs_concurrent",
 ];
 
 /// A PATCH of the overrides: a field given a value is set, a field given `null`
@@ -180,7 +188,8 @@ impl LimitOverrides {
         in_range("storage_bytes", self.storage_bytes, 0, 1 << 50)?;
         in_range("users", self.users, 1, 1_000_000)?;
         in_range("ai_tokens_per_month", self.ai_tokens_per_month, 0, 1 << 40)?;
-        in_range("message_bytes", self.message_bytes, 1, 128 * 1024)
+        in_range("message_bytes", self.message_bytes, 1, 128 * 1024)?;
+        in_range("jobs_concurrent", self.jobs_concurrent, 1, 1_000)
     }
 
     fn apply(&self, plan: Limits) -> Limits {
@@ -192,6 +201,7 @@ impl LimitOverrides {
             users: self.users.unwrap_or(plan.users),
             ai_tokens_per_month: self.ai_tokens_per_month.unwrap_or(plan.ai_tokens_per_month),
             message_bytes: self.message_bytes.unwrap_or(plan.message_bytes),
+            jobs_concurrent: self.jobs_concurrent.unwrap_or(plan.jobs_concurrent),
         }
     }
 }

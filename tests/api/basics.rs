@@ -231,6 +231,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V5__placement",
             "V6__usage_shards",
             "V7__search",
+            "V8__jobs",
             "V10__outbox_webhooks"
         ]
     );

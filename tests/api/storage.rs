@@ -275,7 +275,12 @@ async fn v6_moves_existing_usage_into_shards_once() {
         .unwrap();
     assert_eq!(
         upgrade.applied,
-        ["V6__usage_shards", "V7__search", "V10__outbox_webhooks"]
+        [
+            "V6__usage_shards",
+            "V7__search",
+            "V8__jobs",
+            "V10__outbox_webhooks"
+        ]
     );
     client
         .batch_execute(include_str!("../../sql/postgres/V6__usage_shards.sql"))

@@ -1,0 +1,384 @@
+//! A node's worker pool: leases jobs of its own region, round-robin across
+//! tenants, and runs them.
+//!
+//! Fairness: each pass walks the tenants that have ready work in tenant-id order
+//! from where the previous pass stopped (the node's cursor) and leases at most one
+//! job per tenant, skipping tenants already at their `jobs_concurrent`; passes
+//! repeat while slots are free and something was leased. A tenant with 100,000
+//! queued jobs thus gets one job per pass, like a tenant with one. The node's
+//! cap (`jobs.workers`) is a semaphore: a job is leased only with a permit in hand.
+//! Per-tenant concurrency is counted from running rows in the claiming statement
+//! (no counter row), so it holds across nodes.
+//!
+//! Leases: a running job's lease is renewed every third of `jobs.lease_ms`; a
+//! renewal that finds the job cancelled or taken over stops the run. Any node
+//! hands expired leases back to the queue (`expire_job_leases`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use super::store::{self, Claimed, Finish};
+use super::{JobContext, JobError, JobSettings, Registry};
+use crate::db::{Database, TxMode};
+use crate::error::ApiError;
+use crate::ids::{RegionId, TenantId};
+use crate::metrics::jobs::JobMetrics;
+use crate::tenancy::Directory;
+
+/// Runs `$body` in the job's own scope: its tenant's transaction (RLS on that
+/// tenant), or for a platform job a platform transaction that may see platform
+/// jobs. A macro because the two transactions are different types.
+macro_rules! in_job_scope {
+    ($pool:expr, $job:expr, $mode:expr, $body:expr) => {
+        match $job.tenant {
+            Some(tenant) => {
+                $pool
+                    .db
+                    .tenant_tx(tenant, &$pool.region, None, $mode, $body)
+                    .await
+            }
+            None => {
+                $pool
+                    .db
+                    .platform_tx($mode, async |tx| {
+                        store::enter_platform_jobs(tx).await?;
+                        ($body)(tx).await
+                    })
+                    .await
+            }
+        }
+    };
+}
+
+/// Tenants looked at per pass at most.
+const HEADS_PER_PASS: i32 = 64;
+
+pub struct WorkerPool {
+    db: Database,
+    directory: Directory,
+    region: RegionId,
+    /// This node's lease-owner name (region/uuid).
+    owner: String,
+    registry: Registry,
+    settings: JobSettings,
+    slots: Arc<Semaphore>,
+    /// The last tenant a pass looked at.
+    cursor: Mutex<Uuid>,
+    wake: Notify,
+    metrics: JobMetrics,
+    /// Last period started per schedule (`schedule`).
+    pub(super) schedule_marks: Mutex<std::collections::HashMap<&'static str, i64>>,
+}
+
+impl WorkerPool {
+    pub fn new(
+        db: Database,
+        directory: Directory,
+        region: RegionId,
+        registry: Registry,
+        settings: JobSettings,
+        metrics: JobMetrics,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            owner: format!("{region}/{}", Uuid::now_v7()),
+            db,
+            directory,
+            region,
+            registry,
+            slots: Arc::new(Semaphore::new(settings.workers)),
+            settings,
+            cursor: Mutex::new(Uuid::nil()),
+            wake: Notify::new(),
+            metrics,
+            schedule_marks: Mutex::default(),
+        })
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    pub(super) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub(super) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn lease_secs(&self) -> f64 {
+        self.settings.lease_ms as f64 / 1000.0
+    }
+
+    /// Jobs running on this node now.
+    pub fn running(&self) -> usize {
+        self.settings.workers - self.slots.available_permits()
+    }
+
+    /// Polls until the node stops: schedules, expired leases, then as many jobs as
+    /// free slots allow; again after `poll_interval_ms` or as soon as a job ends.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let pool = self.clone();
+        actix_web::rt::spawn(async move {
+            let interval = Duration::from_millis(pool.settings.poll_interval_ms);
+            let mut ticks: u64 = 0;
+            loop {
+                if ticks.is_multiple_of(10) {
+                    pool.housekeeping().await;
+                }
+                ticks += 1;
+                if let Err(err) = pool.poll_once().await {
+                    tracing::warn!(error = %err, "job poll failed");
+                }
+                let _ = tokio::time::timeout(interval, pool.wake.notified()).await;
+            }
+        })
+    }
+
+    /// Due schedules, expired leases, the region's totals for `/metrics`.
+    pub async fn housekeeping(&self) {
+        if let Err(err) = super::schedule::enqueue_due(self).await {
+            tracing::warn!(error = %err, "enqueueing scheduled jobs failed");
+        }
+        if let Err(err) = self.expire_leases().await {
+            tracing::warn!(error = %err, "expiring job leases failed");
+        }
+        let stats = self
+            .db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                store::region_stats(tx, &self.region).await
+            })
+            .await;
+        match stats {
+            Ok((queued, running, oldest)) => {
+                self.metrics.set_region_totals(queued, running, oldest)
+            }
+            Err(err) => tracing::warn!(error = %err, "reading job totals failed"),
+        }
+    }
+
+    /// Hands this region's expired leases back to the queue (or to `dead`).
+    pub async fn expire_leases(&self) -> Result<i64, ApiError> {
+        let n = self
+            .db
+            .platform_tx(TxMode::ReadWrite, async |tx| {
+                store::expire_leases(tx, &self.region).await
+            })
+            .await?;
+        if n > 0 {
+            tracing::info!(jobs = n, "expired job leases returned to the queue");
+        }
+        Ok(n)
+    }
+
+    /// Leases as many jobs as free slots allow, round-robin across tenants, and
+    /// starts them. Returns how many it started.
+    pub async fn poll_once(self: &Arc<Self>) -> Result<usize, ApiError> {
+        let mut started = 0;
+        if let Some(permit) = self.slots.clone().try_acquire_owned().ok()
+            && let Some(job) = self
+                .claim(None, i64::from(self.settings.platform_concurrent))
+                .await?
+        {
+            self.start(job, permit);
+            started += 1;
+        }
+        loop {
+            let pass = self.pass().await?;
+            started += pass;
+            if pass == 0 || self.slots.available_permits() == 0 {
+                return Ok(started);
+            }
+        }
+    }
+
+    /// One round: at most one job per tenant with ready work.
+    async fn pass(self: &Arc<Self>) -> Result<usize, ApiError> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let n = HEADS_PER_PASS.min(i32::try_from(free * 4).unwrap_or(HEADS_PER_PASS));
+        let after = *self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut heads = self.heads(after, n).await?;
+        if heads.len() < n as usize && !after.is_nil() {
+            // Wrap around: the tenants before the cursor come after it.
+            let seen: std::collections::HashSet<_> = heads.iter().map(|(t, _)| *t).collect();
+            let wrapped = self.heads(Uuid::nil(), n - heads.len() as i32).await?;
+            heads.extend(wrapped.into_iter().filter(|(t, _)| !seen.contains(t)));
+        }
+        let mut started = 0;
+        for (tenant, running) in heads {
+            let cap = self.tenant_cap(tenant).await?;
+            if running < cap {
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                if let Some(job) = self.claim(Some(tenant), cap).await? {
+                    self.start(job, permit);
+                    started += 1;
+                }
+            }
+            *self.cursor.lock().unwrap_or_else(PoisonError::into_inner) = *tenant.as_uuid();
+        }
+        Ok(started)
+    }
+
+    async fn heads(&self, after: Uuid, n: i32) -> Result<Vec<(TenantId, i64)>, ApiError> {
+        self.db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                store::queue_heads(tx, &self.region, after, n).await
+            })
+            .await
+    }
+
+    /// The tenant's `jobs_concurrent` (from the directory cache; the claim counts
+    /// running rows against it in the database). A tenant that no longer exists
+    /// or is suspended runs nothing.
+    async fn tenant_cap(&self, tenant: TenantId) -> Result<i64, ApiError> {
+        Ok(match self.directory.get(tenant).await? {
+            Some(record) if record.status == crate::tenancy::TenantStatus::Active => {
+                i64::from(record.limits().jobs_concurrent)
+            }
+            _ => 0,
+        })
+    }
+
+    async fn claim(&self, tenant: Option<TenantId>, cap: i64) -> Result<Option<Claimed>, ApiError> {
+        let lease = self.lease_secs();
+        let job = self
+            .db
+            .platform_tx(TxMode::ReadWrite, async |tx| {
+                store::claim(tx, &self.region, tenant, &self.owner, lease, cap).await
+            })
+            .await?;
+        if job.is_some() {
+            self.metrics.observe_claim();
+        }
+        Ok(job)
+    }
+
+    fn start(self: &Arc<Self>, job: Claimed, permit: OwnedSemaphorePermit) {
+        let pool = self.clone();
+        actix_web::rt::spawn(async move {
+            let id = job.id;
+            if let Err(err) = pool.run(job).await {
+                // The lease expires and another attempt follows.
+                tracing::warn!(job_id = %id, error = %err, "recording a job run failed");
+            }
+            drop(permit);
+            pool.wake.notify_one();
+        });
+    }
+
+    async fn run(&self, job: Claimed) -> Result<(), ApiError> {
+        let handler = self.registry.get(&job.kind);
+        let kind = handler.as_ref().map_or("unregistered", |h| h.kind());
+        let owner = self.owner.as_str();
+        let Some(payload) = in_job_scope!(self, job, TxMode::ReadOnly, async |tx| {
+            store::leased_payload(tx, job.id, owner).await
+        })?
+        else {
+            // Cancelled (or taken over) between the claim and now.
+            self.metrics.observe_run(kind, "lost");
+            return Ok(());
+        };
+        let outcome = match handler {
+            // A node of an older or newer build may know the kind: retry, not fail.
+            None => Some(Err(JobError::Retry(format!(
+                "no handler for kind `{}` on node {owner}",
+                job.kind
+            )))),
+            Some(handler) => {
+                let ctx = JobContext {
+                    job_id: job.id,
+                    tenant: job.tenant,
+                    region: self.region.clone(),
+                    kind,
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                    db: self.db.clone(),
+                };
+                self.run_leased(&job, handler.run(&ctx, &payload)).await?
+            }
+        };
+        let Some(outcome) = outcome else {
+            self.metrics.observe_run(kind, "lost");
+            return Ok(());
+        };
+        let finish = match outcome {
+            Ok(value) => Finish::Succeeded(value),
+            Err(error) => next_state(&self.settings, error, job.attempt, job.max_attempts),
+        };
+        let recorded = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
+            store::finish(tx, job.id, owner, &finish).await
+        })?;
+        let label = match (&finish, recorded) {
+            (_, false) => "lost",
+            (Finish::Succeeded(_), _) => "succeeded",
+            (Finish::Retry { .. }, _) => "retry",
+            (Finish::Failed(_), _) => "failed",
+            (Finish::Dead(_), _) => "dead",
+        };
+        self.metrics.observe_run(kind, label);
+        Ok(())
+    }
+
+    /// Drives the handler while renewing the lease every third of it. `None` when
+    /// a renewal found the lease gone (cancelled or taken over): the run is
+    /// dropped at that await point.
+    async fn run_leased<T>(
+        &self,
+        job: &Claimed,
+        run: impl Future<Output = T>,
+    ) -> Result<Option<T>, ApiError> {
+        let every = Duration::from_millis((self.settings.lease_ms / 3).max(10));
+        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let lease = self.lease_secs();
+        let owner = self.owner.as_str();
+        let mut run = std::pin::pin!(run);
+        loop {
+            tokio::select! {
+                done = &mut run => return Ok(Some(done)),
+                _ = renewals.tick() => {
+                    let held = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
+                        store::renew(tx, job.id, owner, lease).await
+                    })?;
+                    if !held {
+                        tracing::info!(job_id = %job.id, "job cancelled or lease lost; stopping its run");
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Backoff before attempt `attempt + 1`: uniformly random in
+/// [0, min(max, base · 2^(attempt-1))] ("full jitter"), so retries of many jobs
+/// that failed together spread out.
+pub fn backoff_secs(settings: &JobSettings, attempt: i32) -> f64 {
+    let exp = 2f64.powi(attempt.clamp(1, 30) - 1);
+    let ceiling = (settings.backoff_base_ms as f64 * exp).min(settings.backoff_max_ms as f64);
+    let unit = (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
+    ceiling * unit / 1000.0
+}
+
+/// Which state a handler's error leads to, given the attempt just made.
+pub fn next_state(settings: &JobSettings, error: JobError, attempt: i32, max: i32) -> Finish {
+    match error {
+        JobError::Permanent(e) => Finish::Failed(e),
+        JobError::Retry(e) if attempt >= max => Finish::Dead(e),
+        JobError::Retry(e) => Finish::Retry {
+            error: e,
+            after_secs: backoff_secs(settings, attempt),
+        },
+    }
+}
