@@ -87,6 +87,7 @@ pub const CODES: &[(&str, StatusCode)] = &[
     ("invalid_query", StatusCode::BAD_REQUEST),
     ("non_canonical_path", StatusCode::BAD_REQUEST),
     ("residency_violation", StatusCode::BAD_REQUEST),
+    ("webhook_url_refused", StatusCode::BAD_REQUEST),
     ("unauthenticated", StatusCode::UNAUTHORIZED),
     ("forbidden", StatusCode::FORBIDDEN),
     ("tenant_suspended", StatusCode::FORBIDDEN),

@@ -21,6 +21,7 @@ pub mod dev;
 pub mod embedded_pg;
 pub mod error;
 pub mod geodns;
+pub mod hooks;
 pub mod ids;
 pub mod jobs;
 pub mod limits;
@@ -142,6 +143,7 @@ impl Application {
             Duration::from_millis(settings.directory.refresh_interval_ms * 2),
         );
         let (job_db, job_directory) = (db.clone(), directory.clone());
+        let hooks = web::Data::new(hooks::Hooks::new(&settings)?);
         let state = web::Data::new(AppState::new(
             db, directory, limits, routing, relocator, topology, region, verifier,
         ));
@@ -151,7 +153,7 @@ impl Application {
                 job_db,
                 job_directory,
                 state.region.clone(),
-                jobs::node_registry(),
+                hooks.register(jobs::node_registry()),
                 settings.jobs.clone(),
                 state.job_metrics.clone(),
             )
@@ -177,6 +179,7 @@ impl Application {
                 .into_utoipa_app()
                 .app_data(app_state.clone())
                 .app_data(openapi_json.clone())
+                .app_data(hooks.clone())
                 .app_data(route_index.clone())
                 .app_data(routing::middleware::Forwarder::new(
                     forward_timeout,

@@ -7,20 +7,27 @@
 //! updated by every post would be the hot row `V6` removed from the write path).
 //! The per-tenant order is assigned afterwards by `sequence`, run by the
 //! dispatcher with the tenant's head row locked: events it finds get the next
-//! numbers in `(created_at, id)` order. An event committed before another
+//! numbers in `(created_at, id)` order (`created_at` is the insert's
+//! `clock_timestamp()`, so events of one transaction keep their order). An event committed before another
 //! transaction began is sequenced no later than that transaction's events (it is
 //! either in an earlier batch, or in the same batch with an earlier
 //! `created_at`), so the order respects causality, and once given, a number never
 //! changes.
+//!
+//! Events of a tenant with an enabled webhook also enqueue an `outbox.dispatch`
+//! job in the same transaction (`crate::jobs`), which runs `sequence` and the
+//! fan-out; other tenants' events wait unsequenced (a webhook created later
+//! receives only events from its creation on).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
 use crate::error::ApiError;
+use crate::jobs::{self, NewJob};
 
 /// Every event kind the API records (also the webhook filter vocabulary).
 pub const KINDS: &[&str] = &[
@@ -90,8 +97,26 @@ pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, ApiError> {
         ],
     )
     .await?;
+    // Only a tenant with an enabled webhook needs its events dispatched; the
+    // job commits with the event, so no event is left undispatched.
+    let hooked = tx
+        .query_opt(HOOKED_SQL, &[tx.tenant_id().as_uuid()])
+        .await?
+        .is_some();
+    if hooked {
+        let mut job = NewJob::new(DISPATCH_KIND, json!({ "event_id": id }));
+        job.max_attempts = 20;
+        jobs::enqueue(tx, job).await?;
+    }
     Ok(id)
 }
+
+/// The job kind that sequences events and fans them out (`webhooks::jobs`).
+pub const DISPATCH_KIND: &str = "outbox.dispatch";
+
+/// Whether the tenant has an enabled webhook (run with every event).
+pub const HOOKED_SQL: &str =
+    "SELECT 1 FROM webhook_endpoints WHERE tenant_id = $1 AND enabled LIMIT 1";
 
 /// Gives the tenant's unsequenced events (at most `limit`) the next numbers of
 /// its sequence and returns them in that order. The head row is locked first, so

@@ -15,9 +15,9 @@ CREATE TABLE IF NOT EXISTS outbox_events (
     kind         text        NOT NULL,
     subject_kind text,
     subject_id   text,
-    actor        text        NOT NULL,
     data         jsonb       NOT NULL DEFAULT '{}',
-    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- clock_timestamp(), not now(): events of one transaction keep their order.
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (tenant_id, id),
     UNIQUE (tenant_id, seq)
 ) LOCALITY REGIONAL BY ROW AS crdb_region;
@@ -141,3 +141,19 @@ CREATE POLICY tenant_isolation ON channel_summaries
 -- Events are never updated by the API (only sequenced) and never deleted by it.
 GRANT SELECT, INSERT, UPDATE ON outbox_events, outbox_heads TO meridian_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints, webhook_deliveries, channel_summaries TO meridian_app;
+
+-- A probe of another tenant's webhook or summary is audited like one of its
+-- channel (src/scope/probes.rs asks whose the id is): the V1 function plus the
+-- new kinds. SECURITY DEFINER so it sees across tenants; it returns only a tenant id.
+CREATE OR REPLACE FUNCTION resource_owner(kind text, resource_id uuid) RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER AS $$
+    SELECT CASE kind
+        WHEN 'user'    THEN (SELECT tenant_id FROM public.users    WHERE id = resource_id LIMIT 1)
+        WHEN 'channel' THEN (SELECT tenant_id FROM public.channels WHERE id = resource_id LIMIT 1)
+        WHEN 'tenant'  THEN (SELECT id        FROM public.tenants  WHERE id = resource_id)
+        WHEN 'webhook' THEN (SELECT tenant_id FROM public.webhook_endpoints WHERE id = resource_id LIMIT 1)
+        WHEN 'summary' THEN (SELECT tenant_id FROM public.channel_summaries WHERE id = resource_id LIMIT 1)
+    END
+$$;
+REVOKE ALL ON FUNCTION resource_owner(text, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION resource_owner(text, uuid) TO meridian_app;

@@ -230,6 +230,48 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Platform,
         &["forbidden"],
     ),
+    op(
+        "createWebhook",
+        "POST",
+        "/v1/webhooks",
+        Who::Tenant,
+        &["forbidden", "webhook_url_refused"],
+    ),
+    op(
+        "listWebhooks",
+        "GET",
+        "/v1/webhooks",
+        Who::Tenant,
+        &["forbidden"],
+    ),
+    op(
+        "getWebhook",
+        "GET",
+        "/v1/webhooks/{id}",
+        Who::Tenant,
+        &["forbidden"],
+    ),
+    op(
+        "updateWebhook",
+        "PATCH",
+        "/v1/webhooks/{id}",
+        Who::Tenant,
+        &["forbidden", "webhook_url_refused"],
+    ),
+    op(
+        "deleteWebhook",
+        "DELETE",
+        "/v1/webhooks/{id}",
+        Who::Tenant,
+        &["forbidden"],
+    ),
+    op(
+        "listWebhookDeliveries",
+        "GET",
+        "/v1/webhooks/{id}/deliveries",
+        Who::Tenant,
+        &["forbidden"],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

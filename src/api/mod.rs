@@ -16,6 +16,7 @@ mod search;
 mod tenants;
 mod usage;
 mod users;
+mod webhooks;
 
 use actix_web::dev::ResourceDef;
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
@@ -83,7 +84,13 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(regions::undrain)
                 .service(relocation::start)
                 .service(relocation::status)
-                .service(relocation::evacuate),
+                .service(relocation::evacuate)
+                .service(webhooks::create)
+                .service(webhooks::list)
+                .service(webhooks::get)
+                .service(webhooks::patch)
+                .service(webhooks::delete)
+                .service(webhooks::deliveries),
         );
 }
 

@@ -87,6 +87,12 @@ pub async fn provision(
         })?;
     let tenant = TenantRecord::from_row(&row)?;
     let scoped = tx.enter_tenant(id, new.home_region.clone()).await?;
+    let created = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan });
+    outbox::record(
+        &scoped,
+        Event::new("tenant.created", ("tenant", id.to_string()), created),
+    )
+    .await?;
     let owner = users::create(
         &scoped,
         &new.owner_email,
@@ -96,15 +102,6 @@ pub async fn provision(
     .await?;
     usage::open(&scoped).await?;
     let details = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan, "owner_id": owner.id });
-    outbox::record(
-        &scoped,
-        Event::new(
-            "tenant.created",
-            ("tenant", id.to_string()),
-            details.clone(),
-        ),
-    )
-    .await?;
     audit::record(
         &scoped,
         admin,

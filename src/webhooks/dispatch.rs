@@ -3,7 +3,7 @@
 //! `fan_out` sequences the tenant's new events (`outbox::sequence`) and writes one
 //! delivery row per (event, enabled endpoint whose filter matches), in the same
 //! transaction: an event is sequenced exactly when its deliveries exist.
-//! `deliver_next` sends an endpoint's deliveries strictly in sequence order: only
+//! `claim_head`, `send` and `record` send an endpoint's deliveries strictly in sequence order: only
 //! the endpoint's oldest pending delivery is ever sent, so a receiver never sees
 //! event n+1 before event n (unless n was given up after `max_attempts`). Claiming
 //! the head pushes its `next_attempt_at` past the request's time limit in a
@@ -50,27 +50,31 @@ impl Default for WebhookSettings {
     }
 }
 
-/// Sequences new events and writes their deliveries; returns the endpoints that
-/// got at least one (each needs a `deliver_next` run).
-pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<Vec<WebhookId>, ApiError> {
+/// Sequences up to `batch` new events and writes their deliveries; returns the
+/// endpoints that got at least one (each needs a `webhook.deliver` run) and how
+/// many events were sequenced.
+pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<(Vec<WebhookId>, i64), ApiError> {
     let events = outbox::sequence(tx, batch).await?;
+    let sequenced = events.len() as i64;
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     let tenant = tx.tenant_id();
-    let endpoints: Vec<(Uuid, Vec<String>)> = tx
+    let endpoints: Vec<(Uuid, Vec<String>, DateTime<Utc>)> = tx
         .query(
-            "SELECT id, event_types FROM webhook_endpoints WHERE tenant_id = $1 AND enabled ORDER BY id",
+            "SELECT id, event_types, created_at FROM webhook_endpoints WHERE tenant_id = $1 AND enabled ORDER BY id",
             &[tenant.as_uuid()],
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let mut touched = Vec::new();
-    for (endpoint, types) in &endpoints {
+    for (endpoint, types, since) in &endpoints {
         for event in &events {
-            if !types.is_empty() && !types.iter().any(|t| *t == event.kind) {
+            // An endpoint gets the events from its creation on, of its types.
+            let wanted = types.is_empty() || types.iter().any(|t| *t == event.kind);
+            if !wanted || event.created_at < *since {
                 continue;
             }
             let payload = json!({
@@ -94,7 +98,10 @@ pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<Vec<WebhookId>, Ap
             }
         }
     }
-    Ok(touched.into_iter().map(WebhookId::from_uuid).collect())
+    Ok((
+        touched.into_iter().map(WebhookId::from_uuid).collect(),
+        sequenced,
+    ))
 }
 
 /// A claimed delivery: everything needed to send it outside a transaction.

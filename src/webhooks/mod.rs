@@ -4,6 +4,7 @@
 //! automatic disabling (`dispatch`). `store` holds the endpoints and the log.
 
 pub mod dispatch;
+pub mod jobs;
 pub mod sign;
 pub mod store;
 

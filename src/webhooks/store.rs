@@ -29,15 +29,10 @@ pub struct Webhook {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-/// The answer that creates or rotates a secret: the only time it is shown.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookWithSecret {
-    #[serde(flatten)]
-    pub webhook: Webhook,
-    /// `whsec_…`: store it now, it is never shown again.
-    pub secret: String,
+    /// `whsec_…`, only in the answer that creates or rotates it: store it then,
+    /// it is never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,6 +66,7 @@ fn from_row(row: &Row) -> Webhook {
         previous_secret_expires_at: row.get("previous_expires_at"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        secret: None,
     }
 }
 

@@ -425,6 +425,16 @@ impl TestApp {
         reply.body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// A webhook endpoint of `tenant` (its id, its secret).
+    pub async fn create_webhook(&self, tenant: &Tenant, body: Value) -> (Uuid, String) {
+        let reply = self.post("/v1/webhooks", &tenant.owner_token, body).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        (
+            reply.body["id"].as_str().unwrap().parse().unwrap(),
+            reply.body["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn post_message(&self, tenant: &Tenant, channel: Uuid, body: &str) -> Uuid {
         let reply = self
             .post(

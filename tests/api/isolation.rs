@@ -27,6 +27,7 @@ pub(crate) enum Target {
     Tenant,
     User,
     Channel,
+    Webhook,
 }
 
 pub(crate) struct Route {
@@ -194,6 +195,38 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Region,
             no_body,
         ),
+        r("POST", "/v1/webhooks", Tenant(Role::Admin), T::None, || {
+            Some(json!({"url": "http://hooks.example/in"}))
+        }),
+        r("GET", "/v1/webhooks", Tenant(Role::Admin), T::None, no_body),
+        r(
+            "GET",
+            "/v1/webhooks/{id}",
+            Tenant(Role::Admin),
+            T::Webhook,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/webhooks/{id}",
+            Tenant(Role::Admin),
+            T::Webhook,
+            || Some(json!({"description": "changed"})),
+        ),
+        r(
+            "DELETE",
+            "/v1/webhooks/{id}",
+            Tenant(Role::Admin),
+            T::Webhook,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/webhooks/{id}/deliveries",
+            Tenant(Role::Admin),
+            T::Webhook,
+            no_body,
+        ),
     ]
 }
 
@@ -217,6 +250,7 @@ pub(crate) struct Victim {
     pub user: Uuid,
     pub channel: Uuid,
     pub message: Uuid,
+    pub webhook: Uuid,
 }
 
 impl Victim {
@@ -227,6 +261,7 @@ impl Victim {
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
+            Target::Webhook => self.webhook,
         };
         route
             .path
@@ -264,11 +299,16 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let a_message = app
         .post_message(&a, a_channel, "the launch is on friday")
         .await;
+    let a_webhook = app
+        .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
+        .await
+        .0;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
         channel: a_channel,
         message: a_message,
+        webhook: a_webhook,
     };
     let b = app.provision("attacker").await;
 
@@ -301,11 +341,12 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/users",
         "/v1/search?q=launch",
         "/v1/audit",
+        "/v1/webhooks",
     ] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let text = reply.body.to_string();
-        for id in [a.id, a_member, a_channel] {
+        for id in [a.id, a_member, a_channel, a_webhook] {
             assert!(
                 !text.contains(&id.to_string()),
                 "{path} leaked {id}: {text}"
@@ -391,11 +432,16 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
     let (member, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
     let message = app.post_message(&a, channel, "hello").await;
+    let webhook = app
+        .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
+        .await
+        .0;
     let ids = Victim {
         tenant: a.id,
         user: member,
         channel,
         message,
+        webhook,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -501,11 +547,16 @@ async fn too_weak_a_role_answers_403() {
     let (target_user, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
     let message = app.post_message(&a, channel, "hello").await;
+    let webhook = app
+        .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
+        .await
+        .0;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
         channel,
         message,
+        webhook,
     };
     let mut checked = 0;
     for route in routes() {

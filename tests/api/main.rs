@@ -11,6 +11,7 @@ mod limits;
 mod messages;
 mod metrics;
 mod openapi;
+mod outbox;
 mod plans;
 mod regions;
 mod rls;
