@@ -22,3 +22,4 @@ mod shutdown;
 mod storage;
 mod tenants;
 mod users;
+mod webhooks;
