@@ -107,6 +107,7 @@ pub const CODES: &[(&str, StatusCode)] = &[
     ("relocation_in_progress", StatusCode::CONFLICT),
     ("relocation_stale", StatusCode::CONFLICT),
     ("reservation_settled", StatusCode::CONFLICT),
+    ("job_finished", StatusCode::CONFLICT),
     ("residency_conflict", StatusCode::CONFLICT),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
     ("message_too_large", StatusCode::PAYLOAD_TOO_LARGE),

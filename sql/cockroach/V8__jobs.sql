@@ -170,3 +170,15 @@ GRANT EXECUTE ON FUNCTION public.claim_job(text, uuid, text, float8, bigint) TO 
 GRANT EXECUTE ON FUNCTION public.claim_platform_job(text, text, float8, bigint) TO meridian_app;
 GRANT EXECUTE ON FUNCTION public.expire_job_leases(text) TO meridian_app;
 GRANT EXECUTE ON FUNCTION public.job_region_stats(text) TO meridian_app;
+
+-- A 404 for another tenant's job is audited like one for its channel (V1's
+-- resource_owner, which names only the owning tenant, learns the kind `job`).
+CREATE OR REPLACE FUNCTION resource_owner(kind text, resource_id uuid) RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER AS $$
+    SELECT CASE kind
+        WHEN 'user'    THEN (SELECT tenant_id FROM public.users    WHERE id = resource_id LIMIT 1)
+        WHEN 'channel' THEN (SELECT tenant_id FROM public.channels WHERE id = resource_id LIMIT 1)
+        WHEN 'tenant'  THEN (SELECT id        FROM public.tenants  WHERE id = resource_id)
+        WHEN 'job'     THEN (SELECT tenant_id FROM public.jobs     WHERE id = resource_id LIMIT 1)
+    END
+$$;

@@ -272,6 +272,21 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &["forbidden"],
     ),
+    op("listJobs", "GET", "/v1/jobs", Who::Tenant, &["forbidden"]),
+    op(
+        "getJob",
+        "GET",
+        "/v1/jobs/{id}",
+        Who::Tenant,
+        &["forbidden"],
+    ),
+    op(
+        "cancelJob",
+        "POST",
+        "/v1/jobs/{id}/cancel",
+        Who::Tenant,
+        &["forbidden", "job_finished"],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

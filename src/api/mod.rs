@@ -9,6 +9,7 @@ mod audit;
 mod channels;
 pub mod contract;
 mod health;
+mod jobs;
 mod messages;
 mod regions;
 mod relocation;
@@ -90,7 +91,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(webhooks::get)
                 .service(webhooks::patch)
                 .service(webhooks::delete)
-                .service(webhooks::deliveries),
+                .service(webhooks::deliveries)
+                .service(jobs::list)
+                .service(jobs::get)
+                .service(jobs::cancel),
         );
 }
 

@@ -33,6 +33,8 @@ pub enum Permission {
     ManageWebhooks,
     /// Ask for a channel summary (spends the tenant's AI tokens).
     RequestSummary,
+    /// See and cancel the tenant's background jobs.
+    ManageJobs,
 }
 
 impl Role {
@@ -50,6 +52,7 @@ impl Role {
                     | ReadUsage
                     | ManageWebhooks
                     | RequestSummary
+                    | ManageJobs
             ),
             Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),

@@ -74,6 +74,20 @@ pub async fn enqueue_platform(
     store::enqueue_platform(tx, region, job).await
 }
 
+/// Enqueues a job for `tenant` as the node itself (schedules, node-internal
+/// producers), in a transaction of its own scoped to that tenant.
+pub async fn enqueue_for(
+    db: &Database,
+    tenant: TenantId,
+    home_region: &RegionId,
+    job: NewJob,
+) -> Result<JobId, JobStoreError> {
+    db.tenant_tx(tenant, home_region, None, TxMode::ReadWrite, async |tx| {
+        store::enqueue(tx, job.clone()).await
+    })
+    .await
+}
+
 /// What a handler knows about the job it runs.
 pub struct JobContext {
     pub job_id: JobId,

@@ -65,14 +65,14 @@ impl Schedule {
 /// other nodes' attempts no-ops).
 pub async fn enqueue_due(pool: &WorkerPool) -> Result<(), ApiError> {
     let now = Utc::now();
-    for schedule in pool.registry().schedules() {
+    for (index, schedule) in pool.registry().schedules().iter().enumerate() {
         let start = schedule.period_start(now);
         let mark = start.timestamp_millis();
         let done = pool
             .schedule_marks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(schedule.kind)
+            .get(&index)
             == Some(&mark);
         if done {
             continue;
@@ -88,11 +88,7 @@ pub async fn enqueue_due(pool: &WorkerPool) -> Result<(), ApiError> {
             }
             ScheduleScope::EachTenant => {
                 for tenant in active_tenants(pool, pool.region()).await? {
-                    let job = schedule.job(start);
-                    pool.db()
-                        .tenant_tx(tenant, pool.region(), None, TxMode::ReadWrite, async |tx| {
-                            store::enqueue(tx, job.clone()).await
-                        })
+                    super::enqueue_for(pool.db(), tenant, pool.region(), schedule.job(start))
                         .await?;
                 }
             }
@@ -100,7 +96,7 @@ pub async fn enqueue_due(pool: &WorkerPool) -> Result<(), ApiError> {
         pool.schedule_marks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(schedule.kind, mark);
+            .insert(index, mark);
     }
     Ok(())
 }

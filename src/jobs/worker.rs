@@ -69,8 +69,8 @@ pub struct WorkerPool {
     cursor: Mutex<Uuid>,
     wake: Notify,
     metrics: JobMetrics,
-    /// Last period started per schedule (`schedule`).
-    pub(super) schedule_marks: Mutex<std::collections::HashMap<&'static str, i64>>,
+    /// Last period enqueued per schedule (index in the registry; `schedule`).
+    pub(super) schedule_marks: Mutex<std::collections::HashMap<usize, i64>>,
 }
 
 impl WorkerPool {
@@ -120,6 +120,14 @@ impl WorkerPool {
     /// Jobs running on this node now.
     pub fn running(&self) -> usize {
         self.settings.workers - self.slots.available_permits()
+    }
+
+    /// Waits until no job runs on this node (tests, benchmarks, shutdown).
+    pub async fn idle(&self) {
+        let all = u32::try_from(self.settings.workers).unwrap_or(u32::MAX);
+        if let Ok(permits) = self.slots.acquire_many(all).await {
+            drop(permits);
+        }
     }
 
     /// Polls until the node stops: schedules, expired leases, then as many jobs as

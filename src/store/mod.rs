@@ -44,6 +44,7 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("usage.storage_bytes", usage::STORAGE_BYTES_SQL),
         ("usage.ai_month", crate::ai_ledger::MONTH_USAGE_SQL),
         ("outbox.hooked", crate::outbox::HOOKED_SQL),
+        ("jobs.list", crate::jobs::store::LIST_SQL),
     ];
     list.into_iter()
         .map(|(name, sql)| HotStatement { name, sql })

@@ -66,7 +66,10 @@ pub fn sentences(messages: &[String]) -> Vec<Sentence> {
 fn push(out: &mut Vec<Sentence>, message: usize, current: &mut String) {
     let text = current.trim();
     if !text.is_empty() {
-        out.push(Sentence { message, text: text.to_owned() });
+        out.push(Sentence {
+            message,
+            text: text.to_owned(),
+        });
     }
     current.clear();
 }
@@ -100,7 +103,10 @@ pub fn rank(sentences: &[Sentence], k: usize) -> Vec<usize> {
             v
         })
         .collect();
-    let norms: Vec<f64> = vectors.iter().map(|v| v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt()).collect();
+    let norms: Vec<f64> = vectors
+        .iter()
+        .map(|v| v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt())
+        .collect();
     let mut sim = vec![vec![0.0; n]; n];
     for i in 0..n {
         for j in (i + 1)..n {
@@ -191,12 +197,23 @@ mod tests {
         assert_eq!(summary.len(), 3);
         assert!(read > 50);
         let messages: Vec<usize> = summary.iter().map(|s| s.message).collect();
-        assert!(messages.windows(2).all(|w| w[0] <= w[1]), "in order: {messages:?}");
+        assert!(
+            messages.windows(2).all(|w| w[0] <= w[1]),
+            "in order: {messages:?}"
+        );
         for s in &summary {
-            assert!(s.text.to_lowercase().contains("migration"), "off topic: {}", s.text);
+            assert!(
+                s.text.to_lowercase().contains("migration"),
+                "off topic: {}",
+                s.text
+            );
         }
         // Chit-chat never makes it.
-        assert!(summary.iter().all(|s| !["ok", "lunch anyone?", "Morning all!", "🎉"].contains(&s.text.as_str())));
+        assert!(
+            summary
+                .iter()
+                .all(|s| !["ok", "lunch anyone?", "Morning all!", "🎉"].contains(&s.text.as_str()))
+        );
     }
 
     #[test]
@@ -205,7 +222,11 @@ mod tests {
         let b = summarise(&conversation(), 4);
         assert_eq!(a, b);
         let (all, _) = summarise(&conversation(), 100);
-        assert_eq!(all.len(), sentences(&conversation()).len(), "k above the count returns all");
+        assert_eq!(
+            all.len(),
+            sentences(&conversation()).len(),
+            "k above the count returns all"
+        );
         assert!(summarise(&[], 3).0.is_empty());
     }
 
@@ -214,9 +235,21 @@ mod tests {
         assert_eq!(tokens("Größe: 42 Äpfel!"), ["größe", "42", "äpfel"]);
         assert_eq!(tokens("東京で会議"), ["東", "京", "で", "会", "議"]);
         assert_eq!(tokens("Привет, мир"), ["привет", "мир"]);
-        let s = sentences(&["Erste Zeile. Zweite Zeile!\nDritte 3.5 Zeile".into(), "会議は明日です。資料を送ります。".into()]);
+        let s = sentences(&[
+            "Erste Zeile. Zweite Zeile!\nDritte 3.5 Zeile".into(),
+            "会議は明日です。資料を送ります。".into(),
+        ]);
         let texts: Vec<&str> = s.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(texts, ["Erste Zeile.", "Zweite Zeile!", "Dritte 3.5 Zeile", "会議は明日です。", "資料を送ります。"]);
+        assert_eq!(
+            texts,
+            [
+                "Erste Zeile.",
+                "Zweite Zeile!",
+                "Dritte 3.5 Zeile",
+                "会議は明日です。",
+                "資料を送ります。"
+            ]
+        );
     }
 
     #[test]
@@ -231,6 +264,9 @@ mod tests {
         .map(str::to_owned)
         .to_vec();
         let (summary, _) = summarise(&thread, 2);
-        assert!(summary.iter().all(|s| s.text.contains("Suchfunktion")), "{summary:?}");
+        assert!(
+            summary.iter().all(|s| s.text.contains("Suchfunktion")),
+            "{summary:?}"
+        );
     }
 }

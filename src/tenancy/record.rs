@@ -289,6 +289,7 @@ mod tests {
             users: Some(1),
             ai_tokens_per_month: Some(1),
             message_bytes: Some(1),
+            jobs_concurrent: Some(1),
         };
         let json = serde_json::to_value(all).unwrap();
         let mut names: Vec<&str> = json

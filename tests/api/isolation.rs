@@ -28,6 +28,7 @@ pub(crate) enum Target {
     User,
     Channel,
     Webhook,
+    Job,
 }
 
 pub(crate) struct Route {
@@ -227,6 +228,15 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Webhook,
             no_body,
         ),
+        r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
+        r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
+        r(
+            "POST",
+            "/v1/jobs/{id}/cancel",
+            Tenant(Role::Admin),
+            T::Job,
+            no_body,
+        ),
     ]
 }
 
@@ -251,6 +261,7 @@ pub(crate) struct Victim {
     pub channel: Uuid,
     pub message: Uuid,
     pub webhook: Uuid,
+    pub job: Uuid,
 }
 
 impl Victim {
@@ -262,6 +273,7 @@ impl Victim {
             Target::User => self.user,
             Target::Channel => self.channel,
             Target::Webhook => self.webhook,
+            Target::Job => self.job,
         };
         route
             .path
@@ -303,12 +315,14 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
         .await
         .0;
+    let a_job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
         channel: a_channel,
         message: a_message,
         webhook: a_webhook,
+        job: a_job,
     };
     let b = app.provision("attacker").await;
 
@@ -342,11 +356,12 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/search?q=launch",
         "/v1/audit",
         "/v1/webhooks",
+        "/v1/jobs",
     ] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let text = reply.body.to_string();
-        for id in [a.id, a_member, a_channel, a_webhook] {
+        for id in [a.id, a_member, a_channel, a_webhook, a_job] {
             assert!(
                 !text.contains(&id.to_string()),
                 "{path} leaked {id}: {text}"
@@ -436,12 +451,14 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
         .await
         .0;
+    let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let ids = Victim {
         tenant: a.id,
         user: member,
         channel,
         message,
         webhook,
+        job,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -551,12 +568,14 @@ async fn too_weak_a_role_answers_403() {
         .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
         .await
         .0;
+    let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
         channel,
         message,
         webhook,
+        job,
     };
     let mut checked = 0;
     for route in routes() {

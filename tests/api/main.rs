@@ -6,6 +6,7 @@ mod audit;
 mod basics;
 mod cursors;
 mod isolation;
+mod jobs;
 mod keys_cli;
 mod limits;
 mod messages;

@@ -303,7 +303,7 @@ async fn the_document_describes_every_answer() {
             assert!(has(&errors, 403, "forbidden"), "{what}");
         }
         match route.target {
-            Target::Tenant | Target::User | Target::Channel | Target::Webhook => {
+            Target::Tenant | Target::User | Target::Channel | Target::Webhook | Target::Job => {
                 assert!(has(&errors, 404, "not_found"), "{what}");
                 assert!(has(&errors, 400, "invalid_id"), "{what}");
                 for param in op["parameters"].as_array().unwrap() {

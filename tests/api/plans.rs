@@ -23,7 +23,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 8] = [
+const TENANT_TABLES: [&str; 9] = [
     "tenants",
     "users",
     "channels",
@@ -32,6 +32,7 @@ const TENANT_TABLES: [&str; 8] = [
     "tenant_usage",
     "ai_usage",
     "ai_reservations",
+    "jobs",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -75,6 +76,10 @@ fn seed_sql() -> String {
      INSERT INTO audit_events (tenant_id, id, home_region, actor, action, created_at)
        SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, gen_random_uuid(), 'us-east1',
               'user', 'message.posted', now() - n * interval '1 second'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;
+     INSERT INTO jobs (id, tenant_id, home_region, kind, state, attempts, finished_at)
+       SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, 'us-east1',
+              'plan.test', 'succeeded', 1, now()
        FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;"
         .to_owned()
 }
@@ -130,6 +135,7 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(0i64),
         ],
         "usage.storage_bytes" | "usage.ai_month" => vec![Box::new(tenant)],
+        "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
 }

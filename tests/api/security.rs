@@ -23,12 +23,14 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         .create_webhook(tenant, json!({"url": "http://hooks.example/in"}))
         .await
         .0;
+    let job = crate::jobs::enqueue_as_node(app, tenant.id, "security.test").await;
     Victim {
         tenant: tenant.id,
         user: member,
         channel,
         message,
         webhook,
+        job,
     }
 }
 
