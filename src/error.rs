@@ -63,6 +63,9 @@ pub enum ApiError {
     /// Storage or AI usage would pass the tenant's cap; nothing was written.
     #[error("{detail}")]
     QuotaExceeded { detail: String },
+    /// The tenant's AI tokens for this month are spent (or held); nothing ran.
+    #[error("{0}")]
+    AiQuotaExceeded(String),
     /// Retries of a serialization conflict ran out; the client may retry.
     #[error("the request conflicted with concurrent writes; retry")]
     RetryExhausted,
@@ -93,6 +96,7 @@ pub const CODES: &[(&str, StatusCode)] = &[
     ("tenant_suspended", StatusCode::FORBIDDEN),
     ("plan_limit_exceeded", StatusCode::FORBIDDEN),
     ("quota_exceeded", StatusCode::FORBIDDEN),
+    ("ai_quota_exceeded", StatusCode::FORBIDDEN),
     ("invalid_hop_marker", StatusCode::FORBIDDEN),
     ("not_found", StatusCode::NOT_FOUND),
     ("route_not_found", StatusCode::NOT_FOUND),
@@ -169,6 +173,7 @@ impl ApiError {
             }
             Self::RegionUnreachable => ("region_unreachable", StatusCode::SERVICE_UNAVAILABLE),
             Self::QuotaExceeded { .. } => ("quota_exceeded", StatusCode::FORBIDDEN),
+            Self::AiQuotaExceeded(_) => ("ai_quota_exceeded", StatusCode::FORBIDDEN),
             Self::RetryExhausted => ("retry_exhausted", StatusCode::SERVICE_UNAVAILABLE),
             Self::Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Self::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
@@ -312,6 +317,7 @@ mod tests {
             ApiError::ResidencyUnavailable,
             ApiError::RegionUnreachable,
             ApiError::QuotaExceeded { detail: "x".into() },
+            ApiError::AiQuotaExceeded("x".into()),
             ApiError::RetryExhausted,
             ApiError::Unavailable("x"),
             ApiError::internal(anyhow::anyhow!("x")),

@@ -8,14 +8,22 @@ use crate::webhooks::WebhookSettings;
 
 pub struct Hooks {
     pub client: Client,
+    ledger: crate::ai_ledger::AiLedger,
+    directory: crate::tenancy::Directory,
     pub webhooks: WebhookSettings,
     pub summaries: SummarySettings,
 }
 
 impl Hooks {
-    pub fn new(settings: &crate::config::Settings) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &crate::config::Settings,
+        db: crate::db::Database,
+        directory: crate::tenancy::Directory,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             client: Client::new(settings.outbound.clone())?,
+            ledger: crate::ai_ledger::AiLedger::new(db),
+            directory,
             webhooks: settings.webhooks.clone(),
             summaries: settings.summaries.clone(),
         })
@@ -30,6 +38,11 @@ impl Hooks {
             .with(crate::webhooks::jobs::Deliver {
                 settings: self.webhooks.clone(),
                 client: self.client.clone(),
+            })
+            .with(crate::summaries::job::CreateSummary {
+                ledger: self.ledger.clone(),
+                directory: self.directory.clone(),
+                max_messages: self.summaries.max_messages,
             })
     }
 

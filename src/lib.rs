@@ -143,7 +143,7 @@ impl Application {
             Duration::from_millis(settings.directory.refresh_interval_ms * 2),
         );
         let (job_db, job_directory) = (db.clone(), directory.clone());
-        let hooks = web::Data::new(hooks::Hooks::new(&settings)?);
+        let hooks = web::Data::new(hooks::Hooks::new(&settings, db.clone(), directory.clone())?);
         let state = web::Data::new(AppState::new(
             db, directory, limits, routing, relocator, topology, region, verifier,
         ));

@@ -272,6 +272,20 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &["forbidden"],
     ),
+    op(
+        "requestChannelSummary",
+        "POST",
+        "/v1/channels/{id}/summaries",
+        Who::Tenant,
+        &["forbidden", "ai_quota_exceeded"],
+    ),
+    op(
+        "getChannelSummary",
+        "GET",
+        "/v1/channels/{id}/summaries/{summary_id}",
+        Who::Tenant,
+        &["forbidden"],
+    ),
     op("listJobs", "GET", "/v1/jobs", Who::Tenant, &["forbidden"]),
     op(
         "getJob",

@@ -14,6 +14,7 @@ mod messages;
 mod regions;
 mod relocation;
 mod search;
+mod summaries;
 mod tenants;
 mod usage;
 mod users;
@@ -92,6 +93,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(webhooks::patch)
                 .service(webhooks::delete)
                 .service(webhooks::deliveries)
+                .service(summaries::create)
+                .service(summaries::get)
                 .service(jobs::list)
                 .service(jobs::get)
                 .service(jobs::cancel),

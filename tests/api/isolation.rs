@@ -228,6 +228,20 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Webhook,
             no_body,
         ),
+        r(
+            "POST",
+            "/v1/channels/{id}/summaries",
+            Tenant(Role::Member),
+            T::Channel,
+            || Some(json!({"max_sentences": 3})),
+        ),
+        r(
+            "GET",
+            "/v1/channels/{id}/summaries/{summary_id}",
+            Tenant(Role::Viewer),
+            T::Channel,
+            no_body,
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(
@@ -261,6 +275,7 @@ pub(crate) struct Victim {
     pub channel: Uuid,
     pub message: Uuid,
     pub webhook: Uuid,
+    pub summary: Uuid,
     pub job: Uuid,
 }
 
@@ -279,6 +294,7 @@ impl Victim {
             .path
             .replace("{id}", &id.to_string())
             .replace("{message_id}", &self.message.to_string())
+            .replace("{summary_id}", &self.summary.to_string())
     }
 }
 
@@ -322,6 +338,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         channel: a_channel,
         message: a_message,
         webhook: a_webhook,
+        summary: crate::summaries::request(&app, &a, a_channel).await,
         job: a_job,
     };
     let b = app.provision("attacker").await;
@@ -458,6 +475,7 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         channel,
         message,
         webhook,
+        summary: crate::summaries::request(&app, &a, channel).await,
         job,
     };
     let good = claims(&app, a.id, a.owner_id);
@@ -575,6 +593,7 @@ async fn too_weak_a_role_answers_403() {
         channel,
         message,
         webhook,
+        summary: crate::summaries::request(&app, &a, channel).await,
         job,
     };
     let mut checked = 0;

@@ -21,6 +21,7 @@ mod search;
 mod security;
 mod shutdown;
 mod storage;
+mod summaries;
 mod tenants;
 mod users;
 mod webhooks;

@@ -30,6 +30,7 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         channel,
         message,
         webhook,
+        summary: crate::summaries::request(app, tenant, channel).await,
         job,
     }
 }
