@@ -137,7 +137,7 @@ GRANT SELECT, INSERT, UPDATE ON outbox_events, outbox_heads TO meridian_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints, webhook_deliveries, channel_summaries TO meridian_app;
 
 -- A probe of another tenant's webhook or summary is audited like one of its
--- channel (src/scope/probes.rs asks whose the id is): the V1 function plus the
+-- channel (src/scope/probes.rs asks whose the id is): V8's function plus the
 -- new kinds. SECURITY DEFINER so it sees across tenants; it returns only a tenant id.
 CREATE OR REPLACE FUNCTION resource_owner(kind text, resource_id uuid) RETURNS uuid
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
@@ -145,6 +145,7 @@ CREATE OR REPLACE FUNCTION resource_owner(kind text, resource_id uuid) RETURNS u
         WHEN 'user'    THEN (SELECT tenant_id FROM users    WHERE id = resource_id LIMIT 1)
         WHEN 'channel' THEN (SELECT tenant_id FROM channels WHERE id = resource_id LIMIT 1)
         WHEN 'tenant'  THEN (SELECT id        FROM tenants  WHERE id = resource_id)
+        WHEN 'job'     THEN (SELECT tenant_id FROM jobs     WHERE id = resource_id LIMIT 1)
         WHEN 'webhook' THEN (SELECT tenant_id FROM webhook_endpoints WHERE id = resource_id LIMIT 1)
         WHEN 'summary' THEN (SELECT tenant_id FROM channel_summaries WHERE id = resource_id LIMIT 1)
     END
