@@ -73,7 +73,7 @@ pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<(Vec<WebhookId>, i
     for (endpoint, types, since) in &endpoints {
         for event in &events {
             // An endpoint gets the events from its creation on, of its types.
-            let wanted = types.is_empty() || types.iter().any(|t| *t == event.kind);
+            let wanted = types.is_empty() || types.contains(&event.kind);
             if !wanted || event.created_at < *since {
                 continue;
             }
