@@ -154,7 +154,7 @@ pub enum JobError {
 /// the work but before recording it): make the effect idempotent, or check in the
 /// job's tenant transaction whether it already happened.
 #[async_trait::async_trait(?Send)]
-pub trait JobHandler: 'static {
+pub trait JobHandler: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     async fn run(
         &self,

@@ -229,9 +229,18 @@ impl WorkerPool {
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                     break;
                 };
-                if let Some(job) = self.claim(Some(tenant), cap).await? {
-                    self.start(job, permit);
-                    started += 1;
+                match self.claim(Some(tenant), cap).await {
+                    Ok(Some(job)) => {
+                        self.start(job, permit);
+                        started += 1;
+                    }
+                    Ok(None) => {}
+                    // Claims of one tenant from several nodes conflicted past the
+                    // retries: the next pass tries again; other tenants go on.
+                    Err(ApiError::RetryExhausted) => {
+                        tracing::debug!(%tenant, "job claim kept conflicting; next pass")
+                    }
+                    Err(err) => return Err(err),
                 }
             }
             *self.cursor.lock().unwrap_or_else(PoisonError::into_inner) = *tenant.as_uuid();

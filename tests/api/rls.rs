@@ -298,7 +298,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
 
     // The deliberate holes in RLS, each with its own wall: resource_owner returns
     // only an owning tenant id; search_messages filters on the RLS setting itself
-    // (tests in search.rs).
+    // (tests in search.rs); the job functions return ids, tenant ids, kinds and
+    // counts, never a payload, and only lease or un-lease jobs (docs/jobs.md;
+    // tests in jobs.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
@@ -309,6 +311,11 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     assert_eq!(
         definers,
         [
+            "claim_job(text,uuid,text,double precision,bigint)",
+            "claim_platform_job(text,text,double precision,bigint)",
+            "expire_job_leases(text)",
+            "job_queue_heads(text,uuid,integer)",
+            "job_region_stats(text)",
             "resource_owner(text,uuid)",
             "search_messages(uuid,text,bigint,bigint)"
         ]

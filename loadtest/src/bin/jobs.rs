@@ -191,6 +191,8 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .get(0);
 
+            // Let the nodes connect and warm their pools before measuring.
+            tokio::time::sleep(Duration::from_secs(5)).await;
             eprintln!(
                 "== quiet: {rate} jobs/s over {} tenants for {seconds} s, {nodes} nodes x {workers} workers, {job_ms} ms jobs",
                 quiet_ids.len()
@@ -256,9 +258,9 @@ async fn seed(db: &tokio_postgres::Client, tenants: usize, cap: u32) -> anyhow::
     let limits = json!({ "jobs_concurrent": cap });
     db.execute(
         "INSERT INTO tenants (id, slug, name, home_region, plan, limits)
-         SELECT gen_random_uuid(), 'jb-quiet-' || lpad(i::text, 6, '0'), 'q', 'us-east1', 'free', $2
+         SELECT gen_random_uuid(), 'jb-quiet-' || lpad(i::text, 6, '0'), 'q', 'us-east1', 'free', $2::jsonb
          FROM generate_series(1, $1::int) i
-         UNION ALL SELECT gen_random_uuid(), 'jb-flood', 'f', 'us-east1', 'free', $2",
+         UNION ALL SELECT gen_random_uuid(), 'jb-flood', 'f', 'us-east1', 'free', $2::jsonb",
         &[&(tenants as i32), &limits],
     )
     .await?;
