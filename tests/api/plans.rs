@@ -134,7 +134,7 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(51i64),
             Box::new(0i64),
         ],
-        "usage.storage_bytes" | "usage.ai_month" => vec![Box::new(tenant)],
+        "usage.storage_bytes" | "usage.ai_month" | "outbox.hooked" => vec![Box::new(tenant)],
         "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
