@@ -27,7 +27,8 @@ use meridian::ids::{RegionId, TenantId};
 use meridian::limits::NodeLimits;
 use meridian::relocation::Relocator;
 use meridian::routing::middleware::RoutingState;
-use meridian::scope::{AppState, tenant_of};
+use meridian::scope::{ScopedDatabase, tenant_of};
+use meridian::state::{AppState, Services};
 use meridian::tenancy::{Directory, Plan, TenantRecord, TenantStatus};
 use meridian::topology::Topology;
 use uuid::Uuid;
@@ -93,7 +94,7 @@ fn fixture() -> Fixture {
     let db = Database::connect(&DatabaseSettings {
         url: "postgres://bench@127.0.0.1:1/unused".into(),
         pool_size: 1,
-        connect_timeout_ms: 100,
+        connect_timeout: Duration::from_millis(100),
         max_retries: 1,
         dialect: Default::default(),
     })
@@ -131,16 +132,19 @@ fn fixture() -> Fixture {
         500,
         Duration::from_secs(2),
     );
-    let state = Arc::new(AppState::new(
-        db,
+    // The probe writer is never run: every lookup here hits, nothing is probed.
+    let (probes, _writer) = meridian::tasks::probe_queue(db.clone());
+    let state = Arc::new(AppState::new(Services {
+        db: ScopedDatabase::new(db),
         directory,
-        NodeLimits::new(&LimitSettings::default()),
+        limits: NodeLimits::new(&LimitSettings::default()),
         routing,
         relocator,
         topology,
-        here,
-        verifier.clone(),
-    ));
+        region: here,
+        verifier: verifier.clone(),
+        probes,
+    }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()
         .map(|tid| {

@@ -5,9 +5,12 @@
 #
 # drain: POST /v1/regions/<r>/drain {"force":true}, undrained at the end;
 # stop:  SIGSTOP the region's node process (a frozen node), SIGCONT at the end;
-# kill:  SIGKILL it (meridian dev then stops every node: only useful with `serve`).
-source "$(dirname "$0")/lib-dev.sh"
+# kill:  SIGKILL it; the other regions keep serving and `meridian dev` restarts the
+#        node after RESTART_AFTER seconds (default: half the measured run), so the
+#        drill shows the failover and the recovery.
 MODE=${1:-drain}; REGION=${2:-europe-west1}; SECS=${3:-40}; WARMUP=${4:-10}
+RESTART_AFTER=${RESTART_AFTER:-$((SECS / 2))}
+source "$(dirname "$0")/lib-dev.sh"
 OUT=loadtest/results; mkdir -p "$OUT"
 ACTION=(--action drain)
 if [[ $MODE == stop || $MODE == kill ]]; then

@@ -5,7 +5,7 @@
 # dev holds the usual addresses); PORT is then the port the GeoDNS answers refer to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p meridian
+cargo build --release -q -p meridian-local
 cargo build --release -q -p loadtest
 M=target/release/meridian
 L=target/release/loadtest
@@ -20,6 +20,9 @@ if "$M" dev --help | grep -q -- --geodns; then
 else
   echo "note: this meridian has no 'dev --geodns': users go to their own region's node (--no-dns)" >&2
   ROUTING=(--no-dns)
+fi
+if [[ -n ${RESTART_AFTER:-} ]] && "$M" dev --help | grep -q -- --restart-after; then
+  DEV_FLAGS+=(--restart-after "$RESTART_AFTER")
 fi
 if [[ ${WAN:-1} == 1 ]] && "$M" dev --help | grep -q -- --wan; then
   DEV_FLAGS+=(--wan)

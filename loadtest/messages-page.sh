@@ -16,7 +16,7 @@ command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit
 PGBIN=$(pg_config --bindir)
 
 # MERIDIAN_BIN=<binary> measures another build (e.g. to compare two commits).
-if [[ -z ${MERIDIAN_BIN:-} ]]; then cargo build --release -q; fi
+if [[ -z ${MERIDIAN_BIN:-} ]]; then cargo build --release -q -p meridian-local; fi
 BIN=${MERIDIAN_BIN:-target/release/meridian}
 STATE=$(mktemp -d /tmp/meridian-bench-XXXX)
 chmod 755 "$STATE"

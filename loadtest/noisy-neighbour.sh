@@ -4,7 +4,7 @@
 # `loadtest noisy` (e.g. --seconds 30 --tenants 10 --rate 20 --noisy-limit 50 --factor 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p meridian -p loadtest
+cargo build --release -q -p meridian-local -p loadtest
 STATE=$(mktemp -d /tmp/meridian-noisy-XXXX)
 chmod 755 "$STATE"
 MERIDIAN_LOG__FILTER=warn target/release/meridian --state-dir "$STATE" dev --regions us-east1 >"$STATE/dev.out" 2>"$STATE/dev.err" &

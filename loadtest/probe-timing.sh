@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}; PAIRS=${2:-400}
 
-cargo build --release -q -p meridian
+cargo build --release -q -p meridian-local
 BIN=target/release/meridian
 STATE=$(mktemp -d /tmp/meridian-probe-XXXX)
 chmod 755 "$STATE"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-15}; MESSAGES=${2:-100000}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
 PGBIN=$(pg_config --bindir)
-cargo build --release -q -p meridian
+cargo build --release -q -p meridian-local
 BIN=target/release/meridian
 STATE=$(mktemp -d /tmp/meridian-regions-XXXX); chmod 755 "$STATE"
 MERIDIAN_LOG__FILTER=warn "$BIN" --state-dir "$STATE" dev --regions us-east1,europe-west1 >"$STATE/out" 2>"$STATE/err" &

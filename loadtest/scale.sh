@@ -14,7 +14,7 @@ if ss -Hltn "( sport = :${ADDRESS##*:} )" | grep -q "${ADDRESS%:*}:"; then
     echo "something already listens on $ADDRESS; set SCALE_ADDRESS to a free address" >&2
     exit 1
 fi
-cargo build --release -q -p meridian -p loadtest
+cargo build --release -q -p meridian-local -p loadtest
 STATE=$(mktemp -d /tmp/meridian-scale-XXXX)
 chmod 755 "$STATE"
 mkdir "$STATE/regions"

@@ -24,7 +24,7 @@ TOTAL=${1:-10000000}; TENANT=${2:-1000000}; REQUESTS=${3:-300}
 OTHERS=9
 PGBIN=$(pg_config --bindir)
 
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p meridian-local
 BIN=target/release/meridian
 STATE=$(mktemp -d /tmp/meridian-search-XXXX)
 chmod 755 "$STATE"

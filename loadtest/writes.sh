@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 W=${1:-16}; SECS=${2:-8}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
 PGBIN=$(pg_config --bindir)
-if [[ -z ${BIN:-} ]]; then cargo build --release -q -p meridian; BIN=target/release/meridian; fi
+if [[ -z ${BIN:-} ]]; then cargo build --release -q -p meridian-local; BIN=target/release/meridian; fi
 STATE=$(mktemp -d /tmp/meridian-writes-XXXX); chmod 755 "$STATE"
 OUT="$STATE/dev.out"
 MERIDIAN_LOG__FILTER=warn "$BIN" --state-dir "$STATE" dev --regions us-east1 --regions-dir "${REGIONS_DIR:-regions}" >"$OUT" 2>"$STATE/dev.err" &

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::{Database, TenantTx, TxMode};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::tenancy::TenantRecord;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +149,10 @@ impl AiLedger {
                 )
                 .await?;
             let Some(row) = settled else {
-                return Err(ApiError::Conflict { code: "reservation_settled", detail: "no open reservation with this id".into() });
+                return Err(ApiError::Conflict {
+                    code: ErrorCode::ReservationSettled,
+                    detail: "no open reservation with this id".into(),
+                });
             };
             let (held, month): (i64, NaiveDate) = (row.get(0), row.get(1));
             tx.execute(

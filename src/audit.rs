@@ -34,10 +34,21 @@ pub async fn record(
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
     let (kind, id) = target.map_or((None, None), |(k, i)| (Some(k), Some(i)));
+    let (tenant, event) = (tx.tenant_id(), EventId::new_random());
     tx.execute(
-        "INSERT INTO audit_events (tenant_id, id, home_region, actor, action, target_kind, target_id, details)
+        "INSERT INTO audit_events
+                (tenant_id, id, home_region, actor, action, target_kind, target_id, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[tx.tenant_id().as_uuid(), EventId::new_random().as_uuid(), &tx.home_region().as_str(), &actor, &action, &kind, &id, &details],
+        &[
+            tenant.as_uuid(),
+            event.as_uuid(),
+            &tx.home_region().as_str(),
+            &actor,
+            &action,
+            &kind,
+            &id,
+            &details,
+        ],
     )
     .await?;
     Ok(())
@@ -50,9 +61,11 @@ pub async fn record_platform(
     tenant: Option<TenantId>,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
+    let (event, tenant) = (EventId::new_random(), tenant.map(|t| *t.as_uuid()));
     tx.execute(
-        "INSERT INTO platform_audit_events (id, actor, action, tenant_id, details) VALUES ($1, $2, $3, $4, $5)",
-        &[EventId::new_random().as_uuid(), &actor, &action, &tenant.map(|t| *t.as_uuid()), &details],
+        "INSERT INTO platform_audit_events (id, actor, action, tenant_id, details)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[event.as_uuid(), &actor, &action, &tenant, &details],
     )
     .await?;
     Ok(())

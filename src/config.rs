@@ -4,12 +4,32 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
 
+use crate::secret::{Secret, SecretUrl};
 use crate::topology::Topology;
+
+/// Durations in settings are written in milliseconds, under keys ending in `_ms`
+/// (`http.body_timeout_ms = 10000`, `MERIDIAN_HTTP__BODY_TIMEOUT_MS`); in code they
+/// are `Duration`s.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        let ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+        serializer.serialize_u64(ms)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
 
 /// The admin listener when neither `admin.bind` nor the region file's
 /// `local.admin_address` says otherwise: the public listener's IP, port 9090.
@@ -54,24 +74,27 @@ pub struct AdminSettings {
     pub top_tenants: usize,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoutingSettings {
     /// Shared by all nodes: signs and verifies hop markers (at least 16 characters).
-    pub hop_secret: String,
+    pub hop_secret: Secret,
     /// Base URL per region for node-to-node forwarding; defaults to
     /// `http://<local.address>` from the region files.
     pub peers: std::collections::BTreeMap<String, String>,
     /// Redirect clients to the peers' URLs instead of the regions' public endpoints
     /// (local runs, where the public endpoints do not exist).
     pub redirect_to_peers: bool,
-    pub forward_timeout_ms: u64,
+    #[serde(rename = "forward_timeout_ms", with = "millis")]
+    pub forward_timeout: Duration,
     /// Local IP forwarded hops leave from (`MERIDIAN_ROUTING__SOURCE_ADDRESS`); with
     /// `meridian dev --wan`, the node's own loopback IP, so the peer's delay proxy
     /// knows which region the hop comes from. Unset: the OS picks.
     pub source_address: Option<std::net::IpAddr>,
     /// How often peers' `/readyz` and the drained flags are checked.
-    pub probe_interval_ms: u64,
-    pub probe_timeout_ms: u64,
+    #[serde(rename = "probe_interval_ms", with = "millis")]
+    pub probe_interval: Duration,
+    #[serde(rename = "probe_timeout_ms", with = "millis")]
+    pub probe_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,20 +106,25 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// On SIGTERM, how long `/readyz` fails before the listener closes, so load
     /// balancers and GeoDNS stop sending traffic first.
-    pub shutdown_grace_ms: u64,
+    #[serde(rename = "shutdown_grace_ms", with = "millis")]
+    pub shutdown_grace: Duration,
     /// Time a client has to send a request's head (line and headers).
-    pub header_timeout_ms: u64,
+    #[serde(rename = "header_timeout_ms", with = "millis")]
+    pub header_timeout: Duration,
     /// Time a client has to send a whole request body once its head has arrived:
     /// a slow body cannot hold a connection (or anything else) for longer.
-    pub body_timeout_ms: u64,
+    #[serde(rename = "body_timeout_ms", with = "millis")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DatabaseSettings {
-    /// Connection URL for the service role (`meridian_app`), which owns no table.
-    pub url: String,
+    /// Connection URL for the service role (`meridian_app`), which owns no table;
+    /// its password never prints (`SecretUrl`).
+    pub url: SecretUrl,
     pub pool_size: usize,
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
     /// Attempts for a transaction that fails with SQLSTATE 40001.
     pub max_retries: u32,
     /// `postgres` or `cockroach` (`MERIDIAN_DATABASE__DIALECT`): picks the statements
@@ -117,7 +145,8 @@ pub struct AuthSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DirectorySettings {
     /// How often a node polls the directory for changes made by other nodes.
-    pub refresh_interval_ms: u64,
+    #[serde(rename = "refresh_interval_ms", with = "millis")]
+    pub refresh_interval: Duration,
     pub cache_capacity: u64,
 }
 
@@ -128,7 +157,22 @@ pub struct LimitSettings {
     pub unauthenticated_per_second: u32,
     pub unauthenticated_burst: u32,
     /// How often denial counts are summarised into the tenants' audit trails.
-    pub denial_summary_interval_ms: u64,
+    #[serde(rename = "denial_summary_interval_ms", with = "millis")]
+    pub denial_summary_interval: Duration,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            forward_timeout: Duration::from_secs(30),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(1),
+            hop_secret: Secret::default(),
+            peers: Default::default(),
+            redirect_to_peers: false,
+            source_address: None,
+        }
+    }
 }
 
 impl Default for LimitSettings {
@@ -136,7 +180,7 @@ impl Default for LimitSettings {
         Self {
             unauthenticated_per_second: 5,
             unauthenticated_burst: 20,
-            denial_summary_interval_ms: 60_000,
+            denial_summary_interval: Duration::from_secs(60),
         }
     }
 }
@@ -164,14 +208,14 @@ impl Default for Settings {
                 bind: None,
                 workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 body_limit_bytes: 256 * 1024,
-                shutdown_grace_ms: 5_000,
-                header_timeout_ms: 5_000,
-                body_timeout_ms: 10_000,
+                shutdown_grace: Duration::from_secs(5),
+                header_timeout: Duration::from_secs(5),
+                body_timeout: Duration::from_secs(10),
             },
             database: DatabaseSettings {
-                url: String::new(),
+                url: SecretUrl::default(),
                 pool_size: 16,
-                connect_timeout_ms: 5_000,
+                connect_timeout: Duration::from_secs(5),
                 max_retries: 8,
                 dialect: crate::db::Dialect::Postgres,
             },
@@ -182,16 +226,11 @@ impl Default for Settings {
                 leeway_seconds: 30,
             },
             directory: DirectorySettings {
-                refresh_interval_ms: 1_000,
+                refresh_interval: Duration::from_secs(1),
                 cache_capacity: 1_000_000,
             },
             limits: LimitSettings::default(),
-            routing: RoutingSettings {
-                forward_timeout_ms: 30_000,
-                probe_interval_ms: 1_000,
-                probe_timeout_ms: 1_000,
-                ..RoutingSettings::default()
-            },
+            routing: RoutingSettings::default(),
             admin: AdminSettings {
                 bind: None,
                 top_tenants: 20,
@@ -271,8 +310,9 @@ impl Settings {
         if self.database.pool_size == 0 || self.http.workers == 0 {
             return invalid("database.pool_size and http.workers must be at least 1");
         }
-        if !(100..=120_000).contains(&self.http.header_timeout_ms)
-            || !(100..=300_000).contains(&self.http.body_timeout_ms)
+        let ms = Duration::from_millis;
+        if !(ms(100)..=ms(120_000)).contains(&self.http.header_timeout)
+            || !(ms(100)..=ms(300_000)).contains(&self.http.body_timeout)
         {
             return invalid(
                 "http.header_timeout_ms must be 100..=120000 and http.body_timeout_ms 100..=300000",
@@ -286,16 +326,17 @@ impl Settings {
         }
         if self.limits.unauthenticated_per_second == 0 || self.limits.unauthenticated_burst == 0 {
             return invalid(
-                "limits.unauthenticated_per_second and limits.unauthenticated_burst must be positive",
+                "limits.unauthenticated_per_second and limits.unauthenticated_burst must be \
+                 positive",
             );
         }
         if let Err(e) = self.jobs.validate() {
             return invalid(&e);
         }
-        if self.limits.denial_summary_interval_ms == 0 {
+        if self.limits.denial_summary_interval.is_zero() {
             return invalid("limits.denial_summary_interval_ms must be positive");
         }
-        if self.routing.hop_secret.chars().count() < 16 {
+        if self.routing.hop_secret.expose().chars().count() < 16 {
             return invalid(
                 "routing.hop_secret (MERIDIAN_ROUTING__HOP_SECRET) must be at least 16 characters",
             );
@@ -314,10 +355,11 @@ impl Settings {
             && let Err(err) = std::net::TcpListener::bind((ip, 0))
         {
             return Err(ConfigError::Invalid(format!(
-                "routing.source_address (MERIDIAN_ROUTING__SOURCE_ADDRESS): {ip} is not usable on this host: {err}"
+                "routing.source_address (MERIDIAN_ROUTING__SOURCE_ADDRESS): {ip} is not usable \
+                 on this host: {err}"
             )));
         }
-        if self.routing.probe_interval_ms == 0 || self.routing.probe_timeout_ms == 0 {
+        if self.routing.probe_interval.is_zero() || self.routing.probe_timeout.is_zero() {
             return invalid(
                 "routing.probe_interval_ms and routing.probe_timeout_ms must be positive",
             );
@@ -325,7 +367,7 @@ impl Settings {
         if self.admin.top_tenants > 1_000 {
             return invalid("admin.top_tenants must be at most 1000 (it bounds label cardinality)");
         }
-        if self.directory.refresh_interval_ms == 0 {
+        if self.directory.refresh_interval.is_zero() {
             return invalid("directory.refresh_interval_ms must be positive");
         }
         Ok((self, topology))
@@ -372,6 +414,29 @@ mod tests {
         };
         let (settings, _) = settings.validate().unwrap();
         settings.admin.bind.unwrap()
+    }
+
+    /// `Debug` of the settings (what a start-up log or an error shows) names
+    /// neither the database password nor the hop secret; the keys stay `_ms`
+    /// milliseconds on the way in and out.
+    #[test]
+    fn settings_print_no_secret_and_read_milliseconds() {
+        let mut settings = Settings::default();
+        settings.database.url = "postgres://meridian_app:pa55word@db.internal/meridian".into();
+        settings.routing.hop_secret = "the-shared-hop-secret".into();
+        let printed = format!("{settings:?} {settings:#?}");
+        assert!(!printed.contains("pa55word"), "{printed}");
+        assert!(!printed.contains("the-shared-hop-secret"), "{printed}");
+        assert!(printed.contains("db.internal"), "{printed}");
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(("http.body_timeout_ms", 1_500))
+            .merge(("routing.probe_interval_ms", 250));
+        let loaded: Settings = figment.extract().unwrap();
+        assert_eq!(loaded.http.body_timeout, Duration::from_millis(1_500));
+        assert_eq!(loaded.routing.probe_interval, Duration::from_millis(250));
+        assert_eq!(loaded.http.header_timeout, Duration::from_secs(5));
+        let json = serde_json::to_value(&loaded).unwrap();
+        assert_eq!(json["http"]["body_timeout_ms"], 1_500);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -38,7 +38,7 @@ impl PageQuery {
             None => Ok(DEFAULT_LIMIT),
             Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
             Some(_) => Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("limit must be between 1 and {MAX_LIMIT}"),
             )),
         }
@@ -144,7 +144,10 @@ fn canonical(raw: &str, issued: Option<String>) -> Result<(), ApiError> {
 }
 
 fn invalid_cursor() -> ApiError {
-    ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
+    ApiError::bad_request(
+        ErrorCode::InvalidCursor,
+        "cursor is not one this API issued",
+    )
 }
 
 #[cfg(test)]

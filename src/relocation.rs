@@ -24,12 +24,11 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
 use crate::store::tenants;
-use crate::tenancy::record::TENANT_COLUMNS;
-use crate::tenancy::{Directory, TenantRecord, residency};
+use crate::tenancy::{Directory, residency};
 use crate::topology::Topology;
 
 /// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
@@ -72,7 +71,8 @@ pub struct Relocation {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, tenant_id, from_region, to_region, status, counts_before, counts_after, moved, error, created_at, updated_at, finished_at";
+const COLUMNS: &str = "id, tenant_id, from_region, to_region, status, counts_before, \
+     counts_after, moved, error, created_at, updated_at, finished_at";
 
 fn from_row(row: &tokio_postgres::Row) -> Relocation {
     Relocation {
@@ -111,7 +111,8 @@ pub async fn start(
     }
     residency::check_placement(topology, to, tenant.residency.as_ref())?;
     let sql = format!(
-        "INSERT INTO relocations (id, tenant_id, from_region, to_region, requested_by) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO relocations (id, tenant_id, from_region, to_region, requested_by)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
     let row = tx
         .query_one(
@@ -127,7 +128,7 @@ pub async fn start(
         .await
         .map_err(|err| match err {
             ApiError::Conflict { .. } => ApiError::Conflict {
-                code: "relocation_in_progress",
+                code: ErrorCode::RelocationInProgress,
                 detail: "this tenant is already being relocated".into(),
             },
             other => other,
@@ -141,7 +142,8 @@ pub async fn start(
 /// The tenant's pending or running relocation, if any.
 pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM relocations WHERE tenant_id = $1 AND status IN ('pending', 'running')"
+        "SELECT {COLUMNS} FROM relocations
+         WHERE tenant_id = $1 AND status IN ('pending', 'running')"
     );
     Ok(tx
         .query_opt(&sql, &[tenant.as_uuid()])
@@ -245,11 +247,16 @@ impl Relocator {
                 .db
                 .platform_tx(TxMode::ReadWrite, async |tx| {
                     tx.execute(
-                        "UPDATE relocations SET status = 'failed', error = $2, updated_at = now(), finished_at = now() WHERE id = $1",
+                        "UPDATE relocations SET status = 'failed', error = $2, updated_at = now(),
+                                finished_at = now()
+                         WHERE id = $1",
                         &[&id, &message],
                     )
                     .await?;
-                    audit::record_platform(tx, "meridian", "relocation_failed", Some(job.tenant_id), json!({ "relocation_id": id, "error": message })).await
+                    let details = json!({ "relocation_id": id, "error": message });
+                    let tenant = Some(job.tenant_id);
+                    audit::record_platform(tx, "meridian", "relocation_failed", tenant, details)
+                        .await
                 })
                 .await;
         }
@@ -280,17 +287,13 @@ impl Relocator {
     /// relocation check, e.g. a node of an older version), so it is read again
     /// from the locked row, in the transaction that writes the switch.
     async fn switch_home(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
-        let sql = format!(
-            "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = now()
-             WHERE id = $1 RETURNING {TENANT_COLUMNS}"
-        );
         let record = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
                 let current = tenants::lock(tx, job.tenant_id).await?;
                 if current.home_region.as_str() != job.from_region {
                     return Err(ApiError::Conflict {
-                        code: "relocation_stale",
+                        code: ErrorCode::RelocationStale,
                         detail: "the tenant's home region changed since the relocation was requested".into(),
                     });
                 }
@@ -303,19 +306,28 @@ impl Relocator {
                         "the tenant's residency policy no longer allows `{to}`; the home region was not switched"
                     )));
                 }
-                let row = tx.query_one(&sql, &[job.tenant_id.as_uuid(), &to.as_str()]).await?;
-                let record = TenantRecord::from_row(&row)?;
+                let record = tenants::switch_home(tx, job.tenant_id, to).await?;
                 let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
                 let before = counts(&scoped).await?;
                 tx.execute(
-                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = now() WHERE id = $1",
+                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = now()
+                     WHERE id = $1",
                     &[&job.id, &before],
                 )
                 .await?;
-                let details = json!({ "relocation_id": job.id, "from": job.from_region, "to": to, "counts_before": before });
-                outbox::record(&scoped, Event::new("tenant.relocated", ("tenant", job.tenant_id.to_string()), details.clone())).await?;
-                audit::record(&scoped, "meridian", "relocation_started", Some(("tenant", job.tenant_id.to_string())), details.clone()).await?;
-                audit::record_platform(tx, "meridian", "relocation_started", Some(job.tenant_id), details).await?;
+                let details = json!({
+                    "relocation_id": job.id,
+                    "from": job.from_region,
+                    "to": to,
+                    "counts_before": before,
+                });
+                let (action, tenant) = ("relocation_started", Some(job.tenant_id));
+                let subject = ("tenant", job.tenant_id.to_string());
+                let event = Event::new("tenant.relocated", subject.clone(), details.clone());
+                outbox::record(&scoped, event).await?;
+                let target = Some(subject);
+                audit::record(&scoped, "meridian", action, target, details.clone()).await?;
+                audit::record_platform(tx, "meridian", action, tenant, details).await?;
                 Ok(record)
             })
             .await?;
@@ -384,13 +396,19 @@ impl Relocator {
         self.db
             .platform_tx(TxMode::ReadWrite, async |tx| {
                 tx.execute(
-                    "UPDATE relocations SET status = 'done', counts_after = $2, updated_at = now(), finished_at = now(), lease_until = NULL
+                    "UPDATE relocations SET status = 'done', counts_after = $2, updated_at = now(),
+                            finished_at = now(), lease_until = NULL
                      WHERE id = $1",
                     &[&job.id, &after],
                 )
                 .await?;
-                let details = json!({ "relocation_id": job.id, "to": job.to_region, "counts_after": after });
-                audit::record_platform(tx, "meridian", "relocation_done", Some(job.tenant_id), details).await
+                let details = json!({
+                    "relocation_id": job.id,
+                    "to": job.to_region,
+                    "counts_after": after,
+                });
+                let tenant = Some(job.tenant_id);
+                audit::record_platform(tx, "meridian", "relocation_done", tenant, details).await
             })
             .await
     }

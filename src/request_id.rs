@@ -19,7 +19,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::routing::hop::HopCheck;
-use crate::scope::AppState;
+use crate::state::AppState;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -1,5 +1,7 @@
 //! Logging: JSON lines in production, readable lines in `dev`; level from settings.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -17,6 +19,10 @@ pub fn init(format: LogFormat, filter: &str) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        // Colours only for a person: not in files, pipes or `meridian dev` redirected.
+        LogFormat::Pretty => builder
+            .compact()
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }

@@ -68,7 +68,7 @@ pub fn encode(value: &str) -> String {
 /// A resolver that asks `server` only, from `source`, never from a cache or
 /// the hosts file, so every lookup shows what the GeoDNS answers right now.
 pub fn resolver(server: SocketAddr, source: IpAddr) -> anyhow::Result<TokioResolver> {
-    meridian::geodns::resolver(server, source, Duration::from_secs(1), 2)
+    meridian_local::geodns::resolver(server, source, Duration::from_secs(1), 2)
         .map_err(anyhow::Error::msg)
 }
 

@@ -7,11 +7,10 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::audit;
-use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::ChannelId;
 use crate::pagination::{Page, PageQuery};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::channels::{self, Channel};
 use crate::validate;
 
@@ -22,14 +21,17 @@ pub struct CreateChannel {
     topic: Option<String>,
 }
 
-#[utoipa::path(tag = "channels", request_body = CreateChannel, security(("bearer" = [])),
-    responses((status = 201, body = Channel)))]
+#[utoipa::path(
+    tag = "channels",
+    request_body = CreateChannel,
+    security(("bearer" = [])),
+    responses((status = 201, body = Channel)),
+)]
 #[post("/channels")]
 pub async fn create(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageChannels>, TenantScope>,
     body: super::JsonBody<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::ManageChannels)?;
     let name = validate::text("name", &body.name, 80)?;
     let topic = match body.topic.as_deref() {
         Some(topic) => {
@@ -61,38 +63,56 @@ pub async fn create(
     Ok(created(format!("/v1/channels/{}", channel.id), &channel))
 }
 
-#[utoipa::path(tag = "channels", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<Channel>)))]
+#[utoipa::path(
+    tag = "channels",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<Channel>)),
+)]
 #[get("/channels")]
 pub async fn list(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Channel>>, ApiError> {
-    scope.require(Permission::Read)?;
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| channels::list(tx, limit, after).await)
+            .read(async |tx| Ok(channels::list(tx, limit, after).await?))
             .await?,
     ))
 }
 
-#[utoipa::path(tag = "channels", params(("id" = uuid::Uuid, Path, description = "Channel id")), security(("bearer" = [])),
-    responses((status = 200, body = Channel)))]
+#[utoipa::path(
+    tag = "channels",
+    params(("id" = uuid::Uuid, Path, description = "Channel id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Channel)),
+)]
 #[get("/channels/{id}")]
-pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Channel>, ApiError> {
-    scope.require(Permission::Read)?;
+pub async fn get(
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
+    path: IdPath,
+) -> Result<web::Json<Channel>, ApiError> {
     let id = ChannelId::parse(&path)?;
     Ok(web::Json(
-        scope.read(async |tx| channels::get(tx, id).await).await?,
+        scope
+            .read(async |tx| Ok(channels::get(tx, id).await?))
+            .await?,
     ))
 }
 
 /// Delete a channel and all its messages.
-#[utoipa::path(tag = "channels", params(("id" = uuid::Uuid, Path, description = "Channel id")), security(("bearer" = [])),
-    responses((status = 204)))]
+#[utoipa::path(
+    tag = "channels",
+    params(("id" = uuid::Uuid, Path, description = "Channel id")),
+    security(("bearer" = [])),
+    responses((status = 204)),
+)]
 #[delete("/channels/{id}")]
-pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::ManageChannels)?;
+pub async fn delete(
+    scope: Guarded<Allow<perm::ManageChannels>, TenantScope>,
+    path: IdPath,
+) -> Result<HttpResponse, ApiError> {
     let id = ChannelId::parse(&path)?;
     let user = scope.user_id().to_string();
     scope

@@ -19,7 +19,7 @@ use utoipa::openapi::{
     ContentBuilder, Header, OpenApi, Ref, RefOr, Response, ResponseBuilder, Schema,
 };
 
-use crate::error::status_of;
+use crate::error::ErrorCode;
 
 /// Who may call an operation; decides which limits and checks can refuse it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub struct Operation {
     pub path: &'static str,
     pub who: Who,
     /// Codes the handler (or the store it calls) answers beyond `error_codes`' rules.
-    pub codes: &'static [&'static str],
+    pub codes: &'static [ErrorCode],
 }
 
 const fn op(
@@ -50,7 +50,7 @@ const fn op(
     method: &'static str,
     path: &'static str,
     who: Who,
-    codes: &'static [&'static str],
+    codes: &'static [ErrorCode],
 ) -> Operation {
     Operation {
         id,
@@ -70,7 +70,7 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/readyz",
         Who::Public,
-        &["unavailable"],
+        &[ErrorCode::Unavailable],
     ),
     op("getOpenApi", "GET", "/openapi.json", Who::Public, &[]),
     op(
@@ -79,10 +79,10 @@ pub const OPERATIONS: &[Operation] = &[
         "/v1/tenants",
         Who::Platform,
         &[
-            "forbidden",
-            "slug_taken",
-            "email_taken",
-            "residency_violation",
+            ErrorCode::Forbidden,
+            ErrorCode::SlugTaken,
+            ErrorCode::EmailTaken,
+            ErrorCode::ResidencyViolation,
         ],
     ),
     op(
@@ -90,7 +90,7 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/tenants",
         Who::Platform,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op("getTenant", "GET", "/v1/tenants/{id}", Who::Either, &[]),
     op(
@@ -98,85 +98,103 @@ pub const OPERATIONS: &[Operation] = &[
         "PATCH",
         "/v1/tenants/{id}",
         Who::Either,
-        &["forbidden", "residency_violation", "residency_conflict"],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ResidencyViolation,
+            ErrorCode::ResidencyConflict,
+        ],
     ),
     op(
         "createUser",
         "POST",
         "/v1/users",
         Who::Tenant,
-        &["forbidden", "plan_limit_exceeded", "email_taken"],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::PlanLimitExceeded,
+            ErrorCode::EmailTaken,
+        ],
     ),
-    op("listUsers", "GET", "/v1/users", Who::Tenant, &["forbidden"]),
+    op(
+        "listUsers",
+        "GET",
+        "/v1/users",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
     op(
         "getUser",
         "GET",
         "/v1/users/{id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "updateUser",
         "PATCH",
         "/v1/users/{id}",
         Who::Tenant,
-        &["forbidden", "last_owner"],
+        &[ErrorCode::Forbidden, ErrorCode::LastOwner],
     ),
     op(
         "deleteUser",
         "DELETE",
         "/v1/users/{id}",
         Who::Tenant,
-        &["forbidden", "last_owner"],
+        &[ErrorCode::Forbidden, ErrorCode::LastOwner],
     ),
     op(
         "createChannel",
         "POST",
         "/v1/channels",
         Who::Tenant,
-        &["forbidden", "channel_name_taken"],
+        &[ErrorCode::Forbidden, ErrorCode::ChannelNameTaken],
     ),
     op(
         "listChannels",
         "GET",
         "/v1/channels",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "getChannel",
         "GET",
         "/v1/channels/{id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "deleteChannel",
         "DELETE",
         "/v1/channels/{id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "postMessage",
         "POST",
         "/v1/channels/{id}/messages",
         Who::Tenant,
-        &["forbidden", "message_too_large", "quota_exceeded"],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::MessageTooLarge,
+            ErrorCode::QuotaExceeded,
+        ],
     ),
     op(
         "listMessages",
         "GET",
         "/v1/channels/{id}/messages",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "getMessage",
         "GET",
         "/v1/channels/{id}/messages/{message_id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "searchMessages",
@@ -184,122 +202,138 @@ pub const OPERATIONS: &[Operation] = &[
         "/v1/search",
         Who::Tenant,
         // `q` is checked like any text field (not blank, no control characters).
-        &["forbidden", "validation_failed"],
+        &[ErrorCode::Forbidden, ErrorCode::ValidationFailed],
     ),
     op(
         "listAuditEvents",
         "GET",
         "/v1/audit",
         Who::Either,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
-    op("getUsage", "GET", "/v1/usage", Who::Tenant, &["forbidden"]),
+    op(
+        "getUsage",
+        "GET",
+        "/v1/usage",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
     op("listRegions", "GET", "/v1/regions", Who::Either, &[]),
     op(
         "drainRegion",
         "POST",
         "/v1/regions/{id}/drain",
         Who::Platform,
-        &["forbidden", "drain_strands_tenants"],
+        &[ErrorCode::Forbidden, ErrorCode::DrainStrandsTenants],
     ),
     op(
         "undrainRegion",
         "POST",
         "/v1/regions/{id}/undrain",
         Who::Platform,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "startRelocation",
         "POST",
         "/v1/tenants/{id}/relocation",
         Who::Either,
-        &["forbidden", "residency_violation", "relocation_in_progress"],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ResidencyViolation,
+            ErrorCode::RelocationInProgress,
+        ],
     ),
     op(
         "getRelocation",
         "GET",
         "/v1/tenants/{id}/relocation",
         Who::Either,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "evacuateRegion",
         "POST",
         "/v1/regions/{id}/evacuate",
         Who::Platform,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "listJobs",
+        "GET",
+        "/v1/jobs",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
     ),
     op(
         "createWebhook",
         "POST",
         "/v1/webhooks",
         Who::Tenant,
-        &["forbidden", "webhook_url_refused"],
+        &[ErrorCode::Forbidden, ErrorCode::WebhookUrlRefused],
     ),
     op(
         "listWebhooks",
         "GET",
         "/v1/webhooks",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "getWebhook",
         "GET",
         "/v1/webhooks/{id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "updateWebhook",
         "PATCH",
         "/v1/webhooks/{id}",
         Who::Tenant,
-        &["forbidden", "webhook_url_refused"],
+        &[ErrorCode::Forbidden, ErrorCode::WebhookUrlRefused],
     ),
     op(
         "deleteWebhook",
         "DELETE",
         "/v1/webhooks/{id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "listWebhookDeliveries",
         "GET",
         "/v1/webhooks/{id}/deliveries",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "requestChannelSummary",
         "POST",
         "/v1/channels/{id}/summaries",
         Who::Tenant,
-        &["forbidden", "ai_quota_exceeded"],
+        &[ErrorCode::Forbidden, ErrorCode::AiQuotaExceeded],
     ),
     op(
         "getChannelSummary",
         "GET",
         "/v1/channels/{id}/summaries/{summary_id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
-    op("listJobs", "GET", "/v1/jobs", Who::Tenant, &["forbidden"]),
     op(
         "getJob",
         "GET",
         "/v1/jobs/{id}",
         Who::Tenant,
-        &["forbidden"],
+        &[ErrorCode::Forbidden],
     ),
     op(
         "cancelJob",
         "POST",
         "/v1/jobs/{id}/cancel",
         Who::Tenant,
-        &["forbidden", "job_finished"],
+        &[ErrorCode::Forbidden, ErrorCode::JobFinished],
     ),
 ];
 
@@ -348,69 +382,73 @@ impl Shape {
 }
 
 /// Every code `op` can answer: its own and those its route and shape imply.
-pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<&'static str> {
-    let mut codes: BTreeSet<&'static str> = op.codes.iter().copied().collect();
+pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
+    let mut codes: BTreeSet<ErrorCode> = op.codes.iter().copied().collect();
     // Routing (`routing::middleware`) sees every `/v1` request before a handler:
     // it refuses non-canonical paths and bad hop markers, and for a tenant token
     // (which any authenticated route may be sent) it may find no region to serve
     // it or fail to reach the one that does.
     if op.path.starts_with("/v1/") {
-        codes.extend(["non_canonical_path", "invalid_hop_marker", "internal"]);
+        codes.extend([
+            ErrorCode::NonCanonicalPath,
+            ErrorCode::InvalidHopMarker,
+            ErrorCode::Internal,
+        ]);
     }
     if op.who != Who::Public {
         codes.extend([
-            "unauthenticated",
-            "rate_limited",
+            ErrorCode::Unauthenticated,
+            ErrorCode::RateLimited,
             // Any valid tenant token is resolved to its tenant before the role check.
-            "tenant_suspended",
-            "residency_unavailable",
-            "region_unreachable",
+            ErrorCode::TenantSuspended,
+            ErrorCode::ResidencyUnavailable,
+            ErrorCode::RegionUnreachable,
             // The database: the directory lookup, the user check and every transaction.
-            "unavailable",
-            "retry_exhausted",
+            ErrorCode::Unavailable,
+            ErrorCode::RetryExhausted,
         ]);
     }
     if matches!(op.who, Who::Tenant | Who::Either) {
         // A tenant's transactions take a concurrency slot.
-        codes.insert("concurrency_limited");
+        codes.insert(ErrorCode::ConcurrencyLimited);
     }
     if op.path.starts_with("/v1/") && op.method != "GET" {
         // A unique violation the store does not name more precisely.
-        codes.insert("conflict");
+        codes.insert(ErrorCode::Conflict);
     }
     if shape.body {
         codes.extend([
-            "invalid_json",
-            "invalid_body",
-            "validation_failed",
-            "request_timeout",
-            "payload_too_large",
-            "unsupported_media_type",
+            ErrorCode::InvalidJson,
+            ErrorCode::InvalidBody,
+            ErrorCode::ValidationFailed,
+            ErrorCode::RequestTimeout,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
         ]);
     }
     if !shape.query.is_empty() {
-        codes.insert("invalid_query");
+        codes.insert(ErrorCode::InvalidQuery);
     }
     if shape.query.contains("cursor") {
-        codes.insert("invalid_cursor");
+        codes.insert(ErrorCode::InvalidCursor);
     }
     if shape.path_params {
-        codes.insert("not_found");
+        codes.insert(ErrorCode::NotFound);
     }
     if shape.uuid_path_params {
-        codes.insert("invalid_id");
+        codes.insert(ErrorCode::InvalidId);
     }
     codes
 }
 
-/// `error_codes` grouped by status; a code missing from `error::CODES` is left out
-/// (and fails the contract test).
-pub fn by_status(codes: &BTreeSet<&'static str>) -> BTreeMap<u16, Vec<&'static str>> {
-    let mut grouped: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
+/// `error_codes` grouped by status (`ErrorCode::status`).
+pub fn by_status(codes: &BTreeSet<ErrorCode>) -> BTreeMap<u16, Vec<ErrorCode>> {
+    let mut grouped: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
     for code in codes {
-        if let Some(status) = status_of(code) {
-            grouped.entry(status.as_u16()).or_default().push(code);
-        }
+        grouped
+            .entry(code.status().as_u16())
+            .or_default()
+            .push(*code);
     }
     grouped
 }
@@ -448,11 +486,12 @@ fn retry_after() -> Header {
 }
 
 /// The problem+json answer of `status` with exactly `codes`.
-fn problem_response(status: u16, codes: &[&'static str]) -> Response {
+fn problem_response(status: u16, codes: &[ErrorCode]) -> Response {
+    let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
     let narrowed = ObjectBuilder::new()
         .property(
             "code",
-            string_schema().enum_values(Some(codes.iter().copied())),
+            string_schema().enum_values(Some(names.iter().copied())),
         )
         .property(
             "status",
@@ -468,7 +507,7 @@ fn problem_response(status: u16, codes: &[&'static str]) -> Response {
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Error");
     let mut response = ResponseBuilder::new()
-        .description(format!("{reason}: {}", codes.join(", ")))
+        .description(format!("{reason}: {}", names.join(", ")))
         .content(
             "application/problem+json",
             ContentBuilder::new().schema(Some(schema)).build(),
@@ -506,17 +545,18 @@ fn problem_response(status: u16, codes: &[&'static str]) -> Response {
     response.build()
 }
 
-/// The answer of a tenant request that another region serves.
+/// The answer of a tenant request that another region serves: a problem body
+/// naming the target and the reason, and `Location`.
 fn redirect_response() -> Response {
-    ResponseBuilder::new()
-        .description(
-            "Temporary Redirect: the tenant is served by another region, which `Location` names.",
-        )
-        .header(
-            "Location",
-            header("The same request at the serving region.", string_schema()),
-        )
-        .build()
+    let mut response = problem_response(307, &[ErrorCode::ServedElsewhere]);
+    response.description =
+        "Temporary Redirect: the tenant is served by another region, which `Location` names."
+            .into();
+    response.headers.insert(
+        "Location".into(),
+        header("The same request at the serving region.", string_schema()).into(),
+    );
+    response
 }
 
 /// Writes the contract into the generated document (see the module docs).

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::OpenApiJson;
 use crate::error::ApiError;
-use crate::scope::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -35,7 +35,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if state.routing.health.is_drained_here() {
         return Err(ApiError::Unavailable("this region is drained"));
     }
-    if state.database_ready().await {
+    if state.db.ready().await {
         Ok(HttpResponse::Ok().json(Health {
             status: "ready",
             region: state.region.to_string(),
@@ -46,7 +46,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// This document.
-#[utoipa::path(tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+#[utoipa::path(
+    tag = "ops",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+)]
 #[get("/openapi.json")]
 pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok()

@@ -5,22 +5,20 @@
 use actix_web::{get, post, web};
 
 use super::IdPath;
-use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::JobId;
 use crate::jobs::store::{self, Job};
 use crate::pagination::{Page, PageQuery};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 
 /// The tenant's jobs, newest first.
 #[utoipa::path(tag = "jobs", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Job>)))]
 #[get("/jobs")]
 pub async fn list(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageJobs>, TenantScope>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Job>>, ApiError> {
-    scope.require(Permission::ManageJobs)?;
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
@@ -33,8 +31,10 @@ pub async fn list(
 #[utoipa::path(tag = "jobs", params(("id" = uuid::Uuid, Path, description = "Job id")),
     security(("bearer" = [])), responses((status = 200, body = Job)))]
 #[get("/jobs/{id}")]
-pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Job>, ApiError> {
-    scope.require(Permission::ManageJobs)?;
+pub async fn get(
+    scope: Guarded<Allow<perm::ManageJobs>, TenantScope>,
+    path: IdPath,
+) -> Result<web::Json<Job>, ApiError> {
     let id = JobId::parse(&path)?;
     Ok(web::Json(
         scope.read(async |tx| store::get(tx, id).await).await?,
@@ -46,8 +46,10 @@ pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Job>, Api
 #[utoipa::path(tag = "jobs", params(("id" = uuid::Uuid, Path, description = "Job id")),
     security(("bearer" = [])), responses((status = 200, body = Job)))]
 #[post("/jobs/{id}/cancel")]
-pub async fn cancel(scope: TenantScope, path: IdPath) -> Result<web::Json<Job>, ApiError> {
-    scope.require(Permission::ManageJobs)?;
+pub async fn cancel(
+    scope: Guarded<Allow<perm::ManageJobs>, TenantScope>,
+    path: IdPath,
+) -> Result<web::Json<Job>, ApiError> {
     let id = JobId::parse(&path)?;
     Ok(web::Json(
         scope.write(async |tx| store::cancel(tx, id).await).await?,

@@ -5,11 +5,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{IdPath, created};
-use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
 use crate::pagination::{Page, PageQuery};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::messages::{self, Message};
 use crate::validate;
 
@@ -20,15 +19,19 @@ pub struct PostMessage {
 }
 
 /// Post a message. The body's size limit (bytes, UTF-8) comes from the plan.
-#[utoipa::path(tag = "messages", request_body = PostMessage, params(("id" = uuid::Uuid, Path, description = "Channel id")),
-    security(("bearer" = [])), responses((status = 201, body = Message)))]
+#[utoipa::path(
+    tag = "messages",
+    request_body = PostMessage,
+    params(("id" = uuid::Uuid, Path, description = "Channel id")),
+    security(("bearer" = [])),
+    responses((status = 201, body = Message)),
+)]
 #[post("/channels/{id}/messages")]
 pub async fn post(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::PostMessage>, TenantScope>,
     path: IdPath,
     body: super::JsonBody<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::PostMessage)?;
     let channel = ChannelId::parse(&path)?;
     let limit = scope.tenant().limits().message_bytes as usize;
     if body.body.len() > limit {
@@ -42,7 +45,8 @@ pub async fn post(
     let storage_cap = scope.tenant().limits().storage_bytes;
     let message = scope
         .write_or_refuse(async |tx| {
-            messages::post(tx, channel, author, &body.body, storage_cap).await
+            let posted = messages::post(tx, channel, author, &body.body, storage_cap).await?;
+            Ok(posted.map_err(ApiError::from))
         })
         .await?;
     Ok(created(
@@ -52,37 +56,43 @@ pub async fn post(
 }
 
 /// A page of the channel's messages, newest first.
-#[utoipa::path(tag = "messages", params(("id" = uuid::Uuid, Path, description = "Channel id"), PageQuery),
-    security(("bearer" = [])), responses((status = 200, body = Page<Message>)))]
+#[utoipa::path(
+    tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Channel id"), PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<Message>)),
+)]
 #[get("/channels/{id}/messages")]
 pub async fn page(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
     path: IdPath,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Message>>, ApiError> {
-    scope.require(Permission::Read)?;
     let channel = ChannelId::parse(&path)?;
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| messages::page(tx, channel, limit, after).await)
+            .read(async |tx| Ok(messages::page(tx, channel, limit, after).await?))
             .await?,
     ))
 }
 
 /// One message.
-#[utoipa::path(tag = "messages", params(("id" = uuid::Uuid, Path, description = "Channel id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
-    security(("bearer" = [])), responses((status = 200, body = Message)))]
+#[utoipa::path(
+    tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Channel id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Message)),
+)]
 #[get("/channels/{id}/messages/{message_id}")]
 pub async fn get(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<Message>, ApiError> {
-    scope.require(Permission::Read)?;
     let (channel, message) = (ChannelId::parse(&path.0)?, MessageId::parse(&path.1)?);
     Ok(web::Json(
         scope
-            .read(async |tx| messages::get(tx, channel, message).await)
+            .read(async |tx| Ok(messages::get(tx, channel, message).await?))
             .await?,
     ))
 }

@@ -28,7 +28,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, scope};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -119,18 +119,31 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The served OpenAPI document, rendered once at start.
 pub struct OpenApiJson(pub String);
 
-/// Path templates of the app, to tell "no such route" (404) from "wrong method" (405).
-pub struct RouteIndex(Vec<ResourceDef>);
+/// Path templates of the app with their methods, to tell "no such route" (404)
+/// from "wrong method" (405, with the path's methods in `Allow`).
+pub struct RouteIndex(Vec<(ResourceDef, String)>);
 
 impl RouteIndex {
     pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
-        Self(
-            doc.paths
-                .paths
-                .keys()
-                .map(|path| ResourceDef::new(path.as_str()))
-                .collect(),
-        )
+        let routes = doc.paths.paths.iter().map(|(path, item)| {
+            let methods = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("OPTIONS", &item.options),
+                ("HEAD", &item.head),
+                ("PATCH", &item.patch),
+                ("TRACE", &item.trace),
+            ];
+            let allow: Vec<&str> = methods
+                .into_iter()
+                .filter(|(_, op)| op.is_some())
+                .map(|(method, _)| method)
+                .collect();
+            (ResourceDef::new(path.as_str()), allow.join(", "))
+        });
+        Self(routes.collect())
     }
 }
 
@@ -140,14 +153,12 @@ pub async fn fallback(
     index: web::Data<RouteIndex>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     // The router's (decoded) path, like the match that just failed.
-    if index
-        .0
-        .iter()
-        .any(|def| def.is_match(req.match_info().as_str()))
-    {
-        Err(ApiError::MethodNotAllowed)
-    } else {
-        Err(ApiError::RouteNotFound)
+    let path = req.match_info().as_str();
+    match index.0.iter().find(|(def, _)| def.is_match(path)) {
+        Some((_, allow)) => Err(ApiError::MethodNotAllowed {
+            allow: allow.clone(),
+        }),
+        None => Err(ApiError::RouteNotFound),
     }
 }
 
@@ -167,13 +178,13 @@ pub fn query_config() -> web::QueryConfig {
             QueryPayloadError::Deserialize(e) => e.to_string(),
             other => other.to_string(),
         };
-        ApiError::bad_request("invalid_query", detail).into()
+        ApiError::bad_request(ErrorCode::InvalidQuery, detail).into()
     })
 }
 
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err: PathError, _| {
-        ApiError::bad_request("invalid_path", err.to_string()).into()
+        ApiError::bad_request(ErrorCode::InvalidPath, err.to_string()).into()
     })
 }
 
@@ -192,13 +203,14 @@ fn json_error(err: JsonPayloadError, req: &HttpRequest) -> ApiError {
             ApiError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"))
         }
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(e.to_string()),
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
-        }
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("body is not valid JSON: {e}"),
+        ),
         JsonPayloadError::Payload(PayloadError::Overflow) => {
             ApiError::PayloadTooLarge("body too large".into())
         }
-        other => ApiError::bad_request("invalid_body", other.to_string()),
+        other => ApiError::bad_request(ErrorCode::InvalidBody, other.to_string()),
     }
 }
 

@@ -8,10 +8,11 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::routing::decide::serving_region;
-use crate::scope::{AppState, Caller, PlatformScope};
+use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::state::AppState;
 use crate::store::regions;
 use crate::topology::Jurisdiction;
 
@@ -33,9 +34,16 @@ pub struct Regions {
     regions: Vec<RegionView>,
 }
 
-#[utoipa::path(tag = "regions", security(("bearer" = [])), responses((status = 200, body = Regions)))]
+#[utoipa::path(
+    tag = "regions",
+    security(("bearer" = [])),
+    responses((status = 200, body = Regions)),
+)]
 #[get("/regions")]
-pub async fn list(_caller: Caller, state: web::Data<AppState>) -> web::Json<Regions> {
+pub async fn list(
+    _caller: Guarded<Authenticated, Caller>,
+    state: web::Data<AppState>,
+) -> web::Json<Regions> {
     let health = &state.routing.health;
     let regions = state
         .topology
@@ -99,11 +107,16 @@ fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
 }
 
 /// Drain a region: its tenants fail over to the next region their residency allows.
-#[utoipa::path(tag = "regions", request_body = Option<DrainRequest>, params(("id" = String, Path, description = "Region id")),
-    security(("bearer" = [])), responses((status = 200, body = DrainReport)))]
+#[utoipa::path(
+    tag = "regions",
+    request_body = Option<DrainRequest>,
+    params(("id" = String, Path, description = "Region id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = DrainReport)),
+)]
 #[post("/regions/{id}/drain")]
 pub async fn drain(
-    scope: PlatformScope,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
@@ -131,7 +144,7 @@ pub async fn drain(
         )
         .collect();
     let tenants = scope
-        .read(async |tx| regions::tenants_homed_in(tx, &candidates).await)
+        .read(async |tx| Ok(crate::store::tenants::homed_in(tx, &candidates).await?))
         .await?;
     let (mut failover, mut unavailable) = (Vec::new(), Vec::new());
     for tenant in tenants {
@@ -167,7 +180,7 @@ pub async fn drain(
     if !report.unavailable.is_empty() && !request.force {
         let slugs: Vec<&str> = report.unavailable.iter().map(|t| t.slug.as_str()).collect();
         return Err(ApiError::Conflict {
-            code: "drain_strands_tenants",
+            code: ErrorCode::DrainStrandsTenants,
             detail: format!(
                 "draining {region} leaves these tenants no allowed region: {}; use force to drain anyway",
                 slugs.join(", ")
@@ -175,16 +188,31 @@ pub async fn drain(
         }
         .into());
     }
-    let details = json!({ "region": region, "force": request.force, "failover": report.failover.len(), "unavailable": report.unavailable.len() });
+    let details = json!({
+        "region": region,
+        "force": request.force,
+        "failover": report.failover.len(),
+        "unavailable": report.unavailable.len(),
+    });
     scope
         .write(async |tx| {
             regions::set_drained(tx, &region, true, scope.admin()).await?;
             audit::record_platform(tx, scope.admin(), "region_drained", None, details.clone()).await
         })
         .await?;
-    state.refresh_region_state().await?;
+    refresh_drained(&scope, &state).await?;
     report.drained = true;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Applies the drained flags at once on this node (the others read them within
+/// a probe interval).
+async fn refresh_drained(scope: &PlatformScope, state: &AppState) -> Result<(), ApiError> {
+    let drained = scope
+        .read(async |tx| Ok(regions::drained(tx).await?))
+        .await?;
+    state.routing.health.set_drained(&drained);
+    Ok(())
 }
 
 /// The answer to an undrain.
@@ -196,11 +224,15 @@ pub struct Undrained {
 }
 
 /// Return a drained region to service.
-#[utoipa::path(tag = "regions", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
-    responses((status = 200, body = Undrained)))]
+#[utoipa::path(
+    tag = "regions",
+    params(("id" = String, Path, description = "Region id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Undrained)),
+)]
 #[post("/regions/{id}/undrain")]
 pub async fn undrain(
-    scope: PlatformScope,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -218,7 +250,7 @@ pub async fn undrain(
             .await
         })
         .await?;
-    state.refresh_region_state().await?;
+    refresh_drained(&scope, &state).await?;
     Ok(HttpResponse::Ok().json(Undrained {
         region,
         drained: false,

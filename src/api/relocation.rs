@@ -12,8 +12,8 @@ use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::relocation::{self, Relocation};
 use crate::routing::decide::serving_region;
-use crate::scope::{AppState, Caller, PlatformScope};
-use crate::store::regions;
+use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,17 +45,22 @@ async fn launch(
 }
 
 /// Move a tenant to another home region (platform admin): online and batched.
-#[utoipa::path(tag = "relocation", request_body = RelocationRequest, params(("id" = uuid::Uuid, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 202, body = Relocation)))]
+#[utoipa::path(
+    tag = "relocation",
+    request_body = RelocationRequest,
+    params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses((status = 202, body = Relocation)),
+)]
 #[post("/tenants/{id}/relocation")]
 pub async fn start(
-    caller: Caller,
+    caller: Guarded<Authenticated, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<RelocationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = TenantId::parse(&path)?;
-    let scope = match caller {
+    let scope = match caller.into_inner() {
         Caller::Platform(scope) => scope,
         Caller::Tenant(scope) if scope.tenant_id() == id => {
             return Err(ApiError::Forbidden(
@@ -75,12 +80,19 @@ pub async fn start(
 }
 
 /// The tenant's latest relocation and its progress.
-#[utoipa::path(tag = "relocation", params(("id" = uuid::Uuid, Path, description = "Tenant id")), security(("bearer" = [])),
-    responses((status = 200, body = Relocation)))]
+#[utoipa::path(
+    tag = "relocation",
+    params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Relocation)),
+)]
 #[get("/tenants/{id}/relocation")]
-pub async fn status(caller: Caller, path: IdPath) -> Result<web::Json<Relocation>, ApiError> {
+pub async fn status(
+    caller: Guarded<Authenticated, Caller>,
+    path: IdPath,
+) -> Result<web::Json<Relocation>, ApiError> {
     let id = TenantId::parse(&path)?;
-    let latest = match caller {
+    let latest = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
                 .read(async |tx| relocation::latest(tx, id).await)
@@ -118,11 +130,15 @@ pub struct Evacuation {
 }
 
 /// Relocate every tenant homed in a region to its next allowed healthy region.
-#[utoipa::path(tag = "relocation", params(("id" = String, Path, description = "Region id")), security(("bearer" = [])),
-    responses((status = 200, body = Evacuation)))]
+#[utoipa::path(
+    tag = "relocation",
+    params(("id" = String, Path, description = "Region id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Evacuation)),
+)]
 #[post("/regions/{id}/evacuate")]
 pub async fn evacuate(
-    scope: PlatformScope,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Evacuation>, ApiError> {
@@ -135,7 +151,9 @@ pub async fn evacuate(
             id: None,
         })?;
     let homed = scope
-        .read(async |tx| regions::tenants_homed_in(tx, std::slice::from_ref(&region)).await)
+        .read(async |tx| {
+            Ok(crate::store::tenants::homed_in(tx, std::slice::from_ref(&region)).await?)
+        })
         .await?;
     let health = &state.routing.health;
     let (mut started, mut refused) = (Vec::new(), Vec::new());

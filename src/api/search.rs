@@ -4,10 +4,9 @@ use actix_web::{get, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::auth::Permission;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{Page, PageQuery};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::messages::{self, SearchHit};
 use crate::validate;
 
@@ -27,19 +26,22 @@ pub struct SearchQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(tag = "search", params(SearchQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<SearchHit>)))]
+#[utoipa::path(
+    tag = "search",
+    params(SearchQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<SearchHit>)),
+)]
 #[get("/search")]
 pub async fn search(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
     query: web::Query<SearchQuery>,
 ) -> Result<web::Json<Page<SearchHit>>, ApiError> {
-    scope.require(Permission::Read)?;
     let query = query.into_inner();
     let text = query
         .q
         .as_deref()
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "`q` is required"))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "`q` is required"))?;
     let text = validate::text("q", text, 256)?;
     let paging = PageQuery {
         limit: query.limit,
@@ -48,7 +50,7 @@ pub async fn search(
     let (limit, offset) = (paging.limit()?, paging.offset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| messages::search(tx, &text, limit, offset).await)
+            .read(async |tx| Ok(messages::search(tx, &text, limit, offset).await?))
             .await?,
     ))
 }

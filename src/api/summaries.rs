@@ -8,11 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ai_ledger;
-use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, JobId, SummaryId};
 use crate::jobs::{self, NewJob};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::channels;
 use crate::summaries::job::KIND;
 use crate::summaries::store::{self, NewSummary, Summary};
@@ -40,11 +39,10 @@ pub struct SummaryAccepted {
     security(("bearer" = [])), responses((status = 202, body = SummaryAccepted)))]
 #[post("/channels/{id}/summaries")]
 pub async fn create(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::RequestSummary>, TenantScope>,
     path: super::IdPath,
     body: super::JsonBody<RequestSummary>,
 ) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::RequestSummary)?;
     let channel = ChannelId::parse(&path)?;
     let max_sentences = body.max_sentences.unwrap_or(5);
     if !(1..=20).contains(&max_sentences) {
@@ -104,10 +102,9 @@ pub async fn create(
     responses((status = 200, body = Summary)))]
 #[get("/channels/{id}/summaries/{summary_id}")]
 pub async fn get(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<Summary>, ApiError> {
-    scope.require(Permission::Read)?;
     let (channel, id) = (ChannelId::parse(&path.0)?, SummaryId::parse(&path.1)?);
     Ok(web::Json(
         scope

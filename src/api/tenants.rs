@@ -7,10 +7,11 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::auth::{Permission, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
-use crate::scope::{AppState, Caller, PlatformScope};
+use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::state::AppState;
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
 use crate::tenancy::record::{LimitOverrides, LimitPatch};
@@ -103,11 +104,15 @@ pub struct TenantCreated {
 }
 
 /// Provision a tenant and its owner (platform admin).
-#[utoipa::path(tag = "tenants", request_body = CreateTenant, security(("bearer" = [])),
-    responses((status = 201, body = TenantCreated)))]
+#[utoipa::path(
+    tag = "tenants",
+    request_body = CreateTenant,
+    security(("bearer" = [])),
+    responses((status = 201, body = TenantCreated)),
+)]
 #[post("/tenants")]
 pub async fn create(
-    scope: PlatformScope,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
     state: web::Data<AppState>,
     body: super::JsonBody<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
@@ -127,7 +132,7 @@ pub async fn create(
         owner_display_name: validate::text("owner.display_name", &body.owner.display_name, 200)?,
     };
     let (tenant, owner) = scope
-        .write(async |tx| tenants::provision(tx, &state.topology, scope.admin(), &new).await)
+        .write(async |tx| Ok(tenants::provision(tx, &state.topology, scope.admin(), &new).await?))
         .await?;
     let response = TenantCreated {
         tenant: Tenant::from(&tenant),
@@ -140,16 +145,42 @@ pub async fn create(
     ))
 }
 
-/// The tenant directory, newest first (platform admin).
-#[utoipa::path(tag = "tenants", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
+/// `GET /v1/tenants`: a page of the directory, or the tenant with one exact slug.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListQuery {
+    /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[param(max_length = 256)]
+    cursor: Option<String>,
+    /// Only the tenant with exactly this slug (a list of zero or one).
+    #[param(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
+    slug: Option<String>,
+}
+
+/// The tenant directory, newest first, or the tenant with `slug` (platform admin):
+/// a script looks its tenant up by slug instead of creating it twice.
+#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
 #[get("/tenants")]
 pub async fn list(
-    scope: PlatformScope,
-    query: web::Query<PageQuery>,
+    scope: Guarded<PlatformAdmin, PlatformScope>,
+    query: web::Query<TenantListQuery>,
 ) -> Result<web::Json<Page<Tenant>>, ApiError> {
-    let (limit, after) = (query.limit()?, query.keyset()?);
+    let query = query.into_inner();
+    let page_query = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    let (limit, after) = (page_query.limit()?, page_query.keyset()?);
+    let slug = query
+        .slug
+        .as_deref()
+        .map(|s| validate::slug(s).map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash")))
+        .transpose()?;
     let page = scope
-        .read(async |tx| tenants::list(tx, limit, after).await)
+        .read(async |tx| Ok(tenants::list(tx, limit, after, slug.as_deref()).await?))
         .await?;
     Ok(web::Json(Page {
         items: page.items.iter().map(Tenant::from).collect(),
@@ -158,14 +189,23 @@ pub async fn list(
 }
 
 /// One tenant: any for platform admins, only their own for tenant users.
-#[utoipa::path(tag = "tenants", params(("id" = uuid::Uuid, Path, description = "Tenant id")), security(("bearer" = [])),
-    responses((status = 200, body = Tenant)))]
+#[utoipa::path(
+    tag = "tenants",
+    params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Tenant)),
+)]
 #[get("/tenants/{id}")]
-pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiError> {
+pub async fn get(
+    caller: Guarded<Authenticated, Caller>,
+    path: IdPath,
+) -> Result<web::Json<Tenant>, ApiError> {
     let id = TenantId::parse(&path)?;
-    match caller {
+    match caller.into_inner() {
         Caller::Platform(scope) => {
-            let tenant = scope.read(async |tx| tenants::get(tx, id).await).await?;
+            let tenant = scope
+                .read(async |tx| Ok(tenants::get(tx, id).await?))
+                .await?;
             Ok(web::Json(Tenant::from(&tenant)))
         }
         Caller::Tenant(scope) if scope.tenant_id() == id => {
@@ -178,11 +218,16 @@ pub async fn get(caller: Caller, path: IdPath) -> Result<web::Json<Tenant>, ApiE
 
 /// Change a tenant. Platform admins: anything. Owners: the name. Compliance
 /// officers: the residency policy.
-#[utoipa::path(tag = "tenants", request_body = PatchTenant, params(("id" = uuid::Uuid, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 200, body = Tenant)))]
+#[utoipa::path(
+    tag = "tenants",
+    request_body = PatchTenant,
+    params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Tenant)),
+)]
 #[patch("/tenants/{id}")]
 pub async fn patch(
-    caller: Caller,
+    caller: Guarded<Authenticated, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<PatchTenant>,
@@ -211,11 +256,14 @@ pub async fn patch(
     // (`store::tenants`), never here against the directory cache: the cached
     // home region may be one a relocation has just switched away from.
     let topology = &state.topology;
-    let updated = match caller {
+    let updated = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
                 .write(async |tx| {
-                    tenants::update_as_platform(tx, topology, scope.admin(), id, &changes).await
+                    Ok(
+                        tenants::update_as_platform(tx, topology, scope.admin(), id, &changes)
+                            .await?,
+                    )
                 })
                 .await?
         }
@@ -237,7 +285,7 @@ pub async fn patch(
             }
             let actor = scope.user_id().to_string();
             scope
-                .write(async |tx| tenants::update_own(tx, topology, &actor, &changes).await)
+                .write(async |tx| Ok(tenants::update_own(tx, topology, &actor, &changes).await?))
                 .await?
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),

@@ -5,10 +5,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::ai_ledger::{self, AiUsage};
-use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::limits::denials::DenialCounts;
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::{usage, users};
 use crate::tenancy::Limits;
 
@@ -26,8 +25,9 @@ pub struct Usage {
 
 #[utoipa::path(tag = "usage", security(("bearer" = [])), responses((status = 200, body = Usage)))]
 #[get("/usage")]
-pub async fn get(scope: TenantScope) -> Result<web::Json<Usage>, ApiError> {
-    scope.require(Permission::ReadUsage)?;
+pub async fn get(
+    scope: Guarded<Allow<perm::ReadUsage>, TenantScope>,
+) -> Result<web::Json<Usage>, ApiError> {
     let (storage_bytes, user_count, ai_tokens) = scope
         .read(async |tx| {
             Ok((

@@ -1,8 +1,7 @@
-//! `/v1/users`: a tenant's members. Admins manage users; only owners create or
-//! change owners and compliance officers (a compliance officer changes the
-//! tenant's residency, so an admin who could make one, itself included, could
-//! widen the residency); the last active owner cannot be demoted, disabled or
-//! deleted.
+//! `/v1/users`: a tenant's members. Admins manage users; the owner invariants
+//! (only owners make or unmake owners and compliance officers; the last active
+//! owner cannot be demoted, disabled or deleted) are the store's
+//! (`store::owners`), checked in the writing transaction.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
@@ -11,12 +10,12 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::audit;
-use crate::auth::{Permission, Role};
-use crate::db::TenantTx;
+use crate::auth::Role;
 use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::pagination::{Page, PageQuery};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
+use crate::store::owners;
 use crate::store::users::{self, User, UserChanges, UserStatus};
 use crate::validate;
 
@@ -46,52 +45,24 @@ fn tenant_role(role: Role) -> Result<Role, ApiError> {
     }
 }
 
-/// Roles that carry more than an admin's rights: owners (everything) and
-/// compliance officers (the residency policy). Only owners grant them, and only
-/// owners demote, disable or delete their holders.
-fn is_privileged(role: Role) -> bool {
-    matches!(role, Role::Owner | Role::Compliance)
-}
-
-/// Owners and compliance officers are made and unmade by owners only.
-fn check_grant_rights(scope: &TenantScope, touches_privileged: bool) -> Result<(), ApiError> {
-    if touches_privileged {
-        scope.require(Permission::ManageTenant)?;
-    }
-    Ok(())
-}
-
-/// Refuses a change that would leave the tenant without an active owner.
-async fn keep_an_owner(
-    tx: &TenantTx<'_>,
-    target: &User,
-    stays_active_owner: bool,
-) -> Result<(), ApiError> {
-    let is_active_owner = target.role == Role::Owner && target.status == UserStatus::Active;
-    if is_active_owner && !stays_active_owner && users::count_active_owners(tx).await? <= 1 {
-        return Err(ApiError::Conflict {
-            code: "last_owner",
-            detail: "the tenant must keep at least one active owner".into(),
-        });
-    }
-    Ok(())
-}
-
 /// Add a user (admin).
-#[utoipa::path(tag = "users", request_body = CreateUser, security(("bearer" = [])),
-    responses((status = 201, body = User)))]
+#[utoipa::path(
+    tag = "users",
+    request_body = CreateUser,
+    security(("bearer" = [])),
+    responses((status = 201, body = User)),
+)]
 #[post("/users")]
 pub async fn create(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageUsers>, TenantScope>,
     body: super::JsonBody<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::ManageUsers)?;
     let role = tenant_role(body.role)?;
-    check_grant_rights(&scope, is_privileged(role))?;
     let email = validate::email(&body.email)?;
     let display_name = validate::text("display_name", &body.display_name, 200)?;
     let limit = scope.tenant().limits().users;
     let actor = scope.user_id().to_string();
+    let actor_role = scope.role();
     let user = scope
         .write(async |tx| {
             // SERIALIZABLE makes this count-then-insert safe against concurrent creates.
@@ -100,7 +71,7 @@ pub async fn create(
                     detail: format!("the plan allows {limit} users"),
                 });
             }
-            let user = users::create(tx, &email, &display_name, role).await?;
+            let user = owners::create(tx, actor_role, &email, &display_name, role).await?;
             audit::record(
                 tx,
                 &actor,
@@ -116,43 +87,57 @@ pub async fn create(
 }
 
 /// The tenant's users, newest first.
-#[utoipa::path(tag = "users", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<User>)))]
+#[utoipa::path(
+    tag = "users",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<User>)),
+)]
 #[get("/users")]
 pub async fn list(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<User>>, ApiError> {
-    scope.require(Permission::Read)?;
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| users::list(tx, limit, after).await)
+            .read(async |tx| Ok(users::list(tx, limit, after).await?))
             .await?,
     ))
 }
 
-#[utoipa::path(tag = "users", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
-    responses((status = 200, body = User)))]
+#[utoipa::path(
+    tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = User)),
+)]
 #[get("/users/{id}")]
-pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<User>, ApiError> {
-    scope.require(Permission::Read)?;
+pub async fn get(
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
+    path: IdPath,
+) -> Result<web::Json<User>, ApiError> {
     let id = UserId::parse(&path)?;
     Ok(web::Json(
-        scope.read(async |tx| users::get(tx, id).await).await?,
+        scope.read(async |tx| Ok(users::get(tx, id).await?)).await?,
     ))
 }
 
 /// Change a user's name, role or status (admin; owners for changes that make or
 /// unmake owners and compliance officers).
-#[utoipa::path(tag = "users", request_body = PatchUser, params(("id" = uuid::Uuid, Path, description = "User id")),
-    security(("bearer" = [])), responses((status = 200, body = User)))]
+#[utoipa::path(
+    tag = "users",
+    request_body = PatchUser,
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = User)),
+)]
 #[patch("/users/{id}")]
 pub async fn patch(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageUsers>, TenantScope>,
     path: IdPath,
     body: super::JsonBody<PatchUser>,
 ) -> Result<web::Json<User>, ApiError> {
-    scope.require(Permission::ManageUsers)?;
     let id = UserId::parse(&path)?;
     let changes = UserChanges {
         display_name: body
@@ -167,19 +152,16 @@ pub async fn patch(
         return Err(ApiError::validation("nothing to change"));
     }
     let actor = scope.user_id().to_string();
+    let actor_role = scope.role();
     let user = scope
         .write(async |tx| {
-            let target = users::get(tx, id).await?;
-            let role_after = changes.role.unwrap_or(target.role);
-            let status_after = changes.status.unwrap_or(target.status);
-            let role_changes = changes.role.is_some_and(|r| r != target.role);
-            let status_changes = changes.status.is_some_and(|s| s != target.status);
-            // Read in this transaction, so the target's role is the current one.
-            check_grant_rights(&scope, (role_changes || status_changes) && (is_privileged(target.role) || is_privileged(role_after)))?;
-            keep_an_owner(tx, &target, role_after == Role::Owner && status_after == UserStatus::Active).await?;
-            let user = users::update(tx, id, &changes).await?;
-            let details = json!({ "before": { "role": target.role, "status": target.status }, "after": { "role": user.role, "status": user.status } });
-            audit::record(tx, &actor, "user_updated", Some(("user", id.to_string())), details).await?;
+            let (target, user) = owners::update(tx, actor_role, id, &changes).await?;
+            let details = json!({
+                "before": { "role": target.role, "status": target.status },
+                "after": { "role": user.role, "status": user.status },
+            });
+            let subject = Some(("user", id.to_string()));
+            audit::record(tx, &actor, "user_updated", subject, details).await?;
             Ok(user)
         })
         .await?;
@@ -187,19 +169,23 @@ pub async fn patch(
 }
 
 /// Delete a user: their tokens stop working at once; their messages stay.
-#[utoipa::path(tag = "users", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
-    responses((status = 204)))]
+#[utoipa::path(
+    tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses((status = 204)),
+)]
 #[delete("/users/{id}")]
-pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::ManageUsers)?;
+pub async fn delete(
+    scope: Guarded<Allow<perm::ManageUsers>, TenantScope>,
+    path: IdPath,
+) -> Result<HttpResponse, ApiError> {
     let id = UserId::parse(&path)?;
     let actor = scope.user_id().to_string();
+    let actor_role = scope.role();
     scope
         .write(async |tx| {
-            let target = users::get(tx, id).await?;
-            check_grant_rights(&scope, is_privileged(target.role))?;
-            keep_an_owner(tx, &target, false).await?;
-            users::delete(tx, id).await?;
+            let target = owners::delete(tx, actor_role, id).await?;
             audit::record(
                 tx,
                 &actor,

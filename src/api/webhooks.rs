@@ -9,14 +9,13 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::audit;
-use crate::auth::Permission;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::hooks::Hooks;
 use crate::ids::WebhookId;
 use crate::jobs;
 use crate::outbox;
 use crate::pagination::{Page, PageQuery};
-use crate::scope::TenantScope;
+use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::validate;
 use crate::webhooks::jobs::deliver_job;
 use crate::webhooks::sign;
@@ -49,7 +48,7 @@ fn check_url(hooks: &Hooks, url: &str) -> Result<String, ApiError> {
     let url = url.trim();
     match hooks.refuse_url(url) {
         Some(why) => Err(ApiError::bad_request(
-            "webhook_url_refused",
+            ErrorCode::WebhookUrlRefused,
             format!("`url` is refused: {why}"),
         )),
         None => Ok(url.to_owned()),
@@ -100,11 +99,10 @@ fn new_secret() -> Result<String, ApiError> {
     responses((status = 201, body = Webhook)))]
 #[post("/webhooks")]
 pub async fn create(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
     hooks: web::Data<Hooks>,
     body: super::JsonBody<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::ManageWebhooks)?;
     let url = check_url(&hooks, &body.url)?;
     let description = check_description(body.description.as_deref())?.unwrap_or_default();
     let types = check_types(body.event_types.as_ref())?.unwrap_or_default();
@@ -131,10 +129,9 @@ pub async fn create(
 #[utoipa::path(tag = "webhooks", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<Webhook>)))]
 #[get("/webhooks")]
 pub async fn list(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Webhook>>, ApiError> {
-    scope.require(Permission::ManageWebhooks)?;
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
@@ -146,8 +143,10 @@ pub async fn list(
 #[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id")), security(("bearer" = [])),
     responses((status = 200, body = Webhook)))]
 #[get("/webhooks/{id}")]
-pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Webhook>, ApiError> {
-    scope.require(Permission::ManageWebhooks)?;
+pub async fn get(
+    scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
+    path: IdPath,
+) -> Result<web::Json<Webhook>, ApiError> {
     let id = WebhookId::parse(&path)?;
     Ok(web::Json(
         scope.read(async |tx| store::get(tx, id).await).await?,
@@ -160,12 +159,11 @@ pub async fn get(scope: TenantScope, path: IdPath) -> Result<web::Json<Webhook>,
     security(("bearer" = [])), responses((status = 200, body = Webhook)))]
 #[patch("/webhooks/{id}")]
 pub async fn patch(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
     hooks: web::Data<Hooks>,
     path: IdPath,
     body: super::JsonBody<PatchWebhook>,
 ) -> Result<web::Json<Webhook>, ApiError> {
-    scope.require(Permission::ManageWebhooks)?;
     let id = WebhookId::parse(&path)?;
     let changes = WebhookChanges {
         url: body
@@ -212,8 +210,10 @@ pub async fn patch(
 #[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id")), security(("bearer" = [])),
     responses((status = 204)))]
 #[delete("/webhooks/{id}")]
-pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, ApiError> {
-    scope.require(Permission::ManageWebhooks)?;
+pub async fn delete(
+    scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
+    path: IdPath,
+) -> Result<HttpResponse, ApiError> {
     let id = WebhookId::parse(&path)?;
     let user = scope.user_id().to_string();
     scope
@@ -237,11 +237,10 @@ pub async fn delete(scope: TenantScope, path: IdPath) -> Result<HttpResponse, Ap
     responses((status = 200, body = Page<Delivery>)))]
 #[get("/webhooks/{id}/deliveries")]
 pub async fn deliveries(
-    scope: TenantScope,
+    scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
     path: IdPath,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Delivery>>, ApiError> {
-    scope.require(Permission::ManageWebhooks)?;
     let id = WebhookId::parse(&path)?;
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(

@@ -170,6 +170,22 @@ pub enum TokenError {
     IssuedInFuture,
 }
 
+impl TokenError {
+    /// What the 401 may tell the client. Only an unknown `kid` is named: it means
+    /// the token was signed with another key set (a CLI run with another state
+    /// directory, or a key not rolled out yet), which the caller can fix, and a
+    /// `kid` is no secret. Everything else stays "invalid or expired".
+    pub fn client_detail(&self) -> &'static str {
+        match self {
+            Self::UnknownKey => {
+                "invalid token: its key id (kid) is unknown to this node; \
+                 was it signed with another key set (another MERIDIAN_STATE_DIR)?"
+            }
+            _ => "invalid or expired token",
+        }
+    }
+}
+
 /// Verifies signature, algorithm, `exp`, `nbf`, `iat`, `iss` and `aud` against the
 /// key set; the times with the same leeway.
 ///

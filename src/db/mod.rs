@@ -12,7 +12,6 @@ pub mod tx;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
@@ -99,12 +98,12 @@ impl From<deadpool_postgres::PoolError> for DbError {
 
 impl Database {
     pub fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
-        let mut config = tokio_postgres::Config::from_str(&settings.url).map_err(|e| {
+        let mut config = tokio_postgres::Config::from_str(settings.url.expose()).map_err(|e| {
             DbError::Other(anyhow::anyhow!(
                 "database.url is not a valid connection string: {e}"
             ))
         })?;
-        let timeout = Duration::from_millis(settings.connect_timeout_ms);
+        let timeout = settings.connect_timeout;
         config.connect_timeout(timeout).application_name("meridian");
         let manager = Manager::from_config(
             config,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{JobId, NewJob};
 use crate::db::{PlatformTx, TenantTx, Tx};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
 
@@ -205,7 +205,7 @@ pub async fn cancel(tx: &TenantTx<'_>, id: JobId) -> Result<Job, ApiError> {
     }
     let job = get(tx, id).await?;
     Err(ApiError::Conflict {
-        code: "job_finished",
+        code: ErrorCode::JobFinished,
         detail: format!("job {id} is {} and can no longer be cancelled", job.state),
     })
 }

@@ -334,9 +334,21 @@ impl WorkerPool {
             Ok(value) => Finish::Succeeded(value),
             Err(error) => next_state(&self.settings, error, job.attempt, job.max_attempts),
         };
-        let recorded = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
-            store::finish(tx, job.id, owner, &finish).await
-        })?;
+        // Recording the outcome must not be lost to a burst of serialization
+        // conflicts with other nodes' claims: a job left `running` would wait out
+        // its whole lease and then run again.
+        let mut tries = 0;
+        let recorded = loop {
+            tries += 1;
+            match in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
+                store::finish(tx, job.id, owner, &finish).await
+            }) {
+                Err(ApiError::RetryExhausted) if tries < 5 => {
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                other => break other?,
+            }
+        };
         let label = match (&finish, recorded) {
             (_, false) => "lost",
             (Finish::Succeeded(_), _) => "succeeded",

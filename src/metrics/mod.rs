@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 
 use crate::ids::{RegionId, TenantId};
 use crate::limits::denials::DenialCounts;
-use crate::scope::AppState;
+use crate::state::AppState;
 use tenants::{TenantTraffic, top_n};
 
 /// Latency buckets from 0.5 ms to about 8 s.
@@ -183,7 +183,7 @@ pub fn registry(state: actix_web::web::Data<AppState>, top_tenants: usize) -> Re
     registry.register(
         "db_pool_wait_seconds",
         "Time spent waiting for a database connection from the pool",
-        state.pool_wait_histogram(),
+        state.db.pool_wait_histogram(),
     );
     let (hits, misses) = state.directory.cache_counters();
     registry.register(
@@ -255,7 +255,7 @@ const DENIAL_KINDS: [DenialKindField; 3] = [
 
 impl Collector for ScrapeTime {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let pool = self.state.pool_status();
+        let pool = self.state.db.pool_status();
         let in_use = pool.size.saturating_sub(pool.available);
         gauge(
             &mut encoder,

@@ -29,9 +29,11 @@ pub struct OutboundSettings {
     /// Dev/test only: let requests reach loopback addresses (never other
     /// internal ranges). Off by default.
     pub allow_loopback: bool,
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", with = "crate::config::millis")]
+    pub connect_timeout: Duration,
     /// The whole exchange: connect, send, read the answer.
-    pub total_timeout_ms: u64,
+    #[serde(rename = "total_timeout_ms", with = "crate::config::millis")]
+    pub total_timeout: Duration,
     /// Answers larger than this are cut off and count as a failure.
     pub max_response_bytes: usize,
     /// Name servers; empty: the `nameserver` lines of /etc/resolv.conf.
@@ -42,12 +44,17 @@ impl Default for OutboundSettings {
     fn default() -> Self {
         Self {
             allow_loopback: false,
-            connect_timeout_ms: 3_000,
-            total_timeout_ms: 10_000,
+            connect_timeout: Duration::from_secs(3),
+            total_timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024,
             dns_servers: Vec::new(),
         }
     }
+}
+
+/// A timeout as the whole milliseconds `OutboundError::Timeout` names.
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +104,7 @@ impl Client {
         let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
         let options = builder.options_mut();
         options.use_hosts_file = ResolveHosts::Always;
-        options.timeout = Duration::from_millis(settings.connect_timeout_ms);
+        options.timeout = settings.connect_timeout;
         let resolver = builder.build()?;
         Ok(Self {
             settings,
@@ -154,13 +161,10 @@ impl Client {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<Response, OutboundError> {
-        let total = self.settings.total_timeout_ms;
-        tokio::time::timeout(
-            Duration::from_millis(total),
-            self.exchange(url, headers, body),
-        )
-        .await
-        .map_err(|_| OutboundError::Timeout(total))?
+        let total = self.settings.total_timeout;
+        tokio::time::timeout(total, self.exchange(url, headers, body))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(total)))?
     }
 
     async fn exchange(
@@ -170,12 +174,11 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, OutboundError> {
         let addr = self.vetted_address(url).await?;
-        let connect = self.settings.connect_timeout_ms;
-        let mut stream =
-            tokio::time::timeout(Duration::from_millis(connect), TcpStream::connect(addr))
-                .await
-                .map_err(|_| OutboundError::Timeout(connect))?
-                .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
+        let connect = self.settings.connect_timeout;
+        let mut stream = tokio::time::timeout(connect, TcpStream::connect(addr))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(connect)))?
+            .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
         let mut request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
             url.path,

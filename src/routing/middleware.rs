@@ -15,10 +15,10 @@ use super::decide::{Decision, decide};
 use super::health::RegionHealth;
 use super::hop::{self, HopCheck, HopRequest, HopSigner};
 use crate::config::RoutingSettings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::RegionId;
 use crate::metrics::RoutingOutcome;
-use crate::scope::AppState;
+use crate::state::AppState;
 use crate::tenancy::TenantRecord;
 use crate::topology::Topology;
 
@@ -54,7 +54,7 @@ impl RoutingState {
             })
             .collect();
         Self {
-            hop: HopSigner::new(&settings.hop_secret),
+            hop: HopSigner::new(settings.hop_secret.expose()),
             body_limit,
             peers,
             redirect_to_peers: settings.redirect_to_peers,
@@ -157,7 +157,10 @@ async fn buffer_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Byte
         Ok(Err(err)) if crate::body_deadline::is_timeout(&err) => {
             Err(crate::body_deadline::timeout_error(req.request()))
         }
-        Ok(Err(err)) => Err(ApiError::bad_request("invalid_body", err.to_string())),
+        Ok(Err(err)) => Err(ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            err.to_string(),
+        )),
         Err(_) => Err(ApiError::PayloadTooLarge(format!(
             "body exceeds the limit of {limit} bytes"
         ))),
@@ -288,9 +291,11 @@ pub async fn route(
             let Some(base) = state.routing.client_url(&state.topology, &region) else {
                 return Ok(answer(req, ApiError::ResidencyUnavailable));
             };
+            let location = format!("{base}{target}");
             let response = HttpResponse::TemporaryRedirect()
-                .insert_header((header::LOCATION, format!("{base}{target}")))
-                .finish();
+                .insert_header((header::LOCATION, location.clone()))
+                .content_type("application/problem+json")
+                .json(redirect_problem(&here, &region, &location));
             Ok(with_region_headers(
                 req.into_response(response),
                 &here,
@@ -307,6 +312,25 @@ pub async fn route(
                 Some(&tenant),
             ))
         }
+    }
+}
+
+/// The body of a 307: where to go and why, for a client that does not follow
+/// redirects (and a person reading `curl -i`). Following it with `curl -L` drops
+/// `Authorization` on another host; the detail says so.
+fn redirect_problem(here: &RegionId, region: &RegionId, location: &str) -> crate::error::Problem {
+    const CODE: crate::error::ErrorCode = crate::error::ErrorCode::ServedElsewhere;
+    crate::error::Problem {
+        type_uri: format!("https://meridian.dev/problems/{CODE}"),
+        title: "Temporary Redirect".into(),
+        status: 307,
+        detail: format!(
+            "this tenant is served by region {region}, and its residency does not allow \
+             region {here} to forward its requests: repeat the request at {location} with \
+             the same Authorization header (curl -L drops it on another host)"
+        ),
+        code: CODE,
+        request_id: crate::request_id::current(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! router's own path, and a `/v1` path that could mean something else to another
 //! hop is refused.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Every resource served under this prefix is routed (`api::routes`).
 const API_PREFIX: &str = "/v1";
@@ -41,7 +41,7 @@ pub fn api_path(router_path: &str) -> Result<Option<&str>, ApiError> {
     }
     let refused = |why: &str| {
         Err(ApiError::bad_request(
-            "non_canonical_path",
+            ErrorCode::NonCanonicalPath,
             format!("the request path {why}; send the plain path (`/v1/channels/<id>`)"),
         ))
     };
@@ -63,7 +63,7 @@ mod tests {
     use super::*;
 
     fn code(path: &str) -> Option<&'static str> {
-        api_path(path).err().map(|e| e.code_and_status().0)
+        api_path(path).err().map(|e| e.code().as_str())
     }
 
     #[test]

@@ -13,11 +13,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
-use super::AppState;
 use crate::auth::Role;
 use crate::db::TxMode;
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
@@ -102,6 +102,7 @@ pub async fn confirm_user(
     };
     let confirmed = state
         .db
+        .0
         .tenant_tx(
             check.tenant,
             &check.home_region,

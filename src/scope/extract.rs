@@ -1,9 +1,10 @@
-//! Extractors: `Authorization: Bearer <jwt>` → verified claims → a scope.
-//! Headers, query strings and bodies never contribute to the tenant.
+//! Authentication: `Authorization: Bearer <jwt>` → verified claims → a `Caller`
+//! (which `guard::Guarded`, the only extractor, narrows to a scope and checks
+//! against its policy). Headers, query strings and bodies never contribute to
+//! the tenant.
 
-use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
 
@@ -12,11 +13,12 @@ use uuid::Uuid;
 use std::cell::OnceCell;
 
 use super::confirm::UserCheck;
-use super::{AppState, Caller, PlatformScope, TenantScope};
+use super::{Caller, PlatformScope, TenantScope};
 use crate::auth::{Claims, Role};
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
 use crate::limits::DenialKind;
+use crate::state::AppState;
 use crate::tenancy::TenantRecord;
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
@@ -49,7 +51,7 @@ fn verify(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
     let token = bearer(req)?;
     state.verifier.verify(token).map_err(|reason| {
         tracing::debug!(%reason, "token refused");
-        ApiError::Unauthenticated("invalid or expired token")
+        ApiError::Unauthenticated(reason.client_detail())
     })
 }
 
@@ -154,71 +156,35 @@ async fn resolve(
     }))
 }
 
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let resolved = req.extensions().get::<Resolved>().cloned();
-        // Fail closed: no scope for a request routing did not decide on; routing
-        // resolves every tenant token whose tenant exists.
-        let routed = req.extensions().get::<crate::routing::Routed>().is_some();
-        let verified = state(req).and_then(|state| match resolved {
-            _ if !routed => Err(ApiError::internal(anyhow::anyhow!(
-                "request was not routed"
-            ))),
-            Some(Resolved { claims, tenant }) => Ok((state, claims, Some(tenant))),
-            None => verify_or_limit(req, &state)
-                .and_then(|claims| match claims.role.is_tenant_role() {
-                    true => Err(ApiError::Unauthenticated(
-                        "the token's tenant does not exist",
-                    )),
-                    false => Ok(claims),
-                })
-                .map(|claims| (state, claims, None)),
-        });
-        let req = req.clone();
-        Box::pin(async move {
-            let (state, claims, tenant) = verified?;
-            let caller = resolve(state, claims, tenant).await?;
-            if let Caller::Tenant(scope) = &caller {
-                // `confirm_user` checks this user after the handler unless a
-                // transaction already did.
-                req.extensions_mut().insert(scope.check.clone());
-            }
-            Ok(caller)
-        })
-    }
-}
-
-impl FromRequest for TenantScope {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(req, payload);
-        Box::pin(async move {
-            match caller.await? {
-                Caller::Tenant(scope) => Ok(scope),
-                Caller::Platform(_) => Err(ApiError::Forbidden(
-                    "this route is for tenant users, not platform admins",
+/// The verified caller of a request: what every `Guarded` scope starts from.
+pub(super) fn caller(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller, ApiError>> {
+    let resolved = req.extensions().get::<Resolved>().cloned();
+    // Fail closed: no scope for a request routing did not decide on; routing
+    // resolves every tenant token whose tenant exists.
+    let routed = req.extensions().get::<crate::routing::Routed>().is_some();
+    let verified = state(req).and_then(|state| match resolved {
+        _ if !routed => Err(ApiError::internal(anyhow::anyhow!(
+            "request was not routed"
+        ))),
+        Some(Resolved { claims, tenant }) => Ok((state, claims, Some(tenant))),
+        None => verify_or_limit(req, &state)
+            .and_then(|claims| match claims.role.is_tenant_role() {
+                true => Err(ApiError::Unauthenticated(
+                    "the token's tenant does not exist",
                 )),
-            }
-        })
-    }
-}
-
-impl FromRequest for PlatformScope {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(req, payload);
-        Box::pin(async move {
-            match caller.await? {
-                Caller::Platform(scope) => Ok(scope),
-                Caller::Tenant(_) => Err(ApiError::Forbidden("this route is for platform admins")),
-            }
-        })
-    }
+                false => Ok(claims),
+            })
+            .map(|claims| (state, claims, None)),
+    });
+    let req = req.clone();
+    Box::pin(async move {
+        let (state, claims, tenant) = verified?;
+        let caller = resolve(state, claims, tenant).await?;
+        if let Caller::Tenant(scope) = &caller {
+            // `confirm_user` checks this user after the handler unless a
+            // transaction already did.
+            req.extensions_mut().insert(scope.check.clone());
+        }
+        Ok(caller)
+    })
 }

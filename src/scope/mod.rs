@@ -1,17 +1,19 @@
 //! Request scopes: the only way a handler reaches the database.
 //!
-//! `AppState` holds the pool privately; only this module (and `extract`, which
-//! builds scopes from verified tokens) can read it. A handler asks for a
+//! `AppState` (`crate::state`) holds the pool behind `ScopedDatabase`, which only
+//! this module opens. A handler asks for a `Guarded<Policy, _>` (`guard`) of a
 //! `TenantScope` (tenant roles), a `PlatformScope` (platform admins) or a `Caller`
-//! (either) and runs its queries through them; tenant queries get a `TenantTx`,
+//! (either) and runs its queries through it; tenant queries get a `TenantTx`,
 //! whose tenant and RLS setting come from the token, never from the request.
 
 mod confirm;
 mod extract;
+pub mod guard;
 pub mod probes;
 
 pub use confirm::confirm_user;
 pub use extract::{resolved_tenant, tenant_of};
+pub use guard::{Allow, Authenticated, Guarded, PlatformAdmin, perm};
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -22,144 +24,44 @@ use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use self::confirm::UserCheck;
-use self::probes::{Probe, ProbeAuditor};
-use crate::audit;
-use crate::auth::{Permission, Role, TokenVerifier};
+use self::probes::Probe;
+use crate::auth::{Permission, Role};
 use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
-use crate::ids::{RegionId, TenantId, UserId};
+use crate::ids::{TenantId, UserId};
 use crate::limits::{DenialKind, NodeLimits};
-use crate::relocation::Relocator;
-use crate::routing::middleware::RoutingState;
-use crate::tenancy::{Directory, TenantRecord};
-use crate::topology::Topology;
+use crate::state::AppState;
+use crate::tenancy::TenantRecord;
 
-/// Shared by every worker of a node.
-pub struct AppState {
-    db: Database,
-    shutting_down: std::sync::atomic::AtomicBool,
-    pub directory: Directory,
-    pub limits: NodeLimits,
-    pub routing: RoutingState,
-    pub relocator: Relocator,
-    pub topology: Arc<Topology>,
-    pub region: RegionId,
-    pub verifier: Arc<TokenVerifier>,
-    pub metrics: crate::metrics::RequestMetrics,
-    /// The worker pool's instruments (`jobs::WorkerPool`).
-    pub job_metrics: crate::metrics::jobs::JobMetrics,
-    /// Cross-tenant 404s, audited after the response.
-    pub probes: ProbeAuditor,
-}
+/// The pool as `AppState` holds it: a door only this module opens. Handlers and
+/// middleware can reach `state.db` but get nothing out of it but its gauges; a
+/// transaction needs a scope.
+#[derive(Clone)]
+pub struct ScopedDatabase(Database);
 
-impl AppState {
-    // One argument per node service; the pool must stay private to this module.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        db: Database,
-        directory: Directory,
-        limits: NodeLimits,
-        routing: RoutingState,
-        relocator: Relocator,
-        topology: Arc<Topology>,
-        region: RegionId,
-        verifier: Arc<TokenVerifier>,
-    ) -> Self {
-        Self {
-            probes: ProbeAuditor::spawn(db.clone()),
-            db,
-            shutting_down: std::sync::atomic::AtomicBool::new(false),
-            directory,
-            limits,
-            routing,
-            relocator,
-            topology,
-            region,
-            verifier,
-            metrics: crate::metrics::RequestMetrics::default(),
-            job_metrics: crate::metrics::jobs::JobMetrics::default(),
-        }
+impl ScopedDatabase {
+    pub fn new(db: Database) -> Self {
+        Self(db)
     }
 
     /// The pool's state, for `/metrics`.
     pub fn pool_status(&self) -> deadpool_postgres::Status {
-        self.db.pool_status()
+        self.0.pool_status()
     }
 
     /// Time spent waiting for pooled connections, for `/metrics`.
     pub fn pool_wait_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
-        self.db.pool_wait_histogram()
-    }
-
-    /// Stops handing out connections (shutdown).
-    pub fn close_database(&self) {
-        self.db.close();
-    }
-
-    /// Writes each tenant's pending denial counts to its audit trail as one
-    /// `limits_denied` event; counts that fail to be written are kept for next time.
-    pub async fn summarise_denials(&self, window_ms: u64) {
-        for (tenant_id, counts) in self.limits.denials.take_pending() {
-            let written = match self.directory.get(tenant_id).await {
-                Ok(Some(tenant)) => {
-                    let details = serde_json::json!({
-                        "counts": counts, "window_ms": window_ms, "region": self.region,
-                    });
-                    self.db
-                        .tenant_tx(
-                            tenant.id,
-                            &tenant.home_region,
-                            None,
-                            TxMode::ReadWrite,
-                            async |tx| {
-                                audit::record(
-                                    tx,
-                                    "meridian",
-                                    "limits_denied",
-                                    None,
-                                    details.clone(),
-                                )
-                                .await
-                            },
-                        )
-                        .await
-                }
-                Ok(None) => Ok(()),
-                Err(err) => Err(err),
-            };
-            if let Err(err) = written {
-                tracing::warn!(%tenant_id, error = %err, "writing a denial summary failed; keeping the counts");
-                self.limits.denials.restore(tenant_id, counts);
-            }
-        }
-    }
-
-    /// From now on `/readyz` fails: the node is shutting down.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.0.pool_wait_histogram()
     }
 
     /// Readiness: can this node reach the database?
-    pub async fn database_ready(&self) -> bool {
-        self.db.ping().await.is_ok()
+    pub async fn ready(&self) -> bool {
+        self.0.ping().await.is_ok()
     }
 
-    /// Re-reads the drained flags every node shares.
-    pub async fn refresh_region_state(&self) -> Result<(), ApiError> {
-        let drained = self
-            .db
-            .platform_tx(TxMode::ReadOnly, async |tx| {
-                crate::store::regions::drained(tx).await
-            })
-            .await?;
-        self.routing.health.set_drained(&drained);
-        Ok(())
+    /// Stops handing out connections (shutdown).
+    pub fn close(&self) {
+        self.0.close();
     }
 }
 
@@ -274,6 +176,7 @@ impl TenantScope {
         let result = self
             .state
             .db
+            .0
             .tenant_tx(
                 tenant.id,
                 &tenant.home_region,
@@ -345,14 +248,14 @@ impl PlatformScope {
         &self,
         body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.state.db.platform_tx(TxMode::ReadOnly, body).await
+        self.state.db.0.platform_tx(TxMode::ReadOnly, body).await
     }
 
     pub async fn write<T>(
         &self,
         body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.state.db.platform_tx(TxMode::ReadWrite, body).await
+        self.state.db.0.platform_tx(TxMode::ReadWrite, body).await
     }
 }
 

@@ -53,13 +53,13 @@ pub struct ProbeAuditor {
 }
 
 impl ProbeAuditor {
-    /// Starts the writer on the current thread's runtime (the node's main arbiter).
-    pub fn spawn(db: Database) -> Self {
+    /// The queue, and its writer for `tasks` to run (on the node's main arbiter).
+    pub fn new(db: Database) -> (Self, impl std::future::Future<Output = ()> + 'static) {
         let (queue, mut incoming) = mpsc::channel::<Probe>(QUEUE);
         let pending = Arc::new(AtomicUsize::new(0));
         let drained = Arc::new(Notify::new());
         let (left, notify) = (pending.clone(), drained.clone());
-        actix_web::rt::spawn(async move {
+        let writer = async move {
             while let Some(first) = incoming.recv().await {
                 tokio::time::sleep(jitter()).await;
                 let mut batch = vec![first];
@@ -73,12 +73,13 @@ impl ProbeAuditor {
                 left.fetch_sub(batch.len(), Ordering::AcqRel);
                 notify.notify_waiters();
             }
-        });
-        Self {
+        };
+        let auditor = Self {
             queue,
             pending,
             drained,
-        }
+        };
+        (auditor, writer)
     }
 
     pub async fn submit(&self, probe: Probe) {
@@ -124,11 +125,13 @@ async fn write_with_retries(db: &Database, batch: &[Probe]) {
         match write(db, batch).await {
             Ok(()) => return,
             Err(err) if attempt < ATTEMPTS => {
-                tracing::warn!(attempt, error = %err, "auditing cross-tenant probes failed; retrying");
+                let what = "auditing cross-tenant probes failed; retrying";
+                tracing::warn!(attempt, error = %err, "{what}");
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             Err(err) => {
-                tracing::error!(?batch, error = %err, "auditing cross-tenant probes failed; giving up");
+                let what = "auditing cross-tenant probes failed; giving up";
+                tracing::error!(?batch, error = %err, "{what}");
             }
         }
     }
@@ -165,7 +168,8 @@ async fn write(db: &Database, batch: &[Probe]) -> Result<(), ApiError> {
         })
         .await?;
     for probe in foreign {
-        tracing::warn!(tenant_id = %probe.actor_tenant, kind = probe.kind, "cross-tenant access denied");
+        let tenant_id = probe.actor_tenant;
+        tracing::warn!(%tenant_id, kind = probe.kind, "cross-tenant access denied");
     }
     Ok(())
 }

@@ -2,14 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use serde_json::json;
-
+use super::error::{StoreError, Unique, taken};
 use super::usage;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ChannelId, UserId};
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
@@ -56,11 +55,8 @@ fn from_row(row: &Row) -> Channel {
     }
 }
 
-fn not_found(id: ChannelId) -> ApiError {
-    ApiError::NotFound {
-        kind: "channel",
-        id: Some(*id.as_uuid()),
-    }
+fn not_found(id: ChannelId) -> StoreError {
+    StoreError::not_found("channel", *id.as_uuid())
 }
 
 pub async fn create(
@@ -68,7 +64,7 @@ pub async fn create(
     name: &str,
     topic: &str,
     created_by: UserId,
-) -> Result<Channel, ApiError> {
+) -> Result<Channel, StoreError> {
     let sql = format!(
         "INSERT INTO channels (tenant_id, id, home_region, name, topic, created_by)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -87,13 +83,9 @@ pub async fn create(
             ],
         )
         .await
-        .map_err(|err| match err {
-            ApiError::Conflict { .. } => ApiError::Conflict {
-                code: "channel_name_taken",
-                detail: format!("a channel named `{name}` already exists"),
-            },
-            other => other,
-        })?;
+        .map_err(taken(Unique::ChannelName, || {
+            format!("a channel named `{name}` already exists")
+        }))?;
     let channel = from_row(&row);
     outbox::record(
         tx,
@@ -111,7 +103,7 @@ pub async fn list(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<Channel>, ApiError> {
+) -> Result<Page<Channel>, StoreError> {
     let rows = tx
         .query(
             LIST_SQL,
@@ -133,7 +125,7 @@ pub async fn list(
     ))
 }
 
-pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, ApiError> {
+pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, StoreError> {
     match tx
         .query_opt(GET_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?
@@ -144,7 +136,7 @@ pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, ApiError> 
 }
 
 /// 404 unless the channel exists in this tenant.
-pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
+pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), StoreError> {
     let found = tx
         .query_opt(EXISTS_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?;
@@ -152,7 +144,7 @@ pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiEr
 }
 
 /// Deletes the channel and its messages, giving their bytes back to the quota.
-pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), ApiError> {
+pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), StoreError> {
     let freed: i64 = tx
         .query_one(
             "SELECT COALESCE(sum(octet_length(body)), 0)::bigint FROM messages WHERE tenant_id = $1 AND channel_id = $2",

@@ -4,14 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use serde_json::json;
-
+use super::error::StoreError;
 use super::{channels, usage};
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page, offset_cursor};
@@ -64,7 +63,7 @@ pub async fn post(
     author: UserId,
     body: &str,
     storage_cap: u64,
-) -> Result<Result<Message, ApiError>, ApiError> {
+) -> Result<Result<Message, StoreError>, StoreError> {
     channels::ensure_exists(tx, channel).await?;
     let id = MessageId::new_random();
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
@@ -106,7 +105,7 @@ pub async fn post(
 async fn posted(
     tx: &TenantTx<'_>,
     message: Message,
-) -> Result<Result<Message, ApiError>, ApiError> {
+) -> Result<Result<Message, StoreError>, StoreError> {
     outbox::record(
         tx,
         Event::new(
@@ -125,7 +124,7 @@ pub async fn get(
     tx: &TenantTx<'_>,
     channel: ChannelId,
     id: MessageId,
-) -> Result<Message, ApiError> {
+) -> Result<Message, StoreError> {
     match tx
         .query_opt(
             GET_SQL,
@@ -136,7 +135,7 @@ pub async fn get(
         Some(row) => Ok(from_row(&row)),
         None => {
             channels::ensure_exists(tx, channel).await?;
-            Err(ApiError::NotFound {
+            Err(StoreError::NotFound {
                 kind: "message",
                 id: None,
             })
@@ -151,7 +150,7 @@ pub async fn page(
     channel: ChannelId,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<Message>, ApiError> {
+) -> Result<Page<Message>, StoreError> {
     let rows = tx
         .query(
             PAGE_SQL,
@@ -185,7 +184,7 @@ pub async fn search(
     query: &str,
     limit: u32,
     offset: u32,
-) -> Result<Page<SearchHit>, ApiError> {
+) -> Result<Page<SearchHit>, StoreError> {
     let rows = tx
         .query(
             tx.statements().search,

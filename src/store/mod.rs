@@ -3,11 +3,15 @@
 //! row-level security is the second wall behind that predicate.
 
 pub mod channels;
+pub mod error;
 pub mod messages;
+pub mod owners;
 pub mod regions;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+
+pub use error::{StoreError, Unique};
 
 use crate::db::Dialect;
 
@@ -27,11 +31,8 @@ pub struct HotStatement {
 pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
     let list = [
         ("tx.user_status", crate::db::tx::USER_STATUS_SQL),
-        ("directory.by_id", crate::tenancy::directory::BY_ID_SQL),
-        (
-            "directory.changed_since",
-            crate::tenancy::directory::CHANGED_SINCE_SQL,
-        ),
+        ("directory.by_id", tenants::BY_ID_SQL),
+        ("directory.changed_since", tenants::CHANGED_SINCE_SQL),
         ("channels.list", channels::LIST_SQL),
         ("channels.get", channels::GET_SQL),
         ("channels.exists", channels::EXISTS_SQL),

@@ -1,13 +1,12 @@
-//! Region operator state (drained flags) and the tenants a region change affects.
+//! Region operator state (drained flags); the tenants a region change affects
+//! are read by `tenants::homed_in`.
 //! Platform data: these functions take a `PlatformTx`.
 
+use super::error::StoreError;
 use crate::db::PlatformTx;
-use crate::error::ApiError;
 use crate::ids::RegionId;
-use crate::tenancy::TenantRecord;
-use crate::tenancy::record::TENANT_COLUMNS;
 
-pub async fn drained(tx: &PlatformTx<'_>) -> Result<Vec<RegionId>, ApiError> {
+pub async fn drained(tx: &PlatformTx<'_>) -> Result<Vec<RegionId>, StoreError> {
     let rows = tx
         .query("SELECT region FROM region_state WHERE drained", &[])
         .await?;
@@ -22,7 +21,7 @@ pub async fn set_drained(
     region: &RegionId,
     drained: bool,
     actor: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO region_state (region, drained, updated_at, updated_by) VALUES ($1, $2, now(), $3)
          ON CONFLICT (region) DO UPDATE SET drained = $2, updated_at = now(), updated_by = $3",
@@ -30,15 +29,4 @@ pub async fn set_drained(
     )
     .await?;
     Ok(())
-}
-
-pub async fn tenants_homed_in(
-    tx: &PlatformTx<'_>,
-    regions: &[RegionId],
-) -> Result<Vec<TenantRecord>, ApiError> {
-    let sql =
-        format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE home_region = ANY($1) ORDER BY slug");
-    let regions: Vec<&str> = regions.iter().map(RegionId::as_str).collect();
-    let rows = tx.query(&sql, &[&regions]).await?;
-    rows.iter().map(TenantRecord::from_row).collect()
 }

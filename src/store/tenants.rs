@@ -1,5 +1,8 @@
-//! The tenant directory table. Provisioning creates the tenant and its owner in
-//! one transaction; every change bumps `config_version` so caches can tell newer
+//! The `tenants` table (the tenant directory): every statement on it is here,
+//! the directory cache's loads (`BY_ID_SQL`, `CHANGED_SINCE_SQL`, `all`), the
+//! platform's reads (`list`, `homed_in`) and every write (`provision`, `update_*`,
+//! `switch_home`). Provisioning creates the tenant and its owner in one
+//! transaction; every change bumps `config_version` so caches can tell newer
 //! from older.
 //!
 //! The residency rule (the home region is one the policy allows) is checked by
@@ -12,21 +15,86 @@
 //! a platform admin or a compliance officer), and `relocation::start` and
 //! `Relocator::switch_home` (relocation and evacuation).
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::error::{StoreError, Unique, taken};
 use super::usage;
 use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
-use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
-use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS};
+use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS, tenant_columns};
 use crate::tenancy::{Plan, Residency, TenantRecord, TenantStatus, residency};
 use crate::topology::Topology;
+
+/// A tenant by id: the directory cache's miss (`tenancy::Directory::get`).
+pub const BY_ID_SQL: &str = concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1");
+/// Tenants changed since a time: every refresh interval, on every node.
+pub const CHANGED_SINCE_SQL: &str = concat!(
+    "SELECT ",
+    tenant_columns!(),
+    " FROM tenants WHERE updated_at >= $1"
+);
+
+/// The tenant `id`, if it exists (no probe: the directory's lookup by token).
+pub async fn find<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
+    let row = tx.query_opt(BY_ID_SQL, &[id.as_uuid()]).await?;
+    Ok(row.as_ref().map(TenantRecord::from_row).transpose()?)
+}
+
+/// Every tenant changed at or after `since`, or every tenant (`None`): the
+/// directory's start and its refreshes.
+pub async fn changed_since(
+    tx: &PlatformTx<'_>,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<TenantRecord>, StoreError> {
+    let rows = match since {
+        Some(since) => tx.query(CHANGED_SINCE_SQL, &[&since]).await?,
+        None => {
+            tx.query(&format!("SELECT {TENANT_COLUMNS} FROM tenants"), &[])
+                .await?
+        }
+    };
+    records(&rows)
+}
+
+/// The tenants homed in any of `regions` (a drain's or an evacuation's), by slug.
+pub async fn homed_in(
+    tx: &PlatformTx<'_>,
+    regions: &[RegionId],
+) -> Result<Vec<TenantRecord>, StoreError> {
+    let sql =
+        format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE home_region = ANY($1) ORDER BY slug");
+    let regions: Vec<&str> = regions.iter().map(RegionId::as_str).collect();
+    records(&tx.query(&sql, &[&regions]).await?)
+}
+
+fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<TenantRecord>, StoreError> {
+    Ok(rows
+        .iter()
+        .map(TenantRecord::from_row)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Switches the tenant's home region (the relocation's switch); the caller has
+/// checked the residency rule on the row it locked in this transaction.
+pub async fn switch_home(
+    tx: &PlatformTx<'_>,
+    id: TenantId,
+    to: &RegionId,
+) -> Result<TenantRecord, StoreError> {
+    let sql = format!(
+        "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = now()
+         WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+    );
+    let row = tx.query_one(&sql, &[id.as_uuid(), &to.as_str()]).await?;
+    Ok(TenantRecord::from_row(&row)?)
+}
 
 pub struct NewTenant {
     pub slug: String,
@@ -44,7 +112,7 @@ pub async fn provision(
     topology: &Topology,
     admin: &str,
     new: &NewTenant,
-) -> Result<(TenantRecord, User), ApiError> {
+) -> Result<(TenantRecord, User), StoreError> {
     residency::check_placement(topology, &new.home_region, new.residency.as_ref())?;
     // A random (v4) id, not a time-ordered one: concurrent provisionings then touch
     // different index pages. With v7 ids they all insert into, and check foreign
@@ -58,8 +126,8 @@ pub async fn provision(
         .as_ref()
         .map(serde_json::to_value)
         .transpose()
-        .map_err(ApiError::internal)?;
-    let limits = serde_json::to_value(new.limits).map_err(ApiError::internal)?;
+        .map_err(StoreError::internal)?;
+    let limits = serde_json::to_value(new.limits).map_err(StoreError::internal)?;
     let sql = format!(
         "INSERT INTO tenants (id, slug, name, home_region, residency, plan, limits)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {TENANT_COLUMNS}"
@@ -78,13 +146,9 @@ pub async fn provision(
             ],
         )
         .await
-        .map_err(|err| match err {
-            ApiError::Conflict { .. } => ApiError::Conflict {
-                code: "slug_taken",
-                detail: format!("a tenant with slug `{}` already exists", new.slug),
-            },
-            other => other,
-        })?;
+        .map_err(taken(Unique::TenantSlug, || {
+            format!("a tenant with slug `{}` already exists", new.slug)
+        }))?;
     let tenant = TenantRecord::from_row(&row)?;
     let scoped = tx.enter_tenant(id, new.home_region.clone()).await?;
     let created = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan });
@@ -101,7 +165,12 @@ pub async fn provision(
     )
     .await?;
     usage::open(&scoped).await?;
-    let details = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan, "owner_id": owner.id });
+    let details = json!({
+        "slug": new.slug,
+        "home_region": new.home_region,
+        "plan": new.plan,
+        "owner_id": owner.id,
+    });
     audit::record(
         &scoped,
         admin,
@@ -114,14 +183,17 @@ pub async fn provision(
     Ok((tenant, owner))
 }
 
+/// The directory, newest first; with `slug`, only the tenant with exactly that slug.
 pub async fn list(
     tx: &PlatformTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<TenantRecord>, ApiError> {
+    slug: Option<&str>,
+) -> Result<Page<TenantRecord>, StoreError> {
     let sql = format!(
         "SELECT {TENANT_COLUMNS} FROM tenants
          WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+           AND ($4::text IS NULL OR slug = $4)
          ORDER BY created_at DESC, id DESC LIMIT $3"
     );
     let rows = tx
@@ -131,6 +203,7 @@ pub async fn list(
                 &after.map(|k| k.at),
                 &after.map(|k| k.id),
                 &(i64::from(limit) + 1),
+                &slug,
             ],
         )
         .await?;
@@ -144,7 +217,7 @@ pub async fn list(
     }))
 }
 
-pub async fn get<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, ApiError> {
+pub async fn get<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, StoreError> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
     one(tx, &sql, id).await
 }
@@ -153,18 +226,15 @@ pub async fn get<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, ApiErr
 /// residency rule reads before it writes `home_region` or `residency`. A
 /// concurrent writer of the row waits (or, under SERIALIZABLE, one of the two is
 /// aborted and retried), so the check cannot act on a value changed meanwhile.
-pub async fn lock<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, ApiError> {
+pub async fn lock<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<TenantRecord, StoreError> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE");
     one(tx, &sql, id).await
 }
 
-async fn one<S>(tx: &Tx<'_, S>, sql: &str, id: TenantId) -> Result<TenantRecord, ApiError> {
+async fn one<S>(tx: &Tx<'_, S>, sql: &str, id: TenantId) -> Result<TenantRecord, StoreError> {
     match tx.query_opt(sql, &[id.as_uuid()]).await? {
-        Some(row) => TenantRecord::from_row(&row),
-        None => Err(ApiError::NotFound {
-            kind: "tenant",
-            id: Some(*id.as_uuid()),
-        }),
+        Some(row) => Ok(TenantRecord::from_row(&row)?),
+        None => Err(StoreError::not_found("tenant", *id.as_uuid())),
     }
 }
 
@@ -178,7 +248,7 @@ async fn check_new_policy<S>(
     topology: &Topology,
     current: &TenantRecord,
     policy: Option<&Residency>,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     if let Some(policy) = policy {
         policy.validate(topology)?;
     }
@@ -187,13 +257,18 @@ async fn check_new_policy<S>(
             .find(&job.to_region)
             .is_some_and(|target| residency::allows(policy, target));
         if !allowed {
-            return Err(ApiError::ResidencyConflict(format!(
-                "the tenant is being relocated to `{}`, which this residency policy does not allow; wait for the relocation to end",
+            return Err(StoreError::ResidencyConflict(format!(
+                "the tenant is being relocated to `{}`, which this residency policy does not \
+                 allow; wait for the relocation to end",
                 job.to_region
             )));
         }
     }
-    residency::check_placement(topology, &current.home_region, policy)
+    Ok(residency::check_placement(
+        topology,
+        &current.home_region,
+        policy,
+    )?)
 }
 
 #[derive(Debug, Default)]
@@ -222,7 +297,7 @@ async fn update<S>(
     topology: &Topology,
     id: TenantId,
     changes: &TenantChanges,
-) -> Result<(TenantRecord, TenantRecord), ApiError> {
+) -> Result<(TenantRecord, TenantRecord), StoreError> {
     let before = lock(tx, id).await?;
     if let Some(policy) = &changes.residency {
         check_new_policy(tx, topology, &before, policy.as_ref()).await?;
@@ -232,7 +307,7 @@ async fn update<S>(
         .as_ref()
         .map(|patch| serde_json::to_value(patch.set))
         .transpose()
-        .map_err(ApiError::internal)?;
+        .map_err(StoreError::internal)?;
     let cleared: Vec<&str> = changes
         .limits
         .as_ref()
@@ -244,7 +319,7 @@ async fn update<S>(
                 .as_ref()
                 .map(serde_json::to_value)
                 .transpose()
-                .map_err(ApiError::internal)?,
+                .map_err(StoreError::internal)?,
         ),
         None => None,
     };
@@ -289,7 +364,7 @@ pub async fn update_as_platform(
     admin: &str,
     id: TenantId,
     changes: &TenantChanges,
-) -> Result<TenantRecord, ApiError> {
+) -> Result<TenantRecord, StoreError> {
     let (before, after) = update(tx, topology, id, changes).await?;
     let details = change_details(&before, &after);
     let scoped = tx.enter_tenant(id, after.home_region.clone()).await?;
@@ -320,7 +395,7 @@ pub async fn update_own(
     topology: &Topology,
     actor: &str,
     changes: &TenantChanges,
-) -> Result<TenantRecord, ApiError> {
+) -> Result<TenantRecord, StoreError> {
     let id = tx.tenant_id();
     let (before, after) = update(tx, topology, id, changes).await?;
     outbox::record(

@@ -23,9 +23,9 @@
 //! serial order of all posts: a post is refused only when, at its place in that
 //! order, the tenant's stored bytes plus the post really exceed the cap.
 
+use super::error::StoreError;
 use crate::db::TenantTx;
 use crate::db::shards::USAGE_SHARDS;
-use crate::error::ApiError;
 
 /// Largest grant a shard takes at once. With 32 shards a tenant far from its cap
 /// holds at most 32 MiB in grants; a shard goes back to the central row once per
@@ -34,7 +34,7 @@ const MAX_GRANT: i64 = 1 << 20;
 
 /// Creates the tenant's central usage row (at provisioning); shard rows are
 /// created by the first post that charges them.
-pub async fn open(tx: &TenantTx<'_>) -> Result<(), ApiError> {
+pub async fn open(tx: &TenantTx<'_>) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO tenant_usage (tenant_id, home_region) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
         &[tx.tenant_id().as_uuid(), &tx.home_region().as_str()],
@@ -65,7 +65,7 @@ pub async fn charge_storage(
     tx: &TenantTx<'_>,
     bytes: u64,
     cap: u64,
-) -> Result<Result<(), ApiError>, ApiError> {
+) -> Result<Result<(), StoreError>, StoreError> {
     let (n, cap) = (to_i64(bytes), to_i64(cap));
     let shard = shard_param(tx);
     let tenant = tx.tenant_id();
@@ -108,7 +108,7 @@ pub async fn charge_storage(
         // before answering, so nothing is refused while quota sits idle elsewhere.
         central = reclaim(tx, Some(shard)).await?;
         if deficit > cap - central {
-            return Ok(Err(ApiError::QuotaExceeded {
+            return Ok(Err(StoreError::QuotaExceeded {
                 detail: format!(
                     "storing {n} more bytes would exceed the storage quota of {cap} bytes ({} bytes stored)",
                     stored_bytes(tx).await?
@@ -153,7 +153,7 @@ pub async fn charge_storage(
 /// recorded and does not matter: the bytes come off shards' `used_bytes` (lowest
 /// shard first) and their grants shrink with them, back to the central row, so
 /// sum(used) stays the stored total and central = sum(granted).
-pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), ApiError> {
+pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), StoreError> {
     let tenant = tx.tenant_id();
     // Same lock order as the slow path of a post: central row, then shards.
     central_grants(tx).await?;
@@ -194,11 +194,11 @@ pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), ApiErro
 pub const STORAGE_BYTES_SQL: &str =
     "SELECT COALESCE(sum(used_bytes), 0)::bigint FROM tenant_usage_shards WHERE tenant_id = $1";
 
-pub async fn storage_bytes(tx: &TenantTx<'_>) -> Result<u64, ApiError> {
+pub async fn storage_bytes(tx: &TenantTx<'_>) -> Result<u64, StoreError> {
     Ok(stored_bytes(tx).await?.max(0) as u64)
 }
 
-async fn stored_bytes(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
+async fn stored_bytes(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     Ok(tx
         .query_one(STORAGE_BYTES_SQL, &[tx.tenant_id().as_uuid()])
         .await?
@@ -210,7 +210,7 @@ pub(crate) fn shard_param(tx: &TenantTx<'_>) -> i16 {
     i16::try_from(tx.usage_shard()).unwrap_or(0)
 }
 
-async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
+async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     let row = tx
         .query_opt(
             "SELECT granted_bytes FROM tenant_usage WHERE tenant_id = $1 FOR UPDATE",
@@ -218,10 +218,10 @@ async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
         )
         .await?;
     row.map(|r| r.get(0))
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("tenant has no tenant_usage row")))
+        .ok_or_else(|| StoreError::internal(anyhow::anyhow!("tenant has no tenant_usage row")))
 }
 
-async fn shard_row(tx: &TenantTx<'_>, shard: i16) -> Result<Option<(i64, i64)>, ApiError> {
+async fn shard_row(tx: &TenantTx<'_>, shard: i16) -> Result<Option<(i64, i64)>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT used_bytes, granted_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND shard = $2",
@@ -233,7 +233,7 @@ async fn shard_row(tx: &TenantTx<'_>, shard: i16) -> Result<Option<(i64, i64)>, 
 
 /// Takes the unspent grants of every shard (but `keep`) back to the central row,
 /// and sets the central row to the sum of the grants left. Returns that sum.
-async fn reclaim(tx: &TenantTx<'_>, keep: Option<i16>) -> Result<i64, ApiError> {
+async fn reclaim(tx: &TenantTx<'_>, keep: Option<i16>) -> Result<i64, StoreError> {
     let tenant = tx.tenant_id();
     tx.execute(
         "UPDATE tenant_usage_shards SET granted_bytes = used_bytes
@@ -245,7 +245,7 @@ async fn reclaim(tx: &TenantTx<'_>, keep: Option<i16>) -> Result<i64, ApiError> 
 }
 
 /// Sets the central row to the sum of the shards' grants; returns it.
-async fn sum_grants_into_central(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
+async fn sum_grants_into_central(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     Ok(tx
         .query_one(
             "UPDATE tenant_usage SET granted_bytes =

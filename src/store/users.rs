@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use serde_json::json;
-
+use super::error::{StoreError, Unique, taken};
 use crate::auth::Role;
 use crate::db::TenantTx;
 use crate::error::ApiError;
@@ -55,7 +55,7 @@ pub const GET_SQL: &str = concat!(
     " FROM users WHERE tenant_id = $1 AND id = $2 AND status <> 'deleted'"
 );
 
-fn from_row(row: &Row) -> Result<User, ApiError> {
+fn from_row(row: &Row) -> Result<User, StoreError> {
     let role: String = row.get("role");
     let status: String = row.get("status");
     Ok(User {
@@ -63,7 +63,7 @@ fn from_row(row: &Row) -> Result<User, ApiError> {
         email: row.get("email"),
         display_name: row.get("display_name"),
         role: Role::parse(&role)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad role {role}")))?,
+            .ok_or_else(|| StoreError::internal(anyhow::anyhow!("bad role {role}")))?,
         status: if status == "active" {
             UserStatus::Active
         } else {
@@ -74,14 +74,10 @@ fn from_row(row: &Row) -> Result<User, ApiError> {
     })
 }
 
-fn email_taken(err: ApiError) -> ApiError {
-    match err {
-        ApiError::Conflict { .. } => ApiError::Conflict {
-            code: "email_taken",
-            detail: "a user with this email already exists in the tenant".into(),
-        },
-        other => other,
-    }
+fn email_taken(err: ApiError) -> StoreError {
+    taken(Unique::UserEmail, || {
+        "a user with this email already exists in the tenant".into()
+    })(err)
 }
 
 pub async fn create(
@@ -89,7 +85,7 @@ pub async fn create(
     email: &str,
     display_name: &str,
     role: Role,
-) -> Result<User, ApiError> {
+) -> Result<User, StoreError> {
     let sql = format!(
         "INSERT INTO users (tenant_id, id, home_region, email, display_name, role)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -123,7 +119,7 @@ pub async fn create(
 }
 
 /// Users that count against the plan (everything not deleted).
-pub async fn count(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
+pub async fn count(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     let row = tx
         .query_one(
             "SELECT count(*) FROM users WHERE tenant_id = $1 AND status <> 'deleted'",
@@ -133,7 +129,7 @@ pub async fn count(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
     Ok(row.get(0))
 }
 
-pub async fn count_active_owners(tx: &TenantTx<'_>) -> Result<i64, ApiError> {
+pub async fn count_active_owners(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     let row = tx
         .query_one(
             "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active'",
@@ -147,7 +143,7 @@ pub async fn list(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<User>, ApiError> {
+) -> Result<Page<User>, StoreError> {
     let rows = tx
         .query(
             LIST_SQL,
@@ -166,16 +162,13 @@ pub async fn list(
     }))
 }
 
-pub async fn get(tx: &TenantTx<'_>, id: UserId) -> Result<User, ApiError> {
+pub async fn get(tx: &TenantTx<'_>, id: UserId) -> Result<User, StoreError> {
     match tx
         .query_opt(GET_SQL, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?
     {
         Some(row) => from_row(&row),
-        None => Err(ApiError::NotFound {
-            kind: "user",
-            id: Some(*id.as_uuid()),
-        }),
+        None => Err(StoreError::not_found("user", *id.as_uuid())),
     }
 }
 
@@ -190,7 +183,7 @@ pub async fn update(
     tx: &TenantTx<'_>,
     id: UserId,
     changes: &UserChanges,
-) -> Result<User, ApiError> {
+) -> Result<User, StoreError> {
     let sql = format!(
         "UPDATE users SET display_name = COALESCE($3, display_name), role = COALESCE($4, role),
                 status = COALESCE($5, status), updated_at = now()
@@ -227,14 +220,11 @@ pub async fn update(
             .await?;
             Ok(user)
         }
-        None => Err(ApiError::NotFound {
-            kind: "user",
-            id: Some(*id.as_uuid()),
-        }),
+        None => Err(StoreError::not_found("user", *id.as_uuid())),
     }
 }
 
-pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), ApiError> {
+pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), StoreError> {
     let deleted = tx
         .execute(
             "UPDATE users SET status = 'deleted', updated_at = now() WHERE tenant_id = $1 AND id = $2 AND status <> 'deleted'",
@@ -242,10 +232,7 @@ pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), ApiError> {
         )
         .await?;
     if deleted == 0 {
-        return Err(ApiError::NotFound {
-            kind: "user",
-            id: Some(*id.as_uuid()),
-        });
+        return Err(StoreError::not_found("user", *id.as_uuid()));
     }
     outbox::record(
         tx,

@@ -13,19 +13,11 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use prometheus_client::metrics::counter::Counter;
 
-use super::record::{TENANT_COLUMNS, TenantRecord, tenant_columns};
-
-/// A tenant by id: a cache miss (`load`).
-pub const BY_ID_SQL: &str = concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1");
-/// Tenants changed since a time: every refresh interval, on every node (`refresh`).
-pub const CHANGED_SINCE_SQL: &str = concat!(
-    "SELECT ",
-    tenant_columns!(),
-    " FROM tenants WHERE updated_at >= $1"
-);
+use super::record::TenantRecord;
 use crate::db::{Database, TxMode};
 use crate::error::ApiError;
 use crate::ids::TenantId;
+use crate::store::tenants;
 
 #[derive(Clone)]
 pub struct Directory {
@@ -87,13 +79,10 @@ impl Directory {
 
     async fn load(&self, id: TenantId) -> Result<Option<TenantRecord>, ApiError> {
         self.db
-            .platform_tx(TxMode::ReadOnly, async |tx| {
-                tx.query_opt(BY_ID_SQL, &[id.as_uuid()])
-                    .await?
-                    .as_ref()
-                    .map(TenantRecord::from_row)
-                    .transpose()
-            })
+            .platform_tx(
+                TxMode::ReadOnly,
+                async |tx| Ok(tenants::find(tx, id).await?),
+            )
             .await
     }
 
@@ -126,19 +115,8 @@ impl Directory {
         let records = self
             .db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                let rows = match since {
-                    Some(since) => {
-                        let from = since - REFRESH_OVERLAP;
-                        tx.query(CHANGED_SINCE_SQL, &[&from]).await?
-                    }
-                    None => {
-                        tx.query(&format!("SELECT {TENANT_COLUMNS} FROM tenants"), &[])
-                            .await?
-                    }
-                };
-                rows.iter()
-                    .map(TenantRecord::from_row)
-                    .collect::<Result<Vec<_>, _>>()
+                let from = since.map(|since| since - REFRESH_OVERLAP);
+                Ok(tenants::changed_since(tx, from).await?)
             })
             .await?;
         let newest = records.iter().map(|r| r.updated_at).max().or(since);

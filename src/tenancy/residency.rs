@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::RegionId;
 use crate::topology::{Jurisdiction, Region, Topology};
 
@@ -55,7 +55,7 @@ pub fn check_placement(
     }
     if !allows(policy, known) {
         return Err(ApiError::bad_request(
-            "residency_violation",
+            ErrorCode::ResidencyViolation,
             format!("the residency policy does not allow region `{region}`"),
         ));
     }

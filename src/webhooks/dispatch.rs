@@ -12,6 +12,8 @@
 //! off exponentially with jitter; `disable_after` failures in a row disable the
 //! endpoint, with an audit event and a `webhook.disabled` outbox event.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,8 +34,10 @@ pub struct WebhookSettings {
     pub max_attempts: i32,
     /// Failed attempts in a row (any delivery) that disable an endpoint.
     pub disable_after: i32,
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
+    #[serde(rename = "backoff_base_ms", with = "crate::config::millis")]
+    pub backoff_base: Duration,
+    #[serde(rename = "backoff_max_ms", with = "crate::config::millis")]
+    pub backoff_max: Duration,
     /// Events sequenced per `fan_out` call.
     pub batch: i64,
 }
@@ -43,8 +47,8 @@ impl Default for WebhookSettings {
         Self {
             max_attempts: 8,
             disable_after: 20,
-            backoff_base_ms: 5_000,
-            backoff_max_ms: 3_600_000,
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(3_600),
             batch: 500,
         }
     }
@@ -218,11 +222,11 @@ pub async fn send(client: &Client, claimed: &Claimed) -> Outcome {
 /// Backoff before attempt `attempts + 1`: base · 2^(attempts − 1), capped, plus
 /// up to 25% jitter so a receiver coming back is not hit by every retry at once.
 pub fn backoff_ms(settings: &WebhookSettings, attempts: i32) -> u64 {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-    let base = settings
-        .backoff_base_ms
+    let base = ms(settings.backoff_base)
         .saturating_mul(1u64 << exp)
-        .min(settings.backoff_max_ms);
+        .min(ms(settings.backoff_max));
     let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) * base / 1024;
     base + jitter
 }

@@ -9,6 +9,8 @@
 //! (a delivery can still be sent twice if a node dies between sending and
 //! recording: receivers deduplicate on `webhook-id`, as the standard expects).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -87,7 +89,8 @@ impl JobHandler for Deliver {
             .and_then(|id| WebhookId::parse(id).ok())
             .ok_or_else(|| JobError::Permanent("payload without endpoint_id".into()))?;
         // The claim outlives the HTTP exchange, so no other worker sends it meanwhile.
-        let lease_ms = self.client.settings().total_timeout_ms + 5_000;
+        let lease = self.client.settings().total_timeout + Duration::from_secs(5);
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         let (mut sent, mut failed) = (0, 0);
         for _ in 0..PER_RUN {
             let head = ctx

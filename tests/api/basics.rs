@@ -165,23 +165,29 @@ async fn malformed_requests_get_problem_json_never_500() {
         404,
         "route_not_found",
     );
-    assert_problem(
-        &app.request("PUT", "/v1/channels", Some(token), Some(json!({})))
-            .await,
-        405,
-        "method_not_allowed",
-    );
-    assert_problem(
-        &app.request(
+    // A 405 names the path's methods in `Allow` (RFC 9110 §15.5.6).
+    let allow = |reply: &crate::helpers::Reply| {
+        let value = reply.headers.get("allow").map(|v| v.to_str().unwrap());
+        value.unwrap_or_default().to_owned()
+    };
+    let wrong = app
+        .request("PUT", "/v1/channels", Some(token), Some(json!({})))
+        .await;
+    assert_problem(&wrong, 405, "method_not_allowed");
+    assert_eq!(allow(&wrong), "GET, POST");
+    let wrong = app
+        .request(
             "POST",
             &format!("/v1/users/{}", Uuid::new_v4()),
             Some(token),
             Some(json!({})),
         )
-        .await,
-        405,
-        "method_not_allowed",
-    );
+        .await;
+    assert_problem(&wrong, 405, "method_not_allowed");
+    assert_eq!(allow(&wrong), "GET, DELETE, PATCH");
+    let wrong = app.request("DELETE", "/healthz", None, None).await;
+    assert_problem(&wrong, 405, "method_not_allowed");
+    assert_eq!(allow(&wrong), "GET");
 }
 
 /// The node refuses to start as a role that escapes row-level security (on
@@ -192,7 +198,7 @@ async fn refuses_to_start_as_a_privileged_role_or_with_the_wrong_dialect() {
     let cluster = crate::helpers::cluster();
     let db = crate::helpers::fresh_database().await;
     let mut settings = crate::helpers::test_settings(&db);
-    settings.database.url = cluster.superuser_url(&db);
+    settings.database.url = cluster.superuser_url(&db).into();
     let refused = match meridian::Application::build(settings).await {
         Ok(_) => panic!("started as a superuser"),
         Err(err) => format!("{err:#}"),

@@ -16,7 +16,7 @@ use awc::http::StatusCode;
 use meridian::Application;
 use meridian::auth::{Claims, KeySet, Role, TokenVerifier};
 use meridian::config::{LogFormat, Settings};
-use meridian::embedded_pg::EmbeddedPg;
+use meridian_local::embedded_pg::EmbeddedPg;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -96,7 +96,7 @@ pub fn cluster() -> &'static Cluster {
                     superuser_base,
                     host,
                     query,
-                    app_password: meridian::dev::random_alphanumeric(24).unwrap(),
+                    app_password: meridian_local::dev::random_alphanumeric(24).unwrap(),
                     dialect: meridian::db::Dialect::Cockroach,
                     keys_file,
                 };
@@ -104,13 +104,13 @@ pub fn cluster() -> &'static Cluster {
             announce("CockroachDB run SKIPPED (MERIDIAN_TEST_COCKROACH_URL is not set): this run uses the embedded PostgreSQL 15 only");
             let pg =
                 EmbeddedPg::start(&dir.join("pg")).expect("starting the test PostgreSQL cluster");
-            let app_password = meridian::dev::random_alphanumeric(24).unwrap();
+            let app_password = meridian_local::dev::random_alphanumeric(24).unwrap();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                meridian::dev::create_database_if_missing(&pg.superuser_url("postgres"), TEMPLATE)
+                meridian_local::dev::create_database_if_missing(&pg.superuser_url("postgres"), TEMPLATE)
                     .await
                     .unwrap();
                 meridian::db::migrate::run(
@@ -197,7 +197,7 @@ pub async fn fresh_database() -> String {
 pub async fn database_migrated_to(version: i32) -> (String, tokio_postgres::Client) {
     let cluster = cluster();
     let name = format!("u_{}", Uuid::new_v4().simple());
-    meridian::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
+    meridian_local::dev::create_database_if_missing(&cluster.superuser_url("postgres"), &name)
         .await
         .unwrap();
     let url = cluster.superuser_url(&name);
@@ -217,28 +217,39 @@ pub async fn database_migrated_to(version: i32) -> (String, tokio_postgres::Clie
     (url, client)
 }
 
+/// The repository's `regions/`: this harness also runs in `local/`'s CLI tests.
+pub fn regions_dir() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let here = manifest.join("regions");
+    if here.is_dir() {
+        here
+    } else {
+        manifest.join("../regions")
+    }
+}
+
 pub fn test_settings(db_name: &str) -> Settings {
     let cluster = cluster();
     let mut settings = Settings {
         region: "us-east1".into(),
-        regions_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/regions").into(),
+        regions_dir: regions_dir(),
         ..Settings::default()
     };
     settings.http.bind = Some("127.0.0.1:0".parse().unwrap());
     settings.admin.bind = Some("127.0.0.1:0".parse().unwrap());
     settings.http.workers = 1;
-    settings.database.url = cluster.app_url(db_name);
+    settings.database.url = cluster.app_url(db_name).into();
     settings.database.dialect = cluster.dialect;
     settings.database.pool_size = 8;
     settings.auth.keys_file = cluster.keys_file.clone();
-    settings.directory.refresh_interval_ms = 200;
+    settings.directory.refresh_interval = std::time::Duration::from_millis(200);
     settings.limits.unauthenticated_per_second = 100_000;
     settings.limits.unauthenticated_burst = 1_000_000;
-    settings.limits.denial_summary_interval_ms = 200;
+    settings.limits.denial_summary_interval = std::time::Duration::from_millis(200);
     settings.routing.hop_secret = "test hop secret, shared by every node".into();
     settings.routing.redirect_to_peers = true;
-    settings.routing.probe_interval_ms = 100;
-    settings.routing.probe_timeout_ms = 500;
+    settings.routing.probe_interval = std::time::Duration::from_millis(100);
+    settings.routing.probe_timeout = std::time::Duration::from_millis(500);
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
     // Webhook receivers and the AI stub the tests start listen on 127.0.0.1.
@@ -252,7 +263,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    let db_name = settings.database.url.rsplit('/').next().unwrap().to_owned();
+    let db_name = settings
+        .database
+        .url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let keys = KeySet::load(&settings.auth.keys_file).unwrap();
     let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
     let app = Application::build(settings)

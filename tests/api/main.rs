@@ -7,7 +7,6 @@ mod basics;
 mod cursors;
 mod isolation;
 mod jobs;
-mod keys_cli;
 mod limits;
 mod messages;
 mod metrics;

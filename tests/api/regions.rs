@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, assert_problem, fresh_database, spawn_app_with, test_settings};
@@ -179,9 +179,21 @@ async fn a_pinned_tenant_is_redirected_from_regions_its_residency_excludes() {
         response.headers().get("x-meridian-region").unwrap(),
         "us-east1"
     );
+    // Nothing of the tenant is processed in us-east1; the answer says where to go
+    // and why, as a problem body (issue 12: a 307 had an empty body).
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    let problem: Value = serde_json::from_slice(&response.body().await.unwrap()).unwrap();
+    assert_eq!(problem["status"], 307);
+    assert_eq!(problem["code"], "served_elsewhere");
+    let detail = problem["detail"].as_str().unwrap();
     assert!(
-        response.body().await.unwrap().is_empty(),
-        "nothing of the tenant is processed in us-east1"
+        detail.contains(&location)
+            && detail.contains("europe-west1")
+            && detail.contains("residency"),
+        "{detail}"
     );
 
     // Inside the EU, the other region forwards instead.

@@ -110,7 +110,7 @@ async fn read_status(stream: &mut TcpStream, within: Duration) -> Option<String>
 #[actix_web::test]
 async fn slow_bodies_hold_no_concurrency_slot_and_time_out_with_408() {
     let mut settings = test_settings(&fresh_database().await);
-    settings.http.body_timeout_ms = 1_500;
+    settings.http.body_timeout = Duration::from_millis(1_500);
     let app = spawn_app_with(settings).await;
     let a = app.provision("slowloris").await;
     let reply = app
@@ -121,14 +121,16 @@ async fn slow_bodies_hold_no_concurrency_slot_and_time_out_with_408() {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let (_, viewer) = app.add_user(&a, "viewer").await;
+    // An admin may create channels, so its request waits for the body (a role
+    // the route refuses is answered 403 by the extractor before any body is read).
+    let (_, admin) = app.add_user(&a, "admin").await;
 
     let mut slow = Vec::new();
     for _ in 0..10 {
-        slow.push(start_slow_post(&app, "/v1/channels", &viewer, "").await);
+        slow.push(start_slow_post(&app, "/v1/channels", &admin, "").await);
     }
     // A (forged) hop marker makes the node read the body before routing: bounded too.
-    let mut marked = start_slow_post(&app, "/v1/channels", &viewer, "X-Meridian-Hop: x\r\n").await;
+    let mut marked = start_slow_post(&app, "/v1/channels", &admin, "X-Meridian-Hop: x\r\n").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The ten requests waiting for their bodies hold none of the ten slots.
     for _ in 0..5 {
@@ -196,7 +198,7 @@ async fn a_foreign_ids_404_does_not_wait_for_its_audit_record() {
 #[actix_web::test]
 async fn a_graceful_stop_writes_the_probes_still_queued() {
     let mut settings = test_settings(&fresh_database().await);
-    settings.http.shutdown_grace_ms = 100;
+    settings.http.shutdown_grace = Duration::from_millis(100);
     let app = spawn_app_with(settings).await;
     let a = app.provision("victim").await;
     let channel = app.create_channel(&a, "secret").await;
@@ -287,4 +289,33 @@ async fn array_bodies_are_refused_on_every_route() {
         "{}",
         regions.body
     );
+}
+
+/// A token signed with a key this node does not know (another state directory's
+/// key set) says so in its 401, with the stable `unauthenticated` code; other
+/// refusals stay "invalid or expired" (issue 12).
+#[actix_web::test]
+async fn an_unknown_kid_is_named_in_the_401() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let valid = app.platform_token();
+    let (header, rest) = valid.split_once('.').unwrap();
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&b64.decode(header).unwrap()).unwrap();
+    header["kid"] = json!("k-of-another-key-set");
+    let foreign = format!("{}.{rest}", b64.encode(header.to_string()));
+
+    let refused = app.get("/v1/tenants", &foreign).await;
+    assert_problem(&refused, 401, "unauthenticated");
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("kid") && detail.contains("unknown"),
+        "{detail}"
+    );
+
+    let tampered = format!("{valid}x");
+    let refused = app.get("/v1/tenants", &tampered).await;
+    assert_problem(&refused, 401, "unauthenticated");
+    assert_eq!(refused.body["detail"], "invalid or expired token");
 }

@@ -10,10 +10,10 @@ use crate::helpers::{fresh_database, spawn_app_with, test_settings};
 #[actix_web::test]
 async fn readiness_fails_first_and_requests_in_flight_are_answered_in_full() {
     let mut settings = test_settings(&fresh_database().await);
-    settings.http.shutdown_grace_ms = 1_000;
+    settings.http.shutdown_grace = std::time::Duration::from_millis(1_000);
     // 120 requests share 8 connections: on a loaded machine some wait longer than
     // the default 5 s for one, which would be a 503 unrelated to the shutdown.
-    settings.database.connect_timeout_ms = 120_000;
+    settings.database.connect_timeout = std::time::Duration::from_secs(120);
     let app = spawn_app_with(settings).await;
     let t = app.provision("graceful").await;
     let channel = app.create_channel(&t, "general").await;

@@ -249,3 +249,34 @@ async fn invalid_and_empty_patches_are_refused() {
     assert_eq!(now.body["config_version"], 1, "{}", now.body);
     assert_eq!(now.body["limit_overrides"]["users"], Value::Null);
 }
+
+/// `GET /v1/tenants?slug=`: exactly that tenant or an empty list, so a script can
+/// look its tenant up instead of creating it twice (issue 12's walk-through).
+#[actix_web::test]
+async fn the_directory_finds_a_tenant_by_its_exact_slug() {
+    let app = spawn_app().await;
+    let admin = app.platform_token();
+    let acme = app.provision("acme").await;
+    app.provision("acme-eu").await;
+
+    let found = app.get("/v1/tenants?slug=acme", &admin).await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let items = found.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", found.body);
+    assert_eq!(items[0]["id"], acme.id.to_string());
+    assert_eq!(items[0]["slug"], "acme");
+
+    let none = app.get("/v1/tenants?slug=acm", &admin).await;
+    assert_eq!(none.status, 200);
+    assert_eq!(none.body["items"], json!([]));
+    assert_problem(
+        &app.get("/v1/tenants?slug=Not_A_Slug", &admin).await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &app.get("/v1/tenants?slug=acme", &acme.owner_token).await,
+        403,
+        "forbidden",
+    );
+}

@@ -89,8 +89,8 @@ async fn app_with(allow_loopback: bool, disable_after: i32) -> TestApp {
     let mut settings = test_settings(&fresh_database().await);
     settings.outbound.allow_loopback = allow_loopback;
     settings.webhooks.disable_after = disable_after;
-    settings.webhooks.backoff_base_ms = 50;
-    settings.webhooks.backoff_max_ms = 200;
+    settings.webhooks.backoff_base = Duration::from_millis(50);
+    settings.webhooks.backoff_max = Duration::from_millis(200);
     settings.jobs.poll_interval_ms = 50;
     spawn_app_with(settings).await
 }

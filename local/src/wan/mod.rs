@@ -17,8 +17,8 @@ pub use latency::{DEFAULT_LOCAL_RTT, Latency, LatencyError};
 pub use locate::{Ipv4Net, Locator};
 pub use proxy::DelayProxy;
 
-use crate::ids::RegionId;
-use crate::topology::Topology;
+use meridian::ids::RegionId;
+use meridian::topology::Topology;
 
 /// The file, in the regions directory, with the round-trip matrix.
 pub const LATENCY_FILE: &str = "latency.toml";

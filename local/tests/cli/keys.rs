@@ -50,6 +50,9 @@ fn rotation_through_the_cli() {
     let state =
         StateDir(std::env::temp_dir().join(format!("meridian-keys-cli-{}", uuid::Uuid::new_v4())));
     let keys = state.0.join("keys.json");
+    // Only `dev` and `migrate` create a key set; the other commands refuse without one.
+    std::fs::create_dir_all(&state.0).unwrap();
+    KeySet::ensure_file(&keys).unwrap();
     let before = ok(&state.0, &["token", "--platform-admin"])
         .trim()
         .to_owned();

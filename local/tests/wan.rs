@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use meridian::ids::RegionId;
 use meridian::topology::Topology;
-use meridian::wan::{DelayProxy, Latency, Locator, Wan};
+use meridian_local::wan::{DelayProxy, Latency, Locator, Wan};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -35,8 +35,11 @@ const EUROPEAN: &str = "127.0.2.9";
 const SLACK: Duration = Duration::from_millis(700);
 
 fn wan() -> Arc<Wan> {
-    let topology =
-        Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap();
+    let topology = Topology::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../regions"
+    )))
+    .unwrap();
     let latency = Latency::parse(MATRIX, Path::new("test matrix"), &topology).unwrap();
     Arc::new(Wan::new(latency, Locator::new(&topology).unwrap()))
 }

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use meridian::geodns::{GeoDns, GeoDnsOptions};
 use meridian::topology::Topology;
+use meridian_local::geodns::{GeoDns, GeoDnsOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -80,7 +80,7 @@ async fn fake_nodes(topology: &Topology) -> (u16, BTreeMap<String, FakeNode>) {
 /// A resolver asking `server` from `source`: the query leaves from that location.
 fn resolver_from(server: SocketAddr, source: IpAddr) -> TokioResolver {
     // Every lookup must reach PowerDNS: the answer changes with health.
-    meridian::geodns::resolver(server, source, Duration::from_secs(2), 1).unwrap()
+    meridian_local::geodns::resolver(server, source, Duration::from_secs(2), 1).unwrap()
 }
 
 /// An address inside the first client subnet of `region`: `a.b.c.0/n` → `a.b.c.7`.
@@ -137,8 +137,11 @@ impl Drop for Setup {
 }
 
 async fn setup(name: &str) -> Setup {
-    let topology =
-        Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap();
+    let topology = Topology::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../regions"
+    )))
+    .unwrap();
     let (port, nodes) = fake_nodes(&topology).await;
     let opts = GeoDnsOptions {
         port: 0,

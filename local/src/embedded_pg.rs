@@ -187,20 +187,7 @@ impl Owner {
 }
 
 fn random_password() -> Result<String, EmbeddedPgError> {
-    use ring::rand::SecureRandom;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut password = String::new();
-    while password.len() < 32 {
-        let mut bytes = [0u8; 64];
-        ring::rand::SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| EmbeddedPgError::Randomness)?;
-        // Only bytes below 248 (4 × 62) keep every character equally likely.
-        let chars = bytes.iter().filter(|b| **b < 248);
-        let chars = chars.filter_map(|b| ALPHABET.get(usize::from(*b) % ALPHABET.len()));
-        password.extend(chars.map(|c| char::from(*c)).take(32 - password.len()));
-    }
-    Ok(password)
+    meridian::secret::alphanumeric(32).map_err(|_| EmbeddedPgError::Randomness)
 }
 
 fn percent_encode(s: &str) -> String {

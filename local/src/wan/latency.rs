@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ids::RegionId;
-use crate::topology::Topology;
+use meridian::ids::RegionId;
+use meridian::topology::Topology;
 
 /// Round trip between two clients or nodes of the same region, when the file does
 /// not say (`local_rtt_ms`).
@@ -146,7 +146,11 @@ mod tests {
     use super::*;
 
     fn topology() -> Topology {
-        Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap()
+        Topology::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../regions"
+        )))
+        .unwrap()
     }
 
     fn region(raw: &str) -> RegionId {
@@ -175,7 +179,10 @@ mod tests {
 
     #[test]
     fn the_shipped_matrix_loads_and_is_symmetric() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions/latency.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../regions/latency.toml"
+        ));
         let latency = Latency::load(path, &topology()).unwrap();
         let (us, eu) = (region("us-east1"), region("europe-west1"));
         assert_eq!(latency.rtt(&us, &eu), Duration::from_millis(90));

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::Wan;
-use crate::ids::RegionId;
+use meridian::ids::RegionId;
 
 /// Bytes read at once.
 const CHUNK: usize = 64 * 1024;

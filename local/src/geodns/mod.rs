@@ -19,7 +19,7 @@ pub use resolver::resolver;
 pub use server::GeoDns;
 pub use zone::{Plan, lua_code, zone_file};
 
-use crate::ids::RegionId;
+use meridian::ids::RegionId;
 
 /// What the GeoDNS serves and where it listens.
 #[derive(Clone, Debug)]

@@ -27,9 +27,15 @@ enum KeysAction {
         kid: Option<String>,
     },
     /// Make a key the signing key; the previous one stays for verification.
-    Promote { kid: String },
+    Promote {
+        /// The key to sign with from now on (see `meridian keys list`).
+        kid: String,
+    },
     /// Remove a key that no longer signs: tokens it signed stop verifying.
-    Retire { kid: String },
+    Retire {
+        /// The key to remove; it must not be the signing key.
+        kid: String,
+    },
     /// The key set without private keys, for nodes that only verify.
     ExportPublic {
         /// Write it here (atomically, mode 0600) instead of printing it.

@@ -5,8 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::ids::RegionId;
-use crate::topology::Topology;
+use meridian::ids::RegionId;
+use meridian::topology::Topology;
 
 /// An IPv4 network, e.g. `127.0.1.0/24`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +85,11 @@ mod tests {
     use super::*;
 
     fn locator() -> Locator {
-        let topology =
-            Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap();
+        let topology = Topology::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../regions"
+        )))
+        .unwrap();
         Locator::new(&topology).unwrap()
     }
 

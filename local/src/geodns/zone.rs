@@ -24,8 +24,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{GeoDnsError, GeoDnsOptions};
-use crate::ids::RegionId;
-use crate::topology::Topology;
+use meridian::ids::RegionId;
+use meridian::topology::Topology;
 
 /// One region's node as the GeoDNS sees it.
 #[derive(Clone, Debug)]
@@ -231,7 +231,11 @@ mod tests {
     use std::path::Path;
 
     fn shipped() -> Topology {
-        Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap()
+        Topology::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../regions"
+        )))
+        .unwrap()
     }
 
     fn ip(topology: &Topology, region: &str) -> String {

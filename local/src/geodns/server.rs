@@ -15,7 +15,7 @@ use super::resolver::resolver;
 use super::zone::{Plan, zone_file};
 use super::{GeoDnsError, GeoDnsOptions, io};
 use crate::supervisor;
-use crate::topology::Topology;
+use meridian::topology::Topology;
 
 /// A running PowerDNS; stopped by `stop()`, on Drop, or when this process dies.
 pub struct GeoDns {

@@ -12,12 +12,12 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use crate::auth::KeySet;
-use crate::db::migrate;
 use crate::embedded_pg::EmbeddedPg;
 use crate::geodns::{GeoDns, GeoDnsOptions};
-use crate::topology::{Region, Topology};
 use crate::wan::{self, DelayProxy};
+use meridian::auth::KeySet;
+use meridian::db::migrate;
+use meridian::topology::{Region, Topology};
 
 /// Files in the state directory.
 pub struct StateDir(pub PathBuf);
@@ -62,7 +62,7 @@ pub async fn prepare_database(state: &StateDir) -> anyhow::Result<LocalDatabase>
     let applied = migrate::run(
         &superuser_url,
         Some(&password),
-        Some(crate::db::Dialect::Postgres),
+        Some(meridian::db::Dialect::Postgres),
     )
     .await?
     .applied;
@@ -117,16 +117,7 @@ pub fn ensure_secret(path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn random_alphanumeric(len: usize) -> anyhow::Result<String> {
-    use ring::rand::SecureRandom;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; len];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect())
+    Ok(meridian::secret::alphanumeric(len)?)
 }
 
 /// A node's admin (metrics) listener under `meridian dev`: the region file's
@@ -141,17 +132,34 @@ pub fn admin_address(region: &Region, admin_port: Option<u16>) -> std::net::Sock
     address
 }
 
-/// Runs the local topology until Ctrl-C/SIGTERM or until a node dies. With `wan`,
-/// each node listens on its internal address behind a `wan::DelayProxy` that holds
-/// the public one (see `docs/wan-emulation.md`).
-pub async fn run(
-    state: StateDir,
-    regions_dir: PathBuf,
-    only: Option<Vec<String>>,
-    wan: bool,
-    geodns_port: Option<u16>,
-    admin_port: Option<u16>,
-) -> anyhow::Result<()> {
+/// What `meridian dev` runs.
+pub struct DevOptions {
+    pub state: StateDir,
+    pub regions_dir: PathBuf,
+    /// A subset of regions (default: all).
+    pub only: Option<Vec<String>>,
+    pub wan: bool,
+    pub geodns_port: Option<u16>,
+    pub admin_port: Option<u16>,
+    /// Seconds before a dead node is restarted; 0 leaves it down.
+    pub restart_after: u64,
+}
+
+/// Runs the local topology until Ctrl-C/SIGTERM. A node that dies is reported and
+/// restarted after `restart_after` seconds while the other regions keep serving
+/// (a crash drill, `loadtest/drill.sh kill`). With `wan`, each node listens on its
+/// internal address behind a `wan::DelayProxy` that holds the public one (see
+/// `docs/wan-emulation.md`).
+pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    let DevOptions {
+        state,
+        regions_dir,
+        only,
+        wan,
+        geodns_port,
+        admin_port,
+        restart_after,
+    } = options;
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
         Some(names) => names
@@ -194,48 +202,18 @@ pub async fn run(
     println!("postgres {}", db.superuser_url);
 
     let hop_secret = ensure_secret(&state.hop_secret())?;
-    let exe = std::env::current_exe()?;
+    let node = NodeLaunch {
+        exe: std::env::current_exe()?,
+        state: state.0.clone(),
+        regions_dir: regions_dir.clone(),
+        wan,
+        admin_port,
+        app_url: db.app_url.clone(),
+        hop_secret,
+    };
     let mut nodes: Vec<(String, Child)> = Vec::new();
     for region in &regions {
-        let mut command = Command::new(&exe);
-        if wan {
-            // Hops leave from the node's own IP so the peer's proxy sees the region.
-            command
-                .env(
-                    "MERIDIAN_HTTP__BIND",
-                    wan::internal_address(region.local_address)?.to_string(),
-                )
-                .env(
-                    "MERIDIAN_ROUTING__SOURCE_ADDRESS",
-                    region.local_address.ip().to_string(),
-                );
-        }
-        let child = command
-            .args([
-                "--state-dir".as_ref(),
-                state.0.as_os_str(),
-                "serve".as_ref(),
-                "--region".as_ref(),
-                region.id.as_str().as_ref(),
-            ])
-            .arg("--regions-dir")
-            .arg(&regions_dir)
-            .env(
-                "MERIDIAN_ADMIN__BIND",
-                admin_address(region, admin_port).to_string(),
-            )
-            .env("MERIDIAN_DATABASE__URL", &db.app_url)
-            .env("MERIDIAN_AUTH__KEYS_FILE", state.keys())
-            .env("MERIDIAN_LOG__FORMAT", "pretty")
-            .env("MERIDIAN_ROUTING__HOP_SECRET", &hop_secret)
-            .env("MERIDIAN_ROUTING__REDIRECT_TO_PEERS", "true")
-            // No load balancer locally: peers notice a stopping node within a probe.
-            .env("MERIDIAN_HTTP__SHUTDOWN_GRACE_MS", "1000")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a node")?;
-        nodes.push((region.id.to_string(), child));
+        nodes.push((region.id.to_string(), node.spawn(region)?));
     }
     for region in &regions {
         wait_ready(region.local_address, Duration::from_secs(30))
@@ -258,8 +236,9 @@ pub async fn run(
     };
     println!("ready");
 
-    let outcome = wait_for_stop(&mut nodes).await;
-    for (_, child) in &nodes {
+    let outcome = supervise(&mut nodes, &regions, &node, restart_after).await;
+    for (region, child) in &nodes {
+        println!("stopping node {region}");
         if let Some(pid) = child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
@@ -319,17 +298,128 @@ async fn start_geodns(state: &StateDir, topology: &Topology, port: u16) -> anyho
     Ok(dns)
 }
 
-async fn wait_for_stop(nodes: &mut [(String, Child)]) -> anyhow::Result<()> {
+/// How to start one region's node (`meridian serve` in its own process).
+struct NodeLaunch {
+    exe: PathBuf,
+    state: PathBuf,
+    regions_dir: PathBuf,
+    wan: bool,
+    admin_port: Option<u16>,
+    app_url: String,
+    hop_secret: String,
+}
+
+impl NodeLaunch {
+    fn spawn(&self, region: &Region) -> anyhow::Result<Child> {
+        let mut command = Command::new(&self.exe);
+        if self.wan {
+            // Hops leave from the node's own IP so the peer's proxy sees the region.
+            command
+                .env(
+                    "MERIDIAN_HTTP__BIND",
+                    wan::internal_address(region.local_address)?.to_string(),
+                )
+                .env(
+                    "MERIDIAN_ROUTING__SOURCE_ADDRESS",
+                    region.local_address.ip().to_string(),
+                );
+        }
+        if std::env::var_os("MERIDIAN_LOG__FILTER").is_none() {
+            // actix's start-up lines ("starting N workers", …) would land between
+            // the `node`/`ready` lines, once per node.
+            command.env("MERIDIAN_LOG__FILTER", "info,actix_server=warn");
+        }
+        command
+            .args([
+                "--state-dir".as_ref(),
+                self.state.as_os_str(),
+                "serve".as_ref(),
+                "--region".as_ref(),
+                region.id.as_str().as_ref(),
+            ])
+            .arg("--regions-dir")
+            .arg(&self.regions_dir)
+            .env(
+                "MERIDIAN_ADMIN__BIND",
+                admin_address(region, self.admin_port).to_string(),
+            )
+            .env("MERIDIAN_DATABASE__URL", &self.app_url)
+            .env("MERIDIAN_AUTH__KEYS_FILE", self.state.join("keys.json"))
+            .env("MERIDIAN_LOG__FORMAT", "pretty")
+            .env("MERIDIAN_ROUTING__HOP_SECRET", &self.hop_secret)
+            .env("MERIDIAN_ROUTING__REDIRECT_TO_PEERS", "true")
+            // No load balancer locally: peers notice a stopping node within a probe.
+            .env("MERIDIAN_HTTP__SHUTDOWN_GRACE_MS", "1000")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the node of {}", region.id))
+    }
+}
+
+/// Until Ctrl-C/SIGTERM: a node that exits is reported (the other regions keep
+/// serving; their probes fail its tenants over) and, unless `restart_after` is 0,
+/// started again after that many seconds.
+async fn supervise(
+    nodes: &mut [(String, Child)],
+    regions: &[&Region],
+    launch: &NodeLaunch,
+    restart_after: u64,
+) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let exited = futures_util::future::select_all(
-        nodes
-            .iter_mut()
-            .map(|(region, child)| Box::pin(async move { (region.clone(), child.wait().await) })),
-    );
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        _ = term.recv() => Ok(()),
-        ((region, status), _, _) = exited => bail!("node {region} exited unexpectedly ({status:?})"),
+    // Index of a dead node and when to restart it (never when `restart_after` is 0).
+    let mut dead: Vec<(usize, Option<Instant>)> = Vec::new();
+    loop {
+        let running: Vec<usize> = (0..nodes.len())
+            .filter(|i| !dead.iter().any(|(d, _)| d == i))
+            .collect();
+        let next_restart = dead.iter().filter_map(|(_, at)| *at).min();
+        let exited = async {
+            if running.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = nodes
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| running.contains(i))
+                .map(|(i, (_, child))| Box::pin(async move { (i, child.wait().await) }));
+            futures_util::future::select_all(waits).await.0
+        };
+        let restart = async {
+            match next_restart {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            (i, status) = exited => {
+                let region = &nodes[i].0;
+                let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                if restart_after == 0 {
+                    println!("node {region} died ({how}); the other regions keep serving; restart `meridian dev` to bring it back");
+                    dead.push((i, None));
+                } else {
+                    println!("node {region} died ({how}); the other regions keep serving; restarting it in {restart_after} s");
+                    dead.push((i, Some(Instant::now() + Duration::from_secs(restart_after))));
+                }
+            }
+            () = restart => {
+                let now = Instant::now();
+                let is_due = |at: &Option<Instant>| at.is_some_and(|at| at <= now);
+                let due: Vec<usize> = dead.iter().filter(|(_, at)| is_due(at)).map(|(i, _)| *i).collect();
+                dead.retain(|(_, at)| !is_due(at));
+                for i in due {
+                    let region = regions[i];
+                    nodes[i].1 = launch.spawn(region)?;
+                    match wait_ready(region.local_address, Duration::from_secs(30)).await {
+                        Ok(()) => println!("node {} restarted http://{}", region.id, region.local_address),
+                        Err(err) => println!("node {} restarted but is not ready: {err:#}", region.id),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -367,8 +457,11 @@ mod tests {
 
     #[test]
     fn admin_port_moves_every_nodes_admin_listener() {
-        let topology =
-            Topology::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/regions"))).unwrap();
+        let topology = Topology::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../regions"
+        )))
+        .unwrap();
         let us = topology.find("us-east1").unwrap();
         assert_eq!(admin_address(us, None), "127.0.0.11:9090".parse().unwrap());
         assert_eq!(

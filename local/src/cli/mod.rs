@@ -1,0 +1,5 @@
+//! Pieces of the `meridian` command line shared by its commands: output, and the
+//! state directory's key set that signing commands need.
+
+pub mod output;
+pub mod state;

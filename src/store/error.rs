@@ -1,0 +1,109 @@
+//! `StoreError`: what a store function fails with, in the store's terms. The API
+//! layer converts it (`From<StoreError> for ApiError`); the store never picks an
+//! HTTP status.
+//!
+//! SQLSTATE classification stays in `db` (`DbError`): a unique violation arrives
+//! here as the transaction layer's conflict, and `taken` names which unique value
+//! it was. The transaction layer itself (`db::tx`) still answers in `ApiError`;
+//! its errors, and those of the checks of other modules a store function runs
+//! (residency, audit), pass through `Passed` unchanged.
+
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// A unique value that is already taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unique {
+    TenantSlug,
+    UserEmail,
+    ChannelName,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row for the transaction's tenant: identical for another tenant's
+    /// id, which the tenant scope audits as a probe when `id` is set.
+    #[error("{kind} not found")]
+    NotFound {
+        kind: &'static str,
+        id: Option<Uuid>,
+    },
+    #[error("{detail}")]
+    Taken { unique: Unique, detail: String },
+    /// The change would leave the tenant without an active owner.
+    #[error("the tenant must keep at least one active owner")]
+    LastOwner,
+    /// The caller's role may not make this change (owners and compliance
+    /// officers are made and unmade by owners only).
+    #[error("your role does not allow this action")]
+    NotAllowed,
+    /// The relocation and the residency change cannot both hold.
+    #[error("{0}")]
+    ResidencyConflict(String),
+    /// Storage would pass the tenant's cap; the caller commits the refusal.
+    #[error("{detail}")]
+    QuotaExceeded { detail: String },
+    /// An error of the transaction layer or of another module's check.
+    #[error(transparent)]
+    Passed(#[from] ApiError),
+    /// A row the store cannot read (a bug or a hand-edited row); logged, opaque.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl StoreError {
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    pub fn not_found(kind: &'static str, id: impl Into<Uuid>) -> Self {
+        Self::NotFound {
+            kind,
+            id: Some(id.into()),
+        }
+    }
+}
+
+/// Names the unique value of a conflict the transaction layer classified
+/// (SQLSTATE 23505, `DbError::UniqueViolation`); other errors pass unchanged.
+pub fn taken(
+    unique: Unique,
+    detail: impl FnOnce() -> String,
+) -> impl FnOnce(ApiError) -> StoreError {
+    move |err| match err {
+        ApiError::Conflict {
+            code: ErrorCode::Conflict,
+            ..
+        } => StoreError::Taken {
+            unique,
+            detail: detail(),
+        },
+        other => StoreError::Passed(other),
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let conflict = |code, detail| ApiError::Conflict { code, detail };
+        match err {
+            StoreError::NotFound { kind, id } => ApiError::NotFound { kind, id },
+            StoreError::Taken { unique, detail } => conflict(
+                match unique {
+                    Unique::TenantSlug => ErrorCode::SlugTaken,
+                    Unique::UserEmail => ErrorCode::EmailTaken,
+                    Unique::ChannelName => ErrorCode::ChannelNameTaken,
+                },
+                detail,
+            ),
+            StoreError::LastOwner => {
+                conflict(ErrorCode::LastOwner, StoreError::LastOwner.to_string())
+            }
+            StoreError::NotAllowed => ApiError::Forbidden("your role does not allow this action"),
+            StoreError::ResidencyConflict(detail) => ApiError::ResidencyConflict(detail),
+            StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
+            StoreError::Passed(err) => err,
+            StoreError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
