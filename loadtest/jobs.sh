@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 TENANTS=${1:-1000}; FLOOD=${2:-100000}; RATE=${3:-100}; SECS=${4:-30}; NODES=${5:-2}; KILL=${6:-}
 # PROFILE=debug runs the debug build (quicker to build; slower to run).
 PROFILE=${PROFILE:-release}
-if [[ $PROFILE == release ]]; then cargo build --release -q -p meridian -p loadtest; else cargo build -q -p meridian -p loadtest; fi
+if [[ $PROFILE == release ]]; then cargo build --release -q -p meridian-local -p loadtest; else cargo build -q -p meridian-local -p loadtest; fi
 BIN=target/$PROFILE/meridian
 STATE=$(mktemp -d /tmp/meridian-jobs-XXXX); chmod 755 "$STATE"
 OUT="$STATE/dev.out"

@@ -159,6 +159,10 @@ pub struct LimitSettings {
     /// How often denial counts are summarised into the tenants' audit trails.
     #[serde(rename = "denial_summary_interval_ms", with = "millis")]
     pub denial_summary_interval: Duration,
+    /// What a request costs by class: weights, the expensive-work budget and
+    /// statement timeouts (`limits::cost`).
+    #[serde(default)]
+    pub cost: crate::limits::cost::CostSettings,
 }
 
 impl Default for RoutingSettings {
@@ -181,6 +185,7 @@ impl Default for LimitSettings {
             unauthenticated_per_second: 5,
             unauthenticated_burst: 20,
             denial_summary_interval: Duration::from_secs(60),
+            cost: crate::limits::cost::CostSettings::default(),
         }
     }
 }

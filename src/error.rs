@@ -55,6 +55,16 @@ pub enum ApiError {
     RateLimited(crate::limits::rate::RateDenied),
     #[error("too many concurrent requests for this tenant")]
     ConcurrencyLimited,
+    /// The tenant's own expensive requests (search) held its share for the whole
+    /// queue time (`limits::cost`).
+    #[error("this tenant already runs its limit of expensive requests (search) on this node")]
+    ExpensiveLimited,
+    /// Every expensive-work permit of the node stayed busy for the queue time.
+    #[error("this node is running its limit of expensive requests; retry")]
+    NodeBusy,
+    /// A statement ran past its request class's `statement_timeout` (SQLSTATE 57014).
+    #[error("the request took longer than its class's statement timeout; narrow it or retry")]
+    StatementTimeout,
     /// A hop marker that does not verify: forged, altered or expired.
     #[error("invalid hop marker")]
     InvalidHopMarker,
@@ -151,10 +161,13 @@ error_codes! {
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
     RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
     ConcurrencyLimited = "concurrency_limited" => TOO_MANY_REQUESTS,
+    ExpensiveLimited = "expensive_limited" => TOO_MANY_REQUESTS,
     Internal = "internal" => INTERNAL_SERVER_ERROR,
     ResidencyUnavailable = "residency_unavailable" => SERVICE_UNAVAILABLE,
     RegionUnreachable = "region_unreachable" => SERVICE_UNAVAILABLE,
     RetryExhausted = "retry_exhausted" => SERVICE_UNAVAILABLE,
+    NodeBusy = "node_busy" => SERVICE_UNAVAILABLE,
+    StatementTimeout = "statement_timeout" => SERVICE_UNAVAILABLE,
     Unavailable = "unavailable" => SERVICE_UNAVAILABLE,
 }
 
@@ -206,6 +219,9 @@ impl ApiError {
             Self::TenantSuspended => C::TenantSuspended,
             Self::RateLimited(_) => C::RateLimited,
             Self::ConcurrencyLimited => C::ConcurrencyLimited,
+            Self::ExpensiveLimited => C::ExpensiveLimited,
+            Self::NodeBusy => C::NodeBusy,
+            Self::StatementTimeout => C::StatementTimeout,
             Self::InvalidHopMarker => C::InvalidHopMarker,
             Self::ResidencyUnavailable => C::ResidencyUnavailable,
             Self::RegionUnreachable => C::RegionUnreachable,
@@ -267,6 +283,9 @@ impl ResponseError for ApiError {
             Self::RetryExhausted
             | Self::Unavailable(_)
             | Self::ConcurrencyLimited
+            | Self::ExpensiveLimited
+            | Self::NodeBusy
+            | Self::StatementTimeout
             | Self::RegionUnreachable => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
@@ -274,18 +293,9 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, "30"));
             }
             Self::RateLimited(denied) => {
-                // IETF httpapi RateLimit headers: quota q over window w seconds.
-                let retry = denied.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                let window = (f64::from(denied.burst) / f64::from(denied.per_second.max(1)))
-                    .ceil()
-                    .max(1.0) as u64;
-                response.insert_header((header::RETRY_AFTER, retry.to_string()));
-                response.insert_header((
-                    "RateLimit-Policy",
-                    format!("\"{}\";q={};w={window}", denied.scope, denied.burst),
-                ));
-                response
-                    .insert_header(("RateLimit", format!("\"{}\";r=0;t={retry}", denied.scope)));
+                for pair in crate::limits::headers::rate_limited(denied) {
+                    response.insert_header(pair);
+                }
             }
             _ => {}
         }
@@ -307,6 +317,7 @@ impl From<crate::db::DbError> for ApiError {
         use crate::db::DbError;
         match err {
             DbError::RetryExhausted => Self::RetryExhausted,
+            DbError::StatementTimeout => Self::StatementTimeout,
             DbError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable("database unavailable")

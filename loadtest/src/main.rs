@@ -2,7 +2,8 @@
 //!
 //! `global`: virtual users per location through the GeoDNS, with checks; `drill`:
 //! the same with one region taken out; `scale`: provisioning 100,000 tenants and
-//! the node's memory; `noisy`: the noisy-neighbour benchmark. Ten (by default) tenants send a
+//! the node's memory; `fair`: the noisy neighbour with expensive but allowed work
+//! (loadtest/noisy-neighbour.sh cost); `noisy`: the noisy-neighbour benchmark. Ten (by default) tenants send a
 //! steady, open-loop stream of message-page reads; one more tenant sends 20× its
 //! rate limit. The quiet tenants' latency and errors are compared between a run
 //! without and a run with the noisy tenant.
@@ -10,6 +11,7 @@
 
 mod checks;
 mod drill;
+mod fair;
 mod global;
 mod net;
 mod report;
@@ -42,6 +44,9 @@ struct Cli {
 enum Command {
     /// Noisy-neighbour benchmark against a running node.
     Noisy(NoisyArgs),
+    /// Noisy neighbour with expensive but allowed work (searches, big pages,
+    /// writes); median of several runs.
+    Fair(fair::FairArgs),
     /// Global user mix: users in every region's location, through the GeoDNS.
     Global(global::GlobalArgs),
     /// Failover drill: the global mix with one region drained or killed midway.
@@ -85,6 +90,7 @@ struct Target {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Noisy(args) => noisy(args).await,
+        Command::Fair(args) => fair::fair(args).await,
         Command::Global(args) => global::global(args).await,
         Command::Drill(args) => drill::drill(args).await,
         Command::Scale(args) => scale::scale(args).await,

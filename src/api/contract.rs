@@ -201,8 +201,15 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/search",
         Who::Tenant,
-        // `q` is checked like any text field (not blank, no control characters).
-        &[ErrorCode::Forbidden, ErrorCode::ValidationFailed],
+        // `q` is checked like any text field (not blank, no control characters);
+        // search is expensive work, with its tenant's and node's budget
+        // (`limits::cost`).
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ValidationFailed,
+            ErrorCode::ExpensiveLimited,
+            ErrorCode::NodeBusy,
+        ],
     ),
     op(
         "listAuditEvents",
@@ -409,8 +416,9 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
         ]);
     }
     if matches!(op.who, Who::Tenant | Who::Either) {
-        // A tenant's transactions take a concurrency slot.
-        codes.insert(ErrorCode::ConcurrencyLimited);
+        // A tenant's transactions take a concurrency slot, and each statement has
+        // its request class's timeout.
+        codes.extend([ErrorCode::ConcurrencyLimited, ErrorCode::StatementTimeout]);
     }
     if op.path.starts_with("/v1/") && op.method != "GET" {
         // A unique violation the store does not name more precisely.

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use super::{IdPath, created};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
+use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::messages::{self, Message};
@@ -72,7 +73,10 @@ pub async fn page(
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| Ok(messages::page(tx, channel, limit, after).await?))
+            .read_as(
+                RequestClass::page(limit, &scope.limits().cost),
+                async |tx| Ok(messages::page(tx, channel, limit, after).await?),
+            )
             .await?,
     ))
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::messages::{self, SearchHit};
@@ -48,9 +49,12 @@ pub async fn search(
         cursor: query.cursor,
     };
     let (limit, offset) = (paging.limit()?, paging.offset()?);
+    let candidates = scope.limits().cost.search_candidates;
     Ok(web::Json(
         scope
-            .read(async |tx| Ok(messages::search(tx, &text, limit, offset).await?))
+            .read_as(RequestClass::Search, async |tx| {
+                Ok(messages::search(tx, &text, limit, offset, candidates).await?)
+            })
             .await?,
     ))
 }

@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::hooks::Hooks;
 use crate::ids::WebhookId;
 use crate::jobs;
+use crate::limits::RequestClass;
 use crate::outbox;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
@@ -135,7 +136,10 @@ pub async fn list(
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| store::list(tx, limit, after).await)
+            .read_as(
+                RequestClass::page(limit, &scope.limits().cost),
+                async |tx| store::list(tx, limit, after).await,
+            )
             .await?,
     ))
 }
@@ -245,7 +249,10 @@ pub async fn deliveries(
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| store::deliveries(tx, id, limit, after).await)
+            .read_as(
+                RequestClass::page(limit, &scope.limits().cost),
+                async |tx| store::deliveries(tx, id, limit, after).await,
+            )
             .await?,
     ))
 }

@@ -72,7 +72,8 @@ impl FromStr for Dialect {
 #[derive(Debug)]
 pub struct Statements {
     /// Ranked full-text search of one tenant's messages: `$1` tenant, `$2` the
-    /// user's query text, `$3` limit, `$4` offset. The tsquery is written inline
+    /// user's query text, `$3` limit, `$4` offset, `$5` how many matches at most are
+    /// ranked (the first the index yields; `limits.cost.search_candidates`). The tsquery is written inline
     /// (twice: filter and rank) rather than joined from `FROM`: CockroachDB has no
     /// inverted joins on `TSVECTOR`, so a joined tsquery cannot use the inverted
     /// index (docs/cockroachdb.md, row 5); PostgreSQL uses `messages_search_idx`
@@ -89,14 +90,15 @@ pub struct Statements {
 /// `websearch_to_tsquery` accepts what users type (words, "phrases", -exclusions,
 /// `or`); CockroachDB does not have it.
 ///
-/// Search calls `search_messages` (sql/postgres/V7__search.sql): written inline,
+/// Search calls `search_messages` (sql/postgres/V7__search.sql, bounded in
+/// V9__search_bound.sql): written inline,
 /// the statement runs under RLS, where PostgreSQL cannot use `@@` as an index
 /// condition (`ts_match_vq` is not leakproof), so it read every row of the tenant
 /// or of the table. The function runs as its owner with the policy's predicate
 /// written out, and is planned on `messages_search_idx` with both conditions.
 static POSTGRES: Statements = Statements {
     search: "SELECT id, channel_id, author_id, body, created_at, rank
-             FROM public.search_messages($1, $2, $3, $4)",
+             FROM public.search_messages($1, $2, $3, $4, $5)",
     privileged_role: "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
 };
 // dialect-guard: postgres-only end
@@ -107,8 +109,9 @@ static POSTGRES: Statements = Statements {
 static COCKROACH: Statements = Statements {
     search: "SELECT m.id, m.channel_id, m.author_id, m.body, m.created_at,
                     ts_rank(m.body_tsv, plainto_tsquery('english', $2)) AS rank
-             FROM messages m
-             WHERE m.tenant_id = $1 AND m.body_tsv @@ plainto_tsquery('english', $2)
+             FROM (SELECT id, channel_id, author_id, body, created_at, body_tsv FROM messages
+                   WHERE tenant_id = $1 AND body_tsv @@ plainto_tsquery('english', $2)
+                   LIMIT $5) AS m
              ORDER BY rank DESC, m.created_at DESC, m.id DESC
              LIMIT $3 OFFSET $4",
     privileged_role: "SELECT pg_has_role(current_user, 'admin', 'MEMBER')

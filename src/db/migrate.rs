@@ -52,6 +52,10 @@ const POSTGRES: &[(&str, &str)] = &[
     ),
     ("V8__jobs", include_str!("../../sql/postgres/V8__jobs.sql")),
     (
+        "V9__search_bound",
+        include_str!("../../sql/postgres/V9__search_bound.sql"),
+    ),
+    (
         "V10__outbox_webhooks",
         include_str!("../../sql/postgres/V10__outbox_webhooks.sql"),
     ),
@@ -79,6 +83,10 @@ const COCKROACH: &[(&str, &str)] = &[
         include_str!("../../sql/cockroach/V7__search.sql"),
     ),
     ("V8__jobs", include_str!("../../sql/cockroach/V8__jobs.sql")),
+    (
+        "V9__search_bound",
+        include_str!("../../sql/cockroach/V9__search_bound.sql"),
+    ),
     (
         "V10__outbox_webhooks",
         include_str!("../../sql/cockroach/V10__outbox_webhooks.sql"),
@@ -288,7 +296,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 10]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
             );
         }
         let names = |d| {

@@ -46,6 +46,10 @@ pub enum DbError {
     /// it twice. Answered as 503 so the client decides (and can read first).
     #[error("transaction outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// SQLSTATE 57014: the statement ran past the `statement_timeout` its request
+    /// class set (`limits::cost`); the transaction rolled back.
+    #[error("statement cancelled by its timeout")]
+    StatementTimeout,
     #[error("unique constraint {constraint} violated")]
     UniqueViolation { constraint: String },
     #[error(transparent)]
@@ -69,6 +73,9 @@ impl From<tokio_postgres::Error> for DbError {
         }
         if *code == SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN {
             return DbError::OutcomeUnknown(err.to_string());
+        }
+        if *code == SqlState::QUERY_CANCELED {
+            return DbError::StatementTimeout;
         }
         if *code == SqlState::UNIQUE_VIOLATION {
             let constraint = err

@@ -275,6 +275,10 @@ fn begin_sql(mode: TxMode) -> &'static str {
 }
 
 const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true)";
+/// The same, with the request class's `statement_timeout` for the rest of the
+/// transaction (`SET LOCAL`), in the same pipelined statement: no extra round trip.
+const SET_TENANT_TIMEOUT_SQL: &str =
+    "SELECT set_config('app.tenant_id', $1, true), set_config('statement_timeout', $2, true)";
 /// Whether the token's user is still active and still has the token's role: a
 /// disabled, deleted, demoted or promoted user's token stops working at once.
 pub const USER_STATUS_SQL: &str =
@@ -288,6 +292,8 @@ enum Opening {
         tenant: TenantId,
         /// The token's user and role.
         user: Option<(UserId, &'static str)>,
+        /// The request class's `statement_timeout` (`limits::cost`), if any.
+        timeout: Option<Duration>,
     },
 }
 
@@ -304,12 +310,31 @@ impl Database {
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.tenant_tx_timed(tenant, home_region, user, None, mode, body)
+            .await
+    }
+
+    /// `tenant_tx` whose statements are cancelled after `timeout` each
+    /// (SQLSTATE 57014, `DbError::StatementTimeout`).
+    pub(crate) async fn tenant_tx_timed<T>(
+        &self,
+        tenant: TenantId,
+        home_region: &RegionId,
+        user: Option<(UserId, &'static str)>,
+        timeout: Option<Duration>,
+        mode: TxMode,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let scope = TenantBound {
             tenant,
             home_region: home_region.clone(),
         };
-        self.run(mode, Opening::Tenant { tenant, user }, scope, body)
-            .await
+        let opening = Opening::Tenant {
+            tenant,
+            user,
+            timeout,
+        };
+        self.run(mode, opening, scope, body).await
     }
 
     /// Runs `body` in an unscoped transaction (tenant directory, platform audit).
@@ -347,8 +372,18 @@ impl Database {
             };
             // Prepared before anything is pipelined: a statement still being
             // prepared would be sent late, after the body's first statement.
+            let timeout = match opening {
+                Opening::Tenant {
+                    timeout: Some(t), ..
+                } => Some(format!("{}ms", t.as_millis().max(1))),
+                _ => None,
+            };
             let set_tenant = client
-                .prepare_cached(SET_TENANT_SQL)
+                .prepare_cached(if timeout.is_some() {
+                    SET_TENANT_TIMEOUT_SQL
+                } else {
+                    SET_TENANT_SQL
+                })
                 .await
                 .map_err(DbError::from)?;
             let user_status = client
@@ -375,9 +410,11 @@ impl Database {
                 let begin = client.batch_execute(begin_sql(mode));
                 let setting = async {
                     if let Opening::Tenant { tenant, .. } = opening {
-                        client
-                            .query_one(&set_tenant, &[&tenant.to_string()])
-                            .await?;
+                        let tenant = tenant.to_string();
+                        match &timeout {
+                            Some(t) => client.query_one(&set_tenant, &[&tenant, t]).await?,
+                            None => client.query_one(&set_tenant, &[&tenant]).await?,
+                        };
                     }
                     Ok(())
                 };
@@ -386,6 +423,7 @@ impl Database {
                         Opening::Tenant {
                             tenant,
                             user: Some((user, role)),
+                            ..
                         } => client
                             .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid(), &role])
                             .await

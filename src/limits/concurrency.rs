@@ -1,6 +1,7 @@
 //! Concurrent-request limit per tenant: a semaphore per tenant; a request beyond
 //! the limit is refused at once (never queued behind the noisy tenant), and the
-//! permit lives as long as the request's `TenantScope`.
+//! permit lives as long as the request's `TenantScope`. A costly request takes
+//! several slots (`cost::RequestClass::weight`).
 //!
 //! One semaphore per tenant for the node's lifetime of the tenant's activity,
 //! never one per config version: a rename or residency change must not hand out
@@ -90,11 +91,27 @@ impl ConcurrencyLimits {
 
     /// A permit, or `None` when the tenant already has its limit of requests in flight.
     pub fn try_acquire(&self, tenant: &TenantRecord) -> Option<OwnedSemaphorePermit> {
-        self.try_acquire_at(tenant, Instant::now())
+        self.try_acquire_at(tenant, 1, Instant::now())
     }
 
-    fn try_acquire_at(&self, tenant: &TenantRecord, now: Instant) -> Option<OwnedSemaphorePermit> {
+    /// `weight` slots at once (a costly request's share, `cost::RequestClass`),
+    /// never more than the limit; `None` when they are not all free.
+    pub fn try_acquire_weighted(
+        &self,
+        tenant: &TenantRecord,
+        weight: u32,
+    ) -> Option<OwnedSemaphorePermit> {
+        self.try_acquire_at(tenant, weight, Instant::now())
+    }
+
+    fn try_acquire_at(
+        &self,
+        tenant: &TenantRecord,
+        weight: u32,
+        now: Instant,
+    ) -> Option<OwnedSemaphorePermit> {
         let limit = tenant.limits().concurrent_requests as usize;
+        let weight = weight.clamp(1, u32::try_from(limit).unwrap_or(u32::MAX).max(1));
         let version = tenant.config_version;
         self.slots.with(
             tenant.id,
@@ -102,7 +119,7 @@ impl ConcurrencyLimits {
             |slots| {
                 slots.settle(limit, version);
                 slots.last_used = now;
-                slots.semaphore.clone().try_acquire_owned().ok()
+                slots.semaphore.clone().try_acquire_many_owned(weight).ok()
             },
         )
     }
@@ -196,6 +213,27 @@ mod tests {
         // A request still holding version 6's record, with its higher limit.
         assert!(limits.try_acquire(&tenant(10, 6)).is_none());
         assert_eq!(held.len(), 2);
+    }
+
+    #[test]
+    fn a_costly_request_holds_its_weight_but_never_more_than_the_limit() {
+        let limits = ConcurrencyLimits::new();
+        let t = tenant(10, 1);
+        let searches: Vec<_> = (0..2)
+            .map(|_| limits.try_acquire_weighted(&t, 4).unwrap())
+            .collect();
+        // 8 of 10 slots held: a third search no longer fits, two pages do.
+        assert!(limits.try_acquire_weighted(&t, 4).is_none());
+        assert_eq!(limits.in_flight(&t), 8);
+        assert_eq!(fill(&limits, &t).len(), 2);
+        drop(searches);
+        // Under a limit of 2 a search takes the whole limit, not more.
+        let small = tenant(2, 2);
+        let whole = limits.try_acquire_weighted(&small, 4).unwrap();
+        assert_eq!(limits.in_flight(&small), 2);
+        assert!(limits.try_acquire(&small).is_none());
+        drop(whole);
+        assert_eq!(fill(&limits, &small).len(), 2);
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::ids::TenantId;
 pub enum DenialKind {
     RateLimited,
     ConcurrencyLimited,
+    /// Expensive work refused for lack of the tenant's or the node's permit.
+    ExpensiveLimited,
+    /// A statement cancelled by its class's `statement_timeout`.
+    StatementTimeout,
     QuotaExceeded,
 }
 
@@ -22,6 +26,8 @@ pub enum DenialKind {
 pub struct DenialCounts {
     pub rate_limited: u64,
     pub concurrency_limited: u64,
+    pub expensive_limited: u64,
+    pub statement_timeout: u64,
     pub quota_exceeded: u64,
 }
 
@@ -30,6 +36,8 @@ impl DenialCounts {
         match kind {
             DenialKind::RateLimited => self.rate_limited += 1,
             DenialKind::ConcurrencyLimited => self.concurrency_limited += 1,
+            DenialKind::ExpensiveLimited => self.expensive_limited += 1,
+            DenialKind::StatementTimeout => self.statement_timeout += 1,
             DenialKind::QuotaExceeded => self.quota_exceeded += 1,
         }
     }
@@ -84,6 +92,8 @@ impl Denials {
             let (_, pending) = all.entry(tenant).or_default();
             pending.rate_limited += counts.rate_limited;
             pending.concurrency_limited += counts.concurrency_limited;
+            pending.expensive_limited += counts.expensive_limited;
+            pending.statement_timeout += counts.statement_timeout;
             pending.quota_exceeded += counts.quota_exceeded;
         }
     }

@@ -1,6 +1,11 @@
+//! Limits, end to end: plans and per-tenant overrides (`plans`), what the node
+//! enforces (`enforce`: the entry points the request path calls), the refusal
+//! headers (`headers`) and the denial counters behind `/v1/usage` (`denials`).
+//!
 //! Per-tenant limits that protect tenants from each other on a node: request rate
 //! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
-//! traffic), concurrent requests, and the denial counters that feed `/v1/usage`
+//! traffic), concurrent requests weighted by cost, the expensive-work budget and
+//! statement timeouts per request class (`cost`), and the denial counters that feed `/v1/usage`
 //! and the audit summaries. Storage and AI caps are exact and live in the database
 //! (`store::usage`, `ai_ledger`).
 //!
@@ -12,38 +17,19 @@
 //! nothing in flight), so thousands of idle tenants cost no memory.
 
 pub mod concurrency;
+pub mod cost;
 pub mod denials;
+mod enforce;
+pub mod headers;
+pub mod plans;
 pub mod rate;
 mod table;
 
 pub use concurrency::ConcurrencyLimits;
+pub use cost::{CostSettings, ExpensiveDenied, ExpensivePermit, ExpensiveWork, RequestClass};
 pub use denials::{DenialKind, Denials};
+pub use enforce::NodeLimits;
 pub use rate::RateLimits;
-
-use crate::config::LimitSettings;
-
-/// Everything a node enforces in process.
-pub struct NodeLimits {
-    pub rate: RateLimits,
-    pub concurrency: ConcurrencyLimits,
-    pub denials: Denials,
-}
-
-impl NodeLimits {
-    pub fn new(settings: &LimitSettings) -> Self {
-        Self {
-            rate: RateLimits::new(settings),
-            concurrency: ConcurrencyLimits::new(),
-            denials: Denials::default(),
-        }
-    }
-
-    /// Drops idle limiter state; called periodically.
-    pub fn prune(&self) {
-        self.rate.prune();
-        self.concurrency.prune();
-    }
-}
 
 /// A tenant record with the given limit overrides and config version, for the
 /// limiter tests.

@@ -247,9 +247,11 @@ fn per_tenant_counter(
 /// A denial kind's label and how to read its count.
 type DenialKindField = (&'static str, fn(&DenialCounts) -> u64);
 
-const DENIAL_KINDS: [DenialKindField; 3] = [
+const DENIAL_KINDS: [DenialKindField; 5] = [
     ("rate_limited", |c| c.rate_limited),
     ("concurrency_limited", |c| c.concurrency_limited),
+    ("expensive_limited", |c| c.expensive_limited),
+    ("statement_timeout", |c| c.statement_timeout),
     ("quota_exceeded", |c| c.quota_exceeded),
 ];
 
@@ -331,7 +333,11 @@ impl Collector for ScrapeTime {
 
         let denial_total = |(tenant, c): &(TenantId, DenialCounts)| {
             (
-                c.rate_limited + c.concurrency_limited + c.quota_exceeded,
+                c.rate_limited
+                    + c.concurrency_limited
+                    + c.expensive_limited
+                    + c.statement_timeout
+                    + c.quota_exceeded,
                 *tenant,
             )
         };

@@ -73,7 +73,11 @@ impl UserCheck {
                 | ApiError::Internal(_)
                 | ApiError::Unavailable(_)
                 | ApiError::RetryExhausted
-                | ApiError::ConcurrencyLimited,
+                | ApiError::ConcurrencyLimited
+                | ApiError::ExpensiveLimited
+                | ApiError::NodeBusy
+                // The prologue may be what ran out of time.
+                | ApiError::StatementTimeout,
             ) => false,
             Err(_) => true,
         }

@@ -17,7 +17,6 @@ use super::{Caller, PlatformScope, TenantScope};
 use crate::auth::{Claims, Role};
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
-use crate::limits::DenialKind;
 use crate::state::AppState;
 use crate::tenancy::TenantRecord;
 
@@ -137,13 +136,7 @@ async fn resolve(
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
     // The rate is checked before any database work, so a tenant over it costs
     // the others nothing but this check.
-    if let Err(denied) = state.limits.rate.check(&tenant, user) {
-        state
-            .limits
-            .denials
-            .record(tenant.id, DenialKind::RateLimited);
-        return Err(ApiError::RateLimited(denied));
-    }
+    state.limits.check_rate(&tenant, user)?;
     // The concurrency slot is taken later, by the scope's first transaction.
     let check = UserCheck::new(tenant.id, tenant.home_region.clone(), user, claims.role);
     Ok(Caller::Tenant(TenantScope {
@@ -152,6 +145,7 @@ async fn resolve(
         user,
         role: claims.role,
         slot: OnceCell::new(),
+        expensive: OnceCell::new(),
         check,
     }))
 }

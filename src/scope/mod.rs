@@ -29,7 +29,7 @@ use crate::auth::{Permission, Role};
 use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
-use crate::limits::{DenialKind, NodeLimits};
+use crate::limits::{ExpensivePermit, NodeLimits, RequestClass};
 use crate::state::AppState;
 use crate::tenancy::TenantRecord;
 
@@ -76,6 +76,10 @@ pub struct TenantScope {
     /// held until the scope is dropped. Not taken by the extractor: a request still
     /// waiting for its body, or refused for its role, must not occupy one.
     slot: OnceCell<OwnedSemaphorePermit>,
+    /// The expensive-work permits (tenant's and node's) of an expensive request
+    /// class, taken with its first such transaction and held until the scope is
+    /// dropped (`limits::cost`).
+    expensive: OnceCell<ExpensivePermit>,
     /// Whether the token's user has been confirmed active in this request.
     check: Rc<UserCheck>,
 }
@@ -111,18 +115,29 @@ impl TenantScope {
         }
     }
 
+    /// A read of the `Page` class.
     pub async fn read<T>(
         &self,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.run(TxMode::ReadOnly, body).await
+        self.run(TxMode::ReadOnly, RequestClass::Page, body).await
+    }
+
+    /// A read of a costlier class (a big page, a search): it holds that class's
+    /// weight of the tenant's slots, its expensive-work permits and timeout.
+    pub async fn read_as<T>(
+        &self,
+        class: RequestClass,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.run(TxMode::ReadOnly, class, body).await
     }
 
     pub async fn write<T>(
         &self,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.run(TxMode::ReadWrite, body).await
+        self.run(TxMode::ReadWrite, RequestClass::Write, body).await
     }
 
     /// A write whose body may decide a refusal that must be committed rather than
@@ -140,28 +155,31 @@ impl TenantScope {
 
     /// Checks that the token's user is still active (for routes that need no query).
     pub async fn verify_user(&self) -> Result<(), ApiError> {
-        self.transaction(TxMode::ReadOnly, async |_| Ok(())).await
+        self.transaction(TxMode::ReadOnly, RequestClass::Page, async |_| Ok(()))
+            .await
     }
 
-    /// Takes the tenant's concurrency slot for the rest of the request, or refuses
-    /// at once (never queued behind the tenant's other requests).
-    fn occupy_slot(&self) -> Result<(), ApiError> {
-        if self.slot.get().is_some() {
-            return Ok(());
+    /// Takes the tenant's concurrency slots (the class's weight) for the rest of
+    /// the request, or refuses at once (never queued behind the tenant's other
+    /// requests); then, for an expensive class, waits a bounded time for the
+    /// tenant's and the node's expensive-work permits.
+    /// A refusal must stay cheap: no user check is run for it.
+    async fn occupy_slot(&self, class: RequestClass) -> Result<(), ApiError> {
+        let limits = &self.state.limits;
+        if self.slot.get().is_none() {
+            let permit = limits
+                .take_slots(&self.tenant, class)
+                .inspect_err(|_| self.check.waive())?;
+            let _ = self.slot.set(permit);
         }
-        match self.state.limits.concurrency.try_acquire(&self.tenant) {
-            Some(permit) => {
-                let _ = self.slot.set(permit);
-                Ok(())
-            }
-            None => {
-                let denials = &self.state.limits.denials;
-                denials.record(self.tenant.id, DenialKind::ConcurrencyLimited);
-                // A refusal must stay cheap: no user check is run for it.
-                self.check.waive();
-                Err(ApiError::ConcurrencyLimited)
-            }
+        if class.expensive() && self.expensive.get().is_none() {
+            let permit = limits
+                .take_expensive(&self.tenant)
+                .await
+                .inspect_err(|_| self.check.waive())?;
+            let _ = self.expensive.set(permit);
         }
+        Ok(())
     }
 
     /// A transaction in the tenant's scope, under its concurrency slot, checking
@@ -169,22 +187,28 @@ impl TenantScope {
     async fn transaction<T>(
         &self,
         mode: TxMode,
+        class: RequestClass,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.occupy_slot()?;
+        self.occupy_slot(class).await?;
         let tenant = &self.tenant;
+        let timeout = class.statement_timeout(&self.state.limits.cost);
         let result = self
             .state
             .db
             .0
-            .tenant_tx(
+            .tenant_tx_timed(
                 tenant.id,
                 &tenant.home_region,
                 Some((self.user, self.role.as_str())),
+                Some(timeout),
                 mode,
                 body,
             )
             .await;
+        if let Err(ApiError::StatementTimeout) = result {
+            self.state.limits.count_timeout(&self.tenant);
+        }
         if UserCheck::prologue_passed(&result) {
             self.check.confirm();
         }
@@ -194,9 +218,10 @@ impl TenantScope {
     async fn run<T>(
         &self,
         mode: TxMode,
+        class: RequestClass,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        match self.transaction(mode, body).await {
+        match self.transaction(mode, class, body).await {
             Err(ApiError::NotFound { kind, id: Some(id) }) => Err(self.not_found(kind, id).await),
             Err(err) => Err(self.refused(err)),
             other => other,
@@ -206,8 +231,7 @@ impl TenantScope {
     /// Counts a quota refusal among the tenant's denials.
     fn refused(&self, err: ApiError) -> ApiError {
         if let ApiError::QuotaExceeded { .. } = err {
-            let denials = &self.state.limits.denials;
-            denials.record(self.tenant.id, DenialKind::QuotaExceeded);
+            self.state.limits.count_quota_refusal(&self.tenant);
         }
         err
     }

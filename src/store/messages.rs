@@ -1,6 +1,7 @@
 //! Messages: posting, the newest-first page of a channel, and full-text search.
 //! The page is one statement on `messages_page_idx`; search walks the
-//! tenant-prefixed GIN index, so it cannot reach another tenant's postings.
+//! tenant-prefixed GIN index, so it cannot reach another tenant's postings, and
+//! ranks a bounded number of its matches.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -179,11 +180,15 @@ pub async fn page(
 /// Ranked full-text search over the tenant's messages. On PostgreSQL the query
 /// has `websearch_to_tsquery` syntax (words, "phrases", -exclusions, or); on
 /// CockroachDB every word must match (`plainto_tsquery`): see `db::dialect`.
+/// At most `candidates` matches are ranked (the first the index yields): a
+/// term with fewer matches gets exactly its best results, a common word costs
+/// no more than `candidates` rows, and pages end after them.
 pub async fn search(
     tx: &TenantTx<'_>,
     query: &str,
     limit: u32,
     offset: u32,
+    candidates: u32,
 ) -> Result<Page<SearchHit>, StoreError> {
     let rows = tx
         .query(
@@ -193,6 +198,7 @@ pub async fn search(
                 &query,
                 &(i64::from(limit) + 1),
                 &i64::from(offset),
+                &i64::from(candidates.max(1)),
             ],
         )
         .await?;

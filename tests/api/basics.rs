@@ -238,6 +238,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V6__usage_shards",
             "V7__search",
             "V8__jobs",
+            "V9__search_bound",
             "V10__outbox_webhooks"
         ]
     );

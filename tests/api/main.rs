@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod basics;
+mod cost;
 mod cursors;
 mod isolation;
 mod jobs;

@@ -133,6 +133,8 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new("needle".to_owned()),
             Box::new(51i64),
             Box::new(0i64),
+            // `limits.cost.search_candidates`' default.
+            Box::new(1000i64),
         ],
         "usage.storage_bytes" | "usage.ai_month" | "outbox.hooked" => vec![Box::new(tenant)],
         "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
@@ -286,11 +288,13 @@ async fn the_plan_check_fails_on_the_inline_search_under_rls() {
         return;
     }
     let (client, mut notices) = seeded_session().await;
-    // The statement before V6, verbatim.
+    // The statement before V6, verbatim but for `$5` (the candidate bound the
+    // hot statement now takes, unused here).
     let inline = "SELECT m.id, m.channel_id, m.author_id, m.body, m.created_at,
                     ts_rank(m.body_tsv, websearch_to_tsquery('english', $2)) AS rank
              FROM messages m
              WHERE m.tenant_id = $1 AND m.body_tsv @@ websearch_to_tsquery('english', $2)
+               AND $5::bigint IS NOT NULL
              ORDER BY rank DESC, m.created_at DESC, m.id DESC
              LIMIT $3 OFFSET $4";
     for mode in ["force_custom_plan", "force_generic_plan"] {

@@ -317,7 +317,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
             "job_queue_heads(text,uuid,integer)",
             "job_region_stats(text)",
             "resource_owner(text,uuid)",
-            "search_messages(uuid,text,bigint,bigint)"
+            "search_messages(uuid,text,bigint,bigint)",
+            "search_messages(uuid,text,bigint,bigint,bigint)"
         ]
     );
 }
