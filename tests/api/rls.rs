@@ -358,7 +358,7 @@ async fn eagerly_committed_reads_leave_no_transaction_open() {
     // state for a moment, so the count must reach 0 within a few seconds rather
     // than at one instant.
     let db = app.superuser_client().await;
-    let mut open = -1;
+    let mut open: i64 = -1;
     for _ in 0..30 {
         open = db
             .query_one(
