@@ -384,7 +384,7 @@ async fn fuzz(
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args([
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,ignored_auth",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", &examples])
@@ -404,6 +404,10 @@ async fn fuzz(
         .expect("schemathesis ran for over 4 minutes")
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::write(
+        work.join(format!("{}.txt", what.replace(' ', "-"))),
+        stdout.as_bytes(),
+    );
     let summary: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.contains("Test cases:"))
