@@ -16,7 +16,7 @@ use crate::topology::Topology;
 /// Durations in settings are written in milliseconds, under keys ending in `_ms`
 /// (`http.body_timeout_ms = 10000`, `MERIDIAN_HTTP__BODY_TIMEOUT_MS`); in code they
 /// are `Duration`s.
-mod millis {
+pub(crate) mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -53,6 +53,14 @@ pub struct Settings {
     /// The node's worker pool (`jobs::JobSettings`).
     #[serde(default)]
     pub jobs: crate::jobs::JobSettings,
+    /// The SSRF-safe client of webhooks and the AI engine (`crate::outbound`).
+    #[serde(default)]
+    pub outbound: crate::outbound::OutboundSettings,
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhookSettings,
+    /// Channel summaries and their engines (`crate::summaries`).
+    #[serde(default)]
+    pub summaries: crate::summaries::SummarySettings,
 }
 
 /// The admin listener, which serves `/metrics` and nothing public.
@@ -237,6 +245,9 @@ impl Default for Settings {
                 filter: "info".into(),
             },
             jobs: crate::jobs::JobSettings::default(),
+            outbound: Default::default(),
+            webhooks: Default::default(),
+            summaries: Default::default(),
         }
     }
 }

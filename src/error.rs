@@ -75,6 +75,9 @@ pub enum ApiError {
     /// Storage or AI usage would pass the tenant's cap; nothing was written.
     #[error("{detail}")]
     QuotaExceeded { detail: String },
+    /// The tenant's AI tokens for this month are spent (or held); nothing ran.
+    #[error("{0}")]
+    AiQuotaExceeded(String),
     /// Retries of a serialization conflict ran out; the client may retry.
     #[error("the request conflicted with concurrent writes; retry")]
     RetryExhausted,
@@ -130,11 +133,13 @@ error_codes! {
     InvalidQuery = "invalid_query" => BAD_REQUEST,
     NonCanonicalPath = "non_canonical_path" => BAD_REQUEST,
     ResidencyViolation = "residency_violation" => BAD_REQUEST,
+    WebhookUrlRefused = "webhook_url_refused" => BAD_REQUEST,
     Unauthenticated = "unauthenticated" => UNAUTHORIZED,
     Forbidden = "forbidden" => FORBIDDEN,
     TenantSuspended = "tenant_suspended" => FORBIDDEN,
     PlanLimitExceeded = "plan_limit_exceeded" => FORBIDDEN,
     QuotaExceeded = "quota_exceeded" => FORBIDDEN,
+    AiQuotaExceeded = "ai_quota_exceeded" => FORBIDDEN,
     InvalidHopMarker = "invalid_hop_marker" => FORBIDDEN,
     NotFound = "not_found" => NOT_FOUND,
     RouteNotFound = "route_not_found" => NOT_FOUND,
@@ -221,6 +226,7 @@ impl ApiError {
             Self::ResidencyUnavailable => C::ResidencyUnavailable,
             Self::RegionUnreachable => C::RegionUnreachable,
             Self::QuotaExceeded { .. } => C::QuotaExceeded,
+            Self::AiQuotaExceeded(_) => C::AiQuotaExceeded,
             Self::RetryExhausted => C::RetryExhausted,
             Self::Unavailable(_) => C::Unavailable,
             Self::Internal(_) => C::Internal,
@@ -382,6 +388,11 @@ mod tests {
                 "last_owner",
             ),
             (ApiError::RateLimited(denied), 429, "rate_limited"),
+            (
+                ApiError::AiQuotaExceeded("x".into()),
+                403,
+                "ai_quota_exceeded",
+            ),
             (ApiError::internal(anyhow::anyhow!("x")), 500, "internal"),
         ];
         for (err, status, code) in cases {

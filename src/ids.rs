@@ -55,6 +55,9 @@ typed_id!(ChannelId, "channel");
 typed_id!(MessageId, "message");
 typed_id!(EventId, "audit event");
 typed_id!(JobId, "job");
+typed_id!(WebhookId, "webhook");
+typed_id!(DeliveryId, "delivery");
+typed_id!(SummaryId, "summary");
 
 /// Echoing user input back in an error is useful; echoing a megabyte of it is not.
 fn truncate(raw: &str) -> &str {

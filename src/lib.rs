@@ -17,11 +17,14 @@ pub mod body_deadline;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hooks;
 pub mod ids;
 pub mod jobs;
 pub mod json_time;
 pub mod limits;
 pub mod metrics;
+pub mod outbound;
+pub mod outbox;
 pub mod pagination;
 pub mod relocation;
 pub mod request_id;
@@ -30,11 +33,13 @@ pub mod scope;
 pub mod secret;
 pub mod state;
 pub mod store;
+pub mod summaries;
 pub mod tasks;
 pub mod telemetry;
 pub mod tenancy;
 pub mod topology;
 pub mod validate;
+pub mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -118,16 +123,19 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let (probes, probe_writer) = tasks::probe_queue(db.clone());
+        let hooks = web::Data::new(hooks::Hooks::new(&settings, db.clone(), directory.clone())?);
         let state = web::Data::new(AppState::new(services(
             &settings, topology, region, verifier, &db, directory, probes,
         )));
-        let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer);
+        // The node's job handlers: the queue's own plus the webhook and summary jobs.
+        let registry = hooks.register(jobs::node_registry());
+        let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer, registry);
         let admin_bind = settings.admin.bind.context("admin.bind is not set")?;
         let (admin, admin_address) = metrics::admin::serve(
             admin_bind,
             metrics::registry(state.clone(), settings.admin.top_tenants),
         )?;
-        let server = http_server(&settings, state.clone(), listener)?;
+        let server = http_server(&settings, state.clone(), hooks, listener)?;
         Ok(Self {
             server,
             address,
@@ -218,6 +226,7 @@ fn services(
 fn http_server(
     settings: &Settings,
     state: web::Data<AppState>,
+    hooks: web::Data<hooks::Hooks>,
     listener: TcpListener,
 ) -> anyhow::Result<Server> {
     let openapi = api::openapi();
@@ -239,6 +248,7 @@ fn http_server(
             .into_utoipa_app()
             .app_data(state.clone())
             .app_data(openapi_json.clone())
+            .app_data(hooks.clone())
             .app_data(route_index.clone())
             .app_data(routing::middleware::Forwarder::new(
                 forward_timeout,

@@ -26,6 +26,7 @@ use crate::audit;
 use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
+use crate::outbox::{self, Event};
 use crate::store::tenants;
 use crate::tenancy::{Directory, residency};
 use crate::topology::Topology;
@@ -43,6 +44,11 @@ const TABLES: &[(&str, &str)] = &[
     // Queued jobs move with the tenant and run in its new region; finished ones
     // move too (they are the tenant's rows, shown by /v1/jobs).
     ("jobs", "id"),
+    ("outbox_events", "id"),
+    ("outbox_heads", "tenant_id"),
+    ("webhook_endpoints", "id"),
+    ("webhook_deliveries", "id"),
+    ("channel_summaries", "id"),
 ];
 const LEASE_SECS: f64 = 30.0;
 
@@ -316,7 +322,10 @@ impl Relocator {
                     "counts_before": before,
                 });
                 let (action, tenant) = ("relocation_started", Some(job.tenant_id));
-                let target = Some(("tenant", job.tenant_id.to_string()));
+                let subject = ("tenant", job.tenant_id.to_string());
+                let event = Event::new("tenant.relocated", subject.clone(), details.clone());
+                outbox::record(&scoped, event).await?;
+                let target = Some(subject);
                 audit::record(&scoped, "meridian", action, target, details.clone()).await?;
                 audit::record_platform(tx, "meridian", action, tenant, details).await?;
                 Ok(record)

@@ -45,13 +45,15 @@ pub struct Tasks {
 
 impl Tasks {
     /// Starts every job; `directory_since` is the newest change the directory
-    /// loaded at start.
+    /// loaded at start; `registry` holds the handlers the job workers run
+    /// (`jobs::node_registry` plus the features' own, see `hooks::Hooks::register`).
     pub fn start(
         db: Database,
         state: web::Data<AppState>,
         settings: &Settings,
         directory_since: Option<DateTime<Utc>>,
         probe_writer: impl Future<Output = ()> + 'static,
+        registry: crate::jobs::Registry,
     ) -> Self {
         let summary_interval = settings.limits.denial_summary_interval;
         let directory = state
@@ -74,7 +76,7 @@ impl Tasks {
                 db.clone(),
                 state.directory.clone(),
                 state.region.clone(),
-                crate::jobs::node_registry(),
+                registry,
                 settings.jobs.clone(),
                 state.job_metrics.clone(),
             );

@@ -14,9 +14,11 @@ mod messages;
 mod regions;
 mod relocation;
 mod search;
+mod summaries;
 mod tenants;
 mod usage;
 mod users;
+mod webhooks;
 
 use actix_web::dev::ResourceDef;
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
@@ -85,6 +87,14 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(relocation::start)
                 .service(relocation::status)
                 .service(relocation::evacuate)
+                .service(webhooks::create)
+                .service(webhooks::list)
+                .service(webhooks::get)
+                .service(webhooks::patch)
+                .service(webhooks::delete)
+                .service(webhooks::deliveries)
+                .service(summaries::create)
+                .service(summaries::get)
                 .service(jobs::list)
                 .service(jobs::get)
                 .service(jobs::cancel),

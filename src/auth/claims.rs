@@ -29,6 +29,10 @@ pub enum Permission {
     ReadUsage,
     /// Rename the tenant; make other users owners or compliance officers.
     ManageTenant,
+    /// Webhook endpoints, their secrets and delivery logs.
+    ManageWebhooks,
+    /// Ask for a channel summary (spends the tenant's AI tokens).
+    RequestSummary,
     /// See and cancel the tenant's background jobs.
     ManageJobs,
 }
@@ -46,9 +50,11 @@ impl Role {
                     | ManageUsers
                     | ReadAudit
                     | ReadUsage
+                    | ManageWebhooks
+                    | RequestSummary
                     | ManageJobs
             ),
-            Role::Member => matches!(permission, Read | PostMessage),
+            Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),
             Role::Compliance => matches!(permission, Read | ReadAudit),
             Role::PlatformAdmin => false,

@@ -56,6 +56,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V9__search_bound.sql"),
     ),
     (
+        "V10__outbox_webhooks",
+        include_str!("../../sql/postgres/V10__outbox_webhooks.sql"),
+    ),
+    (
         "V11__search_pending_list",
         include_str!("../../sql/postgres/V11__search_pending_list.sql"),
     ),
@@ -86,6 +90,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V9__search_bound",
         include_str!("../../sql/cockroach/V9__search_bound.sql"),
+    ),
+    (
+        "V10__outbox_webhooks",
+        include_str!("../../sql/cockroach/V10__outbox_webhooks.sql"),
     ),
     (
         "V11__search_pending_list",
@@ -296,7 +304,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 11]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
             );
         }
         let names = |d| {

@@ -65,6 +65,8 @@ permissions! {
     ReadAudit,
     ReadUsage,
     ManageTenant,
+    ManageWebhooks,
+    RequestSummary,
     ManageJobs,
 }
 

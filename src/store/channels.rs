@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
@@ -9,6 +10,7 @@ use super::error::{StoreError, Unique, taken};
 use super::usage;
 use crate::db::TenantTx;
 use crate::ids::{ChannelId, UserId};
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,7 +86,17 @@ pub async fn create(
         .map_err(taken(Unique::ChannelName, || {
             format!("a channel named `{name}` already exists")
         }))?;
-    Ok(from_row(&row))
+    let channel = from_row(&row);
+    outbox::record(
+        tx,
+        Event::new(
+            "channel.created",
+            ("channel", id.to_string()),
+            json!({ "channel": &channel }),
+        ),
+    )
+    .await?;
+    Ok(channel)
 }
 
 pub async fn list(
@@ -149,5 +161,14 @@ pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), StoreError> 
     if deleted == 0 {
         return Err(not_found(id));
     }
+    outbox::record(
+        tx,
+        Event::new(
+            "channel.deleted",
+            ("channel", id.to_string()),
+            json!({ "channel_id": id }),
+        ),
+    )
+    .await?;
     usage::refund_storage(tx, freed as u64).await
 }

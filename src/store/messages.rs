@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
@@ -13,6 +14,7 @@ use super::{channels, usage};
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId, UserId};
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page, offset_cursor};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -99,7 +101,7 @@ pub async fn post(
     // other id (the key includes the tenant). The statement failed, so the
     // transaction is rolled back: nothing was charged.
     match tx.query_opt(POST_SQL, &fast_params).await {
-        Ok(Some(row)) => return Ok(Ok(from_row(&row))),
+        Ok(Some(row)) => return posted(tx, from_row(&row)).await,
         Ok(None) => {}
         Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
         Err(err) => return Err(err.into()),
@@ -115,7 +117,24 @@ pub async fn post(
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let row = tx.query_one(&sql, &params).await?;
-    Ok(Ok(from_row(&row)))
+    posted(tx, from_row(&row)).await
+}
+
+/// The post's outbox event, in its transaction (a refused post writes none).
+async fn posted(
+    tx: &TenantTx<'_>,
+    message: Message,
+) -> Result<Result<Message, StoreError>, StoreError> {
+    outbox::record(
+        tx,
+        Event::new(
+            "message.posted",
+            ("message", message.id.to_string()),
+            json!({ "message": &message }),
+        ),
+    )
+    .await?;
+    Ok(Ok(message))
 }
 
 /// The post's INSERT failed on its channel's foreign key (SQLSTATE 23503, the

@@ -46,6 +46,7 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("audit.tenant_list", crate::audit::TENANT_LIST_SQL),
         ("usage.storage_bytes", usage::STORAGE_BYTES_SQL),
         ("usage.ai_month", crate::ai_ledger::MONTH_USAGE_SQL),
+        ("outbox.hooked", crate::outbox::HOOKED_SQL),
         ("jobs.list", crate::jobs::store::LIST_SQL),
     ];
     // Every post: the shard charge and the INSERT in one statement; and the

@@ -25,6 +25,7 @@ use crate::audit;
 use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::ids::{RegionId, TenantId};
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
 use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS, tenant_columns};
@@ -150,6 +151,12 @@ pub async fn provision(
         }))?;
     let tenant = TenantRecord::from_row(&row)?;
     let scoped = tx.enter_tenant(id, new.home_region.clone()).await?;
+    let created = json!({ "slug": new.slug, "home_region": new.home_region, "plan": new.plan });
+    outbox::record(
+        &scoped,
+        Event::new("tenant.created", ("tenant", id.to_string()), created),
+    )
+    .await?;
     let owner = users::create(
         &scoped,
         &new.owner_email,
@@ -361,6 +368,15 @@ pub async fn update_as_platform(
     let (before, after) = update(tx, topology, id, changes).await?;
     let details = change_details(&before, &after);
     let scoped = tx.enter_tenant(id, after.home_region.clone()).await?;
+    outbox::record(
+        &scoped,
+        Event::new(
+            "tenant.updated",
+            ("tenant", id.to_string()),
+            details.clone(),
+        ),
+    )
+    .await?;
     audit::record(
         &scoped,
         admin,
@@ -382,6 +398,15 @@ pub async fn update_own(
 ) -> Result<TenantRecord, StoreError> {
     let id = tx.tenant_id();
     let (before, after) = update(tx, topology, id, changes).await?;
+    outbox::record(
+        tx,
+        Event::new(
+            "tenant.updated",
+            ("tenant", id.to_string()),
+            change_details(&before, &after),
+        ),
+    )
+    .await?;
     audit::record(
         tx,
         actor,

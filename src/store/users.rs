@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
@@ -11,6 +12,7 @@ use crate::auth::Role;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::UserId;
+use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -103,7 +105,17 @@ pub async fn create(
         )
         .await
         .map_err(email_taken)?;
-    from_row(&row)
+    let user = from_row(&row)?;
+    outbox::record(
+        tx,
+        Event::new(
+            "user.added",
+            ("user", id.to_string()),
+            json!({ "user": &user }),
+        ),
+    )
+    .await?;
+    Ok(user)
 }
 
 /// Users that count against the plan (everything not deleted).
@@ -195,7 +207,19 @@ pub async fn update(
         )
         .await?
     {
-        Some(row) => from_row(&row),
+        Some(row) => {
+            let user = from_row(&row)?;
+            outbox::record(
+                tx,
+                Event::new(
+                    "user.updated",
+                    ("user", id.to_string()),
+                    json!({ "user": &user }),
+                ),
+            )
+            .await?;
+            Ok(user)
+        }
         None => Err(StoreError::not_found("user", *id.as_uuid())),
     }
 }
@@ -210,5 +234,14 @@ pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), StoreError> {
     if deleted == 0 {
         return Err(StoreError::not_found("user", *id.as_uuid()));
     }
+    outbox::record(
+        tx,
+        Event::new(
+            "user.removed",
+            ("user", id.to_string()),
+            json!({ "user_id": id }),
+        ),
+    )
+    .await?;
     Ok(())
 }

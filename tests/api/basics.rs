@@ -239,6 +239,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V7__search",
             "V8__jobs",
             "V9__search_bound",
+            "V10__outbox_webhooks",
             "V11__search_pending_list"
         ]
     );

@@ -252,6 +252,8 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.routing.probe_timeout = std::time::Duration::from_millis(500);
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = "warn".into();
+    // Webhook receivers and the AI stub the tests start listen on 127.0.0.1.
+    settings.outbound.allow_loopback = true;
     settings
 }
 
@@ -439,6 +441,16 @@ impl TestApp {
             .await;
         assert_eq!(reply.status, 201, "{}", reply.body);
         reply.body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// A webhook endpoint of `tenant` (its id, its secret).
+    pub async fn create_webhook(&self, tenant: &Tenant, body: Value) -> (Uuid, String) {
+        let reply = self.post("/v1/webhooks", &tenant.owner_token, body).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        (
+            reply.body["id"].as_str().unwrap().parse().unwrap(),
+            reply.body["secret"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn post_message(&self, tenant: &Tenant, channel: Uuid, body: &str) -> Uuid {

@@ -27,6 +27,7 @@ pub(crate) enum Target {
     Tenant,
     User,
     Channel,
+    Webhook,
     Job,
 }
 
@@ -195,6 +196,52 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Region,
             no_body,
         ),
+        r("POST", "/v1/webhooks", Tenant(Role::Admin), T::None, || {
+            Some(json!({"url": "http://hooks.example/in"}))
+        }),
+        r("GET", "/v1/webhooks", Tenant(Role::Admin), T::None, no_body),
+        r(
+            "GET",
+            "/v1/webhooks/{id}",
+            Tenant(Role::Admin),
+            T::Webhook,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/webhooks/{id}",
+            Tenant(Role::Admin),
+            T::Webhook,
+            || Some(json!({"description": "changed"})),
+        ),
+        r(
+            "DELETE",
+            "/v1/webhooks/{id}",
+            Tenant(Role::Admin),
+            T::Webhook,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/webhooks/{id}/deliveries",
+            Tenant(Role::Admin),
+            T::Webhook,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/channels/{id}/summaries",
+            Tenant(Role::Member),
+            T::Channel,
+            || Some(json!({"max_sentences": 3})),
+        ),
+        r(
+            "GET",
+            "/v1/channels/{id}/summaries/{summary_id}",
+            Tenant(Role::Viewer),
+            T::Channel,
+            no_body,
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(
@@ -227,6 +274,8 @@ pub(crate) struct Victim {
     pub user: Uuid,
     pub channel: Uuid,
     pub message: Uuid,
+    pub webhook: Uuid,
+    pub summary: Uuid,
     pub job: Uuid,
 }
 
@@ -238,12 +287,14 @@ impl Victim {
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
+            Target::Webhook => self.webhook,
             Target::Job => self.job,
         };
         route
             .path
             .replace("{id}", &id.to_string())
             .replace("{message_id}", &self.message.to_string())
+            .replace("{summary_id}", &self.summary.to_string())
     }
 }
 
@@ -276,12 +327,18 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let a_message = app
         .post_message(&a, a_channel, "the launch is on friday")
         .await;
+    let a_webhook = app
+        .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
+        .await
+        .0;
     let a_job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
         channel: a_channel,
         message: a_message,
+        webhook: a_webhook,
+        summary: crate::summaries::request(&app, &a, a_channel).await,
         job: a_job,
     };
     let b = app.provision("attacker").await;
@@ -315,12 +372,13 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/users",
         "/v1/search?q=launch",
         "/v1/audit",
+        "/v1/webhooks",
         "/v1/jobs",
     ] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let text = reply.body.to_string();
-        for id in [a.id, a_member, a_channel, a_job] {
+        for id in [a.id, a_member, a_channel, a_webhook, a_job] {
             assert!(
                 !text.contains(&id.to_string()),
                 "{path} leaked {id}: {text}"
@@ -406,12 +464,18 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
     let (member, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
     let message = app.post_message(&a, channel, "hello").await;
+    let webhook = app
+        .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
+        .await
+        .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let ids = Victim {
         tenant: a.id,
         user: member,
         channel,
         message,
+        webhook,
+        summary: crate::summaries::request(&app, &a, channel).await,
         job,
     };
     let good = claims(&app, a.id, a.owner_id);
@@ -518,12 +582,18 @@ async fn too_weak_a_role_answers_403() {
     let (target_user, _) = app.add_user(&a, "member").await;
     let channel = app.create_channel(&a, "general").await;
     let message = app.post_message(&a, channel, "hello").await;
+    let webhook = app
+        .create_webhook(&a, json!({"url": "http://hooks.example/a"}))
+        .await
+        .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
         channel,
         message,
+        webhook,
+        summary: crate::summaries::request(&app, &a, channel).await,
         job,
     };
     let mut checked = 0;

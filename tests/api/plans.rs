@@ -140,7 +140,7 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             // `limits.cost.search_candidates`' default.
             Box::new(1000i64),
         ],
-        "usage.storage_bytes" | "usage.ai_month" | "usage.central_grants" => {
+        "usage.storage_bytes" | "usage.ai_month" | "usage.central_grants" | "outbox.hooked" => {
             vec![Box::new(tenant)]
         }
         "messages.post" => vec![

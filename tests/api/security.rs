@@ -19,12 +19,18 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
     let (member, _) = app.add_user(tenant, "member").await;
     let channel = app.create_channel(tenant, "general").await;
     let message = app.post_message(tenant, channel, "hello").await;
+    let webhook = app
+        .create_webhook(tenant, json!({"url": "http://hooks.example/in"}))
+        .await
+        .0;
     let job = crate::jobs::enqueue_as_node(app, tenant.id, "security.test").await;
     Victim {
         tenant: tenant.id,
         user: member,
         channel,
         message,
+        webhook,
+        summary: crate::summaries::request(app, tenant, channel).await,
         job,
     }
 }

@@ -1,0 +1,69 @@
+//! What the webhook and summary routes and jobs share on a node: the SSRF-safe
+//! client and their settings. Kept apart from `AppState` (one `app_data` of its
+//! own), so these features add no field to the request path's state.
+
+use crate::outbound::{self, Client};
+use crate::summaries::SummarySettings;
+use crate::webhooks::WebhookSettings;
+
+pub struct Hooks {
+    pub client: Client,
+    ledger: crate::ai_ledger::AiLedger,
+    directory: crate::tenancy::Directory,
+    pub webhooks: WebhookSettings,
+    pub summaries: SummarySettings,
+}
+
+impl Hooks {
+    pub fn new(
+        settings: &crate::config::Settings,
+        db: crate::db::Database,
+        directory: crate::tenancy::Directory,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: Client::new(settings.outbound.clone())?,
+            ledger: crate::ai_ledger::AiLedger::new(db),
+            directory,
+            webhooks: settings.webhooks.clone(),
+            summaries: settings.summaries.clone(),
+        })
+    }
+
+    /// The node's job handlers plus the webhook jobs.
+    pub fn register(&self, registry: crate::jobs::Registry) -> crate::jobs::Registry {
+        registry
+            .with(crate::webhooks::jobs::Dispatch {
+                settings: self.webhooks.clone(),
+            })
+            .with(crate::webhooks::jobs::Deliver {
+                settings: self.webhooks.clone(),
+                client: self.client.clone(),
+            })
+            .with(crate::summaries::job::CreateSummary {
+                ledger: self.ledger.clone(),
+                directory: self.directory.clone(),
+                max_messages: self.summaries.max_messages,
+            })
+    }
+
+    /// Why `url` cannot be a webhook endpoint, judged without DNS (the address a
+    /// name resolves to is vetted at every delivery).
+    pub fn refuse_url(&self, url: &str) -> Option<String> {
+        let parsed = match outbound::url::parse(url) {
+            Ok(parsed) => parsed,
+            Err(why) => return Some(why),
+        };
+        let allow_loopback = self.client.settings().allow_loopback;
+        match parsed.host {
+            outbound::Host::Ip(ip) => {
+                outbound::vet::refusal(ip, allow_loopback).map(|reason| format!("{ip} is {reason}"))
+            }
+            outbound::Host::Name(name)
+                if !allow_loopback && (name == "localhost" || name.ends_with(".localhost")) =>
+            {
+                Some(format!("{name} is loopback"))
+            }
+            outbound::Host::Name(_) => None,
+        }
+    }
+}

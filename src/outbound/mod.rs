@@ -1,0 +1,282 @@
+//! The one outbound HTTP client (webhooks, the AI engine): SSRF-safe by
+//! construction. A request's host is resolved first (hickory, or the IP literal),
+//! every resolved address is vetted (`vet`: loopback, private, link-local incl.
+//! cloud metadata, CGNAT, unspecified, multicast … refused; loopback allowed only
+//! by the dev/test setting `outbound.allow_loopback`), and the TCP connection goes
+//! to the vetted address itself, so no second resolution can swap it. Redirects
+//! are never followed (a 3xx is the answer). Connect and whole-exchange time and
+//! the answer's size are bounded.
+
+pub mod url;
+pub mod vet;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::{Resolver, TokioResolver};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use url::{Host, HttpUrl};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboundSettings {
+    /// Dev/test only: let requests reach loopback addresses (never other
+    /// internal ranges). Off by default.
+    pub allow_loopback: bool,
+    #[serde(rename = "connect_timeout_ms", with = "crate::config::millis")]
+    pub connect_timeout: Duration,
+    /// The whole exchange: connect, send, read the answer.
+    #[serde(rename = "total_timeout_ms", with = "crate::config::millis")]
+    pub total_timeout: Duration,
+    /// Answers larger than this are cut off and count as a failure.
+    pub max_response_bytes: usize,
+    /// Name servers; empty: the `nameserver` lines of /etc/resolv.conf.
+    pub dns_servers: Vec<IpAddr>,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allow_loopback: false,
+            connect_timeout: Duration::from_secs(3),
+            total_timeout: Duration::from_secs(10),
+            max_response_bytes: 64 * 1024,
+            dns_servers: Vec::new(),
+        }
+    }
+}
+
+/// A timeout as the whole milliseconds `OutboundError::Timeout` names.
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("refused: {host} resolves to {ip}, which is {reason}")]
+    Refused {
+        host: String,
+        ip: IpAddr,
+        reason: &'static str,
+    },
+    #[error("could not resolve {0}")]
+    Resolve(String),
+    #[error("connecting failed: {0}")]
+    Connect(String),
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+    #[error("the answer exceeded {0} bytes")]
+    TooLarge(usize),
+    #[error("invalid HTTP answer: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    settings: OutboundSettings,
+    resolver: Arc<TokioResolver>,
+}
+
+impl Client {
+    pub fn new(settings: OutboundSettings) -> anyhow::Result<Self> {
+        let servers = if settings.dns_servers.is_empty() {
+            system_name_servers()
+        } else {
+            settings.dns_servers.clone()
+        };
+        let name_servers = servers
+            .into_iter()
+            .map(|ip| NameServerConfig::new(ip, true, vec![ConnectionConfig::udp()]))
+            .collect();
+        let config = ResolverConfig::from_parts(None, vec![], name_servers);
+        let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let options = builder.options_mut();
+        options.use_hosts_file = ResolveHosts::Always;
+        options.timeout = settings.connect_timeout;
+        let resolver = builder.build()?;
+        Ok(Self {
+            settings,
+            resolver: Arc::new(resolver),
+        })
+    }
+
+    pub fn settings(&self) -> &OutboundSettings {
+        &self.settings
+    }
+
+    /// The vetted address to connect to for `url`, or why there is none. Every
+    /// address the name resolves to must pass: a name mixing a public and an
+    /// internal address is refused, not half-trusted.
+    pub async fn vetted_address(&self, url: &HttpUrl) -> Result<SocketAddr, OutboundError> {
+        let (label, ips) = match &url.host {
+            Host::Ip(ip) => (ip.to_string(), vec![*ip]),
+            // RFC 6761: `localhost` names are loopback, whatever a resolver says.
+            Host::Name(name) if name == "localhost" || name.ends_with(".localhost") => (
+                name.clone(),
+                vec![
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ],
+            ),
+            Host::Name(name) => {
+                let lookup = self
+                    .resolver
+                    .lookup_ip(name.as_str())
+                    .await
+                    .map_err(|e| OutboundError::Resolve(format!("{name}: {e}")))?;
+                (name.clone(), lookup.iter().collect())
+            }
+        };
+        if ips.is_empty() {
+            return Err(OutboundError::Resolve(label));
+        }
+        for ip in &ips {
+            if let Some(reason) = vet::refusal(*ip, self.settings.allow_loopback) {
+                return Err(OutboundError::Refused {
+                    host: label,
+                    ip: *ip,
+                    reason,
+                });
+            }
+        }
+        Ok(SocketAddr::new(ips[0], url.port))
+    }
+
+    /// POSTs `body` (JSON) with `headers` to `url`; redirects are not followed.
+    pub async fn post_json(
+        &self,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Response, OutboundError> {
+        let total = self.settings.total_timeout;
+        tokio::time::timeout(total, self.exchange(url, headers, body))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(total)))?
+    }
+
+    async fn exchange(
+        &self,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Response, OutboundError> {
+        let addr = self.vetted_address(url).await?;
+        let connect = self.settings.connect_timeout;
+        let mut stream = tokio::time::timeout(connect, TcpStream::connect(addr))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(connect)))?
+            .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
+        let mut request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            url.path,
+            url.authority,
+            body.len()
+        );
+        for (name, value) in headers {
+            // Values are built by this program; refuse rather than inject.
+            if value.contains(['\r', '\n']) || name.contains(['\r', '\n', ':']) {
+                return Err(OutboundError::Protocol("header with a line break".into()));
+            }
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let io = |e: std::io::Error| OutboundError::Connect(e.to_string());
+        stream.write_all(request.as_bytes()).await.map_err(io)?;
+        stream.write_all(body).await.map_err(io)?;
+        read_response(&mut stream, self.settings.max_response_bytes).await
+    }
+}
+
+async fn read_response(stream: &mut TcpStream, limit: usize) -> Result<Response, OutboundError> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| OutboundError::Connect(e.to_string()))?;
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > limit {
+            return Err(OutboundError::TooLarge(limit));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let status = parsed
+            .parse(&buf)
+            .map_err(|e| OutboundError::Protocol(e.to_string()))?;
+        if let httparse::Status::Complete(head) = status {
+            let code = parsed.code.unwrap_or(0);
+            let length = parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                });
+            return read_body(stream, buf, head, code, length, limit, &mut chunk).await;
+        }
+        if n == 0 {
+            return Err(OutboundError::Protocol(
+                "connection closed before the headers".into(),
+            ));
+        }
+    }
+}
+
+async fn read_body(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    head: usize,
+    status: u16,
+    length: Option<usize>,
+    limit: usize,
+    chunk: &mut [u8],
+) -> Result<Response, OutboundError> {
+    loop {
+        if length.is_some_and(|len| buf.len() - head >= len) {
+            break;
+        }
+        let n = stream
+            .read(chunk)
+            .await
+            .map_err(|e| OutboundError::Connect(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > limit {
+            return Err(OutboundError::TooLarge(limit));
+        }
+    }
+    Ok(Response {
+        status,
+        body: buf.split_off(head),
+    })
+}
+
+/// `nameserver` lines of /etc/resolv.conf (none if it cannot be read).
+fn system_name_servers() -> Vec<IpAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect()
+}
