@@ -16,13 +16,38 @@ use crate::state::AppState;
 use crate::store::regions;
 use crate::topology::Jurisdiction;
 
+/// What a region is doing, as this node sees it. A drained region fails its
+/// readiness probe on purpose, so `reachable` alone would call it down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionState {
+    /// Not drained, and its node answers its readiness probe.
+    Serving,
+    /// Drained by an operator (whether or not its node still runs).
+    Drained,
+    /// Not drained, but its node does not answer its readiness probe.
+    Unreachable,
+}
+
+impl RegionState {
+    fn of(drained: bool, reachable: bool) -> Self {
+        match (drained, reachable) {
+            (true, _) => Self::Drained,
+            (false, true) => Self::Serving,
+            (false, false) => Self::Unreachable,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct RegionView {
     id: RegionId,
     jurisdiction: Jurisdiction,
     public_endpoint: String,
     failover: Vec<RegionId>,
+    state: RegionState,
     drained: bool,
+    /// The node answered its last readiness probe (a drained node does not).
     reachable: bool,
     healthy: bool,
 }
@@ -55,6 +80,8 @@ pub async fn list(
                 jurisdiction: r.jurisdiction,
                 public_endpoint: r.public_endpoint.clone(),
                 failover: r.failover.clone(),
+                // This node is reachable to itself whatever its last self-probe said.
+                state: RegionState::of(status.drained, status.reachable || r.id == state.region),
                 drained: status.drained,
                 reachable: status.reachable,
                 healthy: health.is_healthy(&r.id),

@@ -326,6 +326,24 @@ async fn a_drained_region_fails_over_inside_residency_and_comes_back() {
         west1.request("GET", "/readyz", None, None).await.status == 503
     })
     .await;
+    // Drained, not down: the region list says so although its probe now fails.
+    eventually(
+        "the US node lists europe-west1 drained, europe-west3 serving",
+        async || {
+            let list = us.get("/v1/regions", &admin).await;
+            let state = |id: &str| {
+                list.body["regions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["id"] == id)
+                    .map(|r| r["state"].clone())
+            };
+            state("europe-west1") == Some(json!("drained"))
+                && state("europe-west3") == Some(json!("serving"))
+        },
+    )
+    .await;
     eventually("europe-west3 serves the EU tenant", async || {
         header(&west3.get("/v1/channels", &eu).await, "x-meridian-region") == "europe-west3"
     })
