@@ -51,6 +51,11 @@ const TABLES: &[(&str, &str)] = &[
     ("channel_summaries", "id"),
 ];
 const LEASE_SECS: f64 = 30.0;
+/// Times the home switch is tried when its transaction keeps losing to the
+/// tenant's writers (it counts every table of the tenant, which concurrent
+/// inserts conflict with under SERIALIZABLE), each after the database layer's own
+/// retries; a busy tenant must not fail its relocation for that.
+const SWITCH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Relocation {
@@ -266,7 +271,17 @@ impl Relocator {
     async fn drive(&self, job: &Relocation) -> Result<(), ApiError> {
         let to = RegionId::parse(&job.to_region).map_err(ApiError::validation)?;
         if job.status == "pending" {
-            self.switch_home(job, &to).await?;
+            let mut attempt = 1;
+            loop {
+                match self.switch_home(job, &to).await {
+                    Err(ApiError::RetryExhausted) if attempt < SWITCH_ATTEMPTS => {
+                        tracing::debug!(relocation = %job.id, attempt, "home switch conflicted; retrying");
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                        attempt += 1;
+                    }
+                    outcome => break outcome?,
+                }
+            }
         }
         // Rows written by nodes that had not yet seen the switch are caught by the
         // later passes; each pass waits for the directories to settle.
