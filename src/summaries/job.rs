@@ -71,7 +71,7 @@ impl JobHandler for CreateSummary {
             Err(err) => {
                 let why = format!("AI token reservation refused: {err}");
                 ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-                    store::finish(tx, id, Err(why.clone())).await
+                    Ok(store::finish(tx, id, Err(why.clone())).await?)
                 })
                 .await
                 .map_err(retry)?;
