@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit;
-use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
+use crate::db::{Database, DbError, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
@@ -132,11 +132,11 @@ pub async fn start(
         )
         .await
         .map_err(|err| match err {
-            ApiError::Conflict { .. } => ApiError::Conflict {
+            DbError::UniqueViolation { .. } => ApiError::Conflict {
                 code: ErrorCode::RelocationInProgress,
                 detail: "this tenant is already being relocated".into(),
             },
-            other => other,
+            other => other.into(),
         })?;
     let relocation = from_row(&row);
     let details = json!({ "relocation_id": relocation.id, "from": tenant.home_region, "to": to });
@@ -145,7 +145,7 @@ pub async fn start(
 }
 
 /// The tenant's pending or running relocation, if any.
-pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
+pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM relocations
          WHERE tenant_id = $1 AND status IN ('pending', 'running')"
@@ -157,7 +157,7 @@ pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Reloca
         .map(from_row))
 }
 
-pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
+pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM relocations WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1"
     );
@@ -210,7 +210,7 @@ impl Relocator {
         let row = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
-                tx.query_opt(&sql, &[&id, &self.node, &LEASE_SECS]).await
+                Ok(tx.query_opt(&sql, &[&id, &self.node, &LEASE_SECS]).await?)
             })
             .await?;
         Ok(row.as_ref().map(from_row))
@@ -221,11 +221,11 @@ impl Relocator {
         let abandoned = self
             .db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                tx.query(
+                Ok(tx.query(
                     "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < now())",
                     &[],
                 )
-                .await
+                .await?)
             })
             .await;
         for row in abandoned.unwrap_or_default() {
@@ -248,22 +248,28 @@ impl Relocator {
                 ApiError::Internal(cause) => format!("{cause:#}"),
                 other => other.to_string(),
             };
-            let _ = self
-                .db
-                .platform_tx(TxMode::ReadWrite, async |tx| {
-                    tx.execute(
+            let _ =
+                self.db
+                    .platform_tx(TxMode::ReadWrite, async |tx| {
+                        tx.execute(
                         "UPDATE relocations SET status = 'failed', error = $2, updated_at = now(),
                                 finished_at = now()
                          WHERE id = $1",
                         &[&id, &message],
                     )
                     .await?;
-                    let details = json!({ "relocation_id": id, "error": message });
-                    let tenant = Some(job.tenant_id);
-                    audit::record_platform(tx, "meridian", "relocation_failed", tenant, details)
-                        .await
-                })
-                .await;
+                        let details = json!({ "relocation_id": id, "error": message });
+                        let tenant = Some(job.tenant_id);
+                        Ok(audit::record_platform(
+                            tx,
+                            "meridian",
+                            "relocation_failed",
+                            tenant,
+                            details,
+                        )
+                        .await?)
+                    })
+                    .await;
         }
         outcome
     }
@@ -360,11 +366,12 @@ impl Relocator {
                 let moved = self
                     .db
                     .tenant_tx(job.tenant_id, to, None, TxMode::ReadWrite, async |tx| {
-                        tx.execute(
-                            &sql,
-                            &[tx.tenant_id().as_uuid(), &to.as_str(), &self.batch_size],
-                        )
-                        .await
+                        Ok(tx
+                            .execute(
+                                &sql,
+                                &[tx.tenant_id().as_uuid(), &to.as_str(), &self.batch_size],
+                            )
+                            .await?)
                     })
                     .await?;
                 if moved == 0 {
@@ -372,13 +379,13 @@ impl Relocator {
                 }
                 self.db
                     .platform_tx(TxMode::ReadWrite, async |tx| {
-                        tx.execute(
+                        Ok(tx.execute(
                             "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
                                     lease_until = now() + $4::float8 * interval '1 second', updated_at = now()
                              WHERE id = $1",
                             &[&job.id, table, &(moved as i64), &LEASE_SECS],
                         )
-                        .await
+                        .await?)
                     })
                     .await?;
             }
@@ -423,7 +430,10 @@ impl Relocator {
                     "counts_after": after,
                 });
                 let tenant = Some(job.tenant_id);
-                audit::record_platform(tx, "meridian", "relocation_done", tenant, details).await
+                Ok(
+                    audit::record_platform(tx, "meridian", "relocation_done", tenant, details)
+                        .await?,
+                )
             })
             .await
     }

@@ -186,14 +186,14 @@ pub async fn delete(
     scope
         .write(async |tx| {
             let target = owners::delete(tx, actor_role, id).await?;
-            audit::record(
+            Ok(audit::record(
                 tx,
                 &actor,
                 "user_deleted",
                 Some(("user", id.to_string())),
                 json!({ "email": target.email }),
             )
-            .await
+            .await?)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -81,12 +81,11 @@ pub async fn enqueue_for(
     tenant: TenantId,
     home_region: &RegionId,
     job: NewJob,
-) -> Result<JobId, JobStoreError> {
+) -> Result<JobId, ApiError> {
     db.tenant_tx(tenant, home_region, None, TxMode::ReadWrite, async |tx| {
         Ok(store::enqueue(tx, job.clone()).await?)
     })
     .await
-    .map_err(JobStoreError::from)
 }
 
 /// What a handler knows about the job it runs.

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use super::error::StoreError;
 use super::{channels, usage};
+use crate::db::DbError;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page, offset_cursor};
@@ -139,8 +139,8 @@ async fn posted(
 
 /// The post's INSERT failed on its channel's foreign key (SQLSTATE 23503, the
 /// constraint of that key: the same name on PostgreSQL and CockroachDB).
-fn channel_missing(err: &ApiError) -> bool {
-    let ApiError::Internal(cause) = err else {
+fn channel_missing(err: &DbError) -> bool {
+    let DbError::Other(cause) = err else {
         return false;
     };
     cause
