@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ai_ledger;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, JobId, SummaryId};
 use crate::jobs::{self, NewJob};
+use crate::limits::ledger;
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::channels;
 use crate::summaries::job::KIND;
@@ -69,7 +69,7 @@ pub async fn create(
         .write(async |tx| {
             channels::ensure_exists(tx, channel).await?;
             // Checked in the transaction that enqueues: over the cap, nothing runs.
-            let usage = ai_ledger::month_usage(tx).await?;
+            let usage = ledger::month_usage(tx).await?;
             if usage.used + usage.reserved >= cap {
                 return Err(ApiError::AiQuotaExceeded(format!(
                     "this month's AI tokens are spent ({} used, {} held, cap {cap})",

@@ -47,6 +47,9 @@ pub enum StoreError {
     /// longer be cancelled.
     #[error("{0}")]
     JobFinished(String),
+    /// The tenant's plan allows no more of this (users).
+    #[error("{detail}")]
+    PlanLimit { detail: String },
     /// Storage would pass the tenant's cap; the caller commits the refusal.
     #[error("{detail}")]
     QuotaExceeded { detail: String },
@@ -109,6 +112,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotAllowed => ApiError::Forbidden("your role does not allow this action"),
             StoreError::ResidencyConflict(detail) => ApiError::ResidencyConflict(detail),
             StoreError::JobFinished(detail) => conflict(ErrorCode::JobFinished, detail),
+            StoreError::PlanLimit { detail } => ApiError::PlanLimit { detail },
             StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
             StoreError::Db(err) => err.into(),
             StoreError::Placement(err) => err.into(),

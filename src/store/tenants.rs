@@ -19,12 +19,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::error::{StoreError, Unique, taken};
-use super::usage;
 use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::ids::{RegionId, TenantId};
+use crate::limits::storage;
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
@@ -163,7 +163,7 @@ pub async fn provision(
         Role::Owner,
     )
     .await?;
-    usage::open(&scoped).await?;
+    storage::open(&scoped).await?;
     let details = json!({
         "slug": new.slug,
         "home_region": new.home_region,

@@ -1,15 +1,15 @@
 //! The `summary.create` job: reserve AI tokens on the tenant's ledger
-//! (`crate::ai_ledger`) for what the engine will read, run the engine, then
+//! (`crate::limits::ledger`) for what the engine will read, run the engine, then
 //! commit the tokens used (and store the summary) or release them on failure.
 //! Over the cap, the reservation fails and the summary fails with nothing run.
 
 use serde_json::{Value, json};
 
 use super::{extractive, store};
-use crate::ai_ledger::AiLedger;
 use crate::db::TxMode;
 use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
+use crate::limits::ledger::AiLedger;
 use crate::outbox::{self, Event};
 use crate::tenancy::Directory;
 
