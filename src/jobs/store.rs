@@ -80,36 +80,9 @@ const INSERT_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, pa
      VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), $8) ON CONFLICT DO NOTHING RETURNING id";
 
 pub async fn enqueue(tx: &TenantTx<'_>, job: NewJob) -> Result<JobId, StoreError> {
-    check(&job)?;
-    let id = JobId::new_random();
     let tenant = tx.tenant_id();
-    let region = tx.home_region().as_str();
-    let inserted = tx
-        .query_opt(
-            INSERT_SQL,
-            &[
-                id.as_uuid(),
-                tenant.as_uuid(),
-                &region,
-                &job.kind,
-                &job.payload,
-                &job.idempotency_key,
-                &job.run_after,
-                &job.max_attempts,
-            ],
-        )
-        .await?;
-    if inserted.is_some() {
-        return Ok(id);
-    }
-    // The key exists (the only unique constraint an insert with a fresh v7 id can hit).
-    let row = tx
-        .query_one(
-            "SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2",
-            &[tenant.as_uuid(), &job.idempotency_key],
-        )
-        .await?;
-    Ok(JobId::from_uuid(row.get(0)))
+    let region = tx.home_region().clone();
+    insert(tx, Some(*tenant.as_uuid()), &region, job).await
 }
 
 /// Makes platform jobs (tenant_id NULL) visible to this transaction (RLS).
@@ -124,17 +97,34 @@ pub async fn enqueue_platform(
     region: &RegionId,
     job: NewJob,
 ) -> Result<JobId, StoreError> {
-    check(&job)?;
     enter_platform_jobs(tx).await?;
+    insert(tx, None, region, job).await
+}
+
+/// The job with this idempotency key: the tenant's, or the region's platform
+/// job's (two statements, so each uses the key's index).
+const EXISTING_SQL: &str = "SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2";
+const EXISTING_PLATFORM_SQL: &str = "SELECT id FROM jobs
+     WHERE tenant_id IS NULL AND home_region = $1 AND idempotency_key = $2";
+
+/// Inserts the job, or answers the existing one with its idempotency key (the
+/// only unique constraint an insert with a fresh v7 id can hit).
+async fn insert<S>(
+    tx: &Tx<'_, S>,
+    tenant: Option<Uuid>,
+    region: &RegionId,
+    job: NewJob,
+) -> Result<JobId, StoreError> {
+    check(&job)?;
     let id = JobId::new_random();
-    let none: Option<Uuid> = None;
+    let region = region.as_str();
     let inserted = tx
         .query_opt(
             INSERT_SQL,
             &[
                 id.as_uuid(),
-                &none,
-                &region.as_str(),
+                &tenant,
+                &region,
                 &job.kind,
                 &job.payload,
                 &job.idempotency_key,
@@ -146,12 +136,11 @@ pub async fn enqueue_platform(
     if inserted.is_some() {
         return Ok(id);
     }
-    let row = tx
-        .query_one(
-            "SELECT id FROM jobs WHERE tenant_id IS NULL AND home_region = $1 AND idempotency_key = $2",
-            &[&region.as_str(), &job.idempotency_key],
-        )
-        .await?;
+    let key = &job.idempotency_key;
+    let row = match &tenant {
+        Some(tenant) => tx.query_one(EXISTING_SQL, &[tenant, key]).await?,
+        None => tx.query_one(EXISTING_PLATFORM_SQL, &[&region, key]).await?,
+    };
     Ok(JobId::from_uuid(row.get(0)))
 }
 
