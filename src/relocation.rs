@@ -28,8 +28,10 @@ use crate::db::{Database, DbError, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
+use crate::routing::decide::serving_region;
+use crate::routing::health::RegionHealth;
 use crate::store::tenants;
-use crate::tenancy::{Directory, residency};
+use crate::tenancy::{Directory, TenantRecord, residency};
 use crate::topology::Topology;
 
 /// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
@@ -138,6 +140,25 @@ pub async fn start(
     let details = json!({ "relocation_id": relocation.id, "from": tenant.home_region, "to": to });
     audit::record_platform(tx, actor, "relocation_requested", Some(tenant.id), details).await?;
     Ok(relocation)
+}
+
+/// The region a relocation request names (`to_region`).
+pub fn target(raw: &str) -> Result<RegionId, ApiError> {
+    RegionId::parse(raw).map_err(ApiError::validation)
+}
+
+/// Where an evacuation of `region` sends `tenant`: the region that would serve
+/// it were `region` down, among the healthy ones its residency allows; the
+/// reason when there is none.
+pub fn evacuation_target(
+    topology: &Topology,
+    health: &RegionHealth,
+    tenant: &TenantRecord,
+    region: &RegionId,
+) -> Result<RegionId, &'static str> {
+    serving_region(topology, tenant, |r| r != region && health.is_healthy(r))
+        .map(|r| r.id.clone())
+        .ok_or("its residency allows no other healthy region")
 }
 
 /// The tenant's pending or running relocation, if any.
