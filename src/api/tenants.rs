@@ -21,7 +21,9 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
     slug: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     home_region: String,
     residency: Option<Residency>,
@@ -34,13 +36,16 @@ pub struct CreateTenant {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOwner {
+    #[schema(min_length = 5, max_length = 254)]
     email: String,
+    #[schema(min_length = 1, max_length = 200)]
     display_name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenant {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     plan: Option<Plan>,
     status: Option<TenantStatus>,
