@@ -5,9 +5,10 @@
 //!    job (one active job per tenant), in one transaction.
 //! 2. The worker takes a lease on the job, counts the tenant's rows per table
 //!    (a read-only transaction of its own, so the switch conflicts with no
-//!    writer over those reads), checks the target against the residency policy it finds then (locked row),
-//!    switches `tenants.home_region` (new writes and routing go to the new region
-//!    from here on), waits for every node's directory to see the switch,
+//!    writer over those reads), checks the target against the residency policy
+//!    it finds then (locked row), switches `tenants.home_region` (new writes
+//!    and routing go to the new region from here on), waits for every node's
+//!    directory to see the switch,
 //! 3. moves the remaining rows' `home_region` in batches of `batch_size`, one
 //!    transaction per batch (on CockroachDB each updated row moves region),
 //! 4. verifies that no row is left outside the new region, records the counts
@@ -219,7 +220,8 @@ impl Relocator {
 
     async fn claim(&self, id: Uuid) -> Result<Option<Relocation>, ApiError> {
         let sql = format!(
-            "UPDATE relocations SET lease_owner = $2, lease_until = now() + $3::float8 * interval '1 second', updated_at = now()
+            "UPDATE relocations SET lease_owner = $2, lease_until = now() + $3::float8 * interval \
+                '1 second', updated_at = now()
              WHERE id = $1 AND status IN ('pending', 'running')
                AND (lease_until IS NULL OR lease_until < now())
              RETURNING {COLUMNS}"
@@ -238,11 +240,13 @@ impl Relocator {
         let abandoned = self
             .db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                Ok(tx.query(
-                    "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < now())",
-                    &[],
-                )
-                .await?)
+                Ok(tx
+                    .query(
+                        "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND \
+                        (lease_until IS NULL OR lease_until < now())",
+                        &[],
+                    )
+                    .await?)
             })
             .await;
         for row in abandoned.unwrap_or_default() {
@@ -338,7 +342,9 @@ impl Relocator {
                 if current.home_region.as_str() != job.from_region {
                     return Err(ApiError::Conflict {
                         code: ErrorCode::RelocationStale,
-                        detail: "the tenant's home region changed since the relocation was requested".into(),
+                        detail: "the tenant's home region changed since the relocation was \
+                            requested"
+                            .into(),
                     });
                 }
                 let allowed = self
@@ -347,13 +353,15 @@ impl Relocator {
                     .is_some_and(|target| residency::allows(current.residency.as_ref(), target));
                 if !allowed {
                     return Err(ApiError::ResidencyConflict(format!(
-                        "the tenant's residency policy no longer allows `{to}`; the home region was not switched"
+                        "the tenant's residency policy no longer allows `{to}`; the home region \
+                            was not switched"
                     )));
                 }
                 let record = tenants::switch_home(tx, job.tenant_id, to).await?;
                 let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
                 tx.execute(
-                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = now()
+                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = \
+                        now()
                      WHERE id = $1",
                     &[&job.id, before],
                 )
@@ -412,13 +420,16 @@ impl Relocator {
                 }
                 self.db
                     .platform_tx(TxMode::ReadWrite, async |tx| {
-                        Ok(tx.execute(
-                            "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
-                                    lease_until = now() + $4::float8 * interval '1 second', updated_at = now()
+                        Ok(tx
+                            .execute(
+                                "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], \
+                                to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
+                                    lease_until = now() + $4::float8 * interval '1 second', \
+                                        updated_at = now()
                              WHERE id = $1",
-                            &[&job.id, table, &(moved as i64), &LEASE_SECS],
-                        )
-                        .await?)
+                                &[&job.id, table, &(moved as i64), &LEASE_SECS],
+                            )
+                            .await?)
                     })
                     .await?;
             }

@@ -179,10 +179,16 @@ pub async fn list(
         cursor: query.cursor,
     };
     let (limit, after) = (page_query.limit()?, page_query.keyset()?);
+    let bad_slug = |_| {
+        ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash",
+        )
+    };
     let slug = query
         .slug
         .as_deref()
-        .map(|s| validate::slug(s).map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash")))
+        .map(|s| validate::slug(s).map_err(bad_slug))
         .transpose()?;
     let page = scope
         .read(async |tx| Ok(tenants::list(tx, limit, after, slug.as_deref()).await?))

@@ -35,10 +35,12 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, kind, state, attempts, max_attempts, run_after, result, error, created_at, updated_at, started_at, finished_at";
+const COLUMNS: &str = "id, kind, state, attempts, max_attempts, run_after, result, error, \
+    created_at, updated_at, started_at, finished_at";
 
 /// The tenant's jobs, newest first (ids are time-ordered).
-pub const LIST_SQL: &str = "SELECT id, kind, state, attempts, max_attempts, run_after, result, error, created_at, updated_at, started_at, finished_at
+pub const LIST_SQL: &str = "SELECT id, kind, state, attempts, max_attempts, run_after, result, \
+    error, created_at, updated_at, started_at, finished_at
      FROM jobs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
 
 fn from_row(row: &Row) -> Job {
@@ -68,7 +70,8 @@ fn check(job: &NewJob) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::internal(anyhow::anyhow!(
-            "invalid job: kind 1..=100 bytes, key 1..=200 bytes, max_attempts 1..=100 ({}, {:?}, {})",
+            "invalid job: kind 1..=100 bytes, key 1..=200 bytes, max_attempts 1..=100 ({}, {:?}, \
+                {})",
             job.kind,
             job.idempotency_key,
             job.max_attempts
@@ -76,7 +79,8 @@ fn check(job: &NewJob) -> Result<(), StoreError> {
     }
 }
 
-const INSERT_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, payload, idempotency_key, run_after, max_attempts)
+const INSERT_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, payload, \
+    idempotency_key, run_after, max_attempts)
      VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), $8) ON CONFLICT DO NOTHING RETURNING id";
 
 pub async fn enqueue(tx: &TenantTx<'_>, job: NewJob) -> Result<JobId, StoreError> {
@@ -249,14 +253,16 @@ pub async fn claim(
     let row = match tenant {
         Some(t) => {
             tx.query_opt(
-                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_job($1, $2, $3, $4, $5)",
+                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_job($1, $2, $3, $4, \
+                    $5)",
                 &[&region.as_str(), t.as_uuid(), &owner, &lease_secs, &cap],
             )
             .await?
         }
         None => {
             tx.query_opt(
-                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_platform_job($1, $2, $3, $4)",
+                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_platform_job($1, \
+                    $2, $3, $4)",
                 &[&region.as_str(), &owner, &lease_secs, &cap],
             )
             .await?
@@ -311,7 +317,8 @@ pub async fn renew<S>(
 ) -> Result<bool, StoreError> {
     Ok(tx
         .execute(
-            "UPDATE jobs SET lease_until = now() + $3::float8 * interval '1 second', updated_at = now()
+            "UPDATE jobs SET lease_until = now() + $3::float8 * interval '1 second', updated_at = \
+                now()
               WHERE id = $1 AND state = 'running' AND lease_owner = $2",
             &[id.as_uuid(), &owner, &lease_secs],
         )
@@ -359,9 +366,12 @@ pub async fn finish<S>(
     let state = outcome.state();
     Ok(tx
         .execute(
-            "UPDATE jobs SET state = $3, result = $4, error = $5, lease_owner = NULL, lease_until = NULL,
-                    run_after = CASE WHEN $3 = 'queued' THEN now() + $6::float8 * interval '1 second' ELSE run_after END,
-                    updated_at = now(), finished_at = CASE WHEN $3 = 'queued' THEN NULL ELSE now() END
+            "UPDATE jobs SET state = $3, result = $4, error = $5, lease_owner = NULL, lease_until \
+                = NULL,
+                    run_after = CASE WHEN $3 = 'queued' THEN now() + $6::float8 * interval '1 \
+                        second' ELSE run_after END,
+                    updated_at = now(), finished_at = CASE WHEN $3 = 'queued' THEN NULL ELSE now() \
+                        END
               WHERE id = $1 AND state = 'running' AND lease_owner = $2",
             &[id.as_uuid(), &owner, &state, &result, &error, &after_secs],
         )

@@ -78,7 +78,8 @@ impl AiLedger {
             let tenant_id = tx.tenant_id();
             let region = tx.home_region().as_str();
             tx.execute(
-                "INSERT INTO ai_usage (tenant_id, month, home_region) VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC')::date, $2)
+                "INSERT INTO ai_usage (tenant_id, month, home_region) VALUES ($1, \
+                    date_trunc('month', now() AT TIME ZONE 'UTC')::date, $2)
                  ON CONFLICT (tenant_id, month) DO NOTHING",
                 &[tenant_id.as_uuid(), &region],
             )
@@ -86,19 +87,24 @@ impl AiLedger {
             let held = tx
                 .query_opt(
                     "UPDATE ai_usage SET reserved = reserved + $2
-                     WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date AND used + reserved + $2 <= $3
+                     WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE \
+                         'UTC')::date AND used + reserved + $2 <= $3
                      RETURNING month",
                     &[tenant_id.as_uuid(), &amount_db, &cap],
                 )
                 .await?;
             let Some(row) = held else {
                 return Err(ApiError::QuotaExceeded {
-                    detail: format!("reserving {amount} AI tokens would exceed this month's cap of {cap}"),
+                    detail: format!(
+                        "reserving {amount} AI tokens would exceed this month's cap of \
+                        {cap}"
+                    ),
                 });
             };
             let month: NaiveDate = row.get(0);
             tx.execute(
-                "INSERT INTO ai_reservations (tenant_id, id, home_region, month, tokens) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO ai_reservations (tenant_id, id, home_region, month, tokens) VALUES \
+                    ($1, $2, $3, $4, $5)",
                 &[tenant_id.as_uuid(), &id, &region, &month, &amount_db],
             )
             .await?;
@@ -144,7 +150,8 @@ impl AiLedger {
             let settled = tx
                 .query_opt(
                     "UPDATE ai_reservations SET status = $3, used_tokens = $4, settled_at = now()
-                     WHERE tenant_id = $1 AND id = $2 AND status = 'reserved' RETURNING tokens, month",
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'reserved' RETURNING tokens, \
+                         month",
                     &[tenant_id.as_uuid(), &id, &status, &used],
                 )
                 .await?;
@@ -156,7 +163,8 @@ impl AiLedger {
             };
             let (held, month): (i64, NaiveDate) = (row.get(0), row.get(1));
             tx.execute(
-                "UPDATE ai_usage SET reserved = reserved - $3, used = used + $4 WHERE tenant_id = $1 AND month = $2",
+                "UPDATE ai_usage SET reserved = reserved - $3, used = used + $4 WHERE tenant_id = \
+                    $1 AND month = $2",
                 &[tenant_id.as_uuid(), &month, &held, &used.unwrap_or(0)],
             )
             .await?;
@@ -179,7 +187,8 @@ impl AiLedger {
 }
 
 /// This month's AI usage of the tenant (`month_usage`).
-pub const MONTH_USAGE_SQL: &str = "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date";
+pub const MONTH_USAGE_SQL: &str = "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND \
+    month = date_trunc('month', now() AT TIME ZONE 'UTC')::date";
 
 /// This month's AI usage, inside an open tenant transaction.
 pub async fn month_usage(tx: &TenantTx<'_>) -> Result<AiUsage, crate::db::DbError> {

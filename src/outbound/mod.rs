@@ -180,7 +180,8 @@ impl Client {
             .map_err(|_| OutboundError::Timeout(millis(connect)))?
             .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
         let mut request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: \
+                application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
             url.path,
             url.authority,
             body.len()

@@ -127,7 +127,8 @@ pub async fn count(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
 pub async fn count_active_owners(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     let row = tx
         .query_one(
-            "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active'",
+            "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = \
+                'active'",
             &[tx.tenant_id().as_uuid()],
         )
         .await?;
@@ -211,7 +212,8 @@ pub async fn update(
 pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), StoreError> {
     let deleted = tx
         .execute(
-            "UPDATE users SET status = 'deleted', updated_at = now() WHERE tenant_id = $1 AND id = $2 AND status <> 'deleted'",
+            "UPDATE users SET status = 'deleted', updated_at = now() WHERE tenant_id = $1 AND id = \
+                $2 AND status <> 'deleted'",
             &[tx.tenant_id().as_uuid(), id.as_uuid()],
         )
         .await?;

@@ -97,7 +97,8 @@ pub async fn create(
     secret: &str,
 ) -> Result<Webhook, StoreError> {
     let sql = format!(
-        "INSERT INTO webhook_endpoints (tenant_id, id, home_region, url, description, event_types, secret)
+        "INSERT INTO webhook_endpoints (tenant_id, id, home_region, url, description, event_types, \
+            secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
     let id = WebhookId::new_random();
