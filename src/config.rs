@@ -140,6 +140,18 @@ pub struct AuthSettings {
     /// JSON key set (see `auth::keys`); public keys verify, the signing key is optional.
     pub keys_file: PathBuf,
     pub leeway_seconds: u64,
+    /// How often a node looks at `keys_file` for a changed key set (rotation
+    /// without restart, `auth::reload`).
+    #[serde(
+        rename = "keys_poll_interval_ms",
+        with = "millis",
+        default = "default_keys_poll"
+    )]
+    pub keys_poll_interval: Duration,
+}
+
+fn default_keys_poll() -> Duration {
+    Duration::from_secs(1)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,6 +241,7 @@ impl Default for Settings {
                 audience: "meridian-api".into(),
                 keys_file: "keys.json".into(),
                 leeway_seconds: 30,
+                keys_poll_interval: default_keys_poll(),
             },
             directory: DirectorySettings {
                 refresh_interval: Duration::from_secs(1),
@@ -328,6 +341,9 @@ impl Settings {
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        if !(ms(50)..=ms(60_000)).contains(&self.auth.keys_poll_interval) {
+            return invalid("auth.keys_poll_interval_ms must be 50..=60000");
         }
         if self.limits.unauthenticated_per_second == 0 || self.limits.unauthenticated_burst == 0 {
             return invalid(

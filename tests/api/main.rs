@@ -8,6 +8,7 @@ mod cost;
 mod cursors;
 mod isolation;
 mod jobs;
+mod keys;
 mod limits;
 mod messages;
 mod metrics;
