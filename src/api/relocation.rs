@@ -12,7 +12,9 @@ use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::relocation::{self, Relocation};
 use crate::routing::decide::serving_region;
-use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::scope::{
+    Authenticated, Caller, Guarded, PlatformOperator, PlatformScope, TenantOrPlatformAdmin,
+};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -54,7 +56,7 @@ async fn launch(
 )]
 #[post("/tenants/{id}/relocation")]
 pub async fn start(
-    caller: Guarded<Authenticated, Caller>,
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<RelocationRequest>,
@@ -79,7 +81,8 @@ pub async fn start(
         .json(job))
 }
 
-/// The tenant's latest relocation and its progress.
+/// The tenant's latest relocation and its progress (platform admins and
+/// operators: any tenant's; tenant admins: their own).
 #[utoipa::path(
     tag = "relocation",
     params(("id" = uuid::Uuid, Path, description = "Tenant id")),
@@ -138,7 +141,7 @@ pub struct Evacuation {
 )]
 #[post("/regions/{id}/evacuate")]
 pub async fn evacuate(
-    scope: Guarded<PlatformAdmin, PlatformScope>,
+    scope: Guarded<PlatformOperator, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Evacuation>, ApiError> {

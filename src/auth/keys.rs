@@ -312,9 +312,9 @@ impl TokenVerifier {
         if claims.iat > unix_now() + self.leeway {
             return Err(TokenError::IssuedInFuture);
         }
-        // A platform admin has no tenant; every tenant role has one.
+        // A platform role has no tenant; every tenant role has one.
         match (claims.role, claims.tid) {
-            (Role::PlatformAdmin, None) => Ok(claims),
+            (role, None) if role.is_platform_role() => Ok(claims),
             (role, Some(_)) if role.is_tenant_role() => Ok(claims),
             _ => Err(TokenError::Claims),
         }

@@ -14,7 +14,7 @@ use std::cell::OnceCell;
 
 use super::confirm::UserCheck;
 use super::{Caller, PlatformScope, TenantScope};
-use crate::auth::{Claims, Role};
+use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
 use crate::state::AppState;
@@ -113,10 +113,11 @@ async fn resolve(
     claims: Claims,
     looked_up: Option<Arc<TenantRecord>>,
 ) -> Result<Caller, ApiError> {
-    if claims.role == Role::PlatformAdmin {
+    if claims.role.is_platform_role() {
         return Ok(Caller::Platform(PlatformScope {
             state,
             admin: claims.sub,
+            role: claims.role,
         }));
     }
     let refused = || ApiError::Unauthenticated("invalid or expired token");

@@ -13,6 +13,7 @@ mod limits;
 mod messages;
 mod metrics;
 mod openapi;
+mod operator;
 mod outbox;
 mod plans;
 mod regions;
