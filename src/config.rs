@@ -61,6 +61,15 @@ pub struct Settings {
     /// Channel summaries and their engines (`crate::summaries`).
     #[serde(default)]
     pub summaries: crate::summaries::SummarySettings,
+    /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
+    /// names a tenant: a request to it is served only for that tenant's tokens
+    /// (`routing::host`).
+    #[serde(default = "default_api_domain")]
+    pub api_domain: String,
+}
+
+fn default_api_domain() -> String {
+    "api.meridian.test".into()
 }
 
 /// The admin listener, which serves `/metrics` and nothing public.
@@ -257,6 +266,7 @@ impl Default for Settings {
                 format: LogFormat::Json,
                 filter: "info".into(),
             },
+            api_domain: default_api_domain(),
             jobs: crate::jobs::JobSettings::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
@@ -341,6 +351,14 @@ impl Settings {
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        if crate::routing::host::normalise(&self.api_domain).as_deref()
+            != Some(self.api_domain.as_str())
+            || !self.api_domain.contains('.')
+        {
+            return invalid(
+                "api_domain must be a lower-case DNS name with a dot, without port or trailing dot",
+            );
         }
         if !(ms(50)..=ms(60_000)).contains(&self.auth.keys_poll_interval) {
             return invalid("auth.keys_poll_interval_ms must be 50..=60000");

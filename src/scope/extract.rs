@@ -73,9 +73,14 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
 /// A tenant token already verified and looked up by the routing middleware, kept in
 /// the request's extensions so the extractor does not do the same work again.
 #[derive(Clone)]
-struct Resolved {
-    claims: Claims,
+pub(super) struct Resolved {
+    pub(super) claims: Claims,
     tenant: Arc<TenantRecord>,
+}
+
+/// Whether `req` carries a valid platform token (admin or operator).
+pub(super) fn carries_platform_token(req: &HttpRequest, state: &AppState) -> bool {
+    verify(req, state).is_ok_and(|c| c.role.is_platform_role())
 }
 
 /// The tenant the routing middleware resolved for this request, if any (for

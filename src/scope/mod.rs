@@ -9,6 +9,7 @@
 mod confirm;
 mod extract;
 pub mod guard;
+mod host_binding;
 pub mod probes;
 
 pub use confirm::confirm_user;
@@ -16,6 +17,7 @@ pub use extract::{resolved_tenant, tenant_of};
 pub use guard::{
     Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
 };
+pub use host_binding::check_host;
 
 use std::cell::OnceCell;
 use std::rc::Rc;

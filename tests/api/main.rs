@@ -6,6 +6,7 @@ mod audit;
 mod basics;
 mod cost;
 mod cursors;
+mod hosts;
 mod isolation;
 mod jobs;
 mod keys;
