@@ -44,9 +44,10 @@ pub struct HopRequest<'a> {
     /// (header values cannot contain one); empty without the header.
     pub authorization: &'a [u8],
     pub body: &'a [u8],
-    /// The host the client sent the request to, normalised (`routing::host`),
-    /// carried in `X-Forwarded-Host`; empty when it had none. Signed, so the
-    /// next node checks the tenant-subdomain binding on the client's host.
+    /// The tenant host the client sent the request to, normalised
+    /// (`routing::host`), carried in `X-Forwarded-Host`; empty for any other
+    /// host. Signed, so the next node checks the tenant-subdomain binding on
+    /// the client's host.
     pub host: &'a str,
 }
 

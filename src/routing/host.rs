@@ -49,7 +49,8 @@ fn is_name_byte(b: u8) -> bool {
 /// forwarding node signed.
 pub fn requested_host(req: &HttpRequest, hop_verified: bool) -> Option<String> {
     if hop_verified {
-        // The forwarder always signs a host header, empty when it had none.
+        // The forwarder signs the client's host when it is a tenant host, and
+        // sends none otherwise (no binding).
         return req
             .headers()
             .get(FORWARDED_HOST)

@@ -308,8 +308,9 @@ pub async fn route(
             Ok(with_region_headers(response, &here, Some(&tenant)))
         }
         Decision::Forward(region) => {
-            let host = host.as_deref().unwrap_or_default();
-            let (response, outcome) = forward(req, &state, &region, &target, host).await?;
+            // Only a tenant host binds, so only a tenant host travels (signed).
+            let bound = slug.and(host.as_deref()).unwrap_or_default();
+            let (response, outcome) = forward(req, &state, &region, &target, bound).await?;
             state.metrics.observe_routing(outcome, &region);
             Ok(response)
         }

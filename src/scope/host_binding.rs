@@ -5,16 +5,18 @@
 //! - another tenant's token: 404 (`tenant not found`, the same answer as an
 //!   unknown slug) and a `cross_tenant_denied` event in the **named** tenant's
 //!   audit trail, where its owner and compliance officers see it;
+//! - an unknown slug with a tenant token: the same 404;
 //! - a platform token (admin or operator): 404. Platform routes and tenant
 //!   administration are used on the API's own name, so a tenant host never
-//!   carries platform power; nothing is audited (no tenant probed another);
-//! - no valid token: an unknown slug answers 404, a known one lets the
-//!   extractor answer 401 as everywhere.
+//!   carries platform power; nothing is looked up or audited;
+//! - no valid token: the extractor answers 401 as everywhere (no lookup, so
+//!   anonymous requests cost the database nothing here).
 //!
-//! The named tenant is looked up by slug in the database only on these refusals,
-//! and the audit event is written before the 404 is answered; a slug is a public
-//! DNS name, so that answering time may tell a known slug from an unknown one is
-//! no leak beyond the name itself.
+//! The named tenant is looked up by slug in the database only when another
+//! tenant's token is refused (after that tenant's rate check), and the audit
+//! event is written before the 404 is answered; a slug is a public DNS name, so
+//! that answering time may tell a known slug from an unknown one is no leak
+//! beyond the name itself.
 
 use actix_web::{HttpMessage, HttpRequest};
 
@@ -22,6 +24,7 @@ use super::extract::Resolved;
 use crate::audit;
 use crate::db::TxMode;
 use crate::error::ApiError;
+use crate::ids::UserId;
 use crate::state::AppState;
 use crate::store::tenants;
 use crate::tenancy::TenantRecord;
@@ -45,6 +48,24 @@ pub async fn check_host(
     if tenant.is_some_and(|t| t.slug == slug) {
         return Ok(());
     }
+    let Some(actor) = tenant else {
+        if super::extract::carries_platform_token(req, state) {
+            return Err(not_found());
+        }
+        // No valid tenant token: the extractor answers 401 (and counts the
+        // client against the anonymous limit) without any database work here.
+        return Ok(());
+    };
+    let user = req
+        .extensions()
+        .get::<Resolved>()
+        .map(|r| r.claims.sub.clone())
+        .unwrap_or_default();
+    // The lookup and the audit write cost the database: a tenant over its rate
+    // gets its 429 first, as it would on its own host.
+    if let Ok(id) = uuid::Uuid::parse_str(&user) {
+        state.limits.check_rate(actor, UserId::from_uuid(id))?;
+    }
     let named = state
         .db
         .0
@@ -55,22 +76,10 @@ pub async fn check_host(
         .items
         .into_iter()
         .next();
-    let Some(named) = named else {
-        return Err(not_found());
-    };
-    match tenant {
-        Some(actor) => {
-            let user = req
-                .extensions()
-                .get::<Resolved>()
-                .map(|r| r.claims.sub.clone())
-                .unwrap_or_default();
-            record_denial(state, &named, actor, &user, host).await;
-            Err(not_found())
-        }
-        None if super::extract::carries_platform_token(req, state) => Err(not_found()),
-        None => Ok(()),
+    if let Some(named) = named {
+        record_denial(state, &named, actor, &user, host).await;
     }
+    Err(not_found())
 }
 
 /// `cross_tenant_denied` in the named tenant's trail. A failed write is logged

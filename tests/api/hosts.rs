@@ -115,6 +115,12 @@ async fn a_tenant_host_serves_only_its_own_tokens() {
     .await;
     assert_eq!(apex.status, 200, "{}", apex.body);
 
+    // Without a valid token: the usual 401, known slug or not.
+    for host in ["acme.api.meridian.test", "nobody.api.meridian.test"] {
+        let reply = get_with(&app, "/v1/channels", "not-a-token", &[("Host", host)]).await;
+        assert_problem(&reply, 401, "unauthenticated");
+    }
+
     // No binding on the apex, a region's name or a bare address.
     for host in [
         "api.meridian.test",
