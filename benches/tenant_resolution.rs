@@ -122,6 +122,7 @@ fn fixture() -> Fixture {
         &topology,
         &here,
         1 << 20,
+        "api.meridian.test",
     );
     let topology = Arc::new(topology);
     let relocator = Relocator::new(

@@ -61,6 +61,15 @@ pub struct Settings {
     /// Channel summaries and their engines (`crate::summaries`).
     #[serde(default)]
     pub summaries: crate::summaries::SummarySettings,
+    /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
+    /// names a tenant: a request to it is served only for that tenant's tokens
+    /// (`routing::host`).
+    #[serde(default = "default_api_domain")]
+    pub api_domain: String,
+}
+
+fn default_api_domain() -> String {
+    "api.meridian.test".into()
 }
 
 /// The admin listener, which serves `/metrics` and nothing public.
@@ -140,6 +149,18 @@ pub struct AuthSettings {
     /// JSON key set (see `auth::keys`); public keys verify, the signing key is optional.
     pub keys_file: PathBuf,
     pub leeway_seconds: u64,
+    /// How often a node looks at `keys_file` for a changed key set (rotation
+    /// without restart, `auth::reload`).
+    #[serde(
+        rename = "keys_poll_interval_ms",
+        with = "millis",
+        default = "default_keys_poll"
+    )]
+    pub keys_poll_interval: Duration,
+}
+
+fn default_keys_poll() -> Duration {
+    Duration::from_secs(1)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,6 +250,7 @@ impl Default for Settings {
                 audience: "meridian-api".into(),
                 keys_file: "keys.json".into(),
                 leeway_seconds: 30,
+                keys_poll_interval: default_keys_poll(),
             },
             directory: DirectorySettings {
                 refresh_interval: Duration::from_secs(1),
@@ -244,6 +266,7 @@ impl Default for Settings {
                 format: LogFormat::Json,
                 filter: "info".into(),
             },
+            api_domain: default_api_domain(),
             jobs: crate::jobs::JobSettings::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
@@ -328,6 +351,17 @@ impl Settings {
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        if crate::routing::host::normalise(&self.api_domain).as_deref()
+            != Some(self.api_domain.as_str())
+            || !self.api_domain.contains('.')
+        {
+            return invalid(
+                "api_domain must be a lower-case DNS name with a dot, without port or trailing dot",
+            );
+        }
+        if !(ms(50)..=ms(60_000)).contains(&self.auth.keys_poll_interval) {
+            return invalid("auth.keys_poll_interval_ms must be 50..=60000");
         }
         if self.limits.unauthenticated_per_second == 0 || self.limits.unauthenticated_burst == 0 {
             return invalid(

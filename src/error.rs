@@ -27,6 +27,9 @@ pub enum ApiError {
     Unauthenticated(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// An operator on a route for tenant content or tenant settings.
+    #[error("operators run regions and never read tenant content or change tenants or limits")]
+    OperatorForbidden,
     /// A resource that does not exist *for this tenant*; identical for another
     /// tenant's ids. `id`, when set, lets the tenant scope audit cross-tenant probes.
     #[error("{kind} not found")]
@@ -136,6 +139,7 @@ error_codes! {
     WebhookUrlRefused = "webhook_url_refused" => BAD_REQUEST,
     Unauthenticated = "unauthenticated" => UNAUTHORIZED,
     Forbidden = "forbidden" => FORBIDDEN,
+    OperatorForbidden = "operator_forbidden" => FORBIDDEN,
     TenantSuspended = "tenant_suspended" => FORBIDDEN,
     PlanLimitExceeded = "plan_limit_exceeded" => FORBIDDEN,
     QuotaExceeded = "quota_exceeded" => FORBIDDEN,
@@ -211,6 +215,7 @@ impl ApiError {
             Self::RequestTimeout(_) => C::RequestTimeout,
             Self::Unauthenticated(_) => C::Unauthenticated,
             Self::Forbidden(_) => C::Forbidden,
+            Self::OperatorForbidden => C::OperatorForbidden,
             Self::NotFound { .. } => C::NotFound,
             Self::RouteNotFound => C::RouteNotFound,
             Self::MethodNotAllowed { .. } => C::MethodNotAllowed,

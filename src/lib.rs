@@ -196,6 +196,7 @@ fn services(
         &topology,
         &region,
         settings.http.body_limit_bytes,
+        &settings.api_domain,
     );
     let topology = Arc::new(topology);
     let relocator = relocation::Relocator::new(

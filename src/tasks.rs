@@ -6,6 +6,7 @@
 //! - `denial_summaries`: writes each tenant's limit denials to its audit trail
 //!   and prunes idle limiter state;
 //! - `probe_flush`: audits cross-tenant 404s after their responses;
+//! - `key_reload`: puts a changed key set file in force (`auth::reload`);
 //! - `job_workers` (when `jobs.enabled`): claims and runs this region's jobs
 //!   (`jobs::WorkerPool`).
 
@@ -70,6 +71,7 @@ impl Tasks {
                 denial_summaries(db.clone(), state.clone(), summary_interval),
             ),
             ("probe_flush", actix_web::rt::spawn(probe_writer)),
+            ("key_reload", key_reload(state.clone(), &settings.auth)),
         ];
         if settings.jobs.enabled {
             let pool = crate::jobs::WorkerPool::new(
@@ -168,6 +170,24 @@ async fn summarise_denials(db: &Database, state: &AppState, window: Duration) {
             state.limits.denials.restore(tenant_id, counts);
         }
     }
+}
+
+/// Every `auth.keys_poll_interval_ms`: looks at the key set file and puts a
+/// changed set in force; a set that does not load leaves the old one in force.
+fn key_reload(
+    state: web::Data<AppState>,
+    settings: &crate::config::AuthSettings,
+) -> JoinHandle<()> {
+    let mut watch = crate::auth::reload::KeyWatch::new(&settings.keys_file);
+    let interval = settings.keys_poll_interval;
+    actix_web::rt::spawn(async move {
+        let mut ticker = ticker(interval);
+        loop {
+            ticker.tick().await;
+            // A few hundred bytes read and hashed: cheap enough for the runtime thread.
+            watch.poll(&state.verifier);
+        }
+    })
 }
 
 /// Re-reads the drained flags every node shares.

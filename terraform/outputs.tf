@@ -37,3 +37,8 @@ output "health_check_ids" {
   description = "Route 53 health check per region (HTTPS /readyz on the region's public host)."
   value       = module.dns.health_check_ids
 }
+
+output "tenant_host_records" {
+  description = "Route 53 wildcard record per region for tenant subdomains ({slug}.<api_domain>)."
+  value       = module.dns.tenant_host_records
+}

@@ -1,6 +1,6 @@
 //! `meridian keys …`: rotation of the JWT key set file (see `auth::rotation`).
-//! Prints kids and roles, never a private key. Nodes load the file at start, so
-//! every change is followed by a rolling restart of the nodes that read it.
+//! Prints kids and roles, never a private key. Running nodes put a changed file
+//! in force within `auth.keys_poll_interval_ms` (`auth::reload`): no restart.
 
 use std::path::{Path, PathBuf};
 
@@ -44,8 +44,7 @@ enum KeysAction {
     },
 }
 
-const RESTART: &str =
-    "nodes read the key file at start: restart each node that uses it, one at a time";
+const RESTART: &str = "running nodes that read this file pick the change up within a second (auth.keys_poll_interval_ms); nodes with their own copy once it is distributed";
 
 pub fn run(default_file: &Path, args: KeysArgs) -> anyhow::Result<()> {
     let path = args.file.as_deref().unwrap_or(default_file);

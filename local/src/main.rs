@@ -203,10 +203,11 @@ struct TokenArgs {
     /// User id (UUID) within the tenant.
     #[arg(long)]
     user: Option<uuid::Uuid>,
-    /// The user's role: owner, admin, member, viewer or compliance.
+    /// The user's role: owner, admin, member, viewer or compliance; or
+    /// `operator` (alone: a platform operator's token, no tenant).
     #[arg(long)]
     role: Option<String>,
-    /// The platform admin's name (the token's `sub`).
+    /// The platform admin's or operator's name (the token's `sub`).
     #[arg(long, default_value = "local-admin")]
     subject: String,
     /// Lifetime in seconds.
@@ -483,10 +484,18 @@ async fn token(state: &StateDir, args: TokenArgs, format: Format) -> anyhow::Res
     let verifier = local_verifier(state)?;
     let token = if args.platform_admin {
         verifier.issue(args.subject, None, Role::PlatformAdmin, args.ttl)?
+    } else if args.role.as_deref() == Some(Role::Operator.as_str()) {
+        // Like a platform admin's: no tenant, no user; `--subject` names the person.
+        if args.tenant.is_some() || args.user.is_some() {
+            bail!(
+                "an operator token names no tenant or user: give --role operator [--subject NAME]"
+            );
+        }
+        verifier.issue(args.subject, None, Role::Operator, args.ttl)?
     } else {
         let (Some(tenant), Some(user), Some(role)) = (args.tenant, args.user, args.role.as_deref())
         else {
-            bail!("give --platform-admin, or --tenant, --user and --role");
+            bail!("give --platform-admin, --role operator, or --tenant, --user and --role");
         };
         let role = Role::parse(role)
             .filter(|r| r.is_tenant_role())

@@ -94,8 +94,15 @@ fn node_ip(topology: &Topology, region: &str) -> IpAddr {
     topology.find(region).unwrap().local_address.ip()
 }
 
+/// A tenant's subdomain, which the wildcard record answers like `API`.
+const TENANT: &str = "acme.api.meridian.test.";
+
 async fn answer(resolver: &TokioResolver) -> Option<IpAddr> {
-    let lookup = resolver.lookup_ip(API).await.ok()?;
+    answer_for(resolver, API).await
+}
+
+async fn answer_for(resolver: &TokioResolver, name: &str) -> Option<IpAddr> {
+    let lookup = resolver.lookup_ip(name).await.ok()?;
     let ips: Vec<IpAddr> = lookup.iter().collect();
     assert!(ips.len() <= 1, "one node per answer, got {ips:?}");
     ips.first().copied()
@@ -172,6 +179,17 @@ async fn each_location_gets_its_node_and_fails_over_in_its_order() {
     for region in t.regions() {
         let id = region.id.as_str();
         eventually(&from(id), node_ip(t, id), &format!("client in {id}")).await;
+        // A tenant subdomain: the same node, by the same rule.
+        assert_eq!(
+            answer_for(&from(id), TENANT).await,
+            Some(node_ip(t, id)),
+            "{TENANT} from {id}"
+        );
+        // A region's own name is its node, not the wildcard's answer.
+        assert_eq!(
+            answer_for(&from(id), "asia-southeast1.api.meridian.test.").await,
+            Some(node_ip(t, "asia-southeast1"))
+        );
     }
     // A client in no region's subnet gets the first region's preference order.
     let first = t.regions().next().unwrap().id.as_str();
@@ -185,6 +203,11 @@ async fn each_location_gets_its_node_and_fails_over_in_its_order() {
     s.nodes["us-east1"].set(503);
     let took = eventually(&us, node_ip(t, "europe-west1"), "us-east1 down").await;
     eprintln!("failover us-east1 → europe-west1 seen after {took:?}");
+    // The wildcard shares the API name's health checks: it has failed over too.
+    assert_eq!(
+        answer_for(&us, TENANT).await,
+        Some(node_ip(t, "europe-west1"))
+    );
     s.nodes["europe-west1"].set(503);
     eventually(
         &us,

@@ -61,6 +61,19 @@ const fn op(
     }
 }
 
+/// The operations an operator may call: their handlers' policies are
+/// `scope::PlatformOperator` or `scope::Authenticated`. Every other
+/// authenticated operation answers an operator 403 `operator_forbidden`;
+/// `tests/api/operator.rs` checks both against the running app.
+pub const OPERATOR_OPERATIONS: &[&str] = &[
+    "listDirectory",
+    "listRegions",
+    "drainRegion",
+    "undrainRegion",
+    "evacuateRegion",
+    "getRelocation",
+];
+
 /// Every operation of `api::routes`. The operationIds are what client generators
 /// name their methods after, so each is unique and says what it does.
 pub const OPERATIONS: &[Operation] = &[
@@ -89,6 +102,13 @@ pub const OPERATIONS: &[Operation] = &[
         "listTenants",
         "GET",
         "/v1/tenants",
+        Who::Platform,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "listDirectory",
+        "GET",
+        "/v1/directory",
         Who::Platform,
         &[ErrorCode::Forbidden],
     ),
@@ -414,6 +434,9 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
             ErrorCode::Unavailable,
             ErrorCode::RetryExhausted,
         ]);
+    }
+    if op.who != Who::Public && !OPERATOR_OPERATIONS.contains(&op.id) {
+        codes.insert(ErrorCode::OperatorForbidden);
     }
     if matches!(op.who, Who::Tenant | Who::Either) {
         // A tenant's transactions take a concurrency slot, and each statement has

@@ -65,6 +65,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             scope("/v1")
                 .service(tenants::create)
                 .service(tenants::list)
+                .service(tenants::directory)
                 .service(tenants::get)
                 .service(tenants::patch)
                 .service(users::create)

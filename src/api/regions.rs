@@ -11,7 +11,7 @@ use crate::audit;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::routing::decide::serving_region;
-use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::scope::{Authenticated, Caller, Guarded, PlatformOperator, PlatformScope};
 use crate::state::AppState;
 use crate::store::regions;
 use crate::topology::Jurisdiction;
@@ -143,7 +143,7 @@ fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
 )]
 #[post("/regions/{id}/drain")]
 pub async fn drain(
-    scope: Guarded<PlatformAdmin, PlatformScope>,
+    scope: Guarded<PlatformOperator, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
@@ -263,7 +263,7 @@ pub struct Undrained {
 )]
 #[post("/regions/{id}/undrain")]
 pub async fn undrain(
-    scope: Guarded<PlatformAdmin, PlatformScope>,
+    scope: Guarded<PlatformOperator, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

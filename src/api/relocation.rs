@@ -11,7 +11,9 @@ use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::relocation::{self, Relocation};
-use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::scope::{
+    Authenticated, Caller, Guarded, PlatformOperator, PlatformScope, TenantOrPlatformAdmin,
+};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -53,7 +55,7 @@ async fn launch(
 )]
 #[post("/tenants/{id}/relocation")]
 pub async fn start(
-    caller: Guarded<Authenticated, Caller>,
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<RelocationRequest>,
@@ -78,7 +80,8 @@ pub async fn start(
         .json(job))
 }
 
-/// The tenant's latest relocation and its progress.
+/// The tenant's latest relocation and its progress (platform admins and
+/// operators: any tenant's; tenant admins: their own).
 #[utoipa::path(
     tag = "relocation",
     params(("id" = uuid::Uuid, Path, description = "Tenant id")),
@@ -137,7 +140,7 @@ pub struct Evacuation {
 )]
 #[post("/regions/{id}/evacuate")]
 pub async fn evacuate(
-    scope: Guarded<PlatformAdmin, PlatformScope>,
+    scope: Guarded<PlatformOperator, PlatformScope>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Evacuation>, ApiError> {

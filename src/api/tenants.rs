@@ -1,5 +1,8 @@
 //! `/v1/tenants`: provisioning and the directory (platform admins); a tenant's
-//! users may read their own tenant, and owners rename it.
+//! users may read their own tenant, and owners rename it. `/v1/directory`: the
+//! directory's reduced view (id, slug, home region, residency, status) for
+//! operators and platform admins: no name, plan, limits or anything else a
+//! tenant set, so an operator can see where tenants live without their data.
 
 use actix_web::{HttpResponse, get, patch, post, web};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -9,7 +12,9 @@ use super::{IdPath, created};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
-use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
+use crate::scope::{
+    Caller, Guarded, PlatformAdmin, PlatformOperator, PlatformScope, TenantOrPlatformAdmin,
+};
 use crate::state::AppState;
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
@@ -173,7 +178,40 @@ pub async fn list(
     scope: Guarded<PlatformAdmin, PlatformScope>,
     query: web::Query<TenantListQuery>,
 ) -> Result<web::Json<Page<Tenant>>, ApiError> {
-    let query = query.into_inner();
+    let page = list_page(&scope, query.into_inner()).await?;
+    Ok(web::Json(Page {
+        items: page.items.iter().map(Tenant::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A tenant as an operator sees it: where it lives and whether it is served.
+#[derive(Serialize, ToSchema)]
+pub struct DirectoryEntry {
+    id: TenantId,
+    slug: String,
+    home_region: RegionId,
+    residency: Option<Residency>,
+    status: TenantStatus,
+}
+
+impl From<&TenantRecord> for DirectoryEntry {
+    fn from(t: &TenantRecord) -> Self {
+        Self {
+            id: t.id,
+            slug: t.slug.clone(),
+            home_region: t.home_region.clone(),
+            residency: t.residency.clone(),
+            status: t.status,
+        }
+    }
+}
+
+/// A page of the directory for `query` (both listings).
+async fn list_page(
+    scope: &PlatformScope,
+    query: TenantListQuery,
+) -> Result<Page<TenantRecord>, ApiError> {
     let page_query = PageQuery {
         limit: query.limit,
         cursor: query.cursor,
@@ -190,11 +228,22 @@ pub async fn list(
         .as_deref()
         .map(|s| validate::slug(s).map_err(bad_slug))
         .transpose()?;
-    let page = scope
+    scope
         .read(async |tx| Ok(tenants::list(tx, limit, after, slug.as_deref()).await?))
-        .await?;
+        .await
+}
+
+/// The tenant directory's reduced view, newest first, or the tenant with `slug`
+/// (operators and platform admins): id, slug, home region, residency, status.
+#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])), responses((status = 200, body = Page<DirectoryEntry>)))]
+#[get("/directory")]
+pub async fn directory(
+    scope: Guarded<PlatformOperator, PlatformScope>,
+    query: web::Query<TenantListQuery>,
+) -> Result<web::Json<Page<DirectoryEntry>>, ApiError> {
+    let page = list_page(&scope, query.into_inner()).await?;
     Ok(web::Json(Page {
-        items: page.items.iter().map(Tenant::from).collect(),
+        items: page.items.iter().map(DirectoryEntry::from).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -208,7 +257,7 @@ pub async fn list(
 )]
 #[get("/tenants/{id}")]
 pub async fn get(
-    caller: Guarded<Authenticated, Caller>,
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
     path: IdPath,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let id = TenantId::parse(&path)?;
@@ -238,7 +287,7 @@ pub async fn get(
 )]
 #[patch("/tenants/{id}")]
 pub async fn patch(
-    caller: Guarded<Authenticated, Caller>,
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<PatchTenant>,

@@ -1,4 +1,5 @@
-//! Token claims and roles. Roles map to permissions in one table (`Role::allows`).
+//! Token claims and roles. Roles map to permissions in one table (`Role::allows`);
+//! the permissions are declared once (`permissions!`), as values and as types.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,13 +13,49 @@ pub enum Role {
     Member,
     Viewer,
     Compliance,
-    /// Operates the platform; carries no tenant.
+    /// Administers the platform; carries no tenant.
     PlatformAdmin,
+    /// Runs the platform's regions (drain, undrain, evacuate, health,
+    /// relocation progress, the tenant directory); carries no tenant and never
+    /// reads tenant content (`scope::PlatformOperator`).
+    Operator,
 }
 
-/// What a route needs. Checked per route with `TenantScope::require`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Permission {
+/// What a route needs, as a value (`Permission`, for `Role::allows`) and as a
+/// type (`perm::*`, for `scope::Allow<…>`), both generated from the one list
+/// below so the two cannot drift apart.
+pub trait PermissionType {
+    const PERMISSION: Permission;
+}
+
+macro_rules! permissions {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// What a route needs. Checked per route by `scope::Allow<perm::…>`
+        /// (or `TenantScope::require`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Permission {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Permission {
+            /// Every permission, in declaration order.
+            pub const ALL: &[Permission] = &[$(Permission::$name,)*];
+        }
+
+        /// The permissions as types, for `scope::Allow<perm::…>`.
+        pub mod perm {
+            $(
+                #[doc = concat!("`Permission::", stringify!($name), "`.")]
+                pub struct $name;
+                impl super::PermissionType for $name {
+                    const PERMISSION: super::Permission = super::Permission::$name;
+                }
+            )*
+        }
+    };
+}
+
+permissions! {
     /// Read channels, messages, users, search, the own tenant.
     Read,
     PostMessage,
@@ -57,12 +94,19 @@ impl Role {
             Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),
             Role::Compliance => matches!(permission, Read | ReadAudit),
-            Role::PlatformAdmin => false,
+            // Platform roles hold no tenant permission of their own; what a
+            // platform admin may do in a tenant is the policies' decision.
+            Role::PlatformAdmin | Role::Operator => false,
         }
     }
 
     pub fn is_tenant_role(self) -> bool {
-        self != Role::PlatformAdmin
+        !self.is_platform_role()
+    }
+
+    /// A role without a tenant (`tid` absent).
+    pub fn is_platform_role(self) -> bool {
+        matches!(self, Role::PlatformAdmin | Role::Operator)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +117,7 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Compliance => "compliance",
             Role::PlatformAdmin => "platform_admin",
+            Role::Operator => "operator",
         }
     }
 
@@ -81,10 +126,11 @@ impl Role {
     }
 }
 
-/// JWT claims. `tid` is present for tenant roles and absent for `platform_admin`.
+/// JWT claims. `tid` is present for tenant roles and absent for the platform
+/// roles (`platform_admin`, `operator`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
-    /// User id (a UUID) for tenant roles; an operator name for platform admins.
+    /// User id (a UUID) for tenant roles; a person's name for the platform roles.
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<Uuid>,

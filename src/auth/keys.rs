@@ -5,10 +5,13 @@
 //! `{"signing_kid": "k2", "keys": [{"kid": "k1", "public_key": "<base64url>",
 //!   "private_key_pkcs8": "<base64url, optional>"}, …]}`
 //! Rotation: add a new key, make it `signing_kid`, keep the old public key until
-//! every token it signed has expired, then remove it.
+//! every token it signed has expired, then remove it. A running node picks up
+//! each change within `auth.keys_poll_interval_ms` (`auth::reload`).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -66,12 +69,29 @@ pub struct KeySet {
 
 impl KeySet {
     pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read(path).map_err(|e| KeyError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// A key set from the bytes of its file (`path` only names it in errors).
+    /// Errors never quote the file: a JSON error gives its position and kind,
+    /// not serde's excerpt, which could be key material.
+    pub fn parse(path: &Path, text: &[u8]) -> Result<Self, KeyError> {
         let fail = |message: String| KeyError::File {
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let file: KeyFile = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let file: KeyFile = serde_json::from_slice(text).map_err(|e| {
+            fail(format!(
+                "not a key set: {:?} error at line {}, column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         let mut verifying = HashMap::new();
         let mut signing = None;
         for entry in &file.keys {
@@ -192,9 +212,16 @@ impl TokenError {
 /// An Ed25519 verification costs tens of microseconds; a client sends the same
 /// token many times, so verified claims are cached by the exact token text for at
 /// most `VERIFIED_TTL`, and `exp` is re-checked on every hit.
+///
+/// The key set can be replaced while the node runs (`replace_keys`, fed by
+/// `auth::reload`). Each cached verification remembers the key set generation
+/// it was made under and is only trusted under the same one, so a token of a
+/// retired key stops working at the swap, not when its cache entry ages out.
 pub struct TokenVerifier {
-    keys: KeySet,
-    verified: moka::sync::Cache<String, Claims>,
+    keys: RwLock<Arc<KeySet>>,
+    /// Bumped after every swap of `keys`.
+    generation: AtomicU64,
+    verified: moka::sync::Cache<String, (u64, Claims)>,
     leeway: u64,
     validation: Validation,
     issuer: String,
@@ -211,7 +238,8 @@ impl TokenVerifier {
         // Checked when present: a token minted for later must not work now.
         validation.validate_nbf = true;
         Self {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
+            generation: AtomicU64::new(0),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_CAPACITY)
                 .time_to_live(VERIFIED_TTL)
@@ -224,24 +252,57 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        if let Some(claims) = self.verified.get(token) {
+        // Read before the keys: a swap replaces the keys first and bumps the
+        // generation after, so an entry is never tagged newer than its keys.
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((tagged, claims)) = self.verified.get(token)
+            && tagged == generation
+        {
             if claims.exp + self.leeway > unix_now() {
                 return Ok(claims);
             }
             self.verified.invalidate(token);
             return Err(TokenError::Expired);
         }
-        let claims = self.verify_uncached(token)?;
-        self.verified.insert(token.to_owned(), claims.clone());
+        let claims = self.verify_uncached(&self.keys(), token)?;
+        self.verified
+            .insert(token.to_owned(), (generation, claims.clone()));
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
+    /// The key set in force.
+    fn keys(&self) -> Arc<KeySet> {
+        // A poisoned lock still holds a whole `Arc` (the swap is one assignment).
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `keys` in force for every verification and signature from now on;
+    /// verifications cached under the previous set are no longer trusted.
+    pub fn replace_keys(&self, keys: KeySet) {
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The key ids that verify (sorted), and the one that signs, if any.
+    pub fn kids(&self) -> (Vec<String>, Option<String>) {
+        let keys = self.keys();
+        let mut kids: Vec<String> = keys.verifying.keys().cloned().collect();
+        kids.sort();
+        (kids, keys.signing.as_ref().map(|(kid, _)| kid.clone()))
+    }
+
+    fn verify_uncached(&self, keys: &KeySet, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Header)?;
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.keys.verifying.get(kid))
+            .and_then(|kid| keys.verifying.get(kid))
             .ok_or(TokenError::UnknownKey)?;
         let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(TokenError::Rejected)?
@@ -251,9 +312,9 @@ impl TokenVerifier {
         if claims.iat > unix_now() + self.leeway {
             return Err(TokenError::IssuedInFuture);
         }
-        // A platform admin has no tenant; every tenant role has one.
+        // A platform role has no tenant; every tenant role has one.
         match (claims.role, claims.tid) {
-            (Role::PlatformAdmin, None) => Ok(claims),
+            (role, None) if role.is_platform_role() => Ok(claims),
             (role, Some(_)) if role.is_tenant_role() => Ok(claims),
             _ => Err(TokenError::Claims),
         }
@@ -268,7 +329,7 @@ impl TokenVerifier {
         ttl_seconds: u64,
     ) -> Result<String, KeyError> {
         let now = unix_now();
-        self.keys.sign(&Claims {
+        self.keys().sign(&Claims {
             sub,
             tid,
             role,

@@ -4,8 +4,9 @@
 //! Every change is checked by loading the result the way a node does
 //! (`KeySet::load`) before it replaces the file, and the file is replaced
 //! atomically (a temp file in the same directory, mode 0600, fsync, rename), so a
-//! node starting mid-rotation reads either the old or the new set, never half.
-//! Nodes read the file only at start: a change reaches a node when it restarts.
+//! node reads either the old or the new set, never half. Running nodes poll the
+//! file and put a changed set in force within `auth.keys_poll_interval_ms`
+//! (`auth::reload`): a change needs no restart.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -44,17 +44,23 @@ pub struct HopRequest<'a> {
     /// (header values cannot contain one); empty without the header.
     pub authorization: &'a [u8],
     pub body: &'a [u8],
+    /// The tenant host the client sent the request to, normalised
+    /// (`routing::host`), carried in `X-Forwarded-Host`; empty for any other
+    /// host. Signed, so the next node checks the tenant-subdomain binding on
+    /// the client's host.
+    pub host: &'a str,
 }
 
 impl HopRequest<'_> {
     fn payload(&self, from: &str, at: u64, request_id: &str) -> String {
         let sha = |bytes: &[u8]| B64.encode(digest::digest(&digest::SHA256, bytes));
         format!(
-            "{from}\n{at}\n{request_id}\n{}\n{}\n{}\n{}",
+            "{from}\n{at}\n{request_id}\n{}\n{}\n{}\n{}\n{}",
             self.method,
             self.path_and_query,
             sha(self.authorization),
-            sha(self.body)
+            sha(self.body),
+            self.host
         )
     }
 }
@@ -141,6 +147,7 @@ mod tests {
             path_and_query: path,
             authorization: auth,
             body,
+            host: "",
         }
     }
 
@@ -164,6 +171,12 @@ mod tests {
         for other in &others {
             assert_eq!(signer.check(&marker, other), HopCheck::Invalid);
         }
+        // The client's host is signed: another tenant's subdomain breaks it.
+        let elsewhere = HopRequest {
+            host: "acme.api.meridian.test",
+            ..request("POST", "/v1/channels?limit=5", auth, body)
+        };
+        assert_eq!(signer.check(&marker, &elsewhere), HopCheck::Invalid);
         // The request id is signed: it cannot be swapped.
         let swapped = marker.replace(ID, "ffffffffffffffffffffffffffffffff");
         assert_eq!(signer.check(&swapped, &original), HopCheck::Invalid);

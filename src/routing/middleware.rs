@@ -33,6 +33,8 @@ pub struct RoutingState {
     pub(crate) peers: BTreeMap<RegionId, String>,
     redirect_to_peers: bool,
     pub health: RegionHealth,
+    /// `api_domain`: `{slug}.<api_domain>` is a tenant's host (`routing::host`).
+    api_domain: String,
 }
 
 impl RoutingState {
@@ -41,6 +43,7 @@ impl RoutingState {
         topology: &Topology,
         here: &RegionId,
         body_limit: usize,
+        api_domain: &str,
     ) -> Self {
         let peers = topology
             .regions()
@@ -59,6 +62,7 @@ impl RoutingState {
             peers,
             redirect_to_peers: settings.redirect_to_peers,
             health: RegionHealth::new(here.clone(), topology.regions().map(|r| r.id.clone())),
+            api_domain: api_domain.to_owned(),
         }
     }
 
@@ -106,6 +110,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "host"
             | "content-length"
     ) || name.as_str() == hop::HEADER
+        // Set by the forwarder from the host it checked, never passed through.
+        || name.as_str() == super::host::FORWARDED_HOST
 }
 
 fn with_region_headers(
@@ -198,6 +204,13 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
     };
     req.set_payload(body.clone().into());
     let authorization = authorization_of(req);
+    let host = req
+        .headers()
+        .get(super::host::FORWARDED_HOST)
+        .map_or(Ok(""), |v| v.to_str());
+    let Ok(host) = host else {
+        return HopCheck::Invalid;
+    };
     state.routing.hop.check(
         marker,
         &HopRequest {
@@ -205,6 +218,7 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
             path_and_query: &target,
             authorization: &authorization,
             body: &body,
+            host,
         },
     )
 }
@@ -262,6 +276,20 @@ pub async fn route(
         Ok(tenant) => tenant,
         Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
     };
+    // A tenant's subdomain serves only its tokens, here and after a hop (where
+    // the host is the one the forwarder signed).
+    let host = super::host::requested_host(req.request(), verdict.is_some());
+    let is_region = |label: &str| state.topology.find(label).is_some();
+    let slug = host
+        .as_deref()
+        .and_then(|h| super::host::tenant_slug(h, &state.routing.api_domain, is_region));
+    if let (Some(host), Some(slug)) = (host.as_deref(), slug) {
+        let checked =
+            crate::scope::check_host(req.request(), &state, host, slug, tenant.as_deref());
+        if let Err(refused) = checked.await {
+            return Ok(with_region_headers(answer(req, refused), &here, None));
+        }
+    }
     if verdict.is_some() {
         let response = serve(req, next).await?;
         return Ok(with_region_headers(response, &here, tenant.as_deref()));
@@ -280,7 +308,9 @@ pub async fn route(
             Ok(with_region_headers(response, &here, Some(&tenant)))
         }
         Decision::Forward(region) => {
-            let (response, outcome) = forward(req, &state, &region, &target).await?;
+            // Only a tenant host binds, so only a tenant host travels (signed).
+            let bound = slug.and(host.as_deref()).unwrap_or_default();
+            let (response, outcome) = forward(req, &state, &region, &target, bound).await?;
             state.metrics.observe_routing(outcome, &region);
             Ok(response)
         }
@@ -342,6 +372,7 @@ async fn forward(
     state: &AppState,
     region: &RegionId,
     target: &str,
+    host: &str,
 ) -> Result<(ServiceResponse<BoxBody>, RoutingOutcome), actix_web::Error> {
     let unreachable = |req| {
         Ok((
@@ -378,9 +409,13 @@ async fn forward(
             path_and_query: target,
             authorization: &authorization_of(&req),
             body: &body,
+            host,
         },
     );
     outgoing = outgoing.insert_header((hop::HEADER, marker));
+    if !host.is_empty() {
+        outgoing = outgoing.insert_header((super::host::FORWARDED_HOST, host));
+    }
     let sent = outgoing.send_body(body).await;
     let upstream = match sent {
         Ok(upstream) => upstream,

@@ -4,11 +4,13 @@
 //!
 //! `decide` is the rule (pure), `hop` the signed hop marker that bounds forwarding
 //! to one hop, `path` the path the decision is made on (the router's), `middleware`
-//! applies them to every `/v1` request and marks it `Routed`.
+//! applies them to every `/v1` request and marks it `Routed`; `host` names the
+//! tenant of a tenant subdomain, which the request's token must match.
 
 pub mod decide;
 pub mod health;
 pub mod hop;
+pub mod host;
 pub mod middleware;
 pub mod path;
 

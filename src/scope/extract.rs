@@ -14,7 +14,7 @@ use std::cell::OnceCell;
 
 use super::confirm::UserCheck;
 use super::{Caller, PlatformScope, TenantScope};
-use crate::auth::{Claims, Role};
+use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::ids::{TenantId, UserId};
 use crate::state::AppState;
@@ -73,9 +73,14 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
 /// A tenant token already verified and looked up by the routing middleware, kept in
 /// the request's extensions so the extractor does not do the same work again.
 #[derive(Clone)]
-struct Resolved {
-    claims: Claims,
+pub(super) struct Resolved {
+    pub(super) claims: Claims,
     tenant: Arc<TenantRecord>,
+}
+
+/// Whether `req` carries a valid platform token (admin or operator).
+pub(super) fn carries_platform_token(req: &HttpRequest, state: &AppState) -> bool {
+    verify(req, state).is_ok_and(|c| c.role.is_platform_role())
 }
 
 /// The tenant the routing middleware resolved for this request, if any (for
@@ -113,10 +118,11 @@ async fn resolve(
     claims: Claims,
     looked_up: Option<Arc<TenantRecord>>,
 ) -> Result<Caller, ApiError> {
-    if claims.role == Role::PlatformAdmin {
+    if claims.role.is_platform_role() {
         return Ok(Caller::Platform(PlatformScope {
             state,
             admin: claims.sub,
+            role: claims.role,
         }));
     }
     let refused = || ApiError::Unauthenticated("invalid or expired token");

@@ -4,9 +4,10 @@
 //! `TenantScope`, `PlatformScope` and `Caller` are not extractors themselves.
 //!
 //! A policy is a type implementing `Policy`, a decision over the verified
-//! `Principal` (never over the request). The sign-in work adds principals (an
-//! `operator` role, read-only impersonation) as `Principal` variants and the
-//! policies that admit them; handlers keep their types.
+//! `Principal` (never over the request). An `operator` is such a principal:
+//! `PlatformOperator` and `Authenticated` admit it, every other policy refuses
+//! it with `operator_forbidden`. Further principals (read-only impersonation)
+//! come the same way; handlers keep their types.
 //!
 //! The check runs in the extractor, after authentication (401, 429) and before
 //! the handler's other arguments are read: a caller whose role the route refuses
@@ -20,13 +21,15 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use super::{Caller, PlatformScope, TenantScope};
-use crate::auth::{Permission, Role};
+use crate::auth::Role;
 use crate::error::ApiError;
 
 /// Who a request acts as, from its verified token (and the directory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Principal {
     PlatformAdmin,
+    /// Runs regions; never reads tenant content.
+    Operator,
     Tenant(Role),
 }
 
@@ -36,54 +39,27 @@ pub trait Policy {
     fn allows(principal: Principal) -> bool;
 }
 
-/// A permission as a type, for `Allow<…>`.
-pub trait PermissionType {
-    const PERMISSION: Permission;
-}
-
-macro_rules! permissions {
-    ($($name:ident,)*) => {
-        /// The permissions of `auth::Permission`, as types.
-        pub mod perm {
-            $(
-                #[doc = concat!("`Permission::", stringify!($name), "`.")]
-                pub struct $name;
-                impl super::PermissionType for $name {
-                    const PERMISSION: crate::auth::Permission =
-                        crate::auth::Permission::$name;
-                }
-            )*
-        }
-    };
-}
-
-permissions! {
-    Read,
-    PostMessage,
-    ManageChannels,
-    ManageUsers,
-    ReadAudit,
-    ReadUsage,
-    ManageTenant,
-    ManageWebhooks,
-    RequestSummary,
-    ManageJobs,
-}
+/// The permissions as types (`perm::Read`, …), declared once with
+/// `auth::Permission` in `auth::claims`.
+pub use crate::auth::{PermissionType, perm};
 
 /// Tenant users whose role grants `P` (`Role::allows`); platform admins, where
-/// the scope admits them (`Caller`), are granted every tenant permission.
+/// the scope admits them (`Caller`), are granted every tenant permission;
+/// operators none (tenant content is not theirs to see).
 pub struct Allow<P>(PhantomData<P>);
 
 impl<P: PermissionType> Policy for Allow<P> {
     fn allows(principal: Principal) -> bool {
         match principal {
             Principal::PlatformAdmin => true,
+            Principal::Operator => false,
             Principal::Tenant(role) => role.allows(P::PERMISSION),
         }
     }
 }
 
-/// Anyone with a valid token the scope admits.
+/// Anyone with a valid token the scope admits, operators included: for routes
+/// that show no tenant content (region state, relocation progress).
 pub struct Authenticated;
 
 impl Policy for Authenticated {
@@ -102,6 +78,27 @@ impl Policy for PlatformAdmin {
     }
 }
 
+/// Platform admins and operators: running regions (drain, undrain, evacuate)
+/// and the tenant directory's reduced view.
+pub struct PlatformOperator;
+
+impl Policy for PlatformOperator {
+    const REFUSAL: &'static str = "this route is for platform operators and admins";
+    fn allows(principal: Principal) -> bool {
+        matches!(principal, Principal::PlatformAdmin | Principal::Operator)
+    }
+}
+
+/// Tenant users and platform admins, not operators: routes that show or change
+/// a tenant's own settings (its limits, residency, a relocation's start).
+pub struct TenantOrPlatformAdmin;
+
+impl Policy for TenantOrPlatformAdmin {
+    fn allows(principal: Principal) -> bool {
+        principal != Principal::Operator
+    }
+}
+
 /// A scope a request can be extracted as, and the principal it acts for.
 pub trait Scoped: Sized + 'static {
     fn extract(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Self, ApiError>>;
@@ -115,7 +112,7 @@ impl Scoped for Caller {
 
     fn principal(&self) -> Principal {
         match self {
-            Caller::Platform(_) => Principal::PlatformAdmin,
+            Caller::Platform(scope) => scope.principal(),
             Caller::Tenant(scope) => Principal::Tenant(scope.role()),
         }
     }
@@ -127,6 +124,9 @@ impl Scoped for TenantScope {
         Box::pin(async move {
             match caller.await? {
                 Caller::Tenant(scope) => Ok(scope),
+                Caller::Platform(scope) if scope.principal() == Principal::Operator => {
+                    Err(ApiError::OperatorForbidden)
+                }
                 Caller::Platform(_) => Err(ApiError::Forbidden(
                     "this route is for tenant users, not platform admins",
                 )),
@@ -151,7 +151,10 @@ impl Scoped for PlatformScope {
     }
 
     fn principal(&self) -> Principal {
-        Principal::PlatformAdmin
+        match self.role() {
+            Role::Operator => Principal::Operator,
+            _ => Principal::PlatformAdmin,
+        }
     }
 }
 
@@ -183,8 +186,12 @@ impl<P: Policy + 'static, S: Scoped> FromRequest for Guarded<P, S> {
         let scope = S::extract(req);
         Box::pin(async move {
             let scope = scope.await?;
-            if !P::allows(scope.principal()) {
-                return Err(ApiError::Forbidden(P::REFUSAL));
+            match scope.principal() {
+                principal if P::allows(principal) => {}
+                // Its own code, so an operator's tooling tells "not for your
+                // role, by design" from a misconfigured grant.
+                Principal::Operator => return Err(ApiError::OperatorForbidden),
+                _ => return Err(ApiError::Forbidden(P::REFUSAL)),
             }
             Ok(Self {
                 scope,
@@ -197,6 +204,7 @@ impl<P: Policy + 'static, S: Scoped> FromRequest for Guarded<P, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Permission;
 
     /// The policies agree with the role table for every role and permission.
     #[test]
@@ -224,8 +232,22 @@ mod tests {
             );
             assert!(Authenticated::allows(tenant));
             assert!(!PlatformAdmin::allows(tenant));
+            assert!(!PlatformOperator::allows(tenant));
+            assert!(TenantOrPlatformAdmin::allows(tenant));
         }
         assert!(PlatformAdmin::allows(Principal::PlatformAdmin));
+        assert!(!PlatformAdmin::allows(Principal::Operator));
+        assert!(PlatformOperator::allows(Principal::Operator));
+        assert!(PlatformOperator::allows(Principal::PlatformAdmin));
+        assert!(!TenantOrPlatformAdmin::allows(Principal::Operator));
+        // An operator holds no tenant permission, whichever it is.
+        for permission in Permission::ALL {
+            assert!(!Role::Operator.allows(*permission));
+            assert!(!Role::PlatformAdmin.allows(*permission));
+        }
+        assert!(!Allow::<perm::Read>::allows(Principal::Operator));
+        assert!(!Allow::<perm::ReadAudit>::allows(Principal::Operator));
+        assert!(!Allow::<perm::ReadUsage>::allows(Principal::Operator));
         assert!(Allow::<perm::ReadAudit>::allows(Principal::PlatformAdmin));
         assert!(!Allow::<perm::ReadAudit>::allows(Principal::Tenant(
             Role::Member

@@ -9,11 +9,15 @@
 mod confirm;
 mod extract;
 pub mod guard;
+mod host_binding;
 pub mod probes;
 
 pub use confirm::confirm_user;
 pub use extract::{resolved_tenant, tenant_of};
-pub use guard::{Allow, Authenticated, Guarded, PlatformAdmin, perm};
+pub use guard::{
+    Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
+};
+pub use host_binding::check_host;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -256,16 +260,23 @@ impl TenantScope {
     }
 }
 
-/// A request made by a verified platform admin.
+/// A request made with a verified platform role (a platform admin or an
+/// operator; the handler's policy says which it admits).
 pub struct PlatformScope {
     state: web::Data<AppState>,
     admin: String,
+    role: Role,
 }
 
 impl PlatformScope {
-    /// The admin's name (the token's `sub`), for the audit trail.
+    /// The caller's name (the token's `sub`), for the audit trail.
     pub fn admin(&self) -> &str {
         &self.admin
+    }
+
+    /// `Role::PlatformAdmin` or `Role::Operator`.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     pub async fn read<T>(

@@ -1,7 +1,8 @@
 # `terraform test` against mocked AWS providers: no credentials, no network,
 # nothing created. It exercises the root module's wiring (one region module per
 # regions.json entry, links between every pair, DNS per region), renders every
-# template, and checks the variable validations. It does NOT prove that AWS
+# template, and checks the variable validations. (ACM answers a wildcard name with
+# the same validation record as its apex, as the mocks do.) It does NOT prove that AWS
 # accepts the resources: only a real plan/apply in an account does.
 
 mock_provider "aws" {
@@ -12,6 +13,7 @@ mock_provider "aws" {
       arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
       domain_validation_options = [
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
+        { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "us-east1.api.meridian.example", resource_record_name = "_b.us-east1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
@@ -35,6 +37,7 @@ mock_provider "aws" {
       arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
       domain_validation_options = [
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
+        { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "europe-west1.api.meridian.example", resource_record_name = "_b.europe-west1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
@@ -58,6 +61,7 @@ mock_provider "aws" {
       arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
       domain_validation_options = [
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
+        { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "europe-west3.api.meridian.example", resource_record_name = "_b.europe-west3.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
@@ -81,6 +85,7 @@ mock_provider "aws" {
       arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
       domain_validation_options = [
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
+        { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "europe-north1.api.meridian.example", resource_record_name = "_b.europe-north1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
@@ -104,6 +109,7 @@ mock_provider "aws" {
       arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
       domain_validation_options = [
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
+        { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "asia-southeast1.api.meridian.example", resource_record_name = "_b.asia-southeast1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
@@ -194,6 +200,10 @@ run "dns_has_a_health_check_per_region" {
   assert {
     condition     = output.regions["asia-southeast1"].internal_url == "http://asia-southeast1.meridian.internal"
     error_message = "peers are reached through the private zone"
+  }
+  assert {
+    condition     = toset(values(output.tenant_host_records)) == toset(["*.api.meridian.example"]) && toset(keys(output.tenant_host_records)) == toset(keys(output.regions))
+    error_message = "one wildcard record per region answers tenant subdomains"
   }
 }
 

@@ -65,6 +65,7 @@ pub(crate) fn routes() -> Vec<Route> {
             )
         }),
         r("GET", "/v1/tenants", Platform, T::None, no_body),
+        r("GET", "/v1/directory", Platform, T::None, no_body),
         r(
             "GET",
             "/v1/tenants/{id}",

@@ -541,6 +541,32 @@ parameters = {{ "path.id" = "{tenant}" }}
     .await;
 }
 
+/// The operations an operator may call, fuzzed with an operator's token (the
+/// others answer it 403 `operator_forbidden`, which the role matrix in
+/// `operator.rs` checks route by route).
+#[actix_web::test]
+async fn schemathesis_finds_nothing_as_an_operator() {
+    let Some(bin) = pytools() else { return };
+    let app = spawn_app().await;
+    let tenant = app.provision("operated").await;
+    let operator = crate::operator::operator_token(&app);
+    let config = format!(
+        r#"
+[[operations]]
+include-operation-id = "getRelocation"
+parameters = {{ "path.id" = "{tenant}" }}
+"#,
+        tenant = tenant.id,
+    );
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-operator-ids.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut args = Vec::new();
+    for id in meridian::api::contract::OPERATOR_OPERATIONS {
+        args.extend(["--include-operation-id", id]);
+    }
+    fuzz(&bin, &app, &operator, "operator", Some(&file), &args).await;
+}
+
 /// The drain body is optional, but one that is sent is checked like every other
 /// body: before, a malformed one was taken for an absent one, so a typo in
 /// `{"dry_run": true}` drained the region for real.

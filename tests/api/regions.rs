@@ -223,6 +223,7 @@ async fn forged_or_stale_hop_markers_are_refused() {
         path_and_query: path,
         authorization: b"",
         body: b"",
+        host: "",
     };
     let id = "0123456789abcdef0123456789abcdef";
     let stale_or_wrong = [

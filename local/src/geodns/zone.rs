@@ -220,12 +220,13 @@ pub fn zone_file(plan: &Plan, opts: &GeoDnsOptions) -> String {
             node.region, opts.api_name, node.ip
         );
     }
-    let _ = writeln!(
-        text,
-        "{}. {ttl} IN LUA A \"{}\"",
-        opts.api_name,
-        lua_code(plan, opts)
-    );
+    // The API name, and every tenant's subdomain (`{slug}.<api name>`) with the
+    // same answer; the region names above are more specific and win over the
+    // wildcard.
+    let code = lua_code(plan, opts);
+    for name in [opts.api_name.clone(), format!("*.{}", opts.api_name)] {
+        let _ = writeln!(text, "{name}. {ttl} IN LUA A \"{code}\"");
+    }
     text
 }
 
@@ -313,7 +314,8 @@ mod tests {
         assert!(zone.contains("meridian.test. 5 IN SOA ns1.meridian.test."));
         assert!(zone.contains("meridian.test. 5 IN NS ns1.meridian.test."));
         assert!(zone.contains("us-east1.api.meridian.test. 5 IN A 127.0.0.11\n"));
-        assert!(zone.contains("api.meridian.test. 5 IN LUA A \";local up"));
+        assert!(zone.contains("\napi.meridian.test. 5 IN LUA A \";local up"));
+        assert!(zone.contains("\n*.api.meridian.test. 5 IN LUA A \";local up"));
     }
 
     #[test]

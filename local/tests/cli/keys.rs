@@ -1,5 +1,5 @@
 //! `meridian keys …` end to end: the real binary on a key file in a temp dir, and
-//! tokens checked the way a node checks them after a restart (a fresh load).
+//! tokens checked the way a node checks them (a fresh load of the file).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,4 +104,37 @@ fn rotation_through_the_cli() {
         !listed.contains(&old_kid) && listed.contains("k-next"),
         "{listed}"
     );
+}
+
+#[test]
+fn token_role_operator_mints_a_platform_token_without_tenant() {
+    let state =
+        StateDir(std::env::temp_dir().join(format!("meridian-op-token-{}", uuid::Uuid::new_v4())));
+    let keys = state.0.join("keys.json");
+    std::fs::create_dir_all(&state.0).unwrap();
+    KeySet::ensure_file(&keys).unwrap();
+    let token = ok(
+        &state.0,
+        &["token", "--role", "operator", "--subject", "sre-ana"],
+    )
+    .trim()
+    .to_owned();
+    let verifier = TokenVerifier::new(KeySet::load(&keys).unwrap(), &AuthSettings::default_local());
+    let claims = verifier.verify(&token).expect("operator token verifies");
+    assert_eq!(claims.role, meridian::auth::Role::Operator);
+    assert_eq!(claims.tid, None);
+    assert_eq!(claims.sub, "sre-ana");
+
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let (success, text) = meridian(
+        &state.0,
+        &[
+            "token", "--role", "operator", "--tenant", &tenant, "--user", &tenant,
+        ],
+    );
+    assert!(
+        !success,
+        "an operator token with a tenant was minted: {text}"
+    );
+    assert!(text.contains("names no tenant"), "{text}");
 }

@@ -3,6 +3,9 @@
 #                      region id, latency region = its AWS region), each tied to
 #                      that region's health check: a drained or broken region
 #                      (its /readyz answers 503) leaves the answer set.
+#   *.<api_domain>  A  the same, for tenant subdomains ({slug}.<api_domain>);
+#                      the regions' public hosts, when under api_domain, are
+#                      more specific and win.
 #   <public host>   A  alias to that region's load balancer: the public_endpoint
 #                      of regions/<id>.toml, where nodes send residency redirects
 #                      (307) and where the health check probes.
@@ -26,6 +29,25 @@ resource "aws_route53_record" "api_latency" {
   for_each        = var.regions
   zone_id         = var.route53_zone_id
   name            = var.api_domain
+  type            = "A"
+  set_identifier  = each.key
+  health_check_id = aws_route53_health_check.region[each.key].id
+
+  latency_routing_policy {
+    region = each.value.aws_region
+  }
+
+  alias {
+    name                   = each.value.alb_dns_name
+    zone_id                = each.value.alb_zone_id
+    evaluate_target_health = true
+  }
+}
+
+resource "aws_route53_record" "api_latency_wildcard" {
+  for_each        = var.regions
+  zone_id         = var.route53_zone_id
+  name            = "*.${var.api_domain}"
   type            = "A"
   set_identifier  = each.key
   health_check_id = aws_route53_health_check.region[each.key].id

@@ -21,6 +21,8 @@ locals {
       MERIDIAN_ADMIN__BIND     = "0.0.0.0:${local.admin_port}"
       MERIDIAN_AUTH__KEYS_FILE = "/run/meridian/keys.json"
       MERIDIAN_LOG__FORMAT     = "json"
+      # `{slug}.<api_domain>` is a tenant's host, served only for its tokens.
+      MERIDIAN_API_DOMAIN = var.deployment.api_domain
       # Figment parses a {key="value",…} dict from one variable.
       MERIDIAN_ROUTING__PEERS = "{${join(",", [for id, url in var.deployment.peer_urls : "${id}=\"${url}\""])}}"
     },

@@ -1,11 +1,16 @@
-# Public ALB (HTTPS 443, ACM certificate for api_domain + this region's public
-# host, DNS-validated in the Route 53 zone) and an internal ALB (HTTP 80) for
+# Public ALB (HTTPS 443, ACM certificate for api_domain, its wildcard (tenant
+# subdomains, `{slug}.<api_domain>`) and this region's public host,
+# DNS-validated in the Route 53 zone) and an internal ALB (HTTP 80) for
 # node-to-node forwarding from other regions. Both forward to the API nodes;
 # their target groups probe /readyz (503 while the region is drained or its
 # database is unreachable).
 
 locals {
-  cert_domains = distinct([var.deployment.api_domain, var.region.public_host])
+  cert_domains = distinct([
+    var.deployment.api_domain,
+    "*.${var.deployment.api_domain}",
+    var.region.public_host,
+  ])
 }
 
 resource "aws_acm_certificate" "api" {
