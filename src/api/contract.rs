@@ -32,6 +32,9 @@ pub enum Who {
     Tenant,
     /// Platform admins and tenant users.
     Either,
+    /// No token: the request names its tenant (a refresh token's prefix) and is
+    /// routed to the tenant's home region like a tenant request (`scope::signin`).
+    SignIn,
 }
 
 /// One operation of the app, as the contract knows it.
@@ -315,6 +318,51 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "createIdentityProvider",
+        "POST",
+        "/v1/identity-providers",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "listIdentityProviders",
+        "GET",
+        "/v1/identity-providers",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "getIdentityProvider",
+        "GET",
+        "/v1/identity-providers/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "updateIdentityProvider",
+        "PATCH",
+        "/v1/identity-providers/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "deleteIdentityProvider",
+        "DELETE",
+        "/v1/identity-providers/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "testIdentityProvider",
+        "POST",
+        "/v1/identity-providers/{id}/test",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op("refreshSession", "POST", "/v1/auth/refresh", Who::SignIn, &[]),
+    op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
+    op("getMe", "GET", "/v1/me", Who::Tenant, &[]),
+    op(
         "requestChannelSummary",
         "POST",
         "/v1/channels/{id}/summaries",
@@ -414,6 +462,10 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
             ErrorCode::Unavailable,
             ErrorCode::RetryExhausted,
         ]);
+    }
+    if op.who == Who::SignIn {
+        // Its transaction has its class's statement timeout (no tenant slot).
+        codes.insert(ErrorCode::StatementTimeout);
     }
     if matches!(op.who, Who::Tenant | Who::Either) {
         // A tenant's transactions take a concurrency slot, and each statement has
@@ -594,7 +646,7 @@ impl utoipa::Modify for Contract {
 fn apply(entry: &Operation, op: &mut OpenApiOperation) {
     op.operation_id = Some(entry.id.to_owned());
     op.security = match entry.who {
-        Who::Public => None,
+        Who::Public | Who::SignIn => None,
         _ => Some(vec![SecurityRequirement::new(
             "bearer",
             Vec::<String>::new(),

@@ -6,9 +6,11 @@
 //! answered as problem+json like every other error.
 
 mod audit;
+mod auth;
 mod channels;
 pub mod contract;
 mod health;
+mod identity_providers;
 mod jobs;
 mod messages;
 mod regions;
@@ -93,6 +95,15 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(webhooks::patch)
                 .service(webhooks::delete)
                 .service(webhooks::deliveries)
+                .service(identity_providers::create)
+                .service(identity_providers::list)
+                .service(identity_providers::get)
+                .service(identity_providers::patch)
+                .service(identity_providers::delete)
+                .service(identity_providers::test)
+                .service(auth::refresh)
+                .service(auth::logout)
+                .service(auth::me)
                 .service(summaries::create)
                 .service(summaries::get)
                 .service(jobs::list)

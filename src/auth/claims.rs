@@ -35,6 +35,8 @@ pub enum Permission {
     RequestSummary,
     /// See and cancel the tenant's background jobs.
     ManageJobs,
+    /// The tenant's identity providers (OIDC, LDAP) and their role mappings.
+    ManageIdentity,
 }
 
 impl Role {
@@ -53,6 +55,7 @@ impl Role {
                     | ManageWebhooks
                     | RequestSummary
                     | ManageJobs
+                    | ManageIdentity
             ),
             Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),

@@ -209,6 +209,42 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
     )
 }
 
+/// The tenant a token-less sign-in request names (`scope::signin`): for
+/// `POST /v1/auth/refresh` and `/v1/auth/logout`, the prefix of the refresh
+/// token in the body. The body is buffered (bounded like every body) and put
+/// back, so the handler parses the very bytes decided on here. `None`: no such
+/// request, or no tenant by that name (the extractor answers 401).
+async fn signin_tenant(
+    req: &mut ServiceRequest,
+    state: &AppState,
+    target: &str,
+) -> Result<Option<std::sync::Arc<TenantRecord>>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        refresh_token: String,
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    if req.method() != actix_web::http::Method::POST
+        || !matches!(path, "/v1/auth/refresh" | "/v1/auth/logout")
+    {
+        return Ok(None);
+    }
+    let body = buffer_body(req, state.routing.body_limit).await?;
+    req.set_payload(body.clone().into());
+    let Some(id) = serde_json::from_slice::<Named>(&body)
+        .ok()
+        .and_then(|named| crate::sessions::tenant_of(&named.refresh_token))
+    else {
+        return Ok(None);
+    };
+    let Some(tenant) = state.directory.get(id).await? else {
+        return Ok(None);
+    };
+    req.extensions_mut()
+        .insert(crate::scope::SignInTenant(tenant.clone()));
+    Ok(Some(tenant))
+}
+
 /// Set by `route` on every request it lets through to the `/v1` resources, once
 /// the routing decision for it is made. The scope extractors refuse a request
 /// without it, so a path that ever slips past routing fails closed.
@@ -259,7 +295,12 @@ pub async fn route(
         ));
     }
     let tenant = match crate::scope::tenant_of(req.request(), &state).await {
-        Ok(tenant) => tenant,
+        Ok(Some(tenant)) => Some(tenant),
+        // No tenant token: a sign-in request may name its tenant otherwise.
+        Ok(None) => match signin_tenant(&mut req, &state, &target).await {
+            Ok(tenant) => tenant,
+            Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
+        },
         Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
     };
     if verdict.is_some() {

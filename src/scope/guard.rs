@@ -68,6 +68,7 @@ permissions! {
     ManageWebhooks,
     RequestSummary,
     ManageJobs,
+    ManageIdentity,
 }
 
 /// Tenant users whose role grants `P` (`Role::allows`); platform admins, where

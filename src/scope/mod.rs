@@ -10,10 +10,12 @@ mod confirm;
 mod extract;
 pub mod guard;
 pub mod probes;
+pub mod signin;
 
 pub use confirm::confirm_user;
 pub use extract::{resolved_tenant, tenant_of};
 pub use guard::{Allow, Authenticated, Guarded, PlatformAdmin, perm};
+pub use signin::{SignInScope, SignInTenant};
 
 use std::cell::OnceCell;
 use std::rc::Rc;
