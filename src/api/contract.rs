@@ -363,6 +363,13 @@ pub const OPERATIONS: &[Operation] = &[
     op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
     op("getMe", "GET", "/v1/me", Who::Tenant, &[]),
     op(
+        "signInWithLdap",
+        "POST",
+        "/v1/auth/{tenant_slug}/ldap",
+        Who::SignIn,
+        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+    ),
+    op(
         "requestChannelSummary",
         "POST",
         "/v1/channels/{id}/summaries",

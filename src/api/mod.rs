@@ -16,6 +16,7 @@ mod messages;
 mod regions;
 mod relocation;
 mod search;
+mod signin;
 mod summaries;
 mod tenants;
 mod usage;
@@ -104,6 +105,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::me)
+                .service(signin::sign_in_ldap)
                 .service(summaries::create)
                 .service(summaries::get)
                 .service(jobs::list)

@@ -133,6 +133,123 @@ pub async fn search(
     Ok(entries.into_iter().map(SearchEntry::construct).collect())
 }
 
+/// A directory user whose password checked out.
+#[derive(Debug)]
+pub struct DirectoryUser {
+    /// `entryUUID` when the directory has it (stable across renames), else the DN.
+    pub subject: String,
+    pub dn: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    /// The `cn` and the DN of every group listing the user.
+    pub groups: Vec<String>,
+}
+
+fn first(entry: &SearchEntry, attribute: &str) -> Option<String> {
+    entry
+        .attrs
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(attribute))
+        .and_then(|(_, values)| values.first().cloned())
+}
+
+/// The entry for `username` under the base DN (as the service account), or
+/// `None` when there is not exactly one. The username is escaped (RFC 4515):
+/// `*)(uid=*` searches for that literal name.
+pub async fn find_user(
+    conn: &mut Ldap,
+    config: &LdapConfig,
+    username: &str,
+) -> Result<Option<SearchEntry>, LdapFailure> {
+    let filter = format!(
+        "({}={})",
+        config.username_attribute,
+        ldap3::ldap_escape(username)
+    );
+    let mut entries = search(
+        conn,
+        config,
+        &config.base_dn,
+        Scope::Subtree,
+        &filter,
+        vec!["mail", "cn", "displayName", "entryUUID"],
+    )
+    .await?;
+    Ok(if entries.len() == 1 { entries.pop() } else { None })
+}
+
+/// The groups (`cn` and DN) whose member attribute names `dn`.
+pub async fn groups_of(
+    conn: &mut Ldap,
+    config: &LdapConfig,
+    dn: &str,
+) -> Result<Vec<String>, LdapFailure> {
+    let base = config.group_base_dn.as_deref().unwrap_or(&config.base_dn);
+    let filter = format!(
+        "({}={})",
+        config.group_member_attribute,
+        ldap3::ldap_escape(dn)
+    );
+    let entries = search(conn, config, base, Scope::Subtree, &filter, vec!["cn"]).await?;
+    let mut groups = Vec::new();
+    for entry in entries {
+        if let Some(cn) = first(&entry, "cn") {
+            groups.push(cn);
+        }
+        groups.push(entry.dn);
+    }
+    Ok(groups)
+}
+
+/// Checks `username`'s password: service bind, search, bind as the user, then
+/// (as the service account again) the user's groups. `Ok(None)`: no such user
+/// or a wrong password, which the caller answers alike.
+pub async fn authenticate(
+    client: &outbound::Client,
+    config: &LdapConfig,
+    service_password: &str,
+    username: &str,
+    password: &str,
+) -> Result<Option<DirectoryUser>, LdapFailure> {
+    let mut conn = connect(client, config).await?;
+    let result = authenticate_on(&mut conn, config, service_password, username, password).await;
+    let _ = conn.unbind().await;
+    result
+}
+
+async fn authenticate_on(
+    conn: &mut Ldap,
+    config: &LdapConfig,
+    service_password: &str,
+    username: &str,
+    password: &str,
+) -> Result<Option<DirectoryUser>, LdapFailure> {
+    if !bind(conn, config, &config.bind_dn, service_password).await? {
+        return Err(LdapFailure::Operation(
+            "the directory refused the service account's credentials".into(),
+        ));
+    }
+    let Some(entry) = find_user(conn, config, username).await? else {
+        return Ok(None);
+    };
+    if !bind(conn, config, &entry.dn, password).await? {
+        return Ok(None);
+    }
+    if !bind(conn, config, &config.bind_dn, service_password).await? {
+        return Err(LdapFailure::Operation(
+            "the directory refused the service account's credentials".into(),
+        ));
+    }
+    let groups = groups_of(conn, config, &entry.dn).await?;
+    Ok(Some(DirectoryUser {
+        subject: first(&entry, "entryUUID").unwrap_or_else(|| entry.dn.clone()),
+        email: first(&entry, "mail"),
+        display_name: first(&entry, "displayName").or_else(|| first(&entry, "cn")),
+        dn: entry.dn,
+        groups,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@
 //!
 //! `store` holds the table's SQL, `diagnose` the `/test` route's checks.
 
+pub mod admit;
 pub mod diagnose;
+pub mod external;
 pub mod ldap;
 pub mod store;
 
@@ -88,6 +90,10 @@ pub struct LdapConfig {
     /// The service account that searches the directory.
     pub bind_dn: String,
     pub base_dn: String,
+    /// Where groups are searched (entries whose `group_member_attribute` holds
+    /// the user's DN); default: `base_dn`.
+    #[serde(default)]
+    pub group_base_dn: Option<String>,
     #[serde(default = "default_username_attribute")]
     pub username_attribute: String,
     /// The attribute of a group entry that lists its members' DNs.
@@ -207,6 +213,11 @@ pub fn check_ldap(c: &LdapConfig) -> Result<LdapConfig, ApiError> {
         url: absolute_url("ldap.url", &c.url, &["ldap", "ldaps"])?,
         bind_dn: bounded("ldap.bind_dn", &c.bind_dn, 1024)?,
         base_dn: bounded("ldap.base_dn", &c.base_dn, 1024)?,
+        group_base_dn: c
+            .group_base_dn
+            .as_deref()
+            .map(|dn| bounded("ldap.group_base_dn", dn, 1024))
+            .transpose()?,
         username_attribute: attribute("ldap.username_attribute", &c.username_attribute)?,
         group_member_attribute: attribute(
             "ldap.group_member_attribute",

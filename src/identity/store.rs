@@ -193,6 +193,30 @@ pub async fn get(
     }
 }
 
+/// The enabled provider of `kind` a sign-in uses: `id` when given, else the
+/// tenant's only one of that kind (`None` when there is none, or several).
+pub async fn for_signin(
+    tx: &TenantTx<'_>,
+    kind: ProviderKind,
+    id: Option<ProviderId>,
+) -> Result<Option<(IdentityProvider, Option<Secret>)>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, secret FROM identity_providers
+         WHERE tenant_id = $1 AND kind = $2 AND enabled AND ($3::uuid IS NULL OR id = $3) LIMIT 2"
+    );
+    let rows = tx
+        .query(
+            &sql,
+            &[tx.tenant_id().as_uuid(), &kind.as_str(), &id.map(|i| *i.as_uuid())],
+        )
+        .await?;
+    let [row] = rows.as_slice() else {
+        return Ok(None);
+    };
+    let secret = row.get::<_, Option<String>>("secret").map(Secret::new);
+    Ok(Some((from_row(row)?, secret)))
+}
+
 /// The stored secret, for the code that presents it to the provider.
 pub async fn secret_of(tx: &TenantTx<'_>, id: ProviderId) -> Result<Option<Secret>, ApiError> {
     let row = tx

@@ -209,9 +209,9 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
     )
 }
 
-/// The tenant a token-less sign-in request names (`scope::signin`): for
-/// `POST /v1/auth/refresh` and `/v1/auth/logout`, the prefix of the refresh
-/// token in the body. The body is buffered (bounded like every body) and put
+/// The tenant a token-less sign-in request names (`scope::signin`): the slug of
+/// `POST /v1/auth/{tenant_slug}/ldap`; for `POST /v1/auth/refresh` and
+/// `/v1/auth/logout`, the prefix of the refresh token in the body. The body is buffered (bounded like every body) and put
 /// back, so the handler parses the very bytes decided on here. `None`: no such
 /// request, or no tenant by that name (the extractor answers 401).
 async fn signin_tenant(
@@ -224,9 +224,23 @@ async fn signin_tenant(
         refresh_token: String,
     }
     let path = target.split('?').next().unwrap_or_default();
-    if req.method() != actix_web::http::Method::POST
-        || !matches!(path, "/v1/auth/refresh" | "/v1/auth/logout")
+    if req.method() != actix_web::http::Method::POST {
+        return Ok(None);
+    }
+    // `/v1/auth/{tenant_slug}/ldap`: the slug names the tenant.
+    if let Some(slug) = path
+        .strip_prefix("/v1/auth/")
+        .and_then(|rest| rest.strip_suffix("/ldap"))
+        .filter(|slug| crate::validate::slug(slug).is_ok())
     {
+        let Some(tenant) = state.directory.get_by_slug(slug).await? else {
+            return Ok(None);
+        };
+        req.extensions_mut()
+            .insert(crate::scope::SignInTenant(tenant.clone()));
+        return Ok(Some(tenant));
+    }
+    if !matches!(path, "/v1/auth/refresh" | "/v1/auth/logout") {
         return Ok(None);
     }
     let body = buffer_body(req, state.routing.body_limit).await?;

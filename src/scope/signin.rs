@@ -1,5 +1,5 @@
 //! `SignInScope`: a request that carries no access token but names its tenant
-//! (a refresh token's prefix; later a sign-in's slug). Nobody is signed in yet,
+//! (a refresh token's prefix, a sign-in's slug). Nobody is signed in yet,
 //! so there is no principal for `Guarded` to judge: this is the one other
 //! extractor of a scope, and it opens only tenant transactions without a user.
 //!
@@ -33,9 +33,29 @@ pub struct SignInTenant(pub Arc<TenantRecord>);
 pub struct SignInScope {
     state: web::Data<AppState>,
     tenant: Arc<TenantRecord>,
+    /// The TCP peer (forwarding headers are not trusted).
+    ip: Option<std::net::IpAddr>,
 }
 
 impl SignInScope {
+    pub fn tenant(&self) -> &TenantRecord {
+        &self.tenant
+    }
+
+    /// One password attempt for `username`: refused (429) past the per-account
+    /// (tenant + username) or per-address budget (`limits::rate`), before the
+    /// directory is asked.
+    pub fn password_attempt(&self, username: &str) -> Result<(), ApiError> {
+        self.state
+            .limits
+            .rate
+            .check_password(self.tenant.id, username, self.ip)
+            .map_err(|denied| {
+                self.state.metrics.observe_anonymous_denial();
+                ApiError::RateLimited(denied)
+            })
+    }
+
     pub fn tenant_id(&self) -> TenantId {
         self.tenant.id
     }
@@ -103,7 +123,7 @@ impl FromRequest for SignInScope {
             if !tenant.is_active() {
                 return Err(ApiError::TenantSuspended);
             }
-            Ok(Self { state, tenant })
+            Ok(Self { state, tenant, ip })
         })
     }
 }

@@ -26,6 +26,8 @@ pub(crate) enum Target {
     None,
     /// A region id, not a tenant's resource.
     Region,
+    /// A tenant's slug (sign-in); here one that names no tenant.
+    Slug,
     Tenant,
     User,
     Channel,
@@ -294,6 +296,9 @@ pub(crate) fn routes() -> Vec<Route> {
             Some(json!({"refresh_token": "mrt_0123456789abcdef0123456789abcdef_notatoken"}))
         }),
         r("GET", "/v1/me", Tenant(Role::Viewer), T::None, no_body),
+        r("POST", "/v1/auth/{tenant_slug}/ldap", SignIn, T::Slug, || {
+            Some(json!({"username": "alice", "password": "pw"}))
+        }),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(
@@ -337,6 +342,7 @@ impl Victim {
         let id = match route.target {
             Target::None => return route.path.to_owned(),
             Target::Region => return route.path.replace("{id}", "us-east1"),
+            Target::Slug => return route.path.replace("{tenant_slug}", "no-such-tenant"),
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
@@ -406,7 +412,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let mut probes = 0;
     for route in routes()
         .iter()
-        .filter(|r| !matches!(r.target, Target::None | Target::Region))
+        .filter(|r| !matches!(r.target, Target::None | Target::Region | Target::Slug))
     {
         let reply = app
             .request(

@@ -21,6 +21,7 @@ mod routing_paths;
 mod search;
 mod security;
 mod shutdown;
+mod signin;
 mod slapd;
 mod storage;
 mod summaries;

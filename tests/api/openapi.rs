@@ -325,7 +325,7 @@ async fn the_document_describes_every_answer() {
                     }
                 }
             }
-            Target::Region => assert!(has(&errors, 404, "not_found"), "{what}"),
+            Target::Region | Target::Slug => assert!(has(&errors, 404, "not_found"), "{what}"),
             Target::None => {}
         }
         if (route.body)().is_some() {
