@@ -11,6 +11,9 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit;
+use crate::hooks::Hooks;
+use crate::identity::store as providers;
+use crate::identity::{external, ldap, role_for};
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
@@ -83,12 +86,65 @@ async fn active_user(
     }
 }
 
-/// Exchange a refresh token for a new session (the token is used up).
+/// For a session started through an LDAP provider: does the directory still
+/// admit the user (account there, in a mapped group)? `None`: not an LDAP
+/// session (or its token is unknown: the rotation refuses it). Asked outside
+/// any transaction; a directory that does not answer fails the refresh (503)
+/// without ending the session.
+async fn directory_admits(
+    scope: &SignInScope,
+    hooks: &Hooks,
+    hash: &[u8],
+) -> Result<Option<bool>, ApiError> {
+    let found = scope
+        .write(async |tx| {
+            let Some(stored) = store::find(tx, hash).await? else {
+                return Ok(None);
+            };
+            let Some(provider) = stored.provider.filter(|_| stored.active) else {
+                return Ok(None);
+            };
+            let config = match providers::get(tx, provider, false).await {
+                Ok(p) => p,
+                // Deleted: its sessions were revoked with it.
+                Err(ApiError::NotFound { .. }) => return Ok(None),
+                Err(other) => return Err(other),
+            };
+            let secret = providers::secret_of(tx, provider).await?;
+            let subject = external::subject_of(tx, provider, stored.user).await?;
+            Ok(Some((config, secret, subject)))
+        })
+        .await?;
+    let Some((provider, secret, subject)) = found else {
+        return Ok(None);
+    };
+    let Some(config) = &provider.ldap else {
+        return Ok(None);
+    };
+    let (Some(secret), Some(subject), true) = (secret, subject, provider.enabled) else {
+        return Ok(Some(false));
+    };
+    match ldap::recheck(&hooks.client, config, secret.expose(), &subject).await {
+        Ok(Some(groups)) => Ok(Some(
+            role_for(&provider.role_mappings, provider.default_role, &groups).is_some(),
+        )),
+        Ok(None) => Ok(Some(false)),
+        Err(failure) => {
+            tracing::warn!(provider = %provider.id, error = %failure, "refresh: directory failed");
+            Err(ApiError::Unavailable("the tenant's directory did not answer"))
+        }
+    }
+}
+
+/// Exchange a refresh token for a new session (the token is used up). A
+/// session started through LDAP asks the directory again first: an account
+/// that is gone or out of every mapped group ends the session.
 #[utoipa::path(tag = "sessions", request_body = RefreshRequest,
     responses((status = 200, body = Session)))]
 #[post("/auth/refresh")]
 pub async fn refresh(
     scope: SignInScope,
+    hooks: web::Data<Hooks>,
     body: super::JsonBody<RefreshRequest>,
 ) -> Result<web::Json<Session>, ApiError> {
     let presented = body.refresh_token.as_str();
@@ -97,6 +153,7 @@ pub async fn refresh(
         return Err(REFUSED);
     }
     let hash = sessions::hash(presented);
+    let admitted = directory_admits(&scope, &hooks, &hash).await?;
     let next = RefreshToken::generate(scope.tenant_id())
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no randomness for a refresh token")))?;
     let outcome = scope
@@ -119,9 +176,10 @@ pub async fn refresh(
                 return Ok(Outcome::Refused);
             }
             let user = active_user(tx, stored.user).await?;
-            let (false, Some(user)) = (stored.expired, user) else {
-                // Expired, or the user was disabled or deleted: deprovisioning
-                // ends the session here.
+            let (false, Some(user), true) = (stored.expired, user, admitted != Some(false))
+            else {
+                // Expired, the user disabled or deleted here, or gone from the
+                // directory: deprovisioning ends the session.
                 store::revoke_family(tx, stored.family).await?;
                 return Ok(Outcome::Refused);
             };

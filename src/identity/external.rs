@@ -21,6 +21,22 @@ pub async fn find(
     Ok(row.map(|r| UserId::from_uuid(r.get(0))))
 }
 
+/// The subject `user` has at `provider` (the refresh's directory re-check).
+pub async fn subject_of(
+    tx: &TenantTx<'_>,
+    provider: ProviderId,
+    user: UserId,
+) -> Result<Option<String>, ApiError> {
+    let row = tx
+        .query_opt(
+            "SELECT subject FROM external_identities
+             WHERE tenant_id = $1 AND provider_id = $2 AND user_id = $3 LIMIT 1",
+            &[tx.tenant_id().as_uuid(), provider.as_uuid(), user.as_uuid()],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 pub async fn link(
     tx: &TenantTx<'_>,
     provider: ProviderId,

@@ -250,6 +250,47 @@ async fn authenticate_on(
     }))
 }
 
+/// The groups of the directory user `subject` (an `entryUUID`, or a DN for
+/// directories without one), or `None` when the account is gone.
+pub async fn recheck(
+    client: &outbound::Client,
+    config: &LdapConfig,
+    service_password: &str,
+    subject: &str,
+) -> Result<Option<Vec<String>>, LdapFailure> {
+    let mut conn = connect(client, config).await?;
+    let result = recheck_on(&mut conn, config, service_password, subject).await;
+    let _ = conn.unbind().await;
+    result
+}
+
+async fn recheck_on(
+    conn: &mut Ldap,
+    config: &LdapConfig,
+    service_password: &str,
+    subject: &str,
+) -> Result<Option<Vec<String>>, LdapFailure> {
+    if !bind(conn, config, &config.bind_dn, service_password).await? {
+        return Err(LdapFailure::Operation(
+            "the directory refused the service account's credentials".into(),
+        ));
+    }
+    let filter = format!("(entryUUID={})", ldap3::ldap_escape(subject));
+    let mut found = search(conn, config, &config.base_dn, Scope::Subtree, &filter, vec!["1.1"])
+        .await
+        // A subject that is a DN is not valid entryUUID syntax: look it up by DN.
+        .unwrap_or_default();
+    if found.is_empty() && subject.contains('=') {
+        found = search(conn, config, subject, Scope::Base, "(objectClass=*)", vec!["1.1"])
+            .await
+            .unwrap_or_default();
+    }
+    let [entry] = found.as_slice() else {
+        return Ok(None);
+    };
+    Ok(Some(groups_of(conn, config, &entry.dn).await?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

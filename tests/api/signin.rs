@@ -257,3 +257,41 @@ async fn logout_and_deprovisioning_end_sessions_at_once() {
         .collect();
     assert_eq!(reasons, ["user_deleted", "user_disabled"], "newest first");
 }
+
+/// Every refresh of an LDAP session asks the directory again: out of the
+/// mapped groups, or gone, and the session ends.
+#[actix_web::test]
+async fn ldap_sessions_end_when_the_directory_drops_the_user() {
+    let Some((app, _t, directory)) = setup("ldap-recheck").await else {
+        return;
+    };
+    let alice = sign_in(&app, "ldap-recheck", "alice", "alice-pw").await;
+    let carol = sign_in(&app, "ldap-recheck", "carol", "carol-pw").await;
+    let alice_next = refresh(&app, &alice.body["refresh_token"]).await;
+    assert_eq!(alice_next.status, 200, "{}", alice_next.body);
+
+    directory.modify(&format!(
+        // groupOfNames needs a member: alice is replaced by the service entry.
+        "dn: cn=engineering,ou=groups,{}\nchangetype: modify\nreplace: member\nmember: {}\n\n\
+         dn: uid=carol,{}\nchangetype: delete\n",
+        slapd::SUFFIX,
+        slapd::SERVICE_DN,
+        slapd::PEOPLE
+    ));
+    assert_problem(
+        &refresh(&app, &alice_next.body["refresh_token"]).await,
+        401,
+        "unauthenticated",
+    );
+    assert_problem(
+        &refresh(&app, &carol.body["refresh_token"]).await,
+        401,
+        "unauthenticated",
+    );
+    // Ended, not just refused once.
+    assert_problem(
+        &refresh(&app, &alice_next.body["refresh_token"]).await,
+        401,
+        "unauthenticated",
+    );
+}

@@ -156,6 +156,32 @@ impl Slapd {
     }
 }
 
+impl Slapd {
+    /// Applies `ldif` (changetype records) as the directory's admin.
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.url, "-D", ADMIN_DN, "-w", ADMIN_PW])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ldapmodify");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for Slapd {
     fn drop(&mut self) {
         // runuser forwards SIGTERM to slapd; wait for both to exit.
