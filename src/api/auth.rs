@@ -11,11 +11,11 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit;
+use crate::auth::Role;
+use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::identity::store as providers;
 use crate::identity::{external, ldap, role_for};
-use crate::auth::Role;
-use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId, UserId};
 use crate::scope::{Authenticated, Guarded, SignInScope, TenantScope};
 use crate::sessions::{self, RefreshToken, store};
@@ -75,10 +75,7 @@ enum Outcome {
 }
 
 /// The user behind a token, if still active.
-async fn active_user(
-    tx: &crate::db::TenantTx<'_>,
-    id: UserId,
-) -> Result<Option<User>, ApiError> {
+async fn active_user(tx: &crate::db::TenantTx<'_>, id: UserId) -> Result<Option<User>, ApiError> {
     match users::get(tx, id).await {
         Ok(user) if user.status == UserStatus::Active => Ok(Some(user)),
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
@@ -131,7 +128,9 @@ async fn directory_admits(
         Ok(None) => Ok(Some(false)),
         Err(failure) => {
             tracing::warn!(provider = %provider.id, error = %failure, "refresh: directory failed");
-            Err(ApiError::Unavailable("the tenant's directory did not answer"))
+            Err(ApiError::Unavailable(
+                "the tenant's directory did not answer",
+            ))
         }
     }
 }
@@ -176,8 +175,7 @@ pub async fn refresh(
                 return Ok(Outcome::Refused);
             }
             let user = active_user(tx, stored.user).await?;
-            let (false, Some(user), true) = (stored.expired, user, admitted != Some(false))
-            else {
+            let (false, Some(user), true) = (stored.expired, user, admitted != Some(false)) else {
                 // Expired, the user disabled or deleted here, or gone from the
                 // directory: deprovisioning ends the session.
                 store::revoke_family(tx, stored.family).await?;

@@ -359,7 +359,13 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &[ErrorCode::Forbidden],
     ),
-    op("refreshSession", "POST", "/v1/auth/refresh", Who::SignIn, &[]),
+    op(
+        "refreshSession",
+        "POST",
+        "/v1/auth/refresh",
+        Who::SignIn,
+        &[],
+    ),
     op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
     op("getMe", "GET", "/v1/me", Who::Tenant, &[]),
     op(

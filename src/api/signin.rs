@@ -16,12 +16,12 @@ use utoipa::ToSchema;
 
 use super::auth::Session;
 use crate::audit;
+use crate::auth::Role;
 use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::identity::admit::{self, Admission, Claimed};
 use crate::identity::{ProviderKind, ldap, store};
 use crate::ids::{ProviderId, UserId};
-use crate::auth::Role;
 use crate::scope::SignInScope;
 use crate::secret::Secret;
 use crate::sessions::{self, RefreshToken};
@@ -91,11 +91,14 @@ pub async fn sign_in_ldap(
             tracing::warn!(provider = %provider.id, error = %failure, "LDAP sign-in: directory failed");
             scope
                 .write(async |tx| {
-                    let details = json!({ "reason": "directory_unavailable", "detail": failure.to_string() });
+                    let details =
+                        json!({ "reason": "directory_unavailable", "detail": failure.to_string() });
                     audit::record(tx, &actor, "login_failed", target.clone(), details).await
                 })
                 .await?;
-            return Err(ApiError::Unavailable("the tenant's directory did not answer"));
+            return Err(ApiError::Unavailable(
+                "the tenant's directory did not answer",
+            ));
         }
     };
     let refresh = RefreshToken::generate(scope.tenant_id())
@@ -126,8 +129,14 @@ pub async fn sign_in_ldap(
                     let family = uuid::Uuid::now_v7();
                     sessions::store::insert(tx, family, id, Some(provider.id), &refresh).await?;
                     let details = json!({ "method": "ldap", "role": role, "family_id": family });
-                    audit::record(tx, &id.to_string(), "login_succeeded", target.clone(), details)
-                        .await?;
+                    audit::record(
+                        tx,
+                        &id.to_string(),
+                        "login_succeeded",
+                        target.clone(),
+                        details,
+                    )
+                    .await?;
                     Ok(Outcome::Admitted(id, role))
                 }
             }

@@ -56,8 +56,11 @@ pub async fn admit(
     claimed: &Claimed,
     user_limit: u32,
 ) -> Result<Admission, ApiError> {
-    let Some(role) = role_for(&provider.role_mappings, provider.default_role, &claimed.groups)
-    else {
+    let Some(role) = role_for(
+        &provider.role_mappings,
+        provider.default_role,
+        &claimed.groups,
+    ) else {
         return Ok(Admission::Refused("not_in_a_mapped_group"));
     };
     let email = claimed

@@ -175,7 +175,11 @@ pub async fn find_user(
         vec!["mail", "cn", "displayName", "entryUUID"],
     )
     .await?;
-    Ok(if entries.len() == 1 { entries.pop() } else { None })
+    Ok(if entries.len() == 1 {
+        entries.pop()
+    } else {
+        None
+    })
 }
 
 /// The groups (`cn` and DN) whose member attribute names `dn`.
@@ -276,14 +280,28 @@ async fn recheck_on(
         ));
     }
     let filter = format!("(entryUUID={})", ldap3::ldap_escape(subject));
-    let mut found = search(conn, config, &config.base_dn, Scope::Subtree, &filter, vec!["1.1"])
-        .await
-        // A subject that is a DN is not valid entryUUID syntax: look it up by DN.
-        .unwrap_or_default();
+    let mut found = search(
+        conn,
+        config,
+        &config.base_dn,
+        Scope::Subtree,
+        &filter,
+        vec!["1.1"],
+    )
+    .await
+    // A subject that is a DN is not valid entryUUID syntax: look it up by DN.
+    .unwrap_or_default();
     if found.is_empty() && subject.contains('=') {
-        found = search(conn, config, subject, Scope::Base, "(objectClass=*)", vec!["1.1"])
-            .await
-            .unwrap_or_default();
+        found = search(
+            conn,
+            config,
+            subject,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["1.1"],
+        )
+        .await
+        .unwrap_or_default();
     }
     let [entry] = found.as_slice() else {
         return Ok(None);

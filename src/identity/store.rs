@@ -207,7 +207,11 @@ pub async fn for_signin(
     let rows = tx
         .query(
             &sql,
-            &[tx.tenant_id().as_uuid(), &kind.as_str(), &id.map(|i| *i.as_uuid())],
+            &[
+                tx.tenant_id().as_uuid(),
+                &kind.as_str(),
+                &id.map(|i| *i.as_uuid()),
+            ],
         )
         .await?;
     let [row] = rows.as_slice() else {

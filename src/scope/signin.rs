@@ -118,8 +118,9 @@ impl FromRequest for SignInScope {
                     ApiError::RateLimited(denied)
                 })?;
             }
-            let SignInTenant(tenant) =
-                tenant.ok_or(ApiError::Unauthenticated("invalid or expired refresh token"))?;
+            let SignInTenant(tenant) = tenant.ok_or(ApiError::Unauthenticated(
+                "invalid or expired refresh token",
+            ))?;
             if !tenant.is_active() {
                 return Err(ApiError::TenantSuspended);
             }

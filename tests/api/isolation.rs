@@ -296,9 +296,13 @@ pub(crate) fn routes() -> Vec<Route> {
             Some(json!({"refresh_token": "mrt_0123456789abcdef0123456789abcdef_notatoken"}))
         }),
         r("GET", "/v1/me", Tenant(Role::Viewer), T::None, no_body),
-        r("POST", "/v1/auth/{tenant_slug}/ldap", SignIn, T::Slug, || {
-            Some(json!({"username": "alice", "password": "pw"}))
-        }),
+        r(
+            "POST",
+            "/v1/auth/{tenant_slug}/ldap",
+            SignIn,
+            T::Slug,
+            || Some(json!({"username": "alice", "password": "pw"})),
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(

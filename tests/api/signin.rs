@@ -58,7 +58,12 @@ async fn actions(app: &TestApp, tenant: &Tenant) -> Vec<(String, Value)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap().to_owned(), e["details"].clone()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["details"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -120,10 +125,18 @@ async fn ldap_sign_in_checks_the_password_the_group_and_escapes_the_username() {
         .collect();
     assert_eq!(reasons.len(), 6, "{trail:?}");
     assert!(reasons.contains(&"invalid_credentials") && reasons.contains(&"not_in_a_mapped_group"));
-    assert!(!format!("{trail:?}").contains("alice-pw"), "a password reached the trail");
+    assert!(
+        !format!("{trail:?}").contains("alice-pw"),
+        "a password reached the trail"
+    );
     // Only alice and carol were provisioned (with the owner: three users).
     let users = app.get("/v1/users", &t.owner_token).await;
-    assert_eq!(users.body["items"].as_array().unwrap().len(), 3, "{}", users.body);
+    assert_eq!(
+        users.body["items"].as_array().unwrap().len(),
+        3,
+        "{}",
+        users.body
+    );
 }
 
 #[actix_web::test]
@@ -180,7 +193,10 @@ async fn refresh_rotates_and_a_reused_token_ends_the_whole_family() {
 
     // Another sign-in is another family, untouched.
     let other = sign_in(&app, "ldap-refresh", "alice", "alice-pw").await;
-    assert_eq!(refresh(&app, &other.body["refresh_token"]).await.status, 200);
+    assert_eq!(
+        refresh(&app, &other.body["refresh_token"]).await.status,
+        200
+    );
 
     // Tampered and foreign-looking tokens are refused alike.
     let text = other.body["refresh_token"].as_str().unwrap();
