@@ -77,22 +77,20 @@ pub async fn mark_rotated(tx: &TenantTx<'_>, id: Uuid) -> Result<(), ApiError> {
 
 /// Ends every token of `family`; the number of tokens that were still active.
 pub async fn revoke_family(tx: &TenantTx<'_>, family: Uuid) -> Result<u64, ApiError> {
-    Ok(tx
-        .execute(
-            "UPDATE refresh_tokens SET state = 'revoked'
-             WHERE tenant_id = $1 AND family_id = $2 AND state = 'active'",
-            &[tx.tenant_id().as_uuid(), &family],
-        )
-        .await?)
+    tx.execute(
+        "UPDATE refresh_tokens SET state = 'revoked'
+         WHERE tenant_id = $1 AND family_id = $2 AND state = 'active'",
+        &[tx.tenant_id().as_uuid(), &family],
+    )
+    .await
 }
 
 /// Ends the sessions started through `provider` (it is being deleted).
 pub async fn revoke_provider(tx: &TenantTx<'_>, provider: ProviderId) -> Result<u64, ApiError> {
-    Ok(tx
-        .execute(
-            "UPDATE refresh_tokens SET state = 'revoked'
-             WHERE tenant_id = $1 AND provider_id = $2 AND state = 'active'",
-            &[tx.tenant_id().as_uuid(), provider.as_uuid()],
-        )
-        .await?)
+    tx.execute(
+        "UPDATE refresh_tokens SET state = 'revoked'
+         WHERE tenant_id = $1 AND provider_id = $2 AND state = 'active'",
+        &[tx.tenant_id().as_uuid(), provider.as_uuid()],
+    )
+    .await
 }
