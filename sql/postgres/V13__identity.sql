@@ -1,5 +1,6 @@
 -- Issue 14 (sign-in): each tenant's identity providers (OIDC, LDAP), the external
--- identities they vouch for, and Meridian sessions (refresh-token families). All
+-- identities they vouch for, OIDC sign-ins in flight, and Meridian sessions
+-- (refresh-token families). All
 -- tenant-owned: tenant_id and home_region, keys led by tenant_id, RLS enabled and
 -- forced. Why and how: sql/README.md (V13), src/identity/, src/sessions/.
 -- Idempotent: IF NOT EXISTS, DROP POLICY IF EXISTS before CREATE POLICY.
@@ -61,6 +62,27 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family_idx ON refresh_tokens (tenant_id, family_id);
 
+-- OIDC sign-ins in flight: created by /oidc/start, used up by the callback (at
+-- most once: `used_at`). `state_hash` is the SHA-256 of the `state` sent to the
+-- provider; the nonce and the PKCE code verifier never leave the database but
+-- in the authorization request (the nonce) and the token request (the verifier).
+CREATE TABLE IF NOT EXISTS oidc_sign_ins (
+    tenant_id     uuid        NOT NULL,
+    id            uuid        NOT NULL,
+    home_region   text        NOT NULL,
+    provider_id   uuid        NOT NULL,
+    state_hash    bytea       NOT NULL,
+    nonce         text        NOT NULL,
+    code_verifier text        NOT NULL,
+    redirect_uri  text        NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    used_at       timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, state_hash),
+    FOREIGN KEY (tenant_id, provider_id) REFERENCES identity_providers (tenant_id, id) ON DELETE CASCADE
+);
+
 ALTER TABLE identity_providers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE identity_providers FORCE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS tenant_isolation ON identity_providers;
@@ -80,7 +102,14 @@ CREATE POLICY tenant_isolation ON refresh_tokens
     USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON identity_providers, external_identities, refresh_tokens TO meridian_app;
+ALTER TABLE oidc_sign_ins ENABLE ROW LEVEL SECURITY;
+ALTER TABLE oidc_sign_ins FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenant_isolation ON oidc_sign_ins;
+CREATE POLICY tenant_isolation ON oidc_sign_ins
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON identity_providers, external_identities, refresh_tokens, oidc_sign_ins TO meridian_app;
 
 -- A probe of another tenant's identity provider is audited like one of its
 -- webhooks (src/scope/probes.rs asks whose the id is): V10's function plus the

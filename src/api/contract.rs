@@ -369,6 +369,20 @@ pub const OPERATIONS: &[Operation] = &[
     op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
     op("getMe", "GET", "/v1/me", Who::Tenant, &[]),
     op(
+        "startOidcSignIn",
+        "GET",
+        "/v1/auth/{tenant_slug}/oidc/start",
+        Who::SignIn,
+        &[ErrorCode::ValidationFailed],
+    ),
+    op(
+        "finishOidcSignIn",
+        "GET",
+        "/v1/auth/oidc/callback",
+        Who::SignIn,
+        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+    ),
+    op(
         "signInWithLdap",
         "POST",
         "/v1/auth/{tenant_slug}/ldap",

@@ -13,6 +13,7 @@ mod health;
 mod identity_providers;
 mod jobs;
 mod messages;
+mod oidc;
 mod regions;
 mod relocation;
 mod search;
@@ -106,6 +107,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(auth::logout)
                 .service(auth::me)
                 .service(signin::sign_in_ldap)
+                .service(oidc::start)
+                .service(oidc::callback)
                 .service(summaries::create)
                 .service(summaries::get)
                 .service(jobs::list)

@@ -18,6 +18,7 @@ pub mod admit;
 pub mod diagnose;
 pub mod external;
 pub mod ldap;
+pub mod oidc;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

@@ -210,53 +210,64 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
 }
 
 /// The tenant a token-less sign-in request names (`scope::signin`): the slug of
-/// `POST /v1/auth/{tenant_slug}/ldap`; for `POST /v1/auth/refresh` and
-/// `/v1/auth/logout`, the prefix of the refresh token in the body. The body is buffered (bounded like every body) and put
-/// back, so the handler parses the very bytes decided on here. `None`: no such
-/// request, or no tenant by that name (the extractor answers 401).
+/// `POST /v1/auth/{tenant_slug}/ldap` and `GET /v1/auth/{tenant_slug}/oidc/start`,
+/// the `state`'s prefix for `GET /v1/auth/oidc/callback`, and for `POST
+/// /v1/auth/refresh` and `/v1/auth/logout` the refresh token's prefix in the
+/// body. That body is buffered (bounded like every body) and put back, so the
+/// handler parses the very bytes decided on here. `None`: no such request, or
+/// no tenant by that name (the extractor answers 401).
 async fn signin_tenant(
     req: &mut ServiceRequest,
     state: &AppState,
     target: &str,
 ) -> Result<Option<std::sync::Arc<TenantRecord>>, ApiError> {
+    use actix_web::http::Method;
     #[derive(serde::Deserialize)]
     struct Named {
         refresh_token: String,
     }
-    let path = target.split('?').next().unwrap_or_default();
-    if req.method() != actix_web::http::Method::POST {
-        return Ok(None);
+    #[derive(serde::Deserialize)]
+    struct Callback {
+        state: String,
     }
-    // `/v1/auth/{tenant_slug}/ldap`: the slug names the tenant.
-    if let Some(slug) = path
-        .strip_prefix("/v1/auth/")
-        .and_then(|rest| rest.strip_suffix("/ldap"))
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let method = req.method().clone();
+    let slug = path.strip_prefix("/v1/auth/").and_then(|rest| {
+        match method {
+            Method::POST => rest.strip_suffix("/ldap"),
+            Method::GET => rest.strip_suffix("/oidc/start"),
+            _ => None,
+        }
         .filter(|slug| crate::validate::slug(slug).is_ok())
-    {
-        let Some(tenant) = state.directory.get_by_slug(slug).await? else {
-            return Ok(None);
-        };
+    });
+    let found = if method == Method::GET && path == "/v1/auth/oidc/callback" {
+        let named = web::Query::<Callback>::from_query(query)
+            .ok()
+            .and_then(|q| crate::identity::oidc::tenant_of_state(&q.state));
+        match named {
+            Some(id) => state.directory.get(id).await?,
+            None => None,
+        }
+    } else if let Some(slug) = slug {
+        state.directory.get_by_slug(slug).await?
+    } else if method == Method::POST && matches!(path, "/v1/auth/refresh" | "/v1/auth/logout") {
+        let body = buffer_body(req, state.routing.body_limit).await?;
+        req.set_payload(body.clone().into());
+        let named = serde_json::from_slice::<Named>(&body)
+            .ok()
+            .and_then(|named| crate::sessions::tenant_of(&named.refresh_token));
+        match named {
+            Some(id) => state.directory.get(id).await?,
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Some(tenant) = &found {
         req.extensions_mut()
             .insert(crate::scope::SignInTenant(tenant.clone()));
-        return Ok(Some(tenant));
     }
-    if !matches!(path, "/v1/auth/refresh" | "/v1/auth/logout") {
-        return Ok(None);
-    }
-    let body = buffer_body(req, state.routing.body_limit).await?;
-    req.set_payload(body.clone().into());
-    let Some(id) = serde_json::from_slice::<Named>(&body)
-        .ok()
-        .and_then(|named| crate::sessions::tenant_of(&named.refresh_token))
-    else {
-        return Ok(None);
-    };
-    let Some(tenant) = state.directory.get(id).await? else {
-        return Ok(None);
-    };
-    req.extensions_mut()
-        .insert(crate::scope::SignInTenant(tenant.clone()));
-    Ok(Some(tenant))
+    Ok(found)
 }
 
 /// Set by `route` on every request it lets through to the `/v1` resources, once

@@ -297,6 +297,20 @@ pub(crate) fn routes() -> Vec<Route> {
         }),
         r("GET", "/v1/me", Tenant(Role::Viewer), T::None, no_body),
         r(
+            "GET",
+            "/v1/auth/{tenant_slug}/oidc/start?redirect_uri=http%3A%2F%2Fapp.example%2Fcb",
+            SignIn,
+            T::Slug,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/auth/oidc/callback?code=c&state=mst_0123456789abcdef0123456789abcdef_x",
+            SignIn,
+            T::None,
+            no_body,
+        ),
+        r(
             "POST",
             "/v1/auth/{tenant_slug}/ldap",
             SignIn,

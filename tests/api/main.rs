@@ -12,6 +12,7 @@ mod jobs;
 mod limits;
 mod messages;
 mod metrics;
+mod oidc;
 mod openapi;
 mod outbox;
 mod plans;
