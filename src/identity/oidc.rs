@@ -283,7 +283,6 @@ impl KeyCache {
     }
 
     /// The id_token's claims once every check passed, or why it failed.
-    #[allow(clippy::too_many_arguments)]
     pub async fn validate(
         &self,
         client: &outbound::Client,

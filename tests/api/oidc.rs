@@ -411,7 +411,8 @@ async fn id_tokens_are_checked_and_an_unknown_kid_refreshes_the_keys() {
     let reply = attempt(&k1, &good).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    let refused: [(&str, Box<dyn Fn(&str) -> Value>); 5] = [
+    type Claims<'a> = Box<dyn Fn(&str) -> Value + 'a>;
+    let refused: [(&str, Claims<'_>); 5] = [
         (
             "wrong nonce",
             Box::new(|n: &str| {
