@@ -401,7 +401,7 @@ mod tests {
         };
         assert_eq!(
             known.challenge(),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URpbDJLZxQ9fUM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         assert_eq!(pct("a b/c"), "a%20b%2Fc");
     }

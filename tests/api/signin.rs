@@ -311,3 +311,75 @@ async fn ldap_sessions_end_when_the_directory_drops_the_user() {
         "unauthenticated",
     );
 }
+
+/// Sign-in and refresh carry no access token, yet are routed like tenant
+/// requests: an EU tenant's password check and refresh run in its home region
+/// (forwarded from another EU region, redirected from outside the EU).
+#[actix_web::test]
+async fn sign_in_and_refresh_run_only_where_the_residency_allows() {
+    if !slapd::available() {
+        return;
+    }
+    let directory = directory();
+    let nodes = crate::regions::spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let home = &nodes["europe-west1"];
+    let (tenant, owner_token) = crate::regions::provision_in(
+        home,
+        "eu-signin",
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    let owner = Tenant {
+        id: tenant,
+        owner_id: uuid::Uuid::nil(),
+        owner_token,
+    };
+    ldap_provider(home, &owner, &directory).await;
+
+    // From another EU region: forwarded to the home region, answered there.
+    let session = sign_in(&nodes["europe-west3"], "eu-signin", "alice", "alice-pw").await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    assert_eq!(
+        crate::regions::header(&session, "x-meridian-region"),
+        "europe-west1"
+    );
+    let next = refresh(&nodes["europe-west3"], &session.body["refresh_token"]).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(
+        crate::regions::header(&next, "x-meridian-region"),
+        "europe-west1"
+    );
+
+    // From outside the EU: a redirect, nothing processed in us-east1.
+    let no_redirects = awc::Client::builder().disable_redirects().finish();
+    for (path, body) in [
+        (
+            "/v1/auth/eu-signin/ldap".to_owned(),
+            json!({"username": "alice", "password": "alice-pw"}),
+        ),
+        (
+            "/v1/auth/refresh".to_owned(),
+            json!({"refresh_token": next.body["refresh_token"]}),
+        ),
+    ] {
+        let response = no_redirects
+            .post(format!("{}{path}", nodes["us-east1"].base))
+            .send_json(&body)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 307, "{path}");
+        assert_eq!(
+            response
+                .headers()
+                .get("location")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            format!("{}{path}", home.base)
+        );
+    }
+    // The redirected refresh did not use the token up.
+    let last = refresh(home, &next.body["refresh_token"]).await;
+    assert_eq!(last.status, 200, "{}", last.body);
+}
