@@ -367,7 +367,13 @@ pub const OPERATIONS: &[Operation] = &[
         &[],
     ),
     op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
-    op("getMe", "GET", "/v1/me", Who::Tenant, &[]),
+    op(
+        "getMe",
+        "GET",
+        "/v1/me",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
     op(
         "startOidcSignIn",
         "GET",

@@ -369,14 +369,19 @@ async fn sign_in_and_refresh_run_only_where_the_residency_allows() {
             .await
             .unwrap();
         assert_eq!(response.status(), 307, "{path}");
-        assert_eq!(
-            response
-                .headers()
-                .get("location")
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            format!("{}{path}", home.base)
+        // To the home region, or (if us-east1's probes saw it down under load)
+        // the EU region it fails over to: never served outside the EU.
+        let location = response
+            .headers()
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            [&home.base, &nodes["europe-west3"].base]
+                .iter()
+                .any(|base| location == format!("{base}{path}")),
+            "{location}"
         );
     }
     // The redirected refresh did not use the token up.
