@@ -32,6 +32,9 @@ pub enum Who {
     Tenant,
     /// Platform admins and tenant users.
     Either,
+    /// No token: the request names its tenant (a refresh token's prefix) and is
+    /// routed to the tenant's home region like a tenant request (`scope::signin`).
+    SignIn,
 }
 
 /// One operation of the app, as the contract knows it.
@@ -335,6 +338,84 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "createIdentityProvider",
+        "POST",
+        "/v1/identity-providers",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "listIdentityProviders",
+        "GET",
+        "/v1/identity-providers",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "getIdentityProvider",
+        "GET",
+        "/v1/identity-providers/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "updateIdentityProvider",
+        "PATCH",
+        "/v1/identity-providers/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "deleteIdentityProvider",
+        "DELETE",
+        "/v1/identity-providers/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "testIdentityProvider",
+        "POST",
+        "/v1/identity-providers/{id}/test",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "refreshSession",
+        "POST",
+        "/v1/auth/refresh",
+        Who::SignIn,
+        &[],
+    ),
+    op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
+    op(
+        "getMe",
+        "GET",
+        "/v1/me",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "startOidcSignIn",
+        "GET",
+        "/v1/auth/{tenant_slug}/oidc/start",
+        Who::SignIn,
+        &[ErrorCode::ValidationFailed],
+    ),
+    op(
+        "finishOidcSignIn",
+        "GET",
+        "/v1/auth/oidc/callback",
+        Who::SignIn,
+        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+    ),
+    op(
+        "signInWithLdap",
+        "POST",
+        "/v1/auth/{tenant_slug}/ldap",
+        Who::SignIn,
+        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+    ),
+    op(
         "requestChannelSummary",
         "POST",
         "/v1/channels/{id}/summaries",
@@ -435,8 +516,12 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
             ErrorCode::RetryExhausted,
         ]);
     }
-    if op.who != Who::Public && !OPERATOR_OPERATIONS.contains(&op.id) {
+    if op.who != Who::Public && op.who != Who::SignIn && !OPERATOR_OPERATIONS.contains(&op.id) {
         codes.insert(ErrorCode::OperatorForbidden);
+    }
+    if op.who == Who::SignIn {
+        // Its transaction has its class's statement timeout (no tenant slot).
+        codes.insert(ErrorCode::StatementTimeout);
     }
     if matches!(op.who, Who::Tenant | Who::Either) {
         // A tenant's transactions take a concurrency slot, and each statement has
@@ -617,7 +702,7 @@ impl utoipa::Modify for Contract {
 fn apply(entry: &Operation, op: &mut OpenApiOperation) {
     op.operation_id = Some(entry.id.to_owned());
     op.security = match entry.who {
-        Who::Public => None,
+        Who::Public | Who::SignIn => None,
         _ => Some(vec![SecurityRequirement::new(
             "bearer",
             Vec::<String>::new(),

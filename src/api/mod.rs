@@ -6,14 +6,18 @@
 //! answered as problem+json like every other error.
 
 mod audit;
+mod auth;
 mod channels;
 pub mod contract;
 mod health;
+mod identity_providers;
 mod jobs;
 mod messages;
+mod oidc;
 mod regions;
 mod relocation;
 mod search;
+mod signin;
 mod summaries;
 mod tenants;
 mod usage;
@@ -95,6 +99,18 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(webhooks::patch)
                 .service(webhooks::delete)
                 .service(webhooks::deliveries)
+                .service(identity_providers::create)
+                .service(identity_providers::list)
+                .service(identity_providers::get)
+                .service(identity_providers::patch)
+                .service(identity_providers::delete)
+                .service(identity_providers::test)
+                .service(auth::refresh)
+                .service(auth::logout)
+                .service(auth::me)
+                .service(signin::sign_in_ldap)
+                .service(oidc::start)
+                .service(oidc::callback)
                 .service(summaries::create)
                 .service(summaries::get)
                 .service(jobs::list)

@@ -72,6 +72,8 @@ permissions! {
     RequestSummary,
     /// See and cancel the tenant's background jobs.
     ManageJobs,
+    /// The tenant's identity providers (OIDC, LDAP) and their role mappings.
+    ManageIdentity,
 }
 
 impl Role {
@@ -90,6 +92,7 @@ impl Role {
                     | ManageWebhooks
                     | RequestSummary
                     | ManageJobs
+                    | ManageIdentity
             ),
             Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),

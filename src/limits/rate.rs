@@ -25,6 +25,14 @@ use crate::ids::{TenantId, UserId};
 use crate::tenancy::TenantRecord;
 
 type IpLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+type AccountLimiter = governor::DefaultKeyedRateLimiter<(TenantId, String)>;
+
+/// Password sign-in attempts per tenant and username (any outcome counts): a
+/// burst of 5, then one every 12 s. Keyed on the tenant's id and the lowercased
+/// username, never on a provider or config the tenant could replace to reset it.
+const ACCOUNT_ATTEMPTS: (u32, u32) = (5, 5);
+/// Password sign-in attempts per client address, across usernames and tenants.
+const ADDRESS_ATTEMPTS: (u32, u32) = (30, 20);
 
 /// A bucket that has been full for this long is dropped; a returning tenant then
 /// starts with a full bucket, which is what the old one held anyway.
@@ -35,7 +43,8 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// Why and for how long a request is refused, for the 429 and its headers.
 #[derive(Debug, Clone)]
 pub struct RateDenied {
-    /// Which bucket: `tenant`, `user` or `ip`.
+    /// Which bucket: `tenant`, `user`, `ip`, or for password sign-ins
+    /// `account` (tenant + username) or `address` (client IP).
     pub scope: &'static str,
     pub per_second: u32,
     pub burst: u32,
@@ -136,7 +145,16 @@ pub struct RateLimits {
     epoch: Instant,
     anonymous: IpLimiter,
     anonymous_quota: (u32, u32),
+    accounts: AccountLimiter,
+    addresses: IpLimiter,
     clock: DefaultClock,
+}
+
+/// `per_minute` sustained, `burst` at once.
+fn per_minute(per_minute: u32, burst: u32) -> GovernorQuota {
+    let rate = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    GovernorQuota::per_minute(rate).allow_burst(burst)
 }
 
 fn governor_quota(per_second: u32, burst: u32) -> GovernorQuota {
@@ -177,8 +195,34 @@ impl RateLimits {
                 settings.unauthenticated_per_second,
                 settings.unauthenticated_burst,
             ),
+            accounts: RateLimiter::keyed(per_minute(ACCOUNT_ATTEMPTS.0, ACCOUNT_ATTEMPTS.1)),
+            addresses: RateLimiter::keyed(per_minute(ADDRESS_ATTEMPTS.0, ADDRESS_ATTEMPTS.1)),
             clock: DefaultClock::default(),
         }
+    }
+
+    /// One password sign-in attempt for `username` of `tenant` from `ip`.
+    /// `per_second` in a refusal is 0: these buckets refill per minute.
+    pub fn check_password(
+        &self,
+        tenant: TenantId,
+        username: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), RateDenied> {
+        let denied = |scope, burst, not_until: governor::NotUntil<_>| RateDenied {
+            scope,
+            per_second: 0,
+            burst,
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        };
+        if let Some(ip) = ip {
+            self.addresses
+                .check_key(&ip)
+                .map_err(|n| denied("address", ADDRESS_ATTEMPTS.1, n))?;
+        }
+        self.accounts
+            .check_key(&(tenant, username.to_lowercase()))
+            .map_err(|n| denied("account", ACCOUNT_ATTEMPTS.1, n))
     }
 
     fn now(&self) -> u64 {
@@ -228,6 +272,8 @@ impl RateLimits {
         self.prune_at(self.now());
         self.anonymous.retain_recent();
         self.anonymous.shrink_to_fit();
+        self.accounts.retain_recent();
+        self.addresses.retain_recent();
     }
 
     fn prune_at(&self, now: u64) {

@@ -83,6 +83,14 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// What an exchange sends: the verb and the body's content type.
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    PostJson,
+    PostForm,
+}
+
 #[derive(Clone)]
 pub struct Client {
     settings: OutboundSettings,
@@ -162,13 +170,36 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, OutboundError> {
         let total = self.settings.total_timeout;
-        tokio::time::timeout(total, self.exchange(url, headers, body))
+        tokio::time::timeout(total, self.exchange(Method::PostJson, url, headers, body))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(total)))?
+    }
+
+    /// GETs `url` (identity providers' discovery and keys); redirects are not
+    /// followed.
+    pub async fn get(&self, url: &HttpUrl) -> Result<Response, OutboundError> {
+        let total = self.settings.total_timeout;
+        tokio::time::timeout(total, self.exchange(Method::Get, url, &[], b""))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(total)))?
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`): an OIDC token request.
+    pub async fn post_form(
+        &self,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        form: &[u8],
+    ) -> Result<Response, OutboundError> {
+        let total = self.settings.total_timeout;
+        tokio::time::timeout(total, self.exchange(Method::PostForm, url, headers, form))
             .await
             .map_err(|_| OutboundError::Timeout(millis(total)))?
     }
 
     async fn exchange(
         &self,
+        method: Method,
         url: &HttpUrl,
         headers: &[(&str, String)],
         body: &[u8],
@@ -179,9 +210,17 @@ impl Client {
             .await
             .map_err(|_| OutboundError::Timeout(millis(connect)))?
             .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
+        let (verb, content_type) = match method {
+            Method::Get => ("GET", ""),
+            Method::PostJson => ("POST", "Content-Type: application/json\r\n"),
+            Method::PostForm => (
+                "POST",
+                "Content-Type: application/x-www-form-urlencoded\r\n",
+            ),
+        };
         let mut request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: \
-                application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            "{verb} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\n{content_type}\
+                Content-Length: {}\r\nConnection: close\r\n",
             url.path,
             url.authority,
             body.len()

@@ -223,6 +223,67 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
     )
 }
 
+/// The tenant a token-less sign-in request names (`scope::signin`): the slug of
+/// `POST /v1/auth/{tenant_slug}/ldap` and `GET /v1/auth/{tenant_slug}/oidc/start`,
+/// the `state`'s prefix for `GET /v1/auth/oidc/callback`, and for `POST
+/// /v1/auth/refresh` and `/v1/auth/logout` the refresh token's prefix in the
+/// body. That body is buffered (bounded like every body) and put back, so the
+/// handler parses the very bytes decided on here. `None`: no such request, or
+/// no tenant by that name (the extractor answers 401).
+async fn signin_tenant(
+    req: &mut ServiceRequest,
+    state: &AppState,
+    target: &str,
+) -> Result<Option<std::sync::Arc<TenantRecord>>, ApiError> {
+    use actix_web::http::Method;
+    #[derive(serde::Deserialize)]
+    struct Named {
+        refresh_token: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Callback {
+        state: String,
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let method = req.method().clone();
+    let slug = path.strip_prefix("/v1/auth/").and_then(|rest| {
+        match method {
+            Method::POST => rest.strip_suffix("/ldap"),
+            Method::GET => rest.strip_suffix("/oidc/start"),
+            _ => None,
+        }
+        .filter(|slug| crate::validate::slug(slug).is_ok())
+    });
+    let found = if method == Method::GET && path == "/v1/auth/oidc/callback" {
+        let named = web::Query::<Callback>::from_query(query)
+            .ok()
+            .and_then(|q| crate::identity::oidc::tenant_of_state(&q.state));
+        match named {
+            Some(id) => state.directory.get(id).await?,
+            None => None,
+        }
+    } else if let Some(slug) = slug {
+        state.directory.get_by_slug(slug).await?
+    } else if method == Method::POST && matches!(path, "/v1/auth/refresh" | "/v1/auth/logout") {
+        let body = buffer_body(req, state.routing.body_limit).await?;
+        req.set_payload(body.clone().into());
+        let named = serde_json::from_slice::<Named>(&body)
+            .ok()
+            .and_then(|named| crate::sessions::tenant_of(&named.refresh_token));
+        match named {
+            Some(id) => state.directory.get(id).await?,
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Some(tenant) = &found {
+        req.extensions_mut()
+            .insert(crate::scope::SignInTenant(tenant.clone()));
+    }
+    Ok(found)
+}
+
 /// Set by `route` on every request it lets through to the `/v1` resources, once
 /// the routing decision for it is made. The scope extractors refuse a request
 /// without it, so a path that ever slips past routing fails closed.
@@ -273,7 +334,12 @@ pub async fn route(
         ));
     }
     let tenant = match crate::scope::tenant_of(req.request(), &state).await {
-        Ok(tenant) => tenant,
+        Ok(Some(tenant)) => Some(tenant),
+        // No tenant token: a sign-in request may name its tenant otherwise.
+        Ok(None) => match signin_tenant(&mut req, &state, &target).await {
+            Ok(tenant) => tenant,
+            Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
+        },
         Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
     };
     // A tenant's subdomain serves only its tokens, here and after a hop (where

@@ -11,6 +11,7 @@ mod extract;
 pub mod guard;
 mod host_binding;
 pub mod probes;
+pub mod signin;
 
 pub use confirm::confirm_user;
 pub use extract::{resolved_tenant, tenant_of};
@@ -18,6 +19,7 @@ pub use guard::{
     Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
 };
 pub use host_binding::check_host;
+pub use signin::{SignInScope, SignInTenant};
 
 use std::cell::OnceCell;
 use std::rc::Rc;

@@ -42,6 +42,13 @@ async fn keep_an_owner(
     Ok(())
 }
 
+/// Refuses `actor` an identity-provider mapping change that hands out, or stops
+/// handing out, a privileged role: a mapping grants its role to every user the
+/// directory puts in the group, so it is decided like granting the role.
+pub fn check_mapping(actor: Role, touches_privileged: bool) -> Result<(), StoreError> {
+    check_grant(actor, touches_privileged)
+}
+
 /// Creates a user with `role`, if `actor` may grant it.
 pub async fn create(
     tx: &TenantTx<'_>,

@@ -47,6 +47,14 @@ pub async fn find<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<Option<TenantRecord
     row.as_ref().map(TenantRecord::from_row).transpose()
 }
 
+/// The id of the tenant with `slug` (a sign-in names its tenant by slug).
+pub async fn id_by_slug<S>(tx: &Tx<'_, S>, slug: &str) -> Result<Option<TenantId>, StoreError> {
+    let row = tx
+        .query_opt("SELECT id FROM tenants WHERE slug = $1", &[&slug])
+        .await?;
+    Ok(row.map(|r| TenantId::from_uuid(r.get(0))))
+}
+
 /// Every tenant changed at or after `since`, or every tenant (`None`): the
 /// directory's start and its refreshes.
 pub async fn changed_since(

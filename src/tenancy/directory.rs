@@ -77,6 +77,22 @@ impl Directory {
         }
     }
 
+    /// The tenant with `slug`, for sign-in requests (which name their tenant by
+    /// slug). Slugs never change, but one lookup asks the database for the id:
+    /// sign-ins are rare next to token requests, which stay cache-only.
+    pub async fn get_by_slug(&self, slug: &str) -> Result<Option<Arc<TenantRecord>>, ApiError> {
+        let id = self
+            .db
+            .platform_tx(TxMode::ReadOnly, async |tx| {
+                Ok(tenants::id_by_slug(tx, slug).await?)
+            })
+            .await?;
+        match id {
+            Some(id) => self.get(id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn load(&self, id: TenantId) -> Result<Option<TenantRecord>, ApiError> {
         self.db
             .platform_tx(

@@ -17,6 +17,8 @@ pub(crate) enum Access {
     Tenant(Role),
     /// Platform admins, and tenant users with at least this role.
     Either(Role),
+    /// No access token: the request names its tenant (a refresh token).
+    SignIn,
 }
 
 #[derive(Clone, Copy)]
@@ -24,11 +26,14 @@ pub(crate) enum Target {
     None,
     /// A region id, not a tenant's resource.
     Region,
+    /// A tenant's slug (sign-in); here one that names no tenant.
+    Slug,
     Tenant,
     User,
     Channel,
     Webhook,
     Job,
+    Provider,
 }
 
 pub(crate) struct Route {
@@ -243,6 +248,76 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Channel,
             no_body,
         ),
+        r(
+            "POST",
+            "/v1/identity-providers",
+            Tenant(Role::Admin),
+            T::None,
+            || Some(crate::identity::oidc_body("https://idp.example")),
+        ),
+        r(
+            "GET",
+            "/v1/identity-providers",
+            Tenant(Role::Admin),
+            T::None,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/identity-providers/{id}",
+            Tenant(Role::Admin),
+            T::Provider,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/identity-providers/{id}",
+            Tenant(Role::Admin),
+            T::Provider,
+            || Some(json!({"name": "changed"})),
+        ),
+        r(
+            "DELETE",
+            "/v1/identity-providers/{id}",
+            Tenant(Role::Admin),
+            T::Provider,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/identity-providers/{id}/test",
+            Tenant(Role::Admin),
+            T::Provider,
+            no_body,
+        ),
+        r("POST", "/v1/auth/refresh", SignIn, T::None, || {
+            Some(json!({"refresh_token": "mrt_0123456789abcdef0123456789abcdef_notatoken"}))
+        }),
+        r("POST", "/v1/auth/logout", SignIn, T::None, || {
+            Some(json!({"refresh_token": "mrt_0123456789abcdef0123456789abcdef_notatoken"}))
+        }),
+        r("GET", "/v1/me", Tenant(Role::Viewer), T::None, no_body),
+        r(
+            "GET",
+            "/v1/auth/{tenant_slug}/oidc/start?redirect_uri=http%3A%2F%2Fapp.example%2Fcb",
+            SignIn,
+            T::Slug,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/auth/oidc/callback?code=c&state=mst_0123456789abcdef0123456789abcdef_x",
+            SignIn,
+            T::None,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/auth/{tenant_slug}/ldap",
+            SignIn,
+            T::Slug,
+            || Some(json!({"username": "alice", "password": "pw"})),
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(
@@ -278,6 +353,7 @@ pub(crate) struct Victim {
     pub webhook: Uuid,
     pub summary: Uuid,
     pub job: Uuid,
+    pub provider: Uuid,
 }
 
 impl Victim {
@@ -285,11 +361,13 @@ impl Victim {
         let id = match route.target {
             Target::None => return route.path.to_owned(),
             Target::Region => return route.path.replace("{id}", "us-east1"),
+            Target::Slug => return route.path.replace("{tenant_slug}", "no-such-tenant"),
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
             Target::Webhook => self.webhook,
             Target::Job => self.job,
+            Target::Provider => self.provider,
         };
         route
             .path
@@ -341,13 +419,19 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         webhook: a_webhook,
         summary: crate::summaries::request(&app, &a, a_channel).await,
         job: a_job,
+        provider: crate::identity::create_provider(
+            &app,
+            &a,
+            crate::identity::oidc_body("https://idp.example"),
+        )
+        .await,
     };
     let b = app.provision("attacker").await;
 
     let mut probes = 0;
     for route in routes()
         .iter()
-        .filter(|r| !matches!(r.target, Target::None | Target::Region))
+        .filter(|r| !matches!(r.target, Target::None | Target::Region | Target::Slug))
     {
         let reply = app
             .request(
@@ -375,6 +459,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/audit",
         "/v1/webhooks",
         "/v1/jobs",
+        "/v1/identity-providers",
     ] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
@@ -478,6 +563,12 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         webhook,
         summary: crate::summaries::request(&app, &a, channel).await,
         job,
+        provider: crate::identity::create_provider(
+            &app,
+            &a,
+            crate::identity::oidc_body("https://idp.example"),
+        )
+        .await,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -596,6 +687,12 @@ async fn too_weak_a_role_answers_403() {
         webhook,
         summary: crate::summaries::request(&app, &a, channel).await,
         job,
+        provider: crate::identity::create_provider(
+            &app,
+            &a,
+            crate::identity::oidc_body("https://idp.example"),
+        )
+        .await,
     };
     let mut checked = 0;
     for route in routes() {
@@ -629,7 +726,7 @@ async fn too_weak_a_role_answers_403() {
                     assert_problem(&reply, 403, "forbidden");
                 }
             }
-            Access::Public => {}
+            Access::Public | Access::SignIn => {}
         }
     }
     assert!(checked >= 10, "only {checked} role checks ran");

@@ -151,12 +151,14 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
             // Routing decides on the tenant, not the job: any job id will do.
             Some("jobs") => Uuid::from_u128(7).to_string(),
             Some("webhooks") => Uuid::from_u128(9).to_string(),
+            Some("identity-providers") => Uuid::from_u128(10).to_string(),
             _ => String::new(),
         };
         let path = template
             .replace("{id}", &id)
             .replace("{message_id}", &ids.message)
-            .replace("{summary_id}", &Uuid::from_u128(8).to_string());
+            .replace("{summary_id}", &Uuid::from_u128(8).to_string())
+            .replace("{tenant_slug}", "eu-pinned");
         assert!(
             !path.contains('{'),
             "no value for a parameter of {template}"
