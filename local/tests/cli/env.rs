@@ -29,7 +29,9 @@ fn the_regions_dir_is_read_from_meridian_regions_dir() {
         for name in &names {
             assert!(
                 name.starts_with("MERIDIAN_")
-                    && name[9..].bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                    && name[9..]
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'_'),
                 "meridian {command}: env var `{name}`"
             );
         }
