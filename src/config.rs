@@ -104,6 +104,9 @@ pub struct RoutingSettings {
     pub probe_interval: Duration,
     #[serde(rename = "probe_timeout_ms", with = "millis")]
     pub probe_timeout: Duration,
+    /// Probes missed in a row before a peer region counts as unreachable (its
+    /// tenants then fail over); one answer makes it reachable again.
+    pub unreachable_after: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -192,6 +195,7 @@ impl Default for RoutingSettings {
             forward_timeout: Duration::from_secs(30),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_secs(1),
+            unreachable_after: 3,
             hop_secret: Secret::default(),
             peers: Default::default(),
             redirect_to_peers: false,
@@ -397,6 +401,9 @@ impl Settings {
                 "routing.source_address (MERIDIAN_ROUTING__SOURCE_ADDRESS): {ip} is not usable \
                  on this host: {err}"
             )));
+        }
+        if self.routing.unreachable_after == 0 {
+            return invalid("routing.unreachable_after must be at least 1");
         }
         if self.routing.probe_interval.is_zero() || self.routing.probe_timeout.is_zero() {
             return invalid(

@@ -209,6 +209,7 @@ fn region_watch(
     settings: &crate::config::RoutingSettings,
 ) -> JoinHandle<()> {
     let (interval, timeout) = (settings.probe_interval, settings.probe_timeout);
+    let unreachable_after = settings.unreachable_after;
     actix_web::rt::spawn(async move {
         let client = awc::Client::builder().disable_redirects().finish();
         let mut ticker = ticker(interval);
@@ -237,7 +238,10 @@ fn region_watch(
                 .iter()
                 .zip(futures_util::future::join_all(probes).await)
             {
-                state.routing.health.set_reachable(region, up);
+                state
+                    .routing
+                    .health
+                    .record_probe(region, up, unreachable_after);
             }
         }
     })
