@@ -12,6 +12,8 @@ pub struct Hooks {
     directory: crate::tenancy::Directory,
     pub webhooks: WebhookSettings,
     pub summaries: SummarySettings,
+    /// The OpenAI-compatible summary engine, when `summaries.openai` is set.
+    external: Option<std::sync::Arc<crate::summaries::openai::OpenAi>>,
 }
 
 impl Hooks {
@@ -20,8 +22,18 @@ impl Hooks {
         db: crate::db::Database,
         directory: crate::tenancy::Directory,
     ) -> anyhow::Result<Self> {
+        let client = Client::new(settings.outbound.clone())?;
+        let openai = &settings.summaries.openai;
+        let external = if openai.enabled() {
+            let engine = crate::summaries::openai::OpenAi::new(openai.clone(), client.clone())
+                .map_err(anyhow::Error::msg)?;
+            Some(std::sync::Arc::new(engine))
+        } else {
+            None
+        };
         Ok(Self {
-            client: Client::new(settings.outbound.clone())?,
+            client,
+            external,
             ledger: crate::ai_ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
@@ -43,6 +55,7 @@ impl Hooks {
                 ledger: self.ledger.clone(),
                 directory: self.directory.clone(),
                 max_messages: self.summaries.max_messages,
+                external: self.external.clone(),
             })
     }
 

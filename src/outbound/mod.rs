@@ -161,7 +161,19 @@ impl Client {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<Response, OutboundError> {
-        let total = self.settings.total_timeout;
+        self.post_json_within(url, headers, body, self.settings.total_timeout)
+            .await
+    }
+
+    /// `post_json` with its own bound on the whole exchange (the AI engine's
+    /// answers take longer than a webhook receiver's).
+    pub async fn post_json_within(
+        &self,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        body: &[u8],
+        total: Duration,
+    ) -> Result<Response, OutboundError> {
         tokio::time::timeout(total, self.exchange(url, headers, body))
             .await
             .map_err(|_| OutboundError::Timeout(millis(total)))?

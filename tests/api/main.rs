@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod ai_engine;
 mod audit;
 mod basics;
 mod cost;
