@@ -26,8 +26,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::jobs::{self, NewJob};
+use crate::store::error::StoreError;
 
 /// Every event kind the API records (also the webhook filter vocabulary).
 pub const KINDS: &[&str] = &[
@@ -78,7 +78,7 @@ pub struct StoredEvent {
 
 /// Writes `event` in the caller's transaction: it commits or rolls back with the
 /// change it describes.
-pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, ApiError> {
+pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     let (subject_kind, subject_id) = event
         .subject
@@ -121,7 +121,7 @@ pub const HOOKED_SQL: &str =
 /// Gives the tenant's unsequenced events (at most `limit`) the next numbers of
 /// its sequence and returns them in that order. The head row is locked first, so
 /// two dispatchers of one tenant queue instead of handing out a number twice.
-pub async fn sequence(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<StoredEvent>, ApiError> {
+pub async fn sequence(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
     let tenant = tx.tenant_id();
     tx.execute(
         "INSERT INTO outbox_heads (tenant_id, home_region) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",

@@ -22,7 +22,7 @@ pub async fn list(
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| store::list(tx, limit, after).await)
+            .read(async |tx| Ok(store::list(tx, limit, after).await?))
             .await?,
     ))
 }
@@ -37,7 +37,7 @@ pub async fn get(
 ) -> Result<web::Json<Job>, ApiError> {
     let id = JobId::parse(&path)?;
     Ok(web::Json(
-        scope.read(async |tx| store::get(tx, id).await).await?,
+        scope.read(async |tx| Ok(store::get(tx, id).await?)).await?,
     ))
 }
 
@@ -52,6 +52,8 @@ pub async fn cancel(
 ) -> Result<web::Json<Job>, ApiError> {
     let id = JobId::parse(&path)?;
     Ok(web::Json(
-        scope.write(async |tx| store::cancel(tx, id).await).await?,
+        scope
+            .write(async |tx| Ok(store::cancel(tx, id).await?))
+            .await?,
     ))
 }

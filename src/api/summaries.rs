@@ -108,7 +108,7 @@ pub async fn get(
     let (channel, id) = (ChannelId::parse(&path.0)?, SummaryId::parse(&path.1)?);
     Ok(web::Json(
         scope
-            .read(async |tx| store::get(tx, channel, id).await)
+            .read(async |tx| Ok(store::get(tx, channel, id).await?))
             .await?,
     ))
 }

@@ -138,7 +138,7 @@ pub async fn list(
         scope
             .read_as(
                 RequestClass::page(limit, &scope.limits().cost),
-                async |tx| store::list(tx, limit, after).await,
+                async |tx| Ok(store::list(tx, limit, after).await?),
             )
             .await?,
     ))
@@ -153,7 +153,7 @@ pub async fn get(
 ) -> Result<web::Json<Webhook>, ApiError> {
     let id = WebhookId::parse(&path)?;
     Ok(web::Json(
-        scope.read(async |tx| store::get(tx, id).await).await?,
+        scope.read(async |tx| Ok(store::get(tx, id).await?)).await?,
     ))
 }
 
@@ -251,7 +251,7 @@ pub async fn deliveries(
         scope
             .read_as(
                 RequestClass::page(limit, &scope.limits().cost),
-                async |tx| store::deliveries(tx, id, limit, after).await,
+                async |tx| Ok(store::deliveries(tx, id, limit, after).await?),
             )
             .await?,
     ))

@@ -26,10 +26,10 @@ use crate::ids::{RegionId, TenantId};
 pub use schedule::{Schedule, ScheduleScope};
 pub use worker::WorkerPool;
 
-/// What enqueueing can fail with: the caller's transaction's own error type, so
-/// `?` inside a `TenantScope::write` body just works (and a failure rolls back
-/// the change that asked for the job).
-pub type JobStoreError = ApiError;
+/// What enqueueing can fail with: the store's error, which `?` converts inside
+/// a `TenantScope::write` body (and a failure rolls back the change that asked
+/// for the job).
+pub type JobStoreError = crate::store::error::StoreError;
 
 /// A job to enqueue.
 #[derive(Clone, Debug)]
@@ -83,9 +83,10 @@ pub async fn enqueue_for(
     job: NewJob,
 ) -> Result<JobId, JobStoreError> {
     db.tenant_tx(tenant, home_region, None, TxMode::ReadWrite, async |tx| {
-        store::enqueue(tx, job.clone()).await
+        Ok(store::enqueue(tx, job.clone()).await?)
     })
     .await
+    .map_err(JobStoreError::from)
 }
 
 /// What a handler knows about the job it runs.

@@ -82,7 +82,7 @@ pub async fn enqueue_due(pool: &WorkerPool) -> Result<(), ApiError> {
                 let job = schedule.job(start);
                 pool.db()
                     .platform_tx(TxMode::ReadWrite, async |tx| {
-                        store::enqueue_platform(tx, pool.region(), job.clone()).await
+                        Ok(store::enqueue_platform(tx, pool.region(), job.clone()).await?)
                     })
                     .await?;
             }

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use super::{JobId, NewJob};
 use crate::db::{PlatformTx, TenantTx, Tx};
-use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
+use crate::store::error::StoreError;
 
 /// A job as its tenant sees it (`/v1/jobs`). The payload is not shown: it is
 /// the enqueuing code's input, not the tenant's.
@@ -58,7 +58,7 @@ fn from_row(row: &Row) -> Job {
     }
 }
 
-fn check(job: &NewJob) -> Result<(), ApiError> {
+fn check(job: &NewJob) -> Result<(), StoreError> {
     let ok_kind = !job.kind.is_empty() && job.kind.len() <= 100;
     let ok_key = job
         .idempotency_key
@@ -67,7 +67,7 @@ fn check(job: &NewJob) -> Result<(), ApiError> {
     if ok_kind && ok_key && (1..=100).contains(&job.max_attempts) {
         Ok(())
     } else {
-        Err(ApiError::internal(anyhow::anyhow!(
+        Err(StoreError::internal(anyhow::anyhow!(
             "invalid job: kind 1..=100 bytes, key 1..=200 bytes, max_attempts 1..=100 ({}, {:?}, {})",
             job.kind,
             job.idempotency_key,
@@ -79,7 +79,7 @@ fn check(job: &NewJob) -> Result<(), ApiError> {
 const INSERT_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, payload, idempotency_key, run_after, max_attempts)
      VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), $8) ON CONFLICT DO NOTHING RETURNING id";
 
-pub async fn enqueue(tx: &TenantTx<'_>, job: NewJob) -> Result<JobId, ApiError> {
+pub async fn enqueue(tx: &TenantTx<'_>, job: NewJob) -> Result<JobId, StoreError> {
     check(&job)?;
     let id = JobId::new_random();
     let tenant = tx.tenant_id();
@@ -113,7 +113,7 @@ pub async fn enqueue(tx: &TenantTx<'_>, job: NewJob) -> Result<JobId, ApiError> 
 }
 
 /// Makes platform jobs (tenant_id NULL) visible to this transaction (RLS).
-pub async fn enter_platform_jobs<S>(tx: &Tx<'_, S>) -> Result<(), ApiError> {
+pub async fn enter_platform_jobs<S>(tx: &Tx<'_, S>) -> Result<(), StoreError> {
     tx.query_one("SELECT set_config('app.platform_jobs', 'on', true)", &[])
         .await?;
     Ok(())
@@ -123,7 +123,7 @@ pub async fn enqueue_platform(
     tx: &PlatformTx<'_>,
     region: &RegionId,
     job: NewJob,
-) -> Result<JobId, ApiError> {
+) -> Result<JobId, StoreError> {
     check(&job)?;
     enter_platform_jobs(tx).await?;
     let id = JobId::new_random();
@@ -159,7 +159,7 @@ pub async fn list(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<Job>, ApiError> {
+) -> Result<Page<Job>, StoreError> {
     let after_id = after.map(|k| k.id);
     let rows = tx
         .query(
@@ -174,14 +174,11 @@ pub async fn list(
     }))
 }
 
-fn not_found(id: JobId) -> ApiError {
-    ApiError::NotFound {
-        kind: "job",
-        id: Some(*id.as_uuid()),
-    }
+fn not_found(id: JobId) -> StoreError {
+    StoreError::not_found("job", *id.as_uuid())
 }
 
-pub async fn get(tx: &TenantTx<'_>, id: JobId) -> Result<Job, ApiError> {
+pub async fn get(tx: &TenantTx<'_>, id: JobId) -> Result<Job, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
     tx.query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?
@@ -191,7 +188,7 @@ pub async fn get(tx: &TenantTx<'_>, id: JobId) -> Result<Job, ApiError> {
 
 /// Cancels a queued or running job (a running one's worker notices at its next
 /// lease renewal and its result is discarded). A finished job: 409.
-pub async fn cancel(tx: &TenantTx<'_>, id: JobId) -> Result<Job, ApiError> {
+pub async fn cancel(tx: &TenantTx<'_>, id: JobId) -> Result<Job, StoreError> {
     let sql = format!(
         "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL,
                 updated_at = now(), finished_at = now()
@@ -204,10 +201,10 @@ pub async fn cancel(tx: &TenantTx<'_>, id: JobId) -> Result<Job, ApiError> {
         return Ok(from_row(&row));
     }
     let job = get(tx, id).await?;
-    Err(ApiError::Conflict {
-        code: ErrorCode::JobFinished,
-        detail: format!("job {id} is {} and can no longer be cancelled", job.state),
-    })
+    Err(StoreError::JobFinished(format!(
+        "job {id} is {} and can no longer be cancelled",
+        job.state
+    )))
 }
 
 // ---- the worker's side ----
@@ -239,7 +236,7 @@ pub async fn queue_heads(
     region: &RegionId,
     after: Uuid,
     n: i32,
-) -> Result<Vec<(TenantId, i64)>, ApiError> {
+) -> Result<Vec<(TenantId, i64)>, StoreError> {
     let rows = tx
         .query(
             "SELECT tenant_id, running FROM job_queue_heads($1, $2, $3)",
@@ -259,7 +256,7 @@ pub async fn claim(
     owner: &str,
     lease_secs: f64,
     cap: i64,
-) -> Result<Option<Claimed>, ApiError> {
+) -> Result<Option<Claimed>, StoreError> {
     let row = match tenant {
         Some(t) => {
             tx.query_opt(
@@ -279,7 +276,7 @@ pub async fn claim(
     Ok(row.as_ref().map(claimed))
 }
 
-pub async fn expire_leases(tx: &PlatformTx<'_>, region: &RegionId) -> Result<i64, ApiError> {
+pub async fn expire_leases(tx: &PlatformTx<'_>, region: &RegionId) -> Result<i64, StoreError> {
     Ok(tx
         .query_one("SELECT expire_job_leases($1)", &[&region.as_str()])
         .await?
@@ -290,7 +287,7 @@ pub async fn expire_leases(tx: &PlatformTx<'_>, region: &RegionId) -> Result<i64
 pub async fn region_stats(
     tx: &PlatformTx<'_>,
     region: &RegionId,
-) -> Result<(i64, i64, f64), ApiError> {
+) -> Result<(i64, i64, f64), StoreError> {
     let row = tx
         .query_one(
             "SELECT queued, running, oldest_queued_secs FROM job_region_stats($1)",
@@ -306,7 +303,7 @@ pub async fn leased_payload<S>(
     tx: &Tx<'_, S>,
     id: JobId,
     owner: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
+) -> Result<Option<serde_json::Value>, StoreError> {
     Ok(tx
         .query_opt(
             "SELECT payload FROM jobs WHERE id = $1 AND state = 'running' AND lease_owner = $2",
@@ -322,7 +319,7 @@ pub async fn renew<S>(
     id: JobId,
     owner: &str,
     lease_secs: f64,
-) -> Result<bool, ApiError> {
+) -> Result<bool, StoreError> {
     Ok(tx
         .execute(
             "UPDATE jobs SET lease_until = now() + $3::float8 * interval '1 second', updated_at = now()
@@ -364,7 +361,7 @@ pub async fn finish<S>(
     id: JobId,
     owner: &str,
     outcome: &Finish,
-) -> Result<bool, ApiError> {
+) -> Result<bool, StoreError> {
     let (result, error, after_secs) = match outcome {
         Finish::Succeeded(v) => (Some(v.clone()), None, 0.0),
         Finish::Retry { error, after_secs } => (None, Some(error.clone()), *after_secs),

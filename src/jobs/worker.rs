@@ -161,7 +161,7 @@ impl WorkerPool {
         let stats = self
             .db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                store::region_stats(tx, &self.region).await
+                Ok(store::region_stats(tx, &self.region).await?)
             })
             .await;
         match stats {
@@ -177,7 +177,7 @@ impl WorkerPool {
         let n = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
-                store::expire_leases(tx, &self.region).await
+                Ok(store::expire_leases(tx, &self.region).await?)
             })
             .await?;
         if n > 0 {
@@ -251,7 +251,7 @@ impl WorkerPool {
     async fn heads(&self, after: Uuid, n: i32) -> Result<Vec<(TenantId, i64)>, ApiError> {
         self.db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                store::queue_heads(tx, &self.region, after, n).await
+                Ok(store::queue_heads(tx, &self.region, after, n).await?)
             })
             .await
     }
@@ -273,7 +273,7 @@ impl WorkerPool {
         let job = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
-                store::claim(tx, &self.region, tenant, &self.owner, lease, cap).await
+                Ok(store::claim(tx, &self.region, tenant, &self.owner, lease, cap).await?)
             })
             .await?;
         if job.is_some() {
@@ -300,7 +300,7 @@ impl WorkerPool {
         let kind = handler.as_ref().map_or("unregistered", |h| h.kind());
         let owner = self.owner.as_str();
         let Some(payload) = in_job_scope!(self, job, TxMode::ReadOnly, async |tx| {
-            store::leased_payload(tx, job.id, owner).await
+            Ok(store::leased_payload(tx, job.id, owner).await?)
         })?
         else {
             // Cancelled (or taken over) between the claim and now.
@@ -341,7 +341,7 @@ impl WorkerPool {
         let recorded = loop {
             tries += 1;
             match in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
-                store::finish(tx, job.id, owner, &finish).await
+                Ok(store::finish(tx, job.id, owner, &finish).await?)
             }) {
                 Err(ApiError::RetryExhausted) if tries < 5 => {
                     tokio::time::sleep(Duration::from_millis(50 * tries)).await;
@@ -378,7 +378,7 @@ impl WorkerPool {
                 done = &mut run => return Ok(Some(done)),
                 _ = renewals.tick() => {
                     let held = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
-                        store::renew(tx, job.id, owner, lease).await
+                        Ok(store::renew(tx, job.id, owner, lease).await?)
                     })?;
                     if !held {
                         tracing::info!(job_id = %job.id, "job cancelled or lease lost; stopping its run");

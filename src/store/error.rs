@@ -41,6 +41,10 @@ pub enum StoreError {
     /// The relocation and the residency change cannot both hold.
     #[error("{0}")]
     ResidencyConflict(String),
+    /// The job has finished (succeeded, failed, dead or cancelled) and can no
+    /// longer be cancelled.
+    #[error("{0}")]
+    JobFinished(String),
     /// Storage would pass the tenant's cap; the caller commits the refusal.
     #[error("{detail}")]
     QuotaExceeded { detail: String },
@@ -101,6 +105,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotAllowed => ApiError::Forbidden("your role does not allow this action"),
             StoreError::ResidencyConflict(detail) => ApiError::ResidencyConflict(detail),
+            StoreError::JobFinished(detail) => conflict(ErrorCode::JobFinished, detail),
             StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
             StoreError::Passed(err) => err,
             StoreError::Internal(cause) => ApiError::Internal(cause),

@@ -39,7 +39,7 @@ impl CreateSummary {
     /// Marks the summary failed (no retry will follow) and says why.
     async fn fail(&self, ctx: &JobContext, id: SummaryId, why: String) -> Result<Value, JobError> {
         ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-            store::finish(tx, id, Err(why.clone())).await
+            Ok(store::finish(tx, id, Err(why.clone())).await?)
         })
         .await
         .map_err(retry)?;

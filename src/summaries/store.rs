@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ChannelId, JobId, SummaryId, UserId};
+use crate::store::error::StoreError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Summary {
@@ -67,7 +67,7 @@ pub struct NewSummary {
     pub requested_by: UserId,
 }
 
-pub async fn create(tx: &TenantTx<'_>, new: &NewSummary) -> Result<(), ApiError> {
+pub async fn create(tx: &TenantTx<'_>, new: &NewSummary) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO channel_summaries (tenant_id, id, home_region, channel_id, since, until, max_sentences, engine, requested_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -77,7 +77,7 @@ pub async fn create(tx: &TenantTx<'_>, new: &NewSummary) -> Result<(), ApiError>
     Ok(())
 }
 
-pub async fn set_job(tx: &TenantTx<'_>, id: SummaryId, job: JobId) -> Result<(), ApiError> {
+pub async fn set_job(tx: &TenantTx<'_>, id: SummaryId, job: JobId) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE channel_summaries SET job_id = $3 WHERE tenant_id = $1 AND id = $2",
         &[tx.tenant_id().as_uuid(), id.as_uuid(), job.as_uuid()],
@@ -91,7 +91,7 @@ pub async fn get(
     tx: &TenantTx<'_>,
     channel: ChannelId,
     id: SummaryId,
-) -> Result<Summary, ApiError> {
+) -> Result<Summary, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM channel_summaries WHERE tenant_id = $1 AND channel_id = $2 AND id = $3"
     );
@@ -105,16 +105,13 @@ pub async fn get(
         Some(row) => Ok(from_row(&row)),
         None => {
             crate::store::channels::ensure_exists(tx, channel).await?;
-            Err(ApiError::NotFound {
-                kind: "summary",
-                id: Some(*id.as_uuid()),
-            })
+            Err(StoreError::not_found("summary", *id.as_uuid()))
         }
     }
 }
 
 /// The summary's request, for its job: `None` once it is finished (a rerun).
-pub async fn pending(tx: &TenantTx<'_>, id: SummaryId) -> Result<Option<Summary>, ApiError> {
+pub async fn pending(tx: &TenantTx<'_>, id: SummaryId) -> Result<Option<Summary>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM channel_summaries WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')"
     );
@@ -129,7 +126,7 @@ pub async fn messages(
     tx: &TenantTx<'_>,
     s: &Summary,
     limit: i64,
-) -> Result<Vec<(uuid::Uuid, String)>, ApiError> {
+) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
     let rows = tx
         .query(
             "SELECT id, body FROM (
@@ -148,7 +145,7 @@ pub async fn finish(
     tx: &TenantTx<'_>,
     id: SummaryId,
     outcome: Result<(String, Value, i64), String>,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     let (state, summary, sentences, tokens, error) = match outcome {
         Ok((text, sentences, tokens)) => {
             ("succeeded", Some(text), Some(sentences), Some(tokens), None)

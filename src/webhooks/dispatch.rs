@@ -22,10 +22,10 @@ use uuid::Uuid;
 use super::sign;
 use crate::audit;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::WebhookId;
 use crate::outbound::{self, Client};
 use crate::outbox::{self, Event};
+use crate::store::error::StoreError;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -57,7 +57,7 @@ impl Default for WebhookSettings {
 /// Sequences up to `batch` new events and writes their deliveries; returns the
 /// endpoints that got at least one (each needs a `webhook.deliver` run) and how
 /// many events were sequenced.
-pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<(Vec<WebhookId>, i64), ApiError> {
+pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<(Vec<WebhookId>, i64), StoreError> {
     let events = outbox::sequence(tx, batch).await?;
     let sequenced = events.len() as i64;
     if events.is_empty() {
@@ -131,7 +131,7 @@ pub async fn claim_head(
     tx: &TenantTx<'_>,
     endpoint: WebhookId,
     lease_ms: u64,
-) -> Result<Head, ApiError> {
+) -> Result<Head, StoreError> {
     let row = tx
         .query_opt(
             "SELECT d.id, d.attempts, d.next_attempt_at, d.payload, d.next_attempt_at <= now() AS due,
@@ -239,7 +239,7 @@ pub async fn record(
     endpoint: WebhookId,
     claimed: &Claimed,
     outcome: &Outcome,
-) -> Result<bool, ApiError> {
+) -> Result<bool, StoreError> {
     let tenant = tx.tenant_id();
     let status = outcome.status.map(i32::from);
     let attempts = claimed.attempts + 1;

@@ -95,7 +95,7 @@ impl JobHandler for Deliver {
         for _ in 0..PER_RUN {
             let head = ctx
                 .tenant_tx(TxMode::ReadWrite, async |tx| {
-                    dispatch::claim_head(tx, endpoint, lease_ms).await
+                    Ok(dispatch::claim_head(tx, endpoint, lease_ms).await?)
                 })
                 .await
                 .map_err(retry)?;
@@ -103,7 +103,7 @@ impl JobHandler for Deliver {
                 Head::Empty => return Ok(json!({ "sent": sent, "failed": failed })),
                 Head::NotBefore(at) => {
                     ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-                        jobs::enqueue(tx, deliver_job(endpoint, Some(at))).await
+                        Ok(jobs::enqueue(tx, deliver_job(endpoint, Some(at))).await?)
                     })
                     .await
                     .map_err(retry)?;
@@ -119,7 +119,7 @@ impl JobHandler for Deliver {
             }
             let disabled = ctx
                 .tenant_tx(TxMode::ReadWrite, async |tx| {
-                    dispatch::record(tx, &self.settings, endpoint, &claimed, &outcome).await
+                    Ok(dispatch::record(tx, &self.settings, endpoint, &claimed, &outcome).await?)
                 })
                 .await
                 .map_err(retry)?;
@@ -128,7 +128,7 @@ impl JobHandler for Deliver {
             }
         }
         ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-            jobs::enqueue(tx, deliver_job(endpoint, None)).await
+            Ok(jobs::enqueue(tx, deliver_job(endpoint, None)).await?)
         })
         .await
         .map_err(retry)?;

@@ -7,9 +7,9 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{DeliveryId, WebhookId};
 use crate::pagination::{Keyset, Page, keyset_page};
+use crate::store::error::StoreError;
 
 /// How long a rotated-out secret still signs deliveries.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -70,11 +70,8 @@ fn from_row(row: &Row) -> Webhook {
     }
 }
 
-pub(crate) fn not_found(id: WebhookId) -> ApiError {
-    ApiError::NotFound {
-        kind: "webhook",
-        id: Some(*id.as_uuid()),
-    }
+pub(crate) fn not_found(id: WebhookId) -> StoreError {
+    StoreError::not_found("webhook", *id.as_uuid())
 }
 
 pub async fn create(
@@ -83,7 +80,7 @@ pub async fn create(
     description: &str,
     event_types: &[String],
     secret: &str,
-) -> Result<Webhook, ApiError> {
+) -> Result<Webhook, StoreError> {
     let sql = format!(
         "INSERT INTO webhook_endpoints (tenant_id, id, home_region, url, description, event_types, secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
@@ -110,7 +107,7 @@ pub async fn list(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<Webhook>, ApiError> {
+) -> Result<Page<Webhook>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM webhook_endpoints
          WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
@@ -137,7 +134,7 @@ pub async fn list(
     ))
 }
 
-pub async fn get(tx: &TenantTx<'_>, id: WebhookId) -> Result<Webhook, ApiError> {
+pub async fn get(tx: &TenantTx<'_>, id: WebhookId) -> Result<Webhook, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2");
     tx.query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
         .await?
@@ -160,7 +157,7 @@ pub async fn update(
     tx: &TenantTx<'_>,
     id: WebhookId,
     changes: &WebhookChanges,
-) -> Result<Webhook, ApiError> {
+) -> Result<Webhook, StoreError> {
     let sql = format!(
         "UPDATE webhook_endpoints SET
              url = COALESCE($3, url), description = COALESCE($4, description),
@@ -194,7 +191,7 @@ pub async fn update(
 }
 
 /// Deletes the endpoint and its delivery log (FK cascade).
-pub async fn delete(tx: &TenantTx<'_>, id: WebhookId) -> Result<(), ApiError> {
+pub async fn delete(tx: &TenantTx<'_>, id: WebhookId) -> Result<(), StoreError> {
     let deleted = tx
         .execute(
             "DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2",
@@ -213,7 +210,7 @@ pub async fn deliveries(
     id: WebhookId,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<Delivery>, ApiError> {
+) -> Result<Page<Delivery>, StoreError> {
     get(tx, id).await?;
     let rows = tx
         .query(
