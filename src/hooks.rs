@@ -14,6 +14,7 @@ pub struct Hooks {
     pub summaries: SummarySettings,
     /// The OpenAI-compatible summary engine, when `summaries.openai` is set.
     external: Option<std::sync::Arc<crate::summaries::openai::OpenAi>>,
+    topology: std::sync::Arc<crate::topology::Topology>,
 }
 
 impl Hooks {
@@ -21,6 +22,7 @@ impl Hooks {
         settings: &crate::config::Settings,
         db: crate::db::Database,
         directory: crate::tenancy::Directory,
+        topology: std::sync::Arc<crate::topology::Topology>,
     ) -> anyhow::Result<Self> {
         let client = Client::new(settings.outbound.clone())?;
         let openai = &settings.summaries.openai;
@@ -34,6 +36,7 @@ impl Hooks {
         Ok(Self {
             client,
             external,
+            topology,
             ledger: crate::ai_ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
@@ -56,6 +59,7 @@ impl Hooks {
                 directory: self.directory.clone(),
                 max_messages: self.summaries.max_messages,
                 external: self.external.clone(),
+                topology: self.topology.clone(),
             })
     }
 

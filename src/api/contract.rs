@@ -319,7 +319,12 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/channels/{id}/summaries",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::AiQuotaExceeded],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::AiQuotaExceeded,
+            ErrorCode::AiEngineOutsideResidency,
+            ErrorCode::AiEngineUnavailable,
+        ],
     ),
     op(
         "getChannelSummary",

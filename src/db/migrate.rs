@@ -63,6 +63,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V11__search_pending_list",
         include_str!("../../sql/postgres/V11__search_pending_list.sql"),
     ),
+    (
+        "V12__ai_engine",
+        include_str!("../../sql/postgres/V12__ai_engine.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -98,6 +102,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V11__search_pending_list",
         include_str!("../../sql/cockroach/V11__search_pending_list.sql"),
+    ),
+    (
+        "V12__ai_engine",
+        include_str!("../../sql/cockroach/V12__ai_engine.sql"),
     ),
 ];
 
@@ -304,7 +312,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
             );
         }
         let names = |d| {

@@ -11,14 +11,18 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::engine::{Engine, EngineError, Extractive, Input};
+use super::gate;
 use super::openai::OpenAi;
 use super::store;
-use crate::ai_ledger::AiLedger;
+use crate::ai_ledger::{self, AiLedger};
 use crate::db::TxMode;
 use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::outbox::{self, Event};
+use crate::store::tenants;
 use crate::tenancy::Directory;
+use crate::tenancy::record::AiEngine;
+use crate::topology::Topology;
 
 pub const KIND: &str = "summary.create";
 
@@ -29,6 +33,7 @@ pub struct CreateSummary {
     pub max_messages: i64,
     /// The node's OpenAI-compatible engine, if configured.
     pub external: Option<Arc<OpenAi>>,
+    pub topology: Arc<Topology>,
 }
 
 fn retry(err: impl std::fmt::Display) -> JobError {
@@ -68,23 +73,35 @@ impl JobHandler for CreateSummary {
             .map_err(retry)?
             .ok_or_else(|| JobError::Permanent("tenant gone".into()))?;
         let limit = self.max_messages;
+        let settings = self.external.as_ref().map(|e| e.settings());
         let loaded = ctx
             .tenant_tx(TxMode::ReadOnly, async |tx| {
                 let Some(summary) = store::pending(tx, id).await? else {
                     return Ok(None);
                 };
                 let messages = store::messages(tx, &summary, limit).await?;
-                Ok(Some((summary, messages)))
+                // The gate again, on the tenant row as it is now: an opt-out or a
+                // residency change since the request stops the external call.
+                let row = tenants::get(tx, tenant_id).await?;
+                let allowed = gate::decide(&row, settings, &self.topology);
+                Ok(Some((summary, messages, allowed)))
             })
             .await
             .map_err(retry)?;
-        let Some((summary, messages)) = loaded else {
+        let Some((summary, messages, allowed)) = loaded else {
             return Ok(json!({ "already": "finished" }));
         };
-        let engine: &dyn Engine = match (summary.engine.as_str(), &self.external) {
-            ("extractive", _) => &Extractive,
-            ("external", Some(external)) => external.as_ref(),
-            (other, _) => {
+        let engine: &dyn Engine = match (summary.engine.as_str(), &self.external, allowed) {
+            ("extractive", _, _) => &Extractive,
+            ("external", Some(external), Ok(AiEngine::External)) => external.as_ref(),
+            ("external", _, Ok(AiEngine::Extractive)) => {
+                let why = "the tenant no longer uses the external engine".to_owned();
+                return self.fail(ctx, id, why).await;
+            }
+            ("external", _, Err(refused)) => {
+                return self.fail(ctx, id, refused.to_string()).await;
+            }
+            (other, _, _) => {
                 let why = format!("the `{other}` engine is not configured on this node");
                 return self.fail(ctx, id, why).await;
             }
@@ -93,7 +110,11 @@ impl JobHandler for CreateSummary {
             messages: &messages,
             max_sentences: usize::try_from(summary.max_sentences).unwrap_or(5),
         };
-        let reservation = match self.ledger.reserve(&tenant, engine.estimate(&input)).await {
+        let reservation = match self
+            .ledger
+            .reserve_for_job(&tenant, ctx.job_id, engine.estimate(&input))
+            .await
+        {
             Ok(r) => r,
             Err(err) => {
                 let why = format!("AI token reservation refused: {err}");
@@ -150,23 +171,21 @@ impl JobHandler for CreateSummary {
                     ),
                 )
                 .await?;
-                Ok(())
+                // The charge commits with the summary, or neither does.
+                ai_ledger::commit_in(tx, reservation, used).await
             })
             .await;
         match stored {
             Ok(()) => {
-                self.ledger
-                    .commit(&tenant, reservation, used)
-                    .await
-                    .map_err(retry)?;
                 let sentences = output.sentences.as_array().map_or(0, Vec::len);
                 Ok(json!({ "tokens_used": used, "sentences": sentences, "engine": engine.name() }))
             }
             Err(err) => {
-                self.ledger
-                    .release(&tenant, reservation)
-                    .await
-                    .map_err(retry)?;
+                // Released unless the lease expiry already did (then the job's
+                // next owner redoes the work under its own reservation).
+                if let Err(why) = self.ledger.release(&tenant, reservation).await {
+                    tracing::warn!(error = %why, "summary reservation was already settled");
+                }
                 Err(retry(err))
             }
         }

@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod extractive;
+pub mod gate;
 pub mod job;
 pub mod openai;
 pub mod store;

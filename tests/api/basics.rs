@@ -240,7 +240,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V8__jobs",
             "V9__search_bound",
             "V10__outbox_webhooks",
-            "V11__search_pending_list"
+            "V11__search_pending_list",
+            "V12__ai_engine"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

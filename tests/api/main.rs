@@ -3,6 +3,7 @@
 mod helpers;
 
 mod ai_engine;
+mod ai_gate;
 mod audit;
 mod basics;
 mod cost;
