@@ -105,6 +105,20 @@ pub const OPERATIONS: &[Operation] = &[
         ],
     ),
     op(
+        "getTenantAiEngine",
+        "GET",
+        "/v1/tenants/{id}/ai-engine",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "updateTenantAiEngine",
+        "PATCH",
+        "/v1/tenants/{id}/ai-engine",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "createUser",
         "POST",
         "/v1/users",

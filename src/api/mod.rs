@@ -15,6 +15,7 @@ mod regions;
 mod relocation;
 mod search;
 mod summaries;
+mod tenant_ai;
 mod tenants;
 mod usage;
 mod users;
@@ -66,6 +67,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::list)
                 .service(tenants::get)
                 .service(tenants::patch)
+                .service(tenant_ai::get)
+                .service(tenant_ai::patch)
                 .service(users::create)
                 .service(users::list)
                 .service(users::get)

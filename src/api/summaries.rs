@@ -18,7 +18,7 @@ use crate::ids::{ChannelId, JobId, SummaryId};
 use crate::jobs::{self, NewJob};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::state::AppState;
-use crate::store::{channels, tenants};
+use crate::store::{channels, tenant_ai};
 use crate::summaries::gate;
 use crate::summaries::job::KIND;
 use crate::summaries::store::{self, NewSummary, Summary};
@@ -79,9 +79,9 @@ pub async fn create(
             channels::ensure_exists(tx, channel).await?;
             // The engine from the tenant row as this transaction reads it (not the
             // directory cache): an opt-out or a residency change is never missed.
-            let tenant = tenants::get(tx, tx.tenant_id()).await?;
-            new.engine =
-                gate::decide(&tenant, Some(&hooks.summaries.openai), &state.topology)?.as_str();
+            let (ai, policy) = tenant_ai::get(tx).await?;
+            let external = Some(&hooks.summaries.openai);
+            new.engine = gate::decide(&ai, policy.as_ref(), external, &state.topology)?.as_str();
             // Checked in the transaction that enqueues: over the cap, nothing runs.
             let usage = ai_ledger::month_usage(tx).await?;
             if usage.used + usage.reserved >= cap {

@@ -1,7 +1,5 @@
 //! `/v1/tenants`: provisioning and the directory (platform admins); a tenant's
-//! users may read their own tenant, and owners rename it. Owners and compliance
-//! officers choose the summary engine (`ai_engine`) and whether it may run
-//! outside the tenant's residency (`ai_external_outside_residency`).
+//! users may read their own tenant, and owners rename it.
 
 use actix_web::{HttpResponse, get, patch, post, web};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -16,7 +14,7 @@ use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope}
 use crate::state::AppState;
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
-use crate::tenancy::record::{AiEngine, LimitOverrides, LimitPatch};
+use crate::tenancy::record::{LimitOverrides, LimitPatch};
 use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus};
 use crate::validate;
 
@@ -53,12 +51,6 @@ pub struct PatchTenant {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Residency>)]
     residency: Option<Option<Residency>>,
-    /// The summary engine: `extractive` (in process, the default) or `external`
-    /// (the node's OpenAI-compatible engine). Owners and compliance officers.
-    ai_engine: Option<AiEngine>,
-    /// Let the external engine run outside the tenant's residency (default
-    /// false). Owners and compliance officers.
-    ai_external_outside_residency: Option<bool>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -80,8 +72,6 @@ pub struct Tenant {
     /// Effective limits: the plan's, with overrides applied.
     limits: Limits,
     limit_overrides: LimitOverrides,
-    ai_engine: AiEngine,
-    ai_external_outside_residency: bool,
     config_version: i64,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
@@ -99,8 +89,6 @@ impl From<&TenantRecord> for Tenant {
             status: t.status,
             limits: t.limits(),
             limit_overrides: t.limit_overrides,
-            ai_engine: t.ai_engine,
-            ai_external_outside_residency: t.ai_external_outside_residency,
             config_version: t.config_version,
             created_at: t.created_at,
             updated_at: t.updated_at,
@@ -229,8 +217,7 @@ pub async fn get(
 }
 
 /// Change a tenant. Platform admins: anything. Owners: the name. Compliance
-/// officers: the residency policy. Owners and compliance officers: the summary
-/// engine and its residency opt-in.
+/// officers: the residency policy.
 #[utoipa::path(
     tag = "tenants",
     request_body = PatchTenant,
@@ -257,8 +244,6 @@ pub async fn patch(
         status: body.status,
         limits: body.limits,
         residency: body.residency,
-        ai_engine: body.ai_engine,
-        ai_external_outside_residency: body.ai_external_outside_residency,
     };
     if changes.is_empty() {
         return Err(ApiError::validation("nothing to change"));
@@ -292,12 +277,6 @@ pub async fn patch(
             }
             if changes.name.is_some() {
                 scope.require(Permission::ManageTenant)?;
-            }
-            let ai = changes.ai_engine.is_some() || changes.ai_external_outside_residency.is_some();
-            if ai && !matches!(scope.role(), Role::Owner | Role::Compliance) {
-                return Err(ApiError::Forbidden(
-                    "the summary engine is chosen by owners or compliance officers",
-                ));
             }
             if changes.residency.is_some() && scope.role() != Role::Compliance {
                 return Err(ApiError::Forbidden(

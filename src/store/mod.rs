@@ -7,6 +7,7 @@ pub mod error;
 pub mod messages;
 pub mod owners;
 pub mod regions;
+pub mod tenant_ai;
 pub mod tenants;
 pub mod usage;
 pub mod users;

@@ -28,9 +28,7 @@ use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
-use crate::tenancy::record::{
-    AiEngine, LimitOverrides, LimitPatch, TENANT_COLUMNS, tenant_columns,
-};
+use crate::tenancy::record::{LimitOverrides, LimitPatch, TENANT_COLUMNS, tenant_columns};
 use crate::tenancy::{Plan, Residency, TenantRecord, TenantStatus, residency};
 use crate::topology::Topology;
 
@@ -281,8 +279,6 @@ pub struct TenantChanges {
     pub limits: Option<LimitPatch>,
     /// `Some(None)` clears the policy.
     pub residency: Option<Option<Residency>>,
-    pub ai_engine: Option<AiEngine>,
-    pub ai_external_outside_residency: Option<bool>,
 }
 
 impl TenantChanges {
@@ -292,8 +288,6 @@ impl TenantChanges {
             && self.status.is_none()
             && self.limits.is_none()
             && self.residency.is_none()
-            && self.ai_engine.is_none()
-            && self.ai_external_outside_residency.is_none()
     }
 }
 
@@ -336,8 +330,6 @@ async fn update<S>(
     let sql = format!(
         "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), status = COALESCE($4, status),
                 limits = (limits || COALESCE($5::jsonb, '{{}}'::jsonb)) - $8::text[], residency = CASE WHEN $6 THEN $7 ELSE residency END,
-                ai_engine = COALESCE($9, ai_engine),
-                ai_external_outside_residency = COALESCE($10, ai_external_outside_residency),
                 config_version = config_version + 1, updated_at = now()
          WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     );
@@ -355,8 +347,6 @@ async fn update<S>(
                 &set_residency,
                 &residency,
                 &cleared,
-                &changes.ai_engine.map(AiEngine::as_str),
-                &changes.ai_external_outside_residency,
             ],
         )
         .await?;

@@ -6,14 +6,16 @@
 
 use super::openai::OpenAiSettings;
 use crate::error::{ApiError, ErrorCode};
-use crate::tenancy::TenantRecord;
+use crate::store::tenant_ai::TenantAi;
+use crate::tenancy::Residency;
 use crate::tenancy::record::AiEngine;
 use crate::tenancy::residency;
 use crate::topology::Topology;
 
 /// The engine the tenant's summaries use now, or why none may.
 pub fn decide(
-    tenant: &TenantRecord,
+    tenant: &TenantAi,
+    policy: Option<&Residency>,
     external: Option<&OpenAiSettings>,
     topology: &Topology,
 ) -> Result<AiEngine, ApiError> {
@@ -30,8 +32,8 @@ pub fn decide(
     // A region the topology does not know has no jurisdiction: only a tenant
     // without a residency policy (or one that opted in) may use it.
     let inside = match topology.find(&engine.region) {
-        Some(region) => residency::allows(tenant.residency.as_ref(), region),
-        None => tenant.residency.is_none(),
+        Some(region) => residency::allows(policy, region),
+        None => policy.is_none(),
     };
     if inside || tenant.ai_external_outside_residency {
         Ok(AiEngine::External)

@@ -19,7 +19,7 @@ use crate::db::TxMode;
 use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::outbox::{self, Event};
-use crate::store::tenants;
+use crate::store::tenant_ai;
 use crate::tenancy::Directory;
 use crate::tenancy::record::AiEngine;
 use crate::topology::Topology;
@@ -82,8 +82,8 @@ impl JobHandler for CreateSummary {
                 let messages = store::messages(tx, &summary, limit).await?;
                 // The gate again, on the tenant row as it is now: an opt-out or a
                 // residency change since the request stops the external call.
-                let row = tenants::get(tx, tenant_id).await?;
-                let allowed = gate::decide(&row, settings, &self.topology);
+                let (ai, policy) = tenant_ai::get(tx).await?;
+                let allowed = gate::decide(&ai, policy.as_ref(), settings, &self.topology);
                 Ok(Some((summary, messages, allowed)))
             })
             .await

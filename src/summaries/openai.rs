@@ -145,6 +145,8 @@ pub fn classify_transport(err: OutboundError) -> EngineError {
         | OutboundError::Connect(_)
         | OutboundError::Timeout(_)
         | OutboundError::Protocol(_) => EngineError::Retry(err.to_string()),
+        // A certificate that does not verify will not verify on the next try.
+        OutboundError::Tls(_) => EngineError::Permanent(err.to_string()),
     }
 }
 

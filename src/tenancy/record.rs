@@ -19,6 +19,7 @@ pub enum TenantStatus {
 }
 
 /// Which engine makes the tenant's channel summaries (`crate::summaries`).
+/// Kept in `tenants.ai_engine` (V12), read where it decides (`store::tenant_ai`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AiEngine {
@@ -57,9 +58,6 @@ pub struct TenantRecord {
     pub plan: Plan,
     pub limit_overrides: LimitOverrides,
     pub status: TenantStatus,
-    pub ai_engine: AiEngine,
-    /// The tenant lets the external engine run outside its residency.
-    pub ai_external_outside_residency: bool,
     pub config_version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -69,7 +67,7 @@ pub struct TenantRecord {
 /// be constants (`concat!`), listed by `store::hot_statements`.
 macro_rules! tenant_columns {
     () => {
-        "id, slug, name, home_region, residency, plan, limits, status, ai_engine, ai_external_outside_residency, config_version, created_at, updated_at"
+        "id, slug, name, home_region, residency, plan, limits, status, config_version, created_at, updated_at"
     };
 }
 pub(crate) use tenant_columns;
@@ -95,7 +93,6 @@ impl TenantRecord {
         let plan: String = row.try_get("plan").map_err(ApiError::internal)?;
         let status: String = row.try_get("status").map_err(ApiError::internal)?;
         let home_region: String = row.try_get("home_region").map_err(ApiError::internal)?;
-        let ai_engine: String = row.try_get("ai_engine").map_err(ApiError::internal)?;
         Ok(Self {
             id: TenantId::from_uuid(row.try_get("id").map_err(ApiError::internal)?),
             slug: row.try_get("slug").map_err(ApiError::internal)?,
@@ -112,10 +109,6 @@ impl TenantRecord {
                 "suspended" => TenantStatus::Suspended,
                 _ => return Err(corrupt("status")),
             },
-            ai_engine: AiEngine::parse(&ai_engine).ok_or_else(|| corrupt("ai_engine"))?,
-            ai_external_outside_residency: row
-                .try_get("ai_external_outside_residency")
-                .map_err(ApiError::internal)?,
             config_version: row.try_get("config_version").map_err(ApiError::internal)?,
             created_at: row.try_get("created_at").map_err(ApiError::internal)?,
             updated_at: row.try_get("updated_at").map_err(ApiError::internal)?,

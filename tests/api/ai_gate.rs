@@ -38,12 +38,20 @@ async fn tenant_with_thread(app: &TestApp, slug: &str) -> (Tenant, Uuid) {
     (t, channel)
 }
 
+/// PATCH /v1/tenants/{id}/ai-engine.
 async fn choose(app: &TestApp, t: &Tenant, token: &str, body: Value) -> Value {
-    let reply = app
-        .patch(&format!("/v1/tenants/{}", t.id), token, body)
-        .await;
+    let path = format!("/v1/tenants/{}/ai-engine", t.id);
+    let reply = app.patch(&path, token, body).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.body
+}
+
+/// The platform admin sets the tenant's residency.
+async fn pin(app: &TestApp, t: &Tenant, regions: &[&str]) {
+    let body = json!({"residency": {"regions": regions}});
+    let path = format!("/v1/tenants/{}", t.id);
+    let reply = app.patch(&path, &app.platform_token(), body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 /// Asks for a summary; its id, once it has finished.
@@ -93,9 +101,30 @@ async fn an_external_tenant_is_charged_exactly_the_engines_usage() {
     let (base, stub) = stub();
     let app = node(&fresh_database().await, &base, "us-east1", true).await;
     let (t, channel) = tenant_with_thread(&app, "external").await;
+    let before = app
+        .get(&format!("/v1/tenants/{}/ai-engine", t.id), &t.owner_token)
+        .await
+        .body;
+    assert_eq!(before["ai_engine"], "extractive", "{before}");
+    assert_eq!(
+        (
+            before["external_configured"].as_bool(),
+            before["external_region"].as_str()
+        ),
+        (Some(true), Some("us-east1"))
+    );
     let tenant = choose(&app, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
     assert_eq!(tenant["ai_engine"], "external");
     assert_eq!(tenant["ai_external_outside_residency"], false);
+    // Audited in the tenant's trail.
+    let audit = app
+        .get("/v1/audit?action=tenant_ai_engine_changed", &t.owner_token)
+        .await;
+    assert!(
+        audit.body.to_string().contains("tenant_ai_engine_changed"),
+        "{}",
+        audit.body
+    );
     let s = summarise(&app, &t, channel).await;
     assert_eq!(s["state"], "succeeded", "{s}");
     assert_eq!(s["engine"], "external");
@@ -131,7 +160,7 @@ async fn an_opted_out_tenant_never_reaches_the_engine() {
     let member = front.add_user(&t, "member").await.1;
     let refused = front
         .patch(
-            &format!("/v1/tenants/{}", t.id),
+            &format!("/v1/tenants/{}/ai-engine", t.id),
             &member,
             json!({"ai_engine": "external"}),
         )
@@ -176,13 +205,7 @@ async fn outside_the_residency_the_request_is_refused_unless_the_tenant_opted_in
     let (base, stub) = stub();
     let app = node(&fresh_database().await, &base, "europe-west1", true).await;
     let (t, channel) = tenant_with_thread(&app, "pinned").await;
-    choose(
-        &app,
-        &t,
-        &app.platform_token(),
-        json!({"residency": {"regions": ["us-east1"]}}),
-    )
-    .await;
+    pin(&app, &t, &["us-east1"]).await;
     choose(&app, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
     let path = format!("/v1/channels/{channel}/summaries");
     let refused = app.post(&path, &t.owner_token, json!({})).await;
@@ -231,13 +254,7 @@ async fn outside_the_residency_the_request_is_refused_unless_the_tenant_opted_in
         409,
         "ai_engine_outside_residency",
     );
-    choose(
-        &app,
-        &t,
-        &app.platform_token(),
-        json!({"residency": {"regions": ["us-east1", "europe-west1"]}}),
-    )
-    .await;
+    pin(&app, &t, &["us-east1", "europe-west1"]).await;
     assert_eq!(summarise(&app, &t, channel).await["state"], "succeeded");
     assert_eq!(requests(&stub), 2);
 }

@@ -25,5 +25,6 @@ mod shutdown;
 mod storage;
 mod summaries;
 mod tenants;
+mod tls;
 mod users;
 mod webhooks;
