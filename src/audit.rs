@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::{PlatformTx, TenantTx};
-use crate::error::ApiError;
 use crate::ids::{EventId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
+use crate::store::error::StoreError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEvent {
@@ -32,7 +32,7 @@ pub async fn record(
     action: &str,
     target: Option<(&str, String)>,
     details: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     let (kind, id) = target.map_or((None, None), |(k, i)| (Some(k), Some(i)));
     let (tenant, event) = (tx.tenant_id(), EventId::new_random());
     tx.execute(
@@ -60,7 +60,7 @@ pub async fn record_platform(
     action: &str,
     tenant: Option<TenantId>,
     details: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     let (event, tenant) = (EventId::new_random(), tenant.map(|t| *t.as_uuid()));
     tx.execute(
         "INSERT INTO platform_audit_events (id, actor, action, tenant_id, details)
@@ -80,7 +80,7 @@ pub async fn list_tenant(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<AuditEvent>, ApiError> {
+) -> Result<Page<AuditEvent>, StoreError> {
     let (at, id) = split(after);
     let rows = tx
         .query(
@@ -99,7 +99,7 @@ pub async fn list_platform(
     tx: &PlatformTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<AuditEvent>, ApiError> {
+) -> Result<Page<AuditEvent>, StoreError> {
     let (at, id) = split(after);
     let rows = tx
         .query(

@@ -8,7 +8,7 @@ use crate::webhooks::WebhookSettings;
 
 pub struct Hooks {
     pub client: Client,
-    ledger: crate::ai_ledger::AiLedger,
+    ledger: crate::limits::ledger::AiLedger,
     directory: crate::tenancy::Directory,
     pub webhooks: WebhookSettings,
     pub summaries: SummarySettings,
@@ -37,7 +37,7 @@ impl Hooks {
             client,
             external,
             topology,
-            ledger: crate::ai_ledger::AiLedger::new(db),
+            ledger: crate::limits::ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
             summaries: settings.summaries.clone(),

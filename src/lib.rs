@@ -9,7 +9,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod ai_ledger;
 pub mod api;
 pub mod audit;
 pub mod auth;

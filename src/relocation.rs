@@ -3,8 +3,9 @@
 //!
 //! 1. `start` checks residency against the tenant's locked row and records the
 //!    job (one active job per tenant), in one transaction.
-//! 2. The worker takes a lease on the job, counts the tenant's rows per table,
-//!    checks the target against the residency policy it finds then (locked row),
+//! 2. The worker takes a lease on the job, counts the tenant's rows per table
+//!    (a read-only transaction of its own, so the switch conflicts with no
+//!    writer over those reads), checks the target against the residency policy it finds then (locked row),
 //!    switches `tenants.home_region` (new writes and routing go to the new region
 //!    from here on), waits for every node's directory to see the switch,
 //! 3. moves the remaining rows' `home_region` in batches of `batch_size`, one
@@ -23,7 +24,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit;
-use crate::db::{Database, PlatformTx, TenantTx, Tx, TxMode};
+use crate::db::{Database, DbError, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
@@ -51,11 +52,6 @@ const TABLES: &[(&str, &str)] = &[
     ("channel_summaries", "id"),
 ];
 const LEASE_SECS: f64 = 30.0;
-/// Times the home switch is tried when its transaction keeps losing to the
-/// tenant's writers (it counts every table of the tenant, which concurrent
-/// inserts conflict with under SERIALIZABLE), each after the database layer's own
-/// retries; a busy tenant must not fail its relocation for that.
-const SWITCH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Relocation {
@@ -132,11 +128,11 @@ pub async fn start(
         )
         .await
         .map_err(|err| match err {
-            ApiError::Conflict { .. } => ApiError::Conflict {
+            DbError::UniqueViolation { .. } => ApiError::Conflict {
                 code: ErrorCode::RelocationInProgress,
                 detail: "this tenant is already being relocated".into(),
             },
-            other => other,
+            other => other.into(),
         })?;
     let relocation = from_row(&row);
     let details = json!({ "relocation_id": relocation.id, "from": tenant.home_region, "to": to });
@@ -145,7 +141,7 @@ pub async fn start(
 }
 
 /// The tenant's pending or running relocation, if any.
-pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
+pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM relocations
          WHERE tenant_id = $1 AND status IN ('pending', 'running')"
@@ -157,7 +153,7 @@ pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Reloca
         .map(from_row))
 }
 
-pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, ApiError> {
+pub async fn latest<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM relocations WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1"
     );
@@ -210,7 +206,7 @@ impl Relocator {
         let row = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
-                tx.query_opt(&sql, &[&id, &self.node, &LEASE_SECS]).await
+                Ok(tx.query_opt(&sql, &[&id, &self.node, &LEASE_SECS]).await?)
             })
             .await?;
         Ok(row.as_ref().map(from_row))
@@ -221,11 +217,11 @@ impl Relocator {
         let abandoned = self
             .db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                tx.query(
+                Ok(tx.query(
                     "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < now())",
                     &[],
                 )
-                .await
+                .await?)
             })
             .await;
         for row in abandoned.unwrap_or_default() {
@@ -248,22 +244,28 @@ impl Relocator {
                 ApiError::Internal(cause) => format!("{cause:#}"),
                 other => other.to_string(),
             };
-            let _ = self
-                .db
-                .platform_tx(TxMode::ReadWrite, async |tx| {
-                    tx.execute(
+            let _ =
+                self.db
+                    .platform_tx(TxMode::ReadWrite, async |tx| {
+                        tx.execute(
                         "UPDATE relocations SET status = 'failed', error = $2, updated_at = now(),
                                 finished_at = now()
                          WHERE id = $1",
                         &[&id, &message],
                     )
                     .await?;
-                    let details = json!({ "relocation_id": id, "error": message });
-                    let tenant = Some(job.tenant_id);
-                    audit::record_platform(tx, "meridian", "relocation_failed", tenant, details)
-                        .await
-                })
-                .await;
+                        let details = json!({ "relocation_id": id, "error": message });
+                        let tenant = Some(job.tenant_id);
+                        Ok(audit::record_platform(
+                            tx,
+                            "meridian",
+                            "relocation_failed",
+                            tenant,
+                            details,
+                        )
+                        .await?)
+                    })
+                    .await;
         }
         outcome
     }
@@ -271,17 +273,18 @@ impl Relocator {
     async fn drive(&self, job: &Relocation) -> Result<(), ApiError> {
         let to = RegionId::parse(&job.to_region).map_err(ApiError::validation)?;
         if job.status == "pending" {
-            let mut attempt = 1;
-            loop {
-                match self.switch_home(job, &to).await {
-                    Err(ApiError::RetryExhausted) if attempt < SWITCH_ATTEMPTS => {
-                        tracing::debug!(relocation = %job.id, attempt, "home switch conflicted; retrying");
-                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                        attempt += 1;
-                    }
-                    outcome => break outcome?,
-                }
-            }
+            // Counted before, in a read-only transaction of its own: counting every
+            // table inside the switch's SERIALIZABLE transaction made each of the
+            // tenant's concurrent inserts a read-write conflict with the switch, so
+            // a busy tenant's switch kept exhausting its retries. `counts_before` is
+            // a record for the audit trail, not what is moved: a row written
+            // between this count and the switch still carries the old home region,
+            // so `move_rows` moves it like any other, `verify` refuses to finish
+            // while any row is outside the target, and `counts_after` is taken
+            // from the rows as they are then. Nothing written in between is lost
+            // or left behind; it only makes `counts_after` larger than the count.
+            let before = self.count_before(job).await?;
+            self.switch_home(job, &to, &before).await?;
         }
         // Rows written by nodes that had not yet seen the switch are caught by the
         // later passes; each pass waits for the directories to settle.
@@ -301,7 +304,12 @@ impl Relocator {
     /// the policy may have changed since `start` (a writer that skipped the
     /// relocation check, e.g. a node of an older version), so it is read again
     /// from the locked row, in the transaction that writes the switch.
-    async fn switch_home(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
+    async fn switch_home(
+        &self,
+        job: &Relocation,
+        to: &RegionId,
+        before: &Value,
+    ) -> Result<(), ApiError> {
         let record = self
             .db
             .platform_tx(TxMode::ReadWrite, async |tx| {
@@ -323,11 +331,10 @@ impl Relocator {
                 }
                 let record = tenants::switch_home(tx, job.tenant_id, to).await?;
                 let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
-                let before = counts(&scoped).await?;
                 tx.execute(
                     "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = now()
                      WHERE id = $1",
-                    &[&job.id, &before],
+                    &[&job.id, before],
                 )
                 .await?;
                 let details = json!({
@@ -350,6 +357,17 @@ impl Relocator {
         Ok(())
     }
 
+    /// The tenant's rows per table before the switch (see `drive`), read in the
+    /// old home region's scope.
+    async fn count_before(&self, job: &Relocation) -> Result<Value, ApiError> {
+        let from = RegionId::parse(&job.from_region).map_err(ApiError::validation)?;
+        self.db
+            .tenant_tx(job.tenant_id, &from, None, TxMode::ReadOnly, async |tx| {
+                counts(tx).await
+            })
+            .await
+    }
+
     async fn move_rows(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
         for (table, key) in TABLES {
             let sql = format!(
@@ -360,11 +378,12 @@ impl Relocator {
                 let moved = self
                     .db
                     .tenant_tx(job.tenant_id, to, None, TxMode::ReadWrite, async |tx| {
-                        tx.execute(
-                            &sql,
-                            &[tx.tenant_id().as_uuid(), &to.as_str(), &self.batch_size],
-                        )
-                        .await
+                        Ok(tx
+                            .execute(
+                                &sql,
+                                &[tx.tenant_id().as_uuid(), &to.as_str(), &self.batch_size],
+                            )
+                            .await?)
                     })
                     .await?;
                 if moved == 0 {
@@ -372,13 +391,13 @@ impl Relocator {
                 }
                 self.db
                     .platform_tx(TxMode::ReadWrite, async |tx| {
-                        tx.execute(
+                        Ok(tx.execute(
                             "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
                                     lease_until = now() + $4::float8 * interval '1 second', updated_at = now()
                              WHERE id = $1",
                             &[&job.id, table, &(moved as i64), &LEASE_SECS],
                         )
-                        .await
+                        .await?)
                     })
                     .await?;
             }
@@ -423,7 +442,10 @@ impl Relocator {
                     "counts_after": after,
                 });
                 let tenant = Some(job.tenant_id);
-                audit::record_platform(tx, "meridian", "relocation_done", tenant, details).await
+                Ok(
+                    audit::record_platform(tx, "meridian", "relocation_done", tenant, details)
+                        .await?,
+                )
             })
             .await
     }

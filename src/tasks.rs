@@ -147,7 +147,10 @@ async fn summarise_denials(db: &Database, state: &AppState, window: Duration) {
                     "counts": counts, "window_ms": window_ms, "region": state.region,
                 });
                 let record = async |tx: &crate::db::TenantTx<'_>| {
-                    audit::record(tx, "meridian", "limits_denied", None, details.clone()).await
+                    Ok(
+                        audit::record(tx, "meridian", "limits_denied", None, details.clone())
+                            .await?,
+                    )
                 };
                 let (id, home) = (tenant.id, &tenant.home_region);
                 db.tenant_tx(id, home, None, TxMode::ReadWrite, record)

@@ -23,12 +23,12 @@ pub async fn list(
     let page = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
-                .read(async |tx| audit::list_platform(tx, limit, after).await)
+                .read(async |tx| Ok(audit::list_platform(tx, limit, after).await?))
                 .await?
         }
         Caller::Tenant(scope) => {
             scope
-                .read(async |tx| audit::list_tenant(tx, limit, after).await)
+                .read(async |tx| Ok(audit::list_tenant(tx, limit, after).await?))
                 .await?
         }
     };

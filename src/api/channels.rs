@@ -118,14 +118,14 @@ pub async fn delete(
     scope
         .write(async |tx| {
             channels::delete(tx, id).await?;
-            audit::record(
+            Ok(audit::record(
                 tx,
                 &user,
                 "channel_deleted",
                 Some(("channel", id.to_string())),
                 json!({}),
             )
-            .await
+            .await?)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -224,7 +224,10 @@ pub async fn drain(
     scope
         .write(async |tx| {
             regions::set_drained(tx, &region, true, scope.admin()).await?;
-            audit::record_platform(tx, scope.admin(), "region_drained", None, details.clone()).await
+            Ok(
+                audit::record_platform(tx, scope.admin(), "region_drained", None, details.clone())
+                    .await?,
+            )
         })
         .await?;
     refresh_drained(&scope, &state).await?;
@@ -267,14 +270,14 @@ pub async fn undrain(
     scope
         .write(async |tx| {
             regions::set_drained(tx, &region, false, scope.admin()).await?;
-            audit::record_platform(
+            Ok(audit::record_platform(
                 tx,
                 scope.admin(),
                 "region_undrained",
                 None,
                 json!({ "region": region }),
             )
-            .await
+            .await?)
         })
         .await?;
     refresh_drained(&scope, &state).await?;

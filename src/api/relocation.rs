@@ -95,13 +95,13 @@ pub async fn status(
     let latest = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
-                .read(async |tx| relocation::latest(tx, id).await)
+                .read(async |tx| Ok(relocation::latest(tx, id).await?))
                 .await?
         }
         Caller::Tenant(scope) if scope.tenant_id() == id => {
             scope.require(Permission::ReadUsage)?;
             scope
-                .read(async |tx| relocation::latest(tx, tx.tenant_id()).await)
+                .read(async |tx| Ok(relocation::latest(tx, tx.tenant_id()).await?))
                 .await?
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),

@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ai_ledger;
 use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::ids::{ChannelId, JobId, SummaryId};
 use crate::jobs::{self, NewJob};
+use crate::limits::ledger;
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::state::AppState;
 use crate::store::{channels, tenant_ai};
@@ -83,7 +83,7 @@ pub async fn create(
             let external = Some(&hooks.summaries.openai);
             new.engine = gate::decide(&ai, policy.as_ref(), external, &state.topology)?.as_str();
             // Checked in the transaction that enqueues: over the cap, nothing runs.
-            let usage = ai_ledger::month_usage(tx).await?;
+            let usage = ledger::month_usage(tx).await?;
             if usage.used + usage.reserved >= cap {
                 return Err(ApiError::AiQuotaExceeded(format!(
                     "this month's AI tokens are spent ({} used, {} held, cap {cap})",

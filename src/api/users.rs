@@ -65,12 +65,7 @@ pub async fn create(
     let actor_role = scope.role();
     let user = scope
         .write(async |tx| {
-            // SERIALIZABLE makes this count-then-insert safe against concurrent creates.
-            if users::count(tx).await? >= i64::from(limit) {
-                return Err(ApiError::PlanLimit {
-                    detail: format!("the plan allows {limit} users"),
-                });
-            }
+            crate::limits::usage::ensure_user_room(tx, limit).await?;
             let user = owners::create(tx, actor_role, &email, &display_name, role).await?;
             audit::record(
                 tx,
@@ -186,14 +181,14 @@ pub async fn delete(
     scope
         .write(async |tx| {
             let target = owners::delete(tx, actor_role, id).await?;
-            audit::record(
+            Ok(audit::record(
                 tx,
                 &actor,
                 "user_deleted",
                 Some(("user", id.to_string())),
                 json!({ "email": target.email }),
             )
-            .await
+            .await?)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

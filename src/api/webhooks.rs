@@ -223,14 +223,14 @@ pub async fn delete(
     scope
         .write(async |tx| {
             store::delete(tx, id).await?;
-            audit::record(
+            Ok(audit::record(
                 tx,
                 &user,
                 "webhook_deleted",
                 Some(("webhook", id.to_string())),
                 json!({}),
             )
-            .await
+            .await?)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

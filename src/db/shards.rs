@@ -6,7 +6,7 @@
 //! pool size, a node's concurrent writers never meet on a shard row. Across nodes
 //! they can (each node starts its search at its own random offset, so two nodes
 //! mostly use different shards); that costs a retry, never correctness — which
-//! shard pays does not matter to the quota (see `store::usage`).
+//! shard pays does not matter to the quota (see `limits::storage`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -68,14 +68,14 @@ impl<S> Tx<'_, S> {
         self.usage_shard
     }
 
-    fn classify(&self, err: tokio_postgres::Error) -> ApiError {
+    fn classify(&self, err: tokio_postgres::Error) -> DbError {
         if DbError::is_retryable(&err) {
             self.retry.store(true, Ordering::Relaxed);
         }
-        DbError::from(err).into()
+        DbError::from(err)
     }
 
-    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, ApiError> {
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, DbError> {
         self.client
             .prepare_cached(sql)
             .await
@@ -87,7 +87,7 @@ impl<S> Tx<'_, S> {
     async fn send<T>(
         &self,
         statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, DbError> {
         match self.eager.next_statement() {
             Turn::Plain => statement.await.map_err(|e| self.classify(e)),
             Turn::FirstOfEager => {
@@ -96,7 +96,7 @@ impl<S> Tx<'_, S> {
                 self.eager.committed(committed);
                 result.map_err(|e| self.classify(e))
             }
-            Turn::AfterEagerCommit => Err(ApiError::internal(anyhow::anyhow!(
+            Turn::AfterEagerCommit => Err(DbError::Other(anyhow::anyhow!(
                 "a second statement after an eager COMMIT (the body is re-run)"
             ))),
         }
@@ -106,7 +106,7 @@ impl<S> Tx<'_, S> {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, ApiError> {
+    ) -> Result<Vec<Row>, DbError> {
         let statement = self.prepared(sql).await?;
         self.send(self.client.query(&statement, params)).await
     }
@@ -115,7 +115,7 @@ impl<S> Tx<'_, S> {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, ApiError> {
+    ) -> Result<Option<Row>, DbError> {
         let statement = self.prepared(sql).await?;
         self.send(self.client.query_opt(&statement, params)).await
     }
@@ -124,16 +124,12 @@ impl<S> Tx<'_, S> {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, ApiError> {
+    ) -> Result<Row, DbError> {
         let statement = self.prepared(sql).await?;
         self.send(self.client.query_one(&statement, params)).await
     }
 
-    pub async fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, ApiError> {
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
         let statement = self.prepared(sql).await?;
         self.send(self.client.execute(&statement, params)).await
     }
@@ -230,7 +226,7 @@ impl<'a> PlatformTx<'a> {
         &self,
         tenant: TenantId,
         home_region: RegionId,
-    ) -> Result<TenantTx<'a>, ApiError> {
+    ) -> Result<TenantTx<'a>, DbError> {
         self.query_one(
             "SELECT set_config('app.tenant_id', $1, true)",
             &[&tenant.to_string()],

@@ -15,6 +15,7 @@ pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -81,12 +82,11 @@ pub async fn enqueue_for(
     tenant: TenantId,
     home_region: &RegionId,
     job: NewJob,
-) -> Result<JobId, JobStoreError> {
+) -> Result<JobId, ApiError> {
     db.tenant_tx(tenant, home_region, None, TxMode::ReadWrite, async |tx| {
         Ok(store::enqueue(tx, job.clone()).await?)
     })
     .await
-    .map_err(JobStoreError::from)
 }
 
 /// What a handler knows about the job it runs.
@@ -213,13 +213,17 @@ pub struct JobSettings {
     pub workers: usize,
     /// How often the pool looks for work when idle (it also looks as soon as a
     /// job finishes).
-    pub poll_interval_ms: u64,
+    #[serde(rename = "poll_interval_ms", with = "crate::config::millis")]
+    pub poll_interval: Duration,
     /// How long a claimed job is leased; renewed every third of it while running.
     /// A job whose lease expires (its node died) is run again by another node.
-    pub lease_ms: u64,
+    #[serde(rename = "lease_ms", with = "crate::config::millis")]
+    pub lease: Duration,
     /// Backoff after the n-th failed attempt: up to base · 2^(n-1), full jitter.
-    pub backoff_base_ms: u64,
-    pub backoff_max_ms: u64,
+    #[serde(rename = "backoff_base_ms", with = "crate::config::millis")]
+    pub backoff_base: Duration,
+    #[serde(rename = "backoff_max_ms", with = "crate::config::millis")]
+    pub backoff_max: Duration,
     /// Platform jobs (no tenant) of the region running at once.
     pub platform_concurrent: u32,
 }
@@ -229,10 +233,10 @@ impl Default for JobSettings {
         Self {
             enabled: true,
             workers: 8,
-            poll_interval_ms: 500,
-            lease_ms: 30_000,
-            backoff_base_ms: 1_000,
-            backoff_max_ms: 300_000,
+            poll_interval: Duration::from_millis(500),
+            lease: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
             platform_concurrent: 2,
         }
     }
@@ -243,10 +247,10 @@ impl JobSettings {
         if self.workers == 0 || self.workers > 1024 {
             return Err("jobs.workers must be between 1 and 1024".into());
         }
-        if self.poll_interval_ms == 0 || self.lease_ms < 100 {
+        if self.poll_interval.is_zero() || self.lease < Duration::from_millis(100) {
             return Err("jobs.poll_interval_ms must be positive and jobs.lease_ms >= 100".into());
         }
-        if self.backoff_base_ms == 0 || self.backoff_max_ms < self.backoff_base_ms {
+        if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
             return Err("jobs.backoff_base_ms must be positive and <= jobs.backoff_max_ms".into());
         }
         if self.platform_concurrent == 0 {

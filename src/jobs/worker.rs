@@ -114,7 +114,7 @@ impl WorkerPool {
     }
 
     fn lease_secs(&self) -> f64 {
-        self.settings.lease_ms as f64 / 1000.0
+        self.settings.lease.as_secs_f64()
     }
 
     /// Jobs running on this node now.
@@ -135,7 +135,7 @@ impl WorkerPool {
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let pool = self.clone();
         actix_web::rt::spawn(async move {
-            let interval = Duration::from_millis(pool.settings.poll_interval_ms);
+            let interval = pool.settings.poll_interval;
             let mut ticks: u64 = 0;
             loop {
                 if ticks.is_multiple_of(10) {
@@ -368,7 +368,7 @@ impl WorkerPool {
         job: &Claimed,
         run: impl Future<Output = T>,
     ) -> Result<Option<T>, ApiError> {
-        let every = Duration::from_millis((self.settings.lease_ms / 3).max(10));
+        let every = (self.settings.lease / 3).max(Duration::from_millis(10));
         let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let lease = self.lease_secs();
         let owner = self.owner.as_str();
@@ -395,7 +395,8 @@ impl WorkerPool {
 /// that failed together spread out.
 pub fn backoff_secs(settings: &JobSettings, attempt: i32) -> f64 {
     let exp = 2f64.powi(attempt.clamp(1, 30) - 1);
-    let ceiling = (settings.backoff_base_ms as f64 * exp).min(settings.backoff_max_ms as f64);
+    let ceiling = (settings.backoff_base.as_millis() as f64 * exp)
+        .min(settings.backoff_max.as_millis() as f64);
     let unit = (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
     ceiling * unit / 1000.0
 }

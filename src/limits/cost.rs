@@ -68,11 +68,11 @@ impl RequestClass {
 
     /// Its `statement_timeout`.
     pub fn statement_timeout(self, settings: &CostSettings) -> Duration {
-        Duration::from_millis(match self {
-            Self::Page | Self::BigPage => settings.page_timeout_ms,
-            Self::Write => settings.write_timeout_ms,
-            Self::Search => settings.search_timeout_ms,
-        })
+        match self {
+            Self::Page | Self::BigPage => settings.page_timeout,
+            Self::Write => settings.write_timeout,
+            Self::Search => settings.search_timeout,
+        }
     }
 }
 
@@ -80,10 +80,13 @@ impl RequestClass {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CostSettings {
-    /// Statement timeouts per class, in milliseconds.
-    pub page_timeout_ms: u64,
-    pub write_timeout_ms: u64,
-    pub search_timeout_ms: u64,
+    /// Statement timeouts per class (keys in milliseconds).
+    #[serde(rename = "page_timeout_ms", with = "crate::config::millis")]
+    pub page_timeout: Duration,
+    #[serde(rename = "write_timeout_ms", with = "crate::config::millis")]
+    pub write_timeout: Duration,
+    #[serde(rename = "search_timeout_ms", with = "crate::config::millis")]
+    pub search_timeout: Duration,
     /// Pages asking for more rows than this are `BigPage`.
     pub big_page_rows: u32,
     /// Expensive requests running at once on this node, over all tenants; 0: half
@@ -93,7 +96,8 @@ pub struct CostSettings {
     /// Expensive requests of one tenant running at once on this node.
     pub expensive_per_tenant: u32,
     /// How long an expensive request may wait for its permits before it is refused.
-    pub expensive_queue_ms: u64,
+    #[serde(rename = "expensive_queue_ms", with = "crate::config::millis")]
+    pub expensive_queue: Duration,
     /// At most this many matches of a search are ranked (`search_messages`): the
     /// top results of a selective term are exact, a common word costs no more
     /// than this many rows.
@@ -103,13 +107,13 @@ pub struct CostSettings {
 impl Default for CostSettings {
     fn default() -> Self {
         Self {
-            page_timeout_ms: 5_000,
-            write_timeout_ms: 10_000,
-            search_timeout_ms: 3_000,
+            page_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            search_timeout: Duration::from_secs(3),
             big_page_rows: 100,
             expensive_per_node: 0,
             expensive_per_tenant: 1,
-            expensive_queue_ms: 2_000,
+            expensive_queue: Duration::from_secs(2),
             search_candidates: 1_000,
         }
     }
@@ -161,7 +165,7 @@ impl ExpensiveWork {
             node: Arc::new(Semaphore::new(settings.node_permits())),
             tenants: Table::new(),
             per_tenant: settings.expensive_per_tenant.max(1) as usize,
-            queue: Duration::from_millis(settings.expensive_queue_ms),
+            queue: settings.expensive_queue,
         }
     }
 
@@ -217,7 +221,7 @@ mod tests {
         CostSettings {
             expensive_per_node: per_node,
             expensive_per_tenant: per_tenant,
-            expensive_queue_ms: 50,
+            expensive_queue: Duration::from_millis(50),
             ..CostSettings::default()
         }
     }
@@ -247,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn a_queued_request_gets_the_permit_when_it_comes_back() {
         let work = Arc::new(ExpensiveWork::new(&CostSettings {
-            expensive_queue_ms: 60_000,
+            expensive_queue: Duration::from_secs(60),
             ..settings(1, 1)
         }));
         let held = work.admit(tenant(1)).await.unwrap();
@@ -269,7 +273,7 @@ mod tests {
         assert!(RequestClass::Search.expensive() && !RequestClass::BigPage.expensive());
         assert_eq!(
             RequestClass::Search.statement_timeout(&settings),
-            Duration::from_millis(settings.search_timeout_ms)
+            settings.search_timeout
         );
     }
 }

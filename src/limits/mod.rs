@@ -1,13 +1,16 @@
-//! Limits, end to end: plans and per-tenant overrides (`plans`), what the node
-//! enforces (`enforce`: the entry points the request path calls), the refusal
-//! headers (`headers`) and the denial counters behind `/v1/usage` (`denials`).
+//! Limits, end to end: plans and per-tenant overrides with their validation
+//! (`plans`), what the node enforces (`enforce`: the entry points the request
+//! path calls), the refusal headers (`headers`), the denial counters
+//! (`denials`), the exact caps kept in the database (`storage`: the storage
+//! shards; `ledger`: AI token reservations; `usage::ensure_user_room`: users)
+//! and the `/v1/usage` report (`usage`).
 //!
 //! Per-tenant limits that protect tenants from each other on a node: request rate
 //! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
 //! traffic), concurrent requests weighted by cost, the expensive-work budget and
 //! statement timeouts per request class (`cost`), and the denial counters that feed `/v1/usage`
 //! and the audit summaries. Storage and AI caps are exact and live in the database
-//! (`store::usage`, `ai_ledger`).
+//! (`limits::storage`, `limits::ledger`).
 //!
 //! Rate and concurrency state is per node: N nodes in a region allow up to N times
 //! a tenant's rate. Limiter state is kept per tenant (and user), never per config
@@ -21,9 +24,12 @@ pub mod cost;
 pub mod denials;
 mod enforce;
 pub mod headers;
+pub mod ledger;
 pub mod plans;
 pub mod rate;
+pub mod storage;
 mod table;
+pub mod usage;
 
 pub use concurrency::ConcurrencyLimits;
 pub use cost::{CostSettings, ExpensiveDenied, ExpensivePermit, ExpensiveWork, RequestClass};

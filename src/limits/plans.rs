@@ -2,7 +2,7 @@
 //! the defaults, the effective limits (plan + overrides), the PATCH semantics
 //! and validation. Stored with the tenant in the directory (`tenancy::record`);
 //! enforced by the rest of `limits` (rate, concurrency, cost) and, for the exact
-//! caps, in the database (`store::usage`, `ai_ledger`, users).
+//! caps, in the database (`limits::storage`, `limits::ledger`, users).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

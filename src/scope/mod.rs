@@ -141,7 +141,7 @@ impl TenantScope {
     }
 
     /// A write whose body may decide a refusal that must be committed rather than
-    /// rolled back (the storage quota, `store::usage`): the inner error is
+    /// rolled back (the storage quota, `limits::storage`): the inner error is
     /// answered after COMMIT.
     pub async fn write_or_refuse<T>(
         &self,

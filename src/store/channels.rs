@@ -7,9 +7,9 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use super::error::{StoreError, Unique, taken};
-use super::usage;
 use crate::db::TenantTx;
 use crate::ids::{ChannelId, UserId};
+use crate::limits::storage;
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 
@@ -170,5 +170,5 @@ pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), StoreError> 
         ),
     )
     .await?;
-    usage::refund_storage(tx, freed as u64).await
+    storage::refund_storage(tx, freed as u64).await
 }

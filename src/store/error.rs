@@ -2,15 +2,17 @@
 //! layer converts it (`From<StoreError> for ApiError`); the store never picks an
 //! HTTP status.
 //!
-//! SQLSTATE classification stays in `db` (`DbError`): a unique violation arrives
-//! here as the transaction layer's conflict, and `taken` names which unique value
-//! it was. The transaction layer itself (`db::tx`) still answers in `ApiError`;
-//! its errors, and those of the checks of other modules a store function runs
-//! (residency, audit), pass through `Passed` unchanged.
+//! SQLSTATE classification stays in `db` (`DbError`): the transaction layer's
+//! statements fail with `DbError`, which passes through as `Db`, and `taken`
+//! names which unique value a unique violation was. Domain checks a store
+//! function runs have their own variants (`Placement` for residency); nothing
+//! here carries an HTTP error.
 
 use uuid::Uuid;
 
+use crate::db::DbError;
 use crate::error::{ApiError, ErrorCode};
+use crate::tenancy::residency::PlacementError;
 
 /// A unique value that is already taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,12 +47,19 @@ pub enum StoreError {
     /// longer be cancelled.
     #[error("{0}")]
     JobFinished(String),
+    /// The tenant's plan allows no more of this (users).
+    #[error("{detail}")]
+    PlanLimit { detail: String },
     /// Storage would pass the tenant's cap; the caller commits the refusal.
     #[error("{detail}")]
     QuotaExceeded { detail: String },
-    /// An error of the transaction layer or of another module's check.
+    /// The database failed (classified by SQLSTATE in `db`): unavailable,
+    /// retries exhausted, a statement timeout, an unexpected error.
     #[error(transparent)]
-    Passed(#[from] ApiError),
+    Db(#[from] DbError),
+    /// The home region, relocation target or residency policy is refused.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     /// A row the store cannot read (a bug or a hand-edited row); logged, opaque.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -74,16 +83,13 @@ impl StoreError {
 pub fn taken(
     unique: Unique,
     detail: impl FnOnce() -> String,
-) -> impl FnOnce(ApiError) -> StoreError {
+) -> impl FnOnce(DbError) -> StoreError {
     move |err| match err {
-        ApiError::Conflict {
-            code: ErrorCode::Conflict,
-            ..
-        } => StoreError::Taken {
+        DbError::UniqueViolation { .. } => StoreError::Taken {
             unique,
             detail: detail(),
         },
-        other => StoreError::Passed(other),
+        other => StoreError::Db(other),
     }
 }
 
@@ -106,8 +112,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotAllowed => ApiError::Forbidden("your role does not allow this action"),
             StoreError::ResidencyConflict(detail) => ApiError::ResidencyConflict(detail),
             StoreError::JobFinished(detail) => conflict(ErrorCode::JobFinished, detail),
+            StoreError::PlanLimit { detail } => ApiError::PlanLimit { detail },
             StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
-            StoreError::Passed(err) => err,
+            StoreError::Db(err) => err.into(),
+            StoreError::Placement(err) => err.into(),
             StoreError::Internal(cause) => ApiError::Internal(cause),
         }
     }

@@ -9,11 +9,12 @@ use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use super::channels;
 use super::error::StoreError;
-use super::{channels, usage};
+use crate::db::DbError;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId, UserId};
+use crate::limits::storage;
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page, offset_cursor};
 
@@ -42,11 +43,11 @@ pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at F
      WHERE tenant_id = $1 AND channel_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
      ORDER BY created_at DESC, id DESC LIMIT $5";
 
-/// A post on the fast path: the shard's charge (`usage::FAST_CHARGE_CTE`) and the
+/// A post on the fast path: the shard's charge (`storage::FAST_CHARGE_CTE`) and the
 /// INSERT of what it charged, one statement; `$1`..`$6` the message, `$7` bytes,
 /// `$8` shard, `$9` cap.
 pub const POST_SQL: &str = concat!(
-    usage::fast_charge_cte!(),
+    storage::fast_charge_cte!(),
     " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
      SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, $6::text FROM charged
      RETURNING id, channel_id, author_id, body, created_at"
@@ -71,7 +72,7 @@ fn from_row(row: &Row) -> Message {
 /// Posts a message, charging its bytes to the tenant's storage quota in the same
 /// transaction: over the quota, nothing is written. The outer error fails the
 /// transaction; the inner one is a refusal (`quota_exceeded`) decided in a
-/// transaction that must commit (see `usage`).
+/// transaction that must commit (see `limits::storage`).
 pub async fn post(
     tx: &TenantTx<'_>,
     channel: ChannelId,
@@ -82,7 +83,7 @@ pub async fn post(
     let id = MessageId::new_random();
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     let cap = i64::try_from(storage_cap).unwrap_or(i64::MAX);
-    let shard = usage::shard_param(tx);
+    let shard = storage::shard_param(tx);
     let tenant = tx.tenant_id();
     let region = tx.home_region().as_str();
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
@@ -109,7 +110,7 @@ pub async fn post(
     // The slow path decides a refusal that is committed: the channel first, so a
     // missing channel is a 404 whatever the quota says.
     channels::ensure_exists(tx, channel).await?;
-    if let Err(refused) = usage::charge_storage(tx, body.len() as u64, storage_cap).await? {
+    if let Err(refused) = storage::charge_storage(tx, body.len() as u64, storage_cap).await? {
         return Ok(Err(refused));
     }
     let sql = format!(
@@ -139,8 +140,8 @@ async fn posted(
 
 /// The post's INSERT failed on its channel's foreign key (SQLSTATE 23503, the
 /// constraint of that key: the same name on PostgreSQL and CockroachDB).
-fn channel_missing(err: &ApiError) -> bool {
-    let ApiError::Internal(cause) = err else {
+fn channel_missing(err: &DbError) -> bool {
+    let DbError::Other(cause) = err else {
         return false;
     };
     cause

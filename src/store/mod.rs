@@ -9,12 +9,12 @@ pub mod owners;
 pub mod regions;
 pub mod tenant_ai;
 pub mod tenants;
-pub mod usage;
 pub mod users;
 
 pub use error::{StoreError, Unique};
 
 use crate::db::Dialect;
+use crate::limits::{ledger, storage};
 
 /// A statement the service runs on (nearly) every request of its kind, or on every
 /// node every few seconds. `tests/api/plans.rs` runs each one as the service role,
@@ -45,8 +45,8 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("messages.get", messages::GET_SQL),
         ("messages.search", dialect.statements().search),
         ("audit.tenant_list", crate::audit::TENANT_LIST_SQL),
-        ("usage.storage_bytes", usage::STORAGE_BYTES_SQL),
-        ("usage.ai_month", crate::ai_ledger::MONTH_USAGE_SQL),
+        ("usage.storage_bytes", storage::STORAGE_BYTES_SQL),
+        ("usage.ai_month", ledger::MONTH_USAGE_SQL),
         ("outbox.hooked", crate::outbox::HOOKED_SQL),
         ("jobs.list", crate::jobs::store::LIST_SQL),
     ];
@@ -54,7 +54,7 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
     // central row, locked when a shard takes a new grant.
     let writes = [
         ("messages.post", messages::POST_SQL),
-        ("usage.central_grants", usage::CENTRAL_GRANTS_SQL),
+        ("usage.central_grants", storage::CENTRAL_GRANTS_SQL),
     ];
     let reads = list.into_iter().map(|(name, sql)| HotStatement {
         name,

@@ -19,12 +19,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::error::{StoreError, Unique, taken};
-use super::usage;
 use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::ids::{RegionId, TenantId};
+use crate::limits::storage;
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::relocation;
@@ -44,7 +44,7 @@ pub const CHANGED_SINCE_SQL: &str = concat!(
 /// The tenant `id`, if it exists (no probe: the directory's lookup by token).
 pub async fn find<S>(tx: &Tx<'_, S>, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
     let row = tx.query_opt(BY_ID_SQL, &[id.as_uuid()]).await?;
-    Ok(row.as_ref().map(TenantRecord::from_row).transpose()?)
+    row.as_ref().map(TenantRecord::from_row).transpose()
 }
 
 /// Every tenant changed at or after `since`, or every tenant (`None`): the
@@ -75,10 +75,9 @@ pub async fn homed_in(
 }
 
 fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<TenantRecord>, StoreError> {
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(TenantRecord::from_row)
-        .collect::<Result<Vec<_>, _>>()?)
+        .collect::<Result<Vec<_>, _>>()
 }
 
 /// Switches the tenant's home region (the relocation's switch); the caller has
@@ -93,7 +92,7 @@ pub async fn switch_home(
          WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     );
     let row = tx.query_one(&sql, &[id.as_uuid(), &to.as_str()]).await?;
-    Ok(TenantRecord::from_row(&row)?)
+    TenantRecord::from_row(&row)
 }
 
 pub struct NewTenant {
@@ -164,7 +163,7 @@ pub async fn provision(
         Role::Owner,
     )
     .await?;
-    usage::open(&scoped).await?;
+    storage::open(&scoped).await?;
     let details = json!({
         "slug": new.slug,
         "home_region": new.home_region,

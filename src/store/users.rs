@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::error::{StoreError, Unique, taken};
 use crate::auth::Role;
+use crate::db::DbError;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::outbox::{self, Event};
 use crate::pagination::{Keyset, Page, keyset_page};
@@ -74,7 +74,7 @@ fn from_row(row: &Row) -> Result<User, StoreError> {
     })
 }
 
-fn email_taken(err: ApiError) -> StoreError {
+fn email_taken(err: DbError) -> StoreError {
     taken(Unique::UserEmail, || {
         "a user with this email already exists in the tenant".into()
     })(err)

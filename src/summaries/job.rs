@@ -1,5 +1,5 @@
 //! The `summary.create` job: pick the summary's engine, reserve AI tokens on the
-//! tenant's ledger (`crate::ai_ledger`) for the engine's estimate, run it, then
+//! tenant's ledger (`crate::limits::ledger`) for the engine's estimate, run it, then
 //! commit the tokens it reports (and store the summary) or release them on
 //! failure. Over the cap, the reservation fails and the summary fails with
 //! nothing run. An engine error is retried (timeouts, 429, 5xx) or fails the
@@ -14,10 +14,10 @@ use super::engine::{Engine, EngineError, Extractive, Input};
 use super::gate;
 use super::openai::OpenAi;
 use super::store;
-use crate::ai_ledger::{self, AiLedger};
 use crate::db::TxMode;
 use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
+use crate::limits::ledger::{self, AiLedger};
 use crate::outbox::{self, Event};
 use crate::store::tenant_ai;
 use crate::tenancy::Directory;
@@ -172,7 +172,7 @@ impl JobHandler for CreateSummary {
                 )
                 .await?;
                 // The charge commits with the summary, or neither does.
-                ai_ledger::commit_in(tx, reservation, used).await
+                ledger::commit_in(tx, reservation, used).await
             })
             .await;
         match stored {

@@ -7,9 +7,9 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use super::residency::Residency;
-use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 pub use crate::limits::plans::{LimitOverrides, LimitPatch, Limits, Plan};
+use crate::store::error::StoreError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -84,19 +84,19 @@ impl TenantRecord {
     }
 
     /// Reads a row selected with `TENANT_COLUMNS`.
-    pub fn from_row(row: &Row) -> Result<Self, ApiError> {
+    pub fn from_row(row: &Row) -> Result<Self, StoreError> {
         let corrupt =
-            |what: &str| ApiError::internal(anyhow::anyhow!("tenant row has an invalid {what}"));
+            |what: &str| StoreError::internal(anyhow::anyhow!("tenant row has an invalid {what}"));
         let residency: Option<serde_json::Value> =
-            row.try_get("residency").map_err(ApiError::internal)?;
-        let limits: serde_json::Value = row.try_get("limits").map_err(ApiError::internal)?;
-        let plan: String = row.try_get("plan").map_err(ApiError::internal)?;
-        let status: String = row.try_get("status").map_err(ApiError::internal)?;
-        let home_region: String = row.try_get("home_region").map_err(ApiError::internal)?;
+            row.try_get("residency").map_err(StoreError::internal)?;
+        let limits: serde_json::Value = row.try_get("limits").map_err(StoreError::internal)?;
+        let plan: String = row.try_get("plan").map_err(StoreError::internal)?;
+        let status: String = row.try_get("status").map_err(StoreError::internal)?;
+        let home_region: String = row.try_get("home_region").map_err(StoreError::internal)?;
         Ok(Self {
-            id: TenantId::from_uuid(row.try_get("id").map_err(ApiError::internal)?),
-            slug: row.try_get("slug").map_err(ApiError::internal)?,
-            name: row.try_get("name").map_err(ApiError::internal)?,
+            id: TenantId::from_uuid(row.try_get("id").map_err(StoreError::internal)?),
+            slug: row.try_get("slug").map_err(StoreError::internal)?,
+            name: row.try_get("name").map_err(StoreError::internal)?,
             home_region: RegionId::parse(&home_region).map_err(|_| corrupt("home_region"))?,
             residency: residency
                 .map(serde_json::from_value)
@@ -109,9 +109,11 @@ impl TenantRecord {
                 "suspended" => TenantStatus::Suspended,
                 _ => return Err(corrupt("status")),
             },
-            config_version: row.try_get("config_version").map_err(ApiError::internal)?,
-            created_at: row.try_get("created_at").map_err(ApiError::internal)?,
-            updated_at: row.try_get("updated_at").map_err(ApiError::internal)?,
+            config_version: row
+                .try_get("config_version")
+                .map_err(StoreError::internal)?,
+            created_at: row.try_get("created_at").map_err(StoreError::internal)?,
+            updated_at: row.try_get("updated_at").map_err(StoreError::internal)?,
         })
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
+
 use crate::ids::RegionId;
 use crate::topology::{Jurisdiction, Region, Topology};
 
@@ -24,13 +25,13 @@ impl Residency {
     }
 
     /// A policy must name known regions and allow at least one.
-    pub fn validate(&self, topology: &Topology) -> Result<(), ApiError> {
+    pub fn validate(&self, topology: &Topology) -> Result<(), PlacementError> {
         match self {
-            Residency::Regions(list) if list.is_empty() => Err(ApiError::validation(
-                "residency.regions must name at least one region",
+            Residency::Regions(list) if list.is_empty() => Err(PlacementError::Invalid(
+                "residency.regions must name at least one region".into(),
             )),
             Residency::Regions(list) => match list.iter().find(|r| topology.get(r).is_none()) {
-                Some(unknown) => Err(ApiError::validation(format!(
+                Some(unknown) => Err(PlacementError::Invalid(format!(
                     "residency.regions: unknown region `{unknown}`"
                 ))),
                 None => Ok(()),
@@ -46,20 +47,43 @@ pub fn check_placement(
     topology: &Topology,
     region: &RegionId,
     policy: Option<&Residency>,
-) -> Result<(), ApiError> {
-    let known = topology
-        .get(region)
-        .ok_or_else(|| ApiError::validation(format!("region `{region}` is not a known region")))?;
+) -> Result<(), PlacementError> {
+    let known = topology.get(region).ok_or_else(|| {
+        PlacementError::Invalid(format!("region `{region}` is not a known region"))
+    })?;
     if let Some(policy) = policy {
         policy.validate(topology)?;
     }
     if !allows(policy, known) {
-        return Err(ApiError::bad_request(
-            ErrorCode::ResidencyViolation,
-            format!("the residency policy does not allow region `{region}`"),
-        ));
+        return Err(PlacementError::NotAllowed(format!(
+            "the residency policy does not allow region `{region}`"
+        )));
     }
     Ok(())
+}
+
+/// Why a placement (home region, relocation target, policy) is refused: a
+/// domain error, which the API layer answers as 422 `validation_failed` or 400
+/// `residency_violation`.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    /// The policy or region is malformed or unknown.
+    #[error("{0}")]
+    Invalid(String),
+    /// A known region the policy does not allow.
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+impl From<PlacementError> for ApiError {
+    fn from(err: PlacementError) -> Self {
+        match err {
+            PlacementError::Invalid(detail) => ApiError::validation(detail),
+            PlacementError::NotAllowed(detail) => {
+                ApiError::bad_request(ErrorCode::ResidencyViolation, detail)
+            }
+        }
+    }
 }
 
 /// Whether `region` satisfies an optional policy (`None` allows every region).

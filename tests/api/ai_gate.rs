@@ -21,8 +21,8 @@ async fn node(db: &str, base: &str, region: &str, jobs: bool) -> TestApp {
     let mut settings = test_settings(db);
     settings.summaries.openai = engine_settings(base, region);
     settings.jobs.enabled = jobs;
-    settings.jobs.poll_interval_ms = 50;
-    settings.jobs.lease_ms = 1_000;
+    settings.jobs.poll_interval = Duration::from_millis(50);
+    settings.jobs.lease = Duration::from_secs(1);
     spawn_app_with(settings).await
 }
 

@@ -82,8 +82,8 @@ async fn a_tenants_excess_expensive_work_is_refused_while_other_tenants_get_thro
     let mut settings = test_settings(&db);
     settings.limits.cost.expensive_per_tenant = 1;
     settings.limits.cost.expensive_per_node = 2;
-    settings.limits.cost.expensive_queue_ms = 300;
-    settings.limits.cost.search_timeout_ms = 60_000;
+    settings.limits.cost.expensive_queue = Duration::from_millis(300);
+    settings.limits.cost.search_timeout = Duration::from_secs(60);
     let app = spawn_app_with(settings).await;
     let (noisy, quiet, third) = (
         app.provision("noisy").await,
@@ -151,7 +151,7 @@ async fn a_tenants_excess_expensive_work_is_refused_while_other_tenants_get_thro
 async fn a_statement_over_its_class_timeout_answers_503_statement_timeout() {
     let db = fresh_database().await;
     let mut settings = test_settings(&db);
-    settings.limits.cost.search_timeout_ms = 200;
+    settings.limits.cost.search_timeout = Duration::from_millis(200);
     let app = spawn_app_with(settings).await;
     let t = app.provision("slow").await;
     let channel = app.create_channel(&t, "general").await;

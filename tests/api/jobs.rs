@@ -95,10 +95,10 @@ fn settings() -> JobSettings {
     JobSettings {
         enabled: true,
         workers: 8,
-        poll_interval_ms: 20,
-        lease_ms: 2_000,
-        backoff_base_ms: 20,
-        backoff_max_ms: 200,
+        poll_interval: Duration::from_millis(20),
+        lease: Duration::from_secs(2),
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
         platform_concurrent: 1,
     }
 }
@@ -247,7 +247,7 @@ async fn two_nodes_claiming_at_once_never_run_one_job_twice() {
     // Leases far longer than any run, even on a loaded machine: a second run
     // here could only come from a second claim, not from an expired lease.
     let long_lease = || JobSettings {
-        lease_ms: 120_000,
+        lease: Duration::from_secs(120),
         ..settings()
     };
     let a = env.pool("a", &log, "us-east1", long_lease());
@@ -393,8 +393,8 @@ async fn a_retry_waits_for_its_backoff() {
         .await;
     let log = Log::default();
     let slow = JobSettings {
-        backoff_base_ms: 60_000,
-        backoff_max_ms: 60_000,
+        backoff_base: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(60),
         ..settings()
     };
     let pool = env.pool("a", &log, "us-east1", slow);
@@ -421,8 +421,8 @@ async fn a_retry_waits_for_its_backoff() {
 #[test]
 fn backoff_grows_exponentially_with_full_jitter() {
     let s = JobSettings {
-        backoff_base_ms: 1_000,
-        backoff_max_ms: 60_000,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(60),
         ..settings()
     };
     for (attempt, ceiling) in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (30, 60.0)] {
@@ -461,7 +461,7 @@ async fn cancelling_stops_queued_and_running_jobs() {
         .await;
     let log = Log::default();
     let fast_lease = JobSettings {
-        lease_ms: 300,
+        lease: Duration::from_millis(300),
         ..settings()
     };
     let pool = env.pool("a", &log, "us-east1", fast_lease);
@@ -540,7 +540,7 @@ async fn a_tenants_running_jobs_never_pass_its_jobs_concurrent() {
     // Long leases: an expired lease would let a second run start beside a
     // slow first one, which is not what this test is about.
     let long_lease = || JobSettings {
-        lease_ms: 120_000,
+        lease: Duration::from_secs(120),
         ..settings()
     };
     let a = env.pool("a", &log, "us-east1", long_lease());

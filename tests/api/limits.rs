@@ -2,9 +2,9 @@
 //! exact storage and AI quotas, their reporting, and changes taking effect at once.
 
 use futures_util::future::join_all;
-use meridian::ai_ledger::AiLedger;
 use meridian::db::Database;
 use meridian::ids::TenantId;
+use meridian::limits::ledger::AiLedger;
 use meridian::tenancy::Directory;
 use serde_json::{Value, json};
 

@@ -91,7 +91,7 @@ async fn app_with(allow_loopback: bool, disable_after: i32) -> TestApp {
     settings.webhooks.disable_after = disable_after;
     settings.webhooks.backoff_base = Duration::from_millis(50);
     settings.webhooks.backoff_max = Duration::from_millis(200);
-    settings.jobs.poll_interval_ms = 50;
+    settings.jobs.poll_interval = Duration::from_millis(50);
     spawn_app_with(settings).await
 }
 

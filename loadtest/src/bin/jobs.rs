@@ -92,11 +92,12 @@ impl JobHandler for Work {
         let started = chrono::Utc::now();
         tokio::time::sleep(Duration::from_millis(self.job_ms)).await;
         ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-            tx.execute(
-                "INSERT INTO bench_runs (job_id, node, started_at) VALUES ($1, $2, $3)",
-                &[ctx.job_id.as_uuid(), &self.node, &started],
-            )
-            .await
+            Ok(tx
+                .execute(
+                    "INSERT INTO bench_runs (job_id, node, started_at) VALUES ($1, $2, $3)",
+                    &[ctx.job_id.as_uuid(), &self.node, &started],
+                )
+                .await?)
         })
         .await
         .map_err(|e| JobError::Retry(e.to_string()))?;
@@ -123,8 +124,8 @@ async fn main() -> anyhow::Result<()> {
             })?;
             let settings = JobSettings {
                 workers,
-                poll_interval_ms: 50,
-                lease_ms,
+                poll_interval: Duration::from_millis(50),
+                lease: Duration::from_millis(lease_ms),
                 ..JobSettings::default()
             };
             let registry = Registry::default().with(Work {

@@ -141,7 +141,7 @@ impl AiLedger {
                 &tenant.home_region,
                 None,
                 TxMode::ReadOnly,
-                async |tx| month_usage(tx).await,
+                async |tx| Ok(month_usage(tx).await?),
             )
             .await
     }
@@ -240,7 +240,7 @@ async fn settle_in(
 pub const MONTH_USAGE_SQL: &str = "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date";
 
 /// This month's AI usage, inside an open tenant transaction.
-pub async fn month_usage(tx: &TenantTx<'_>) -> Result<AiUsage, ApiError> {
+pub async fn month_usage(tx: &TenantTx<'_>) -> Result<AiUsage, crate::db::DbError> {
     let row = tx
         .query_opt(MONTH_USAGE_SQL, &[tx.tenant_id().as_uuid()])
         .await?;

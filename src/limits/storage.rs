@@ -23,9 +23,9 @@
 //! serial order of all posts: a post is refused only when, at its place in that
 //! order, the tenant's stored bytes plus the post really exceed the cap.
 
-use super::error::StoreError;
 use crate::db::TenantTx;
 use crate::db::shards::USAGE_SHARDS;
+use crate::store::error::StoreError;
 
 /// Largest grant a shard takes at once. With 32 shards a tenant far from its cap
 /// holds at most 32 MiB in grants; a shard goes back to the central row once per
