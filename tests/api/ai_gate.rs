@@ -350,3 +350,90 @@ async fn a_dead_workers_reservation_is_released_when_its_lease_expires() {
         "only the retried job reached the engine"
     );
 }
+
+#[actix_web::test]
+async fn a_stopping_node_hands_its_running_jobs_back_at_once() {
+    let (base, stub) = stub();
+    let db_name = fresh_database().await;
+    let mut settings = test_settings(&db_name);
+    settings.summaries.openai = engine_settings(&base, "us-east1");
+    settings.summaries.openai.timeout = Duration::from_secs(60);
+    settings.jobs.poll_interval = Duration::from_millis(50);
+    // A lease far longer than the test: only the shutdown can hand the job back.
+    settings.jobs.lease = Duration::from_secs(600);
+    settings.jobs.shutdown_grace = Duration::from_millis(300);
+    settings.http.shutdown_grace = Duration::from_millis(100);
+    let first = spawn_app_with(settings).await;
+    let (t, channel) = tenant_with_thread(&first, "stopping").await;
+    choose(&first, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
+    // The engine hangs: the job is mid-run (tokens reserved) when the node stops.
+    stub.lock().unwrap().delay = Some(Duration::from_secs(30));
+    let asked = first
+        .post(
+            &format!("/v1/channels/{channel}/summaries"),
+            &t.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    let job: Uuid = asked.body["job_id"].as_str().unwrap().parse().unwrap();
+    for _ in 0..200 {
+        if requests(&stub) == 1 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(requests(&stub), 1, "the job never reached the engine");
+    assert!(
+        ledger(&first, &t).await.1 > 0,
+        "tokens are held while it runs"
+    );
+    first.shutdown.run().await;
+    // The node's tasks stop after its listener: the job is handed back within the
+    // job grace (300 ms) plus the abandon, long before its 600 s lease.
+    let db = first.superuser_client().await;
+    let mut row = None;
+    for _ in 0..100 {
+        let r = db
+            .query_one(
+                "SELECT state, attempts, lease_owner FROM jobs WHERE id = $1",
+                &[&job],
+            )
+            .await
+            .unwrap();
+        if r.get::<_, String>(0) != "running" {
+            row = Some(r);
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = row.expect("the job stayed running after the node stopped");
+    assert_eq!(
+        row.get::<_, String>(0),
+        "queued",
+        "handed back, not left running"
+    );
+    assert_eq!(
+        row.get::<_, i32>(1),
+        0,
+        "the abandoned attempt is not counted"
+    );
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+    assert_eq!(
+        ledger(&first, &t).await,
+        (0, 0),
+        "its reservation was released"
+    );
+    // Another node takes it at once and finishes it.
+    stub.lock().unwrap().delay = None;
+    let second = node(&db_name, &base, "us-east1", true).await;
+    let s = finished(&second, &t, channel, asked.body["id"].as_str().unwrap()).await;
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(ledger(&second, &t).await, (USED, 0));
+    let attempts: i32 = db
+        .query_one("SELECT attempts FROM jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1);
+}
