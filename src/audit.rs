@@ -72,7 +72,8 @@ pub async fn record_platform(
 }
 
 /// A page of the tenant's trail, newest first (`list_tenant`).
-pub const TENANT_LIST_SQL: &str = "SELECT id, actor, action, tenant_id, target_kind, target_id, details, created_at FROM audit_events
+pub const TENANT_LIST_SQL: &str = "SELECT id, actor, action, tenant_id, target_kind, target_id, \
+    details, created_at FROM audit_events
      WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
      ORDER BY created_at DESC, id DESC LIMIT $4";
 
@@ -103,7 +104,8 @@ pub async fn list_platform(
     let (at, id) = split(after);
     let rows = tx
         .query(
-            "SELECT id, actor, action, tenant_id, NULL::text AS target_kind, NULL::text AS target_id, details, created_at
+            "SELECT id, actor, action, tenant_id, NULL::text AS target_kind, NULL::text AS \
+                target_id, details, created_at
              FROM platform_audit_events
              WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
              ORDER BY created_at DESC, id DESC LIMIT $3",

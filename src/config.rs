@@ -401,7 +401,8 @@ mod tests {
         std::fs::write(
             dir.join("us-east1.toml"),
             format!(
-                "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint = \"https://x\"\n[local]\n{local}\n"
+                "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint \
+                    = \"https://x\"\n[local]\n{local}\n"
             ),
         )
         .unwrap();

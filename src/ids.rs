@@ -36,7 +36,8 @@ macro_rules! typed_id {
             /// Parses a path segment; anything but a UUID is a 400, never a 500.
             pub fn parse(raw: &str) -> Result<Self, ApiError> {
                 Uuid::from_str(raw).map(Self).map_err(|_| {
-                    ApiError::bad_request(ErrorCode::InvalidId, format!("`{}` is not a valid {} id (expected a UUID)", truncate(raw), $what))
+                    ApiError::bad_request(ErrorCode::InvalidId, format!("`{}` is not a valid {} id \
+                        (expected a UUID)", truncate(raw), $what))
                 })
             }
         }

@@ -6,13 +6,12 @@
 //! Writers insert with `seq` NULL and touch no per-tenant counter (a counter row
 //! updated by every post would be the hot row `V6` removed from the write path).
 //! The per-tenant order is assigned afterwards by `sequence`, run by the
-//! dispatcher with the tenant's head row locked: events it finds get the next
-//! numbers in `(created_at, id)` order (`created_at` is the insert's
-//! `clock_timestamp()`, so events of one transaction keep their order). An event committed before another
-//! transaction began is sequenced no later than that transaction's events (it is
-//! either in an earlier batch, or in the same batch with an earlier
-//! `created_at`), so the order respects causality, and once given, a number never
-//! changes.
+//! dispatcher with the tenant's head row locked: events it finds get the next numbers in
+//! `(created_at, id)` order (`created_at` is the insert's `clock_timestamp()`, so events of
+//! one transaction keep their order). An event committed before another transaction began
+//! is sequenced no later than that transaction's events (it is either in an earlier batch,
+//! or in the same batch with an earlier `created_at`), so the order respects causality, and
+//! once given, a number never changes.
 //!
 //! Events of a tenant with an enabled webhook also enqueue an `outbox.dispatch`
 //! job in the same transaction (`crate::jobs`), which runs `sequence` and the
@@ -84,7 +83,8 @@ pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError>
         .subject
         .map_or((None, None), |(k, i)| (Some(k), Some(i)));
     tx.execute(
-        "INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, subject_id, data)
+        "INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, subject_id, \
+            data)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             tx.tenant_id().as_uuid(),
@@ -124,7 +124,8 @@ pub const HOOKED_SQL: &str =
 pub async fn sequence(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
     let tenant = tx.tenant_id();
     tx.execute(
-        "INSERT INTO outbox_heads (tenant_id, home_region) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
+        "INSERT INTO outbox_heads (tenant_id, home_region) VALUES ($1, $2) ON CONFLICT (tenant_id) \
+            DO NOTHING",
         &[tenant.as_uuid(), &tx.home_region().as_str()],
     )
     .await?;

@@ -5,9 +5,10 @@
 //!    job (one active job per tenant), in one transaction.
 //! 2. The worker takes a lease on the job, counts the tenant's rows per table
 //!    (a read-only transaction of its own, so the switch conflicts with no
-//!    writer over those reads), checks the target against the residency policy it finds then (locked row),
-//!    switches `tenants.home_region` (new writes and routing go to the new region
-//!    from here on), waits for every node's directory to see the switch,
+//!    writer over those reads), checks the target against the residency policy
+//!    it finds then (locked row), switches `tenants.home_region` (new writes
+//!    and routing go to the new region from here on), waits for every node's
+//!    directory to see the switch,
 //! 3. moves the remaining rows' `home_region` in batches of `batch_size`, one
 //!    transaction per batch (on CockroachDB each updated row moves region),
 //! 4. verifies that no row is left outside the new region, records the counts
@@ -28,8 +29,10 @@ use crate::db::{Database, DbError, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::outbox::{self, Event};
+use crate::routing::decide::serving_region;
+use crate::routing::health::RegionHealth;
 use crate::store::tenants;
-use crate::tenancy::{Directory, residency};
+use crate::tenancy::{Directory, TenantRecord, residency};
 use crate::topology::Topology;
 
 /// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
@@ -140,6 +143,25 @@ pub async fn start(
     Ok(relocation)
 }
 
+/// The region a relocation request names (`to_region`).
+pub fn target(raw: &str) -> Result<RegionId, ApiError> {
+    RegionId::parse(raw).map_err(ApiError::validation)
+}
+
+/// Where an evacuation of `region` sends `tenant`: the region that would serve
+/// it were `region` down, among the healthy ones its residency allows; the
+/// reason when there is none.
+pub fn evacuation_target(
+    topology: &Topology,
+    health: &RegionHealth,
+    tenant: &TenantRecord,
+    region: &RegionId,
+) -> Result<RegionId, &'static str> {
+    serving_region(topology, tenant, |r| r != region && health.is_healthy(r))
+        .map(|r| r.id.clone())
+        .ok_or("its residency allows no other healthy region")
+}
+
 /// The tenant's pending or running relocation, if any.
 pub async fn active<S>(tx: &Tx<'_, S>, tenant: TenantId) -> Result<Option<Relocation>, DbError> {
     let sql = format!(
@@ -198,7 +220,8 @@ impl Relocator {
 
     async fn claim(&self, id: Uuid) -> Result<Option<Relocation>, ApiError> {
         let sql = format!(
-            "UPDATE relocations SET lease_owner = $2, lease_until = now() + $3::float8 * interval '1 second', updated_at = now()
+            "UPDATE relocations SET lease_owner = $2, lease_until = now() + $3::float8 * interval \
+                '1 second', updated_at = now()
              WHERE id = $1 AND status IN ('pending', 'running')
                AND (lease_until IS NULL OR lease_until < now())
              RETURNING {COLUMNS}"
@@ -217,11 +240,13 @@ impl Relocator {
         let abandoned = self
             .db
             .platform_tx(TxMode::ReadOnly, async |tx| {
-                Ok(tx.query(
-                    "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < now())",
-                    &[],
-                )
-                .await?)
+                Ok(tx
+                    .query(
+                        "SELECT id FROM relocations WHERE status IN ('pending', 'running') AND \
+                        (lease_until IS NULL OR lease_until < now())",
+                        &[],
+                    )
+                    .await?)
             })
             .await;
         for row in abandoned.unwrap_or_default() {
@@ -317,7 +342,9 @@ impl Relocator {
                 if current.home_region.as_str() != job.from_region {
                     return Err(ApiError::Conflict {
                         code: ErrorCode::RelocationStale,
-                        detail: "the tenant's home region changed since the relocation was requested".into(),
+                        detail: "the tenant's home region changed since the relocation was \
+                            requested"
+                            .into(),
                     });
                 }
                 let allowed = self
@@ -326,13 +353,15 @@ impl Relocator {
                     .is_some_and(|target| residency::allows(current.residency.as_ref(), target));
                 if !allowed {
                     return Err(ApiError::ResidencyConflict(format!(
-                        "the tenant's residency policy no longer allows `{to}`; the home region was not switched"
+                        "the tenant's residency policy no longer allows `{to}`; the home region \
+                            was not switched"
                     )));
                 }
                 let record = tenants::switch_home(tx, job.tenant_id, to).await?;
                 let scoped = tx.enter_tenant(job.tenant_id, to.clone()).await?;
                 tx.execute(
-                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = now()
+                    "UPDATE relocations SET status = 'running', counts_before = $2, updated_at = \
+                        now()
                      WHERE id = $1",
                     &[&job.id, before],
                 )
@@ -391,13 +420,16 @@ impl Relocator {
                 }
                 self.db
                     .platform_tx(TxMode::ReadWrite, async |tx| {
-                        Ok(tx.execute(
-                            "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
-                                    lease_until = now() + $4::float8 * interval '1 second', updated_at = now()
+                        Ok(tx
+                            .execute(
+                                "UPDATE relocations SET moved = jsonb_set(moved, ARRAY[$2::text], \
+                                to_jsonb(COALESCE((moved->>$2)::bigint, 0) + $3)),
+                                    lease_until = now() + $4::float8 * interval '1 second', \
+                                        updated_at = now()
                              WHERE id = $1",
-                            &[&job.id, table, &(moved as i64), &LEASE_SECS],
-                        )
-                        .await?)
+                                &[&job.id, table, &(moved as i64), &LEASE_SECS],
+                            )
+                            .await?)
                     })
                     .await?;
             }

@@ -248,7 +248,8 @@ mod tests {
         write(
             &dir,
             "us-east1.toml",
-            "id = \"us-east1\"\njurisdiction = \"mars\"\npublic_endpoint = \"https://x\"\n[local]\naddress = \"127.0.0.11:8080\"\n",
+            "id = \"us-east1\"\njurisdiction = \"mars\"\npublic_endpoint \
+                = \"https://x\"\n[local]\naddress = \"127.0.0.11:8080\"\n",
         );
         let err = Topology::load(&dir).unwrap_err().to_string();
         assert!(
@@ -316,7 +317,8 @@ mod tests {
         write(
             &dir,
             "us-east1.toml",
-            "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint = \"https://x\"\nfailover = [\"nowhere-1\"]\n[local]\naddress = \"127.0.0.11:8080\"\n",
+            "id = \"us-east1\"\njurisdiction = \"us\"\npublic_endpoint = \"https://x\"\nfailover = \
+                [\"nowhere-1\"]\n[local]\naddress = \"127.0.0.11:8080\"\n",
         );
         let err = Topology::load(&dir).unwrap_err().to_string();
         assert!(

@@ -263,7 +263,8 @@ impl AdminClient {
             }
         }
         bail!(
-            "user {user} does not exist in tenant {tenant} or is not active (at {node}); no token signed"
+            "user {user} does not exist in tenant {tenant} or is not active (at {node}); no token \
+                signed"
         )
     }
 }

@@ -178,7 +178,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         let admin = admin_address(region, admin_port);
         if admin == region.local_address {
             bail!(
-                "{} ({}): the admin listener cannot share the node's address; pick another --admin-port",
+                "{} ({}): the admin listener cannot share the node's address; pick another \
+                    --admin-port",
                 admin,
                 region.id
             );
@@ -398,24 +399,29 @@ async fn supervise(
                 let region = &nodes[i].0;
                 let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                 if restart_after == 0 {
-                    println!("node {region} died ({how}); the other regions keep serving; restart `meridian dev` to bring it back");
+                    println!("node {region} died ({how}); the other regions keep serving; restart \
+                        `meridian dev` to bring it back");
                     dead.push((i, None));
                 } else {
-                    println!("node {region} died ({how}); the other regions keep serving; restarting it in {restart_after} s");
+                    println!("node {region} died ({how}); the other regions keep serving; \
+                        restarting it in {restart_after} s");
                     dead.push((i, Some(Instant::now() + Duration::from_secs(restart_after))));
                 }
             }
             () = restart => {
                 let now = Instant::now();
                 let is_due = |at: &Option<Instant>| at.is_some_and(|at| at <= now);
-                let due: Vec<usize> = dead.iter().filter(|(_, at)| is_due(at)).map(|(i, _)| *i).collect();
+                let due: Vec<usize> =
+                    dead.iter().filter(|(_, at)| is_due(at)).map(|(i, _)| *i).collect();
                 dead.retain(|(_, at)| !is_due(at));
                 for i in due {
                     let region = regions[i];
                     nodes[i].1 = launch.spawn(region)?;
                     match wait_ready(region.local_address, Duration::from_secs(30)).await {
-                        Ok(()) => println!("node {} restarted http://{}", region.id, region.local_address),
-                        Err(err) => println!("node {} restarted but is not ready: {err:#}", region.id),
+                        Ok(()) => println!("node {} restarted \
+                            http://{}", region.id, region.local_address),
+                        Err(err) => println!("node {} restarted but is not ready: \
+                            {err:#}", region.id),
                     }
                 }
             }

@@ -23,15 +23,18 @@ use crate::supervisor;
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedPgError {
     #[error(
-        "PostgreSQL server binaries not found (initdb/postgres); install them with `apt-get install postgresql` (Debian package postgresql-15)"
+        "PostgreSQL server binaries not found (initdb/postgres); install them with `apt-get \
+            install postgresql` (Debian package postgresql-15)"
     )]
     BinariesMissing,
     #[error(
-        "running as root, but there is no `postgres` user to own the cluster (it comes with the Debian package postgresql)"
+        "running as root, but there is no `postgres` user to own the cluster (it comes with the \
+            Debian package postgresql)"
     )]
     NoPostgresUser,
     #[error(
-        "the postgres user cannot reach {0} (a parent directory is closed to it, e.g. /root); use a directory it can traverse"
+        "the postgres user cannot reach {0} (a parent directory is closed to it, e.g. /root); use \
+            a directory it can traverse"
     )]
     Unreachable(PathBuf),
     #[error("embedded PostgreSQL: {context}: {source}")]

@@ -84,7 +84,8 @@ enum RegionAction {
     Status,
     /// Print the impact, then drain (refused while tenants would be stranded, unless --force).
     Drain {
-        /// The region to drain: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+        /// The region to drain: us-east1, europe-west1, europe-west3, europe-north1,
+        /// asia-southeast1 (regions/*.toml).
         region: String,
         /// Drain even if some tenants would be unavailable.
         #[arg(long)]
@@ -95,12 +96,14 @@ enum RegionAction {
     },
     /// Return a drained region to service.
     Undrain {
-        /// The drained region: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+        /// The drained region: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1
+        /// (regions/*.toml).
         region: String,
     },
     /// Relocate every tenant of the region to its next allowed healthy region.
     Evacuate {
-        /// The region to empty: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+        /// The region to empty: us-east1, europe-west1, europe-west3, europe-north1,
+        /// asia-southeast1 (regions/*.toml).
         region: String,
     },
 }
@@ -125,7 +128,8 @@ enum TenantAction {
     Relocate {
         /// The tenant's id (UUID).
         tenant: uuid::Uuid,
-        /// The new home region: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+        /// The new home region: us-east1, europe-west1, europe-west3, europe-north1,
+        /// asia-southeast1 (regions/*.toml).
         #[arg(long)]
         to: String,
         /// Poll until the relocation is done.
@@ -136,15 +140,12 @@ enum TenantAction {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// The region this node serves: us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml).
+    /// The region this node serves: us-east1, europe-west1, europe-west3, europe-north1,
+    /// asia-southeast1 (regions/*.toml).
     #[arg(long, env = "MERIDIAN_REGION", default_value = "us-east1")]
     region: String,
     /// Where the region files are.
-    #[arg(
-        long,
-        env = "MERIDIAN_us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml)_DIR",
-        default_value = "regions"
-    )]
+    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
     regions_dir: PathBuf,
 }
 
@@ -169,11 +170,7 @@ struct DevArgs {
     #[arg(long, value_delimiter = ',')]
     regions: Option<Vec<String>>,
     /// Where the region files are.
-    #[arg(
-        long,
-        env = "MERIDIAN_us-east1, europe-west1, europe-west3, europe-north1, asia-southeast1 (regions/*.toml)_DIR",
-        default_value = "regions"
-    )]
+    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
     regions_dir: PathBuf,
     /// When a node dies, restart it after this many seconds (the other regions
     /// keep serving meanwhile); 0 leaves it down.
@@ -310,7 +307,8 @@ async fn region(state: &StateDir, args: RegionArgs, format: Format) -> anyhow::R
             }
             if stranded > 0 && !force {
                 bail!(
-                    "refusing to drain {region}: {stranded} tenant(s) would be unavailable (use --force)"
+                    "refusing to drain {region}: {stranded} tenant(s) would be unavailable (use \
+                        --force)"
                 );
             }
             let report = client.drain(region, *force).await?;

@@ -17,7 +17,9 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
+    #[schema(min_length = 1, max_length = 80)]
     name: String,
+    #[schema(max_length = 500)]
     topic: Option<String>,
 }
 

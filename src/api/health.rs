@@ -48,7 +48,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// This document.
 #[utoipa::path(
     tag = "ops",
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+    responses((status = 200, description = "OpenAPI 3.1 \
+        document", content_type = "application/json", body = Object)),
 )]
 #[get("/openapi.json")]
 pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {

@@ -84,7 +84,8 @@ pub async fn page(
 /// One message.
 #[utoipa::path(
     tag = "messages",
-    params(("id" = uuid::Uuid, Path, description = "Channel id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
+    params(("id" = uuid::Uuid, Path, description = "Channel \
+        id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
     security(("bearer" = [])),
     responses((status = 200, body = Message)),
 )]

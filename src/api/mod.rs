@@ -33,7 +33,8 @@ use crate::error::{ApiError, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Meridian API", description = "Multi-tenant team collaboration, served from the tenant's home region."),
+    info(title = "Meridian API", description = "Multi-tenant team collaboration, served from the \
+        tenant's home region."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::Problem))
 )]

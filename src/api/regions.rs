@@ -209,7 +209,8 @@ pub async fn drain(
         return Err(ApiError::Conflict {
             code: ErrorCode::DrainStrandsTenants,
             detail: format!(
-                "draining {region} leaves these tenants no allowed region: {}; use force to drain anyway",
+                "draining {region} leaves these tenants no allowed region: {}; use force to drain \
+                    anyway",
                 slugs.join(", ")
             ),
         }

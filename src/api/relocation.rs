@@ -11,7 +11,6 @@ use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 use crate::relocation::{self, Relocation};
-use crate::routing::decide::serving_region;
 use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope};
 use crate::state::AppState;
 
@@ -69,7 +68,7 @@ pub async fn start(
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
     };
-    let to = RegionId::parse(&body.to_region).map_err(ApiError::validation)?;
+    let to = relocation::target(&body.to_region)?;
     let job = launch(&scope, &state, id, &to).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((
@@ -165,16 +164,12 @@ pub async fn evacuate(
             relocation_id,
             reason,
         };
-        let Some(to) = serving_region(&state.topology, &tenant, |r| {
-            *r != region && health.is_healthy(r)
-        })
-        .map(|r| r.id.clone()) else {
-            refused.push(entry(
-                None,
-                None,
-                Some("its residency allows no other healthy region".into()),
-            ));
-            continue;
+        let to = match relocation::evacuation_target(&state.topology, health, &tenant, &region) {
+            Ok(to) => to,
+            Err(reason) => {
+                refused.push(entry(None, None, Some(reason.into())));
+                continue;
+            }
         };
         match launch(&scope, &state, tenant.id, &to).await {
             Ok(job) => started.push(entry(Some(to), Some(job.id), None)),

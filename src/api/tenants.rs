@@ -6,7 +6,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::{IdPath, created};
-use crate::auth::{Permission, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
@@ -14,6 +13,7 @@ use crate::scope::{Authenticated, Caller, Guarded, PlatformAdmin, PlatformScope}
 use crate::state::AppState;
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
+use crate::tenancy::changes as tenant_rules;
 use crate::tenancy::record::{LimitOverrides, LimitPatch};
 use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus};
 use crate::validate;
@@ -21,7 +21,9 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
     slug: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     home_region: String,
     residency: Option<Residency>,
@@ -34,13 +36,16 @@ pub struct CreateTenant {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOwner {
+    #[schema(min_length = 5, max_length = 254)]
     email: String,
+    #[schema(min_length = 1, max_length = 200)]
     display_name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenant {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     plan: Option<Plan>,
     status: Option<TenantStatus>,
@@ -174,10 +179,16 @@ pub async fn list(
         cursor: query.cursor,
     };
     let (limit, after) = (page_query.limit()?, page_query.keyset()?);
+    let bad_slug = |_| {
+        ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash",
+        )
+    };
     let slug = query
         .slug
         .as_deref()
-        .map(|s| validate::slug(s).map_err(|_| ApiError::bad_request(ErrorCode::InvalidQuery, "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash")))
+        .map(|s| validate::slug(s).map_err(bad_slug))
         .transpose()?;
     let page = scope
         .read(async |tx| Ok(tenants::list(tx, limit, after, slug.as_deref()).await?))
@@ -245,12 +256,7 @@ pub async fn patch(
         limits: body.limits,
         residency: body.residency,
     };
-    if changes.is_empty() {
-        return Err(ApiError::validation("nothing to change"));
-    }
-    if let Some(limits) = &changes.limits {
-        limits.set.validate()?;
-    }
+    tenant_rules::check(&changes)?;
     // A new residency policy is checked against the home region (and any
     // relocation's target) inside the writing transaction, on the locked row
     // (`store::tenants`), never here against the directory cache: the cached
@@ -268,21 +274,7 @@ pub async fn patch(
                 .await?
         }
         Caller::Tenant(scope) if scope.tenant_id() == id => {
-            let platform_only =
-                changes.plan.is_some() || changes.status.is_some() || changes.limits.is_some();
-            if platform_only {
-                return Err(ApiError::Forbidden(
-                    "plan, status and limits are changed by platform admins",
-                ));
-            }
-            if changes.name.is_some() {
-                scope.require(Permission::ManageTenant)?;
-            }
-            if changes.residency.is_some() && scope.role() != Role::Compliance {
-                return Err(ApiError::Forbidden(
-                    "residency is changed by compliance officers or platform admins",
-                ));
-            }
+            tenant_rules::check_own(&changes, scope.role())?;
             let actor = scope.user_id().to_string();
             scope
                 .write(async |tx| Ok(tenants::update_own(tx, topology, &actor, &changes).await?))

@@ -22,7 +22,9 @@ use crate::validate;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(min_length = 5, max_length = 254)]
     email: String,
+    #[schema(min_length = 1, max_length = 200)]
     display_name: String,
     role: Role,
 }
@@ -30,6 +32,7 @@ pub struct CreateUser {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
+    #[schema(min_length = 1, max_length = 200)]
     display_name: Option<String>,
     role: Option<Role>,
     status: Option<UserStatus>,

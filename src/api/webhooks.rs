@@ -27,8 +27,10 @@ use crate::webhooks::store::{self, Delivery, Webhook, WebhookChanges};
 pub struct CreateWebhook {
     /// `http://host[:port]/path`; internal addresses are refused.
     url: String,
+    #[schema(max_length = 500)]
     description: Option<String>,
     /// Event types to deliver (see the README); empty or absent: all.
+    #[schema(max_items = 11)]
     event_types: Option<Vec<String>>,
 }
 
@@ -36,7 +38,9 @@ pub struct CreateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct PatchWebhook {
     url: Option<String>,
+    #[schema(max_length = 500)]
     description: Option<String>,
+    #[schema(max_items = 11)]
     event_types: Option<Vec<String>>,
     /// `true` re-enables a disabled endpoint (and clears its failure streak).
     enabled: Option<bool>,
@@ -55,6 +59,9 @@ fn check_url(hooks: &Hooks, url: &str) -> Result<String, ApiError> {
         None => Ok(url.to_owned()),
     }
 }
+
+// The schema's `maxItems` of `event_types` (11) is the number of event kinds.
+const _: () = assert!(outbox::KINDS.len() == 11);
 
 fn check_types(types: Option<&Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
     let Some(types) = types else { return Ok(None) };

@@ -71,13 +71,12 @@ impl FromStr for Dialect {
 /// The statements whose text depends on the dialect.
 #[derive(Debug)]
 pub struct Statements {
-    /// Ranked full-text search of one tenant's messages: `$1` tenant, `$2` the
-    /// user's query text, `$3` limit, `$4` offset, `$5` how many matches at most are
-    /// ranked (the first the index yields; `limits.cost.search_candidates`). The tsquery is written inline
-    /// (twice: filter and rank) rather than joined from `FROM`: CockroachDB has no
-    /// inverted joins on `TSVECTOR`, so a joined tsquery cannot use the inverted
-    /// index (docs/cockroachdb.md, row 5); PostgreSQL uses `messages_search_idx`
-    /// either way.
+    /// Ranked full-text search of one tenant's messages: `$1` tenant, `$2` the user's query
+    /// text, `$3` limit, `$4` offset, `$5` how many matches at most are ranked (the first
+    /// the index yields; `limits.cost.search_candidates`). The tsquery is written inline
+    /// (twice: filter and rank) rather than joined from `FROM`: CockroachDB has no inverted
+    /// joins on `TSVECTOR`, so a joined tsquery cannot use the inverted index
+    /// (docs/cockroachdb.md, row 5); PostgreSQL uses `messages_search_idx` either way.
     pub search: &'static str,
     /// True when the connected role escapes row-level security: the service must
     /// never run as such a role (RLS is the database's tenant wall). PostgreSQL:
@@ -115,7 +114,8 @@ static COCKROACH: Statements = Statements {
              ORDER BY rank DESC, m.created_at DESC, m.id DESC
              LIMIT $3 OFFSET $4",
     privileged_role: "SELECT pg_has_role(current_user, 'admin', 'MEMBER')
-                            OR coalesce((SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user), false)",
+                            OR coalesce((SELECT rolbypassrls FROM pg_roles WHERE rolname = \
+                                current_user), false)",
 };
 
 #[cfg(test)]

@@ -222,7 +222,8 @@ async fn prepare_cockroach(client: &tokio_postgres::Client) -> anyhow::Result<()
             let present = client
                 .query(
                     &format!(
-                        "SELECT 1 FROM [SHOW SUPER REGIONS FROM DATABASE {quoted}] WHERE super_region_name = $1"
+                        "SELECT 1 FROM [SHOW SUPER REGIONS FROM DATABASE {quoted}] WHERE \
+                            super_region_name = $1"
                     ),
                     &[&name],
                 )

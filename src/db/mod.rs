@@ -60,7 +60,11 @@ pub enum DbError {
 
 impl DbError {
     pub(crate) fn is_retryable(err: &tokio_postgres::Error) -> bool {
-        matches!(err.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+        let retryable = [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+        ];
+        err.code().is_some_and(|c| retryable.contains(c))
     }
 }
 
@@ -170,7 +174,8 @@ impl Database {
         let server = Dialect::from_version(&version);
         if server != self.dialect {
             anyhow::bail!(
-                "database.dialect is {} but the server is {server} ({version}); set MERIDIAN_DATABASE__DIALECT={server}",
+                "database.dialect is {} but the server is {server} ({version}); set \
+                    MERIDIAN_DATABASE__DIALECT={server}",
                 self.dialect
             );
         }
@@ -181,7 +186,8 @@ impl Database {
             .get(0);
         if privileged {
             anyhow::bail!(
-                "database.url connects as a role that bypasses row-level security (superuser, admin or BYPASSRLS); connect as meridian_app"
+                "database.url connects as a role that bypasses row-level security (superuser, \
+                    admin or BYPASSRLS); connect as meridian_app"
             );
         }
         Ok(())

@@ -35,10 +35,12 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, kind, state, attempts, max_attempts, run_after, result, error, created_at, updated_at, started_at, finished_at";
+const COLUMNS: &str = "id, kind, state, attempts, max_attempts, run_after, result, error, \
+    created_at, updated_at, started_at, finished_at";
 
 /// The tenant's jobs, newest first (ids are time-ordered).
-pub const LIST_SQL: &str = "SELECT id, kind, state, attempts, max_attempts, run_after, result, error, created_at, updated_at, started_at, finished_at
+pub const LIST_SQL: &str = "SELECT id, kind, state, attempts, max_attempts, run_after, result, \
+    error, created_at, updated_at, started_at, finished_at
      FROM jobs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
 
 fn from_row(row: &Row) -> Job {
@@ -68,7 +70,8 @@ fn check(job: &NewJob) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::internal(anyhow::anyhow!(
-            "invalid job: kind 1..=100 bytes, key 1..=200 bytes, max_attempts 1..=100 ({}, {:?}, {})",
+            "invalid job: kind 1..=100 bytes, key 1..=200 bytes, max_attempts 1..=100 ({}, {:?}, \
+                {})",
             job.kind,
             job.idempotency_key,
             job.max_attempts
@@ -76,40 +79,14 @@ fn check(job: &NewJob) -> Result<(), StoreError> {
     }
 }
 
-const INSERT_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, payload, idempotency_key, run_after, max_attempts)
+const INSERT_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, payload, \
+    idempotency_key, run_after, max_attempts)
      VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now()), $8) ON CONFLICT DO NOTHING RETURNING id";
 
 pub async fn enqueue(tx: &TenantTx<'_>, job: NewJob) -> Result<JobId, StoreError> {
-    check(&job)?;
-    let id = JobId::new_random();
     let tenant = tx.tenant_id();
-    let region = tx.home_region().as_str();
-    let inserted = tx
-        .query_opt(
-            INSERT_SQL,
-            &[
-                id.as_uuid(),
-                tenant.as_uuid(),
-                &region,
-                &job.kind,
-                &job.payload,
-                &job.idempotency_key,
-                &job.run_after,
-                &job.max_attempts,
-            ],
-        )
-        .await?;
-    if inserted.is_some() {
-        return Ok(id);
-    }
-    // The key exists (the only unique constraint an insert with a fresh v7 id can hit).
-    let row = tx
-        .query_one(
-            "SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2",
-            &[tenant.as_uuid(), &job.idempotency_key],
-        )
-        .await?;
-    Ok(JobId::from_uuid(row.get(0)))
+    let region = tx.home_region().clone();
+    insert(tx, Some(*tenant.as_uuid()), &region, job).await
 }
 
 /// Makes platform jobs (tenant_id NULL) visible to this transaction (RLS).
@@ -124,17 +101,34 @@ pub async fn enqueue_platform(
     region: &RegionId,
     job: NewJob,
 ) -> Result<JobId, StoreError> {
-    check(&job)?;
     enter_platform_jobs(tx).await?;
+    insert(tx, None, region, job).await
+}
+
+/// The job with this idempotency key: the tenant's, or the region's platform
+/// job's (two statements, so each uses the key's index).
+const EXISTING_SQL: &str = "SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2";
+const EXISTING_PLATFORM_SQL: &str = "SELECT id FROM jobs
+     WHERE tenant_id IS NULL AND home_region = $1 AND idempotency_key = $2";
+
+/// Inserts the job, or answers the existing one with its idempotency key (the
+/// only unique constraint an insert with a fresh v7 id can hit).
+async fn insert<S>(
+    tx: &Tx<'_, S>,
+    tenant: Option<Uuid>,
+    region: &RegionId,
+    job: NewJob,
+) -> Result<JobId, StoreError> {
+    check(&job)?;
     let id = JobId::new_random();
-    let none: Option<Uuid> = None;
+    let region = region.as_str();
     let inserted = tx
         .query_opt(
             INSERT_SQL,
             &[
                 id.as_uuid(),
-                &none,
-                &region.as_str(),
+                &tenant,
+                &region,
                 &job.kind,
                 &job.payload,
                 &job.idempotency_key,
@@ -146,12 +140,11 @@ pub async fn enqueue_platform(
     if inserted.is_some() {
         return Ok(id);
     }
-    let row = tx
-        .query_one(
-            "SELECT id FROM jobs WHERE tenant_id IS NULL AND home_region = $1 AND idempotency_key = $2",
-            &[&region.as_str(), &job.idempotency_key],
-        )
-        .await?;
+    let key = &job.idempotency_key;
+    let row = match &tenant {
+        Some(tenant) => tx.query_one(EXISTING_SQL, &[tenant, key]).await?,
+        None => tx.query_one(EXISTING_PLATFORM_SQL, &[&region, key]).await?,
+    };
     Ok(JobId::from_uuid(row.get(0)))
 }
 
@@ -260,14 +253,16 @@ pub async fn claim(
     let row = match tenant {
         Some(t) => {
             tx.query_opt(
-                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_job($1, $2, $3, $4, $5)",
+                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_job($1, $2, $3, $4, \
+                    $5)",
                 &[&region.as_str(), t.as_uuid(), &owner, &lease_secs, &cap],
             )
             .await?
         }
         None => {
             tx.query_opt(
-                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_platform_job($1, $2, $3, $4)",
+                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_platform_job($1, \
+                    $2, $3, $4)",
                 &[&region.as_str(), &owner, &lease_secs, &cap],
             )
             .await?
@@ -336,7 +331,8 @@ pub async fn renew<S>(
 ) -> Result<bool, StoreError> {
     Ok(tx
         .execute(
-            "UPDATE jobs SET lease_until = now() + $3::float8 * interval '1 second', updated_at = now()
+            "UPDATE jobs SET lease_until = now() + $3::float8 * interval '1 second', updated_at = \
+                now()
               WHERE id = $1 AND state = 'running' AND lease_owner = $2",
             &[id.as_uuid(), &owner, &lease_secs],
         )
@@ -384,9 +380,12 @@ pub async fn finish<S>(
     let state = outcome.state();
     Ok(tx
         .execute(
-            "UPDATE jobs SET state = $3, result = $4, error = $5, lease_owner = NULL, lease_until = NULL,
-                    run_after = CASE WHEN $3 = 'queued' THEN now() + $6::float8 * interval '1 second' ELSE run_after END,
-                    updated_at = now(), finished_at = CASE WHEN $3 = 'queued' THEN NULL ELSE now() END
+            "UPDATE jobs SET state = $3, result = $4, error = $5, lease_owner = NULL, lease_until \
+                = NULL,
+                    run_after = CASE WHEN $3 = 'queued' THEN now() + $6::float8 * interval '1 \
+                        second' ELSE run_after END,
+                    updated_at = now(), finished_at = CASE WHEN $3 = 'queued' THEN NULL ELSE now() \
+                        END
               WHERE id = $1 AND state = 'running' AND lease_owner = $2",
             &[id.as_uuid(), &owner, &state, &result, &error, &after_secs],
         )

@@ -434,7 +434,8 @@ impl WorkerPool {
                         Ok(store::renew(tx, job.id, owner, lease).await?)
                     })?;
                     if !held {
-                        tracing::info!(job_id = %job.id, "job cancelled or lease lost; stopping its run");
+                        tracing::info!(job_id = %job.id, "job cancelled or lease lost; stopping \
+                            its run");
                         return Ok(None);
                     }
                 }

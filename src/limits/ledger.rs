@@ -237,7 +237,8 @@ async fn settle_in(
 }
 
 /// This month's AI usage of the tenant (`month_usage`).
-pub const MONTH_USAGE_SQL: &str = "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date";
+pub const MONTH_USAGE_SQL: &str = "SELECT used, reserved FROM ai_usage WHERE tenant_id = $1 AND \
+    month = date_trunc('month', now() AT TIME ZONE 'UTC')::date";
 
 /// This month's AI usage, inside an open tenant transaction.
 pub async fn month_usage(tx: &TenantTx<'_>) -> Result<AiUsage, crate::db::DbError> {

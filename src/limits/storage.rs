@@ -36,7 +36,8 @@ const MAX_GRANT: i64 = 1 << 20;
 /// created by the first post that charges them.
 pub async fn open(tx: &TenantTx<'_>) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO tenant_usage (tenant_id, home_region) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
+        "INSERT INTO tenant_usage (tenant_id, home_region) VALUES ($1, $2) ON CONFLICT (tenant_id) \
+            DO NOTHING",
         &[tx.tenant_id().as_uuid(), &tx.home_region().as_str()],
     )
     .await?;
@@ -122,7 +123,8 @@ pub async fn charge_storage(
         if deficit > cap - central {
             return Ok(Err(StoreError::QuotaExceeded {
                 detail: format!(
-                    "storing {n} more bytes would exceed the storage quota of {cap} bytes ({} bytes stored)",
+                    "storing {n} more bytes would exceed the storage quota of {cap} bytes ({} \
+                        bytes stored)",
                     stored_bytes(tx).await?
                 ),
             }));
@@ -150,7 +152,8 @@ pub async fn charge_storage(
         .await?;
     }
     tx.execute(
-        "UPDATE tenant_usage_shards SET used_bytes = used_bytes + $3, granted_bytes = granted_bytes + $4, cap_bytes = $5
+        "UPDATE tenant_usage_shards SET used_bytes = used_bytes + $3, granted_bytes = \
+            granted_bytes + $4, cap_bytes = $5
          WHERE tenant_id = $1 AND shard = $2",
         &[tenant.as_uuid(), &shard, &n, &own, &cap],
     )
@@ -171,7 +174,8 @@ pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), StoreEr
     central_grants(tx).await?;
     let rows = tx
         .query(
-            "SELECT shard, used_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND used_bytes > 0 ORDER BY shard",
+            "SELECT shard, used_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND used_bytes \
+                > 0 ORDER BY shard",
             &[tenant.as_uuid()],
         )
         .await?;
@@ -184,7 +188,8 @@ pub async fn refund_storage(tx: &TenantTx<'_>, bytes: u64) -> Result<(), StoreEr
         let (shard, used): (i16, i64) = (row.get(0), row.get(1));
         let take = used.min(left);
         tx.execute(
-            "UPDATE tenant_usage_shards SET used_bytes = used_bytes - $3, granted_bytes = granted_bytes - $3
+            "UPDATE tenant_usage_shards SET used_bytes = used_bytes - $3, granted_bytes = \
+                granted_bytes - $3
              WHERE tenant_id = $1 AND shard = $2",
             &[tenant.as_uuid(), &shard, &take],
         )
@@ -233,7 +238,8 @@ async fn central_grants(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
 async fn shard_row(tx: &TenantTx<'_>, shard: i16) -> Result<Option<(i64, i64)>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT used_bytes, granted_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND shard = $2",
+            "SELECT used_bytes, granted_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND \
+                shard = $2",
             &[tx.tenant_id().as_uuid(), &shard],
         )
         .await?;
@@ -246,7 +252,8 @@ async fn reclaim(tx: &TenantTx<'_>, keep: Option<i16>) -> Result<i64, StoreError
     let tenant = tx.tenant_id();
     tx.execute(
         "UPDATE tenant_usage_shards SET granted_bytes = used_bytes
-         WHERE tenant_id = $1 AND granted_bytes > used_bytes AND ($2::smallint IS NULL OR shard <> $2)",
+         WHERE tenant_id = $1 AND granted_bytes > used_bytes AND ($2::smallint IS NULL OR shard <> \
+             $2)",
         &[tenant.as_uuid(), &keep],
     )
     .await?;
@@ -258,7 +265,8 @@ async fn sum_grants_into_central(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     Ok(tx
         .query_one(
             "UPDATE tenant_usage SET granted_bytes =
-                (SELECT COALESCE(sum(granted_bytes), 0)::bigint FROM tenant_usage_shards WHERE tenant_id = $1)
+                (SELECT COALESCE(sum(granted_bytes), 0)::bigint FROM tenant_usage_shards WHERE \
+                    tenant_id = $1)
              WHERE tenant_id = $1 RETURNING granted_bytes",
             &[tx.tenant_id().as_uuid()],
         )

@@ -47,7 +47,8 @@ impl JobMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "job_runs",
-            "Job runs ended on this node, by job kind and outcome (failures by kind: outcome != succeeded)",
+            "Job runs ended on this node, by job kind and outcome (failures by kind: outcome != \
+                succeeded)",
             self.runs.clone(),
         );
         registry.register(

@@ -327,7 +327,8 @@ impl Collector for ScrapeTime {
         gauge(
             &mut encoder,
             "tenant_requests_other",
-            "Requests of all tenants outside the top N (a gauge: it drops when a tenant enters the top N)",
+            "Requests of all tenants outside the top N (a gauge: it drops when a tenant enters the \
+                top N)",
             rest as i64,
         )?;
 

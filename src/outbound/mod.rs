@@ -262,7 +262,8 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, OutboundError> {
         let mut request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\nContent-Type: \
+                application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
             url.path,
             url.authority,
             body.len()

@@ -7,11 +7,12 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use super::error::{StoreError, Unique, taken};
+use super::page::{keyset_page, keyset_sql};
 use crate::db::TenantTx;
 use crate::ids::{ChannelId, UserId};
 use crate::limits::storage;
 use crate::outbox::{self, Event};
-use crate::pagination::{Keyset, Page, keyset_page};
+use crate::pagination::{Keyset, Page};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Channel {
@@ -31,13 +32,7 @@ macro_rules! columns {
 }
 const COLUMNS: &str = columns!();
 
-pub const LIST_SQL: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM channels
-     WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-     ORDER BY created_at DESC, id DESC LIMIT $4"
-);
+pub const LIST_SQL: &str = keyset_sql!(columns!(), "channels", "");
 pub const GET_SQL: &str = concat!(
     "SELECT ",
     columns!(),
@@ -104,25 +99,12 @@ pub async fn list(
     limit: u32,
     after: Option<Keyset>,
 ) -> Result<Page<Channel>, StoreError> {
-    let rows = tx
-        .query(
-            LIST_SQL,
-            &[
-                tx.tenant_id().as_uuid(),
-                &after.map(|k| k.at),
-                &after.map(|k| k.id),
-                &(i64::from(limit) + 1),
-            ],
-        )
-        .await?;
-    Ok(keyset_page(
-        rows.iter().map(from_row).collect(),
-        limit,
-        |c| Keyset {
-            at: c.created_at,
-            id: *c.id.as_uuid(),
-        },
-    ))
+    let read = |row: &Row| Ok(from_row(row));
+    keyset_page(tx, LIST_SQL, &[], limit, after, read, |c| Keyset {
+        at: c.created_at,
+        id: *c.id.as_uuid(),
+    })
+    .await
 }
 
 pub async fn get(tx: &TenantTx<'_>, id: ChannelId) -> Result<Channel, StoreError> {
@@ -147,7 +129,8 @@ pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), Store
 pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), StoreError> {
     let freed: i64 = tx
         .query_one(
-            "SELECT COALESCE(sum(octet_length(body)), 0)::bigint FROM messages WHERE tenant_id = $1 AND channel_id = $2",
+            "SELECT COALESCE(sum(octet_length(body)), 0)::bigint FROM messages WHERE tenant_id = \
+                $1 AND channel_id = $2",
             &[tx.tenant_id().as_uuid(), id.as_uuid()],
         )
         .await?

@@ -40,7 +40,8 @@ const COLUMNS: &str = "id, channel_id, author_id, body, created_at";
 
 /// The page query, also run by `loadtest/` through pgbench: keep them in step.
 pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM messages
-     WHERE tenant_id = $1 AND channel_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+     WHERE tenant_id = $1 AND channel_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < \
+         ($3, $4))
      ORDER BY created_at DESC, id DESC LIMIT $5";
 
 /// A post on the fast path: the shard's charge (`storage::FAST_CHARGE_CTE`) and the

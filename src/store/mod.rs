@@ -6,6 +6,7 @@ pub mod channels;
 pub mod error;
 pub mod messages;
 pub mod owners;
+pub mod page;
 pub mod regions;
 pub mod tenant_ai;
 pub mod tenants;

@@ -23,7 +23,8 @@ pub async fn set_drained(
     actor: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO region_state (region, drained, updated_at, updated_by) VALUES ($1, $2, now(), $3)
+        "INSERT INTO region_state (region, drained, updated_at, updated_by) VALUES ($1, $2, now(), \
+            $3)
          ON CONFLICT (region) DO UPDATE SET drained = $2, updated_at = now(), updated_by = $3",
         &[&region.as_str(), &drained, &actor],
     )

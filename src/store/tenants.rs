@@ -88,7 +88,8 @@ pub async fn switch_home(
     to: &RegionId,
 ) -> Result<TenantRecord, StoreError> {
     let sql = format!(
-        "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = now()
+        "UPDATE tenants SET home_region = $2, config_version = config_version + 1, updated_at = \
+            now()
          WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     );
     let row = tx.query_one(&sql, &[id.as_uuid(), &to.as_str()]).await?;
@@ -327,8 +328,10 @@ async fn update<S>(
         TenantStatus::Suspended => "suspended",
     });
     let sql = format!(
-        "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), status = COALESCE($4, status),
-                limits = (limits || COALESCE($5::jsonb, '{{}}'::jsonb)) - $8::text[], residency = CASE WHEN $6 THEN $7 ELSE residency END,
+        "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), status = \
+            COALESCE($4, status),
+                limits = (limits || COALESCE($5::jsonb, '{{}}'::jsonb)) - $8::text[], residency = \
+                    CASE WHEN $6 THEN $7 ELSE residency END,
                 config_version = config_version + 1, updated_at = now()
          WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     );

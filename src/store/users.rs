@@ -8,12 +8,13 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use super::error::{StoreError, Unique, taken};
+use super::page::{keyset_page, keyset_sql};
 use crate::auth::Role;
 use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::ids::UserId;
 use crate::outbox::{self, Event};
-use crate::pagination::{Keyset, Page, keyset_page};
+use crate::pagination::{Keyset, Page};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -42,13 +43,7 @@ macro_rules! columns {
 }
 const COLUMNS: &str = columns!();
 
-pub const LIST_SQL: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM users
-     WHERE tenant_id = $1 AND status <> 'deleted' AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-     ORDER BY created_at DESC, id DESC LIMIT $4"
-);
+pub const LIST_SQL: &str = keyset_sql!(columns!(), "users", "AND status <> 'deleted'");
 pub const GET_SQL: &str = concat!(
     "SELECT ",
     columns!(),
@@ -132,7 +127,8 @@ pub async fn count(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
 pub async fn count_active_owners(tx: &TenantTx<'_>) -> Result<i64, StoreError> {
     let row = tx
         .query_one(
-            "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active'",
+            "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = \
+                'active'",
             &[tx.tenant_id().as_uuid()],
         )
         .await?;
@@ -144,22 +140,11 @@ pub async fn list(
     limit: u32,
     after: Option<Keyset>,
 ) -> Result<Page<User>, StoreError> {
-    let rows = tx
-        .query(
-            LIST_SQL,
-            &[
-                tx.tenant_id().as_uuid(),
-                &after.map(|k| k.at),
-                &after.map(|k| k.id),
-                &(i64::from(limit) + 1),
-            ],
-        )
-        .await?;
-    let users = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(keyset_page(users, limit, |u| Keyset {
+    keyset_page(tx, LIST_SQL, &[], limit, after, from_row, |u| Keyset {
         at: u.created_at,
         id: *u.id.as_uuid(),
-    }))
+    })
+    .await
 }
 
 pub async fn get(tx: &TenantTx<'_>, id: UserId) -> Result<User, StoreError> {
@@ -227,7 +212,8 @@ pub async fn update(
 pub async fn delete(tx: &TenantTx<'_>, id: UserId) -> Result<(), StoreError> {
     let deleted = tx
         .execute(
-            "UPDATE users SET status = 'deleted', updated_at = now() WHERE tenant_id = $1 AND id = $2 AND status <> 'deleted'",
+            "UPDATE users SET status = 'deleted', updated_at = now() WHERE tenant_id = $1 AND id = \
+                $2 AND status <> 'deleted'",
             &[tx.tenant_id().as_uuid(), id.as_uuid()],
         )
         .await?;

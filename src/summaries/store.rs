@@ -34,7 +34,8 @@ pub struct Summary {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, channel_id, state, since, until, max_sentences, engine, summary, sentences, tokens_used, error, job_id, created_at, finished_at";
+const COLUMNS: &str = "id, channel_id, state, since, until, max_sentences, engine, summary, \
+    sentences, tokens_used, error, job_id, created_at, finished_at";
 
 fn from_row(row: &Row) -> Summary {
     Summary {
@@ -69,9 +70,20 @@ pub struct NewSummary {
 
 pub async fn create(tx: &TenantTx<'_>, new: &NewSummary) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO channel_summaries (tenant_id, id, home_region, channel_id, since, until, max_sentences, engine, requested_by)
+        "INSERT INTO channel_summaries (tenant_id, id, home_region, channel_id, since, until, \
+            max_sentences, engine, requested_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[tx.tenant_id().as_uuid(), new.id.as_uuid(), &tx.home_region().as_str(), new.channel.as_uuid(), &new.since, &new.until, &new.max_sentences, &new.engine, new.requested_by.as_uuid()],
+        &[
+            tx.tenant_id().as_uuid(),
+            new.id.as_uuid(),
+            &tx.home_region().as_str(),
+            new.channel.as_uuid(),
+            &new.since,
+            &new.until,
+            &new.max_sentences,
+            &new.engine,
+            new.requested_by.as_uuid(),
+        ],
     )
     .await?;
     Ok(())
@@ -93,7 +105,8 @@ pub async fn get(
     id: SummaryId,
 ) -> Result<Summary, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM channel_summaries WHERE tenant_id = $1 AND channel_id = $2 AND id = $3"
+        "SELECT {COLUMNS} FROM channel_summaries WHERE tenant_id = $1 AND channel_id = $2 AND id = \
+            $3"
     );
     match tx
         .query_opt(
@@ -113,7 +126,8 @@ pub async fn get(
 /// The summary's request, for its job: `None` once it is finished (a rerun).
 pub async fn pending(tx: &TenantTx<'_>, id: SummaryId) -> Result<Option<Summary>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM channel_summaries WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')"
+        "SELECT {COLUMNS} FROM channel_summaries WHERE tenant_id = $1 AND id = $2 AND state IN \
+            ('queued', 'running')"
     );
     Ok(tx
         .query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
@@ -132,10 +146,17 @@ pub async fn messages(
             "SELECT id, body FROM (
                  SELECT id, body, created_at FROM messages
                  WHERE tenant_id = $1 AND channel_id = $2
-                   AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)
+                   AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL \
+                       OR created_at < $4)
                  ORDER BY created_at DESC, id DESC LIMIT $5) m
              ORDER BY created_at, id",
-            &[tx.tenant_id().as_uuid(), s.channel_id.as_uuid(), &s.since, &s.until, &limit],
+            &[
+                tx.tenant_id().as_uuid(),
+                s.channel_id.as_uuid(),
+                &s.since,
+                &s.until,
+                &limit,
+            ],
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -153,9 +174,18 @@ pub async fn finish(
         Err(why) => ("failed", None, None, None, Some(why)),
     };
     tx.execute(
-        "UPDATE channel_summaries SET state = $3, summary = $4, sentences = $5, tokens_used = $6, error = $7, finished_at = now()
+        "UPDATE channel_summaries SET state = $3, summary = $4, sentences = $5, tokens_used = $6, \
+            error = $7, finished_at = now()
          WHERE tenant_id = $1 AND id = $2",
-        &[tx.tenant_id().as_uuid(), id.as_uuid(), &state, &summary, &sentences, &tokens, &error],
+        &[
+            tx.tenant_id().as_uuid(),
+            id.as_uuid(),
+            &state,
+            &summary,
+            &sentences,
+            &tokens,
+            &error,
+        ],
     )
     .await?;
     Ok(())

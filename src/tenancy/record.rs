@@ -67,7 +67,8 @@ pub struct TenantRecord {
 /// be constants (`concat!`), listed by `store::hot_statements`.
 macro_rules! tenant_columns {
     () => {
-        "id, slug, name, home_region, residency, plan, limits, status, config_version, created_at, updated_at"
+        "id, slug, name, home_region, residency, plan, limits, status, config_version, created_at, \
+            updated_at"
     };
 }
 pub(crate) use tenant_columns;

@@ -66,7 +66,8 @@ pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<(Vec<WebhookId>, i
     let tenant = tx.tenant_id();
     let endpoints: Vec<(Uuid, Vec<String>, DateTime<Utc>)> = tx
         .query(
-            "SELECT id, event_types, created_at FROM webhook_endpoints WHERE tenant_id = $1 AND enabled ORDER BY id",
+            "SELECT id, event_types, created_at FROM webhook_endpoints WHERE tenant_id = $1 AND \
+                enabled ORDER BY id",
             &[tenant.as_uuid()],
         )
         .await?
@@ -92,9 +93,20 @@ pub async fn fan_out(tx: &TenantTx<'_>, batch: i64) -> Result<(Vec<WebhookId>, i
             })
             .to_string();
             tx.execute(
-                "INSERT INTO webhook_deliveries (tenant_id, id, home_region, endpoint_id, event_id, seq, event_kind, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING",
-                &[tenant.as_uuid(), &Uuid::now_v7(), &tx.home_region().as_str(), endpoint, &event.id, &event.seq, &event.kind, &payload],
+                "INSERT INTO webhook_deliveries (tenant_id, id, home_region, endpoint_id, \
+                    event_id, seq, event_kind, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, endpoint_id, \
+                     event_id) DO NOTHING",
+                &[
+                    tenant.as_uuid(),
+                    &Uuid::now_v7(),
+                    &tx.home_region().as_str(),
+                    endpoint,
+                    &event.id,
+                    &event.seq,
+                    &event.kind,
+                    &payload,
+                ],
             )
             .await?;
             if touched.last() != Some(endpoint) {
@@ -134,9 +146,12 @@ pub async fn claim_head(
 ) -> Result<Head, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT d.id, d.attempts, d.next_attempt_at, d.payload, d.next_attempt_at <= now() AS due,
-                    e.url, e.secret, CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END AS previous
-             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id
+            "SELECT d.id, d.attempts, d.next_attempt_at, d.payload, d.next_attempt_at <= now() AS \
+                due,
+                    e.url, e.secret, CASE WHEN e.previous_expires_at > now() THEN \
+                        e.previous_secret END AS previous
+             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND \
+                 e.id = d.endpoint_id
              WHERE d.tenant_id = $1 AND d.endpoint_id = $2 AND d.state = 'pending' AND e.enabled
              ORDER BY d.seq LIMIT 1",
             &[tx.tenant_id().as_uuid(), endpoint.as_uuid()],
@@ -150,7 +165,8 @@ pub async fn claim_head(
     }
     let delivery: Uuid = row.get("id");
     tx.execute(
-        "UPDATE webhook_deliveries SET next_attempt_at = now() + $3::bigint * interval '1 millisecond'
+        "UPDATE webhook_deliveries SET next_attempt_at = now() + $3::bigint * interval '1 \
+            millisecond'
          WHERE tenant_id = $1 AND id = $2",
         &[tx.tenant_id().as_uuid(), &delivery, &(lease_ms as i64)],
     )
@@ -245,7 +261,8 @@ pub async fn record(
     let attempts = claimed.attempts + 1;
     if outcome.succeeded() {
         tx.execute(
-            "UPDATE webhook_deliveries SET state = 'succeeded', attempts = $3, last_status = $4, last_error = NULL, delivered_at = now()
+            "UPDATE webhook_deliveries SET state = 'succeeded', attempts = $3, last_status = $4, \
+                last_error = NULL, delivered_at = now()
              WHERE tenant_id = $1 AND id = $2",
             &[tenant.as_uuid(), &claimed.delivery, &attempts, &status],
         )
@@ -274,10 +291,20 @@ pub async fn record(
         .query_opt(
             "UPDATE webhook_endpoints SET failure_streak = failure_streak + 1,
                     enabled = CASE WHEN failure_streak + 1 >= $3 THEN false ELSE enabled END,
-                    disabled_reason = CASE WHEN failure_streak + 1 >= $3 THEN $4 ELSE disabled_reason END,
+                    disabled_reason = CASE WHEN failure_streak + 1 >= $3 THEN $4 ELSE \
+                        disabled_reason END,
                     updated_at = now()
              WHERE tenant_id = $1 AND id = $2 AND enabled RETURNING NOT enabled, failure_streak",
-            &[tenant.as_uuid(), endpoint.as_uuid(), &settings.disable_after, &format!("disabled after {} failed attempts in a row", settings.disable_after)],
+            &[
+                tenant.as_uuid(),
+                endpoint.as_uuid(),
+                &settings.disable_after,
+                &format!(
+                    "disabled \
+                after {} failed attempts in a row",
+                    settings.disable_after
+                ),
+            ],
         )
         .await?
         .filter(|row| row.get::<_, bool>(0));

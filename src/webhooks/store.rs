@@ -8,8 +8,9 @@ use utoipa::ToSchema;
 
 use crate::db::TenantTx;
 use crate::ids::{DeliveryId, WebhookId};
-use crate::pagination::{Keyset, Page, keyset_page};
+use crate::pagination::{Keyset, Page};
 use crate::store::error::StoreError;
+use crate::store::page::{keyset_page, keyset_sql};
 
 /// How long a rotated-out secret still signs deliveries.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -52,7 +53,21 @@ pub struct Delivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, url, description, event_types, enabled, disabled_reason, failure_streak, previous_expires_at, created_at, updated_at";
+/// The columns `from_row` reads, as a literal for `keyset_sql!`.
+macro_rules! columns {
+    () => {
+        "id, url, description, event_types, enabled, disabled_reason, failure_streak, \
+         previous_expires_at, created_at, updated_at"
+    };
+}
+const COLUMNS: &str = columns!();
+const LIST_SQL: &str = keyset_sql!(columns!(), "webhook_endpoints", "");
+const DELIVERIES_SQL: &str = keyset_sql!(
+    "id, event_id, seq, event_kind, state, attempts, next_attempt_at, last_status, \
+     last_error, created_at, delivered_at",
+    "webhook_deliveries",
+    "AND endpoint_id = $5"
+);
 
 fn from_row(row: &Row) -> Webhook {
     Webhook {
@@ -82,7 +97,8 @@ pub async fn create(
     secret: &str,
 ) -> Result<Webhook, StoreError> {
     let sql = format!(
-        "INSERT INTO webhook_endpoints (tenant_id, id, home_region, url, description, event_types, secret)
+        "INSERT INTO webhook_endpoints (tenant_id, id, home_region, url, description, event_types, \
+            secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
     let id = WebhookId::new_random();
@@ -108,30 +124,12 @@ pub async fn list(
     limit: u32,
     after: Option<Keyset>,
 ) -> Result<Page<Webhook>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM webhook_endpoints
-         WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC LIMIT $4"
-    );
-    let rows = tx
-        .query(
-            &sql,
-            &[
-                tx.tenant_id().as_uuid(),
-                &after.map(|k| k.at),
-                &after.map(|k| k.id),
-                &(i64::from(limit) + 1),
-            ],
-        )
-        .await?;
-    Ok(keyset_page(
-        rows.iter().map(from_row).collect(),
-        limit,
-        |w| Keyset {
-            at: w.created_at,
-            id: *w.id.as_uuid(),
-        },
-    ))
+    let read = |row: &Row| Ok(from_row(row));
+    keyset_page(tx, LIST_SQL, &[], limit, after, read, |w| Keyset {
+        at: w.created_at,
+        id: *w.id.as_uuid(),
+    })
+    .await
 }
 
 pub async fn get(tx: &TenantTx<'_>, id: WebhookId) -> Result<Webhook, StoreError> {
@@ -212,18 +210,8 @@ pub async fn deliveries(
     after: Option<Keyset>,
 ) -> Result<Page<Delivery>, StoreError> {
     get(tx, id).await?;
-    let rows = tx
-        .query(
-            "SELECT id, event_id, seq, event_kind, state, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at
-             FROM webhook_deliveries
-             WHERE tenant_id = $1 AND endpoint_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-             ORDER BY created_at DESC, id DESC LIMIT $5",
-            &[tx.tenant_id().as_uuid(), id.as_uuid(), &after.map(|k| k.at), &after.map(|k| k.id), &(i64::from(limit) + 1)],
-        )
-        .await?;
-    let items = rows
-        .iter()
-        .map(|row| Delivery {
+    let read = |row: &Row| {
+        Ok(Delivery {
             id: DeliveryId::from_uuid(row.get("id")),
             event_id: row.get("event_id"),
             seq: row.get("seq"),
@@ -236,9 +224,10 @@ pub async fn deliveries(
             created_at: row.get("created_at"),
             delivered_at: row.get("delivered_at"),
         })
-        .collect();
-    Ok(keyset_page(items, limit, |d| Keyset {
+    };
+    let key = |d: &Delivery| Keyset {
         at: d.created_at,
         id: *d.id.as_uuid(),
-    }))
+    };
+    keyset_page(tx, DELIVERIES_SQL, &[id.as_uuid()], limit, after, read, key).await
 }

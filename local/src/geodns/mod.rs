@@ -63,19 +63,23 @@ impl Default for GeoDnsOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum GeoDnsError {
     #[error(
-        "pdns_server not found; install PowerDNS Authoritative with its bind backend: `apt-get install pdns-server pdns-backend-bind`"
+        "pdns_server not found; install PowerDNS Authoritative with its bind backend: `apt-get \
+            install pdns-server pdns-backend-bind`"
     )]
     PdnsMissing,
     #[error(
-        "PowerDNS has no bind backend (libbindbackend.so); install it: `apt-get install pdns-backend-bind`"
+        "PowerDNS has no bind backend (libbindbackend.so); install it: `apt-get install \
+            pdns-backend-bind`"
     )]
     BindBackendMissing,
     #[error(
-        "running as root, but there is no `pdns` user for PowerDNS to run as (it comes with the Debian package pdns-server)"
+        "running as root, but there is no `pdns` user for PowerDNS to run as (it comes with the \
+            Debian package pdns-server)"
     )]
     NoPdnsUser,
     #[error(
-        "the pdns user cannot read {0} (a parent directory is closed to it, e.g. /root); use a state directory it can traverse"
+        "the pdns user cannot read {0} (a parent directory is closed to it, e.g. /root); use a \
+            state directory it can traverse"
     )]
     Unreachable(PathBuf),
     #[error("GeoDNS topology: {0}")]

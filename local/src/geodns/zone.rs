@@ -96,7 +96,8 @@ impl Plan {
             };
             if let Some((other, _)) = ips.iter().find(|(_, seen)| *seen == ip) {
                 return Err(topology_error(format!(
-                    "regions {other} and {} share the address {ip}; health checks probe addresses on one port, so each region needs its own loopback address",
+                    "regions {other} and {} share the address {ip}; health checks probe addresses \
+                        on one port, so each region needs its own loopback address",
                     region.id
                 )));
             }
@@ -112,7 +113,9 @@ impl Plan {
                     .ok_or_else(|| topology_error("no regions".into()))?;
                 if ports.any(|p| p != first) {
                     return Err(topology_error(
-                        "the regions' local.address ports differ; health checks probe every node on one port".into(),
+                        "the regions' local.address ports differ; health checks probe every node \
+                            on one port"
+                            .into(),
                     ));
                 }
                 first
@@ -166,7 +169,8 @@ pub fn lua_code(plan: &Plan, opts: &GeoDnsOptions) -> String {
     let mut code = String::from(";local up = {} ");
     let _ = write!(
         code,
-        "for _, a in ipairs(ifurlup('http://{}:{}/readyz', {{{}}}, {{selector='all', backupSelector='all', timeout='{}'}})) do up[a] = true end ",
+        "for _, a in ipairs(ifurlup('http://{}:{}/readyz', {{{}}}, {{selector='all', \
+            backupSelector='all', timeout='{}'}})) do up[a] = true end ",
         opts.api_name,
         plan.node_port,
         lua_list(&all),

@@ -105,7 +105,8 @@ impl Latency {
             for b in &ids[i + 1..] {
                 if !pairs.contains_key(&ordered(a.clone(), b.clone())) {
                     return Err(invalid(format!(
-                        "table `rtt_ms`: missing key \"{a}.{b}\" (every pair of regions needs a round-trip time)"
+                        "table `rtt_ms`: missing key \"{a}.{b}\" (every pair of regions needs a \
+                            round-trip time)"
                     )));
                 }
             }

@@ -64,10 +64,14 @@ impl Wan {
 
 /// Where a node listens when its proxy holds the public address.
 pub fn internal_address(public: SocketAddr) -> Result<SocketAddr, WanError> {
-    let port = public.port().checked_add(INTERNAL_PORT_OFFSET).ok_or_else(|| {
-        WanError::Topology(format!(
-            "{public}: port + {INTERNAL_PORT_OFFSET} is beyond 65535; pick a lower port in the region file"
-        ))
-    })?;
+    let port = public
+        .port()
+        .checked_add(INTERNAL_PORT_OFFSET)
+        .ok_or_else(|| {
+            WanError::Topology(format!(
+                "{public}: port + {INTERNAL_PORT_OFFSET} is beyond 65535; pick a lower port in the \
+                region file"
+            ))
+        })?;
     Ok(SocketAddr::new(public.ip(), port))
 }
