@@ -376,6 +376,11 @@ impl Settings {
         if let Err(e) = self.jobs.validate() {
             return invalid(&e);
         }
+        if self.summaries.openai.enabled()
+            && let Err(e) = self.summaries.openai.endpoint()
+        {
+            return invalid(&e);
+        }
         if self.limits.denial_summary_interval.is_zero() {
             return invalid("limits.denial_summary_interval_ms must be positive");
         }

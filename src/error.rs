@@ -160,6 +160,8 @@ error_codes! {
     ReservationSettled = "reservation_settled" => CONFLICT,
     JobFinished = "job_finished" => CONFLICT,
     ResidencyConflict = "residency_conflict" => CONFLICT,
+    AiEngineOutsideResidency = "ai_engine_outside_residency" => CONFLICT,
+    AiEngineUnavailable = "ai_engine_unavailable" => CONFLICT,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,

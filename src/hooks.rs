@@ -12,6 +12,9 @@ pub struct Hooks {
     directory: crate::tenancy::Directory,
     pub webhooks: WebhookSettings,
     pub summaries: SummarySettings,
+    /// The OpenAI-compatible summary engine, when `summaries.openai` is set.
+    external: Option<std::sync::Arc<crate::summaries::openai::OpenAi>>,
+    topology: std::sync::Arc<crate::topology::Topology>,
 }
 
 impl Hooks {
@@ -19,9 +22,21 @@ impl Hooks {
         settings: &crate::config::Settings,
         db: crate::db::Database,
         directory: crate::tenancy::Directory,
+        topology: std::sync::Arc<crate::topology::Topology>,
     ) -> anyhow::Result<Self> {
+        let client = Client::new(settings.outbound.clone())?;
+        let openai = &settings.summaries.openai;
+        let external = if openai.enabled() {
+            let engine = crate::summaries::openai::OpenAi::new(openai.clone(), client.clone())
+                .map_err(anyhow::Error::msg)?;
+            Some(std::sync::Arc::new(engine))
+        } else {
+            None
+        };
         Ok(Self {
-            client: Client::new(settings.outbound.clone())?,
+            client,
+            external,
+            topology,
             ledger: crate::limits::ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
@@ -43,6 +58,8 @@ impl Hooks {
                 ledger: self.ledger.clone(),
                 directory: self.directory.clone(),
                 max_messages: self.summaries.max_messages,
+                external: self.external.clone(),
+                topology: self.topology.clone(),
             })
     }
 

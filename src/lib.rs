@@ -124,7 +124,12 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let (probes, probe_writer) = tasks::probe_queue(db.clone());
-        let hooks = web::Data::new(hooks::Hooks::new(&settings, db.clone(), directory.clone())?);
+        let hooks = web::Data::new(hooks::Hooks::new(
+            &settings,
+            db.clone(),
+            directory.clone(),
+            Arc::new(topology.clone()),
+        )?);
         let state = web::Data::new(AppState::new(services(
             &settings, topology, region, verifier, &db, directory, probes,
         )));

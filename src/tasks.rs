@@ -39,6 +39,8 @@ pub fn probe_queue(db: Database) -> (ProbeAuditor, impl Future<Output = ()> + 's
 /// The running jobs of a node.
 pub struct Tasks {
     running: Vec<(&'static str, JoinHandle<()>)>,
+    /// The job worker pool, stopped gracefully before the other tasks.
+    jobs: Option<std::sync::Arc<crate::jobs::WorkerPool>>,
     db: Database,
     state: web::Data<AppState>,
     summary_interval: Duration,
@@ -73,6 +75,7 @@ impl Tasks {
             ("probe_flush", actix_web::rt::spawn(probe_writer)),
             ("key_reload", key_reload(state.clone(), &settings.auth)),
         ];
+        let mut jobs = None;
         if settings.jobs.enabled {
             let pool = crate::jobs::WorkerPool::new(
                 db.clone(),
@@ -83,11 +86,13 @@ impl Tasks {
                 state.job_metrics.clone(),
             );
             running.push(("job_workers", pool.spawn()));
+            jobs = Some(pool);
         }
         let names: Vec<&str> = running.iter().map(|(name, _)| *name).collect();
         tracing::debug!(tasks = ?names, "background tasks started");
         Self {
             running,
+            jobs,
             db,
             state,
             summary_interval,
@@ -97,6 +102,10 @@ impl Tasks {
     /// Stops the periodic jobs, then writes what they would have written next
     /// (denials since the last summary, queued probes), then closes the pool.
     pub async fn stop(self) {
+        // Running jobs finish within the grace or are handed back to the queue.
+        if let Some(pool) = &self.jobs {
+            pool.shutdown().await;
+        }
         for (name, task) in &self.running {
             if *name != "probe_flush" {
                 task.abort();

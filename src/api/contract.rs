@@ -128,6 +128,20 @@ pub const OPERATIONS: &[Operation] = &[
         ],
     ),
     op(
+        "getTenantAiEngine",
+        "GET",
+        "/v1/tenants/{id}/ai-engine",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "updateTenantAiEngine",
+        "PATCH",
+        "/v1/tenants/{id}/ai-engine",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "createUser",
         "POST",
         "/v1/users",
@@ -420,7 +434,12 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/channels/{id}/summaries",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::AiQuotaExceeded],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::AiQuotaExceeded,
+            ErrorCode::AiEngineOutsideResidency,
+            ErrorCode::AiEngineUnavailable,
+        ],
     ),
     op(
         "getChannelSummary",

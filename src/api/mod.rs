@@ -19,6 +19,7 @@ mod relocation;
 mod search;
 mod signin;
 mod summaries;
+mod tenant_ai;
 mod tenants;
 mod usage;
 mod users;
@@ -72,6 +73,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::directory)
                 .service(tenants::get)
                 .service(tenants::patch)
+                .service(tenant_ai::get)
+                .service(tenant_ai::patch)
                 .service(users::create)
                 .service(users::list)
                 .service(users::get)

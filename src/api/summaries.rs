@@ -1,6 +1,10 @@
 //! `/v1/channels/{id}/summaries`: members ask for a summary of a channel (202 and
 //! a job); anyone who reads the channel reads it. A tenant whose month of AI
-//! tokens is spent gets 403 `ai_quota_exceeded` and no job.
+//! tokens is spent gets 403 `ai_quota_exceeded` and no job. The engine is the
+//! tenant's choice (`summaries::gate`), decided in the transaction that enqueues:
+//! 409 `ai_engine_outside_residency` when the external engine's region is outside
+//! the tenant's residency and the tenant has not opted in, 409
+//! `ai_engine_unavailable` when no external engine is configured.
 
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
@@ -8,11 +12,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::hooks::Hooks;
 use crate::ids::{ChannelId, JobId, SummaryId};
 use crate::jobs::{self, NewJob};
 use crate::limits::ledger;
 use crate::scope::{Allow, Guarded, TenantScope, perm};
-use crate::store::channels;
+use crate::state::AppState;
+use crate::store::{channels, tenant_ai};
+use crate::summaries::gate;
 use crate::summaries::job::KIND;
 use crate::summaries::store::{self, NewSummary, Summary};
 
@@ -40,6 +47,8 @@ pub struct SummaryAccepted {
 #[post("/channels/{id}/summaries")]
 pub async fn create(
     scope: Guarded<Allow<perm::RequestSummary>, TenantScope>,
+    state: web::Data<AppState>,
+    hooks: web::Data<Hooks>,
     path: super::IdPath,
     body: super::JsonBody<RequestSummary>,
 ) -> Result<HttpResponse, ApiError> {
@@ -56,7 +65,7 @@ pub async fn create(
         return Err(ApiError::validation("`since` must be before `until`"));
     }
     let cap = scope.tenant().limits().ai_tokens_per_month;
-    let new = NewSummary {
+    let mut new = NewSummary {
         id: SummaryId::new_random(),
         channel,
         since: body.since,
@@ -68,6 +77,11 @@ pub async fn create(
     let job = scope
         .write(async |tx| {
             channels::ensure_exists(tx, channel).await?;
+            // The engine from the tenant row as this transaction reads it (not the
+            // directory cache): an opt-out or a residency change is never missed.
+            let (ai, policy) = tenant_ai::get(tx).await?;
+            let external = Some(&hooks.summaries.openai);
+            new.engine = gate::decide(&ai, policy.as_ref(), external, &state.topology)?.as_str();
             // Checked in the transaction that enqueues: over the cap, nothing runs.
             let usage = ledger::month_usage(tx).await?;
             if usage.used + usage.reserved >= cap {

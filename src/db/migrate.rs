@@ -64,6 +64,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V11__search_pending_list.sql"),
     ),
     (
+        "V12__ai_engine",
+        include_str!("../../sql/postgres/V12__ai_engine.sql"),
+    ),
+    (
         "V13__identity",
         include_str!("../../sql/postgres/V13__identity.sql"),
     ),
@@ -102,6 +106,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V11__search_pending_list",
         include_str!("../../sql/cockroach/V11__search_pending_list.sql"),
+    ),
+    (
+        "V12__ai_engine",
+        include_str!("../../sql/cockroach/V12__ai_engine.sql"),
     ),
     (
         "V13__identity",
@@ -313,7 +321,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
             );
         }
         let names = |d| {

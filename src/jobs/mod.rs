@@ -226,6 +226,12 @@ pub struct JobSettings {
     pub backoff_max: Duration,
     /// Platform jobs (no tenant) of the region running at once.
     pub platform_concurrent: u32,
+    /// On shutdown: how long running jobs may go on to finish (no new claims);
+    /// those still running then are abandoned and their leases released at once,
+    /// the attempt not counted, so another node takes them without waiting out
+    /// the lease.
+    #[serde(rename = "shutdown_grace_ms", with = "crate::config::millis")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for JobSettings {
@@ -238,6 +244,7 @@ impl Default for JobSettings {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             platform_concurrent: 2,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

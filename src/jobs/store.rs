@@ -271,6 +271,20 @@ pub async fn claim(
     Ok(row.as_ref().map(claimed))
 }
 
+/// Gives up this node's lease of a running job on shutdown: the attempt is not
+/// counted and the lease ends now, so the next `expire_job_leases` (run right
+/// after by the stopping node, or by any node) queues it at once.
+pub async fn abandon<S>(tx: &Tx<'_, S>, id: JobId, owner: &str) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE jobs SET attempts = attempts - 1, lease_until = now() - interval '1 millisecond', updated_at = now()
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            &[id.as_uuid(), &owner],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 pub async fn expire_leases(tx: &PlatformTx<'_>, region: &RegionId) -> Result<i64, StoreError> {
     Ok(tx
         .query_one("SELECT expire_job_leases($1)", &[&region.as_str()])

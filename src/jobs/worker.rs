@@ -13,11 +13,18 @@
 //! Leases: a running job's lease is renewed every third of `jobs.lease_ms`; a
 //! renewal that finds the job cancelled or taken over stops the run. Any node
 //! hands expired leases back to the queue (`expire_job_leases`).
+//!
+//! Shutdown (`shutdown`): the pool stops claiming, waits up to
+//! `jobs.shutdown_grace_ms` for running jobs, then abandons the rest: each run is
+//! dropped, its lease ended now with the attempt not counted, and the region's
+//! expired leases handed back at once (which also releases their AI
+//! reservations), so another node picks them up on its next poll.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
 use super::store::{self, Claimed, Finish};
@@ -68,6 +75,10 @@ pub struct WorkerPool {
     /// The last tenant a pass looked at.
     cursor: Mutex<Uuid>,
     wake: Notify,
+    /// Set when the node stops: no new claims.
+    stopping: AtomicBool,
+    /// Sent `true` when the grace is over: running jobs are abandoned.
+    abandon: watch::Sender<bool>,
     metrics: JobMetrics,
     /// Last period enqueued per schedule (index in the registry; `schedule`).
     pub(super) schedule_marks: Mutex<std::collections::HashMap<usize, i64>>,
@@ -92,6 +103,8 @@ impl WorkerPool {
             settings,
             cursor: Mutex::new(Uuid::nil()),
             wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            abandon: watch::Sender::new(false),
             metrics,
             schedule_marks: Mutex::default(),
         })
@@ -137,7 +150,7 @@ impl WorkerPool {
         actix_web::rt::spawn(async move {
             let interval = pool.settings.poll_interval;
             let mut ticks: u64 = 0;
-            loop {
+            while !pool.stopping.load(Ordering::SeqCst) {
                 if ticks.is_multiple_of(10) {
                     pool.housekeeping().await;
                 }
@@ -148,6 +161,38 @@ impl WorkerPool {
                 let _ = tokio::time::timeout(interval, pool.wake.notified()).await;
             }
         })
+    }
+
+    /// Stops the pool: no new claims; running jobs get `jobs.shutdown_grace_ms`
+    /// to finish, then are abandoned (leases released, attempts not counted) and
+    /// handed back to the queue. Returns how many were abandoned.
+    pub async fn shutdown(&self) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        if tokio::time::timeout(self.settings.shutdown_grace, self.idle())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let abandoned = self.running();
+        tracing::info!(
+            jobs = abandoned,
+            "jobs still running after the shutdown grace: releasing their leases"
+        );
+        self.abandon.send_replace(true);
+        // Each abandoned run ends at its next await and releases its lease; a
+        // run stuck in a database call is bounded by the statement timeouts.
+        if tokio::time::timeout(Duration::from_secs(5), self.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("abandoned jobs did not end in 5 s; their leases will expire");
+        }
+        if let Err(err) = self.expire_leases().await {
+            tracing::warn!(error = %err, "handing abandoned jobs back failed; their leases expire");
+        }
+        abandoned
     }
 
     /// Due schedules, expired leases, the region's totals for `/metrics`.
@@ -373,9 +418,17 @@ impl WorkerPool {
         let lease = self.lease_secs();
         let owner = self.owner.as_str();
         let mut run = std::pin::pin!(run);
+        let mut abandon = self.abandon.subscribe();
         loop {
             tokio::select! {
                 done = &mut run => return Ok(Some(done)),
+                _ = abandon.wait_for(|now| *now) => {
+                    let released = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
+                        Ok(store::abandon(tx, job.id, owner).await?)
+                    })?;
+                    tracing::info!(job_id = %job.id, released, "job abandoned at shutdown");
+                    return Ok(None);
+                }
                 _ = renewals.tick() => {
                     let held = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
                         Ok(store::renew(tx, job.id, owner, lease).await?)

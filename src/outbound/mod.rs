@@ -5,20 +5,25 @@
 //! by the dev/test setting `outbound.allow_loopback`), and the TCP connection goes
 //! to the vetted address itself, so no second resolution can swap it. Redirects
 //! are never followed (a 3xx is the answer). Connect and whole-exchange time and
-//! the answer's size are bounded.
+//! the answer's size are bounded. `https://` URLs run over TLS (rustls with the
+//! ring provider; Mozilla's roots from `webpki-roots`, plus the PEM file of
+//! `outbound.extra_ca_file`), the certificate verified for the URL's host.
 
 pub mod url;
 pub mod vet;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use url::{Host, HttpUrl};
@@ -38,6 +43,9 @@ pub struct OutboundSettings {
     pub max_response_bytes: usize,
     /// Name servers; empty: the `nameserver` lines of /etc/resolv.conf.
     pub dns_servers: Vec<IpAddr>,
+    /// A PEM file of CA certificates trusted for `https` besides Mozilla's roots
+    /// (a private CA of an internal AI engine or receiver). None by default.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for OutboundSettings {
@@ -48,6 +56,7 @@ impl Default for OutboundSettings {
             total_timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024,
             dns_servers: Vec::new(),
+            extra_ca_file: None,
         }
     }
 }
@@ -75,6 +84,9 @@ pub enum OutboundError {
     TooLarge(usize),
     #[error("invalid HTTP answer: {0}")]
     Protocol(String),
+    /// The TLS handshake failed (unknown issuer, wrong name, expired, …).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 #[derive(Debug)]
@@ -95,6 +107,33 @@ enum Method {
 pub struct Client {
     settings: OutboundSettings,
     resolver: Arc<TokioResolver>,
+    tls: tokio_rustls::TlsConnector,
+}
+
+/// The TLS client configuration: Mozilla's roots plus `extra_ca_file`'s.
+fn tls_config(settings: &OutboundSettings) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &settings.extra_ca_file {
+        let read = |e: rustls::pki_types::pem::Error| {
+            anyhow::anyhow!("outbound.extra_ca_file {}: {e}", path.display())
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(read)? {
+            roots.add(cert.map_err(read)?)?;
+            added += 1;
+        }
+        anyhow::ensure!(
+            added > 0,
+            "outbound.extra_ca_file {} holds no certificate",
+            path.display()
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl Client {
@@ -114,9 +153,11 @@ impl Client {
         options.use_hosts_file = ResolveHosts::Always;
         options.timeout = settings.connect_timeout;
         let resolver = builder.build()?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config(&settings)?));
         Ok(Self {
             settings,
             resolver: Arc::new(resolver),
+            tls,
         })
     }
 
@@ -169,7 +210,19 @@ impl Client {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<Response, OutboundError> {
-        let total = self.settings.total_timeout;
+        self.post_json_within(url, headers, body, self.settings.total_timeout)
+            .await
+    }
+
+    /// `post_json` with its own bound on the whole exchange (the AI engine's
+    /// answers take longer than a webhook receiver's).
+    pub async fn post_json_within(
+        &self,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        body: &[u8],
+        total: Duration,
+    ) -> Result<Response, OutboundError> {
         tokio::time::timeout(total, self.exchange(Method::PostJson, url, headers, body))
             .await
             .map_err(|_| OutboundError::Timeout(millis(total)))?
@@ -206,10 +259,40 @@ impl Client {
     ) -> Result<Response, OutboundError> {
         let addr = self.vetted_address(url).await?;
         let connect = self.settings.connect_timeout;
-        let mut stream = tokio::time::timeout(connect, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect, TcpStream::connect(addr))
             .await
             .map_err(|_| OutboundError::Timeout(millis(connect)))?
             .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
+        if !url.tls {
+            return self.send(stream, method, url, headers, body).await;
+        }
+        // The name the certificate must carry is the URL's host (the address we
+        // connect to was vetted for that host above).
+        let name = match &url.host {
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            Host::Name(name) => ServerName::try_from(name.clone())
+                .map_err(|e| OutboundError::Tls(format!("{name}: {e}")))?,
+        };
+        let stream = tokio::time::timeout(connect, self.tls.connect(name, stream))
+            .await
+            .map_err(|_| OutboundError::Timeout(millis(connect)))?
+            .map_err(|e| match e.kind() {
+                // rustls reports a refused certificate or protocol as InvalidData;
+                // anything else is the connection failing underneath.
+                std::io::ErrorKind::InvalidData => OutboundError::Tls(e.to_string()),
+                _ => OutboundError::Connect(format!("{addr}: {e}")),
+            })?;
+        self.send(stream, method, url, headers, body).await
+    }
+
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        method: Method,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Response, OutboundError> {
         let (verb, content_type) = match method {
             Method::Get => ("GET", ""),
             Method::PostJson => ("POST", "Content-Type: application/json\r\n"),
@@ -240,7 +323,10 @@ impl Client {
     }
 }
 
-async fn read_response(stream: &mut TcpStream, limit: usize) -> Result<Response, OutboundError> {
+async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: usize,
+) -> Result<Response, OutboundError> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -280,8 +366,8 @@ async fn read_response(stream: &mut TcpStream, limit: usize) -> Result<Response,
     }
 }
 
-async fn read_body(
-    stream: &mut TcpStream,
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
     mut buf: Vec<u8>,
     head: usize,
     status: u16,

@@ -1,4 +1,4 @@
-//! The URLs outbound requests accept: `http://host[:port]/path`, parsed strictly
+//! The URLs outbound requests accept: `http[s]://host[:port]/path`, parsed strictly
 //! (no user info, no fragments, no control characters or spaces), so the host the
 //! checks judge is the host the request goes to.
 
@@ -18,6 +18,8 @@ pub struct HttpUrl {
     pub path: String,
     /// `host[:port]` as sent in the `Host` header.
     pub authority: String,
+    /// `https`: the exchange runs over TLS, the certificate checked for `host`.
+    pub tls: bool,
 }
 
 /// Parses `raw`, or says why it is refused.
@@ -28,14 +30,12 @@ pub fn parse(raw: &str) -> Result<HttpUrl, String> {
     if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("the URL contains spaces or control characters".into());
     }
-    let rest = if let Some(rest) = raw.strip_prefix("http://") {
-        rest
-    } else if raw.starts_with("https://") {
-        return Err(
-            "https URLs are not supported yet (no TLS client in this build); use http".into(),
-        );
+    let (rest, tls) = if let Some(rest) = raw.strip_prefix("https://") {
+        (rest, true)
+    } else if let Some(rest) = raw.strip_prefix("http://") {
+        (rest, false)
     } else {
-        return Err("the URL must start with http://".into());
+        return Err("the URL must start with http:// or https://".into());
     };
     if raw.contains('#') {
         return Err("the URL must not have a fragment".into());
@@ -48,7 +48,7 @@ pub fn parse(raw: &str) -> Result<HttpUrl, String> {
     if authority.contains('@') {
         return Err("the URL must not contain user info".into());
     }
-    let (host_part, port) = split_port(authority)?;
+    let (host_part, port) = split_port(authority, if tls { 443 } else { 80 })?;
     if host_part.is_empty() {
         return Err("the URL has no host".into());
     }
@@ -88,10 +88,11 @@ pub fn parse(raw: &str) -> Result<HttpUrl, String> {
         port,
         path,
         authority: authority.to_owned(),
+        tls,
     })
 }
 
-fn split_port(authority: &str) -> Result<(&str, u16), String> {
+fn split_port(authority: &str, default: u16) -> Result<(&str, u16), String> {
     let colon = if authority.starts_with('[') {
         authority.find("]:").map(|i| i + 1)
     } else {
@@ -107,7 +108,7 @@ fn split_port(authority: &str) -> Result<(&str, u16), String> {
             }
             Ok((&authority[..i], port))
         }
-        None => Ok((authority, 80)),
+        None => Ok((authority, default)),
     }
 }
 
@@ -124,6 +125,9 @@ mod tests {
         assert_eq!(u.host, Host::Ip("::1".parse().unwrap()));
         assert_eq!(parse("http://h.example").unwrap().path, "/");
         assert_eq!(parse("http://h.example?q").unwrap().path, "/?q");
+        let u = parse("https://api.example/v1").unwrap();
+        assert_eq!((u.port, u.tls), (443, true));
+        assert!(!parse("http://api.example/").unwrap().tls);
     }
 
     #[test]

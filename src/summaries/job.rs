@@ -1,17 +1,28 @@
-//! The `summary.create` job: reserve AI tokens on the tenant's ledger
-//! (`crate::limits::ledger`) for what the engine will read, run the engine, then
-//! commit the tokens used (and store the summary) or release them on failure.
-//! Over the cap, the reservation fails and the summary fails with nothing run.
+//! The `summary.create` job: pick the summary's engine, reserve AI tokens on the
+//! tenant's ledger (`crate::limits::ledger`) for the engine's estimate, run it, then
+//! commit the tokens it reports (and store the summary) or release them on
+//! failure. Over the cap, the reservation fails and the summary fails with
+//! nothing run. An engine error is retried (timeouts, 429, 5xx) or fails the
+//! summary at once (other 4xx, malformed answers); the last attempt's error
+//! fails it too.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{extractive, store};
+use super::engine::{Engine, EngineError, Extractive, Input};
+use super::gate;
+use super::openai::OpenAi;
+use super::store;
 use crate::db::TxMode;
 use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
-use crate::limits::ledger::AiLedger;
+use crate::limits::ledger::{self, AiLedger};
 use crate::outbox::{self, Event};
+use crate::store::tenant_ai;
 use crate::tenancy::Directory;
+use crate::tenancy::record::AiEngine;
+use crate::topology::Topology;
 
 pub const KIND: &str = "summary.create";
 
@@ -20,10 +31,25 @@ pub struct CreateSummary {
     pub directory: Directory,
     /// Messages read at most (the newest of the window).
     pub max_messages: i64,
+    /// The node's OpenAI-compatible engine, if configured.
+    pub external: Option<Arc<OpenAi>>,
+    pub topology: Arc<Topology>,
 }
 
 fn retry(err: impl std::fmt::Display) -> JobError {
     JobError::Retry(err.to_string())
+}
+
+impl CreateSummary {
+    /// Marks the summary failed (no retry will follow) and says why.
+    async fn fail(&self, ctx: &JobContext, id: SummaryId, why: String) -> Result<Value, JobError> {
+        ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
+            Ok(store::finish(tx, id, Err(why.clone())).await?)
+        })
+        .await
+        .map_err(retry)?;
+        Err(JobError::Permanent(why))
+    }
 }
 
 #[async_trait::async_trait(?Send)]
@@ -47,54 +73,95 @@ impl JobHandler for CreateSummary {
             .map_err(retry)?
             .ok_or_else(|| JobError::Permanent("tenant gone".into()))?;
         let limit = self.max_messages;
+        let settings = self.external.as_ref().map(|e| e.settings());
         let loaded = ctx
             .tenant_tx(TxMode::ReadOnly, async |tx| {
                 let Some(summary) = store::pending(tx, id).await? else {
                     return Ok(None);
                 };
                 let messages = store::messages(tx, &summary, limit).await?;
-                Ok(Some((summary, messages)))
+                // The gate again, on the tenant row as it is now: an opt-out or a
+                // residency change since the request stops the external call.
+                let (ai, policy) = tenant_ai::get(tx).await?;
+                let allowed = gate::decide(&ai, policy.as_ref(), settings, &self.topology);
+                Ok(Some((summary, messages, allowed)))
             })
             .await
             .map_err(retry)?;
-        let Some((summary, messages)) = loaded else {
+        let Some((summary, messages, allowed)) = loaded else {
             return Ok(json!({ "already": "finished" }));
         };
-        let bodies: Vec<String> = messages.iter().map(|(_, b)| b.clone()).collect();
-        let estimate: u64 = bodies
-            .iter()
-            .map(|b| extractive::tokens(b).len() as u64)
-            .sum::<u64>()
-            .max(1);
-        let reservation = match self.ledger.reserve(&tenant, estimate).await {
+        let engine: &dyn Engine = match (summary.engine.as_str(), &self.external, allowed) {
+            ("extractive", _, _) => &Extractive,
+            ("external", Some(external), Ok(AiEngine::External)) => external.as_ref(),
+            ("external", _, Ok(AiEngine::Extractive)) => {
+                let why = "the tenant no longer uses the external engine".to_owned();
+                return self.fail(ctx, id, why).await;
+            }
+            ("external", _, Err(refused)) => {
+                return self.fail(ctx, id, refused.to_string()).await;
+            }
+            (other, _, _) => {
+                let why = format!("the `{other}` engine is not configured on this node");
+                return self.fail(ctx, id, why).await;
+            }
+        };
+        let input = Input {
+            messages: &messages,
+            max_sentences: usize::try_from(summary.max_sentences).unwrap_or(5),
+        };
+        let reservation = match self
+            .ledger
+            .reserve_for_job(&tenant, ctx.job_id, engine.estimate(&input))
+            .await
+        {
             Ok(r) => r,
             Err(err) => {
                 let why = format!("AI token reservation refused: {err}");
-                ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-                    Ok(store::finish(tx, id, Err(why.clone())).await?)
-                })
-                .await
-                .map_err(retry)?;
-                return Err(JobError::Permanent(why));
+                return self.fail(ctx, id, why).await;
             }
         };
-        let k = usize::try_from(summary.max_sentences).unwrap_or(5);
-        let (chosen, read) = extractive::summarise(&bodies, k);
-        let used = read.min(reservation.tokens);
-        let sentences = json!(
-            chosen
-                .iter()
-                .map(|s| json!({ "message_id": messages[s.message].0, "text": s.text }))
-                .collect::<Vec<_>>()
-        );
-        let text = chosen
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let output = match engine.summarise(&input).await {
+            Ok(output) => output,
+            Err(err) => {
+                self.ledger
+                    .release(&tenant, reservation)
+                    .await
+                    .map_err(retry)?;
+                let last = ctx.attempt >= ctx.max_attempts;
+                return match err {
+                    EngineError::Retry(why) if !last => Err(JobError::Retry(why)),
+                    EngineError::Retry(why) | EngineError::Permanent(why) => {
+                        self.fail(
+                            ctx,
+                            id,
+                            format!("the {} engine failed: {why}", engine.name()),
+                        )
+                        .await
+                    }
+                };
+            }
+        };
+        let used = if output.tokens_used > reservation.tokens {
+            // The estimate is an upper bound for byte-level tokenisers; an engine
+            // counting otherwise is charged what was held, and it is logged.
+            tracing::warn!(
+                reported = output.tokens_used,
+                reserved = reservation.tokens,
+                "summary engine reported more tokens than were reserved; committing the reservation"
+            );
+            reservation.tokens
+        } else {
+            output.tokens_used
+        };
         let stored = ctx
             .tenant_tx(TxMode::ReadWrite, async |tx| {
-                store::finish(tx, id, Ok((text.clone(), sentences.clone(), used as i64))).await?;
+                store::finish(
+                    tx,
+                    id,
+                    Ok((output.text.clone(), output.sentences.clone(), used as i64)),
+                )
+                .await?;
                 outbox::record(
                     tx,
                     Event::new(
@@ -104,22 +171,21 @@ impl JobHandler for CreateSummary {
                     ),
                 )
                 .await?;
-                Ok(())
+                // The charge commits with the summary, or neither does.
+                ledger::commit_in(tx, reservation, used).await
             })
             .await;
         match stored {
             Ok(()) => {
-                self.ledger
-                    .commit(&tenant, reservation, used)
-                    .await
-                    .map_err(retry)?;
-                Ok(json!({ "tokens_used": used, "sentences": chosen.len() }))
+                let sentences = output.sentences.as_array().map_or(0, Vec::len);
+                Ok(json!({ "tokens_used": used, "sentences": sentences, "engine": engine.name() }))
             }
             Err(err) => {
-                self.ledger
-                    .release(&tenant, reservation)
-                    .await
-                    .map_err(retry)?;
+                // Released unless the lease expiry already did (then the job's
+                // next owner redoes the work under its own reservation).
+                if let Err(why) = self.ledger.release(&tenant, reservation).await {
+                    tracing::warn!(error = %why, "summary reservation was already settled");
+                }
                 Err(retry(err))
             }
         }

@@ -18,6 +18,35 @@ pub enum TenantStatus {
     Suspended,
 }
 
+/// Which engine makes the tenant's channel summaries (`crate::summaries`).
+/// Kept in `tenants.ai_engine` (V12), read where it decides (`store::tenant_ai`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AiEngine {
+    /// In process, in the tenant's home region (the default).
+    #[default]
+    Extractive,
+    /// The node's OpenAI-compatible engine (`summaries.openai`).
+    External,
+}
+
+impl AiEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AiEngine::Extractive => "extractive",
+            AiEngine::External => "external",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "extractive" => Some(AiEngine::Extractive),
+            "external" => Some(AiEngine::External),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct TenantRecord {
     pub id: TenantId,

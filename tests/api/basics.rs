@@ -241,6 +241,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V9__search_bound",
             "V10__outbox_webhooks",
             "V11__search_pending_list",
+            "V12__ai_engine",
             "V13__identity"
         ]
     );

@@ -235,6 +235,20 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r(
+            "GET",
+            "/v1/tenants/{id}/ai-engine",
+            Tenant(Role::Viewer),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}/ai-engine",
+            Tenant(Role::Owner),
+            T::Tenant,
+            || Some(json!({"ai_engine": "extractive"})),
+        ),
+        r(
             "POST",
             "/v1/channels/{id}/summaries",
             Tenant(Role::Member),

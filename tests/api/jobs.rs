@@ -100,6 +100,7 @@ fn settings() -> JobSettings {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         platform_concurrent: 1,
+        shutdown_grace: Duration::from_secs(1),
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod ai_engine;
+mod ai_gate;
 mod audit;
 mod basics;
 mod cost;
@@ -30,5 +32,6 @@ mod slapd;
 mod storage;
 mod summaries;
 mod tenants;
+mod tls;
 mod users;
 mod webhooks;

@@ -282,6 +282,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V9__search_bound",
             "V10__outbox_webhooks",
             "V11__search_pending_list",
+            "V12__ai_engine",
             "V13__identity"
         ]
     );

@@ -324,13 +324,25 @@ async fn pace(
 /// Waits until no job is queued or running.
 async fn drain(db: &tokio_postgres::Client) -> anyhow::Result<()> {
     loop {
-        let open: i64 = db
+        // The database runs SERIALIZABLE: this count can lose to the workers'
+        // claims (40001); it is only a progress check, so it is asked again.
+        let open: i64 = match db
             .query_one(
                 "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
                 &[],
             )
-            .await?
-            .get(0);
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(err)
+                if err.code()
+                    == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
         if open == 0 {
             return Ok(());
         }
