@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::ids::TenantId;
 use crate::scope::{Allow, Guarded, TenantScope, perm};
-use crate::store::tenant_ai::{self, TenantAi};
+use crate::store::tenants::ai_engine::{self as tenant_ai, TenantAi};
 use crate::tenancy::record::AiEngine;
 
 #[derive(Serialize, ToSchema)]

@@ -106,13 +106,7 @@ pub async fn enqueue_due(pool: &WorkerPool) -> Result<(), ApiError> {
 async fn active_tenants(pool: &WorkerPool, region: &RegionId) -> Result<Vec<TenantId>, ApiError> {
     pool.db()
         .platform_tx(TxMode::ReadOnly, async |tx| {
-            let rows = tx
-                .query(
-                    "SELECT id FROM tenants WHERE home_region = $1 AND status = 'active'",
-                    &[&region.as_str()],
-                )
-                .await?;
-            Ok(rows.iter().map(|r| TenantId::from_uuid(r.get(0))).collect())
+            Ok(crate::store::tenants::active_homed_in(tx, region).await?)
         })
         .await
 }

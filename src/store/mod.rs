@@ -8,7 +8,6 @@ pub mod messages;
 pub mod owners;
 pub mod page;
 pub mod regions;
-pub mod tenant_ai;
 pub mod tenants;
 pub mod users;
 

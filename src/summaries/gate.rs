@@ -6,7 +6,7 @@
 
 use super::openai::OpenAiSettings;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::tenant_ai::TenantAi;
+use crate::store::tenants::ai_engine::TenantAi;
 use crate::tenancy::Residency;
 use crate::tenancy::record::AiEngine;
 use crate::tenancy::residency;

@@ -19,7 +19,7 @@ use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::limits::ledger::{self, AiLedger};
 use crate::outbox::{self, Event};
-use crate::store::tenant_ai;
+use crate::store::tenants::ai_engine as tenant_ai;
 use crate::tenancy::Directory;
 use crate::tenancy::record::AiEngine;
 use crate::topology::Topology;

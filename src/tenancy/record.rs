@@ -19,7 +19,7 @@ pub enum TenantStatus {
 }
 
 /// Which engine makes the tenant's channel summaries (`crate::summaries`).
-/// Kept in `tenants.ai_engine` (V12), read where it decides (`store::tenant_ai`).
+/// Kept in `tenants.ai_engine` (V12), read where it decides (`store::tenants::ai_engine`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AiEngine {

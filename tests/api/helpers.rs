@@ -286,7 +286,12 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         metrics_url,
         db_name,
         verifier,
-        client: awc::Client::default(),
+        // awc's default 5 s bound is a timing assertion in disguise: the suite runs
+        // dozens of nodes and PostgreSQL on two cores, where a request can queue
+        // that long. Tests check answers, not speed (benchmarks do that).
+        client: awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish(),
         handle,
         shutdown,
     }

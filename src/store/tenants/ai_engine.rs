@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::error::StoreError;
 use crate::audit;
 use crate::db::TenantTx;
 use crate::outbox::{self, Event};
+use crate::store::error::StoreError;
 use crate::tenancy::Residency;
 use crate::tenancy::record::AiEngine;
 

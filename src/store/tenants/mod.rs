@@ -1,5 +1,5 @@
-//! The `tenants` table (the tenant directory): every statement on it is here,
-//! the directory cache's loads (`BY_ID_SQL`, `CHANGED_SINCE_SQL`, `all`), the
+//! The `tenants` table (the tenant directory): every statement on it is here
+//! (the summary-engine columns in `ai_engine`), the directory cache's loads (`BY_ID_SQL`, `CHANGED_SINCE_SQL`, `all`), the
 //! platform's reads (`list`, `homed_in`) and every write (`provision`, `update_*`,
 //! `switch_home`). Provisioning creates the tenant and its owner in one
 //! transaction; every change bumps `config_version` so caches can tell newer
@@ -14,6 +14,8 @@
 //! PostgreSQL and CockroachDB alike. The writers: `provision`, `update` (PATCH by
 //! a platform admin or a compliance officer), and `relocation::start` and
 //! `Relocator::switch_home` (relocation and evacuation).
+
+pub mod ai_engine;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -80,6 +82,20 @@ pub async fn homed_in(
         format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE home_region = ANY($1) ORDER BY slug");
     let regions: Vec<&str> = regions.iter().map(RegionId::as_str).collect();
     records(&tx.query(&sql, &[&regions]).await?)
+}
+
+/// The ids of the active tenants homed in `region` (the region's schedules).
+pub async fn active_homed_in(
+    tx: &PlatformTx<'_>,
+    region: &RegionId,
+) -> Result<Vec<TenantId>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id FROM tenants WHERE home_region = $1 AND status = 'active'",
+            &[&region.as_str()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| TenantId::from_uuid(r.get(0))).collect())
 }
 
 fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<TenantRecord>, StoreError> {
