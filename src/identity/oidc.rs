@@ -30,6 +30,7 @@ use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ProviderId, TenantId};
 use crate::outbound;
+use crate::store::StoreError;
 
 const STATE_PREFIX: &str = "mst_";
 const RANDOM_CHARS: usize = 43;
@@ -144,7 +145,7 @@ pub async fn store_flow(
     provider: ProviderId,
     started: &Started,
     redirect_uri: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO oidc_sign_ins (tenant_id, id, home_region, provider_id, state_hash, nonce, code_verifier, redirect_uri, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::bigint * interval '1 second')",
@@ -169,7 +170,7 @@ pub async fn store_flow(
 pub async fn take_flow(
     tx: &TenantTx<'_>,
     state: &str,
-) -> Result<Result<Flow, &'static str>, ApiError> {
+) -> Result<Result<Flow, &'static str>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT id, provider_id, nonce, code_verifier, redirect_uri, used_at IS NOT NULL, expires_at <= now()
