@@ -104,8 +104,8 @@ async fn directory_admits(
             let config = match providers::get(tx, provider, false).await {
                 Ok(p) => p,
                 // Deleted: its sessions were revoked with it.
-                Err(ApiError::NotFound { .. }) => return Ok(None),
-                Err(other) => return Err(other),
+                Err(StoreError::NotFound { .. }) => return Ok(None),
+                Err(other) => return Err(other.into()),
             };
             let secret = providers::secret_of(tx, provider).await?;
             let subject = external::subject_of(tx, provider, stored.user).await?;

@@ -154,7 +154,7 @@ pub async fn list(
     let (limit, after) = (query.limit()?, query.keyset()?);
     Ok(web::Json(
         scope
-            .read(async |tx| store::list(tx, limit, after).await)
+            .read(async |tx| Ok(store::list(tx, limit, after).await?))
             .await?,
     ))
 }
@@ -169,7 +169,7 @@ pub async fn get(
     let id = ProviderId::parse(&path)?;
     Ok(web::Json(
         scope
-            .read(async |tx| store::get(tx, id, false).await)
+            .read(async |tx| Ok(store::get(tx, id, false).await?))
             .await?,
     ))
 }
@@ -285,7 +285,7 @@ pub async fn delete(
                 json!({ "kind": before.kind, "name": before.name }),
             )
             .await?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

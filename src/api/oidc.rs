@@ -20,7 +20,8 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::identity::admit::{self, Admission, Claimed};
-use crate::identity::oidc::{self, KEYS, Started};
+use crate::identity::id_token::KEYS;
+use crate::identity::oidc::{self, Started};
 use crate::identity::{ProviderKind, diagnose, store};
 use crate::ids::{ProviderId, UserId};
 use crate::scope::SignInScope;
@@ -62,7 +63,7 @@ pub async fn start(
         id: None,
     };
     let (provider, _) = scope
-        .write(async |tx| store::for_signin(tx, ProviderKind::Oidc, provider_id).await)
+        .write(async |tx| Ok(store::for_signin(tx, ProviderKind::Oidc, provider_id).await?))
         .await?
         .ok_or_else(no_provider)?;
     let config = provider.oidc.as_ref().ok_or_else(no_provider)?;
@@ -85,7 +86,7 @@ pub async fn start(
     let started = Started::new(scope.tenant_id())?;
     let redirect_uri = query.redirect_uri.clone();
     scope
-        .write(async |tx| oidc::store_flow(tx, provider.id, &started, &redirect_uri).await)
+        .write(async |tx| Ok(oidc::store_flow(tx, provider.id, &started, &redirect_uri).await?))
         .await?;
     let location = oidc::authorize_url(
         &discovery.authorization_endpoint,

@@ -67,7 +67,7 @@ pub async fn sign_in_ldap(
     scope.password_attempt(username)?;
     let provider_id = body.provider_id.map(ProviderId::from_uuid);
     let Some((provider, secret)) = scope
-        .write(async |tx| store::for_signin(tx, ProviderKind::Ldap, provider_id).await)
+        .write(async |tx| Ok(store::for_signin(tx, ProviderKind::Ldap, provider_id).await?))
         .await?
     else {
         return Err(REFUSED);
@@ -93,8 +93,7 @@ pub async fn sign_in_ldap(
                 .write(async |tx| {
                     let details =
                         json!({ "reason": "directory_unavailable", "detail": failure.to_string() });
-                    audit::record(tx, &actor, "login_failed", target.clone(), details).await?;
-                    Ok::<_, ApiError>(())
+                    Ok(audit::record(tx, &actor, "login_failed", target.clone(), details).await?)
                 })
                 .await?;
             return Err(ApiError::Unavailable(

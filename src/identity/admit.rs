@@ -16,7 +16,6 @@ use super::store::IdentityProvider;
 use super::{external, role_for};
 use crate::auth::Role;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::store::StoreError;
 use crate::store::owners;
@@ -55,7 +54,7 @@ pub async fn admit(
     provider: &IdentityProvider,
     claimed: &Claimed,
     user_limit: u32,
-) -> Result<Admission, ApiError> {
+) -> Result<Admission, StoreError> {
     let Some(role) = role_for(
         &provider.role_mappings,
         provider.default_role,
@@ -77,7 +76,7 @@ pub async fn admit(
         let user = match users::get(tx, id).await {
             Ok(user) => user,
             Err(StoreError::NotFound { .. }) => return Ok(Admission::Refused("user_deleted")),
-            Err(other) => return Err(other.into()),
+            Err(other) => return Err(other),
         };
         if user.status != UserStatus::Active {
             return Ok(Admission::Refused("user_disabled"));
@@ -94,7 +93,7 @@ pub async fn admit(
         return match owners::update(tx, Role::Owner, id, &changes).await {
             Ok((_, updated)) => Ok(Admission::User(id, updated.role)),
             Err(StoreError::LastOwner) => Ok(Admission::User(id, user.role)),
-            Err(other) => Err(other.into()),
+            Err(other) => Err(other),
         };
     }
     let Some(email) = email else {
@@ -102,7 +101,7 @@ pub async fn admit(
     };
     // SERIALIZABLE makes this count-then-insert safe against concurrent sign-ins.
     if users::count(tx).await? >= i64::from(user_limit) {
-        return Err(ApiError::PlanLimit {
+        return Err(StoreError::PlanLimit {
             detail: format!("the plan allows {user_limit} users"),
         });
     }

@@ -3,14 +3,14 @@
 //! controls a directory entry) can set to anything.
 
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ProviderId, UserId};
+use crate::store::StoreError;
 
 pub async fn find(
     tx: &TenantTx<'_>,
     provider: ProviderId,
     subject: &str,
-) -> Result<Option<UserId>, ApiError> {
+) -> Result<Option<UserId>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT user_id FROM external_identities
@@ -26,7 +26,7 @@ pub async fn subject_of(
     tx: &TenantTx<'_>,
     provider: ProviderId,
     user: UserId,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT subject FROM external_identities
@@ -42,7 +42,7 @@ pub async fn link(
     provider: ProviderId,
     subject: &str,
     user: UserId,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO external_identities (tenant_id, provider_id, subject, home_region, user_id)
          VALUES ($1, $2, $3, $4, $5)",

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use super::{LdapConfig, OidcConfig, ProviderKind, RoleMapping};
 use crate::auth::Role;
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::ProviderId;
 use crate::pagination::{Keyset, Page, keyset_page};
 use crate::secret::Secret;
+use crate::store::StoreError;
 
 /// An identity provider as the API shows it: everything but the secret.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -53,11 +53,11 @@ pub struct ProviderFields {
 
 const COLUMNS: &str = "id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, role_mappings, default_role, allowed_email_domains, redirect_uris, created_at, updated_at";
 
-fn bad_row(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(anyhow::anyhow!("identity_providers: bad {what}: {e}"))
+fn bad_row(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::internal(anyhow::anyhow!("identity_providers: bad {what}: {e}"))
 }
 
-fn from_row(row: &Row) -> Result<IdentityProvider, ApiError> {
+fn from_row(row: &Row) -> Result<IdentityProvider, StoreError> {
     let kind: String = row.get("kind");
     let kind = ProviderKind::parse(&kind).ok_or_else(|| bad_row("kind", &kind))?;
     let config: serde_json::Value = row.get("config");
@@ -92,25 +92,22 @@ fn from_row(row: &Row) -> Result<IdentityProvider, ApiError> {
     })
 }
 
-pub(crate) fn not_found(id: ProviderId) -> ApiError {
-    ApiError::NotFound {
-        kind: "identity_provider",
-        id: Some(*id.as_uuid()),
-    }
+fn not_found(id: ProviderId) -> StoreError {
+    StoreError::not_found("identity_provider", *id.as_uuid())
 }
 
-fn config_json(fields: &ProviderFields) -> Result<serde_json::Value, ApiError> {
+fn config_json(fields: &ProviderFields) -> Result<serde_json::Value, StoreError> {
     match (&fields.oidc, &fields.ldap) {
-        (Some(oidc), None) => serde_json::to_value(oidc).map_err(ApiError::internal),
-        (None, Some(ldap)) => serde_json::to_value(ldap).map_err(ApiError::internal),
-        _ => Err(ApiError::internal(anyhow::anyhow!(
+        (Some(oidc), None) => serde_json::to_value(oidc).map_err(StoreError::internal),
+        (None, Some(ldap)) => serde_json::to_value(ldap).map_err(StoreError::internal),
+        _ => Err(StoreError::internal(anyhow::anyhow!(
             "a provider has exactly one kind's settings"
         ))),
     }
 }
 
-fn mappings_json(fields: &ProviderFields) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(&fields.role_mappings).map_err(ApiError::internal)
+fn mappings_json(fields: &ProviderFields) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(&fields.role_mappings).map_err(StoreError::internal)
 }
 
 pub async fn create(
@@ -118,7 +115,7 @@ pub async fn create(
     kind: ProviderKind,
     fields: &ProviderFields,
     secret: Option<&Secret>,
-) -> Result<IdentityProvider, ApiError> {
+) -> Result<IdentityProvider, StoreError> {
     let sql = format!(
         "INSERT INTO identity_providers (tenant_id, id, home_region, kind, name, enabled, config, secret,
                 role_mappings, default_role, allowed_email_domains, redirect_uris)
@@ -151,7 +148,7 @@ pub async fn list(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
-) -> Result<Page<IdentityProvider>, ApiError> {
+) -> Result<Page<IdentityProvider>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM identity_providers
          WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
@@ -180,7 +177,7 @@ pub async fn get(
     tx: &TenantTx<'_>,
     id: ProviderId,
     for_update: bool,
-) -> Result<IdentityProvider, ApiError> {
+) -> Result<IdentityProvider, StoreError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
     let sql =
         format!("SELECT {COLUMNS} FROM identity_providers WHERE tenant_id = $1 AND id = $2{lock}");
@@ -199,7 +196,7 @@ pub async fn for_signin(
     tx: &TenantTx<'_>,
     kind: ProviderKind,
     id: Option<ProviderId>,
-) -> Result<Option<(IdentityProvider, Option<Secret>)>, ApiError> {
+) -> Result<Option<(IdentityProvider, Option<Secret>)>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS}, secret FROM identity_providers
          WHERE tenant_id = $1 AND kind = $2 AND enabled AND ($3::uuid IS NULL OR id = $3) LIMIT 2"
@@ -222,7 +219,7 @@ pub async fn for_signin(
 }
 
 /// The stored secret, for the code that presents it to the provider.
-pub async fn secret_of(tx: &TenantTx<'_>, id: ProviderId) -> Result<Option<Secret>, ApiError> {
+pub async fn secret_of(tx: &TenantTx<'_>, id: ProviderId) -> Result<Option<Secret>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT secret FROM identity_providers WHERE tenant_id = $1 AND id = $2",
@@ -239,7 +236,7 @@ pub async fn update(
     id: ProviderId,
     fields: &ProviderFields,
     secret: Option<&Secret>,
-) -> Result<IdentityProvider, ApiError> {
+) -> Result<IdentityProvider, StoreError> {
     let sql = format!(
         "UPDATE identity_providers SET name = $3, enabled = $4, config = $5,
                 secret = COALESCE($6, secret), role_mappings = $7, default_role = $8,
@@ -270,7 +267,7 @@ pub async fn update(
 /// Deletes the provider; its external identities go with it (FK cascade), so
 /// its users can no longer sign in through it. Their sessions are ended by the
 /// caller (`sessions::store::revoke_provider`).
-pub async fn delete(tx: &TenantTx<'_>, id: ProviderId) -> Result<(), ApiError> {
+pub async fn delete(tx: &TenantTx<'_>, id: ProviderId) -> Result<(), StoreError> {
     let deleted = tx
         .execute(
             "DELETE FROM identity_providers WHERE tenant_id = $1 AND id = $2",

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{REFRESH_TTL_SECONDS, RefreshToken};
 use crate::db::TenantTx;
-use crate::error::ApiError;
 use crate::ids::{ProviderId, UserId};
+use crate::store::StoreError;
 
 /// A stored refresh token, as a refresh decides on it.
 pub struct Stored {
@@ -22,7 +22,7 @@ pub struct Stored {
 }
 
 /// The token whose hash is `hash`, locked for the rest of the transaction.
-pub async fn find(tx: &TenantTx<'_>, hash: &[u8]) -> Result<Option<Stored>, ApiError> {
+pub async fn find(tx: &TenantTx<'_>, hash: &[u8]) -> Result<Option<Stored>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT id, family_id, user_id, provider_id, state = 'active', expires_at <= now()
@@ -47,7 +47,7 @@ pub async fn insert(
     user: UserId,
     provider: Option<ProviderId>,
     token: &RefreshToken,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO refresh_tokens (tenant_id, id, home_region, family_id, user_id, provider_id, token_hash, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8::bigint * interval '1 second')",
@@ -66,7 +66,7 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn mark_rotated(tx: &TenantTx<'_>, id: Uuid) -> Result<(), ApiError> {
+pub async fn mark_rotated(tx: &TenantTx<'_>, id: Uuid) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE refresh_tokens SET state = 'rotated' WHERE tenant_id = $1 AND id = $2",
         &[tx.tenant_id().as_uuid(), &id],
@@ -76,23 +76,25 @@ pub async fn mark_rotated(tx: &TenantTx<'_>, id: Uuid) -> Result<(), ApiError> {
 }
 
 /// Ends every token of `family`; the number of tokens that were still active.
-pub async fn revoke_family(tx: &TenantTx<'_>, family: Uuid) -> Result<u64, ApiError> {
-    tx.execute(
-        "UPDATE refresh_tokens SET state = 'revoked'
-         WHERE tenant_id = $1 AND family_id = $2 AND state = 'active'",
-        &[tx.tenant_id().as_uuid(), &family],
-    )
-    .await
-    .map_err(ApiError::from)
+pub async fn revoke_family(tx: &TenantTx<'_>, family: Uuid) -> Result<u64, StoreError> {
+    let revoked = tx
+        .execute(
+            "UPDATE refresh_tokens SET state = 'revoked'
+             WHERE tenant_id = $1 AND family_id = $2 AND state = 'active'",
+            &[tx.tenant_id().as_uuid(), &family],
+        )
+        .await?;
+    Ok(revoked)
 }
 
 /// Ends the sessions started through `provider` (it is being deleted).
-pub async fn revoke_provider(tx: &TenantTx<'_>, provider: ProviderId) -> Result<u64, ApiError> {
-    tx.execute(
-        "UPDATE refresh_tokens SET state = 'revoked'
-         WHERE tenant_id = $1 AND provider_id = $2 AND state = 'active'",
-        &[tx.tenant_id().as_uuid(), provider.as_uuid()],
-    )
-    .await
-    .map_err(ApiError::from)
+pub async fn revoke_provider(tx: &TenantTx<'_>, provider: ProviderId) -> Result<u64, StoreError> {
+    let revoked = tx
+        .execute(
+            "UPDATE refresh_tokens SET state = 'revoked'
+             WHERE tenant_id = $1 AND provider_id = $2 AND state = 'active'",
+            &[tx.tenant_id().as_uuid(), provider.as_uuid()],
+        )
+        .await?;
+    Ok(revoked)
 }
