@@ -71,6 +71,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V13__identity",
         include_str!("../../sql/postgres/V13__identity.sql"),
     ),
+    (
+        "V14__job_claim_lock",
+        include_str!("../../sql/postgres/V14__job_claim_lock.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -114,6 +118,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V13__identity",
         include_str!("../../sql/cockroach/V13__identity.sql"),
+    ),
+    (
+        "V14__job_claim_lock",
+        include_str!("../../sql/cockroach/V14__job_claim_lock.sql"),
     ),
 ];
 
@@ -321,7 +329,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
             );
         }
         let names = |d| {

@@ -30,6 +30,11 @@ use crate::ids::{RegionId, TenantId, UserId};
 pub enum TxMode {
     ReadOnly,
     ReadWrite,
+    /// READ COMMITTED, read-write: only for statements whose correctness rests
+    /// on row locks and re-checked predicates rather than on SERIALIZABLE (job
+    /// claims and finishes: docs/jobs.md, "Draining one tenant's flood"), where
+    /// SERIALIZABLE aborts one tenant's concurrent workers several times per job.
+    ReadCommitted,
 }
 
 /// A transaction handle. `S` says what it is scoped to: `TenantBound` or `Platform`.
@@ -267,6 +272,7 @@ fn begin_sql(mode: TxMode) -> &'static str {
     match mode {
         TxMode::ReadOnly => "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY",
         TxMode::ReadWrite => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        TxMode::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
     }
 }
 
@@ -390,7 +396,7 @@ impl Database {
             let eager = EagerCommit::new(eager_allowed);
             // Held until this attempt ends; a retry (after a conflict) looks for a
             // shard from a random place. Read-only transactions charge nothing.
-            let lease = (mode == TxMode::ReadWrite).then(|| self.usage_shards.lease(attempt > 1));
+            let lease = (mode != TxMode::ReadOnly).then(|| self.usage_shards.lease(attempt > 1));
             let tx = Tx {
                 client,
                 retry: &retry,

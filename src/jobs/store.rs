@@ -253,8 +253,8 @@ pub async fn claim(
     let row = match tenant {
         Some(t) => {
             tx.query_opt(
-                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_job($1, $2, $3, $4, \
-                    $5)",
+                "SELECT id, tenant_id, kind, attempts, max_attempts FROM claim_job_locked($1, $2, \
+                    $3, $4, $5)",
                 &[&region.as_str(), t.as_uuid(), &owner, &lease_secs, &cap],
             )
             .await?

@@ -315,9 +315,17 @@ impl WorkerPool {
 
     async fn claim(&self, tenant: Option<TenantId>, cap: i64) -> Result<Option<Claimed>, ApiError> {
         let lease = self.lease_secs();
+        // A tenant's claim is exact at READ COMMITTED (V14 `claim_job_locked`: the
+        // tenant's row lock, then count and lease); under SERIALIZABLE one tenant's
+        // concurrent claims aborted each other several times per job. Platform
+        // claims (few) keep V8's SERIALIZABLE count.
+        let mode = match tenant {
+            Some(_) => TxMode::ReadCommitted,
+            None => TxMode::ReadWrite,
+        };
         let job = self
             .db
-            .platform_tx(TxMode::ReadWrite, async |tx| {
+            .platform_tx(mode, async |tx| {
                 Ok(store::claim(tx, &self.region, tenant, &self.owner, lease, cap).await?)
             })
             .await?;
@@ -385,7 +393,11 @@ impl WorkerPool {
         let mut tries = 0;
         let recorded = loop {
             tries += 1;
-            match in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
+            // READ COMMITTED: `finish` is one UPDATE guarded by `state = 'running'
+            // AND lease_owner = <this node>`, re-checked on the locked latest row
+            // version, so a lost lease still changes nothing; under SERIALIZABLE
+            // finishes of neighbouring jobs aborted each other and the claims.
+            match in_job_scope!(self, job, TxMode::ReadCommitted, async |tx| {
                 Ok(store::finish(tx, job.id, owner, &finish).await?)
             }) {
                 Err(ApiError::RetryExhausted) if tries < 5 => {

@@ -242,7 +242,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V10__outbox_webhooks",
             "V11__search_pending_list",
             "V12__ai_engine",
-            "V13__identity"
+            "V13__identity",
+            "V14__job_claim_lock"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

@@ -559,6 +559,58 @@ async fn a_tenants_running_jobs_never_pass_its_jobs_concurrent() {
     assert_eq!(log.runs().len(), 10);
 }
 
+/// Issue 13 item 5: one tenant's concurrent claims (V14 `claim_job_locked`, READ
+/// COMMITTED, as the worker runs it) queue on the tenant's row lock instead of
+/// aborting each other with 40001 (V8's SERIALIZABLE claim did, several times per
+/// job), and together lease exactly the tenant's cap, never more.
+#[actix_web::test]
+async fn concurrent_claims_of_one_tenant_lease_exactly_its_cap_without_conflicts() {
+    let env = env().await;
+    let tenant = env.tenant("flood", 4).await;
+    for _ in 0..20 {
+        env.enqueue(&tenant, work(json!({}))).await;
+    }
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(env.app.app_role_client().await);
+    }
+    let claims = clients.iter().enumerate().map(|(i, client)| {
+        let owner = format!("node-{i}");
+        async move {
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await?;
+            let rows = client
+                .query(
+                    "SELECT id FROM claim_job_locked('us-east1', $1, $2, 60, 4)",
+                    &[&tenant.id, &owner],
+                )
+                .await?;
+            // Hold the lock a while, so the other claims queue behind it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.batch_execute("COMMIT").await?;
+            Ok::<_, tokio_postgres::Error>(rows.len())
+        }
+    });
+    let mut leased = 0;
+    for result in futures_util::future::join_all(claims).await {
+        leased += result.expect("a claim failed (a serialization conflict?)");
+    }
+    assert_eq!(leased, 4);
+    let running: i64 = env
+        .app
+        .superuser_client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state = 'running'",
+            &[&tenant.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(running, 4);
+}
+
 #[actix_web::test]
 async fn a_node_claims_only_its_own_regions_jobs() {
     let env = env().await;

@@ -283,7 +283,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V10__outbox_webhooks",
             "V11__search_pending_list",
             "V12__ai_engine",
-            "V13__identity"
+            "V13__identity",
+            "V14__job_claim_lock"
         ]
     );
     client
