@@ -1,8 +1,9 @@
 //! The SQL of jobs. Tenant-side functions take the tenant's transaction (RLS on
 //! that tenant) and put its id in their predicate; the worker's cross-tenant
-//! steps go through the `SECURITY DEFINER` functions of V8 (`job_queue_heads`,
-//! `claim_job`, `claim_platform_job`, `expire_job_leases`, `job_region_stats`),
-//! which hand out ids and counts, never a payload.
+//! steps go through `SECURITY DEFINER` functions (`job_queue_heads`,
+//! `claim_job_locked` of V14, `claim_platform_job`, `expire_job_leases`,
+//! `job_region_stats`), which hand out ids and counts, never a payload. V8's
+//! `claim_job` stays for nodes of the previous release during a rolling upgrade.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

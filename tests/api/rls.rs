@@ -312,6 +312,7 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
         definers,
         [
             "claim_job(text,uuid,text,double precision,bigint)",
+            "claim_job_locked(text,uuid,text,double precision,bigint)",
             "claim_platform_job(text,text,double precision,bigint)",
             "expire_job_leases(text)",
             "job_queue_heads(text,uuid,integer)",
