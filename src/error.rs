@@ -54,7 +54,10 @@ pub enum ApiError {
     PlanLimit { detail: String },
     #[error("tenant is suspended")]
     TenantSuspended,
-    #[error("rate limit exceeded ({} bucket: {} requests/s, burst {})", .0.scope, .0.per_second, .0.burst)]
+    #[error(
+        "rate limit exceeded ({} bucket: {} requests/s, burst {})",
+        .0.scope, .0.per_second, .0.burst
+    )]
     RateLimited(crate::limits::rate::RateDenied),
     #[error("too many concurrent requests for this tenant")]
     ConcurrencyLimited,

@@ -22,7 +22,8 @@ use crate::world::World;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Action {
-    /// `POST /v1/regions/{region}/drain {"force": true}` (what `meridian region drain --force` does).
+    /// `POST /v1/regions/{region}/drain {"force": true}` (what
+    /// `meridian region drain --force` does).
     Drain,
     /// Signal the region's node process (`--pid`, `--signal`).
     Kill,
@@ -239,7 +240,8 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<()> {
     let fmt = |v: Option<f64>| v.map_or("never".to_owned(), |v| format!("{v:.0} ms"));
     let dns_line = match &routing {
         Routing::Dns { .. } => format!(
-            "DNS answer for {}'s location moved away after {} (answer before: {first_answer:?}, {} polls)",
+            "DNS answer for {}'s location moved away after {} \
+             (answer before: {first_answer:?}, {} polls)",
             args.region,
             fmt(moved),
             samples.len()
@@ -270,9 +272,10 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<()> {
             s.second, s.requests, s.errors, s.served
         ));
     }
+    let signal = (args.action == Action::Kill).then(|| format!("{:?}", args.signal).to_lowercase());
     outcome.json["drill"] = json!({
         "region": args.region, "location": l, "action": format!("{:?}", args.action).to_lowercase(),
-        "signal": if args.action == Action::Kill { Some(format!("{:?}", args.signal).to_lowercase()) } else { None },
+        "signal": signal,
         "action_at_s": ms(action_us) / 1000.0, "restored": restored,
         "dns_moved_ms": moved, "dns_answer_before": first_answer.map(|ip| ip.to_string()),
         "dns_polls": samples.len(), "switch": sw,

@@ -135,7 +135,8 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
         let row = json!({ "run": r, "load": load_before, "alone": alone.0, "with_noisy": with,
                           "noisy": noisy_stats });
         println!(
-            "run {r}: load {load_before}  alone p50 {:.2} p99 {:.2} ms ({} req, {:?})  with noisy p50 {:.2} p99 {:.2} ms ({} req, {:?})  noisy {}",
+            "run {r}: load {load_before}  alone p50 {:.2} p99 {:.2} ms ({} req, {:?})  \
+             with noisy p50 {:.2} p99 {:.2} ms ({} req, {:?})  noisy {}",
             alone.0.p50_ms,
             alone.0.p99_ms,
             alone.0.requests,
@@ -187,7 +188,8 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
             "big_pages": args.big_pages, "writers": args.writers, "noisy_rate": args.noisy_rate,
             "runs": args.runs, "seconds": args.seconds },
         "runs": runs,
-        "median": { "alone_p50_ms": a50, "alone_p99_ms": a99, "with_p50_ms": w50, "with_p99_ms": w99,
+        "median": { "alone_p50_ms": a50, "alone_p99_ms": a99,
+                    "with_p50_ms": w50, "with_p99_ms": w99,
                     "p50_ratio": w50 / a50, "p99_ratio": w99 / a99 } });
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("results: {}", args.out.display());
@@ -229,8 +231,9 @@ async fn provision(
     verifier: &TokenVerifier,
     slug: &str,
 ) -> anyhow::Result<Tenant> {
+    let owner = json!({ "email": format!("owner@{slug}.example"), "display_name": "Owner" });
     let body = json!({ "slug": slug, "name": slug, "home_region": "us-east1", "plan": "pro",
-                       "owner": { "email": format!("owner@{slug}.example"), "display_name": "Owner" } });
+                       "owner": owner });
     let tenant = call(
         client,
         "POST",
@@ -269,7 +272,8 @@ fn load(args: &FairArgs, noisy: &Tenant) -> anyhow::Result<()> {
     let sql = format!(
         "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, created_at)
          SELECT '{tenant}', gen_random_uuid(), 'us-east1', '{c}', '{a}',
-                concat_ws(' ', 'status update', 'w' || (random()*50000)::int, 'w' || (random()*50000)::int,
+                concat_ws(' ', 'status update',
+                          'w' || (random()*50000)::int, 'w' || (random()*50000)::int,
                           'w' || (random()*50000)::int, 'w' || (random()*50000)::int),
                 now() - g * interval '1 second'
          FROM generate_series(1, {n}) g",
@@ -303,7 +307,9 @@ async fn phase(
         kinds.extend(vec![Work::Write; args.writers]);
         std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+                let client = awc::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .finish();
                 let samples: [Rc<RefCell<Samples>>; 3] = Default::default();
                 let workers: Vec<_> = kinds
                     .into_iter()
@@ -316,7 +322,8 @@ async fn phase(
                             while Instant::now() < deadline {
                                 n += 1;
                                 let started = Instant::now();
-                                let (status, retry) = noisy_request(&client, &base, &token, &channel, kind, n).await;
+                                let (status, retry) =
+                                    noisy_request(&client, &base, &token, &channel, kind, n).await;
                                 samples.borrow_mut().record(status, started.elapsed());
                                 if let Some(retry) = retry {
                                     actix_rt::time::sleep(retry).await;
@@ -328,7 +335,8 @@ async fn phase(
                 for w in workers {
                     let _ = w.await;
                 }
-                json!({ "search": samples[0].borrow().summary(), "big_page": samples[1].borrow().summary(),
+                json!({ "search": samples[0].borrow().summary(),
+                        "big_page": samples[1].borrow().summary(),
                         "write": samples[2].borrow().summary() })
             })
         })

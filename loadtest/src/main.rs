@@ -3,10 +3,11 @@
 //! `global`: virtual users per location through the GeoDNS, with checks; `drill`:
 //! the same with one region taken out; `scale`: provisioning 100,000 tenants and
 //! the node's memory; `fair`: the noisy neighbour with expensive but allowed work
-//! (loadtest/noisy-neighbour.sh cost); `noisy`: the noisy-neighbour benchmark. Ten (by default) tenants send a
-//! steady, open-loop stream of message-page reads; one more tenant sends 20× its
-//! rate limit. The quiet tenants' latency and errors are compared between a run
-//! without and a run with the noisy tenant.
+//! (loadtest/noisy-neighbour.sh cost); `noisy`: the noisy-neighbour benchmark.
+//! Ten (by default) tenants send a steady, open-loop stream of message-page
+//! reads; one more tenant sends 20× its rate limit. The quiet tenants' latency
+//! and errors are compared between a run without and a run with the noisy
+//! tenant.
 #![forbid(unsafe_code)]
 
 mod checks;
@@ -146,7 +147,8 @@ async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
         "quiet_tenants": args.tenants, "quiet_rate_per_tenant": args.rate, "seconds": args.seconds,
         "noisy_limit": args.noisy_limit, "noisy_rate": noisy_rate,
         "baseline": baseline, "with_noisy": contended, "noisy": noisy_summary,
-        "p50_ratio": contended.p50_ms / baseline.p50_ms, "p99_ratio": contended.p99_ms / baseline.p99_ms,
+        "p50_ratio": contended.p50_ms / baseline.p50_ms,
+        "p99_ratio": contended.p99_ms / baseline.p99_ms,
     });
     print_row("quiet, alone", &baseline);
     print_row("quiet, noisy on", &contended);
@@ -165,7 +167,8 @@ async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
 
 fn print_row(name: &str, s: &Summary) {
     println!(
-        "{name:<18} requests {:>7}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  errors {:>6.2}%  {:?}",
+        "{name:<18} requests {:>7}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  \
+         errors {:>6.2}%  {:?}",
         s.requests,
         s.p50_ms,
         s.p99_ms,
@@ -183,8 +186,9 @@ async fn setup_tenant(
     slug: &str,
     limits: Option<Value>,
 ) -> anyhow::Result<Target> {
+    let owner = json!({ "email": format!("owner@{slug}.example"), "display_name": "Owner" });
     let body = json!({ "slug": slug, "name": slug, "home_region": "us-east1", "plan": "pro",
-                           "owner": { "email": format!("owner@{slug}.example"), "display_name": "Owner" } });
+                       "owner": owner });
     let tenant = call(
         client,
         "POST",

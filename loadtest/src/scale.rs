@@ -103,8 +103,10 @@ pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
             let url = format!("{base}/v1/tenants");
             let slug = format!("scale-{run}-{i}");
             async move {
-                let body = json!({ "slug": slug, "name": slug, "home_region": "us-east1", "plan": "free",
-                                   "owner": { "email": format!("owner@{slug}.example"), "display_name": "Owner" } });
+                let owner =
+                    json!({ "email": format!("owner@{slug}.example"), "display_name": "Owner" });
+                let body = json!({ "slug": slug, "name": slug, "home_region": "us-east1",
+                                   "plan": "free", "owner": owner });
                 let (status, value) = send(&client, "POST", &url, &admin, Some(body)).await;
                 if let (Some(id), Some(owner)) =
                     (value["id"].as_str(), value["owner"]["id"].as_str())
@@ -211,7 +213,8 @@ fn show(m: Memory) -> String {
 fn print_row(name: &str, l: &Latency) {
     let s = &l.summary;
     println!(
-        "{name:<10} {:>7} in {:>6.1} s ({:>6.0}/s)  p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {:.3}%  {:?}",
+        "{name:<10} {:>7} in {:>6.1} s ({:>6.0}/s)  p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  \
+         max {:.2} ms  errors {:.3}%  {:?}",
         s.requests,
         l.seconds,
         l.per_second,

@@ -68,7 +68,8 @@ pub fn summarize(
         ));
     }
     let mut human = format!(
-        "global mix: {label}; {} users in {} locations, {} tenants ({} EU-pinned), mix {:?}, {:.1} s\n\n",
+        "global mix: {label}; {} users in {} locations, {} tenants ({} EU-pinned), \
+         mix {:?}, {:.1} s\n\n",
         world.users.len(),
         world.locations.len(),
         world.tenants.len(),
@@ -83,7 +84,8 @@ pub fn summarize(
     human.push_str(&report::row("overall", &b.overall));
     human.push_str(&format!("errors: {:?}\n", b.overall.errors));
     human.push_str(&format!(
-        "writes: {} acknowledged, {} listed, {} missing, {} duplicated, {} unacknowledged but present\n",
+        "writes: {} acknowledged, {} listed, {} missing, {} duplicated, \
+         {} unacknowledged but present\n",
         writes.acknowledged,
         writes.listed,
         writes.missing.len(),

@@ -44,7 +44,9 @@ enum KeysAction {
     },
 }
 
-const RESTART: &str = "running nodes that read this file pick the change up within a second (auth.keys_poll_interval_ms); nodes with their own copy once it is distributed";
+const RESTART: &str = "running nodes that read this file pick the change up within a second \
+                       (auth.keys_poll_interval_ms); nodes with their own copy once it is \
+                       distributed";
 
 pub fn run(default_file: &Path, args: KeysArgs) -> anyhow::Result<()> {
     let path = args.file.as_deref().unwrap_or(default_file);

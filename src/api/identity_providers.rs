@@ -130,7 +130,8 @@ pub async fn create(
                 &actor,
                 "identity_provider_created",
                 Some(("identity_provider", provider.id.to_string())),
-                json!({ "kind": kind, "name": provider.name, "role_mappings": provider.role_mappings,
+                json!({ "kind": kind, "name": provider.name,
+                        "role_mappings": provider.role_mappings,
                         "default_role": provider.default_role }),
             )
             .await?;
@@ -159,7 +160,8 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(tag = "identity", params(("id" = uuid::Uuid, Path, description = "Identity provider id")),
+#[utoipa::path(tag = "identity",
+    params(("id" = uuid::Uuid, Path, description = "Identity provider id")),
     security(("bearer" = [])), responses((status = 200, body = IdentityProvider)))]
 #[get("/identity-providers/{id}")]
 pub async fn get(
@@ -258,7 +260,8 @@ pub async fn patch(
 
 /// Delete a provider: its users can no longer sign in through it, and the
 /// sessions they started with it end.
-#[utoipa::path(tag = "identity", params(("id" = uuid::Uuid, Path, description = "Identity provider id")),
+#[utoipa::path(tag = "identity",
+    params(("id" = uuid::Uuid, Path, description = "Identity provider id")),
     security(("bearer" = [])), responses((status = 204)))]
 #[delete("/identity-providers/{id}")]
 pub async fn delete(
@@ -294,7 +297,8 @@ pub async fn delete(
 /// Check that the provider is reachable and configured right: OIDC discovery
 /// and keys; LDAP connect, service bind and base DN. Answers 200 with each
 /// check's outcome, whether or not they passed.
-#[utoipa::path(tag = "identity", params(("id" = uuid::Uuid, Path, description = "Identity provider id")),
+#[utoipa::path(tag = "identity",
+    params(("id" = uuid::Uuid, Path, description = "Identity provider id")),
     security(("bearer" = [])), responses((status = 200, body = diagnose::Diagnosis)))]
 #[post("/identity-providers/{id}/test")]
 pub async fn test(

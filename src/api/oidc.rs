@@ -41,7 +41,8 @@ pub struct StartQuery {
 }
 
 /// Start an OIDC sign-in: 302 to the tenant's provider.
-#[utoipa::path(tag = "sessions", params(("tenant_slug" = String, Path, description = "The tenant's slug"), StartQuery),
+#[utoipa::path(tag = "sessions",
+    params(("tenant_slug" = String, Path, description = "The tenant's slug"), StartQuery),
     responses((status = 302, description = "To the provider's authorization endpoint",
         headers(("Location" = String, description = "The authorization request")))))]
 #[get("/auth/{tenant_slug}/oidc/start")]

@@ -88,7 +88,10 @@ pub async fn sign_in_ldap(
     let found = match checked {
         Ok(found) => found,
         Err(failure) => {
-            tracing::warn!(provider = %provider.id, error = %failure, "LDAP sign-in: directory failed");
+            tracing::warn!(
+                provider = %provider.id, error = %failure,
+                "LDAP sign-in: directory failed"
+            );
             scope
                 .write(async |tx| {
                     let details =

@@ -43,7 +43,8 @@ pub struct SummaryAccepted {
 }
 
 /// Ask for a summary of a channel; made by a background job.
-#[utoipa::path(tag = "summaries", request_body = RequestSummary, params(("id" = uuid::Uuid, Path, description = "Channel id")),
+#[utoipa::path(tag = "summaries", request_body = RequestSummary,
+    params(("id" = uuid::Uuid, Path, description = "Channel id")),
     security(("bearer" = [])), responses((status = 202, body = SummaryAccepted)))]
 #[post("/channels/{id}/summaries")]
 pub async fn create(

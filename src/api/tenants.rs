@@ -172,7 +172,8 @@ pub struct TenantListQuery {
 
 /// The tenant directory, newest first, or the tenant with `slug` (platform admin):
 /// a script looks its tenant up by slug instead of creating it twice.
-#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])), responses((status = 200, body = Page<Tenant>)))]
+#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Tenant>)))]
 #[get("/tenants")]
 pub async fn list(
     scope: Guarded<PlatformAdmin, PlatformScope>,
@@ -235,7 +236,8 @@ async fn list_page(
 
 /// The tenant directory's reduced view, newest first, or the tenant with `slug`
 /// (operators and platform admins): id, slug, home region, residency, status.
-#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])), responses((status = 200, body = Page<DirectoryEntry>)))]
+#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<DirectoryEntry>)))]
 #[get("/directory")]
 pub async fn directory(
     scope: Guarded<PlatformOperator, PlatformScope>,

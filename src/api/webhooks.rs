@@ -134,7 +134,8 @@ pub async fn create(
     Ok(created(format!("/v1/webhooks/{}", webhook.id), &webhook))
 }
 
-#[utoipa::path(tag = "webhooks", params(PageQuery), security(("bearer" = [])), responses((status = 200, body = Page<Webhook>)))]
+#[utoipa::path(tag = "webhooks", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Webhook>)))]
 #[get("/webhooks")]
 pub async fn list(
     scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
@@ -151,8 +152,8 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id")), security(("bearer" = [])),
-    responses((status = 200, body = Webhook)))]
+#[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id")),
+    security(("bearer" = [])), responses((status = 200, body = Webhook)))]
 #[get("/webhooks/{id}")]
 pub async fn get(
     scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
@@ -166,7 +167,8 @@ pub async fn get(
 
 /// Change an endpoint, re-enable it, or rotate its secret (the answer then holds
 /// the new secret; the old one signs too for 24 hours).
-#[utoipa::path(tag = "webhooks", request_body = PatchWebhook, params(("id" = uuid::Uuid, Path, description = "Webhook id")),
+#[utoipa::path(tag = "webhooks", request_body = PatchWebhook,
+    params(("id" = uuid::Uuid, Path, description = "Webhook id")),
     security(("bearer" = [])), responses((status = 200, body = Webhook)))]
 #[patch("/webhooks/{id}")]
 pub async fn patch(
@@ -218,8 +220,8 @@ pub async fn patch(
 }
 
 /// Delete an endpoint and its delivery log.
-#[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id")), security(("bearer" = [])),
-    responses((status = 204)))]
+#[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id")),
+    security(("bearer" = [])), responses((status = 204)))]
 #[delete("/webhooks/{id}")]
 pub async fn delete(
     scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,
@@ -244,8 +246,9 @@ pub async fn delete(
 }
 
 /// An endpoint's delivery log, newest first.
-#[utoipa::path(tag = "webhooks", params(("id" = uuid::Uuid, Path, description = "Webhook id"), PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<Delivery>)))]
+#[utoipa::path(tag = "webhooks",
+    params(("id" = uuid::Uuid, Path, description = "Webhook id"), PageQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Delivery>)))]
 #[get("/webhooks/{id}/deliveries")]
 pub async fn deliveries(
     scope: Guarded<Allow<perm::ManageWebhooks>, TenantScope>,

@@ -29,11 +29,13 @@ pub enum RotationError {
     #[error("kid `{0}` is not allowed: use 1-64 characters from letters, digits, `-`, `_` and `.`")]
     BadKid(String),
     #[error(
-        "`{0}` is the signing key and cannot be retired; promote another key first (`meridian keys promote <kid>`)"
+        "`{0}` is the signing key and cannot be retired; \
+         promote another key first (`meridian keys promote <kid>`)"
     )]
     RetireSigning(String),
     #[error(
-        "key `{kid}` has no private key in {path}, so it cannot sign; promote it in the issuer's key file, which holds the private key"
+        "key `{kid}` has no private key in {path}, so it cannot sign; \
+         promote it in the issuer's key file, which holds the private key"
     )]
     NoPrivateKey { kid: String, path: String },
 }

@@ -109,7 +109,8 @@ pub fn check_mappings(mappings: &[RoleMapping]) -> Result<Vec<RoleMapping>, ApiE
         .map(|m| {
             if !m.role.is_tenant_role() {
                 return Err(ApiError::validation(
-                    "`role_mappings`: `role` must be one of owner, admin, member, viewer, compliance",
+                    "`role_mappings`: `role` must be one of \
+                     owner, admin, member, viewer, compliance",
                 ));
             }
             Ok(RoleMapping {

@@ -136,7 +136,8 @@ pub async fn store_flow(
     redirect_uri: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO oidc_sign_ins (tenant_id, id, home_region, provider_id, state_hash, nonce, code_verifier, redirect_uri, expires_at)
+        "INSERT INTO oidc_sign_ins (tenant_id, id, home_region, provider_id, state_hash, nonce,
+                                    code_verifier, redirect_uri, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::bigint * interval '1 second')",
         &[
             tx.tenant_id().as_uuid(),
@@ -162,7 +163,8 @@ pub async fn take_flow(
 ) -> Result<Result<Flow, &'static str>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT id, provider_id, nonce, code_verifier, redirect_uri, used_at IS NOT NULL, expires_at <= now()
+            "SELECT id, provider_id, nonce, code_verifier, redirect_uri, used_at IS NOT NULL,
+                    expires_at <= now()
              FROM oidc_sign_ins WHERE tenant_id = $1 AND state_hash = $2 FOR UPDATE",
             &[tx.tenant_id().as_uuid(), &state_hash(state)],
         )

@@ -51,7 +51,9 @@ pub struct ProviderFields {
     pub redirect_uris: Vec<String>,
 }
 
-const COLUMNS: &str = "id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, role_mappings, default_role, allowed_email_domains, redirect_uris, created_at, updated_at";
+const COLUMNS: &str = "id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, \
+                       role_mappings, default_role, allowed_email_domains, redirect_uris, \
+                       created_at, updated_at";
 
 fn bad_row(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::internal(anyhow::anyhow!("identity_providers: bad {what}: {e}"))
@@ -117,8 +119,8 @@ pub async fn create(
     secret: Option<&Secret>,
 ) -> Result<IdentityProvider, StoreError> {
     let sql = format!(
-        "INSERT INTO identity_providers (tenant_id, id, home_region, kind, name, enabled, config, secret,
-                role_mappings, default_role, allowed_email_domains, redirect_uris)
+        "INSERT INTO identity_providers (tenant_id, id, home_region, kind, name, enabled, config,
+                secret, role_mappings, default_role, allowed_email_domains, redirect_uris)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     );
     let id = ProviderId::new_random();

@@ -278,7 +278,8 @@ pub async fn claim(
 pub async fn abandon<S>(tx: &Tx<'_, S>, id: JobId, owner: &str) -> Result<bool, StoreError> {
     let n = tx
         .execute(
-            "UPDATE jobs SET attempts = attempts - 1, lease_until = now() - interval '1 millisecond', updated_at = now()
+            "UPDATE jobs SET attempts = attempts - 1,
+                             lease_until = now() - interval '1 millisecond', updated_at = now()
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
             &[id.as_uuid(), &owner],
         )

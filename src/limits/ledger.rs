@@ -86,7 +86,8 @@ impl AiLedger {
         self.in_tenant(tenant, async |tx| {
             let open = tx
                 .query_opt(
-                    "SELECT id FROM ai_reservations WHERE tenant_id = $1 AND job_id = $2 AND status = 'reserved'",
+                    "SELECT id FROM ai_reservations
+                      WHERE tenant_id = $1 AND job_id = $2 AND status = 'reserved'",
                     &[tx.tenant_id().as_uuid(), job.as_uuid()],
                 )
                 .await?;
@@ -163,7 +164,8 @@ async fn reserve_in(
     let tenant_id = tx.tenant_id();
     let region = tx.home_region().as_str();
     tx.execute(
-        "INSERT INTO ai_usage (tenant_id, month, home_region) VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC')::date, $2)
+        "INSERT INTO ai_usage (tenant_id, month, home_region)
+         VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC')::date, $2)
          ON CONFLICT (tenant_id, month) DO NOTHING",
         &[tenant_id.as_uuid(), &region],
     )
@@ -171,7 +173,8 @@ async fn reserve_in(
     let held = tx
         .query_opt(
             "UPDATE ai_usage SET reserved = reserved + $2
-             WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date AND used + reserved + $2 <= $3
+             WHERE tenant_id = $1 AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
+               AND used + reserved + $2 <= $3
              RETURNING month",
             &[tenant_id.as_uuid(), &amount_db, &cap],
         )
@@ -183,8 +186,16 @@ async fn reserve_in(
     };
     let month: NaiveDate = row.get(0);
     tx.execute(
-        "INSERT INTO ai_reservations (tenant_id, id, home_region, month, tokens, job_id) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[tenant_id.as_uuid(), &id, &region, &month, &amount_db, &job.map(|j| *j.as_uuid())],
+        "INSERT INTO ai_reservations (tenant_id, id, home_region, month, tokens, job_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            tenant_id.as_uuid(),
+            &id,
+            &region,
+            &month,
+            &amount_db,
+            &job.map(|j| *j.as_uuid()),
+        ],
     )
     .await?;
     Ok(Reservation { id, tokens: amount })
@@ -229,7 +240,8 @@ async fn settle_in(
     };
     let (held, month): (i64, NaiveDate) = (row.get(0), row.get(1));
     tx.execute(
-        "UPDATE ai_usage SET reserved = reserved - $3, used = used + $4 WHERE tenant_id = $1 AND month = $2",
+        "UPDATE ai_usage SET reserved = reserved - $3, used = used + $4
+          WHERE tenant_id = $1 AND month = $2",
         &[tenant_id.as_uuid(), &month, &held, &used.unwrap_or(0)],
     )
     .await?;

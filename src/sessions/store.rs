@@ -49,7 +49,8 @@ pub async fn insert(
     token: &RefreshToken,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO refresh_tokens (tenant_id, id, home_region, family_id, user_id, provider_id, token_hash, expires_at)
+        "INSERT INTO refresh_tokens (tenant_id, id, home_region, family_id, user_id, provider_id,
+                                     token_hash, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8::bigint * interval '1 second')",
         &[
             tx.tenant_id().as_uuid(),

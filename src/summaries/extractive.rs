@@ -15,7 +15,10 @@ pub struct Sentence {
 }
 
 fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff)
+    matches!(
+        c as u32,
+        0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff
+    )
 }
 
 /// Lower-cased tokens of `text`.
@@ -183,7 +186,8 @@ mod tests {
             "Who owns the rollback plan for the billing migration? We need one before Thursday.",
             "I can write the rollback plan for the billing database migration today.",
             "lunch anyone?",
-            "Thanks. Please also check that the billing service alerts page the on-call during the migration.",
+            "Thanks. Please also check that the billing service alerts page \
+             the on-call during the migration.",
             "Sure, I will add the migration alerts to the on-call runbook.",
             "🎉",
         ]
@@ -209,10 +213,11 @@ mod tests {
             );
         }
         // Chit-chat never makes it.
+        let chit_chat = ["ok", "lunch anyone?", "Morning all!", "🎉"];
         assert!(
             summary
                 .iter()
-                .all(|s| !["ok", "lunch anyone?", "Morning all!", "🎉"].contains(&s.text.as_str()))
+                .all(|s| !chit_chat.contains(&s.text.as_str()))
         );
     }
 

@@ -110,7 +110,8 @@ impl OpenAi {
 
     fn prompt(&self, input: &Input<'_>) -> (String, String) {
         let system = format!(
-            "You summarise a team chat channel. Answer with at most {} sentences in the language of the conversation, and nothing else.",
+            "You summarise a team chat channel. Answer with at most {} sentences \
+             in the language of the conversation, and nothing else.",
             input.max_sentences
         );
         let user = input

@@ -199,7 +199,8 @@ async fn main() -> anyhow::Result<()> {
             pace(&db, &quiet_ids, warm_rate, 6, "warm", None).await?;
             drain(&db).await?;
             eprintln!(
-                "== quiet: {rate} jobs/s over {} tenants for {seconds} s, {nodes} nodes x {workers} workers, {job_ms} ms jobs",
+                "== quiet: {rate} jobs/s over {} tenants for {seconds} s, \
+                 {nodes} nodes x {workers} workers, {job_ms} ms jobs",
                 quiet_ids.len()
             );
             pace(&db, &quiet_ids, rate, seconds, "quiet", None).await?;
@@ -209,7 +210,8 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("== flood: {flood} jobs of one tenant queued at once, same quiet load");
             db.execute(
                 "INSERT INTO jobs (id, tenant_id, home_region, kind, payload)
-                 SELECT gen_random_uuid(), $1, 'us-east1', 'bench.work', '{\"phase\":\"flood-tenant\"}'
+                 SELECT gen_random_uuid(), $1, 'us-east1', 'bench.work',
+                        '{\"phase\":\"flood-tenant\"}'
                  FROM generate_series(1, $2::int)",
                 &[&flood_id, &(flood as i32)],
             )
@@ -228,25 +230,36 @@ async fn main() -> anyhow::Result<()> {
             drain(&db).await?;
             let elapsed = t0.elapsed().as_secs_f64();
             let during = latency(&db, "flood").await?;
-            let total: i64 = db.query_one("SELECT count(*) FROM jobs WHERE payload->>'phase' IN ('flood', 'flood-tenant')", &[]).await?.get(0);
+            let total_sql =
+                "SELECT count(*) FROM jobs WHERE payload->>'phase' IN ('flood', 'flood-tenant')";
+            let total: i64 = db.query_one(total_sql, &[]).await?.get(0);
             let not_ok: i64 = db
                 .query_one("SELECT count(*) FROM jobs WHERE state <> 'succeeded'", &[])
                 .await?
                 .get(0);
-            let twice: i64 = db.query_one("SELECT count(*) FROM (SELECT job_id FROM bench_runs GROUP BY job_id HAVING count(*) > 1) t", &[]).await?.get(0);
-            let never: i64 = db.query_one("SELECT count(*) FROM jobs j WHERE NOT EXISTS (SELECT 1 FROM bench_runs r WHERE r.job_id = j.id)", &[]).await?.get(0);
+            let twice_sql = "SELECT count(*) FROM (SELECT job_id FROM bench_runs \
+                             GROUP BY job_id HAVING count(*) > 1) t";
+            let twice: i64 = db.query_one(twice_sql, &[]).await?.get(0);
+            let never_sql = "SELECT count(*) FROM jobs j WHERE NOT EXISTS \
+                             (SELECT 1 FROM bench_runs r WHERE r.job_id = j.id)";
+            let never: i64 = db.query_one(never_sql, &[]).await?.get(0);
             for child in &mut children {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            let p99_ratio = during["p99_ms"].as_f64().unwrap_or(0.0)
+                / quiet["p99_ms"].as_f64().unwrap_or(1.0).max(0.001);
             let report = json!({
-                "tenants": quiet_ids.len() + 1, "flood_jobs": flood, "quiet_rate_per_s": rate, "seconds": seconds,
-                "nodes": nodes, "workers_per_node": workers, "job_ms": job_ms, "jobs_concurrent": jobs_concurrent,
+                "tenants": quiet_ids.len() + 1, "flood_jobs": flood,
+                "quiet_rate_per_s": rate, "seconds": seconds,
+                "nodes": nodes, "workers_per_node": workers, "job_ms": job_ms,
+                "jobs_concurrent": jobs_concurrent,
                 "quiet": quiet, "flood": during,
-                "p99_ratio": during["p99_ms"].as_f64().unwrap_or(0.0) / quiet["p99_ms"].as_f64().unwrap_or(1.0).max(0.001),
+                "p99_ratio": p99_ratio,
                 "flood_phase_jobs": total, "flood_phase_seconds": elapsed,
                 "jobs_per_s_per_node": total as f64 / elapsed / nodes as f64,
-                "killed_node": killed, "jobs_not_succeeded": not_ok, "jobs_never_run": never, "jobs_run_more_than_once": twice,
+                "killed_node": killed, "jobs_not_succeeded": not_ok, "jobs_never_run": never,
+                "jobs_run_more_than_once": twice,
             });
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
@@ -256,14 +269,16 @@ async fn main() -> anyhow::Result<()> {
 
 async fn seed(db: &tokio_postgres::Client, tenants: usize, cap: u32) -> anyhow::Result<()> {
     db.batch_execute(
-        "CREATE TABLE IF NOT EXISTS bench_runs (job_id uuid NOT NULL, node text NOT NULL, started_at timestamptz NOT NULL);
+        "CREATE TABLE IF NOT EXISTS bench_runs
+             (job_id uuid NOT NULL, node text NOT NULL, started_at timestamptz NOT NULL);
          GRANT INSERT ON bench_runs TO meridian_app;",
     )
     .await?;
     let limits = json!({ "jobs_concurrent": cap });
     db.execute(
         "INSERT INTO tenants (id, slug, name, home_region, plan, limits)
-         SELECT gen_random_uuid(), 'jb-quiet-' || lpad(i::text, 6, '0'), 'q', 'us-east1', 'free', $2::jsonb
+         SELECT gen_random_uuid(), 'jb-quiet-' || lpad(i::text, 6, '0'), 'q', 'us-east1', 'free',
+                $2::jsonb
          FROM generate_series(1, $1::int) i
          UNION ALL SELECT gen_random_uuid(), 'jb-flood', 'f', 'us-east1', 'free', $2::jsonb",
         &[&(tenants as i32), &limits],
@@ -296,13 +311,19 @@ async fn pace(
                 match db
                     .execute(
                         "INSERT INTO jobs (id, tenant_id, home_region, kind, payload)
-                 SELECT gen_random_uuid(), t, 'us-east1', 'bench.work', $2 FROM unnest($1::uuid[]) t",
+                 SELECT gen_random_uuid(), t, 'us-east1', 'bench.work', $2
+                   FROM unnest($1::uuid[]) t",
                         &[&batch, &payload],
                     )
                     .await
                 {
                     Ok(_) => break,
-                    Err(e) if attempt < 10 && e.code() == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) => {}
+                    Err(e)
+                        if attempt < 10
+                            && e.code()
+                                == Some(
+                                    &tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE,
+                                ) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -356,11 +377,13 @@ async fn drain(db: &tokio_postgres::Client) -> anyhow::Result<()> {
 async fn latency(db: &tokio_postgres::Client, phase: &str) -> anyhow::Result<Value> {
     let row = db
         .query_one(
-            "WITH first AS (SELECT j.id, EXTRACT(EPOCH FROM min(r.started_at) - j.created_at) * 1000 AS ms
+            "WITH first AS (SELECT j.id,
+                                   EXTRACT(EPOCH FROM min(r.started_at) - j.created_at) * 1000 AS ms
                               FROM jobs j JOIN bench_runs r ON r.job_id = j.id
                              WHERE j.payload->>'phase' = $1 GROUP BY j.id, j.created_at)
              SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::float8,
-                    percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::float8, max(ms)::float8 FROM first",
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::float8, max(ms)::float8
+               FROM first",
             &[&phase],
         )
         .await?;

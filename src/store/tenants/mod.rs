@@ -1,9 +1,9 @@
 //! The `tenants` table (the tenant directory): every statement on it is here
-//! (the summary-engine columns in `ai_engine`), the directory cache's loads (`BY_ID_SQL`, `CHANGED_SINCE_SQL`, `all`), the
-//! platform's reads (`list`, `homed_in`) and every write (`provision`, `update_*`,
-//! `switch_home`). Provisioning creates the tenant and its owner in one
-//! transaction; every change bumps `config_version` so caches can tell newer
-//! from older.
+//! (the summary-engine columns in `ai_engine`), the directory cache's loads
+//! (`BY_ID_SQL`, `CHANGED_SINCE_SQL`, `all`), the platform's reads (`list`,
+//! `homed_in`) and every write (`provision`, `update_*`, `switch_home`).
+//! Provisioning creates the tenant and its owner in one transaction; every
+//! change bumps `config_version` so caches can tell newer from older.
 //!
 //! The residency rule (the home region is one the policy allows) is checked by
 //! every transaction that writes `home_region` or `residency`, against the row it
