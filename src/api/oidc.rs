@@ -25,7 +25,7 @@ use crate::identity::oidc::{self, Started};
 use crate::identity::{ProviderKind, diagnose, store};
 use crate::ids::{ProviderId, UserId};
 use crate::scope::SignInScope;
-use crate::sessions::{self, RefreshToken};
+use crate::sessions::RefreshToken;
 
 const REFUSED: ApiError = ApiError::Unauthenticated("invalid credentials");
 
@@ -199,26 +199,13 @@ pub async fn callback(
                 display_name: claims["name"].as_str().map(str::to_owned),
                 groups: oidc::groups(claims, &config.groups_claim),
             };
-            match admit::admit(tx, &provider, &claimed, limit).await? {
+            match admit::start_session(tx, &provider, &claimed, limit, &refresh, "oidc").await? {
                 Admission::Refused(reason) => {
                     let details = json!({ "method": "oidc", "reason": reason });
                     audit::record(tx, &actor, "login_failed", target.clone(), details).await?;
                     Ok(Outcome::Refused)
                 }
-                Admission::User(id, role) => {
-                    let family = uuid::Uuid::now_v7();
-                    sessions::store::insert(tx, family, id, Some(provider.id), &refresh).await?;
-                    let details = json!({ "method": "oidc", "role": role, "family_id": family });
-                    audit::record(
-                        tx,
-                        &id.to_string(),
-                        "login_succeeded",
-                        target.clone(),
-                        details,
-                    )
-                    .await?;
-                    Ok(Outcome::Admitted(id, role))
-                }
+                Admission::User(id, role) => Ok(Outcome::Admitted(id, role)),
             }
         })
         .await?;

@@ -24,7 +24,7 @@ use crate::identity::{ProviderKind, ldap, store};
 use crate::ids::{ProviderId, UserId};
 use crate::scope::SignInScope;
 use crate::secret::Secret;
-use crate::sessions::{self, RefreshToken};
+use crate::sessions::RefreshToken;
 
 const REFUSED: ApiError = ApiError::Unauthenticated("invalid credentials");
 
@@ -123,25 +123,12 @@ pub async fn sign_in_ldap(
                 display_name: user.display_name.clone(),
                 groups: user.groups.clone(),
             };
-            match admit::admit(tx, &provider, &claimed, limit).await? {
+            match admit::start_session(tx, &provider, &claimed, limit, &refresh, "ldap").await? {
                 Admission::Refused(reason) => {
                     failed(reason).await?;
                     Ok(Outcome::Refused)
                 }
-                Admission::User(id, role) => {
-                    let family = uuid::Uuid::now_v7();
-                    sessions::store::insert(tx, family, id, Some(provider.id), &refresh).await?;
-                    let details = json!({ "method": "ldap", "role": role, "family_id": family });
-                    audit::record(
-                        tx,
-                        &id.to_string(),
-                        "login_succeeded",
-                        target.clone(),
-                        details,
-                    )
-                    .await?;
-                    Ok(Outcome::Admitted(id, role))
-                }
+                Admission::User(id, role) => Ok(Outcome::Admitted(id, role)),
             }
         })
         .await?;

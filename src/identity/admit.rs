@@ -12,11 +12,15 @@
 //! - The directory's role replaces the user's role at each sign-in, except that
 //!   it never demotes the tenant's last active owner (`store::owners`).
 
+use serde_json::json;
+
 use super::store::IdentityProvider;
 use super::{external, role_for};
+use crate::audit;
 use crate::auth::Role;
 use crate::db::TenantTx;
 use crate::ids::UserId;
+use crate::sessions::{self, RefreshToken};
 use crate::store::StoreError;
 use crate::store::owners;
 use crate::store::users::{self, UserChanges, UserStatus};
@@ -113,4 +117,27 @@ pub async fn admit(
     let user = owners::create(tx, Role::Owner, &email, &name, role).await?;
     external::link(tx, provider.id, &claimed.subject, user.id).await?;
     Ok(Admission::User(user.id, role))
+}
+
+/// Admits `claimed` and, if admitted, starts its session in the same
+/// transaction: a new refresh-token family holding `refresh`, and
+/// `login_succeeded` (with `method`) in the tenant's trail. A refusal comes
+/// back with its reason for the caller to audit in its own words.
+pub async fn start_session(
+    tx: &TenantTx<'_>,
+    provider: &IdentityProvider,
+    claimed: &Claimed,
+    user_limit: u32,
+    refresh: &RefreshToken,
+    method: &'static str,
+) -> Result<Admission, StoreError> {
+    let admission = admit(tx, provider, claimed, user_limit).await?;
+    if let Admission::User(id, role) = admission {
+        let family = uuid::Uuid::now_v7();
+        sessions::store::insert(tx, family, id, Some(provider.id), refresh).await?;
+        let details = json!({ "method": method, "role": role, "family_id": family });
+        let target = Some(("identity_provider", provider.id.to_string()));
+        audit::record(tx, &id.to_string(), "login_succeeded", target, details).await?;
+    }
+    Ok(admission)
 }
