@@ -427,6 +427,12 @@ async fn a_drained_region_fails_over_inside_residency_and_comes_back() {
         .get(&format!("/v1/channels/{channel}/messages"), &eu)
         .await;
     assert_eq!(page.body["items"][0]["body"], "during the drain");
+    // Each node reads the drained flags on its own tick: europe-west3 can see the
+    // undrain before europe-west1 itself does.
+    eventually("europe-west1 sees its own undrain", async || {
+        west1.request("GET", "/readyz", None, None).await.status == 200
+    })
+    .await;
     assert_eq!(west1.get("/v1/channels", &pinned).await.status, 200);
     let audit = us.get("/v1/audit", &admin).await.body.to_string();
     assert!(audit.contains("region_drained") && audit.contains("region_undrained"));
