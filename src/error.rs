@@ -74,6 +74,10 @@ pub enum ApiError {
     /// A hop marker that does not verify: forged, altered or expired.
     #[error("invalid hop marker")]
     InvalidHopMarker,
+    /// A refresh or logout by the session cookie without the session's CSRF
+    /// token in `X-Meridian-CSRF` (`sessions::cookie`).
+    #[error("a request that uses the session cookie must carry its CSRF token in X-Meridian-CSRF")]
+    CsrfFailed,
     #[error("no healthy region that the tenant's residency allows can serve it now")]
     ResidencyUnavailable,
     #[error("the region serving this tenant did not answer")]
@@ -148,6 +152,7 @@ error_codes! {
     QuotaExceeded = "quota_exceeded" => FORBIDDEN,
     AiQuotaExceeded = "ai_quota_exceeded" => FORBIDDEN,
     InvalidHopMarker = "invalid_hop_marker" => FORBIDDEN,
+    CsrfFailed = "csrf_failed" => FORBIDDEN,
     NotFound = "not_found" => NOT_FOUND,
     RouteNotFound = "route_not_found" => NOT_FOUND,
     MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
@@ -233,6 +238,7 @@ impl ApiError {
             Self::NodeBusy => C::NodeBusy,
             Self::StatementTimeout => C::StatementTimeout,
             Self::InvalidHopMarker => C::InvalidHopMarker,
+            Self::CsrfFailed => C::CsrfFailed,
             Self::ResidencyUnavailable => C::ResidencyUnavailable,
             Self::RegionUnreachable => C::RegionUnreachable,
             Self::QuotaExceeded { .. } => C::QuotaExceeded,

@@ -398,9 +398,15 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/auth/refresh",
         Who::SignIn,
-        &[],
+        &[ErrorCode::CsrfFailed],
     ),
-    op("endSession", "POST", "/v1/auth/logout", Who::SignIn, &[]),
+    op(
+        "endSession",
+        "POST",
+        "/v1/auth/logout",
+        Who::SignIn,
+        &[ErrorCode::CsrfFailed],
+    ),
     op(
         "getMe",
         "GET",

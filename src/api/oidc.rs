@@ -26,6 +26,7 @@ use crate::identity::{ProviderKind, diagnose, store};
 use crate::ids::{ProviderId, UserId};
 use crate::scope::SignInScope;
 use crate::sessions::RefreshToken;
+use crate::sessions::cookie::Delivery;
 
 const REFUSED: ApiError = ApiError::Unauthenticated("invalid credentials");
 
@@ -107,6 +108,11 @@ pub struct CallbackQuery {
     state: String,
     /// Set by a provider that refused the sign-in.
     error: Option<String>,
+    /// `cookie`: the console's variant (the refresh token only in an
+    /// `HttpOnly` cookie, a `csrf_token` in the body).
+    #[serde(default)]
+    #[param(value_type = Option<Delivery>)]
+    session: Delivery,
 }
 
 enum Outcome {
@@ -121,7 +127,7 @@ pub async fn callback(
     scope: SignInScope,
     hooks: web::Data<Hooks>,
     query: web::Query<CallbackQuery>,
-) -> Result<web::Json<Session>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     if oidc::tenant_of_state(&query.state) != Some(scope.tenant_id()) {
         return Err(REFUSED);
     }
@@ -210,7 +216,9 @@ pub async fn callback(
         })
         .await?;
     match outcome {
-        Outcome::Admitted(user, role) => Ok(web::Json(Session::new(&scope, user, role, &refresh)?)),
+        Outcome::Admitted(user, role) => {
+            Session::respond(&scope, user, role, &refresh, query.session)
+        }
         Outcome::Refused => Err(REFUSED),
     }
 }

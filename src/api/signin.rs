@@ -9,7 +9,7 @@
 //! goes to the tenant's audit trail (`login_failed`), committed even though the
 //! sign-in fails. The directory is asked outside any transaction.
 
-use actix_web::{post, web};
+use actix_web::{HttpResponse, post, web};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -25,6 +25,7 @@ use crate::ids::{ProviderId, UserId};
 use crate::scope::SignInScope;
 use crate::secret::Secret;
 use crate::sessions::RefreshToken;
+use crate::sessions::cookie::DeliveryQuery;
 
 const REFUSED: ApiError = ApiError::Unauthenticated("invalid credentials");
 
@@ -44,17 +45,19 @@ enum Outcome {
     Refused,
 }
 
-/// Sign in with a directory username and password.
+/// Sign in with a directory username and password (`?session=cookie`: the
+/// console's variant, the refresh token only in an `HttpOnly` cookie).
 #[utoipa::path(tag = "sessions", request_body = PasswordSignIn,
-    params(("tenant_slug" = String, Path, description = "The tenant's slug")),
+    params(("tenant_slug" = String, Path, description = "The tenant's slug"), DeliveryQuery),
     responses((status = 200, body = Session)))]
 #[post("/auth/{tenant_slug}/ldap")]
 pub async fn sign_in_ldap(
     scope: SignInScope,
     hooks: web::Data<Hooks>,
     slug: web::Path<String>,
+    delivery: web::Query<DeliveryQuery>,
     body: super::JsonBody<PasswordSignIn>,
-) -> Result<web::Json<Session>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     // Routing resolved the tenant from this path; anything else is no tenant.
     if slug.as_str() != scope.tenant().slug {
         return Err(REFUSED);
@@ -133,7 +136,9 @@ pub async fn sign_in_ldap(
         })
         .await?;
     match outcome {
-        Outcome::Admitted(user, role) => Ok(web::Json(Session::new(&scope, user, role, &refresh)?)),
+        Outcome::Admitted(user, role) => {
+            Session::respond(&scope, user, role, &refresh, delivery.session)
+        }
         Outcome::Refused => Err(REFUSED),
     }
 }

@@ -9,8 +9,9 @@
 //!   silently re-created.
 //! - A new user needs an email; one already used by an unlinked user is a
 //!   conflict (the accounts are never merged on email alone).
-//! - The directory's role replaces the user's role at each sign-in, except that
-//!   it never demotes the tenant's last active owner (`store::owners`).
+//! - The directory's role replaces the user's role at each sign-in (and at each
+//!   refresh of an LDAP session, `apply_role`), except that it never demotes
+//!   the tenant's last active owner (`store::owners`).
 
 use serde_json::json;
 
@@ -23,7 +24,7 @@ use crate::ids::UserId;
 use crate::sessions::{self, RefreshToken};
 use crate::store::StoreError;
 use crate::store::owners;
-use crate::store::users::{self, UserChanges, UserStatus};
+use crate::store::users::{self, User, UserChanges, UserStatus};
 
 /// What the provider vouched for.
 pub struct Claimed {
@@ -85,20 +86,7 @@ pub async fn admit(
         if user.status != UserStatus::Active {
             return Ok(Admission::Refused("user_disabled"));
         }
-        if user.role == role {
-            return Ok(Admission::User(id, role));
-        }
-        // The mapping was set (for privileged roles, by an owner) to decide
-        // roles: it acts with an owner's authority, within the last-owner rule.
-        let changes = UserChanges {
-            role: Some(role),
-            ..UserChanges::default()
-        };
-        return match owners::update(tx, Role::Owner, id, &changes).await {
-            Ok((_, updated)) => Ok(Admission::User(id, updated.role)),
-            Err(StoreError::LastOwner) => Ok(Admission::User(id, user.role)),
-            Err(other) => Err(other),
-        };
+        return Ok(Admission::User(id, apply_role(tx, &user, role).await?));
     }
     let Some(email) = email else {
         return Ok(Admission::Refused("no_email"));
@@ -117,6 +105,26 @@ pub async fn admit(
     let user = owners::create(tx, Role::Owner, &email, &name, role).await?;
     external::link(tx, provider.id, &claimed.subject, user.id).await?;
     Ok(Admission::User(user.id, role))
+}
+
+/// Gives `user` the directory's `role` (at a sign-in, and at each refresh of a
+/// directory session); the role the user has afterwards. The mapping was set
+/// (for privileged roles, by an owner) to decide roles: it acts with an
+/// owner's authority, within the last-owner rule (the tenant's last active
+/// owner keeps the role).
+pub async fn apply_role(tx: &TenantTx<'_>, user: &User, role: Role) -> Result<Role, StoreError> {
+    if user.role == role {
+        return Ok(role);
+    }
+    let changes = UserChanges {
+        role: Some(role),
+        ..UserChanges::default()
+    };
+    match owners::update(tx, Role::Owner, user.id, &changes).await {
+        Ok((_, updated)) => Ok(updated.role),
+        Err(StoreError::LastOwner) => Ok(user.role),
+        Err(other) => Err(other),
+    }
 }
 
 /// Admits `claimed` and, if admitted, starts its session in the same

@@ -17,23 +17,33 @@ fn bounded(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     Ok(value)
 }
 
-/// An absolute URL with one of `schemes`, a host, no fragment and no spaces.
-pub fn absolute_url(field: &str, raw: &str, schemes: &[&str]) -> Result<String, ApiError> {
+/// An `http[s]` URL as the outbound client parses it (`outbound::url::parse`,
+/// the SSRF-safe rules webhooks use): what is stored is what requests go to, so
+/// a host that parser refuses (numeric-looking names such as `2130706433`,
+/// user info, a bad port) is refused here, not at sign-in. Loopback addresses
+/// parse; whether they may be reached is the client's `allow_loopback` (dev and
+/// tests only), decided per request.
+fn http_url(field: &str, raw: &str) -> Result<String, ApiError> {
     let value = bounded(field, raw, 2048)?;
-    let refused = || {
-        ApiError::validation(format!(
-            "`{field}` must be an absolute {} URL with a host and no fragment",
-            schemes.join(" or ")
-        ))
-    };
-    let (scheme, rest) = value.split_once("://").ok_or_else(refused)?;
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let ok = schemes.contains(&scheme)
-        && !host.is_empty()
-        && !host.contains('@')
-        && !value.contains('#')
-        && !value.contains(char::is_whitespace);
-    if ok { Ok(value) } else { Err(refused()) }
+    crate::outbound::url::parse(&value)
+        .map_err(|why| ApiError::validation(format!("`{field}`: {why}")))?;
+    Ok(value)
+}
+
+/// `ldap://host[:port][/]` or `ldaps://…`: the host and port read by the same
+/// parser (`ldap::connect` parses them so again before connecting).
+fn ldap_url(field: &str, raw: &str) -> Result<String, ApiError> {
+    let value = bounded(field, raw, 2048)?;
+    let refused = |why: &str| ApiError::validation(format!("`{field}`: {why}"));
+    let rest = value
+        .strip_prefix("ldap://")
+        .or_else(|| value.strip_prefix("ldaps://"))
+        .ok_or_else(|| refused("the URL must start with ldap:// or ldaps://"))?;
+    let parsed = crate::outbound::url::parse(&format!("http://{rest}")).map_err(|w| refused(&w))?;
+    if parsed.path != "/" {
+        return Err(refused("the URL must name only a host and port"));
+    }
+    Ok(value)
 }
 
 fn domain(raw: &str) -> Result<String, ApiError> {
@@ -56,7 +66,7 @@ fn domain(raw: &str) -> Result<String, ApiError> {
 
 pub fn check_oidc(c: &OidcConfig) -> Result<OidcConfig, ApiError> {
     Ok(OidcConfig {
-        issuer: absolute_url("oidc.issuer", &c.issuer, &["http", "https"])?
+        issuer: http_url("oidc.issuer", &c.issuer)?
             .trim_end_matches('/')
             .to_owned(),
         client_id: bounded("oidc.client_id", &c.client_id, 256)?,
@@ -81,7 +91,7 @@ pub fn check_ldap(c: &LdapConfig) -> Result<LdapConfig, ApiError> {
         }
     };
     Ok(LdapConfig {
-        url: absolute_url("ldap.url", &c.url, &["ldap", "ldaps"])?,
+        url: ldap_url("ldap.url", &c.url)?,
         bind_dn: bounded("ldap.bind_dn", &c.bind_dn, 1024)?,
         base_dn: bounded("ldap.base_dn", &c.base_dn, 1024)?,
         group_base_dn: c
@@ -153,7 +163,7 @@ pub fn check_redirect_uris(uris: &[String]) -> Result<Vec<String>, ApiError> {
     }
     let mut out = uris
         .iter()
-        .map(|u| absolute_url("redirect_uris", u, &["http", "https"]))
+        .map(|u| http_url("redirect_uris", u))
         .collect::<Result<Vec<_>, _>>()?;
     out.dedup();
     Ok(out)
@@ -175,7 +185,8 @@ mod tests {
 
     #[test]
     fn urls_and_domains_are_checked() {
-        assert!(absolute_url("u", "https://idp.example/realm", &["https"]).is_ok());
+        assert!(http_url("u", "https://idp.example/realm").is_ok());
+        assert!(http_url("u", "http://127.0.0.1:8080").is_ok(), "loopback parses");
         for bad in [
             "idp.example",
             "ftp://idp.example",
@@ -184,12 +195,40 @@ mod tests {
             "https://idp.example/#x",
             "https://idp.example/a b",
         ] {
-            assert!(absolute_url("u", bad, &["http", "https"]).is_err(), "{bad}");
+            assert!(http_url("u", bad).is_err(), "{bad}");
+        }
+        assert!(ldap_url("u", "ldaps://dir.example:636").is_ok());
+        assert!(ldap_url("u", "ldap://127.0.0.1:3890/").is_ok());
+        for bad in ["http://dir.example", "ldap://dir.example/ou=x", "ldap://2130706433"] {
+            assert!(ldap_url("u", bad).is_err(), "{bad}");
         }
         assert_eq!(
             check_domains(&["Example.COM".into(), "example.com".into()]).unwrap(),
             ["example.com"]
         );
         assert!(check_domains(&["*.example.com".into()]).is_err());
+    }
+
+    /// The issuer is parsed by the outbound client's parser (issue 14): hosts
+    /// it would refuse at sign-in (numeric-looking names that some resolvers
+    /// read as an address, a port out of range, a bad name) are refused when
+    /// stored. The duplicate parser accepted them all.
+    #[test]
+    fn the_issuer_follows_the_outbound_url_rules() {
+        let oidc = |issuer: &str| OidcConfig {
+            issuer: issuer.into(),
+            client_id: "meridian".into(),
+            groups_claim: "groups".into(),
+        };
+        for bad in [
+            "http://2130706433",
+            "http://0x7f.1/realm",
+            "http://idp.example:99999",
+            "http://exa_mple.com",
+        ] {
+            assert!(check_oidc(&oidc(bad)).is_err(), "{bad}");
+        }
+        let ok = check_oidc(&oidc("http://127.0.0.1:8080/realm/")).unwrap();
+        assert_eq!(ok.issuer, "http://127.0.0.1:8080/realm");
     }
 }

@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use crate::auth::Role;
 
 pub use checks::{
-    absolute_url, check_default_role, check_domains, check_ldap, check_mappings, check_oidc,
+    check_default_role, check_domains, check_ldap, check_mappings, check_oidc,
     check_redirect_uris, check_secret,
 };
 

@@ -11,7 +11,10 @@
 //! Only one label directly under `api_domain` is a slug. A label that is a
 //! region id (`us-east1.<api_domain>`, the per-region names the GeoDNS serves)
 //! is never a tenant, so a tenant whose slug equals a region id has no subdomain.
-//! The apex, other names and IP literals carry no binding.
+//! `{slug}.{region}.<api_domain>` names the tenant at one region: it is where a
+//! residency redirect (307) sends a request that came in on a tenant host, so
+//! the client keeps the tenant host and its binding (`region_host`). The apex,
+//! other names and IP literals carry no binding.
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -71,8 +74,36 @@ pub fn tenant_slug<'h>(
     api_domain: &str,
     is_region: impl Fn(&str) -> bool,
 ) -> Option<&'h str> {
-    let label = host.strip_suffix(api_domain)?.strip_suffix('.')?;
+    let labels = host.strip_suffix(api_domain)?.strip_suffix('.')?;
+    let label = match labels.split_once('.') {
+        // `{slug}.{region}.<api_domain>`: the tenant host at one region.
+        Some((slug, region)) if is_region(region) => slug,
+        Some(_) => return None,
+        None => labels,
+    };
     (!label.is_empty() && !label.contains('.') && !is_region(label)).then_some(label)
+}
+
+/// The tenant host of `slug` at `region`, on the scheme and port of `base` (the
+/// region's URL for clients): where a residency redirect sends a request that
+/// came in on a tenant host, so the follow-up is bound to the same tenant.
+/// `None` when `base` is not `scheme://authority[/]`.
+pub fn region_host(base: &str, slug: &str, region: &str, api_domain: &str) -> Option<String> {
+    let (scheme, authority) = base.split_once("://")?;
+    let authority = authority.trim_end_matches('/');
+    if authority.contains('/') {
+        return None;
+    }
+    // A port after the host (after `]` for an IPv6 literal), if any.
+    let after_host = authority.rfind(']').map_or(authority, |i| &authority[i..]);
+    let port = after_host
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    Some(match port {
+        Some(port) => format!("{scheme}://{slug}.{region}.{api_domain}:{port}"),
+        None => format!("{scheme}://{slug}.{region}.{api_domain}"),
+    })
 }
 
 #[cfg(test)]
@@ -121,5 +152,50 @@ mod tests {
             None
         );
         assert_eq!(tenant_slug("127.0.0.11", api, region), None);
+        // The tenant host at one region, where residency redirects send it.
+        assert_eq!(
+            tenant_slug("acme.us-east1.api.meridian.test", api, region),
+            Some("acme")
+        );
+        assert_eq!(
+            tenant_slug("us-east1.us-east1.api.meridian.test", api, region),
+            None
+        );
+        assert_eq!(
+            tenant_slug("acme.elsewhere.api.meridian.test", api, region),
+            None
+        );
+        assert_eq!(
+            tenant_slug(".us-east1.api.meridian.test", api, region),
+            None
+        );
+    }
+
+    #[test]
+    fn redirects_name_the_tenant_host_at_the_region() {
+        let api = "api.meridian.test";
+        assert_eq!(
+            region_host("http://127.0.0.21:8080", "acme", "europe-west1", api).as_deref(),
+            Some("http://acme.europe-west1.api.meridian.test:8080")
+        );
+        assert_eq!(
+            region_host(
+                "https://europe-west1.api.meridian.example/",
+                "acme",
+                "europe-west1",
+                "api.meridian.example"
+            )
+            .as_deref(),
+            Some("https://acme.europe-west1.api.meridian.example")
+        );
+        assert_eq!(
+            region_host("http://[::1]:9", "acme", "us-east1", api).as_deref(),
+            Some("http://acme.us-east1.api.meridian.test:9")
+        );
+        assert_eq!(
+            region_host("http://[::1]", "acme", "us-east1", api).as_deref(),
+            Some("http://acme.us-east1.api.meridian.test")
+        );
+        assert_eq!(region_host("no-scheme", "acme", "us-east1", api), None);
     }
 }

@@ -227,7 +227,7 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
 /// `POST /v1/auth/{tenant_slug}/ldap` and `GET /v1/auth/{tenant_slug}/oidc/start`,
 /// the `state`'s prefix for `GET /v1/auth/oidc/callback`, and for `POST
 /// /v1/auth/refresh` and `/v1/auth/logout` the refresh token's prefix in the
-/// body. That body is buffered (bounded like every body) and put back, so the
+/// body (or, without one there, in the console's cookie). That body is buffered (bounded like every body) and put back, so the
 /// handler parses the very bytes decided on here. `None`: no such request, or
 /// no tenant by that name (the extractor answers 401).
 async fn signin_tenant(
@@ -238,7 +238,7 @@ async fn signin_tenant(
     use actix_web::http::Method;
     #[derive(serde::Deserialize)]
     struct Named {
-        refresh_token: String,
+        refresh_token: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Callback {
@@ -267,9 +267,13 @@ async fn signin_tenant(
     } else if method == Method::POST && matches!(path, "/v1/auth/refresh" | "/v1/auth/logout") {
         let body = buffer_body(req, state.routing.body_limit).await?;
         req.set_payload(body.clone().into());
-        let named = serde_json::from_slice::<Named>(&body)
+        // The body's token (an API client), else the console's cookie: the
+        // rule `api::auth` applies to the same request.
+        let token = serde_json::from_slice::<Named>(&body)
             .ok()
-            .and_then(|named| crate::sessions::tenant_of(&named.refresh_token));
+            .and_then(|named| named.refresh_token)
+            .or_else(|| crate::sessions::cookie::presented(req.request()));
+        let named = token.and_then(|token| crate::sessions::tenant_of(&token));
         match named {
             Some(id) => state.directory.get(id).await?,
             None => None,
@@ -384,9 +388,18 @@ pub async fn route(
             state
                 .metrics
                 .observe_routing(RoutingOutcome::Redirected, &region);
-            let Some(base) = state.routing.client_url(&state.topology, &region) else {
+            let Some(mut base) = state.routing.client_url(&state.topology, &region) else {
                 return Ok(answer(req, ApiError::ResidencyUnavailable));
             };
+            // Came in on a tenant host: sent to that tenant's host at the
+            // serving region, so the follow-up keeps its host binding.
+            if let Some(slug) = slug {
+                let api_domain = &state.routing.api_domain;
+                match super::host::region_host(&base, slug, region.as_str(), api_domain) {
+                    Some(tenant_base) => base = tenant_base,
+                    None => return Ok(answer(req, ApiError::ResidencyUnavailable)),
+                }
+            }
             let location = format!("{base}{target}");
             let response = HttpResponse::TemporaryRedirect()
                 .insert_header((header::LOCATION, location.clone()))

@@ -15,8 +15,10 @@
 //! re-reads the user in that transaction: a disabled or deleted user's family
 //! ends there.
 //!
-//! `store` holds the table's SQL.
+//! `store` holds the table's SQL; `cookie` the console's delivery of the
+//! refresh token (an `HttpOnly` cookie and its CSRF check).
 
+pub mod cookie;
 pub mod store;
 
 use ring::digest;

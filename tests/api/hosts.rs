@@ -9,8 +9,18 @@ use crate::regions::{provision_in, spawn_regions};
 
 /// `GET path` with `token` and these extra headers (`Host` among them).
 async fn get_with(app: &TestApp, path: &str, token: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut req = app
-        .client
+    get_via(&app.client, app, path, token, headers).await
+}
+
+/// `get_with` through `client` (one that does not follow redirects, say).
+async fn get_via(
+    client: &awc::Client,
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = client
         .get(format!("{}{path}", app.base))
         .insert_header(("Authorization", format!("Bearer {token}")));
     for (name, value) in headers {
@@ -236,4 +246,55 @@ async fn the_host_binding_is_checked_again_after_a_hop() {
     )
     .await;
     assert_problem(&swapped, 403, "invalid_hop_marker");
+}
+
+/// A residency redirect of a request that came in on a tenant host names that
+/// tenant's host at the serving region (`{slug}.{region}.<api_domain>`), not
+/// the region's bare endpoint: the follow-up keeps its host binding (issue 14:
+/// the 307 used to drop the tenant host).
+#[actix_web::test]
+async fn a_redirect_from_a_tenant_host_keeps_the_tenant_host() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let (origin, home) = (&nodes["us-east1"], &nodes["europe-west1"]);
+    let eu = serde_json::json!({ "jurisdiction": "eu" });
+    let (_, acme) = provision_in(home, "acme-pinned", "europe-west1", Some(eu.clone())).await;
+    let (_, globex) = provision_in(home, "globex-pinned", "europe-west1", Some(eu)).await;
+
+    let no_redirects = awc::Client::builder().disable_redirects().finish();
+    let redirected = get_via(
+        &no_redirects,
+        origin,
+        "/v1/channels?limit=5",
+        &acme,
+        &[("Host", "acme-pinned.api.meridian.test")],
+    )
+    .await;
+    assert_eq!(redirected.status, 307, "{}", redirected.body);
+    let location = crate::regions::header(&redirected, "location");
+    let port = home.base.rsplit_once(':').unwrap().1;
+    let host = format!("acme-pinned.europe-west1.api.meridian.test:{port}");
+    assert_eq!(location, format!("http://{host}/v1/channels?limit=5"));
+    assert!(
+        redirected.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&location),
+        "{}",
+        redirected.body
+    );
+
+    // Followed (the name resolved to europe-west1's node): served for acme,
+    // still bound to acme for anyone else's token.
+    let followed = get_with(home, "/v1/channels?limit=5", &acme, &[("Host", &host)]).await;
+    assert_eq!(followed.status, 200, "{}", followed.body);
+    let other = get_with(home, "/v1/channels?limit=5", &globex, &[("Host", &host)]).await;
+    assert_problem(&other, 404, "not_found");
+
+    // Without a tenant host the redirect still names the region's endpoint.
+    let plain = get_via(&no_redirects, origin, "/v1/channels?limit=5", &acme, &[]).await;
+    assert_eq!(plain.status, 307, "{}", plain.body);
+    assert_eq!(
+        crate::regions::header(&plain, "location"),
+        format!("{}/v1/channels?limit=5", home.base)
+    );
 }

@@ -129,6 +129,10 @@ async fn bad_configurations_are_refused() {
     platform_role["role_mappings"] = json!([{ "group": "ops", "role": "platform_admin" }]);
     let mut unknown = oidc_body("https://idp.example");
     unknown["tenant_id"] = json!(Uuid::new_v4());
+    // Hosts the outbound client's parser refuses (issue 14: the issuer had a
+    // parser of its own that let them through).
+    let numeric_issuer = oidc_body("http://2130706433/realm");
+    let bad_port_issuer = oidc_body("https://idp.example:99999");
     let ldap_bad_attr = json!({"kind": "ldap", "name": "dir",
         "ldap": {"url": "ldap://127.0.0.1:1", "bind_dn": "cn=x", "base_dn": "dc=x",
                  "username_attribute": "uid)(x=*"}});
@@ -136,6 +140,8 @@ async fn bad_configurations_are_refused() {
         ("ldap kind with oidc settings", ldap_with_oidc),
         ("relative redirect uri", bad_redirect),
         ("issuer without scheme", bad_issuer),
+        ("issuer with a numeric-looking host", numeric_issuer),
+        ("issuer with a port out of range", bad_port_issuer),
         ("redirect uri with a fragment", fragment),
         ("platform role mapping", platform_role),
         ("unknown field", unknown),

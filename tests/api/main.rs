@@ -6,6 +6,7 @@ mod ai_engine;
 mod ai_gate;
 mod audit;
 mod basics;
+mod console;
 mod cost;
 mod cursors;
 mod hosts;

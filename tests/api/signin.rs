@@ -67,7 +67,7 @@ async fn actions(app: &TestApp, tenant: &Tenant) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn setup(slug: &str) -> Option<(TestApp, Tenant, Slapd)> {
+pub(crate) async fn setup(slug: &str) -> Option<(TestApp, Tenant, Slapd)> {
     if !slapd::available() {
         return None;
     }
@@ -386,4 +386,49 @@ async fn sign_in_and_refresh_run_only_where_the_residency_allows() {
     // The redirected refresh did not use the token up.
     let last = refresh(home, &next.body["refresh_token"]).await;
     assert_eq!(last.status, 200, "{}", last.body);
+}
+
+/// A refresh of an LDAP session applies the directory's role now, as a sign-in
+/// would: a user added to a group mapped to a higher role gets it at the next
+/// refresh, and loses it when removed (issue 14: the refresh kept the role of
+/// the sign-in until the next sign-in).
+#[actix_web::test]
+async fn a_refresh_applies_a_changed_group_membership() {
+    let Some((app, _t, directory)) = setup("ldap-regroup").await else {
+        return;
+    };
+    let alice = sign_in(&app, "ldap-regroup", "alice", "alice-pw").await;
+    assert_eq!(alice.body["role"], "member", "{}", alice.body);
+    let access = alice.body["access_token"].as_str().unwrap();
+    assert_problem(&app.get("/v1/audit", access).await, 403, "forbidden");
+
+    // Out of engineering (groupOfNames needs a member: the service entry stays),
+    // into admins.
+    let (engineering, admins) = (
+        format!("cn=engineering,ou=groups,{}", slapd::SUFFIX),
+        format!("cn=admins,ou=groups,{}", slapd::SUFFIX),
+    );
+    let alice_dn = format!("uid=alice,{}", slapd::PEOPLE);
+    directory.modify(&format!(
+        "dn: {engineering}\nchangetype: modify\nreplace: member\nmember: {}\n\n\
+         dn: {admins}\nchangetype: modify\nadd: member\nmember: {alice_dn}\n",
+        slapd::SERVICE_DN
+    ));
+    let promoted = refresh(&app, &alice.body["refresh_token"]).await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(promoted.body["role"], "admin", "{}", promoted.body);
+    let access = promoted.body["access_token"].as_str().unwrap();
+    assert_eq!(app.get("/v1/audit", access).await.status, 200);
+    let me = app.get("/v1/me", access).await;
+    assert_eq!(me.body["user"]["role"], "admin", "{}", me.body);
+
+    // Back in engineering, the first mapping: member again.
+    directory.modify(&format!(
+        "dn: {engineering}\nchangetype: modify\nadd: member\nmember: {alice_dn}\n"
+    ));
+    let demoted = refresh(&app, &promoted.body["refresh_token"]).await;
+    assert_eq!(demoted.status, 200, "{}", demoted.body);
+    assert_eq!(demoted.body["role"], "member", "{}", demoted.body);
+    let access = demoted.body["access_token"].as_str().unwrap();
+    assert_problem(&app.get("/v1/audit", access).await, 403, "forbidden");
 }

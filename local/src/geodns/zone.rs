@@ -213,12 +213,17 @@ pub fn zone_file(plan: &Plan, opts: &GeoDnsOptions) -> String {
             IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
         }
     );
+    // Each region's name, and under it every tenant's host at that region
+    // (`{slug}.{region}.<api name>`, where residency redirects send a request
+    // that came in on a tenant host).
     for node in &plan.nodes {
-        let _ = writeln!(
-            text,
-            "{}.{}. {ttl} IN A {}",
-            node.region, opts.api_name, node.ip
-        );
+        for prefix in ["", "*."] {
+            let _ = writeln!(
+                text,
+                "{prefix}{}.{}. {ttl} IN A {}",
+                node.region, opts.api_name, node.ip
+            );
+        }
     }
     // The API name, and every tenant's subdomain (`{slug}.<api name>`) with the
     // same answer; the region names above are more specific and win over the
@@ -316,6 +321,7 @@ mod tests {
         assert!(zone.contains("us-east1.api.meridian.test. 5 IN A 127.0.0.11\n"));
         assert!(zone.contains("\napi.meridian.test. 5 IN LUA A \";local up"));
         assert!(zone.contains("\n*.api.meridian.test. 5 IN LUA A \";local up"));
+        assert!(zone.contains("\n*.us-east1.api.meridian.test. 5 IN A 127.0.0.11\n"));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 #   <public host>   A  alias to that region's load balancer: the public_endpoint
 #                      of regions/<id>.toml, where nodes send residency redirects
 #                      (307) and where the health check probes.
+#   *.<region id>.<api_domain>  A  the same alias: a tenant's host at that
+#                      region ({slug}.{region}.<api_domain>), where a residency
+#                      redirect sends a request that came in on a tenant host.
 # Latency routing knows nothing about residency: the nodes still decide, and
 # redirect a tenant's request to a region its residency allows.
 
@@ -60,6 +63,19 @@ resource "aws_route53_record" "api_latency_wildcard" {
     name                   = each.value.alb_dns_name
     zone_id                = each.value.alb_zone_id
     evaluate_target_health = true
+  }
+}
+
+resource "aws_route53_record" "region_tenant_hosts" {
+  for_each = var.regions
+  zone_id  = var.route53_zone_id
+  name     = "*.${each.key}.${var.api_domain}"
+  type     = "A"
+
+  alias {
+    name                   = each.value.alb_dns_name
+    zone_id                = each.value.alb_zone_id
+    evaluate_target_health = false
   }
 }
 

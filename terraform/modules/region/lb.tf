@@ -1,5 +1,6 @@
 # Public ALB (HTTPS 443, ACM certificate for api_domain, its wildcard (tenant
-# subdomains, `{slug}.<api_domain>`) and this region's public host,
+# subdomains, `{slug}.<api_domain>`), this region's public host and its
+# tenant hosts (`{slug}.{region}.<api_domain>`),
 # DNS-validated in the Route 53 zone) and an internal ALB (HTTP 80) for
 # node-to-node forwarding from other regions. Both forward to the API nodes;
 # their target groups probe /readyz (503 while the region is drained or its
@@ -10,6 +11,8 @@ locals {
     var.deployment.api_domain,
     "*.${var.deployment.api_domain}",
     var.region.public_host,
+    # Tenant hosts at this region (residency redirects from a tenant host).
+    "*.${var.region.id}.${var.deployment.api_domain}",
   ])
 }
 
