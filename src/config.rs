@@ -66,6 +66,10 @@ pub struct Settings {
     /// (`routing::host`).
     #[serde(default = "default_api_domain")]
     pub api_domain: String,
+    /// The platform's OIDC provider, where platform admins and operators sign
+    /// in (`crate::platform`); none: platform tokens come only from the issuer.
+    #[serde(default)]
+    pub platform_identity: Option<crate::platform::PlatformIdentity>,
 }
 
 fn default_api_domain() -> String {
@@ -271,6 +275,7 @@ impl Default for Settings {
                 filter: "info".into(),
             },
             api_domain: default_api_domain(),
+            platform_identity: None,
             jobs: crate::jobs::JobSettings::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
@@ -363,6 +368,9 @@ impl Settings {
             return invalid(
                 "api_domain must be a lower-case DNS name with a dot, without port or trailing dot",
             );
+        }
+        if let Some(Err(e)) = self.platform_identity.as_ref().map(|p| p.validate()) {
+            return invalid(&e);
         }
         if !(ms(50)..=ms(60_000)).contains(&self.auth.keys_poll_interval) {
             return invalid("auth.keys_poll_interval_ms must be 50..=60000");

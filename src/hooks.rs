@@ -12,6 +12,8 @@ pub struct Hooks {
     directory: crate::tenancy::Directory,
     pub webhooks: WebhookSettings,
     pub summaries: SummarySettings,
+    /// The platform's OIDC provider (`crate::platform`), if configured.
+    pub platform_identity: Option<crate::platform::PlatformIdentity>,
     /// The OpenAI-compatible summary engine, when `summaries.openai` is set.
     external: Option<std::sync::Arc<crate::summaries::openai::OpenAi>>,
     topology: std::sync::Arc<crate::topology::Topology>,
@@ -41,6 +43,7 @@ impl Hooks {
             directory,
             webhooks: settings.webhooks.clone(),
             summaries: settings.summaries.clone(),
+            platform_identity: settings.platform_identity.clone(),
         })
     }
 

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod outbox;
 pub mod pagination;
+pub mod platform;
 pub mod relocation;
 pub mod request_id;
 pub mod routing;

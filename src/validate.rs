@@ -56,12 +56,15 @@ pub fn slug(value: &str) -> Result<String, ApiError> {
         && value
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-');
+        && !value.starts_with('-')
+        // `/v1/auth/platform/…` is the platform's sign-in, not a tenant's.
+        && value != "platform";
     if valid {
         Ok(value.to_owned())
     } else {
         Err(ApiError::validation(
-            "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash",
+            "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash \
+             (and not `platform`)",
         ))
     }
 }

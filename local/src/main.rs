@@ -55,6 +55,31 @@ enum Command {
     Tenant(TenantArgs),
     /// JWT key rotation on the key set file: list, add, promote, retire, export-public.
     Keys(keys_cli::KeysArgs),
+    /// Platform accounts, written through the settings' database URL.
+    Platform(PlatformArgs),
+}
+
+#[derive(Args)]
+struct PlatformArgs {
+    #[command(subcommand)]
+    command: PlatformCommand,
+}
+
+#[derive(Subcommand)]
+enum PlatformCommand {
+    /// Make (issuer, subject) an active platform admin (the first one, before
+    /// anyone can sign in); idempotent, recorded in the platform trail. The
+    /// database is `database.url` of the settings (`MERIDIAN_DATABASE__URL`).
+    AddAdmin {
+        /// The platform provider's issuer (`platform_identity.issuer`).
+        #[arg(long)]
+        issuer: String,
+        /// The provider's `sub` for this person.
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// Which node the operator commands talk to.
@@ -268,7 +293,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(args) => {
             keys_cli::run(Settings::load(base_settings(&state))?.keys_file(), args)
         }
+        Command::Platform(args) => platform(&state, args, format).await,
     }
+}
+
+async fn platform(state: &StateDir, args: PlatformArgs, format: Format) -> anyhow::Result<()> {
+    let PlatformCommand::AddAdmin {
+        issuer,
+        subject,
+        email,
+    } = args.command;
+    let settings = Settings::load(base_settings(state))?;
+    if settings.database.url.is_empty() {
+        bail!("database.url (MERIDIAN_DATABASE__URL) is required");
+    }
+    use meridian::platform::bootstrap::{Added, add_admin};
+    let added = add_admin(&settings.database, &issuer, &subject, &email).await?;
+    let (what, id) = match added {
+        Added::Created(id) => ("created", id),
+        Added::Promoted(id) => ("made an active platform admin", id),
+        Added::Unchanged(id) => ("already an active platform admin", id),
+    };
+    match format {
+        Format::Human => println!("platform user {id}: {what}"),
+        Format::Json => println!("{}", serde_json::json!({ "id": id, "outcome": what })),
+    }
+    Ok(())
 }
 
 /// The local key set's verifier; refuses a state directory without keys.

@@ -14,6 +14,8 @@ mod identity_providers;
 mod jobs;
 mod messages;
 mod oidc;
+mod platform_auth;
+mod platform_users;
 mod regions;
 mod relocation;
 mod search;
@@ -108,6 +110,15 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(identity_providers::patch)
                 .service(identity_providers::delete)
                 .service(identity_providers::test)
+                // Before the tenant sign-in routes: `/auth/platform/oidc/start`
+                // would match `/auth/{tenant_slug}/oidc/start` too.
+                .service(platform_auth::start)
+                .service(platform_auth::callback)
+                .service(platform_auth::refresh)
+                .service(platform_auth::logout)
+                .service(platform_users::list)
+                .service(platform_users::create)
+                .service(platform_users::update)
                 .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::me)

@@ -169,7 +169,8 @@ pub async fn callback(
             &config,
             secret,
             code,
-            &flow,
+            &flow.redirect_uri,
+            &flow.verifier,
         )
         .await?;
         KEYS.validate(

@@ -186,7 +186,10 @@ mod tests {
     #[test]
     fn urls_and_domains_are_checked() {
         assert!(http_url("u", "https://idp.example/realm").is_ok());
-        assert!(http_url("u", "http://127.0.0.1:8080").is_ok(), "loopback parses");
+        assert!(
+            http_url("u", "http://127.0.0.1:8080").is_ok(),
+            "loopback parses"
+        );
         for bad in [
             "idp.example",
             "ftp://idp.example",
@@ -199,7 +202,11 @@ mod tests {
         }
         assert!(ldap_url("u", "ldaps://dir.example:636").is_ok());
         assert!(ldap_url("u", "ldap://127.0.0.1:3890/").is_ok());
-        for bad in ["http://dir.example", "ldap://dir.example/ou=x", "ldap://2130706433"] {
+        for bad in [
+            "http://dir.example",
+            "ldap://dir.example/ou=x",
+            "ldap://2130706433",
+        ] {
             assert!(ldap_url("u", bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -30,8 +30,8 @@ use utoipa::ToSchema;
 use crate::auth::Role;
 
 pub use checks::{
-    check_default_role, check_domains, check_ldap, check_mappings, check_oidc,
-    check_redirect_uris, check_secret,
+    check_default_role, check_domains, check_ldap, check_mappings, check_oidc, check_redirect_uris,
+    check_secret,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -199,16 +199,17 @@ pub async fn exchange(
     config: &OidcConfig,
     client_secret: Option<&str>,
     code: &str,
-    flow: &Flow,
+    redirect_uri: &str,
+    verifier: &str,
 ) -> Result<String, String> {
     let url =
         outbound::url::parse(token_endpoint).map_err(|why| format!("token endpoint: {why}"))?;
     let mut pairs = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
-        ("redirect_uri", flow.redirect_uri.as_str()),
+        ("redirect_uri", redirect_uri),
         ("client_id", config.client_id.as_str()),
-        ("code_verifier", flow.verifier.as_str()),
+        ("code_verifier", verifier),
     ];
     if let Some(secret) = client_secret {
         pairs.push(("client_secret", secret));

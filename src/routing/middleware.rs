@@ -252,7 +252,8 @@ async fn signin_tenant(
             Method::GET => rest.strip_suffix("/oidc/start"),
             _ => None,
         }
-        .filter(|slug| crate::validate::slug(slug).is_ok())
+        // `/v1/auth/platform/…` is the platform's own sign-in: no tenant.
+        .filter(|slug| *slug != "platform" && crate::validate::slug(slug).is_ok())
     });
     let found = if method == Method::GET && path == "/v1/auth/oidc/callback" {
         let named = web::Query::<Callback>::from_query(query)

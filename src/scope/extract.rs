@@ -119,6 +119,24 @@ async fn resolve(
     looked_up: Option<Arc<TenantRecord>>,
 ) -> Result<Caller, ApiError> {
     if claims.role.is_platform_role() {
+        // A token from a platform sign-in stops at once when its user is
+        // disabled or given another role (`crate::platform`); one minted with
+        // the signing key (`meridian token`) names no platform user.
+        if let Some(id) = crate::platform::user_of_subject(&claims.sub) {
+            let found = state
+                .db
+                .0
+                .platform_tx(crate::db::TxMode::ReadOnly, async |tx| {
+                    Ok(crate::platform::store::get(tx, id).await?)
+                })
+                .await?;
+            let current = found.is_some_and(|u| {
+                u.role == claims.role && u.status == crate::platform::PlatformUserStatus::Active
+            });
+            if !current {
+                return Err(ApiError::Unauthenticated("invalid or expired token"));
+            }
+        }
         return Ok(Caller::Platform(PlatformScope {
             state,
             admin: claims.sub,

@@ -10,6 +10,7 @@ mod confirm;
 mod extract;
 pub mod guard;
 mod host_binding;
+mod platform_signin;
 pub mod probes;
 pub mod signin;
 
@@ -19,6 +20,7 @@ pub use guard::{
     Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
 };
 pub use host_binding::check_host;
+pub use platform_signin::PlatformSignIn;
 pub use signin::{SignInScope, SignInTenant};
 
 use std::cell::OnceCell;

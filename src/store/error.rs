@@ -20,6 +20,8 @@ pub enum Unique {
     TenantSlug,
     UserEmail,
     ChannelName,
+    /// A platform user's (issuer, subject).
+    PlatformIdentity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ impl From<StoreError> for ApiError {
                     Unique::TenantSlug => ErrorCode::SlugTaken,
                     Unique::UserEmail => ErrorCode::EmailTaken,
                     Unique::ChannelName => ErrorCode::ChannelNameTaken,
+                    Unique::PlatformIdentity => ErrorCode::Conflict,
                 },
                 detail,
             ),

@@ -74,7 +74,10 @@ async fn the_console_keeps_its_refresh_token_in_a_cookie_guarded_by_csrf() {
     // the session is untouched.
     for headers in [
         vec![("Cookie", cookie(&first))],
-        vec![("Cookie", cookie(&first)), ("X-Meridian-CSRF", "x".repeat(43))],
+        vec![
+            ("Cookie", cookie(&first)),
+            ("X-Meridian-CSRF", "x".repeat(43)),
+        ],
     ] {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let refused = post_with(&app, "/v1/auth/refresh", json!({}), &headers).await;
@@ -109,7 +112,11 @@ async fn the_console_keeps_its_refresh_token_in_a_cookie_guarded_by_csrf() {
     )
     .await;
     assert_eq!(rotated.status, 200, "{}", rotated.body);
-    assert!(rotated.body.get("refresh_token").is_none(), "{}", rotated.body);
+    assert!(
+        rotated.body.get("refresh_token").is_none(),
+        "{}",
+        rotated.body
+    );
     let (second, attributes) = set_cookie(&rotated);
     assert_ne!(second, first);
     assert!(attributes.iter().any(|a| a == "HttpOnly"), "{attributes:?}");
@@ -130,21 +137,28 @@ async fn the_console_keeps_its_refresh_token_in_a_cookie_guarded_by_csrf() {
         &app,
         "/v1/auth/logout",
         json!({}),
-        &[("Cookie", &cookie(&second)), ("X-Meridian-CSRF", &next_csrf)],
+        &[
+            ("Cookie", &cookie(&second)),
+            ("X-Meridian-CSRF", &next_csrf),
+        ],
     )
     .await;
     assert_eq!(out.status, 204, "{}", out.body);
     let (cleared, attributes) = set_cookie(&out);
     assert_eq!(cleared, "");
     assert!(
-        attributes.iter().any(|a| a == "Max-Age=0") && attributes.iter().any(|a| a == "Path=/v1/auth"),
+        attributes.iter().any(|a| a == "Max-Age=0")
+            && attributes.iter().any(|a| a == "Path=/v1/auth"),
         "{attributes:?}"
     );
     let after = post_with(
         &app,
         "/v1/auth/refresh",
         json!({}),
-        &[("Cookie", &cookie(&second)), ("X-Meridian-CSRF", &next_csrf)],
+        &[
+            ("Cookie", &cookie(&second)),
+            ("X-Meridian-CSRF", &next_csrf),
+        ],
     )
     .await;
     assert_problem(&after, 401, "unauthenticated");

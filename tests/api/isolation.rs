@@ -34,6 +34,8 @@ pub(crate) enum Target {
     Webhook,
     Job,
     Provider,
+    /// A platform user (platform routes; no tenant owns it).
+    PlatformUser,
 }
 
 pub(crate) struct Route {
@@ -304,6 +306,40 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Provider,
             no_body,
         ),
+        // The platform's own sign-in and accounts: no tenant's; a tenant
+        // token gets 403 on the accounts (`role_checks…`), 401 on the sign-in.
+        r(
+            "GET",
+            "/v1/auth/platform/oidc/start?redirect_uri=http%3A%2F%2Fconsole.example%2Fcb",
+            SignIn,
+            T::None,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/auth/platform/oidc/callback?code=c&state=mps_x",
+            SignIn,
+            T::None,
+            no_body,
+        ),
+        r("POST", "/v1/auth/platform/refresh", SignIn, T::None, || {
+            Some(json!({"refresh_token": "mpr_notatoken"}))
+        }),
+        r("POST", "/v1/auth/platform/logout", SignIn, T::None, || {
+            Some(json!({"refresh_token": "mpr_notatoken"}))
+        }),
+        r("GET", "/v1/platform/users", Platform, T::None, no_body),
+        r("POST", "/v1/platform/users", Platform, T::None, || {
+            Some(json!({"issuer": "https://idp.example", "subject": "s",
+                        "email": "s@example.com", "role": "operator"}))
+        }),
+        r(
+            "PATCH",
+            "/v1/platform/users/{id}",
+            Platform,
+            T::PlatformUser,
+            || Some(json!({"status": "disabled"})),
+        ),
         r("POST", "/v1/auth/refresh", SignIn, T::None, || {
             Some(json!({"refresh_token": "mrt_0123456789abcdef0123456789abcdef_notatoken"}))
         }),
@@ -376,6 +412,11 @@ impl Victim {
             Target::None => return route.path.to_owned(),
             Target::Region => return route.path.replace("{id}", "us-east1"),
             Target::Slug => return route.path.replace("{tenant_slug}", "no-such-tenant"),
+            Target::PlatformUser => {
+                return route
+                    .path
+                    .replace("{id}", "01234567-89ab-7def-8123-456789abcdef");
+            }
             Target::Tenant => self.tenant,
             Target::User => self.user,
             Target::Channel => self.channel,
@@ -443,10 +484,12 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
     let b = app.provision("attacker").await;
 
     let mut probes = 0;
-    for route in routes()
-        .iter()
-        .filter(|r| !matches!(r.target, Target::None | Target::Region | Target::Slug))
-    {
+    for route in routes().iter().filter(|r| {
+        !matches!(
+            r.target,
+            Target::None | Target::Region | Target::Slug | Target::PlatformUser
+        )
+    }) {
         let reply = app
             .request(
                 route.method,

@@ -22,6 +22,7 @@ mod openapi;
 mod operator;
 mod outbox;
 mod plans;
+mod platform;
 mod regions;
 mod rls;
 mod routing_paths;

@@ -316,7 +316,8 @@ async fn the_document_describes_every_answer() {
             | Target::Channel
             | Target::Webhook
             | Target::Job
-            | Target::Provider => {
+            | Target::Provider
+            | Target::PlatformUser => {
                 assert!(has(&errors, 404, "not_found"), "{what}");
                 assert!(has(&errors, 400, "invalid_id"), "{what}");
                 for param in op["parameters"].as_array().unwrap() {

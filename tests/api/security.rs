@@ -67,8 +67,10 @@ async fn a_deleted_or_demoted_users_token_answers_401_on_every_route() {
     let mut checked = 0;
     for route in routes().iter().filter(|r| r.access != Access::Public) {
         for ids in [&own, &foreign] {
-            if matches!(route.target, Target::None | Target::Region | Target::Slug)
-                && std::ptr::eq(ids, &foreign)
+            if matches!(
+                route.target,
+                Target::None | Target::Region | Target::Slug | Target::PlatformUser
+            ) && std::ptr::eq(ids, &foreign)
             {
                 continue;
             }

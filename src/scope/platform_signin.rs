@@ -1,0 +1,78 @@
+//! `PlatformSignIn`: a token-less request of the platform's own sign-in (the
+//! OIDC start and callback, refresh and logout of a platform session). It names
+//! no tenant, so routing serves it where it lands; nobody is signed in yet, so
+//! there is no principal for `Guarded`. It opens only platform transactions
+//! (the platform accounts' tables, the platform trail), and every such request
+//! counts against its client address's anonymous rate limit first.
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+
+use crate::auth::Role;
+use crate::db::{PlatformTx, TxMode};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct PlatformSignIn {
+    state: web::Data<AppState>,
+}
+
+impl PlatformSignIn {
+    pub async fn write<T>(
+        &self,
+        body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.state.db.0.platform_tx(TxMode::ReadWrite, body).await
+    }
+
+    /// An access token for platform user `user` with `role` (no tenant).
+    pub fn access_token(&self, user: uuid::Uuid, role: Role) -> Result<String, ApiError> {
+        self.state
+            .verifier
+            .issue(
+                format!("{}{user}", crate::platform::SUBJECT_PREFIX),
+                None,
+                role,
+                crate::sessions::ACCESS_TTL_SECONDS,
+            )
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("signing an access token: {e}")))
+    }
+}
+
+impl FromRequest for PlatformSignIn {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let routed = req.extensions().get::<crate::routing::Routed>().is_some();
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let ip = req.peer_addr().map(|a| a.ip());
+        // A sign-in carries no access token; one that does is not a sign-in
+        // (as a tenant sign-in with a token finds no sign-in tenant).
+        let token = req
+            .headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION);
+        Box::pin(async move {
+            let state = state
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
+            if !routed {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "request was not routed"
+                )));
+            }
+            if let Some(ip) = ip {
+                state.limits.rate.check_anonymous(ip).map_err(|denied| {
+                    state.metrics.observe_anonymous_denial();
+                    ApiError::RateLimited(denied)
+                })?;
+            }
+            if token {
+                return Err(ApiError::Unauthenticated(
+                    "a sign-in request carries no access token",
+                ));
+            }
+            Ok(Self { state })
+        })
+    }
+}
