@@ -398,14 +398,14 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/auth/platform/oidc/start",
         Who::SignIn,
-        &[ErrorCode::ValidationFailed, ErrorCode::NotFound],
+        &[ErrorCode::ValidationFailed],
     ),
     op(
         "finishPlatformSignIn",
         "GET",
         "/v1/auth/platform/oidc/callback",
         Who::SignIn,
-        &[ErrorCode::NotFound],
+        &[],
     ),
     op(
         "refreshPlatformSession",

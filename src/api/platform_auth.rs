@@ -31,11 +31,15 @@ use crate::sessions;
 const REFUSED: ApiError = ApiError::Unauthenticated("invalid credentials");
 const REFRESH_REFUSED: ApiError = ApiError::Unauthenticated("invalid or expired refresh token");
 
+/// The platform's provider; without one nobody can sign in to the platform,
+/// which is answered like any sign-in that cannot succeed (401).
 fn configured(hooks: &Hooks) -> Result<&PlatformIdentity, ApiError> {
-    hooks.platform_identity.as_ref().ok_or(ApiError::NotFound {
-        kind: "identity_provider",
-        id: None,
-    })
+    hooks
+        .platform_identity
+        .as_ref()
+        .ok_or(ApiError::Unauthenticated(
+            "this platform has no identity provider (settings `platform_identity`)",
+        ))
 }
 
 fn random(len: usize) -> Result<String, ApiError> {

@@ -286,7 +286,7 @@ async fn without_a_platform_provider_there_is_no_platform_sign_in() {
             None,
         )
         .await;
-    assert_problem(&start, 404, "not_found");
+    assert_problem(&start, 401, "unauthenticated");
     let t = app.provision("no-platform-idp").await;
     let with_token = app
         .request(

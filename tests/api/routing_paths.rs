@@ -152,6 +152,7 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
             Some("jobs") => Uuid::from_u128(7).to_string(),
             Some("webhooks") => Uuid::from_u128(9).to_string(),
             Some("identity-providers") => Uuid::from_u128(10).to_string(),
+            Some("platform") => Uuid::from_u128(11).to_string(),
             _ => String::new(),
         };
         let path = template
