@@ -15,6 +15,7 @@ mock_provider "aws" {
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "us-east1.api.meridian.example", resource_record_name = "_b.us-east1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
+        { domain_name = "*.us-east1.api.meridian.example", resource_record_name = "_b.us-east1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
   }
@@ -39,6 +40,7 @@ mock_provider "aws" {
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "europe-west1.api.meridian.example", resource_record_name = "_b.europe-west1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
+        { domain_name = "*.europe-west1.api.meridian.example", resource_record_name = "_b.europe-west1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
   }
@@ -63,6 +65,7 @@ mock_provider "aws" {
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "europe-west3.api.meridian.example", resource_record_name = "_b.europe-west3.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
+        { domain_name = "*.europe-west3.api.meridian.example", resource_record_name = "_b.europe-west3.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
   }
@@ -87,6 +90,7 @@ mock_provider "aws" {
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "europe-north1.api.meridian.example", resource_record_name = "_b.europe-north1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
+        { domain_name = "*.europe-north1.api.meridian.example", resource_record_name = "_b.europe-north1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
   }
@@ -111,6 +115,7 @@ mock_provider "aws" {
         { domain_name = "api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "*.api.meridian.example", resource_record_name = "_a.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_v.acm-validations.aws." },
         { domain_name = "asia-southeast1.api.meridian.example", resource_record_name = "_b.asia-southeast1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
+        { domain_name = "*.asia-southeast1.api.meridian.example", resource_record_name = "_b.asia-southeast1.api.meridian.example.", resource_record_type = "CNAME", resource_record_value = "_w.acm-validations.aws." },
       ]
     }
   }
