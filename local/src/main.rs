@@ -77,6 +77,7 @@ enum PlatformCommand {
         /// The provider's `sub` for this person.
         #[arg(long)]
         subject: String,
+        /// The person's e-mail address (shown in the platform user list).
         #[arg(long)]
         email: String,
     },

@@ -432,3 +432,61 @@ async fn a_refresh_applies_a_changed_group_membership() {
     let access = demoted.body["access_token"].as_str().unwrap();
     assert_problem(&app.get("/v1/audit", access).await, 403, "forbidden");
 }
+
+/// A refresh applies the directory's role within the last-owner rule: the
+/// tenant's last active owner, moved out of the owners' group, stays owner.
+#[actix_web::test]
+async fn a_refresh_never_demotes_the_last_owner() {
+    let Some((app, t, directory)) = setup("ldap-last-owner").await else {
+        return;
+    };
+    directory.modify(&format!(
+        "dn: cn=owners,ou=groups,{}\nchangetype: add\nobjectClass: groupOfNames\ncn: owners\n\
+         member: uid=bob,{}\n",
+        slapd::SUFFIX,
+        slapd::PEOPLE
+    ));
+    let providers = app.get("/v1/identity-providers", &t.owner_token).await;
+    let provider = providers.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mapped = app
+        .patch(
+            &format!("/v1/identity-providers/{provider}"),
+            &t.owner_token,
+            json!({ "role_mappings": [
+                { "group": "engineering", "role": "member" },
+                { "group": "admins", "role": "admin" },
+                { "group": "owners", "role": "owner" },
+            ]}),
+        )
+        .await;
+    assert_eq!(mapped.status, 200, "{}", mapped.body);
+    let bob = sign_in(&app, "ldap-last-owner", "bob", "bob-pw").await;
+    assert_eq!(bob.body["role"], "owner", "{}", bob.body);
+    // Bob is now the tenant's only owner.
+    let access = bob.body["access_token"].as_str().unwrap();
+    let gone = app
+        .delete(&format!("/v1/users/{}", t.owner_id), access)
+        .await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
+
+    // Out of owners, into engineering: a sign-in or refresh would make him a
+    // member, but he is the last owner.
+    directory.modify(&format!(
+        "dn: cn=owners,ou=groups,{suffix}\nchangetype: modify\nreplace: member\nmember: {service}\n\n\
+         dn: cn=engineering,ou=groups,{suffix}\nchangetype: modify\nadd: member\n\
+         member: uid=bob,{people}\n",
+        suffix = slapd::SUFFIX,
+        service = slapd::SERVICE_DN,
+        people = slapd::PEOPLE
+    ));
+    let kept = refresh(&app, &bob.body["refresh_token"]).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert_eq!(kept.body["role"], "owner", "{}", kept.body);
+    let me = app
+        .get("/v1/me", kept.body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(me.body["user"]["role"], "owner", "{}", me.body);
+}
