@@ -75,6 +75,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V14__job_claim_lock",
         include_str!("../../sql/postgres/V14__job_claim_lock.sql"),
     ),
+    (
+        "V15__job_queue_plans",
+        include_str!("../../sql/postgres/V15__job_queue_plans.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -122,6 +126,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V14__job_claim_lock",
         include_str!("../../sql/cockroach/V14__job_claim_lock.sql"),
+    ),
+    (
+        "V15__job_queue_plans",
+        include_str!("../../sql/cockroach/V15__job_queue_plans.sql"),
     ),
 ];
 
@@ -329,7 +337,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
             );
         }
         let names = |d| {

@@ -437,3 +437,81 @@ async fn a_stopping_node_hands_its_running_jobs_back_at_once() {
         .get(0);
     assert_eq!(attempts, 1);
 }
+
+/// A stale summary worker (its lease taken over while the engine was answering)
+/// must not change the summary: the engine refuses for good (400), and the run
+/// that lost its lease would have marked the summary `failed` although the job's
+/// current owner may still store it. The state change is guarded by the lease in
+/// the same transaction (`JobContext::holds_lease`); the summary stays pending.
+#[actix_web::test]
+async fn a_stale_summary_worker_cannot_mark_the_summary_failed() {
+    let (base, stub) = stub();
+    let db_name = fresh_database().await;
+    let mut settings = test_settings(&db_name);
+    settings.summaries.openai = engine_settings(&base, "us-east1");
+    settings.jobs.poll_interval = Duration::from_millis(50);
+    // Long lease: no renewal notices the theft before the engine answers.
+    settings.jobs.lease = Duration::from_secs(120);
+    let app = spawn_app_with(settings).await;
+    let (t, channel) = tenant_with_thread(&app, "stale").await;
+    choose(&app, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
+    {
+        let mut stub = stub.lock().unwrap();
+        stub.delay = Some(Duration::from_millis(1500));
+        stub.answers.push_back(400);
+    }
+    let reply = app
+        .post(
+            &format!("/v1/channels/{channel}/summaries"),
+            &t.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let job: Uuid = reply.body["job_id"].as_str().unwrap().parse().unwrap();
+    for _ in 0..200 {
+        if requests(&stub) == 1 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(requests(&stub), 1, "the engine was never asked");
+    // While the engine thinks, the lease passes to another node.
+    let db = app.superuser_client().await;
+    let stolen = db
+        .execute(
+            "UPDATE jobs SET lease_owner = 'us-east1/other-node' WHERE id = $1 AND state = 'running'",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stolen, 1);
+    // The stale run ends (its outcome recorded as lost)…
+    let lost = [("kind", "summary.create"), ("outcome", "lost")];
+    for _ in 0..200 {
+        let samples = crate::metrics::scrape(&app).await;
+        if crate::metrics::value(&samples, "meridian_job_runs_total", &lost) >= 1.0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let samples = crate::metrics::scrape(&app).await;
+    assert_eq!(
+        crate::metrics::value(&samples, "meridian_job_runs_total", &lost),
+        1.0
+    );
+    // …and changed neither the summary nor the job, which the other node owns.
+    let path = format!("/v1/channels/{channel}/summaries/{id}");
+    let summary = app.get(&path, &t.owner_token).await.body;
+    assert!(
+        summary["state"] == "queued" || summary["state"] == "running",
+        "{summary}"
+    );
+    let row = db
+        .query_one("SELECT state, lease_owner FROM jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "running");
+    assert_eq!(row.get::<_, String>(1), "us-east1/other-node");
+}
