@@ -259,6 +259,69 @@ async fn outside_the_residency_the_request_is_refused_unless_the_tenant_opted_in
     assert_eq!(requests(&stub), 2);
 }
 
+/// `summaries.openai.jurisdiction` instead of `region`: an engine that runs
+/// somewhere in a jurisdiction is allowed by a residency of that jurisdiction,
+/// refused by one of another jurisdiction and by one that lists regions (it
+/// cannot be shown to run in one of them), and the tenant's settings show it.
+#[actix_web::test]
+async fn an_engine_located_by_jurisdiction_passes_only_that_jurisdictions_residency() {
+    let (base, stub) = stub();
+    let db_name = fresh_database().await;
+    let in_jurisdiction = |j: meridian::topology::Jurisdiction| {
+        let mut settings = test_settings(&db_name);
+        settings.summaries.openai = engine_settings(&base, "");
+        settings.summaries.openai.jurisdiction = Some(j);
+        settings.jobs.poll_interval = Duration::from_millis(50);
+        settings
+    };
+    let us = spawn_app_with(in_jurisdiction(meridian::topology::Jurisdiction::Us)).await;
+    let (t, channel) = tenant_with_thread(&us, "us-only").await;
+    let reply = us
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            &us.platform_token(),
+            json!({"residency": {"jurisdiction": "us"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let shown = choose(&us, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
+    assert_eq!(shown["external_jurisdiction"], "us", "{shown}");
+    assert_eq!(shown["external_region"], Value::Null, "{shown}");
+    let s = summarise(&us, &t, channel).await;
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(requests(&stub), 1);
+
+    // A residency listing regions: the engine's region is unknown, so refused.
+    pin(&us, &t, &["us-east1"]).await;
+    let path = format!("/v1/channels/{channel}/summaries");
+    assert_problem(
+        &us.post(&path, &t.owner_token, json!({})).await,
+        409,
+        "ai_engine_outside_residency",
+    );
+    // An engine in another jurisdiction, for a tenant of the US jurisdiction.
+    let reply = us
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            &us.platform_token(),
+            json!({"residency": {"jurisdiction": "us"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let eu = spawn_app_with(in_jurisdiction(meridian::topology::Jurisdiction::Eu)).await;
+    let refused = eu.post(&path, &t.owner_token, json!({})).await;
+    assert_problem(&refused, 409, "ai_engine_outside_residency");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("jurisdiction eu"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(requests(&stub), 1, "no refused request reached the engine");
+}
+
 /// A worker that died mid-job: its job row still `running` under an expired
 /// lease, its AI reservation still held. `held_attempts` = attempts used so far.
 async fn die_mid_job(db: &tokio_postgres::Client, t: &Tenant, job: Uuid, attempts: i32) {
