@@ -76,8 +76,8 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V14__job_claim_lock.sql"),
     ),
     (
-        "V15__job_queue_plans",
-        include_str!("../../sql/postgres/V15__job_queue_plans.sql"),
+        "V16__job_queue_plans",
+        include_str!("../../sql/postgres/V16__job_queue_plans.sql"),
     ),
 ];
 
@@ -128,8 +128,8 @@ const COCKROACH: &[(&str, &str)] = &[
         include_str!("../../sql/cockroach/V14__job_claim_lock.sql"),
     ),
     (
-        "V15__job_queue_plans",
-        include_str!("../../sql/cockroach/V15__job_queue_plans.sql"),
+        "V16__job_queue_plans",
+        include_str!("../../sql/cockroach/V16__job_queue_plans.sql"),
     ),
 ];
 

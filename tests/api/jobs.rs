@@ -562,7 +562,7 @@ async fn a_tenants_running_jobs_never_pass_its_jobs_concurrent() {
 /// Issue 13 item 5: one tenant's concurrent claims (`claim_job_locked`, READ
 /// COMMITTED, as the worker runs it) never abort each other with 40001 (V8's
 /// SERIALIZABLE claim did, several times per job), and together lease exactly the
-/// tenant's cap, never more. Since V15 a claim that finds the tenant's lock held
+/// tenant's cap, never more. Since V16 a claim that finds the tenant's lock held
 /// by another claim leases nothing instead of waiting, so each session claims in
 /// several rounds.
 #[actix_web::test]

@@ -1,4 +1,4 @@
-//! Fairness of the job queue under one tenant's flood (issue 13 item 5; V15 and
+//! Fairness of the job queue under one tenant's flood (issue 13 item 5; V16 and
 //! docs/jobs.md, "Fairness under a flood"): the queue's statements read one index
 //! probe per tenant whatever the table's statistics say, and a pass never waits
 //! behind another node's claim of the flooding tenant.
@@ -37,7 +37,7 @@ async fn buffers(client: &tokio_postgres::Client, sql: &str, params: &[&Uuid]) -
 /// tenant (autovacuum off, so no ANALYZE catches up), the old functions read
 /// `jobs_ready_idx` — every ready job of the region — and sorted it, per probe:
 /// ~1,700 buffers per heads call, ~400 per claim of a quiet tenant, growing with
-/// the flood. V15 pins `jobs_queue_idx`: a few buffers per tenant.
+/// the flood. V16 pins `jobs_queue_idx`: a few buffers per tenant.
 #[actix_web::test]
 async fn heads_and_claims_read_one_probe_per_tenant_even_with_stale_statistics() {
     let env = env().await;
@@ -109,7 +109,7 @@ async fn heads_and_claims_read_one_probe_per_tenant_even_with_stale_statistics()
 
 /// A pass claims tenant after tenant. When another node's claim holds the
 /// flooding tenant's row lock (`FOR NO KEY UPDATE`), the V14 claim waited for it,
-/// and every tenant after it in the pass waited too. Since V15 that tenant is
+/// and every tenant after it in the pass waited too. Since V16 that tenant is
 /// "busy, next pass": the pass goes on and leases the quiet tenant's job.
 #[actix_web::test]
 async fn a_pass_does_not_wait_behind_another_claim_of_a_busy_tenant() {

@@ -1,4 +1,4 @@
--- Issue 13 item 5 (CockroachDB twin of sql/postgres/V15__job_queue_plans.sql; why:
+-- Issue 13 item 5 (CockroachDB twin of sql/postgres/V16__job_queue_plans.sql; why:
 -- docs/jobs.md, "Fairness under a flood"). Unverified on a cluster.
 --
 -- On PostgreSQL the planner chose the skip scan's and the claim's index from stale
