@@ -15,6 +15,7 @@ use crate::ids::TenantId;
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::tenants::ai_engine::{self as tenant_ai, TenantAi};
 use crate::tenancy::record::AiEngine;
+use crate::topology::Jurisdiction;
 
 #[derive(Serialize, ToSchema)]
 pub struct AiEngineSettings {
@@ -22,8 +23,11 @@ pub struct AiEngineSettings {
     tenant: TenantAi,
     /// Whether this node has an external engine (`summaries.openai`).
     external_configured: bool,
-    /// The region the node's external engine runs in, if configured.
+    /// The region the node's external engine runs in, if configured with one.
     external_region: Option<String>,
+    /// The jurisdiction (`us`, `eu`, `apac`) the node's external engine runs in,
+    /// if configured with one instead of a region.
+    external_jurisdiction: Option<Jurisdiction>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -38,7 +42,9 @@ fn settings(hooks: &Hooks, tenant: TenantAi) -> AiEngineSettings {
     AiEngineSettings {
         tenant,
         external_configured: openai.enabled(),
-        external_region: openai.enabled().then(|| openai.region.clone()),
+        external_region: (openai.enabled() && !openai.region.is_empty())
+            .then(|| openai.region.clone()),
+        external_jurisdiction: openai.jurisdiction.filter(|_| openai.enabled()),
     }
 }
 

@@ -79,6 +79,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V15__platform_accounts",
         include_str!("../../sql/postgres/V15__platform_accounts.sql"),
     ),
+    (
+        "V16__job_queue_plans",
+        include_str!("../../sql/postgres/V16__job_queue_plans.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -130,6 +134,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V15__platform_accounts",
         include_str!("../../sql/cockroach/V15__platform_accounts.sql"),
+    ),
+    (
+        "V16__job_queue_plans",
+        include_str!("../../sql/cockroach/V16__job_queue_plans.sql"),
     ),
 ];
 
@@ -337,7 +345,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
             );
         }
         let names = |d| {

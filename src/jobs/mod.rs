@@ -101,9 +101,21 @@ pub struct JobContext {
     pub attempt: i32,
     pub max_attempts: i32,
     db: Database,
+    /// This node's lease-owner name (`holds_lease`).
+    owner: String,
 }
 
 impl JobContext {
+    /// Whether this run still holds its job's lease, read in the caller's tenant
+    /// transaction with the job row locked: a handler makes its final state
+    /// change in that same transaction only when this is true, so a stale run
+    /// (its lease expired and the job handed on, or cancelled) changes nothing.
+    /// The lock makes a concurrent lease expiry wait for the transaction (or, if
+    /// it committed first, makes this read see it).
+    pub async fn holds_lease(&self, tx: &TenantTx<'_>) -> Result<bool, ApiError> {
+        Ok(store::holds_lease(tx, self.job_id, &self.owner).await?)
+    }
+
     /// Runs `body` in a transaction of the job's tenant (RLS on that tenant, 40001
     /// retried). A platform job has no tenant: `ApiError::internal`.
     pub async fn tenant_tx<T>(

@@ -324,6 +324,18 @@ pub async fn leased_payload<S>(
         .map(|r| r.get(0)))
 }
 
+/// Whether `owner` holds the lease of the running job `id`; locks the job row
+/// until the transaction ends (`JobContext::holds_lease`).
+pub async fn holds_lease<S>(tx: &Tx<'_, S>, id: JobId, owner: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT 1 FROM jobs WHERE id = $1 AND state = 'running' AND lease_owner = $2 FOR UPDATE",
+            &[id.as_uuid(), &owner],
+        )
+        .await?
+        .is_some())
+}
+
 /// Extends the lease; false when this node no longer holds it.
 pub async fn renew<S>(
     tx: &Tx<'_, S>,

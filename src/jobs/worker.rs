@@ -375,6 +375,7 @@ impl WorkerPool {
                     attempt: job.attempt,
                     max_attempts: job.max_attempts,
                     db: self.db.clone(),
+                    owner: self.owner.clone(),
                 };
                 self.run_leased(&job, handler.run(&ctx, &payload)).await?
             }

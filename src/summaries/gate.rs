@@ -1,8 +1,9 @@
 //! Which engine may summarise a tenant's channel: the tenant's choice
 //! (`tenants.ai_engine`), the node's configured external engine, and the region
-//! that engine runs in against the tenant's residency. The summary request
-//! decides in the transaction that enqueues, on the tenant row it re-reads there;
-//! the job decides again, on the row as it is then, before anything is sent.
+//! or jurisdiction that engine runs in against the tenant's residency. The
+//! summary request decides in the transaction that enqueues, on the tenant row it
+//! re-reads there; the job decides again, on the row as it is then, before
+//! anything is sent.
 
 use super::openai::OpenAiSettings;
 use crate::error::{ApiError, ErrorCode};
@@ -29,11 +30,20 @@ pub fn decide(
                 .into(),
         });
     };
-    // A region the topology does not know has no jurisdiction: only a tenant
-    // without a residency policy (or one that opted in) may use it.
-    let inside = match topology.find(&engine.region) {
-        Some(region) => residency::allows(policy, region),
-        None => policy.is_none(),
+    let inside = match engine.jurisdiction {
+        // Somewhere in a jurisdiction: a policy of that jurisdiction allows it;
+        // a policy listing regions cannot tell whether it is one of them.
+        Some(j) => match policy {
+            None => true,
+            Some(Residency::Jurisdiction(allowed)) => *allowed == j,
+            Some(Residency::Regions(_)) => false,
+        },
+        // A region the topology does not know has no jurisdiction: only a tenant
+        // without a residency policy (or one that opted in) may use it.
+        None => match topology.find(&engine.region) {
+            Some(region) => residency::allows(policy, region),
+            None => policy.is_none(),
+        },
     };
     if inside || tenant.ai_external_outside_residency {
         Ok(AiEngine::External)
@@ -43,7 +53,7 @@ pub fn decide(
             detail: format!(
                 "the external summary engine runs in `{}`, outside the tenant's residency; \
                  the tenant has not opted in (`ai_external_outside_residency`)",
-                engine.region
+                engine.location()
             ),
         })
     }

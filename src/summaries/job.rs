@@ -15,6 +15,7 @@ use super::gate;
 use super::openai::OpenAi;
 use super::store;
 use crate::db::TxMode;
+use crate::error::ApiError;
 use crate::ids::SummaryId;
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::limits::ledger::{self, AiLedger};
@@ -41,13 +42,25 @@ fn retry(err: impl std::fmt::Display) -> JobError {
 }
 
 impl CreateSummary {
-    /// Marks the summary failed (no retry will follow) and says why.
+    /// Marks the summary failed (no retry will follow) and says why — only while
+    /// this run still holds the job's lease, checked in the same transaction: a
+    /// stale run (lease expired, job handed to another node) leaves the summary
+    /// to the job's current owner.
     async fn fail(&self, ctx: &JobContext, id: SummaryId, why: String) -> Result<Value, JobError> {
-        ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
-            Ok(store::finish(tx, id, Err(why.clone())).await?)
-        })
-        .await
-        .map_err(retry)?;
+        let marked = ctx
+            .tenant_tx(TxMode::ReadWrite, async |tx| {
+                if !ctx.holds_lease(tx).await? {
+                    return Ok(false);
+                }
+                store::finish(tx, id, Err(why.clone())).await?;
+                Ok(true)
+            })
+            .await
+            .map_err(retry)?;
+        if !marked {
+            tracing::info!(job_id = %ctx.job_id, "summary job lost its lease; the summary is left \
+                to the job's current owner");
+        }
         Err(JobError::Permanent(why))
     }
 }
@@ -156,6 +169,13 @@ impl JobHandler for CreateSummary {
         };
         let stored = ctx
             .tenant_tx(TxMode::ReadWrite, async |tx| {
+                // A stale run stores nothing (the job's current owner does).
+                if !ctx.holds_lease(tx).await? {
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "summary job {} lost its lease before storing",
+                        ctx.job_id
+                    )));
+                }
                 store::finish(
                     tx,
                     id,

@@ -14,6 +14,7 @@ use super::engine::{Engine, EngineError, Input, Output};
 use super::extractive;
 use crate::outbound::{Client, HttpUrl, OutboundError};
 use crate::secret::Secret;
+use crate::topology::Jurisdiction;
 
 /// `summaries.openai.*`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,9 +26,14 @@ pub struct OpenAiSettings {
     pub model: String,
     /// Sent as `Authorization: Bearer …`; never logged.
     pub api_key: Secret,
-    /// Where the engine processes what it is sent: a region id of the topology.
-    /// A region the topology does not know is allowed by no residency policy.
+    /// Where the engine processes what it is sent: a region id of the topology
+    /// (a region the topology does not know is allowed by no residency policy),
+    /// or empty when `jurisdiction` says it instead. Exactly one of the two.
     pub region: String,
+    /// Where the engine processes what it is sent, when its operator names only
+    /// a jurisdiction (`us`, `eu`, `apac`), not a region: allowed by a residency
+    /// policy of that jurisdiction, by none that lists regions.
+    pub jurisdiction: Option<Jurisdiction>,
     #[serde(rename = "timeout_ms", with = "crate::config::millis")]
     pub timeout: Duration,
     /// The answer's length cap, sent as `max_tokens` and reserved up front.
@@ -41,6 +47,7 @@ impl Default for OpenAiSettings {
             model: String::new(),
             api_key: Secret::default(),
             region: String::new(),
+            jurisdiction: None,
             timeout: Duration::from_secs(30),
             max_tokens: 512,
         }
@@ -52,10 +59,26 @@ impl OpenAiSettings {
         !self.base_url.is_empty()
     }
 
+    /// Where the engine runs, as configured: its region id or its jurisdiction.
+    pub fn location(&self) -> String {
+        match self.jurisdiction {
+            Some(Jurisdiction::Us) => "jurisdiction us".into(),
+            Some(Jurisdiction::Eu) => "jurisdiction eu".into(),
+            Some(Jurisdiction::Apac) => "jurisdiction apac".into(),
+            None => self.region.clone(),
+        }
+    }
+
     /// The endpoint's URL, or why the settings are unusable.
     pub fn endpoint(&self) -> Result<HttpUrl, String> {
-        if self.model.is_empty() || self.region.is_empty() {
-            return Err("summaries.openai needs `model` and `region` with `base_url`".into());
+        if self.model.is_empty() {
+            return Err("summaries.openai needs `model` with `base_url`".into());
+        }
+        if self.region.is_empty() == self.jurisdiction.is_none() {
+            return Err(
+                "summaries.openai needs exactly one of `region` and `jurisdiction` with `base_url`"
+                    .into(),
+            );
         }
         if self.max_tokens == 0 || self.timeout.is_zero() {
             return Err("summaries.openai.max_tokens and timeout_ms must be positive".into());
@@ -265,7 +288,13 @@ mod tests {
         let url = on.endpoint().unwrap();
         assert_eq!(url.path, "/v1/chat/completions");
         on.region.clear();
-        assert!(on.endpoint().is_err());
+        assert!(on.endpoint().is_err(), "neither region nor jurisdiction");
+        on.jurisdiction = Some(Jurisdiction::Eu);
+        assert!(on.endpoint().is_ok(), "a jurisdiction instead of a region");
+        assert_eq!(on.location(), "jurisdiction eu");
+        on.region = "europe-west1".into();
+        assert!(on.endpoint().is_err(), "both region and jurisdiction");
+        on.region.clear();
         // The key never reaches a log through the settings' Debug.
         on.api_key = Secret::new("sk-very-secret");
         assert!(!format!("{on:?}").contains("sk-very-secret"));

@@ -162,6 +162,7 @@ pub async fn messages(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Records the outcome of a summary still pending (a finished one never changes).
 pub async fn finish(
     tx: &TenantTx<'_>,
     id: SummaryId,
@@ -176,7 +177,7 @@ pub async fn finish(
     tx.execute(
         "UPDATE channel_summaries SET state = $3, summary = $4, sentences = $5, tokens_used = $6, \
             error = $7, finished_at = now()
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')",
         &[
             tx.tenant_id().as_uuid(),
             id.as_uuid(),

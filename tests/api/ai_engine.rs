@@ -82,6 +82,7 @@ pub fn engine_settings(base_url: &str, region: &str) -> OpenAiSettings {
         model: "stub-model".into(),
         api_key: "sk-test-key".into(),
         region: region.into(),
+        jurisdiction: None,
         timeout: Duration::from_secs(5),
         max_tokens: 200,
     }

@@ -259,6 +259,69 @@ async fn outside_the_residency_the_request_is_refused_unless_the_tenant_opted_in
     assert_eq!(requests(&stub), 2);
 }
 
+/// `summaries.openai.jurisdiction` instead of `region`: an engine that runs
+/// somewhere in a jurisdiction is allowed by a residency of that jurisdiction,
+/// refused by one of another jurisdiction and by one that lists regions (it
+/// cannot be shown to run in one of them), and the tenant's settings show it.
+#[actix_web::test]
+async fn an_engine_located_by_jurisdiction_passes_only_that_jurisdictions_residency() {
+    let (base, stub) = stub();
+    let db_name = fresh_database().await;
+    let in_jurisdiction = |j: meridian::topology::Jurisdiction| {
+        let mut settings = test_settings(&db_name);
+        settings.summaries.openai = engine_settings(&base, "");
+        settings.summaries.openai.jurisdiction = Some(j);
+        settings.jobs.poll_interval = Duration::from_millis(50);
+        settings
+    };
+    let us = spawn_app_with(in_jurisdiction(meridian::topology::Jurisdiction::Us)).await;
+    let (t, channel) = tenant_with_thread(&us, "us-only").await;
+    let reply = us
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            &us.platform_token(),
+            json!({"residency": {"jurisdiction": "us"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let shown = choose(&us, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
+    assert_eq!(shown["external_jurisdiction"], "us", "{shown}");
+    assert_eq!(shown["external_region"], Value::Null, "{shown}");
+    let s = summarise(&us, &t, channel).await;
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(requests(&stub), 1);
+
+    // A residency listing regions: the engine's region is unknown, so refused.
+    pin(&us, &t, &["us-east1"]).await;
+    let path = format!("/v1/channels/{channel}/summaries");
+    assert_problem(
+        &us.post(&path, &t.owner_token, json!({})).await,
+        409,
+        "ai_engine_outside_residency",
+    );
+    // An engine in another jurisdiction, for a tenant of the US jurisdiction.
+    let reply = us
+        .patch(
+            &format!("/v1/tenants/{}", t.id),
+            &us.platform_token(),
+            json!({"residency": {"jurisdiction": "us"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let eu = spawn_app_with(in_jurisdiction(meridian::topology::Jurisdiction::Eu)).await;
+    let refused = eu.post(&path, &t.owner_token, json!({})).await;
+    assert_problem(&refused, 409, "ai_engine_outside_residency");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("jurisdiction eu"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(requests(&stub), 1, "no refused request reached the engine");
+}
+
 /// A worker that died mid-job: its job row still `running` under an expired
 /// lease, its AI reservation still held. `held_attempts` = attempts used so far.
 async fn die_mid_job(db: &tokio_postgres::Client, t: &Tenant, job: Uuid, attempts: i32) {
@@ -436,4 +499,82 @@ async fn a_stopping_node_hands_its_running_jobs_back_at_once() {
         .unwrap()
         .get(0);
     assert_eq!(attempts, 1);
+}
+
+/// A stale summary worker (its lease taken over while the engine was answering)
+/// must not change the summary: the engine refuses for good (400), and the run
+/// that lost its lease would have marked the summary `failed` although the job's
+/// current owner may still store it. The state change is guarded by the lease in
+/// the same transaction (`JobContext::holds_lease`); the summary stays pending.
+#[actix_web::test]
+async fn a_stale_summary_worker_cannot_mark_the_summary_failed() {
+    let (base, stub) = stub();
+    let db_name = fresh_database().await;
+    let mut settings = test_settings(&db_name);
+    settings.summaries.openai = engine_settings(&base, "us-east1");
+    settings.jobs.poll_interval = Duration::from_millis(50);
+    // Long lease: no renewal notices the theft before the engine answers.
+    settings.jobs.lease = Duration::from_secs(120);
+    let app = spawn_app_with(settings).await;
+    let (t, channel) = tenant_with_thread(&app, "stale").await;
+    choose(&app, &t, &t.owner_token, json!({"ai_engine": "external"})).await;
+    {
+        let mut stub = stub.lock().unwrap();
+        stub.delay = Some(Duration::from_millis(1500));
+        stub.answers.push_back(400);
+    }
+    let reply = app
+        .post(
+            &format!("/v1/channels/{channel}/summaries"),
+            &t.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let job: Uuid = reply.body["job_id"].as_str().unwrap().parse().unwrap();
+    for _ in 0..200 {
+        if requests(&stub) == 1 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(requests(&stub), 1, "the engine was never asked");
+    // While the engine thinks, the lease passes to another node.
+    let db = app.superuser_client().await;
+    let stolen = db
+        .execute(
+            "UPDATE jobs SET lease_owner = 'us-east1/other-node' WHERE id = $1 AND state = 'running'",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stolen, 1);
+    // The stale run ends (its outcome recorded as lost)…
+    let lost = [("kind", "summary.create"), ("outcome", "lost")];
+    for _ in 0..200 {
+        let samples = crate::metrics::scrape(&app).await;
+        if crate::metrics::value(&samples, "meridian_job_runs_total", &lost) >= 1.0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let samples = crate::metrics::scrape(&app).await;
+    assert_eq!(
+        crate::metrics::value(&samples, "meridian_job_runs_total", &lost),
+        1.0
+    );
+    // …and changed neither the summary nor the job, which the other node owns.
+    let path = format!("/v1/channels/{channel}/summaries/{id}");
+    let summary = app.get(&path, &t.owner_token).await.body;
+    assert!(
+        summary["state"] == "queued" || summary["state"] == "running",
+        "{summary}"
+    );
+    let row = db
+        .query_one("SELECT state, lease_owner FROM jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "running");
+    assert_eq!(row.get::<_, String>(1), "us-east1/other-node");
 }

@@ -13,6 +13,7 @@ mod hosts;
 mod identity;
 mod isolation;
 mod jobs;
+mod jobs_fairness;
 mod keys;
 mod limits;
 mod messages;

@@ -285,7 +285,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V12__ai_engine",
             "V13__identity",
             "V14__job_claim_lock",
-            "V15__platform_accounts"
+            "V15__platform_accounts",
+            "V16__job_queue_plans"
         ]
     );
     client
