@@ -75,6 +75,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V14__job_claim_lock",
         include_str!("../../sql/postgres/V14__job_claim_lock.sql"),
     ),
+    (
+        "V15__impersonation",
+        include_str!("../../sql/postgres/V15__impersonation.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -122,6 +126,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V14__job_claim_lock",
         include_str!("../../sql/cockroach/V14__job_claim_lock.sql"),
+    ),
+    (
+        "V15__impersonation",
+        include_str!("../../sql/cockroach/V15__impersonation.sql"),
     ),
 ];
 

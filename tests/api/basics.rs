@@ -243,7 +243,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V11__search_pending_list",
             "V12__ai_engine",
             "V13__identity",
-            "V14__job_claim_lock"
+            "V14__job_claim_lock",
+            "V15__impersonation"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

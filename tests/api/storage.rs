@@ -284,7 +284,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V11__search_pending_list",
             "V12__ai_engine",
             "V13__identity",
-            "V14__job_claim_lock"
+            "V14__job_claim_lock",
+            "V15__impersonation"
         ]
     );
     client
