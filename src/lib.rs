@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod hooks;
 pub mod identity;
+pub mod impersonation;
 pub mod ids;
 pub mod jobs;
 pub mod json_time;

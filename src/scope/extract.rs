@@ -80,7 +80,7 @@ pub(super) struct Resolved {
 }
 
 /// Whether `req` carries a valid platform token (admin or operator).
-pub(super) fn carries_platform_token(req: &HttpRequest, state: &AppState) -> bool {
+pub fn carries_platform_token(req: &HttpRequest, state: &AppState) -> bool {
     verify(req, state).is_ok_and(|c| c.role.is_platform_role())
 }
 

@@ -15,7 +15,7 @@ pub mod probes;
 pub mod signin;
 
 pub use confirm::confirm_user;
-pub use extract::{resolved_tenant, tenant_of};
+pub use extract::{carries_platform_token, resolved_tenant, tenant_of};
 pub use guard::{
     Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
 };
