@@ -145,7 +145,7 @@ pub const OPERATIONS: &[Operation] = &[
         "startImpersonation",
         "POST",
         "/v1/tenants/{id}/impersonations",
-        Who::Platform,
+        Who::Either,
         &[
             ErrorCode::Forbidden,
             ErrorCode::TenantSuspended,

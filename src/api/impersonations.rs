@@ -20,9 +20,7 @@ use crate::error::ApiError;
 use crate::ids::{ImpersonationId, TenantId};
 use crate::impersonation::{self, Impersonation, Mode, Start, store};
 use crate::scope::guard::{Policy, Principal};
-use crate::scope::{
-    Allow, Caller, Guarded, PlatformAdmin, PlatformScope, TenantScope, perm,
-};
+use crate::scope::{Allow, Caller, Guarded, TenantOrPlatformAdmin, TenantScope, perm};
 use crate::state::AppState;
 use crate::store::tenants;
 
@@ -101,12 +99,23 @@ fn started_details(imp: &Impersonation) -> serde_json::Value {
     security(("bearer" = [])), responses((status = 201, body = ImpersonationStarted)))]
 #[post("/tenants/{id}/impersonations")]
 pub async fn start(
-    scope: Guarded<PlatformAdmin, PlatformScope>,
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
     state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<StartImpersonation>,
 ) -> Result<HttpResponse, ApiError> {
     let id = TenantId::parse(&path)?;
+    // Tenant users get the answer they get on every platform route about a
+    // tenant: 403 for their own, 404 (audited) for another's.
+    let scope = match caller.into_inner() {
+        Caller::Platform(scope) => scope,
+        Caller::Tenant(scope) if scope.tenant_id() == id => {
+            return Err(ApiError::Forbidden(
+                "impersonations are started by platform admins",
+            ));
+        }
+        Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
+    };
     let body = body.into_inner();
     let start = Start::new(&body.reason, body.minutes, body.write.unwrap_or(false))?;
     let admin = scope.admin().to_owned();
@@ -124,8 +133,14 @@ pub async fn start(
             let imp = store::insert(&scoped, &admin, &start).await?;
             let details = started_details(&imp);
             let target = Some(("impersonation", imp.id.to_string()));
-            audit::record(&scoped, &admin, "impersonation_started", target, details.clone())
-                .await?;
+            audit::record(
+                &scoped,
+                &admin,
+                "impersonation_started",
+                target,
+                details.clone(),
+            )
+            .await?;
             audit::record_platform(tx, &admin, "impersonation_started", Some(id), details).await?;
             Ok(imp)
         })
@@ -205,8 +220,14 @@ pub async fn revoke(
                     let (imp, ended) = revoke_in(&scoped, imp_id, &admin).await?;
                     if ended {
                         let details = json!({ "impersonation_id": imp.id });
-                        audit::record_platform(tx, &admin, "impersonation_revoked", Some(id), details)
-                            .await?;
+                        audit::record_platform(
+                            tx,
+                            &admin,
+                            "impersonation_revoked",
+                            Some(id),
+                            details,
+                        )
+                        .await?;
                     }
                     Ok(imp)
                 })

@@ -15,8 +15,8 @@ use std::cell::OnceCell;
 use super::confirm::UserCheck;
 use super::{Caller, Impersonating, PlatformScope, TenantScope};
 use crate::auth::Claims;
-use crate::error::ApiError;
 use crate::db::TokenCheck;
+use crate::error::ApiError;
 use crate::ids::{ImpersonationId, TenantId, UserId};
 use crate::state::AppState;
 use crate::tenancy::TenantRecord;
@@ -147,14 +147,12 @@ async fn resolve(
     state.limits.check_rate(&tenant, user)?;
     // An impersonation's token (`act`): its subject is the impersonation, whose
     // row every transaction re-reads instead of a user's.
-    let impersonation = claims
-        .impersonation()
-        .map(|(id, actor)| Impersonating {
-            id: ImpersonationId::from_uuid(id),
-            actor: actor.to_owned(),
-            method: request.0,
-            route: request.1,
-        });
+    let impersonation = claims.impersonation().map(|(id, actor)| Impersonating {
+        id: ImpersonationId::from_uuid(id),
+        actor: actor.to_owned(),
+        method: request.0,
+        route: request.1,
+    });
     // The concurrency slot is taken later, by the scope's first transaction.
     let token_check = match &impersonation {
         Some(imp) => TokenCheck::Impersonation(imp.id),

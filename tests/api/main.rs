@@ -10,6 +10,7 @@ mod cost;
 mod cursors;
 mod hosts;
 mod identity;
+mod impersonation;
 mod isolation;
 mod jobs;
 mod keys;
