@@ -19,6 +19,7 @@ use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ImpersonationId, TenantId};
 use crate::impersonation::{self, Impersonation, Mode, Start, store};
+use crate::pagination::Page;
 use crate::scope::guard::{Policy, Principal};
 use crate::scope::{Allow, Caller, Guarded, TenantOrPlatformAdmin, TenantScope, perm};
 use crate::state::AppState;
@@ -69,12 +70,6 @@ pub struct ImpersonationStarted {
     /// expires with the impersonation.
     access_token: String,
     token_type: &'static str,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ImpersonationList {
-    /// Neither revoked nor expired, newest first (at most 100).
-    items: Vec<Impersonation>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -166,20 +161,25 @@ async fn own(scope: &TenantScope, id: TenantId) -> Result<(), ApiError> {
     }
 }
 
-/// The tenant's active impersonations (owners and compliance officers).
+/// The tenant's active impersonations (owners and compliance officers): neither
+/// revoked nor expired, newest first, at most 100 (one page; `next_cursor` is
+/// always null).
 #[utoipa::path(tag = "impersonations",
     params(("id" = uuid::Uuid, Path, description = "Tenant id")),
-    security(("bearer" = [])), responses((status = 200, body = ImpersonationList)))]
+    security(("bearer" = [])), responses((status = 200, body = Page<Impersonation>)))]
 #[get("/tenants/{id}/impersonations")]
 pub async fn list(
     scope: Guarded<Overseers, TenantScope>,
     path: IdPath,
-) -> Result<web::Json<ImpersonationList>, ApiError> {
+) -> Result<web::Json<Page<Impersonation>>, ApiError> {
     own(&scope, TenantId::parse(&path)?).await?;
     let items = scope
         .read(async |tx| Ok(store::list_active(tx).await?))
         .await?;
-    Ok(web::Json(ImpersonationList { items }))
+    Ok(web::Json(Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 /// Revokes in `tx`, audited there when this call ended it.
@@ -198,16 +198,17 @@ async fn revoke_in(
 }
 
 /// End an impersonation at once (owners and platform admins): its token gets
-/// 401 from its next request. Revoking an ended one changes nothing.
+/// 401 from its next request. Revoking an ended one changes nothing. The row
+/// stays (revoked), as evidence.
 #[utoipa::path(tag = "impersonations",
     params(("id" = uuid::Uuid, Path, description = "Tenant id"),
         ("impersonation_id" = uuid::Uuid, Path, description = "Impersonation id")),
-    security(("bearer" = [])), responses((status = 200, body = Impersonation)))]
+    security(("bearer" = [])), responses((status = 204)))]
 #[delete("/tenants/{id}/impersonations/{impersonation_id}")]
 pub async fn revoke(
     caller: Guarded<Revokers, Caller>,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<Impersonation>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let id = TenantId::parse(&path.0)?;
     let imp_id = ImpersonationId::parse(&path.1)?;
     let imp = match caller.into_inner() {
@@ -241,7 +242,8 @@ pub async fn revoke(
                 .await?
         }
     };
-    Ok(web::Json(imp))
+    tracing::info!(impersonation = %imp.id, tenant = %id, "impersonation revoked");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Whether impersonations may write in this tenant (every user reads it).

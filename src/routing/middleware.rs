@@ -1,5 +1,7 @@
-//! Applies the routing rule to every `/v1` request that carries a tenant token,
-//! before any handler runs: serve, forward one signed hop, redirect, or 503.
+//! Applies the routing rule to every `/v1` request that carries a tenant token
+//! (or names its tenant otherwise: a sign-in, a platform admin's request about a
+//! tenant's impersonations), before any handler runs: serve, forward one signed
+//! hop, redirect, or 503.
 //! Requests without a valid token are served locally (the extractor answers them).
 
 use std::collections::BTreeMap;

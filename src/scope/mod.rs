@@ -5,6 +5,8 @@
 //! `TenantScope` (tenant roles), a `PlatformScope` (platform admins) or a `Caller`
 //! (either) and runs its queries through it; tenant queries get a `TenantTx`,
 //! whose tenant and RLS setting come from the token, never from the request.
+//! A token with `act` (an impersonation) gets a `TenantScope` whose transactions
+//! check the impersonation's row instead of a user (`impersonated`).
 
 mod confirm;
 mod extract;

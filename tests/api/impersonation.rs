@@ -239,6 +239,18 @@ async fn writes_need_the_tenants_policy_checked_on_every_write() {
     );
 }
 
+/// Who revoked `imp`, read as the superuser (the row stays, revoked).
+async fn revoked_by(app: &TestApp, imp: Uuid) -> Option<String> {
+    let db = app.superuser_client().await;
+    db.query_one(
+        "SELECT revoked_by FROM impersonations WHERE id = $1 AND revoked_at IS NOT NULL",
+        &[&imp],
+    )
+    .await
+    .ok()
+    .and_then(|row| row.get(0))
+}
+
 #[actix_web::test]
 async fn revocation_and_expiry_take_effect_on_the_next_request() {
     let app = spawn_app().await;
@@ -251,9 +263,9 @@ async fn revocation_and_expiry_take_effect_on_the_next_request() {
     let revoked = app
         .delete(&format!("{list_path}/{imp}"), &a.owner_token)
         .await;
-    assert_eq!(revoked.status, 200, "{}", revoked.body);
-    assert!(revoked.body["revoked_at"].is_string(), "{}", revoked.body);
-    assert_eq!(revoked.body["revoked_by"], a.owner_id.to_string());
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    let by = revoked_by(&app, imp).await;
+    assert_eq!(by.as_deref(), Some(a.owner_id.to_string().as_str()));
     assert_problem(
         &app.get("/v1/channels", &token).await,
         401,
@@ -262,7 +274,7 @@ async fn revocation_and_expiry_take_effect_on_the_next_request() {
     let again = app
         .delete(&format!("{list_path}/{imp}"), &a.owner_token)
         .await;
-    assert_eq!(again.status, 200, "revoking twice changes nothing");
+    assert_eq!(again.status, 204, "revoking twice changes nothing");
     assert_eq!(trail(&app, &a, "impersonation_revoked").await.len(), 1);
     let active = app.get(&list_path, &a.owner_token).await;
     assert_eq!(active.body["items"], json!([]), "{}", active.body);
@@ -272,8 +284,8 @@ async fn revocation_and_expiry_take_effect_on_the_next_request() {
     let revoked = app
         .delete(&format!("{list_path}/{imp}"), &app.platform_token())
         .await;
-    assert_eq!(revoked.status, 200, "{}", revoked.body);
-    assert_eq!(revoked.body["revoked_by"], "test-admin");
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    assert_eq!(revoked_by(&app, imp).await.as_deref(), Some("test-admin"));
     assert_problem(
         &app.get("/v1/channels", &token).await,
         401,
@@ -466,4 +478,72 @@ async fn another_tenants_impersonations_answer_404() {
     assert_problem(&reply, 404, "not_found");
     // A's impersonation still works after B's attempts.
     assert_eq!(app.get("/v1/channels", &a_token).await.status, 200);
+}
+
+/// Residency: a platform admin's start (and the impersonation's requests) are
+/// served in the tenant's home region, forwarded inside the residency and
+/// redirected from outside it; the audit rows are written there.
+#[actix_web::test]
+async fn impersonation_requests_are_routed_to_the_tenants_home_region() {
+    use crate::regions::{header, provision_in, spawn_regions};
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let (us, west1, west3) = (
+        &nodes["us-east1"],
+        &nodes["europe-west1"],
+        &nodes["europe-west3"],
+    );
+    let (tenant, owner) = provision_in(
+        west1,
+        "eu-viewed",
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    let path = format!("/v1/tenants/{tenant}/impersonations");
+    // From another EU region: forwarded to the home region and served there.
+    let started = west3
+        .post(
+            &path,
+            &west3.platform_token(),
+            json!({"reason": "eu ticket"}),
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    assert_eq!(header(&started, "x-meridian-region"), "europe-west1");
+    let (_, token) = ids(&started.body);
+    let read = west3.get("/v1/channels", &token).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(header(&read, "x-meridian-region"), "europe-west1");
+    // From outside the residency: redirected, nothing processed there.
+    let mut outside = crate::oidc::no_redirects()
+        .post(format!("{}{path}", us.base))
+        .insert_header(("Authorization", format!("Bearer {}", us.platform_token())))
+        .send_json(&json!({"reason": "us ticket"}))
+        .await
+        .unwrap();
+    assert_eq!(outside.status(), 307);
+    let _ = outside.body().await;
+    let mut as_imp = crate::oidc::no_redirects()
+        .get(format!("{}/v1/channels", us.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_imp.status(), 307);
+    let _ = as_imp.body().await;
+    // One impersonation; its request audited once, in the home region's rows.
+    let db = west1.superuser_client().await;
+    let rows = db
+        .query(
+            "SELECT home_region FROM impersonations WHERE tenant_id = $1 \
+             UNION ALL SELECT home_region FROM audit_events WHERE tenant_id = $1 \
+             AND action = 'impersonated_request'",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    let regions: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(regions, ["europe-west1", "europe-west1"]);
+    let audit = west1.get("/v1/audit?limit=200", &owner).await;
+    assert!(audit.body.to_string().contains("impersonated_request"));
 }

@@ -29,6 +29,7 @@ mod search;
 mod security;
 mod shutdown;
 mod signin;
+mod signin_bench;
 mod slapd;
 mod storage;
 mod summaries;

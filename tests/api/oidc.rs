@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, Tenant, TestApp, assert_problem, spawn_app};
 
-const REDIRECT: &str = "http://app.example/cb";
+pub(crate) const REDIRECT: &str = "http://app.example/cb";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -26,7 +26,7 @@ fn free_port() -> u16 {
 /// The mock's executable: from the pytools venv (CI, `.ci/run`), else from a
 /// venv of its own under `target/` made here; `None` (skipped, with a message)
 /// without PyPI, unless `MERIDIAN_REQUIRE_PYTOOLS` is set.
-fn mock_bin() -> Option<PathBuf> {
+pub(crate) fn mock_bin() -> Option<PathBuf> {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     for venv in ["pytools", "oidc-mock"] {
         let bin = tmp.join(venv).join("bin/oidc-provider-mock");
@@ -64,13 +64,13 @@ fn mock_bin() -> Option<PathBuf> {
     None
 }
 
-struct MockProvider {
+pub(crate) struct MockProvider {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
 }
 
 impl MockProvider {
-    fn start(bin: &Path, users: &[Value]) -> Self {
+    pub(crate) fn start(bin: &Path, users: &[Value]) -> Self {
         let port = free_port();
         let mut command = Command::new(bin);
         command.args(["-p", &port.to_string(), "-H", "127.0.0.1"]);
@@ -104,11 +104,11 @@ impl Drop for MockProvider {
     }
 }
 
-fn no_redirects() -> awc::Client {
+pub(crate) fn no_redirects() -> awc::Client {
     awc::Client::builder().disable_redirects().finish()
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
@@ -133,7 +133,7 @@ fn percent_decode(v: &str) -> String {
 }
 
 /// `/oidc/start` for `slug`: the provider's authorization URL.
-async fn start(app: &TestApp, slug: &str, redirect_uri: &str) -> (u16, String) {
+pub(crate) async fn start(app: &TestApp, slug: &str, redirect_uri: &str) -> (u16, String) {
     let uri = redirect_uri.replace(':', "%3A").replace('/', "%2F");
     let response = no_redirects()
         .get(format!(
@@ -151,7 +151,7 @@ async fn start(app: &TestApp, slug: &str, redirect_uri: &str) -> (u16, String) {
     (response.status().as_u16(), location)
 }
 
-async fn callback(app: &TestApp, code: &str, state: &str) -> Reply {
+pub(crate) async fn callback(app: &TestApp, code: &str, state: &str) -> Reply {
     let path = format!(
         "/v1/auth/oidc/callback?code={}&state={}",
         code.replace('+', "%2B"),
@@ -160,7 +160,7 @@ async fn callback(app: &TestApp, code: &str, state: &str) -> Reply {
     app.request("GET", &path, None, None).await
 }
 
-async fn oidc_provider(app: &TestApp, tenant: &Tenant, issuer: &str) {
+pub(crate) async fn oidc_provider(app: &TestApp, tenant: &Tenant, issuer: &str) {
     crate::identity::create_provider(
         app,
         tenant,
