@@ -132,6 +132,15 @@ async fn bench_ldap_sign_in_and_refresh() {
     let directory = ldap_users();
     let app = spawn_app().await;
     let tenant = app.provision("bench-ldap").await;
+    // Every sample provisions a user: lift the plan's user cap.
+    let lifted = app
+        .patch(
+            &format!("/v1/tenants/{}", tenant.id),
+            &app.platform_token(),
+            json!({"limits": {"users": 10_000}}),
+        )
+        .await;
+    assert_eq!(lifted.status, 200, "{}", lifted.body);
     crate::signin::ldap_provider(&app, &tenant, &directory).await;
     let load_before = load_average();
 
