@@ -11,6 +11,7 @@ mod cursors;
 mod hosts;
 mod identity;
 mod impersonation;
+mod impersonation_tokens;
 mod isolation;
 mod jobs;
 mod keys;
