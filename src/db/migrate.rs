@@ -76,8 +76,8 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V14__job_claim_lock.sql"),
     ),
     (
-        "V15__impersonation",
-        include_str!("../../sql/postgres/V15__impersonation.sql"),
+        "V17__impersonation",
+        include_str!("../../sql/postgres/V17__impersonation.sql"),
     ),
 ];
 
@@ -128,8 +128,8 @@ const COCKROACH: &[(&str, &str)] = &[
         include_str!("../../sql/cockroach/V14__job_claim_lock.sql"),
     ),
     (
-        "V15__impersonation",
-        include_str!("../../sql/cockroach/V15__impersonation.sql"),
+        "V17__impersonation",
+        include_str!("../../sql/cockroach/V17__impersonation.sql"),
     ),
 ];
 

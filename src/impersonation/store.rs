@@ -1,4 +1,4 @@
-//! SQL of `impersonations` (V15) and the tenant's `impersonation_writes`
+//! SQL of `impersonations` (V17) and the tenant's `impersonation_writes`
 //! policy. Every function runs in a tenant transaction (RLS on
 //! `app.tenant_id`); the policy is read in the transaction it guards.
 

@@ -244,7 +244,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V12__ai_engine",
             "V13__identity",
             "V14__job_claim_lock",
-            "V15__impersonation"
+            "V17__impersonation"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

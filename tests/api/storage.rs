@@ -285,7 +285,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V12__ai_engine",
             "V13__identity",
             "V14__job_claim_lock",
-            "V15__impersonation"
+            "V17__impersonation"
         ]
     );
     client
