@@ -27,6 +27,13 @@ pub enum ApiError {
     Unauthenticated(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A write under an impersonation that may not write: started read-only, or
+    /// the tenant's policy does not (or no longer) allow impersonations to write.
+    #[error("this impersonation is read-only: the tenant's policy does not allow it to write")]
+    ImpersonationReadOnly,
+    /// `write: true` asked of a tenant whose policy forbids write impersonation.
+    #[error("this tenant's policy does not allow impersonations that write")]
+    ImpersonationWritesNotAllowed,
     /// An operator on a route for tenant content or tenant settings.
     #[error("operators run regions and never read tenant content or change tenants or limits")]
     OperatorForbidden,
@@ -147,6 +154,8 @@ error_codes! {
     Unauthenticated = "unauthenticated" => UNAUTHORIZED,
     Forbidden = "forbidden" => FORBIDDEN,
     OperatorForbidden = "operator_forbidden" => FORBIDDEN,
+    ImpersonationReadOnly = "impersonation_read_only" => FORBIDDEN,
+    ImpersonationWritesNotAllowed = "impersonation_writes_not_allowed" => FORBIDDEN,
     TenantSuspended = "tenant_suspended" => FORBIDDEN,
     PlanLimitExceeded = "plan_limit_exceeded" => FORBIDDEN,
     QuotaExceeded = "quota_exceeded" => FORBIDDEN,
@@ -226,6 +235,8 @@ impl ApiError {
             Self::Unauthenticated(_) => C::Unauthenticated,
             Self::Forbidden(_) => C::Forbidden,
             Self::OperatorForbidden => C::OperatorForbidden,
+            Self::ImpersonationReadOnly => C::ImpersonationReadOnly,
+            Self::ImpersonationWritesNotAllowed => C::ImpersonationWritesNotAllowed,
             Self::NotFound { .. } => C::NotFound,
             Self::RouteNotFound => C::RouteNotFound,
             Self::MethodNotAllowed { .. } => C::MethodNotAllowed,

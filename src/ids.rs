@@ -61,6 +61,7 @@ typed_id!(WebhookId, "webhook");
 typed_id!(DeliveryId, "delivery");
 typed_id!(SummaryId, "summary");
 typed_id!(ProviderId, "identity provider");
+typed_id!(ImpersonationId, "impersonation");
 
 /// Echoing user input back in an error is useful; echoing a megabyte of it is not.
 fn truncate(raw: &str) -> &str {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod hooks;
 pub mod identity;
 pub mod ids;
+pub mod impersonation;
 pub mod jobs;
 pub mod json_time;
 pub mod limits;
@@ -271,6 +272,7 @@ fn http_server(
             .split_for_parts();
         app.default_service(web::to(api::fallback))
             .wrap(actix_web::middleware::from_fn(scope::confirm_user))
+            .wrap(actix_web::middleware::from_fn(scope::audit_impersonated))
             .wrap(actix_web::middleware::from_fn(routing::middleware::route))
             .wrap(request_id::RequestIdentity { region })
             // Outermost: a hop marker's check reads the body too.

@@ -53,6 +53,7 @@ const TABLES: &[(&str, &str)] = &[
     ("webhook_endpoints", "id"),
     ("webhook_deliveries", "id"),
     ("channel_summaries", "id"),
+    ("impersonations", "id"),
 ];
 const LEASE_SECS: f64 = 30.0;
 

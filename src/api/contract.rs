@@ -142,6 +142,45 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "startImpersonation",
+        "POST",
+        "/v1/tenants/{id}/impersonations",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::TenantSuspended,
+            ErrorCode::ImpersonationWritesNotAllowed,
+        ],
+    ),
+    op(
+        "listImpersonations",
+        "GET",
+        "/v1/tenants/{id}/impersonations",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "revokeImpersonation",
+        "DELETE",
+        "/v1/tenants/{id}/impersonations/{impersonation_id}",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "getImpersonationPolicy",
+        "GET",
+        "/v1/tenants/{id}/impersonation-policy",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "updateImpersonationPolicy",
+        "PATCH",
+        "/v1/tenants/{id}/impersonation-policy",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "createUser",
         "POST",
         "/v1/users",
@@ -605,6 +644,11 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
     if op.path.starts_with("/v1/") && op.method != "GET" {
         // A unique violation the store does not name more precisely.
         codes.insert(ErrorCode::Conflict);
+    }
+    if matches!(op.who, Who::Tenant | Who::Either) && op.method != "GET" {
+        // Any tenant token may be an impersonation's, whose writes are refused
+        // unless it may write (`db::tx`, the prologue's impersonation check).
+        codes.insert(ErrorCode::ImpersonationReadOnly);
     }
     if shape.body {
         codes.extend([

@@ -11,6 +11,7 @@ mod channels;
 pub mod contract;
 mod health;
 mod identity_providers;
+mod impersonations;
 mod jobs;
 mod messages;
 mod oidc;
@@ -77,6 +78,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::patch)
                 .service(tenant_ai::get)
                 .service(tenant_ai::patch)
+                .service(impersonations::start)
+                .service(impersonations::list)
+                .service(impersonations::revoke)
+                .service(impersonations::get_policy)
+                .service(impersonations::set_policy)
                 .service(users::create)
                 .service(users::list)
                 .service(users::get)

@@ -148,4 +148,30 @@ pub struct Claims {
     /// other issuers; `meridian token` sets it to the time of minting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// RFC 8693 §4.1 actor: present only on an impersonation's token, naming the
+    /// platform admin who acts in the tenant (`impersonation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// The impersonation this token belongs to (with `act`; then also its `sub`).
+    /// Every request under it re-reads that row (`scope`): revoked or expired → 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imp: Option<Uuid>,
+}
+
+/// The `act` claim (RFC 8693): who acts on the token's subject's behalf.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The platform admin's name.
+    pub sub: String,
+}
+
+impl Claims {
+    /// The impersonation id and the acting platform admin, when this is an
+    /// impersonation's token.
+    pub fn impersonation(&self) -> Option<(Uuid, &str)> {
+        match (&self.act, self.imp) {
+            (Some(act), Some(imp)) => Some((imp, act.sub.as_str())),
+            _ => None,
+        }
+    }
 }

@@ -312,12 +312,31 @@ impl TokenVerifier {
         if claims.iat > unix_now() + self.leeway {
             return Err(TokenError::IssuedInFuture);
         }
+        // An impersonation's token carries `act` and `imp` together, for a
+        // tenant, with the impersonation as its subject: half of it is refused.
+        let impersonation_ok = match (&claims.act, claims.imp) {
+            (None, None) => true,
+            (Some(_), Some(imp)) => claims.tid.is_some() && claims.sub == imp.to_string(),
+            _ => false,
+        };
         // A platform role has no tenant; every tenant role has one.
         match (claims.role, claims.tid) {
+            _ if !impersonation_ok => Err(TokenError::Claims),
             (role, None) if role.is_platform_role() => Ok(claims),
             (role, Some(_)) if role.is_tenant_role() => Ok(claims),
             _ => Err(TokenError::Claims),
         }
+    }
+
+    /// Signs `claims` with the signing key in force (an impersonation's token,
+    /// whose `exp` is the impersonation's end).
+    pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
+        self.keys().sign(claims)
+    }
+
+    /// The `iss` and `aud` this node issues and accepts.
+    pub fn issuer_audience(&self) -> (&str, &str) {
+        (&self.issuer, &self.audience)
     }
 
     /// Builds and signs claims for local use (`meridian token`, tests).
@@ -338,6 +357,8 @@ impl TokenVerifier {
             exp: now + ttl_seconds,
             iat: now,
             nbf: Some(now),
+            act: None,
+            imp: None,
         })
     }
 }
@@ -368,6 +389,8 @@ mod tests {
             exp: unix_now() + 3600,
             iat,
             nbf,
+            act: None,
+            imp: None,
         }
     }
 

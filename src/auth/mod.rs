@@ -9,5 +9,5 @@ pub mod keys;
 pub mod reload;
 pub mod rotation;
 
-pub use claims::{Claims, Permission, PermissionType, Role, perm};
+pub use claims::{Actor, Claims, Permission, PermissionType, Role, perm};
 pub use keys::{KeySet, TokenVerifier};

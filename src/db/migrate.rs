@@ -83,6 +83,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V16__job_queue_plans",
         include_str!("../../sql/postgres/V16__job_queue_plans.sql"),
     ),
+    (
+        "V17__impersonation",
+        include_str!("../../sql/postgres/V17__impersonation.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -138,6 +142,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V16__job_queue_plans",
         include_str!("../../sql/cockroach/V16__job_queue_plans.sql"),
+    ),
+    (
+        "V17__impersonation",
+        include_str!("../../sql/cockroach/V17__impersonation.sql"),
     ),
 ];
 
@@ -345,7 +353,7 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
             );
         }
         let names = |d| {

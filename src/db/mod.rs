@@ -20,7 +20,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::config::DatabaseSettings;
 pub use dialect::Dialect;
-pub use tx::{PlatformTx, TenantTx, Tx, TxMode};
+pub use tx::{PlatformTx, TenantTx, TokenCheck, Tx, TxMode};
 
 #[derive(Clone)]
 pub struct Database {

@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 use super::dialect::Statements;
 use super::{Database, DbError};
 use crate::error::ApiError;
-use crate::ids::{RegionId, TenantId, UserId};
+use crate::ids::{ImpersonationId, RegionId, TenantId, UserId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxMode {
@@ -286,14 +286,42 @@ const SET_TENANT_TIMEOUT_SQL: &str =
 pub const USER_STATUS_SQL: &str =
     "SELECT status = 'active' AND role = $3 FROM users WHERE tenant_id = $1 AND id = $2";
 
-/// What a transaction is opened for: its scope, and the user to check.
+/// Whether an impersonation's token may still be used, and whether it may write
+/// now: the row is neither revoked nor expired; a write also needs the
+/// impersonation's mode `write` and the tenant's `impersonation_writes`, read
+/// here, in the writing transaction (never from the directory cache).
+pub const IMPERSONATION_STATUS_SQL: &str = "SELECT i.revoked_at IS NULL AND i.expires_at > now(), \
+    i.mode = 'write' AND t.impersonation_writes FROM impersonations i JOIN tenants t ON t.id = \
+    i.tenant_id WHERE i.tenant_id = $1 AND i.id = $2";
+
+/// Whose token a tenant transaction checks in its prologue (one statement
+/// either way: a token without `act` pays nothing for impersonation).
+#[derive(Clone, Copy, Debug)]
+pub enum TokenCheck {
+    /// A user's token: still active, still with this role.
+    User(UserId, &'static str),
+    /// An impersonation's token (`IMPERSONATION_STATUS_SQL`).
+    Impersonation(ImpersonationId),
+}
+
+/// What the prologue's check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checked {
+    Valid,
+    /// Disabled, deleted or another role; revoked or expired: 401.
+    Refused,
+    /// A write under an impersonation that may not write: 403.
+    ReadOnly,
+}
+
+/// What a transaction is opened for: its scope, and the token to check.
 #[derive(Clone, Copy)]
 enum Opening {
     Platform,
     Tenant {
         tenant: TenantId,
-        /// The token's user and role.
-        user: Option<(UserId, &'static str)>,
+        /// The token's user and role, or its impersonation.
+        user: Option<TokenCheck>,
         /// The request class's `statement_timeout` (`limits::cost`), if any.
         timeout: Option<Duration>,
     },
@@ -308,7 +336,7 @@ impl Database {
         &self,
         tenant: TenantId,
         home_region: &RegionId,
-        user: Option<(UserId, &'static str)>,
+        user: Option<TokenCheck>,
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
@@ -322,7 +350,7 @@ impl Database {
         &self,
         tenant: TenantId,
         home_region: &RegionId,
-        user: Option<(UserId, &'static str)>,
+        user: Option<TokenCheck>,
         timeout: Option<Duration>,
         mode: TxMode,
         body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
@@ -388,8 +416,15 @@ impl Database {
                 })
                 .await
                 .map_err(DbError::from)?;
+            let check_sql = match opening {
+                Opening::Tenant {
+                    user: Some(TokenCheck::Impersonation(_)),
+                    ..
+                } => IMPERSONATION_STATUS_SQL,
+                _ => USER_STATUS_SQL,
+            };
             let user_status = client
-                .prepare_cached(USER_STATUS_SQL)
+                .prepare_cached(check_sql)
                 .await
                 .map_err(DbError::from)?;
             let retry = AtomicBool::new(false);
@@ -421,15 +456,33 @@ impl Database {
                     Ok(())
                 };
                 let status = async {
+                    let valid = |ok: bool| if ok { Checked::Valid } else { Checked::Refused };
                     match opening {
                         Opening::Tenant {
                             tenant,
-                            user: Some((user, role)),
+                            user: Some(TokenCheck::User(user, role)),
                             ..
                         } => client
                             .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid(), &role])
                             .await
-                            .map(|row| Some(row.is_some_and(|r| r.get::<_, bool>(0)))),
+                            .map(|row| Some(valid(row.is_some_and(|r| r.get::<_, bool>(0))))),
+                        Opening::Tenant {
+                            tenant,
+                            user: Some(TokenCheck::Impersonation(id)),
+                            ..
+                        } => client
+                            .query_opt(&user_status, &[tenant.as_uuid(), id.as_uuid()])
+                            .await
+                            .map(|row| {
+                                let (active, may_write) = row.map_or((false, false), |r| {
+                                    (r.get::<_, bool>(0), r.get::<_, bool>(1))
+                                });
+                                Some(match (active, may_write) {
+                                    (false, _) => Checked::Refused,
+                                    (true, false) if mode != TxMode::ReadOnly => Checked::ReadOnly,
+                                    (true, _) => Checked::Valid,
+                                })
+                            }),
                         _ => Ok(None),
                     }
                 };
@@ -460,7 +513,7 @@ impl Database {
                 }
                 Some(Eager::Off | Eager::Armed) | None => None,
             };
-            if user_valid == Some(false) {
+            if let Some(refusal @ (Checked::Refused | Checked::ReadOnly)) = user_valid {
                 match ended {
                     Some(Ok(())) => {}
                     Some(Err(err)) => return Err(DbError::from(err).into()),
@@ -470,9 +523,19 @@ impl Database {
                         .map_err(DbError::from)?,
                 }
                 guard.clean = true;
-                return Err(ApiError::Unauthenticated(
-                    "the token's user is disabled, deleted or has another role now",
-                ));
+                return Err(match (refusal, opening) {
+                    (Checked::ReadOnly, _) => ApiError::ImpersonationReadOnly,
+                    (
+                        _,
+                        Opening::Tenant {
+                            user: Some(TokenCheck::Impersonation(_)),
+                            ..
+                        },
+                    ) => ApiError::Unauthenticated("the impersonation is revoked or has expired"),
+                    _ => ApiError::Unauthenticated(
+                        "the token's user is disabled, deleted or has another role now",
+                    ),
+                });
             }
             match outcome {
                 Ok(value) => {

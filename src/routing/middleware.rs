@@ -1,5 +1,7 @@
-//! Applies the routing rule to every `/v1` request that carries a tenant token,
-//! before any handler runs: serve, forward one signed hop, redirect, or 503.
+//! Applies the routing rule to every `/v1` request that carries a tenant token
+//! (or names its tenant otherwise: a sign-in, a platform admin's request about a
+//! tenant's impersonations), before any handler runs: serve, forward one signed
+//! hop, redirect, or 503.
 //! Requests without a valid token are served locally (the extractor answers them).
 
 use std::collections::BTreeMap;
@@ -289,6 +291,36 @@ async fn signin_tenant(
     Ok(found)
 }
 
+/// The tenant a platform admin's request about one tenant's own rows names in
+/// its path: `/v1/tenants/{id}/impersonations[/…]`. Those rows live in the
+/// tenant's home region like every tenant row, so the request is routed there
+/// like the tenant's own (forwarded, redirected or 503 under its residency).
+/// Only for a valid platform token (an anonymous request costs no lookup).
+async fn platform_tenant(
+    req: &ServiceRequest,
+    state: &AppState,
+    target: &str,
+) -> Result<Option<std::sync::Arc<TenantRecord>>, ApiError> {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let Some(rest) = path.strip_prefix("/v1/tenants/") else {
+        return Ok(None);
+    };
+    let mut segments = rest.split('/');
+    let (Some(id), Some("impersonations")) = (segments.next(), segments.next()) else {
+        return Ok(None);
+    };
+    let Ok(id) = uuid::Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    if !crate::scope::carries_platform_token(req.request(), state) {
+        return Ok(None);
+    }
+    state
+        .directory
+        .get(crate::ids::TenantId::from_uuid(id))
+        .await
+}
+
 /// Set by `route` on every request it lets through to the `/v1` resources, once
 /// the routing decision for it is made. The scope extractors refuse a request
 /// without it, so a path that ever slips past routing fails closed.
@@ -361,6 +393,13 @@ pub async fn route(
             return Ok(with_region_headers(answer(req, refused), &here, None));
         }
     }
+    let tenant = match tenant {
+        Some(tenant) => Some(tenant),
+        None => match platform_tenant(&req, &state, &target).await {
+            Ok(tenant) => tenant,
+            Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
+        },
+    };
     if verdict.is_some() {
         let response = serve(req, next).await?;
         return Ok(with_region_headers(response, &here, tenant.as_deref()));

@@ -13,10 +13,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
-use crate::auth::Role;
-use crate::db::TxMode;
+use crate::db::{TokenCheck, TxMode};
 use crate::error::ApiError;
-use crate::ids::{RegionId, TenantId, UserId};
+use crate::ids::{RegionId, TenantId};
 use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,23 +31,17 @@ enum Status {
 pub(crate) struct UserCheck {
     tenant: TenantId,
     home_region: RegionId,
-    user: UserId,
-    role: Role,
+    /// The token's user and role, or its impersonation.
+    token: TokenCheck,
     status: Cell<Status>,
 }
 
 impl UserCheck {
-    pub(crate) fn new(
-        tenant: TenantId,
-        home_region: RegionId,
-        user: UserId,
-        role: Role,
-    ) -> Rc<Self> {
+    pub(crate) fn new(tenant: TenantId, home_region: RegionId, token: TokenCheck) -> Rc<Self> {
         Rc::new(Self {
             tenant,
             home_region,
-            user,
-            role,
+            token,
             status: Cell::new(Status::Pending),
         })
     }
@@ -110,7 +103,7 @@ pub async fn confirm_user(
         .tenant_tx(
             check.tenant,
             &check.home_region,
-            Some((check.user, check.role.as_str())),
+            Some(check.token),
             TxMode::ReadOnly,
             async |_| Ok(()),
         )

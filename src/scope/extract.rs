@@ -13,10 +13,11 @@ use uuid::Uuid;
 use std::cell::OnceCell;
 
 use super::confirm::UserCheck;
-use super::{Caller, PlatformScope, TenantScope};
+use super::{Caller, Impersonating, PlatformScope, TenantScope};
 use crate::auth::Claims;
+use crate::db::TokenCheck;
 use crate::error::ApiError;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{ImpersonationId, TenantId, UserId};
 use crate::state::AppState;
 use crate::tenancy::TenantRecord;
 
@@ -75,11 +76,11 @@ fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiErr
 #[derive(Clone)]
 pub(super) struct Resolved {
     pub(super) claims: Claims,
-    tenant: Arc<TenantRecord>,
+    pub(super) tenant: Arc<TenantRecord>,
 }
 
 /// Whether `req` carries a valid platform token (admin or operator).
-pub(super) fn carries_platform_token(req: &HttpRequest, state: &AppState) -> bool {
+pub fn carries_platform_token(req: &HttpRequest, state: &AppState) -> bool {
     verify(req, state).is_ok_and(|c| c.role.is_platform_role())
 }
 
@@ -117,6 +118,7 @@ async fn resolve(
     state: web::Data<AppState>,
     claims: Claims,
     looked_up: Option<Arc<TenantRecord>>,
+    request: (String, String),
 ) -> Result<Caller, ApiError> {
     if claims.role.is_platform_role() {
         // A token from a platform sign-in stops at once when its user is
@@ -161,8 +163,20 @@ async fn resolve(
     // The rate is checked before any database work, so a tenant over it costs
     // the others nothing but this check.
     state.limits.check_rate(&tenant, user)?;
+    // An impersonation's token (`act`): its subject is the impersonation, whose
+    // row every transaction re-reads instead of a user's.
+    let impersonation = claims.impersonation().map(|(id, actor)| Impersonating {
+        id: ImpersonationId::from_uuid(id),
+        actor: actor.to_owned(),
+        method: request.0,
+        route: request.1,
+    });
     // The concurrency slot is taken later, by the scope's first transaction.
-    let check = UserCheck::new(tenant.id, tenant.home_region.clone(), user, claims.role);
+    let token_check = match &impersonation {
+        Some(imp) => TokenCheck::Impersonation(imp.id),
+        None => TokenCheck::User(user, claims.role.as_str()),
+    };
+    let check = UserCheck::new(tenant.id, tenant.home_region.clone(), token_check);
     Ok(Caller::Tenant(TenantScope {
         state,
         tenant,
@@ -171,6 +185,7 @@ async fn resolve(
         slot: OnceCell::new(),
         expensive: OnceCell::new(),
         check,
+        impersonation,
     }))
 }
 
@@ -194,10 +209,14 @@ pub(super) fn caller(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller
             })
             .map(|claims| (state, claims, None)),
     });
+    let request = (
+        req.method().to_string(),
+        req.match_pattern().unwrap_or_else(|| req.path().to_owned()),
+    );
     let req = req.clone();
     Box::pin(async move {
         let (state, claims, tenant) = verified?;
-        let caller = resolve(state, claims, tenant).await?;
+        let caller = resolve(state, claims, tenant, request).await?;
         if let Caller::Tenant(scope) = &caller {
             // `confirm_user` checks this user after the handler unless a
             // transaction already did.

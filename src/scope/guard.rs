@@ -6,8 +6,10 @@
 //! A policy is a type implementing `Policy`, a decision over the verified
 //! `Principal` (never over the request). An `operator` is such a principal:
 //! `PlatformOperator` and `Authenticated` admit it, every other policy refuses
-//! it with `operator_forbidden`. Further principals (read-only impersonation)
-//! come the same way; handlers keep their types.
+//! it with `operator_forbidden`. An impersonation's token (`act`) is a tenant
+//! principal with the `admin` role: the policies judge it like an admin, and what
+//! makes it read-only is the transaction prologue (`db::tx`), which checks its row
+//! and the tenant's write policy on every transaction; handlers keep their types.
 //!
 //! The check runs in the extractor, after authentication (401, 429) and before
 //! the handler's other arguments are read: a caller whose role the route refuses

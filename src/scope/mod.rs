@@ -5,22 +5,26 @@
 //! `TenantScope` (tenant roles), a `PlatformScope` (platform admins) or a `Caller`
 //! (either) and runs its queries through it; tenant queries get a `TenantTx`,
 //! whose tenant and RLS setting come from the token, never from the request.
+//! A token with `act` (an impersonation) gets a `TenantScope` whose transactions
+//! check the impersonation's row instead of a user (`impersonated`).
 
 mod confirm;
 mod extract;
 pub mod guard;
 mod host_binding;
 mod platform_signin;
+mod impersonated;
 pub mod probes;
 pub mod signin;
 
 pub use confirm::confirm_user;
-pub use extract::{resolved_tenant, tenant_of};
+pub use extract::{carries_platform_token, resolved_tenant, tenant_of};
 pub use guard::{
     Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
 };
 pub use host_binding::check_host;
 pub use platform_signin::PlatformSignIn;
+pub use impersonated::audit_impersonated;
 pub use signin::{SignInScope, SignInTenant};
 
 use std::cell::OnceCell;
@@ -34,9 +38,9 @@ use uuid::Uuid;
 use self::confirm::UserCheck;
 use self::probes::Probe;
 use crate::auth::{Permission, Role};
-use crate::db::{Database, PlatformTx, TenantTx, TxMode};
+use crate::db::{Database, PlatformTx, TenantTx, TokenCheck, TxMode};
 use crate::error::ApiError;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{ImpersonationId, TenantId, UserId};
 use crate::limits::{ExpensivePermit, NodeLimits, RequestClass};
 use crate::state::AppState;
 use crate::tenancy::TenantRecord;
@@ -90,6 +94,20 @@ pub struct TenantScope {
     expensive: OnceCell<ExpensivePermit>,
     /// Whether the token's user has been confirmed active in this request.
     check: Rc<UserCheck>,
+    /// Set when the token is an impersonation's (`act`): its row replaces the
+    /// user check, and its writes are audited in their own transaction.
+    impersonation: Option<Impersonating>,
+}
+
+/// The impersonation a tenant scope acts under (`impersonated`).
+#[derive(Clone, Debug)]
+pub struct Impersonating {
+    pub id: ImpersonationId,
+    /// The platform admin (`act.sub`).
+    pub actor: String,
+    /// The request's method and matched route, for the audit trail.
+    pub method: String,
+    pub route: String,
 }
 
 impl TenantScope {
@@ -107,6 +125,19 @@ impl TenantScope {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The impersonation this request acts under, if its token has `act`.
+    pub fn impersonation(&self) -> Option<&Impersonating> {
+        self.impersonation.as_ref()
+    }
+
+    /// What the prologue of this scope's transactions checks.
+    fn token_check(&self) -> TokenCheck {
+        match &self.impersonation {
+            Some(imp) => TokenCheck::Impersonation(imp.id),
+            None => TokenCheck::User(self.user, self.role.as_str()),
+        }
     }
 
     /// This node's limit state (in-flight requests, denial counts).
@@ -196,11 +227,18 @@ impl TenantScope {
         &self,
         mode: TxMode,
         class: RequestClass,
-        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+        mut body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         self.occupy_slot(class).await?;
         let tenant = &self.tenant;
         let timeout = class.statement_timeout(&self.state.limits.cost);
+        // A write under an impersonation records itself in the same transaction
+        // (`impersonated_write`): committed with the change or not at all, so no
+        // write is ever left without its audit event, whatever happens after.
+        let writing_as = self
+            .impersonation
+            .as_ref()
+            .filter(|_| mode != TxMode::ReadOnly);
         let result = self
             .state
             .db
@@ -208,10 +246,16 @@ impl TenantScope {
             .tenant_tx_timed(
                 tenant.id,
                 &tenant.home_region,
-                Some((self.user, self.role.as_str())),
+                Some(self.token_check()),
                 Some(timeout),
                 mode,
-                body,
+                async |tx| {
+                    let value = body(tx).await?;
+                    if let Some(imp) = writing_as {
+                        impersonated::record_write(tx, imp).await?;
+                    }
+                    Ok(value)
+                },
             )
             .await;
         if let Err(ApiError::StatementTimeout) = result {

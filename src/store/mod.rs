@@ -34,6 +34,10 @@ pub struct HotStatement {
 pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
     let list = [
         ("tx.user_status", crate::db::tx::USER_STATUS_SQL),
+        (
+            "tx.impersonation_status",
+            crate::db::tx::IMPERSONATION_STATUS_SQL,
+        ),
         ("directory.by_id", tenants::BY_ID_SQL),
         ("directory.changed_since", tenants::CHANGED_SINCE_SQL),
         ("channels.list", channels::LIST_SQL),

@@ -245,7 +245,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V13__identity",
             "V14__job_claim_lock",
             "V15__platform_accounts",
-            "V16__job_queue_plans"
+            "V16__job_queue_plans",
+            "V17__impersonation"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

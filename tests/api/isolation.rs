@@ -368,6 +368,41 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Slug,
             || Some(json!({"username": "alice", "password": "pw"})),
         ),
+        r(
+            "POST",
+            "/v1/tenants/{id}/impersonations",
+            Platform,
+            T::Tenant,
+            || Some(json!({"reason": "isolation suite", "minutes": 5})),
+        ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/impersonations",
+            Tenant(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "DELETE",
+            "/v1/tenants/{id}/impersonations/{impersonation_id}",
+            Either(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/impersonation-policy",
+            Tenant(Role::Viewer),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}/impersonation-policy",
+            Tenant(Role::Owner),
+            T::Tenant,
+            || Some(json!({"writes_allowed": false})),
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(
@@ -404,6 +439,8 @@ pub(crate) struct Victim {
     pub summary: Uuid,
     pub job: Uuid,
     pub provider: Uuid,
+    /// One of the tenant's impersonations (`crate::impersonation::start`).
+    pub impersonation: Uuid,
 }
 
 impl Victim {
@@ -429,6 +466,7 @@ impl Victim {
             .replace("{id}", &id.to_string())
             .replace("{message_id}", &self.message.to_string())
             .replace("{summary_id}", &self.summary.to_string())
+            .replace("{impersonation_id}", &self.impersonation.to_string())
     }
 }
 
@@ -480,6 +518,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
             crate::identity::oidc_body("https://idp.example"),
         )
         .await,
+        impersonation: crate::impersonation::start(&app, &a).await.0,
     };
     let b = app.provision("attacker").await;
 
@@ -626,6 +665,7 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
             crate::identity::oidc_body("https://idp.example"),
         )
         .await,
+        impersonation: crate::impersonation::start(&app, &a).await.0,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -750,6 +790,7 @@ async fn too_weak_a_role_answers_403() {
             crate::identity::oidc_body("https://idp.example"),
         )
         .await,
+        impersonation: crate::impersonation::start(&app, &a).await.0,
     };
     let mut checked = 0;
     for route in routes() {

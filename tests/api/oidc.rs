@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, Tenant, TestApp, assert_problem, spawn_app};
 
-const REDIRECT: &str = "http://app.example/cb";
+pub(crate) const REDIRECT: &str = "http://app.example/cb";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -133,7 +133,7 @@ fn percent_decode(v: &str) -> String {
 }
 
 /// `/oidc/start` for `slug`: the provider's authorization URL.
-async fn start(app: &TestApp, slug: &str, redirect_uri: &str) -> (u16, String) {
+pub(crate) async fn start(app: &TestApp, slug: &str, redirect_uri: &str) -> (u16, String) {
     let uri = redirect_uri.replace(':', "%3A").replace('/', "%2F");
     let response = no_redirects()
         .get(format!(
@@ -151,7 +151,7 @@ async fn start(app: &TestApp, slug: &str, redirect_uri: &str) -> (u16, String) {
     (response.status().as_u16(), location)
 }
 
-async fn callback(app: &TestApp, code: &str, state: &str) -> Reply {
+pub(crate) async fn callback(app: &TestApp, code: &str, state: &str) -> Reply {
     let path = format!(
         "/v1/auth/oidc/callback?code={}&state={}",
         code.replace('+', "%2B"),
@@ -160,7 +160,7 @@ async fn callback(app: &TestApp, code: &str, state: &str) -> Reply {
     app.request("GET", &path, None, None).await
 }
 
-async fn oidc_provider(app: &TestApp, tenant: &Tenant, issuer: &str) {
+pub(crate) async fn oidc_provider(app: &TestApp, tenant: &Tenant, issuer: &str) {
     crate::identity::create_provider(
         app,
         tenant,

@@ -50,6 +50,7 @@ async fn operator_role_matrix_over_every_operation() {
             crate::identity::oidc_body("https://idp.example"),
         )
         .await,
+        impersonation: crate::impersonation::start(&app, &a).await.0,
     };
     // A relocation whose progress the operator may read.
     let started = app

@@ -108,6 +108,7 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(id(2, 1, 7)),
             Box::new("member".to_owned()),
         ],
+        "tx.impersonation_status" => vec![Box::new(tenant), Box::new(Uuid::from_u128(11))],
         "directory.by_id" => vec![Box::new(tenant)],
         "directory.changed_since" => {
             vec![Box::new(chrono::Utc::now() - chrono::Duration::seconds(30))]

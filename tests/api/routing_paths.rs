@@ -159,6 +159,7 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
             .replace("{id}", &id)
             .replace("{message_id}", &ids.message)
             .replace("{summary_id}", &Uuid::from_u128(8).to_string())
+            .replace("{impersonation_id}", &Uuid::from_u128(11).to_string())
             .replace("{tenant_slug}", "eu-pinned");
         assert!(
             !path.contains('{'),
@@ -174,11 +175,13 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
                 ("POST", Some("users")) => Some(
                     json!({ "email": "slipped@x.example", "display_name": "S", "role": "member" }),
                 ),
+                ("PATCH", Some("impersonation-policy")) => Some(json!({ "writes_allowed": true })),
                 ("PATCH", _) if template.starts_with("/v1/users") => {
                     Some(json!({ "display_name": "slipped" }))
                 }
                 ("PATCH", _) => Some(json!({ "name": "slipped" })),
                 ("POST", Some("relocation")) => Some(json!({ "to_region": "europe-west3" })),
+                ("POST", Some("impersonations")) => Some(json!({ "reason": "slipped" })),
                 ("POST", Some("drain")) => Some(json!({ "dry_run": true })),
                 ("POST", _) => Some(json!({})),
                 _ => None,

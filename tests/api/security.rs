@@ -38,6 +38,7 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
             crate::identity::oidc_body("https://idp.example"),
         )
         .await,
+        impersonation: crate::impersonation::start(app, tenant).await.0,
     }
 }
 

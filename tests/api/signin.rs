@@ -7,7 +7,7 @@ use crate::helpers::{Reply, Tenant, TestApp, assert_problem, spawn_app};
 use crate::slapd::{self, Slapd};
 
 /// alice is an engineer, carol an admin, bob in no group.
-fn directory() -> Slapd {
+pub(crate) fn directory() -> Slapd {
     let people = [
         slapd::person("alice", "alice-pw", "alice@example.com"),
         slapd::person("bob", "bob-pw", "bob@example.com"),
@@ -22,7 +22,7 @@ fn directory() -> Slapd {
     Slapd::start(&(people + &groups))
 }
 
-async fn ldap_provider(app: &TestApp, tenant: &Tenant, directory: &Slapd) {
+pub(crate) async fn ldap_provider(app: &TestApp, tenant: &Tenant, directory: &Slapd) {
     let mut body = crate::identity::ldap_body(&directory.url, slapd::SERVICE_PW);
     body["ldap"]["group_base_dn"] = json!(slapd::SUFFIX);
     body["role_mappings"] = json!([
@@ -32,7 +32,7 @@ async fn ldap_provider(app: &TestApp, tenant: &Tenant, directory: &Slapd) {
     crate::identity::create_provider(app, tenant, body).await;
 }
 
-async fn sign_in(app: &TestApp, slug: &str, username: &str, password: &str) -> Reply {
+pub(crate) async fn sign_in(app: &TestApp, slug: &str, username: &str, password: &str) -> Reply {
     app.request(
         "POST",
         &format!("/v1/auth/{slug}/ldap"),
@@ -42,7 +42,7 @@ async fn sign_in(app: &TestApp, slug: &str, username: &str, password: &str) -> R
     .await
 }
 
-async fn refresh(app: &TestApp, token: &Value) -> Reply {
+pub(crate) async fn refresh(app: &TestApp, token: &Value) -> Reply {
     app.request(
         "POST",
         "/v1/auth/refresh",
