@@ -35,7 +35,8 @@ use crate::store::tenants;
 use crate::tenancy::{Directory, TenantRecord, residency};
 use crate::topology::Topology;
 
-/// Tenant-owned tables and the column that, with `tenant_id`, identifies a row.
+/// Tenant-owned tables and the column (or column list) that, with `tenant_id`,
+/// identifies a row.
 const TABLES: &[(&str, &str)] = &[
     ("users", "id"),
     ("channels", "id"),
@@ -54,7 +55,18 @@ const TABLES: &[(&str, &str)] = &[
     ("webhook_deliveries", "id"),
     ("channel_summaries", "id"),
     ("impersonations", "id"),
+    // Sign-in state (V13): providers, linked identities, refresh tokens and OIDC
+    // sign-ins in flight are the tenant's rows and must live where it does.
+    ("identity_providers", "id"),
+    ("external_identities", "provider_id, subject"),
+    ("refresh_tokens", "id"),
+    ("oidc_sign_ins", "id"),
 ];
+
+/// Every table a relocation moves (the tables with a `home_region` per row).
+pub fn relocated_tables() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().map(|(table, _)| *table)
+}
 const LEASE_SECS: f64 = 30.0;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -407,7 +419,7 @@ impl Relocator {
     async fn move_rows(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
         for (table, key) in TABLES {
             let sql = format!(
-                "UPDATE {table} SET home_region = $2 WHERE tenant_id = $1 AND {key} IN
+                "UPDATE {table} SET home_region = $2 WHERE tenant_id = $1 AND ({key}) IN
                    (SELECT {key} FROM {table} WHERE tenant_id = $1 AND home_region <> $2 LIMIT $3)"
             );
             loop {

@@ -12,8 +12,8 @@ mod confirm;
 mod extract;
 pub mod guard;
 mod host_binding;
-mod platform_signin;
 mod impersonated;
+mod platform_signin;
 pub mod probes;
 pub mod signin;
 
@@ -23,8 +23,8 @@ pub use guard::{
     Allow, Authenticated, Guarded, PlatformAdmin, PlatformOperator, TenantOrPlatformAdmin, perm,
 };
 pub use host_binding::check_host;
-pub use platform_signin::PlatformSignIn;
 pub use impersonated::audit_impersonated;
+pub use platform_signin::PlatformSignIn;
 pub use signin::{SignInScope, SignInTenant};
 
 use std::cell::OnceCell;

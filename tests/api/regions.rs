@@ -953,3 +953,48 @@ async fn residency_changes_racing_relocations_never_break_residency() {
         }
     }
 }
+
+/// A relocation moves every table whose rows carry a `home_region`: a table left
+/// out of `relocation::TABLES` would keep a relocated tenant's rows in the old
+/// region (the V13 sign-in tables once were).
+#[actix_web::test]
+async fn a_relocation_moves_every_homed_table() {
+    let app = spawn_app_with(test_settings(&fresh_database().await)).await;
+    let db = app.superuser_client().await;
+    let homed: std::collections::BTreeSet<String> = db
+        .query(
+            "SELECT table_name::text FROM information_schema.columns
+              WHERE table_schema = 'public' AND column_name = 'home_region'
+                AND table_name IN (SELECT table_name FROM information_schema.tables
+                                    WHERE table_schema = 'public' AND table_type = 'BASE TABLE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // Rows that describe a tenant or a region rather than belonging to one: the
+    // tenants row is re-homed by the switch itself; the others are platform rows.
+    let not_tenant_rows = [
+        "tenants",
+        "relocations",
+        "platform_audit_events",
+        "region_state",
+    ];
+    let moved: std::collections::BTreeSet<String> = meridian::relocation::relocated_tables()
+        .map(str::to_owned)
+        .collect();
+    let missing: Vec<&String> = homed
+        .iter()
+        .filter(|t| !moved.contains(*t) && !not_tenant_rows.contains(&t.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "homed tables a relocation does not move: {missing:?}"
+    );
+    assert!(
+        moved.is_subset(&homed),
+        "moved tables without home_region: {moved:?}"
+    );
+}
