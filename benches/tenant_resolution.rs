@@ -97,6 +97,7 @@ fn fixture() -> Fixture {
         connect_timeout: Duration::from_millis(100),
         max_retries: 1,
         dialect: Default::default(),
+        tls: Default::default(),
     })
     .expect("building an idle pool");
     let directory = Directory::new(db.clone(), 1_000_000);

@@ -143,6 +143,10 @@ pub struct DatabaseSettings {
     /// that differ (`db::dialect`). Default postgres, the embedded database.
     #[serde(default)]
     pub dialect: crate::db::Dialect,
+    /// TLS to the database (`db::tls`); default `disable`, for the loopback
+    /// embedded PostgreSQL of dev and tests. Production sets `verify-full`.
+    #[serde(default)]
+    pub tls: crate::db::tls::DbTlsSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -248,6 +252,7 @@ impl Default for Settings {
                 connect_timeout: Duration::from_secs(5),
                 max_retries: 8,
                 dialect: crate::db::Dialect::Postgres,
+                tls: Default::default(),
             },
             auth: AuthSettings {
                 issuer: "meridian-local".into(),
@@ -338,6 +343,9 @@ impl Settings {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.database.url.is_empty() {
             return invalid("database.url (MERIDIAN_DATABASE__URL) is required");
+        }
+        if let Err(e) = self.database.tls.connector() {
+            return invalid(&e);
         }
         if self.database.pool_size == 0 || self.http.workers == 0 {
             return invalid("database.pool_size and http.workers must be at least 1");

@@ -152,6 +152,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct MigrateArgs {
     /// A URL of the schema owner; without it, the embedded database in --state-dir.
+    /// TLS as the node has it: `MERIDIAN_DATABASE__TLS__*` (mode, ca_file, client cert).
     #[arg(long, env = "MERIDIAN_MIGRATE_URL")]
     database_url: Option<String>,
     /// Sets the password of the service role `meridian_app`.
@@ -455,9 +456,16 @@ async fn migrate(state: &StateDir, args: MigrateArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Pretty, "warn");
     let applied = match args.database_url {
         Some(url) => {
-            let outcome =
-                meridian::db::migrate::run(&url, args.app_password.as_deref(), args.dialect)
-                    .await?;
+            // The node's own TLS settings (MERIDIAN_DATABASE__TLS__*) reach the
+            // production cluster, which accepts no plain connection.
+            let tls = meridian::db::tls::DbTlsSettings::from_env()?;
+            let outcome = meridian::db::migrate::run_with_tls(
+                &url,
+                &tls,
+                args.app_password.as_deref(),
+                args.dialect,
+            )
+            .await?;
             println!("dialect {}", outcome.dialect);
             outcome.applied
         }
