@@ -107,6 +107,10 @@ pub struct RoutingSettings {
     /// Probes missed in a row before a peer region counts as unreachable (its
     /// tenants then fail over); one answer makes it reachable again.
     pub unreachable_after: u32,
+    /// PEM CA bundle trusted, besides Mozilla's roots, for https peers (a private
+    /// CA of the nodes' listener certificates; `server_tls`).
+    #[serde(default)]
+    pub hop_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -127,6 +131,9 @@ pub struct HttpSettings {
     /// a slow body cannot hold a connection (or anything else) for longer.
     #[serde(rename = "body_timeout_ms", with = "millis")]
     pub body_timeout: Duration,
+    /// TLS on the public listener (`server_tls`); off unless both files are set.
+    #[serde(default)]
+    pub tls: crate::server_tls::ServerTlsSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -204,6 +211,7 @@ impl Default for RoutingSettings {
             peers: Default::default(),
             redirect_to_peers: false,
             source_address: None,
+            hop_ca_file: None,
         }
     }
 }
@@ -245,6 +253,7 @@ impl Default for Settings {
                 shutdown_grace: Duration::from_secs(5),
                 header_timeout: Duration::from_secs(5),
                 body_timeout: Duration::from_secs(10),
+                tls: Default::default(),
             },
             database: DatabaseSettings {
                 url: SecretUrl::default(),
@@ -345,6 +354,12 @@ impl Settings {
             return invalid("database.url (MERIDIAN_DATABASE__URL) is required");
         }
         if let Err(e) = self.database.tls.connector() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.http.tls.server_config() {
+            return invalid(&e);
+        }
+        if let Err(e) = crate::server_tls::hop_client_config(self.routing.hop_ca_file.as_deref()) {
             return invalid(&e);
         }
         if self.database.pool_size == 0 || self.http.workers == 0 {

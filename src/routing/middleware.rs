@@ -3,6 +3,7 @@
 //! Requests without a valid token are served locally (the extractor answers them).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -83,14 +84,14 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(timeout: Duration, source: Option<std::net::IpAddr>) -> Self {
-        let builder = awc::Client::builder().timeout(timeout).disable_redirects();
-        let builder = match source {
-            Some(ip) => builder.local_address(ip),
-            None => builder,
-        };
+    /// `tls`: how https peers are verified (`server_tls::hop_client_config`).
+    pub fn new(
+        timeout: Duration,
+        source: Option<std::net::IpAddr>,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self {
-            client: builder.finish(),
+            client: crate::server_tls::hop_client(tls, Some(timeout), source),
         }
     }
 }

@@ -15,6 +15,7 @@ mod isolation;
 mod jobs;
 mod keys;
 mod limits;
+mod listener_tls;
 mod messages;
 mod metrics;
 mod oidc;
