@@ -124,6 +124,7 @@ fn fixture() -> Fixture {
         &here,
         1 << 20,
         "api.meridian.test",
+        "http",
     );
     let topology = Arc::new(topology);
     let relocator = Relocator::new(

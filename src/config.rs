@@ -88,7 +88,8 @@ pub struct RoutingSettings {
     /// Shared by all nodes: signs and verifies hop markers (at least 16 characters).
     pub hop_secret: Secret,
     /// Base URL per region for node-to-node forwarding; defaults to
-    /// `http://<local.address>` from the region files.
+    /// `http://<local.address>` from the region files (`https://` when this
+    /// node's listener has TLS, `http.tls`).
     pub peers: std::collections::BTreeMap<String, String>,
     /// Redirect clients to the peers' URLs instead of the regions' public endpoints
     /// (local runs, where the public endpoints do not exist).

@@ -206,6 +206,13 @@ fn services(
         &region,
         settings.http.body_limit_bytes,
         &settings.api_domain,
+        // Nodes of one deployment share the listener setup: with TLS here, the
+        // peers' default URLs are https too.
+        if settings.http.tls.cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     );
     let topology = Arc::new(topology);
     let relocator = relocation::Relocator::new(

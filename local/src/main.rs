@@ -191,6 +191,10 @@ struct DevArgs {
     /// (default: each region file's `local.admin_address`, else port 9090).
     #[arg(long)]
     admin_port: Option<u16>,
+    /// Serve https: a local CA is made in <state-dir>/tls (kept across runs; its
+    /// path is printed, with a curl line) and every node gets a certificate from it.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Args)]
@@ -260,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 geodns_port: geodns,
                 admin_port: args.admin_port,
                 restart_after: args.restart_after,
+                tls: args.tls,
             })
             .await
         }

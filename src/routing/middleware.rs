@@ -45,6 +45,7 @@ impl RoutingState {
         here: &RegionId,
         body_limit: usize,
         api_domain: &str,
+        peer_scheme: &str,
     ) -> Self {
         let peers = topology
             .regions()
@@ -53,7 +54,7 @@ impl RoutingState {
                     .peers
                     .get(r.id.as_str())
                     .cloned()
-                    .unwrap_or_else(|| format!("http://{}", r.local_address));
+                    .unwrap_or_else(|| format!("{peer_scheme}://{}", r.local_address));
                 (r.id.clone(), url.trim_end_matches('/').to_owned())
             })
             .collect();
