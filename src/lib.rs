@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod hooks;
