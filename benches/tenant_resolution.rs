@@ -97,6 +97,7 @@ fn fixture() -> Fixture {
         connect_timeout: Duration::from_millis(100),
         max_retries: 1,
         dialect: Default::default(),
+        tls: Default::default(),
     })
     .expect("building an idle pool");
     let directory = Directory::new(db.clone(), 1_000_000);
@@ -123,6 +124,7 @@ fn fixture() -> Fixture {
         &here,
         1 << 20,
         "api.meridian.test",
+        "http",
     );
     let topology = Arc::new(topology);
     let relocator = Relocator::new(

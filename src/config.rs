@@ -92,7 +92,8 @@ pub struct RoutingSettings {
     /// Shared by all nodes: signs and verifies hop markers (at least 16 characters).
     pub hop_secret: Secret,
     /// Base URL per region for node-to-node forwarding; defaults to
-    /// `http://<local.address>` from the region files.
+    /// `http://<local.address>` from the region files (`https://` when this
+    /// node's listener has TLS, `http.tls`).
     pub peers: std::collections::BTreeMap<String, String>,
     /// Redirect clients to the peers' URLs instead of the regions' public endpoints
     /// (local runs, where the public endpoints do not exist).
@@ -111,6 +112,10 @@ pub struct RoutingSettings {
     /// Probes missed in a row before a peer region counts as unreachable (its
     /// tenants then fail over); one answer makes it reachable again.
     pub unreachable_after: u32,
+    /// PEM CA bundle trusted, besides Mozilla's roots, for https peers (a private
+    /// CA of the nodes' listener certificates; `server_tls`).
+    #[serde(default)]
+    pub hop_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -131,6 +136,9 @@ pub struct HttpSettings {
     /// a slow body cannot hold a connection (or anything else) for longer.
     #[serde(rename = "body_timeout_ms", with = "millis")]
     pub body_timeout: Duration,
+    /// TLS on the public listener (`server_tls`); off unless both files are set.
+    #[serde(default)]
+    pub tls: crate::server_tls::ServerTlsSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -147,6 +155,10 @@ pub struct DatabaseSettings {
     /// that differ (`db::dialect`). Default postgres, the embedded database.
     #[serde(default)]
     pub dialect: crate::db::Dialect,
+    /// TLS to the database (`db::tls`); default `disable`, for the loopback
+    /// embedded PostgreSQL of dev and tests. Production sets `verify-full`.
+    #[serde(default)]
+    pub tls: crate::db::tls::DbTlsSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -204,6 +216,7 @@ impl Default for RoutingSettings {
             peers: Default::default(),
             redirect_to_peers: false,
             source_address: None,
+            hop_ca_file: None,
         }
     }
 }
@@ -245,6 +258,7 @@ impl Default for Settings {
                 shutdown_grace: Duration::from_secs(5),
                 header_timeout: Duration::from_secs(5),
                 body_timeout: Duration::from_secs(10),
+                tls: Default::default(),
             },
             database: DatabaseSettings {
                 url: SecretUrl::default(),
@@ -252,6 +266,7 @@ impl Default for Settings {
                 connect_timeout: Duration::from_secs(5),
                 max_retries: 8,
                 dialect: crate::db::Dialect::Postgres,
+                tls: Default::default(),
             },
             auth: AuthSettings {
                 issuer: "meridian-local".into(),
@@ -343,6 +358,15 @@ impl Settings {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.database.url.is_empty() {
             return invalid("database.url (MERIDIAN_DATABASE__URL) is required");
+        }
+        if let Err(e) = self.database.tls.connector() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.http.tls.server_config() {
+            return invalid(&e);
+        }
+        if let Err(e) = crate::server_tls::hop_client_config(self.routing.hop_ca_file.as_deref()) {
+            return invalid(&e);
         }
         if self.database.pool_size == 0 || self.http.workers == 0 {
             return invalid("database.pool_size and http.workers must be at least 1");

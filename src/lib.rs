@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod hooks;
@@ -33,6 +34,7 @@ pub mod request_id;
 pub mod routing;
 pub mod scope;
 pub mod secret;
+pub mod server_tls;
 pub mod sessions;
 pub mod state;
 pub mod store;
@@ -50,6 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
@@ -206,6 +209,13 @@ fn services(
         &region,
         settings.http.body_limit_bytes,
         &settings.api_domain,
+        // Nodes of one deployment share the listener setup: with TLS here, the
+        // peers' default URLs are https too.
+        if settings.http.tls.cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     );
     let topology = Arc::new(topology);
     let relocator = relocation::Relocator::new(
@@ -245,6 +255,16 @@ fn http_server(
     let body_timeout = body_deadline::BodyTimeout(settings.http.body_timeout);
     let forward_timeout = settings.routing.forward_timeout;
     let forward_source = settings.routing.source_address;
+    let hop_tls = Arc::new(
+        server_tls::hop_client_config(settings.routing.hop_ca_file.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    );
+    let listener_tls = settings
+        .http
+        .tls
+        .server_config()
+        .map_err(anyhow::Error::msg)?;
+    let hsts = listener_tls.is_some();
     let server = HttpServer::new(move || {
         // Runs on each worker thread: open its pool's first connection now, not
         // inside the first request or readiness probe (`db::pools`).
@@ -262,6 +282,7 @@ fn http_server(
             .app_data(routing::middleware::Forwarder::new(
                 forward_timeout,
                 forward_source,
+                &hop_tls,
             ))
             .app_data(body_timeout)
             .app_data(api::json_config(body_limit))
@@ -277,12 +298,21 @@ fn http_server(
             .wrap(request_id::RequestIdentity { region })
             // Outermost: a hop marker's check reads the body too.
             .wrap(actix_web::middleware::from_fn(body_deadline::enforce))
+            // Every answer of a TLS listener, problems included.
+            .wrap(actix_web::middleware::Condition::new(
+                hsts,
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((header::STRICT_TRANSPORT_SECURITY, server_tls::HSTS)),
+            ))
     })
     .workers(settings.http.workers)
     .client_request_timeout(settings.http.header_timeout)
     .disable_signals()
-    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-    .listen(listener)?
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    let server = match listener_tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    }
     .run();
     Ok(server)
 }

@@ -219,8 +219,16 @@ fn region_watch(
 ) -> JoinHandle<()> {
     let (interval, timeout) = (settings.probe_interval, settings.probe_timeout);
     let unreachable_after = settings.unreachable_after;
+    // Validated at start (`Settings::validate`); https peers are probed as hops go.
+    let hop_tls = crate::server_tls::hop_client_config(settings.hop_ca_file.as_deref());
     actix_web::rt::spawn(async move {
-        let client = awc::Client::builder().disable_redirects().finish();
+        let client = match hop_tls {
+            Ok(tls) => crate::server_tls::hop_client(&std::sync::Arc::new(tls), None, None),
+            Err(err) => {
+                tracing::error!(error = %err, "routing.hop_ca_file: https peers cannot be probed");
+                awc::Client::builder().disable_redirects().finish()
+            }
+        };
         let mut ticker = ticker(interval);
         let mut ticks: u64 = 0;
         loop {

@@ -14,6 +14,7 @@ output "regions" {
       cockroach_node_ips  = m.cockroach_node_ips
       node_asg_name       = m.node_asg_name
       database_url_format = m.database_url_format
+      node_env            = m.node_env
     }
   }
 }

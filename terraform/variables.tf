@@ -129,9 +129,9 @@ variable "cockroach_volume_size_gb" {
 }
 
 variable "cockroach_accept_sql_without_tls" {
-  description = "Start CockroachDB with --accept-sql-without-tls. Needed while the Meridian node's database client connects without TLS (src/db uses NoTls); node-to-node CockroachDB traffic stays TLS either way."
+  description = "Start CockroachDB with --accept-sql-without-tls. Not needed: Meridian nodes connect with database.tls.mode=verify-full (the cluster CA from Secrets Manager). Only for an older Meridian release that spoke plain SQL; node-to-node CockroachDB traffic stays TLS either way."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "cross_region_network" {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use crate::dev_tls;
 use crate::embedded_pg::EmbeddedPg;
 use crate::geodns::{GeoDns, GeoDnsOptions};
 use crate::wan::{self, DelayProxy};
@@ -37,6 +37,9 @@ impl StateDir {
     }
     fn geodns(&self) -> PathBuf {
         self.0.join("geodns")
+    }
+    fn tls(&self) -> PathBuf {
+        self.0.join("tls")
     }
 }
 
@@ -143,6 +146,8 @@ pub struct DevOptions {
     pub admin_port: Option<u16>,
     /// Seconds before a dead node is restarted; 0 leaves it down.
     pub restart_after: u64,
+    /// Serve https with a local CA (`dev_tls`).
+    pub tls: bool,
 }
 
 /// Runs the local topology until Ctrl-C/SIGTERM. A node that dies is reported and
@@ -159,6 +164,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         geodns_port,
         admin_port,
         restart_after,
+        tls,
     } = options;
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
@@ -203,6 +209,14 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     println!("postgres {}", db.superuser_url);
 
     let hop_secret = ensure_secret(&state.hop_secret())?;
+    let tls = if tls {
+        let addresses: Vec<_> = topology.regions().map(|r| r.local_address).collect();
+        let files = dev_tls::prepare(&state.tls(), &addresses)?;
+        let client = files.client_config()?;
+        Some((files, client))
+    } else {
+        None
+    };
     let node = NodeLaunch {
         exe: std::env::current_exe()?,
         state: state.0.clone(),
@@ -211,20 +225,35 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         admin_port,
         app_url: db.app_url.clone(),
         hop_secret,
+        tls: tls.as_ref().map(|(files, _)| files.clone()),
     };
+    let readiness = tls.as_ref().map(|(_, client)| client.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut nodes: Vec<(String, Child)> = Vec::new();
     for region in &regions {
         nodes.push((region.id.to_string(), node.spawn(region)?));
     }
     for region in &regions {
-        wait_ready(region.local_address, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("node {} did not become ready", region.id))?;
-        println!("node {} http://{}", region.id, region.local_address);
+        wait_ready(
+            region.local_address,
+            readiness.as_ref(),
+            Duration::from_secs(30),
+        )
+        .await
+        .with_context(|| format!("node {} did not become ready", region.id))?;
+        println!("node {} {scheme}://{}", region.id, region.local_address);
         println!(
             "metrics {} http://{}/metrics",
             region.id,
             admin_address(region, admin_port)
+        );
+    }
+    if let (Some((files, _)), Some(first)) = (&tls, regions.first()) {
+        println!("tls CA {}", files.ca_file.display());
+        println!(
+            "try: curl --cacert {} https://{}/healthz",
+            files.ca_file.display(),
+            first.local_address
         );
     }
     if proxies.is_some() {
@@ -237,7 +266,14 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     println!("ready");
 
-    let outcome = supervise(&mut nodes, &regions, &node, restart_after).await;
+    let outcome = supervise(
+        &mut nodes,
+        &regions,
+        &node,
+        restart_after,
+        readiness.as_ref(),
+    )
+    .await;
     for (region, child) in &nodes {
         println!("stopping node {region}");
         if let Some(pid) = child.id() {
@@ -308,6 +344,7 @@ struct NodeLaunch {
     admin_port: Option<u16>,
     app_url: String,
     hop_secret: String,
+    tls: Option<dev_tls::DevTls>,
 }
 
 impl NodeLaunch {
@@ -324,6 +361,13 @@ impl NodeLaunch {
                     "MERIDIAN_ROUTING__SOURCE_ADDRESS",
                     region.local_address.ip().to_string(),
                 );
+        }
+        if let Some(tls) = &self.tls {
+            // Peers default to https:// too when the listener has TLS.
+            command
+                .env("MERIDIAN_HTTP__TLS__CERT_FILE", &tls.cert_file)
+                .env("MERIDIAN_HTTP__TLS__KEY_FILE", &tls.key_file)
+                .env("MERIDIAN_ROUTING__HOP_CA_FILE", &tls.ca_file);
         }
         if std::env::var_os("MERIDIAN_LOG__FILTER").is_none() {
             // actix's start-up lines ("starting N workers", …) would land between
@@ -366,6 +410,7 @@ async fn supervise(
     regions: &[&Region],
     launch: &NodeLaunch,
     restart_after: u64,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // Index of a dead node and when to restart it (never when `restart_after` is 0).
@@ -417,9 +462,10 @@ async fn supervise(
                 for i in due {
                     let region = regions[i];
                     nodes[i].1 = launch.spawn(region)?;
-                    match wait_ready(region.local_address, Duration::from_secs(30)).await {
+                    match wait_ready(region.local_address, tls, Duration::from_secs(30)).await {
                         Ok(()) => println!("node {} restarted \
-                            http://{}", region.id, region.local_address),
+                            {}://{}", region.id, if tls.is_some() { "https" } else { "http" },
+                            region.local_address),
                         Err(err) => println!("node {} restarted but is not ready: \
                             {err:#}", region.id),
                     }
@@ -429,11 +475,19 @@ async fn supervise(
     }
 }
 
-/// Polls `GET /readyz` until it answers 200.
-pub async fn wait_ready(address: std::net::SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+/// Polls `GET /readyz` until it answers 200 (over https when `tls` is given).
+pub async fn wait_ready(
+    address: std::net::SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if http_status(address, "/readyz").await.ok() == Some(200) {
+        let status = match tls {
+            Some(tls) => dev_tls::https_status(address, "/readyz", tls).await,
+            None => http_status(address, "/readyz").await,
+        };
+        if status.ok() == Some(200) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -444,17 +498,8 @@ pub async fn wait_ready(address: std::net::SocketAddr, timeout: Duration) -> any
 }
 
 async fn http_status(address: std::net::SocketAddr, path: &str) -> anyhow::Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await?;
-    let line = std::str::from_utf8(&head)?;
-    Ok(line.get(9..12).context("short status line")?.parse()?)
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    dev_tls::status_over(stream, &address.to_string(), path).await
 }
 
 #[cfg(test)]

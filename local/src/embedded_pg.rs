@@ -82,6 +82,57 @@ const SETTINGS: [&str; 8] = [
     "default_transaction_isolation=serializable",
 ];
 
+/// Extra server configuration for one start: TLS and a pg_hba.conf of the
+/// caller's (the database TLS tests; `start` uses none).
+#[derive(Clone, Debug, Default)]
+pub struct ServerExtras {
+    /// `ssl = on` with this certificate chain and key, both PEM.
+    pub tls: Option<(String, String)>,
+    /// PEM CA that client certificates must chain to (`ssl_ca_file`), for `cert`
+    /// authentication.
+    pub client_ca_pem: Option<String>,
+    /// The whole pg_hba.conf, replacing initdb's (e.g. `hostssl` lines only).
+    pub hba: Option<String>,
+}
+
+impl ServerExtras {
+    /// Writes the files into `dir` (owned by the server's user; the key 0600, as
+    /// PostgreSQL demands) and returns the `-c` settings naming them.
+    fn apply(&self, owner: Owner, dir: &Path) -> Result<Vec<String>, EmbeddedPgError> {
+        let write = |name: &str, text: &str| -> Result<PathBuf, EmbeddedPgError> {
+            let path = dir.join(name);
+            let _ = fs::remove_file(&path);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(format!("writing {}", path.display())))?;
+            file.write_all(text.as_bytes())
+                .map_err(io(format!("writing {}", path.display())))?;
+            owner.give(&path)?;
+            Ok(path)
+        };
+        let mut settings = Vec::new();
+        if let Some((cert, key)) = &self.tls {
+            let cert = write("server.crt", cert)?;
+            let key = write("server.key", key)?;
+            settings.push("ssl=on".to_owned());
+            settings.push(format!("ssl_cert_file={}", cert.display()));
+            settings.push(format!("ssl_key_file={}", key.display()));
+        }
+        if let Some(ca) = &self.client_ca_pem {
+            let ca = write("client-ca.crt", ca)?;
+            settings.push(format!("ssl_ca_file={}", ca.display()));
+        }
+        if let Some(hba) = &self.hba {
+            let hba = write("pg_hba.extra.conf", hba)?;
+            settings.push(format!("hba_file={}", hba.display()));
+        }
+        Ok(settings)
+    }
+}
+
 struct Binaries {
     initdb: PathBuf,
     postgres: PathBuf,
@@ -240,6 +291,11 @@ impl EmbeddedPg {
     /// free TCP port. Blocking (std::process), fine to call from startup code or
     /// inside spawn_blocking.
     pub fn start(dir: &Path) -> Result<EmbeddedPg, EmbeddedPgError> {
+        Self::start_with(dir, &ServerExtras::default())
+    }
+
+    /// `start` with the extra configuration of `extras` (TLS, pg_hba.conf).
+    pub fn start_with(dir: &Path, extras: &ServerExtras) -> Result<EmbeddedPg, EmbeddedPgError> {
         let bins = match Binaries::find() {
             Err(EmbeddedPgError::BinariesMissing)
                 if crate::packages::install(&["postgresql"]).is_ok() =>
@@ -274,6 +330,7 @@ impl EmbeddedPg {
             .map_err(io(format!("reading {}", password_file.display())))?
             .trim()
             .to_owned();
+        let extra_settings = extras.apply(owner, &dir)?;
         let log = dir.join("postgres.log");
         let log_file = OpenOptions::new()
             .create(true)
@@ -296,7 +353,11 @@ impl EmbeddedPg {
             cmd.arg("-D")
                 .arg(&data)
                 .args(["-c", &format!("port={port}")]);
-            for setting in SETTINGS {
+            for setting in SETTINGS
+                .iter()
+                .copied()
+                .chain(extra_settings.iter().map(String::as_str))
+            {
                 cmd.args(["-c", setting]);
             }
             let supervisor = cmd

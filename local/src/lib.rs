@@ -8,6 +8,7 @@
 pub mod admin_client;
 pub mod cli;
 pub mod dev;
+pub mod dev_tls;
 pub mod embedded_pg;
 pub mod geodns;
 pub mod packages;

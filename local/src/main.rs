@@ -178,6 +178,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct MigrateArgs {
     /// A URL of the schema owner; without it, the embedded database in --state-dir.
+    /// TLS as the node has it: `MERIDIAN_DATABASE__TLS__*` (mode, ca_file, client cert).
     #[arg(long, env = "MERIDIAN_MIGRATE_URL")]
     database_url: Option<String>,
     /// Sets the password of the service role `meridian_app`.
@@ -216,6 +217,10 @@ struct DevArgs {
     /// (default: each region file's `local.admin_address`, else port 9090).
     #[arg(long)]
     admin_port: Option<u16>,
+    /// Serve https: a local CA is made in <state-dir>/tls (kept across runs; its
+    /// path is printed, with a curl line) and every node gets a certificate from it.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Args)]
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 geodns_port: geodns,
                 admin_port: args.admin_port,
                 restart_after: args.restart_after,
+                tls: args.tls,
             })
             .await
         }
@@ -506,9 +512,16 @@ async fn migrate(state: &StateDir, args: MigrateArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Pretty, "warn");
     let applied = match args.database_url {
         Some(url) => {
-            let outcome =
-                meridian::db::migrate::run(&url, args.app_password.as_deref(), args.dialect)
-                    .await?;
+            // The node's own TLS settings (MERIDIAN_DATABASE__TLS__*) reach the
+            // production cluster, which accepts no plain connection.
+            let tls = meridian::db::tls::DbTlsSettings::from_env()?;
+            let outcome = meridian::db::migrate::run_with_tls(
+                &url,
+                &tls,
+                args.app_password.as_deref(),
+                args.dialect,
+            )
+            .await?;
             println!("dialect {}", outcome.dialect);
             outcome.applied
         }

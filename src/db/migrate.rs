@@ -15,9 +15,9 @@
 //! `LOCALITY …` in the statement that creates them.
 
 use refinery::Migration;
-use tokio_postgres::NoTls;
 
 use super::dialect::Dialect;
+use super::tls::DbTlsSettings;
 
 /// (refinery name, SQL). Files not listed here are not applied: keep these lists,
 /// `sql/` and `sql/README.md` in step (`listed_files_are_the_files_on_disk`).
@@ -186,12 +186,17 @@ pub async fn run(
     app_password: Option<&str>,
     dialect: Option<Dialect>,
 ) -> anyhow::Result<Outcome> {
-    let (mut client, connection) = tokio_postgres::connect(admin_url, NoTls).await?;
-    let driver = tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(error = %err, "migration connection ended");
-        }
-    });
+    run_with_tls(admin_url, &DbTlsSettings::default(), app_password, dialect).await
+}
+
+/// `run` over the connection `tls` describes (`database.tls` of the node).
+pub async fn run_with_tls(
+    admin_url: &str,
+    tls: &DbTlsSettings,
+    app_password: Option<&str>,
+    dialect: Option<Dialect>,
+) -> anyhow::Result<Outcome> {
+    let (mut client, driver) = super::tls::connect_one(admin_url, tls).await?;
     let detected = Dialect::from_version(
         client
             .query_one("SELECT version()", &[])

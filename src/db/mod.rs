@@ -9,6 +9,7 @@ pub mod dialect;
 pub mod migrate;
 mod pools;
 pub mod shards;
+pub mod tls;
 pub mod tx;
 
 use std::str::FromStr;
@@ -30,6 +31,8 @@ pub struct Database {
     pool_wait: prometheus_client::metrics::histogram::Histogram,
     max_retries: u32,
     dialect: Dialect,
+    /// For the hint when the server refuses a plain connection.
+    tls_mode: tls::TlsMode,
     /// Storage-usage shards held by this node's write transactions.
     usage_shards: Arc<shards::ShardLeases>,
 }
@@ -68,11 +71,26 @@ impl DbError {
     }
 }
 
+/// An error with its causes: tokio-postgres's own message is only the kind
+/// ("error performing TLS handshake", "db error"); the why is in its sources.
+pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
         let Some(code) = err.code() else {
             // No SQLSTATE: the connection failed or closed.
-            return DbError::Unavailable(err.to_string());
+            return DbError::Unavailable(with_causes(&err));
         };
         if DbError::is_retryable(&err) {
             return DbError::RetryExhausted;
@@ -109,6 +127,36 @@ impl From<deadpool_postgres::PoolError> for DbError {
     }
 }
 
+/// Plain TCP to a host that is not loopback crosses a network unencrypted.
+fn warn_if_plain_to_remote(config: &tokio_postgres::Config, mode: tls::TlsMode) {
+    use tokio_postgres::config::Host;
+    if mode != tls::TlsMode::Disable {
+        return;
+    }
+    let loopback = |host: &Host| match host {
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Host::Unix(_) => true,
+    };
+    // With `hostaddr` the connection goes to those addresses, whatever the name.
+    let addrs = config.get_hostaddrs();
+    let remote = if addrs.is_empty() {
+        !config.get_hosts().iter().all(loopback)
+    } else {
+        !addrs.iter().all(|ip| ip.is_loopback())
+    };
+    if remote {
+        tracing::warn!(
+            "database.tls.mode is disable for a database that is not on loopback: the \
+             connection is not encrypted (set MERIDIAN_DATABASE__TLS__MODE=verify-full)"
+        );
+    }
+}
+
 impl Database {
     pub fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
         let mut config = tokio_postgres::Config::from_str(settings.url.expose()).map_err(|e| {
@@ -117,17 +165,31 @@ impl Database {
             ))
         })?;
         let timeout = settings.connect_timeout;
-        config.connect_timeout(timeout).application_name("meridian");
+        config
+            .connect_timeout(timeout)
+            .application_name("meridian")
+            .ssl_mode(settings.tls.ssl_mode());
+        let connector = Arc::new(
+            settings
+                .tls
+                .connector()
+                .map_err(|e| DbError::Other(anyhow::anyhow!(e)))?,
+        );
+        warn_if_plain_to_remote(&config, settings.tls.mode);
         let make = move |max_size: usize| {
-            let manager = Manager::from_config(
-                config.clone(),
-                NoTls,
-                ManagerConfig {
-                    // Connections are returned only after a clean COMMIT/ROLLBACK; an
-                    // interrupted transaction detaches its connection (see `tx`).
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
+            // Connections are returned only after a clean COMMIT/ROLLBACK; an
+            // interrupted transaction detaches its connection (see `tx`).
+            let manager_config = ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            };
+            let manager = match connector.as_ref() {
+                tls::Connector::Plain => {
+                    Manager::from_config(config.clone(), NoTls, manager_config)
+                }
+                tls::Connector::Rustls(rustls) => {
+                    Manager::from_config(config.clone(), rustls.clone(), manager_config)
+                }
+            };
             Pool::builder(manager)
                 .max_size(max_size)
                 .wait_timeout(Some(timeout))
@@ -143,6 +205,7 @@ impl Database {
             pool_wait: crate::metrics::latency_histogram(),
             max_retries: settings.max_retries.max(1),
             dialect: settings.dialect,
+            tls_mode: settings.tls.mode,
             usage_shards: Arc::new(shards::ShardLeases::new()),
         })
     }
@@ -165,7 +228,10 @@ impl Database {
     /// security (a superuser or BYPASSRLS role on PostgreSQL; an admin on
     /// CockroachDB, which RLS exempts even when forced). Refuses to run otherwise.
     pub async fn check_server(&self) -> anyhow::Result<()> {
-        let client = self.connection().await?;
+        let client = self
+            .connection()
+            .await
+            .map_err(|e| self.explain_refusal(e))?;
         let version: String = client
             .query_one("SELECT version()", &[])
             .await
@@ -191,6 +257,28 @@ impl Database {
             );
         }
         Ok(())
+    }
+
+    /// A server that accepts only TLS answers a plain connection with SQLSTATE
+    /// 28000 (no pg_hba.conf entry … no encryption): say what to set.
+    fn explain_refusal(&self, err: DbError) -> anyhow::Error {
+        let refused = match &err {
+            DbError::Other(e) => e
+                .downcast_ref::<tokio_postgres::Error>()
+                .filter(|e| e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)),
+            _ => None,
+        };
+        if let Some(refused) = refused
+            && self.tls_mode == tls::TlsMode::Disable
+        {
+            let why = with_causes(refused);
+            return anyhow::anyhow!(
+                "the database refused a connection without TLS ({why}); the server may require \
+                 TLS: set database.tls.mode (MERIDIAN_DATABASE__TLS__MODE) to verify-full, with \
+                 database.tls.ca_file"
+            );
+        }
+        anyhow::Error::new(err)
     }
 
     /// A cheap round trip, for `/readyz`.

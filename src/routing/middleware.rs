@@ -5,6 +5,7 @@
 //! Requests without a valid token are served locally (the extractor answers them).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -46,6 +47,7 @@ impl RoutingState {
         here: &RegionId,
         body_limit: usize,
         api_domain: &str,
+        peer_scheme: &str,
     ) -> Self {
         let peers = topology
             .regions()
@@ -54,7 +56,7 @@ impl RoutingState {
                     .peers
                     .get(r.id.as_str())
                     .cloned()
-                    .unwrap_or_else(|| format!("http://{}", r.local_address));
+                    .unwrap_or_else(|| format!("{peer_scheme}://{}", r.local_address));
                 (r.id.clone(), url.trim_end_matches('/').to_owned())
             })
             .collect();
@@ -85,14 +87,14 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(timeout: Duration, source: Option<std::net::IpAddr>) -> Self {
-        let builder = awc::Client::builder().timeout(timeout).disable_redirects();
-        let builder = match source {
-            Some(ip) => builder.local_address(ip),
-            None => builder,
-        };
+    /// `tls`: how https peers are verified (`server_tls::hop_client_config`).
+    pub fn new(
+        timeout: Duration,
+        source: Option<std::net::IpAddr>,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self {
-            client: builder.finish(),
+            client: crate::server_tls::hop_client(tls, Some(timeout), source),
         }
     }
 }

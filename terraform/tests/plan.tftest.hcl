@@ -178,6 +178,13 @@ run "cockroach_cluster_spans_all_regions" {
     condition     = startswith(output.regions["us-east1"].database_url_format, "postgresql://meridian_app:<password>@10.11.128.10:26257,")
     error_message = "the database URL points at the region's own CockroachDB nodes"
   }
+  assert {
+    condition = (
+      output.regions["us-east1"].node_env["MERIDIAN_DATABASE__TLS__MODE"] == "verify-full" &&
+      output.regions["us-east1"].node_env["MERIDIAN_DATABASE__TLS__CA_FILE"] == "/run/meridian/db-ca.crt"
+    )
+    error_message = "nodes verify CockroachDB's certificate (verify-full, the cluster CA written by user data)"
+  }
 }
 
 run "vpc_peering_links_every_pair" {

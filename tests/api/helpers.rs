@@ -271,6 +271,11 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .next()
         .unwrap()
         .to_owned();
+    // A node with a TLS listener is asked over https, trusting the CA its peers
+    // trust (`routing.hop_ca_file`).
+    let https = settings.http.tls.cert_file.is_some();
+    let hop_tls =
+        meridian::server_tls::hop_client_config(settings.routing.hop_ca_file.as_deref()).unwrap();
     let keys = KeySet::load(&settings.auth.keys_file).unwrap();
     let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
     let app = Application::build(settings)
@@ -278,7 +283,11 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .expect("building the app");
     let handle = app.handle();
     let shutdown = app.shutdown();
-    let base = format!("http://{}", app.address());
+    let base = format!(
+        "{}://{}",
+        if https { "https" } else { "http" },
+        app.address()
+    );
     let metrics_url = format!("http://{}/metrics", app.admin_address());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
@@ -289,9 +298,17 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         // awc's default 5 s bound is a timing assertion in disguise: the suite runs
         // dozens of nodes and PostgreSQL on two cores, where a request can queue
         // that long. Tests check answers, not speed (benchmarks do that).
-        client: awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .finish(),
+        client: if https {
+            meridian::server_tls::hop_client(
+                &Arc::new(hop_tls),
+                Some(std::time::Duration::from_secs(30)),
+                None,
+            )
+        } else {
+            awc::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .finish()
+        },
         handle,
         shutdown,
     }

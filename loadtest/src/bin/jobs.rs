@@ -121,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
                 connect_timeout: std::time::Duration::from_secs(5),
                 max_retries: 8,
                 dialect: Dialect::Postgres,
+                tls: Default::default(),
             })?;
             let settings = JobSettings {
                 workers,

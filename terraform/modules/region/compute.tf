@@ -21,6 +21,10 @@ locals {
       MERIDIAN_ADMIN__BIND     = "0.0.0.0:${local.admin_port}"
       MERIDIAN_AUTH__KEYS_FILE = "/run/meridian/keys.json"
       MERIDIAN_LOG__FORMAT     = "json"
+      # TLS to CockroachDB: the certificate must chain to the cluster CA (written
+      # from Secrets Manager before every start) and carry the node's IP.
+      MERIDIAN_DATABASE__TLS__MODE    = "verify-full"
+      MERIDIAN_DATABASE__TLS__CA_FILE = "/run/meridian/db-ca.crt"
       # `{slug}.<api_domain>` is a tenant's host, served only for its tokens.
       MERIDIAN_API_DOMAIN = var.deployment.api_domain
       # Figment parses a {key="value",…} dict from one variable.
@@ -71,6 +75,9 @@ resource "aws_launch_template" "node" {
     database_url_secret    = aws_secretsmanager_secret.node["database-url"].arn
     hop_secret_secret      = aws_secretsmanager_secret.node["hop-secret"].arn
     auth_keys_secret       = aws_secretsmanager_secret.node["auth-keys"].arn
+    db_ca_secret           = module.cockroach.ca_crt_secret_arn
+    db_client_crt_secret   = aws_secretsmanager_secret.node["database-client-crt"].arn
+    db_client_key_secret   = aws_secretsmanager_secret.node["database-client-key"].arn
   }))
 
   tag_specifications {

@@ -21,10 +21,11 @@ resource "aws_iam_role_policy" "node" {
     Version = "2012-10-17"
     Statement = [
       {
-        Sid      = "ReadMeridianSecrets"
-        Effect   = "Allow"
-        Action   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-        Resource = [for s in aws_secretsmanager_secret.node : s.arn]
+        Sid    = "ReadMeridianSecrets"
+        Effect = "Allow"
+        Action = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+        # Plus the cluster CA certificate, to verify the database (verify-full).
+        Resource = concat([for s in aws_secretsmanager_secret.node : s.arn], [module.cockroach.ca_crt_secret_arn])
       },
       {
         Sid      = "ReadReleaseArtifact"

@@ -52,8 +52,13 @@ output "cockroach_node_ips" {
 }
 
 output "database_url_format" {
-  description = "What to put in the database-url secret (password URL-encoded)."
-  value       = "postgresql://meridian_app:<password>@${join(",", [for ip in module.cockroach.node_ips : "${ip}:26257"])}/meridian?sslmode=disable"
+  description = "What to put in the database-url secret (password URL-encoded). No sslmode: the nodes' database.tls settings (verify-full) decide."
+  value       = "postgresql://meridian_app:<password>@${join(",", [for ip in module.cockroach.node_ips : "${ip}:26257"])}/meridian"
+}
+
+output "node_env" {
+  description = "The non-secret MERIDIAN_* settings of this region's nodes (user data)."
+  value       = local.node_env
 }
 
 output "secrets" {

@@ -9,6 +9,9 @@ locals {
     database-url = "postgresql://meridian_app:<password>@<this region's CockroachDB nodes>/meridian (MERIDIAN_DATABASE__URL)"
     hop-secret   = "shared by all regions: signs node-to-node hop markers, >= 16 characters (MERIDIAN_ROUTING__HOP_SECRET)"
     auth-keys    = "shared by all regions: the JSON key set that verifies tokens (file behind MERIDIAN_AUTH__KEYS_FILE)"
+    # Optional: left without a value, the node signs in with the URL's password.
+    database-client-crt = "optional: CockroachDB client certificate of meridian_app (client.meridian_app.crt), for certificate authentication (MERIDIAN_DATABASE__TLS__CLIENT_CERT_FILE)"
+    database-client-key = "optional: its key (client.meridian_app.key), with database-client-crt (MERIDIAN_DATABASE__TLS__CLIENT_KEY_FILE)"
   }
 }
 
