@@ -7,9 +7,10 @@
 //! Both run under `supervisor` (stopped when we exit, even by SIGKILL). Stopping
 //! waits for slapd, which takes 1–3 s after SIGTERM (runuser forwards the
 //! signal). The recipes are /work/shared/FIXTURES.md's, as in the tests'
-//! fixtures (`tests/api/slapd.rs`, `tests/api/oidc.rs`); the server's tests
-//! cannot depend on this crate (tests/layering.rs), so the few lines of LDIF are
-//! duplicated there.
+//! fixtures (`tests/api/slapd.rs`, `tests/api/oidc.rs`): `config_ldif` is
+//! shared with them; the data LDIF, the start/stop code and the mock's start
+//! stay duplicated there (a few lines each; the tests' versions panic, these
+//! answer errors, and they add `modify` and per-test people).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +26,7 @@ pub const SUFFIX: &str = "dc=meridian,dc=test";
 pub const PEOPLE: &str = "ou=people,dc=meridian,dc=test";
 pub const GROUPS: &str = "ou=groups,dc=meridian,dc=test";
 pub const SERVICE_DN: &str = "cn=service,dc=meridian,dc=test";
-const ADMIN_DN: &str = "cn=admin,dc=meridian,dc=test";
+pub const ADMIN_DN: &str = "cn=admin,dc=meridian,dc=test";
 
 /// A demo person: in the directory (with `password`) and known to the OIDC
 /// mock (which asks for no password: its form takes the `sub`).
@@ -152,7 +153,9 @@ fn require_slapd() -> anyhow::Result<()> {
     }
 }
 
-fn config_ldif(dir: &Path, root_pw: &str) -> String {
+/// The `cn=config` LDIF of a throwaway instance in `dir` (suffix `SUFFIX`, root
+/// `ADMIN_DN` with `root_pw`); also the api tests' (`tests/api/slapd.rs`).
+pub fn config_ldif(dir: &Path, root_pw: &str) -> String {
     let schema = |name: &str| format!("include: file:///etc/ldap/schema/{name}.ldif\n\n");
     format!(
         "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {pid}\n\n\
