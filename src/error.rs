@@ -171,6 +171,7 @@ error_codes! {
     SlugTaken = "slug_taken" => CONFLICT,
     ChannelNameTaken = "channel_name_taken" => CONFLICT,
     LastOwner = "last_owner" => CONFLICT,
+    LastPlatformAdmin = "last_platform_admin" => CONFLICT,
     DrainStrandsTenants = "drain_strands_tenants" => CONFLICT,
     RelocationInProgress = "relocation_in_progress" => CONFLICT,
     RelocationStale = "relocation_stale" => CONFLICT,

@@ -2,6 +2,8 @@
 //! process per region on its loopback address — all in one state directory, all
 //! stopped on Ctrl-C or SIGTERM. Nodes are separate processes so a drill can kill one.
 //! With `--geodns`, also the local GeoDNS (PowerDNS, see `geodns`) in front of them.
+//! With `--identity`, also demo identity providers (OpenLDAP and an OIDC mock, see
+//! `demo_idp`) for the sign-in walk-through.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+use crate::demo_idp::DemoIdentity;
 use crate::dev_tls;
 use crate::embedded_pg::EmbeddedPg;
 use crate::geodns::{GeoDns, GeoDnsOptions};
@@ -148,6 +151,8 @@ pub struct DevOptions {
     pub restart_after: u64,
     /// Serve https with a local CA (`dev_tls`).
     pub tls: bool,
+    /// Run demo identity providers (`demo_idp`) and let the nodes reach loopback.
+    pub identity: bool,
 }
 
 /// Runs the local topology until Ctrl-C/SIGTERM. A node that dies is reported and
@@ -165,6 +170,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         admin_port,
         restart_after,
         tls,
+        identity,
     } = options;
     let topology = Topology::load(&regions_dir)?;
     let regions: Vec<_> = match &only {
@@ -204,6 +210,15 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Before anything else starts: a missing slapd or Python is a one-line error.
+    // Stopped when `run` returns (its Drop waits for slapd).
+    let identity = if identity {
+        let dir = state.0.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Some(tokio::task::spawn_blocking(move || DemoIdentity::start(&dir)).await??)
+    } else {
+        None
+    };
     KeySet::ensure_file(&state.keys())?;
     let db = prepare_database(&state).await?;
     println!("postgres {}", db.superuser_url);
@@ -226,6 +241,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         app_url: db.app_url.clone(),
         hop_secret,
         tls: tls.as_ref().map(|(files, _)| files.clone()),
+        allow_loopback: identity.is_some(),
     };
     let readiness = tls.as_ref().map(|(_, client)| client.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -264,6 +280,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         Some(port) => Some(start_geodns(&state, &topology, port).await?),
         None => None,
     };
+    if let (Some(identity), Some(first)) = (&identity, regions.first()) {
+        print!("{}", identity.describe());
+        print_provider_requests(identity, &format!("{scheme}://{}", first.local_address));
+    }
     println!("ready");
 
     let outcome = supervise(
@@ -335,6 +355,26 @@ async fn start_geodns(state: &StateDir, topology: &Topology, port: u16) -> anyho
     Ok(dns)
 }
 
+/// The `curl` lines that give a tenant the demo providers (its owner's token in
+/// `$TOKEN`), and a sign-in.
+fn print_provider_requests(identity: &DemoIdentity, base: &str) {
+    let redirect = "http://127.0.0.1:9999/cb";
+    println!("identity providers for a tenant (TOKEN=<its owner's token>, SLUG=<its slug>):");
+    for body in identity.provider_bodies(redirect) {
+        println!(
+            "  curl -sS -X POST {base}/v1/identity-providers -H \"authorization: Bearer $TOKEN\" \
+             -H 'content-type: application/json' -d '{body}'"
+        );
+    }
+    if let Some(alice) = identity.users.first() {
+        println!(
+            "  curl -sS -X POST {base}/v1/auth/$SLUG/ldap -H 'content-type: application/json' \
+             -d '{{\"username\":\"{}\",\"password\":\"{}\"}}'",
+            alice.uid, alice.password
+        );
+    }
+}
+
 /// How to start one region's node (`meridian serve` in its own process).
 struct NodeLaunch {
     exe: PathBuf,
@@ -345,6 +385,9 @@ struct NodeLaunch {
     app_url: String,
     hop_secret: String,
     tls: Option<dev_tls::DevTls>,
+    /// `--identity`: the demo providers listen on loopback, which the outbound
+    /// client refuses unless told otherwise (dev/test only).
+    allow_loopback: bool,
 }
 
 impl NodeLaunch {
@@ -368,6 +411,9 @@ impl NodeLaunch {
                 .env("MERIDIAN_HTTP__TLS__CERT_FILE", &tls.cert_file)
                 .env("MERIDIAN_HTTP__TLS__KEY_FILE", &tls.key_file)
                 .env("MERIDIAN_ROUTING__HOP_CA_FILE", &tls.ca_file);
+        }
+        if self.allow_loopback {
+            command.env("MERIDIAN_OUTBOUND__ALLOW_LOOPBACK", "true");
         }
         if std::env::var_os("MERIDIAN_LOG__FILTER").is_none() {
             // actix's start-up lines ("starting N workers", …) would land between

@@ -7,6 +7,7 @@
 
 pub mod admin_client;
 pub mod cli;
+pub mod demo_idp;
 pub mod dev;
 pub mod dev_tls;
 pub mod embedded_pg;

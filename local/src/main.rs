@@ -221,6 +221,11 @@ struct DevArgs {
     /// path is printed, with a curl line) and every node gets a certificate from it.
     #[arg(long)]
     tls: bool,
+    /// Also run demo identity providers for the sign-in walk-through: a
+    /// throwaway OpenLDAP and an OIDC mock on loopback ports (prints `oidc
+    /// <issuer-url>`, `ldap <url>`, the demo users and their passwords).
+    #[arg(long)]
+    identity: bool,
 }
 
 #[derive(Args)]
@@ -291,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 admin_port: args.admin_port,
                 restart_after: args.restart_after,
                 tls: args.tls,
+                identity: args.identity,
             })
             .await
         }

@@ -17,7 +17,8 @@ use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::identity::store as providers;
 use crate::identity::{admit, external, ldap, role_for};
-use crate::ids::{RegionId, TenantId, UserId};
+use crate::ids::{ImpersonationId, RegionId, TenantId, UserId};
+use crate::impersonation;
 use crate::scope::{Authenticated, Guarded, SignInScope, TenantScope};
 use crate::sessions::cookie::{self, Delivery};
 use crate::sessions::{self, RefreshToken, store};
@@ -297,18 +298,59 @@ pub struct MeTenant {
     pub home_region: RegionId,
 }
 
+/// The impersonation a `/v1/me` request acts under (its token's `act`).
 #[derive(Serialize, ToSchema)]
-pub struct Me {
-    pub user: User,
-    pub tenant: MeTenant,
+pub struct MeImpersonation {
+    pub id: ImpersonationId,
+    /// The platform admin acting.
+    pub actor: String,
+    pub mode: impersonation::Mode,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The signed-in user and their tenant.
+/// Who the token is: a user of the tenant, or an impersonation of it (then
+/// `user` is absent: an impersonation is nobody in the tenant's user list).
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    pub tenant: MeTenant,
+    /// The role the token acts with.
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impersonation: Option<MeImpersonation>,
+}
+
+/// The signed-in user (or the impersonation) and the tenant.
 #[utoipa::path(tag = "sessions", security(("bearer" = [])), responses((status = 200, body = Me)))]
 #[get("/me")]
 pub async fn me(scope: Guarded<Authenticated, TenantScope>) -> Result<web::Json<Me>, ApiError> {
-    let id = scope.user_id();
-    let user = scope.read(async |tx| Ok(users::get(tx, id).await?)).await?;
+    let (user, impersonation) = match scope.impersonation() {
+        // The scope's prologue has already confirmed the row is live; it is
+        // read again here for its mode and end.
+        Some(imp) => {
+            let id = imp.id;
+            let row = scope
+                .read(async |tx| Ok(impersonation::store::get(tx, id).await?))
+                .await?
+                .ok_or(ApiError::NotFound {
+                    kind: "impersonation",
+                    id: None,
+                })?;
+            let me = MeImpersonation {
+                id: row.id,
+                actor: row.actor,
+                mode: row.mode,
+                expires_at: row.expires_at,
+            };
+            (None, Some(me))
+        }
+        None => {
+            let id = scope.user_id();
+            let user = scope.read(async |tx| Ok(users::get(tx, id).await?)).await?;
+            (Some(user), None)
+        }
+    };
     let tenant = scope.tenant();
     Ok(web::Json(Me {
         user,
@@ -318,5 +360,7 @@ pub async fn me(scope: Guarded<Authenticated, TenantScope>) -> Result<web::Json<
             name: tenant.name.clone(),
             home_region: tenant.home_region.clone(),
         },
+        role: scope.role(),
+        impersonation,
     }))
 }

@@ -479,7 +479,11 @@ pub const OPERATIONS: &[Operation] = &[
         "PATCH",
         "/v1/platform/users/{id}",
         Who::Platform,
-        &[ErrorCode::Forbidden, ErrorCode::NotFound],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::LastPlatformAdmin,
+        ],
     ),
     op(
         "refreshSession",

@@ -88,6 +88,20 @@ pub async fn insert(
     from_row(&row)
 }
 
+/// The tenant's impersonation `id`, whatever its state (`None` if not the tenant's).
+pub async fn get(
+    tx: &TenantTx<'_>,
+    id: ImpersonationId,
+) -> Result<Option<Impersonation>, StoreError> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM impersonations WHERE tenant_id = $1 AND id = $2"),
+            &[tx.tenant_id().as_uuid(), id.as_uuid()],
+        )
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// The tenant's impersonations that are neither revoked nor expired, newest first.
 pub async fn list_active(tx: &TenantTx<'_>) -> Result<Vec<Impersonation>, StoreError> {
     let rows = tx

@@ -86,12 +86,31 @@ pub async fn create(
 }
 
 /// Changes a user's status and/or role; `None` when there is no such user.
+/// Refuses (`LastPlatformAdmin`) a change that would leave no active platform
+/// admin: the active admins' rows are locked (`FOR UPDATE`) before the count,
+/// so of two concurrent demotions of the last two admins the second waits for
+/// the first and counts one (SERIALIZABLE would abort it otherwise anyway).
 pub async fn update(
     tx: &PlatformTx<'_>,
     id: Uuid,
     status: Option<PlatformUserStatus>,
     role: Option<Role>,
 ) -> Result<Option<PlatformUser>, StoreError> {
+    let admins: Vec<Uuid> = tx
+        .query(
+            "SELECT id FROM platform_users WHERE role = 'platform_admin' AND status = 'active'
+             ORDER BY id FOR UPDATE",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let stays_admin = role.is_none_or(|r| r == Role::PlatformAdmin)
+        && status.is_none_or(|s| s == PlatformUserStatus::Active);
+    if admins.contains(&id) && !stays_admin && admins.len() <= 1 {
+        return Err(StoreError::LastPlatformAdmin);
+    }
     let sql = format!(
         "UPDATE platform_users SET status = COALESCE($2, status), role = COALESCE($3, role),
                 updated_at = now()

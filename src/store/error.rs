@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The change would leave the tenant without an active owner.
     #[error("the tenant must keep at least one active owner")]
     LastOwner,
+    /// The change would leave the platform without an active platform admin.
+    #[error("the platform must keep at least one active platform admin")]
+    LastPlatformAdmin,
     /// The caller's role may not make this change (owners and compliance
     /// officers are made and unmade by owners only).
     #[error("your role does not allow this action")]
@@ -112,6 +115,10 @@ impl From<StoreError> for ApiError {
             StoreError::LastOwner => {
                 conflict(ErrorCode::LastOwner, StoreError::LastOwner.to_string())
             }
+            StoreError::LastPlatformAdmin => conflict(
+                ErrorCode::LastPlatformAdmin,
+                StoreError::LastPlatformAdmin.to_string(),
+            ),
             StoreError::NotAllowed => ApiError::Forbidden("your role does not allow this action"),
             StoreError::ResidencyConflict(detail) => ApiError::ResidencyConflict(detail),
             StoreError::JobFinished(detail) => conflict(ErrorCode::JobFinished, detail),

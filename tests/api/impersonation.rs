@@ -401,3 +401,45 @@ async fn only_platform_admins_start_one_with_a_reason_for_at_most_an_hour() {
         .get(0);
     assert_eq!(rows, 2);
 }
+
+/// `GET /v1/me` under an impersonation: the tenant, the role it acts with and
+/// the impersonation, no user (it is nobody in the tenant's user list); a
+/// user's own `/v1/me` names the user and no impersonation.
+#[actix_web::test]
+async fn me_under_an_impersonation_names_the_impersonation_not_a_user() {
+    let app = spawn_app().await;
+    let a = app.provision("me-viewed").await;
+    let reply = start_with(&app, &a, json!({"reason": "ticket 99", "minutes": 5})).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let (imp, token) = ids(&reply.body);
+
+    let me = app.get("/v1/me", &token).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["tenant"]["id"], a.id.to_string());
+    assert_eq!(me.body["tenant"]["slug"], "me-viewed");
+    assert_eq!(me.body["role"], "admin");
+    assert!(me.body.get("user").is_none(), "{}", me.body);
+    assert_eq!(
+        me.body["impersonation"],
+        json!({"id": imp.to_string(), "actor": "test-admin", "mode": "read",
+               "expires_at": reply.body["expires_at"]}),
+    );
+
+    let own = app.get("/v1/me", &a.owner_token).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(own.body["user"]["id"], a.owner_id.to_string());
+    assert_eq!(own.body["role"], "owner");
+    assert!(own.body.get("impersonation").is_none(), "{}", own.body);
+
+    // Revoked: the token is refused, `/v1/me` included.
+    let revoked = app
+        .request(
+            "DELETE",
+            &format!("/v1/tenants/{}/impersonations/{imp}", a.id),
+            Some(&a.owner_token),
+            None,
+        )
+        .await;
+    assert!(revoked.status.is_success(), "{}", revoked.body);
+    assert_problem(&app.get("/v1/me", &token).await, 401, "unauthenticated");
+}

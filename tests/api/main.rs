@@ -29,6 +29,7 @@ mod outbox;
 mod pki;
 mod plans;
 mod platform;
+mod platform_admins;
 mod regions;
 mod rls;
 mod routing_paths;

@@ -224,6 +224,25 @@ async fn platform_staff_sign_in_through_the_platform_provider() {
     );
     assert_problem(&sign_in(&app, "ops").await, 401, "unauthenticated");
 
+    // The only active admin cannot be demoted; with a second admin it can.
+    let refused = app
+        .patch(
+            &format!("/v1/platform/users/{root_id}"),
+            &admin,
+            json!({"role": "operator"}),
+        )
+        .await;
+    assert_problem(&refused, 409, "last_platform_admin");
+    let backup = app
+        .post(
+            "/v1/platform/users",
+            &admin,
+            json!({"issuer": mock.issuer, "subject": "backup", "email": "backup@example.com",
+                   "role": "platform_admin"}),
+        )
+        .await;
+    assert_eq!(backup.status, 201, "{}", backup.body);
+
     // A role change follows at once too: the admin's token as an operator is
     // no longer the user's, so it is refused.
     let root_again = sign_in(&app, "root").await;
@@ -262,8 +281,8 @@ async fn platform_staff_sign_in_through_the_platform_provider() {
     );
 
     // The platform trail has the bootstrap, the sign-ins and the changes.
-    let trail = app.platform_events("platform_user_created", 2).await;
-    assert_eq!(trail.len(), 2, "{trail:?}");
+    let trail = app.platform_events("platform_user_created", 3).await;
+    assert_eq!(trail.len(), 3, "{trail:?}");
     let failed = app.platform_events("platform_login_failed", 1).await;
     assert!(
         failed

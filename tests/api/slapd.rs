@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SUFFIX: &str = "dc=meridian,dc=test";
-pub const ADMIN_DN: &str = "cn=admin,dc=meridian,dc=test";
+pub const SUFFIX: &str = meridian_local::demo_idp::SUFFIX;
+pub const ADMIN_DN: &str = meridian_local::demo_idp::ADMIN_DN;
 pub const ADMIN_PW: &str = "admin-secret";
 pub const SERVICE_DN: &str = "cn=service,dc=meridian,dc=test";
 pub const SERVICE_PW: &str = "service-secret";
@@ -48,30 +48,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The instance's `cn=config`: `meridian dev --identity`'s (`demo_idp`), with
+/// this fixture's known root password (`modify` binds as the root DN).
 fn config_ldif(dir: &Path) -> String {
-    let schema = |name: &str| format!("include: file:///etc/ldap/schema/{name}.ldif\n\n");
-    format!(
-        "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {pid}\n\n\
-         dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\n\
-         olcModulePath: /usr/lib/ldap\nolcModuleLoad: back_mdb\n\n\
-         dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n\
-         {core}{cosine}{inet}{nis}\
-         dn: olcDatabase={{-1}}frontend,cn=config\nobjectClass: olcDatabaseConfig\n\
-         objectClass: olcFrontendConfig\nolcDatabase: {{-1}}frontend\n\n\
-         dn: olcDatabase={{0}}config,cn=config\nobjectClass: olcDatabaseConfig\n\
-         olcDatabase: {{0}}config\n\n\
-         dn: olcDatabase={{1}}mdb,cn=config\nobjectClass: olcDatabaseConfig\n\
-         objectClass: olcMdbConfig\nolcDatabase: {{1}}mdb\nolcSuffix: {SUFFIX}\n\
-         olcRootDN: {ADMIN_DN}\nolcRootPW: {root_pw}\nolcDbDirectory: {db}\n\
-         olcDbMaxSize: 104857600\n",
-        pid = dir.join("slapd.pid").display(),
-        core = schema("core"),
-        cosine = schema("cosine"),
-        inet = schema("inetorgperson"),
-        nis = schema("nis"),
-        root_pw = slappasswd(ADMIN_PW),
-        db = dir.join("db").display(),
-    )
+    meridian_local::demo_idp::config_ldif(dir, &slappasswd(ADMIN_PW))
 }
 
 /// A person `uid` with `password` in `ou=people`.
