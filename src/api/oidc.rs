@@ -20,7 +20,6 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::identity::admit::{self, Admission, Claimed};
-use crate::identity::id_token::KEYS;
 use crate::identity::oidc::{self, Started};
 use crate::identity::{ProviderKind, diagnose, store};
 use crate::ids::{ProviderId, UserId};
@@ -153,36 +152,16 @@ pub async fn callback(
         return Err(REFUSED);
     };
     let target = Some(("identity_provider", provider.id.to_string()));
-    let checked = async {
-        if let Some(error) = &query.error {
-            return Err(format!(
-                "the provider refused: {}",
-                error.chars().take(100).collect::<String>()
-            ));
-        }
-        let code = query.code.as_deref().ok_or_else(|| "no code".to_owned())?;
-        let discovery = diagnose::discover(&hooks.client, &config).await?;
-        let secret = secret.as_ref().map(|s| s.expose());
-        let id_token = oidc::exchange(
-            &hooks.client,
-            &discovery.token_endpoint,
-            &config,
-            secret,
-            code,
-            &flow.redirect_uri,
-            &flow.verifier,
-        )
-        .await?;
-        KEYS.validate(
-            &hooks.client,
-            &discovery.jwks_uri,
-            &id_token,
-            &discovery.issuer,
-            &config.client_id,
-            &flow.nonce,
-        )
-        .await
-    }
+    let checked = oidc::complete(
+        &hooks.client,
+        &config,
+        secret.as_ref().map(|s| s.expose()),
+        query.error.as_deref(),
+        query.code.as_deref(),
+        &flow.redirect_uri,
+        &flow.verifier,
+        &flow.nonce,
+    )
     .await;
     let refresh = RefreshToken::generate(scope.tenant_id())
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no randomness for a refresh token")))?;

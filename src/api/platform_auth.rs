@@ -22,7 +22,6 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::hooks::Hooks;
 use crate::identity::diagnose;
-use crate::identity::id_token::KEYS;
 use crate::identity::oidc::{self, Started};
 use crate::platform::{self, PlatformIdentity, PlatformUserStatus, store};
 use crate::scope::PlatformSignIn;
@@ -181,36 +180,16 @@ pub async fn callback(
     let Ok(flow) = flow else {
         return Err(REFUSED);
     };
-    let checked = async {
-        if let Some(error) = &query.error {
-            return Err(format!(
-                "the provider refused: {}",
-                error.chars().take(100).collect::<String>()
-            ));
-        }
-        let code = query.code.as_deref().ok_or_else(|| "no code".to_owned())?;
-        let discovery = diagnose::discover(&hooks.client, &config).await?;
-        let secret = identity.client_secret.as_ref().map(|s| s.expose());
-        let id_token = oidc::exchange(
-            &hooks.client,
-            &discovery.token_endpoint,
-            &config,
-            secret,
-            code,
-            &flow.redirect_uri,
-            &flow.verifier,
-        )
-        .await?;
-        KEYS.validate(
-            &hooks.client,
-            &discovery.jwks_uri,
-            &id_token,
-            &discovery.issuer,
-            &config.client_id,
-            &flow.nonce,
-        )
-        .await
-    }
+    let checked = oidc::complete(
+        &hooks.client,
+        &config,
+        identity.client_secret.as_ref().map(|s| s.expose()),
+        query.error.as_deref(),
+        query.code.as_deref(),
+        &flow.redirect_uri,
+        &flow.verifier,
+        &flow.nonce,
+    )
     .await;
     let issued = sessions_token()?;
     let outcome = scope

@@ -268,3 +268,49 @@ mod tests {
         assert_eq!(pct("a b/c"), "a%20b%2Fc");
     }
 }
+
+/// The provider's side of a callback, shared by tenant and platform sign-in:
+/// the provider's own refusal, then the code exchanged at the discovered token
+/// endpoint (with the flow's PKCE verifier) and the id_token validated (`iss`
+/// from discovery, `aud` = the client id, the flow's nonce). The claims, or why
+/// not (for the `login_failed` audit event; never shown to the caller).
+#[allow(clippy::too_many_arguments)]
+pub async fn complete(
+    client: &outbound::Client,
+    config: &OidcConfig,
+    client_secret: Option<&str>,
+    provider_error: Option<&str>,
+    code: Option<&str>,
+    redirect_uri: &str,
+    verifier: &str,
+    nonce: &str,
+) -> Result<Value, String> {
+    if let Some(error) = provider_error {
+        return Err(format!(
+            "the provider refused: {}",
+            error.chars().take(100).collect::<String>()
+        ));
+    }
+    let code = code.ok_or_else(|| "no code".to_owned())?;
+    let discovery = super::diagnose::discover(client, config).await?;
+    let id_token = exchange(
+        client,
+        &discovery.token_endpoint,
+        config,
+        client_secret,
+        code,
+        redirect_uri,
+        verifier,
+    )
+    .await?;
+    super::id_token::KEYS
+        .validate(
+            client,
+            &discovery.jwks_uri,
+            &id_token,
+            &discovery.issuer,
+            &config.client_id,
+            nonce,
+        )
+        .await
+}
