@@ -245,30 +245,6 @@ pub fn groups(claims: &Value, claim: &str) -> Vec<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_name_their_tenant_and_challenges_follow_rfc_7636() {
-        let tenant = TenantId::new_random();
-        let started = Started::new(tenant).unwrap();
-        assert_eq!(tenant_of_state(&started.state), Some(tenant));
-        assert_eq!(tenant_of_state("mst_x_y"), None);
-        // RFC 7636 appendix B.
-        let known = Started {
-            state: String::new(),
-            nonce: String::new(),
-            verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
-        };
-        assert_eq!(
-            known.challenge(),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
-        assert_eq!(pct("a b/c"), "a%20b%2Fc");
-    }
-}
-
 /// The provider's side of a callback, shared by tenant and platform sign-in:
 /// the provider's own refusal, then the code exchanged at the discovered token
 /// endpoint (with the flow's PKCE verifier) and the id_token validated (`iss`
@@ -313,4 +289,28 @@ pub async fn complete(
             nonce,
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_name_their_tenant_and_challenges_follow_rfc_7636() {
+        let tenant = TenantId::new_random();
+        let started = Started::new(tenant).unwrap();
+        assert_eq!(tenant_of_state(&started.state), Some(tenant));
+        assert_eq!(tenant_of_state("mst_x_y"), None);
+        // RFC 7636 appendix B.
+        let known = Started {
+            state: String::new(),
+            nonce: String::new(),
+            verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
+        };
+        assert_eq!(
+            known.challenge(),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert_eq!(pct("a b/c"), "a%20b%2Fc");
+    }
 }
