@@ -466,7 +466,24 @@ mod tests {
     use super::*;
 
     /// A regions directory with one region file for `us-east1`.
-    fn regions_dir(name: &str, local: &str) -> PathBuf {
+    /// A scratch directory, removed when the test ends (passed or panicked), so
+    /// test runs leave nothing behind in the temp dir.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn regions_dir(name: &str, local: &str) -> Scratch {
         let dir =
             std::env::temp_dir().join(format!("meridian-config-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -479,7 +496,7 @@ mod tests {
             ),
         )
         .unwrap();
-        dir
+        Scratch(dir)
     }
 
     fn admin_bind(regions_dir: PathBuf) -> SocketAddr {
@@ -532,7 +549,13 @@ mod tests {
             "second",
             "address = \"127.0.0.11:8180\"\nadmin_address = \"127.0.0.11:9190\"",
         );
-        assert_eq!(admin_bind(first), "127.0.0.11:9090".parse().unwrap());
-        assert_eq!(admin_bind(second), "127.0.0.11:9190".parse().unwrap());
+        assert_eq!(
+            admin_bind(first.to_path_buf()),
+            "127.0.0.11:9090".parse().unwrap()
+        );
+        assert_eq!(
+            admin_bind(second.to_path_buf()),
+            "127.0.0.11:9190".parse().unwrap()
+        );
     }
 }

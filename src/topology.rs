@@ -227,12 +227,29 @@ mod tests {
         std::fs::write(dir.join(name), body).unwrap();
     }
 
-    fn scratch(name: &str) -> PathBuf {
+    /// A scratch directory, removed when the test ends (passed or panicked), so
+    /// test runs leave nothing behind in the temp dir.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn scratch(name: &str) -> Scratch {
         let dir =
             std::env::temp_dir().join(format!("meridian-topology-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        Scratch(dir)
     }
 
     #[test]

@@ -270,6 +270,7 @@ mod tests {
         .connector()
         .err()
         .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(err.contains("holds no PEM certificate"), "{err}");
         let half = DbTlsSettings {
             mode: TlsMode::VerifyFull,
