@@ -100,17 +100,10 @@ pub async fn start(
     body: super::JsonBody<StartImpersonation>,
 ) -> Result<HttpResponse, ApiError> {
     let id = TenantId::parse(&path)?;
-    // Tenant users get the answer they get on every platform route about a
-    // tenant: 403 for their own, 404 (audited) for another's.
-    let scope = match caller.into_inner() {
-        Caller::Platform(scope) => scope,
-        Caller::Tenant(scope) if scope.tenant_id() == id => {
-            return Err(ApiError::Forbidden(
-                "impersonations are started by platform admins",
-            ));
-        }
-        Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
-    };
+    let scope = caller
+        .into_inner()
+        .platform_only(id, "impersonations are started by platform admins")
+        .await?;
     let body = body.into_inner();
     let start = Start::new(&body.reason, body.minutes, body.write.unwrap_or(false))?;
     let admin = scope.admin().to_owned();

@@ -89,16 +89,27 @@ pub async fn start(
     scope
         .write(async |tx| Ok(oidc::store_flow(tx, provider.id, &started, &redirect_uri).await?))
         .await?;
-    let location = oidc::authorize_url(
+    Ok(to_provider(
         &discovery.authorization_endpoint,
         config,
         &redirect_uri,
         &started,
-    );
-    Ok(HttpResponse::Found()
+    ))
+}
+
+/// The 302 to the provider's authorization endpoint that starts a sign-in
+/// (tenant or platform); never cached, as it carries the flow's state.
+pub(super) fn to_provider(
+    authorization_endpoint: &str,
+    config: &crate::identity::OidcConfig,
+    redirect_uri: &str,
+    started: &Started,
+) -> HttpResponse {
+    let location = oidc::authorize_url(authorization_endpoint, config, redirect_uri, started);
+    HttpResponse::Found()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish())
+        .finish()
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -129,16 +129,12 @@ pub async fn start(
             Ok(())
         })
         .await?;
-    let location = oidc::authorize_url(
+    Ok(super::oidc::to_provider(
         &discovery.authorization_endpoint,
         &config,
         &redirect_uri,
         &started,
-    );
-    Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, location))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish())
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -61,15 +61,10 @@ pub async fn start(
     body: super::JsonBody<RelocationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = TenantId::parse(&path)?;
-    let scope = match caller.into_inner() {
-        Caller::Platform(scope) => scope,
-        Caller::Tenant(scope) if scope.tenant_id() == id => {
-            return Err(ApiError::Forbidden(
-                "relocations are started by platform admins",
-            ));
-        }
-        Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),
-    };
+    let scope = caller
+        .into_inner()
+        .platform_only(id, "relocations are started by platform admins")
+        .await?;
     let to = relocation::target(&body.to_region)?;
     let job = launch(&scope, &state, id, &to).await?;
     Ok(HttpResponse::Accepted()

@@ -347,3 +347,20 @@ pub enum Caller {
     Platform(PlatformScope),
     Tenant(TenantScope),
 }
+
+impl Caller {
+    /// The platform scope of a route about tenant `id` that only platform staff
+    /// may use. A tenant's user gets the answer every such route gives: 403
+    /// (`refusal`) about its own tenant, 404 (audited as a probe) about another.
+    pub async fn platform_only(
+        self,
+        id: TenantId,
+        refusal: &'static str,
+    ) -> Result<PlatformScope, ApiError> {
+        match self {
+            Caller::Platform(scope) => Ok(scope),
+            Caller::Tenant(scope) if scope.tenant_id() == id => Err(ApiError::Forbidden(refusal)),
+            Caller::Tenant(scope) => Err(scope.not_found("tenant", *id.as_uuid()).await),
+        }
+    }
+}
