@@ -70,6 +70,9 @@ pub struct Settings {
     /// in (`crate::platform`); none: platform tokens come only from the issuer.
     #[serde(default)]
     pub platform_identity: Option<crate::platform::PlatformIdentity>,
+    /// The key provider and its settings (`crypto::settings`).
+    #[serde(default)]
+    pub encryption: crate::crypto::settings::EncryptionSettings,
 }
 
 fn default_api_domain() -> String {
@@ -295,6 +298,7 @@ impl Default for Settings {
             outbound: Default::default(),
             webhooks: Default::default(),
             summaries: Default::default(),
+            encryption: Default::default(),
         }
     }
 }
@@ -452,6 +456,10 @@ impl Settings {
         }
         if self.directory.refresh_interval.is_zero() {
             return invalid("directory.refresh_interval_ms must be positive");
+        }
+        let own = topology.find(&self.region).map(|r| r.jurisdiction);
+        if let Some(Err(e)) = own.map(|own| self.encryption.validate(&topology, own)) {
+            return invalid(&e);
         }
         Ok((self, topology))
     }

@@ -112,6 +112,13 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let (settings, topology) = settings.validate()?;
         let region = RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
+        if settings.encryption.provider == crypto::settings::ProviderKind::AwsKms {
+            crypto::kms::AwsKmsProvider::new(&settings.encryption.kms)
+                .await
+                .check_keys()
+                .await
+                .context("checking the KMS keys (encryption.kms.keys)")?;
+        }
         let keys = KeySet::load(settings.keys_file())?;
         let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
         let db = Database::connect(&settings.database)?.split_across_threads(settings.http.workers);

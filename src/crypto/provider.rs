@@ -1,9 +1,11 @@
 //! Key-encryption keys behind one trait. `KeyProvider` wraps and unwraps DEKs
 //! with the KEK of a jurisdiction; `LocalFileProvider` (dev, tests) keeps one
 //! random 256-bit KEK per jurisdiction in a JSON file (0600) and wraps with
-//! AES-256-GCM, the wrapped key bound to its KEK id and jurisdiction. AWS KMS
-//! (and later an HSM through PKCS#11) are other implementations of the same
-//! trait; none exists yet.
+//! AES-256-GCM. Every provider binds a wrapped DEK to its tenant, jurisdiction
+//! and version, so a wrapped DEK copied to another tenant (or claimed for
+//! another jurisdiction or version) does not unwrap. `AwsKmsProvider`
+//! (`crypto::kms`) is the production implementation; an HSM through PKCS#11
+//! would be another (docs/architecture.md says how).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,16 +36,43 @@ pub enum KeyError {
     Unwrap,
     #[error("key file {path}: {reason}")]
     File { path: PathBuf, reason: String },
+    /// The key service cannot be reached or did not answer in time (network,
+    /// timeout, throttling, its internal error): may pass, the caller may retry.
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
+    /// The key service refused (access denied, key not found, disabled or
+    /// pending deletion): retrying does not help; an operator must act.
+    #[error("key service refused: {0}")]
+    Refused(String),
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
 }
 
+impl KeyError {
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
 #[async_trait::async_trait]
 pub trait KeyProvider: Send + Sync {
-    /// Wraps `dek` under the current KEK of `jurisdiction`.
-    async fn wrap(&self, jurisdiction: &str, dek: &Dek) -> Result<WrappedDek, KeyError>;
-    /// The DEK inside `wrapped`, as version `version`.
-    async fn unwrap(&self, wrapped: &WrappedDek, version: u32) -> Result<Dek, KeyError>;
+    /// Wraps `dek` (version `dek.version`) of `tenant` under the current KEK of
+    /// `jurisdiction`.
+    async fn wrap(
+        &self,
+        tenant: TenantId,
+        jurisdiction: &str,
+        dek: &Dek,
+    ) -> Result<WrappedDek, KeyError>;
+    /// The DEK of `tenant` inside `wrapped`, as version `version`; fails unless
+    /// it was wrapped for that tenant, jurisdiction and version.
+    async fn unwrap(
+        &self,
+        tenant: TenantId,
+        wrapped: &WrappedDek,
+        version: u32,
+    ) -> Result<Dek, KeyError>;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,14 +94,14 @@ pub struct LocalFileProvider {
     keks: BTreeMap<String, (String, Dek)>,
 }
 
-/// The wrapping reuses the field envelope: the "tenant" is nil, the binding
-/// names the KEK and jurisdiction.
-fn kek_binding<'a>(jurisdiction: &'a str, kek_id: &'a str) -> Binding<'a> {
+/// The wrapping reuses the field envelope: the binding names the tenant, the
+/// jurisdiction and the KEK with the DEK version (`row`, "kek-id/version").
+fn kek_binding<'a>(tenant: TenantId, jurisdiction: &'a str, row: &'a str) -> Binding<'a> {
     Binding {
-        tenant: TenantId::from_uuid(uuid::Uuid::nil()),
+        tenant,
         table: "kek",
         column: jurisdiction,
-        row: kek_id,
+        row,
     }
 }
 
@@ -140,12 +169,21 @@ fn write_private(path: &Path, file: &KekFile) -> Result<(), String> {
 
 #[async_trait::async_trait]
 impl KeyProvider for LocalFileProvider {
-    async fn wrap(&self, jurisdiction: &str, dek: &Dek) -> Result<WrappedDek, KeyError> {
+    async fn wrap(
+        &self,
+        tenant: TenantId,
+        jurisdiction: &str,
+        dek: &Dek,
+    ) -> Result<WrappedDek, KeyError> {
         let (kek_id, kek) = self
             .keks
             .get(jurisdiction)
             .ok_or_else(|| KeyError::UnknownJurisdiction(jurisdiction.to_owned()))?;
-        let blob = kek.seal(&kek_binding(jurisdiction, kek_id), dek.secret_bytes())?;
+        let row = format!("{kek_id}/{}", dek.version);
+        let blob = kek.seal(
+            &kek_binding(tenant, jurisdiction, &row),
+            dek.secret_bytes(),
+        )?;
         Ok(WrappedDek {
             jurisdiction: jurisdiction.to_owned(),
             kek_id: kek_id.clone(),
@@ -153,14 +191,23 @@ impl KeyProvider for LocalFileProvider {
         })
     }
 
-    async fn unwrap(&self, wrapped: &WrappedDek, version: u32) -> Result<Dek, KeyError> {
+    async fn unwrap(
+        &self,
+        tenant: TenantId,
+        wrapped: &WrappedDek,
+        version: u32,
+    ) -> Result<Dek, KeyError> {
         let (kek_id, kek) = self
             .keks
             .get(&wrapped.jurisdiction)
             .filter(|(id, _)| *id == wrapped.kek_id)
             .ok_or_else(|| KeyError::UnknownKek(wrapped.kek_id.clone()))?;
+        let row = format!("{kek_id}/{version}");
         let plain = kek
-            .open(&kek_binding(&wrapped.jurisdiction, kek_id), &wrapped.blob)
+            .open(
+                &kek_binding(tenant, &wrapped.jurisdiction, &row),
+                &wrapped.blob,
+            )
             .map_err(|_| KeyError::Unwrap)?;
         let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| KeyError::Unwrap)?;
         Ok(Dek::new(version, Zeroizing::new(key)))
@@ -184,11 +231,12 @@ mod tests {
             0o600
         );
         let dek = Dek::generate(7).unwrap();
-        let wrapped = provider.wrap("eu", &dek).await.unwrap();
+        let tenant = TenantId::from_uuid(uuid::Uuid::now_v7());
+        let wrapped = provider.wrap(tenant, "eu", &dek).await.unwrap();
         assert!(!wrapped.blob.windows(32).any(|w| w == dek.secret_bytes()));
         // Reloaded from the file: the same KEKs open it.
         let again = LocalFileProvider::ensure(&path, &["eu"]).unwrap();
-        let opened = again.unwrap(&wrapped, 7).await.unwrap();
+        let opened = again.unwrap(tenant, &wrapped, 7).await.unwrap();
         assert_eq!(opened.secret_bytes(), dek.secret_bytes());
         assert_eq!(opened.version, 7);
         // Claimed for another jurisdiction: no.
@@ -196,9 +244,19 @@ mod tests {
             jurisdiction: "us".into(),
             ..wrapped.clone()
         };
-        assert!(again.unwrap(&moved, 7).await.is_err());
+        assert!(again.unwrap(tenant, &moved, 7).await.is_err());
+        // Another tenant's row, or another version: no.
+        let other = TenantId::from_uuid(uuid::Uuid::now_v7());
         assert!(matches!(
-            provider.wrap("apac", &dek).await,
+            again.unwrap(other, &wrapped, 7).await,
+            Err(KeyError::Unwrap)
+        ));
+        assert!(matches!(
+            again.unwrap(tenant, &wrapped, 8).await,
+            Err(KeyError::Unwrap)
+        ));
+        assert!(matches!(
+            provider.wrap(tenant, "apac", &dek).await,
             Err(KeyError::UnknownJurisdiction(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);

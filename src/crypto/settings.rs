@@ -1,0 +1,160 @@
+//! The `encryption` settings: which `KeyProvider` holds the key-encryption keys
+//! (`encryption.provider`), and the AWS KMS provider's own section
+//! (`encryption.kms`, `crypto::kms`). Checked at start against the topology:
+//! with KMS, the node's own jurisdiction needs its key, or the node does not
+//! start (no tenant homed here could get a data key), and a key named for a
+//! jurisdiction no region file names is a typo, refused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::millis;
+use crate::topology::{Jurisdiction, Topology};
+
+/// `encryption.provider` (`MERIDIAN_ENCRYPTION__PROVIDER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderKind {
+    /// `LocalFileProvider`: dev and tests.
+    #[default]
+    #[serde(rename = "local")]
+    Local,
+    /// `AwsKmsProvider`: one KMS key per jurisdiction.
+    #[serde(rename = "aws-kms")]
+    AwsKms,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EncryptionSettings {
+    #[serde(default)]
+    pub provider: ProviderKind,
+    #[serde(default)]
+    pub kms: KmsSettings,
+}
+
+/// `encryption.kms`. No credentials here: they come from the standard AWS chain
+/// (environment, profile, web identity, ECS, the instance role through IMDSv2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KmsSettings {
+    /// The AWS region of the KMS endpoint the node calls: its own region (the
+    /// jurisdiction's multi-Region key has a replica there).
+    #[serde(default)]
+    pub region: String,
+    /// Overrides the regional endpoint (a VPC endpoint; a local KMS in tests).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Jurisdiction (`us`, `eu`, `apac`) → the key's ARN (or id or alias) in
+    /// this node's region, e.g. `MERIDIAN_ENCRYPTION__KMS__KEYS__EU`.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+    /// Bound on one attempt, connecting included.
+    #[serde(
+        rename = "attempt_timeout_ms",
+        with = "millis",
+        default = "default_attempt_timeout"
+    )]
+    pub attempt_timeout: Duration,
+    /// Attempts per call (first one included) on errors that may pass:
+    /// unreachable, timeout, throttling.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Bound on one call, all attempts and back-off included.
+    #[serde(
+        rename = "operation_timeout_ms",
+        with = "millis",
+        default = "default_operation_timeout"
+    )]
+    pub operation_timeout: Duration,
+}
+
+fn default_attempt_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+fn default_operation_timeout() -> Duration {
+    Duration::from_secs(8)
+}
+
+impl Default for KmsSettings {
+    fn default() -> Self {
+        Self {
+            region: String::new(),
+            endpoint: None,
+            keys: BTreeMap::new(),
+            attempt_timeout: default_attempt_timeout(),
+            max_attempts: default_max_attempts(),
+            operation_timeout: default_operation_timeout(),
+        }
+    }
+}
+
+/// The name a jurisdiction has in settings and region files.
+pub fn jurisdiction_name(jurisdiction: Jurisdiction) -> &'static str {
+    match jurisdiction {
+        Jurisdiction::Us => "us",
+        Jurisdiction::Eu => "eu",
+        Jurisdiction::Apac => "apac",
+    }
+}
+
+impl EncryptionSettings {
+    /// What `Settings::validate` reports; the message names the setting to fix.
+    /// `own` is the jurisdiction of the node's region: its key is required. Keys
+    /// of other jurisdictions are allowed but not required: a jurisdiction's key
+    /// exists only in its own regions and admits only their node roles
+    /// (`terraform/kms.tf`), so a US node cannot hold the EU key.
+    pub fn validate(&self, topology: &Topology, own: Jurisdiction) -> Result<(), String> {
+        if self.provider != ProviderKind::AwsKms {
+            return Ok(());
+        }
+        let kms = &self.kms;
+        if kms.region.is_empty() {
+            return Err(
+                "encryption.kms.region (MERIDIAN_ENCRYPTION__KMS__REGION) is required with \
+                 encryption.provider = \"aws-kms\""
+                    .into(),
+            );
+        }
+        let named: std::collections::BTreeSet<&str> = topology
+            .regions()
+            .map(|r| jurisdiction_name(r.jurisdiction))
+            .collect();
+        if let Some(unknown) = kms.keys.keys().find(|j| !named.contains(j.as_str())) {
+            return Err(format!(
+                "encryption.kms.keys.{unknown}: no region file names jurisdiction `{unknown}` \
+                 (known: {})",
+                named.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let own = jurisdiction_name(own);
+        if kms.keys.get(own).is_none_or(|k| k.trim().is_empty()) {
+            return Err(format!(
+                "encryption.kms.keys has no key for `{own}`, the jurisdiction of this node's \
+                 region (MERIDIAN_ENCRYPTION__KMS__KEYS__{})",
+                own.to_uppercase()
+            ));
+        }
+        if let Some(endpoint) = &kms.endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(format!(
+                "encryption.kms.endpoint must be an http(s) URL, not `{endpoint}`"
+            ));
+        }
+        let ms = Duration::from_millis;
+        if !(1..=10).contains(&kms.max_attempts)
+            || !(ms(50)..=ms(60_000)).contains(&kms.attempt_timeout)
+            || kms.operation_timeout < kms.attempt_timeout
+        {
+            return Err("encryption.kms: max_attempts must be 1..=10, attempt_timeout_ms \
+                        50..=60000 and operation_timeout_ms at least attempt_timeout_ms"
+                .into());
+        }
+        Ok(())
+    }
+}
