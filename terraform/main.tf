@@ -56,6 +56,7 @@ locals {
     [for id in local.region_ids : "regions.json: ${id} has no regions/${id}.toml" if !contains(keys(local.region_file_text), id)],
     [for stem, id in local.region_file_ids : "regions/${stem}.toml: id is \"${id}\", expected \"${stem}\"" if id != stem],
     [for stem in keys(local.region_file_text) : "regions/${stem}.toml is a region that regions.json does not deploy" if !contains(local.region_ids, stem)],
+    [for id in local.region_ids : "regions/${id}.toml: no jurisdiction (us, eu or apac): its nodes get their jurisdiction's KMS key (kms.tf)" if contains(keys(local.region_file_text), id) && !contains(["us", "eu", "apac"], try(one(regex("(?m)^jurisdiction\\s*=\\s*\"([a-z]+)\"", local.region_file_text[id])), ""))],
     [for id, host in local.public_hosts : "regions/${id}.toml: public_endpoint must be https://<host> (no port or path), got \"${local.public_endpoints[id]}\"" if host == "" && contains(keys(local.region_file_text), id)],
   )
   regions_are_consistent = length(local.problems) == 0 ? true : tobool(join(" | ", local.problems))
@@ -144,6 +145,7 @@ module "region_us_east_1" {
   providers  = { aws = aws.us_east_1 }
   region     = each.value
   deployment = local.deployment
+  kms_key    = { jurisdiction = local.region_jurisdiction[each.key], arn = module.kms_us_east_1.key_arns[local.region_jurisdiction[each.key]] }
 }
 
 module "region_eu_west_1" {
@@ -152,6 +154,7 @@ module "region_eu_west_1" {
   providers  = { aws = aws.eu_west_1 }
   region     = each.value
   deployment = local.deployment
+  kms_key    = { jurisdiction = local.region_jurisdiction[each.key], arn = module.kms_eu_west_1.key_arns[local.region_jurisdiction[each.key]] }
 }
 
 module "region_eu_central_1" {
@@ -160,6 +163,7 @@ module "region_eu_central_1" {
   providers  = { aws = aws.eu_central_1 }
   region     = each.value
   deployment = local.deployment
+  kms_key    = { jurisdiction = local.region_jurisdiction[each.key], arn = module.kms_eu_central_1.key_arns[local.region_jurisdiction[each.key]] }
 }
 
 module "region_eu_north_1" {
@@ -168,6 +172,7 @@ module "region_eu_north_1" {
   providers  = { aws = aws.eu_north_1 }
   region     = each.value
   deployment = local.deployment
+  kms_key    = { jurisdiction = local.region_jurisdiction[each.key], arn = module.kms_eu_north_1.key_arns[local.region_jurisdiction[each.key]] }
 }
 
 module "region_ap_southeast_1" {
@@ -176,6 +181,7 @@ module "region_ap_southeast_1" {
   providers  = { aws = aws.ap_southeast_1 }
   region     = each.value
   deployment = local.deployment
+  kms_key    = { jurisdiction = local.region_jurisdiction[each.key], arn = module.kms_ap_southeast_1.key_arns[local.region_jurisdiction[each.key]] }
 }
 
 locals {

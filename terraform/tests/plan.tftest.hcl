@@ -268,3 +268,56 @@ run "rejects_bad_inputs" {
     var.node_extra_env,
   ]
 }
+
+# One KMS key per jurisdiction: primary in its first region, replicas in its
+# other regions, never outside it; its policy admits only that jurisdiction's
+# node roles, and each node is told its own region's copy.
+run "kms_key_per_jurisdiction_used_only_by_its_nodes" {
+  command = apply
+
+  assert {
+    condition     = toset(keys(output.kms_keys)) == toset(["us", "eu", "apac"])
+    error_message = "expected one KMS key per jurisdiction"
+  }
+  assert {
+    condition     = toset(keys(module.kms_eu_north_1.primary_arns)) == toset(["eu"]) && length(module.kms_eu_west_1.primary_arns) == 0 && length(module.kms_eu_central_1.primary_arns) == 0 && toset(keys(module.kms_eu_west_1.key_arns)) == toset(["eu"]) && toset(keys(module.kms_eu_central_1.key_arns)) == toset(["eu"])
+    error_message = "the eu key: primary in eu-north-1 (europe-north1, the first EU region by id), replicas in eu-west-1 and eu-central-1"
+  }
+  assert {
+    condition     = toset(keys(module.kms_us_east_1.key_arns)) == toset(["us"]) && toset(keys(module.kms_ap_southeast_1.key_arns)) == toset(["apac"])
+    error_message = "no key may be replicated outside its jurisdiction"
+  }
+  assert {
+    condition = toset(flatten([
+      for id, policy in output.kms_keys["eu"].policies : [
+        for s in jsondecode(policy).Statement : s.Condition.ArnEquals["aws:PrincipalArn"] if s.Sid == "NodesOfThisJurisdictionWrapDeks"
+      ]
+      ])) == toset([
+      "arn:aws:iam::123456789012:role/meridian-europe-north1-node",
+      "arn:aws:iam::123456789012:role/meridian-europe-west1-node",
+      "arn:aws:iam::123456789012:role/meridian-europe-west3-node",
+    ])
+    error_message = "the eu key's policy must name exactly the EU node roles"
+  }
+  assert {
+    condition = alltrue([
+      for j, k in output.kms_keys : alltrue([
+        for id, policy in k.policies : alltrue([
+          for s in jsondecode(policy).Statement : alltrue([
+            for role in try(s.Condition.ArnEquals["aws:PrincipalArn"], []) : anytrue([for r in k.regions : endswith(role, ":role/meridian-${r}-node")])
+          ])
+        ])
+      ])
+    ])
+    error_message = "a key policy names a node role of another jurisdiction"
+  }
+  assert {
+    condition = (
+      output.regions["europe-west3"].node_env["MERIDIAN_ENCRYPTION__PROVIDER"] == "aws-kms" &&
+      output.regions["europe-west3"].node_env["MERIDIAN_ENCRYPTION__KMS__REGION"] == "eu-central-1" &&
+      output.regions["europe-west3"].node_env["MERIDIAN_ENCRYPTION__KMS__KEYS__EU"] == module.kms_eu_central_1.key_arns["eu"] &&
+      !contains(keys(output.regions["europe-west3"].node_env), "MERIDIAN_ENCRYPTION__KMS__KEYS__US")
+    )
+    error_message = "a node gets its own region's copy of its jurisdiction's key, and no other"
+  }
+}

@@ -29,6 +29,11 @@ locals {
       MERIDIAN_API_DOMAIN = var.deployment.api_domain
       # Figment parses a {key="value",…} dict from one variable.
       MERIDIAN_ROUTING__PEERS = "{${join(",", [for id, url in var.deployment.peer_urls : "${id}=\"${url}\""])}}"
+      # Envelope encryption: DEKs wrapped by the jurisdiction's KMS key, called
+      # in this region (credentials: the instance role through IMDSv2).
+      MERIDIAN_ENCRYPTION__PROVIDER                                        = "aws-kms"
+      MERIDIAN_ENCRYPTION__KMS__REGION                                     = var.region.aws_region
+      "MERIDIAN_ENCRYPTION__KMS__KEYS__${upper(var.kms_key.jurisdiction)}" = var.kms_key.arn
     },
     var.deployment.node_extra_env,
   )

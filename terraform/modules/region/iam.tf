@@ -1,5 +1,5 @@
 # The API nodes' instance role: read this region's Meridian secrets and the
-# release artifact; Session Manager instead of SSH (no key pairs, no port 22).
+# release artifact, use the jurisdiction's KMS key; Session Manager instead of SSH (no key pairs, no port 22).
 # IAM is global, so names carry the region id.
 
 resource "aws_iam_role" "node" {
@@ -26,6 +26,14 @@ resource "aws_iam_role_policy" "node" {
         Action = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
         # Plus the cluster CA certificate, to verify the database (verify-full).
         Resource = concat([for s in aws_secretsmanager_secret.node : s.arn], [module.cockroach.ca_crt_secret_arn])
+      },
+      {
+        # Wrap and unwrap DEKs with this jurisdiction's key in this region; its
+        # key policy must admit this role as well (root kms.tf).
+        Sid      = "WrapDeksWithTheJurisdictionKey"
+        Effect   = "Allow"
+        Action   = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]
+        Resource = [var.kms_key.arn]
       },
       {
         Sid      = "ReadReleaseArtifact"

@@ -46,3 +46,11 @@ variable "deployment" {
     deletion_protection              = bool
   })
 }
+
+variable "kms_key" {
+  description = "This region's jurisdiction and the ARN of that jurisdiction's KMS key (the multi-Region key's copy in this AWS region, root kms.tf)."
+  type = object({
+    jurisdiction = string
+    arn          = string
+  })
+}
