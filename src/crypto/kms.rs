@@ -282,7 +282,12 @@ mod tests {
 
     #[test]
     fn kms_error_codes_map_to_retryable_or_permanent() {
-        for code in ["Unreachable", "Timeout", "ThrottlingException", "KMSInternalException"] {
+        for code in [
+            "Unreachable",
+            "Timeout",
+            "ThrottlingException",
+            "KMSInternalException",
+        ] {
             assert!(matches!(kind_of(code), Kind::Unreachable | Kind::Transient));
         }
         for code in [

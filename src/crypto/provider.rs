@@ -180,10 +180,7 @@ impl KeyProvider for LocalFileProvider {
             .get(jurisdiction)
             .ok_or_else(|| KeyError::UnknownJurisdiction(jurisdiction.to_owned()))?;
         let row = format!("{kek_id}/{}", dek.version);
-        let blob = kek.seal(
-            &kek_binding(tenant, jurisdiction, &row),
-            dek.secret_bytes(),
-        )?;
+        let blob = kek.seal(&kek_binding(tenant, jurisdiction, &row), dek.secret_bytes())?;
         Ok(WrappedDek {
             jurisdiction: jurisdiction.to_owned(),
             kek_id: kek_id.clone(),

@@ -151,9 +151,11 @@ impl EncryptionSettings {
             || !(ms(50)..=ms(60_000)).contains(&kms.attempt_timeout)
             || kms.operation_timeout < kms.attempt_timeout
         {
-            return Err("encryption.kms: max_attempts must be 1..=10, attempt_timeout_ms \
+            return Err(
+                "encryption.kms: max_attempts must be 1..=10, attempt_timeout_ms \
                         50..=60000 and operation_timeout_ms at least attempt_timeout_ms"
-                .into());
+                    .into(),
+            );
         }
         Ok(())
     }

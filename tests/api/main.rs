@@ -18,6 +18,7 @@ mod isolation;
 mod jobs;
 mod jobs_fairness;
 mod keys;
+mod kms;
 mod limits;
 mod listener_tls;
 mod messages;
