@@ -12,4 +12,6 @@
 pub mod envelope;
 pub mod keyring;
 pub mod provider;
+pub mod rotation;
+pub mod secrets;
 pub mod settings;
