@@ -244,6 +244,7 @@ fn services(
         RELOCATION_BATCH_ROWS,
         // Every node sees a directory change within one refresh interval.
         settings.directory.refresh_interval * 2,
+        keyring.clone(),
     );
     Services {
         db: ScopedDatabase::new(db.clone()),

@@ -147,7 +147,7 @@ pub async fn destroy_tenant_keys(
     Ok(versions)
 }
 
-/// Rewraps the tenant's live DEK versions under the KEK of `jurisdiction`
+/// Rewraps the tenant's live DEK versions not yet under `jurisdiction`'s KEK
 /// (relocation across jurisdictions, KEK rotation). The DEKs themselves, and so
 /// every ciphertext, stay as they are. Returns how many versions it rewrapped.
 pub async fn rewrap(
@@ -159,8 +159,9 @@ pub async fn rewrap(
     let rows = tx
         .query(
             "SELECT version FROM tenant_keys
-             WHERE tenant_id = $1 AND state <> 'destroyed' ORDER BY version FOR UPDATE",
-            &[tenant.as_uuid()],
+             WHERE tenant_id = $1 AND state <> 'destroyed' AND jurisdiction <> $2
+             ORDER BY version FOR UPDATE",
+            &[tenant.as_uuid(), &jurisdiction],
         )
         .await?;
     let mut count = 0;
@@ -215,14 +216,14 @@ pub async fn reencrypt_batch(
         .await?;
     let dek = keyring.active(tx, tenant).await?;
     for row in &rows {
-        let row_id: String = row.get("row_id");
-        let key: Uuid = row.get("key");
+        let bound_row: String = row.get("row_id");
+        let key_value: Uuid = row.get("key");
         let sealed: Vec<u8> = row.get("sealed");
         let binding = Binding {
             tenant,
             table,
             column: aad_column,
-            row: &row_id,
+            row: &bound_row,
         };
         let plain = keyring.open(tx, &binding, &sealed).await?;
         let resealed = dek
@@ -230,12 +231,12 @@ pub async fn reencrypt_batch(
             .map_err(|source| KeyringError::Unreadable {
                 table: (*table).to_owned(),
                 column: (*column).to_owned(),
-                row: row_id.clone(),
+                row: bound_row.clone(),
                 source,
             })?;
         tx.execute(
             &format!("UPDATE {table} SET {column} = $3 WHERE tenant_id = $1 AND {key} = $2"),
-            &[tenant.as_uuid(), &key, &resealed],
+            &[tenant.as_uuid(), &key_value, &resealed],
         )
         .await?;
     }
@@ -283,6 +284,9 @@ fn job_error(err: crate::error::ApiError) -> crate::jobs::JobError {
     match err {
         crate::error::ApiError::TenantKeysDestroyed => {
             crate::jobs::JobError::Permanent("the tenant's keys were destroyed".into())
+        }
+        crate::error::ApiError::Internal(cause) => {
+            crate::jobs::JobError::Retry(format!("{cause:#}"))
         }
         other => crate::jobs::JobError::Retry(other.to_string()),
     }
