@@ -359,3 +359,49 @@ async fn a_relocation_to_another_jurisdiction_rewraps_the_keys() {
     // The secret still opens (through the EU node, which has no cached copy).
     assert_eq!(test_provider(eu, &t, provider).await.status, 200);
 }
+
+#[actix_web::test]
+async fn a_starting_node_seals_plaintext_secrets_of_the_previous_version() {
+    let app = spawn_app().await;
+    let t = app.provision("upgrade").await;
+    let provider = create_provider(&app, &t, unreachable_ldap("new-pw")).await;
+    let (hook, _) = app
+        .create_webhook(&t, json!({ "url": "http://127.0.0.1:9/hook" }))
+        .await;
+    // Rows as the previous version wrote them: plaintext only.
+    let db = app.superuser_client().await;
+    db.batch_execute(&format!(
+        "UPDATE identity_providers SET secret = 'upgrade-plain-pw', secret_sealed = NULL
+             WHERE id = '{provider}';
+         UPDATE webhook_endpoints SET secret = 'whsec_dXBncmFkZS1wbGFpbi1ob29r',
+             secret_sealed = NULL, previous_secret = 'whsec_b2xkLXBsYWluLWhvb2s=',
+             previous_secret_sealed = NULL, previous_expires_at = now() + interval '1 hour'
+             WHERE id = '{hook}';"
+    ))
+    .await
+    .unwrap();
+    // A node of this version starts on the database and sweeps its region.
+    let _next = crate::helpers::spawn_app_with(crate::helpers::test_settings(&app.db_name)).await;
+    eventually("plaintext sealed at start", async || {
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM identity_providers WHERE secret IS NOT NULL)
+                      + (SELECT count(*) FROM webhook_endpoints
+                           WHERE secret IS NOT NULL OR previous_secret IS NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) == 0
+    })
+    .await;
+    let text = dump(&app);
+    for plain in [
+        "upgrade-plain-pw",
+        "dXBncmFkZS1wbGFpbi1ob29r",
+        "b2xkLXBsYWluLWhvb2s",
+    ] {
+        assert!(!text.contains(plain), "{plain} left in the dump");
+    }
+    assert_eq!(test_provider(&app, &t, provider).await.status, 200);
+}
