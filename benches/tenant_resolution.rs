@@ -127,6 +127,17 @@ fn fixture() -> Fixture {
         "http",
     );
     let topology = Arc::new(topology);
+    // Never used here (nothing is sealed): a throw-away KEK file.
+    let kek_file =
+        std::env::temp_dir().join(format!("meridian-bench-keks-{}.json", Uuid::now_v7()));
+    let provider = meridian::crypto::provider::LocalFileProvider::ensure(&kek_file, &["us"])
+        .expect("a local KEK file");
+    let _ = std::fs::remove_file(&kek_file);
+    let keyring = Arc::new(meridian::crypto::keyring::Keyring::new(
+        Arc::new(provider),
+        topology.clone(),
+        &Default::default(),
+    ));
     let relocator = Relocator::new(
         db.clone(),
         directory.clone(),
@@ -134,6 +145,7 @@ fn fixture() -> Fixture {
         "bench".into(),
         500,
         Duration::from_secs(2),
+        keyring.clone(),
     );
     // The probe writer is never run: every lookup here hits, nothing is probed.
     let (probes, _writer) = meridian::tasks::probe_queue(db.clone());
@@ -147,6 +159,7 @@ fn fixture() -> Fixture {
         region: here,
         verifier: verifier.clone(),
         probes,
+        keyring,
     }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()

@@ -61,6 +61,9 @@ pub struct Settings {
     /// Channel summaries and their engines (`crate::summaries`).
     #[serde(default)]
     pub summaries: crate::summaries::SummarySettings,
+    /// Envelope encryption: KEK provider and DEK cache (`crypto::settings`).
+    #[serde(default)]
+    pub encryption: crate::crypto::settings::EncryptionSettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -70,9 +73,6 @@ pub struct Settings {
     /// in (`crate::platform`); none: platform tokens come only from the issuer.
     #[serde(default)]
     pub platform_identity: Option<crate::platform::PlatformIdentity>,
-    /// The key provider and its settings (`crypto::settings`).
-    #[serde(default)]
-    pub encryption: crate::crypto::settings::EncryptionSettings,
 }
 
 fn default_api_domain() -> String {
@@ -409,6 +409,9 @@ impl Settings {
                  positive",
             );
         }
+        if let Err(e) = self.encryption.validate() {
+            return invalid(&e);
+        }
         if let Err(e) = self.jobs.validate() {
             return invalid(&e);
         }
@@ -458,7 +461,7 @@ impl Settings {
             return invalid("directory.refresh_interval_ms must be positive");
         }
         let own = topology.find(&self.region).map(|r| r.jurisdiction);
-        if let Some(Err(e)) = own.map(|own| self.encryption.validate(&topology, own)) {
+        if let Some(Err(e)) = own.map(|own| self.encryption.validate_for(&topology, own)) {
             return invalid(&e);
         }
         Ok((self, topology))

@@ -112,13 +112,6 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let (settings, topology) = settings.validate()?;
         let region = RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
-        if settings.encryption.provider == crypto::settings::ProviderKind::AwsKms {
-            crypto::kms::AwsKmsProvider::new(&settings.encryption.kms)
-                .await
-                .check_keys()
-                .await
-                .context("checking the KMS keys (encryption.kms.keys)")?;
-        }
         let keys = KeySet::load(settings.keys_file())?;
         let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
         let db = Database::connect(&settings.database)?.split_across_threads(settings.http.workers);
@@ -136,17 +129,43 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let (probes, probe_writer) = tasks::probe_queue(db.clone());
+        let topology = Arc::new(topology);
+        // The KEK provider is checked here, before the node listens (the local
+        // file is created with a KEK per jurisdiction on first start).
+        let provider =
+            crypto::keyring::Keyring::provider_from_settings(&settings.encryption, &topology)
+                .await
+                .context("the encryption key provider (encryption.*)")?;
+        let keyring = Arc::new(crypto::keyring::Keyring::new(
+            provider,
+            topology.clone(),
+            &settings.encryption,
+        ));
         let hooks = web::Data::new(hooks::Hooks::new(
             &settings,
             db.clone(),
             directory.clone(),
-            Arc::new(topology.clone()),
+            topology.clone(),
+            keyring.clone(),
         )?);
         let state = web::Data::new(AppState::new(services(
-            &settings, topology, region, verifier, &db, directory, probes,
+            &settings,
+            topology,
+            region,
+            (verifier, keyring),
+            &db,
+            directory,
+            probes,
         )));
         // The node's job handlers: the queue's own plus the webhook and summary jobs.
         let registry = hooks.register(jobs::node_registry());
+        // The upgrade path of stored secrets: any still in plaintext are sealed.
+        {
+            let (db, keyring, region) = (db.clone(), state.keyring.clone(), state.region.clone());
+            actix_web::rt::spawn(async move {
+                crypto::secrets::sweep_region(&db, &keyring, &region).await;
+            });
+        }
         let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer, registry);
         let admin_bind = settings.admin.bind.context("admin.bind is not set")?;
         let (admin, admin_address) = metrics::admin::serve(
@@ -203,9 +222,10 @@ impl Application {
 /// The node's services, built from its settings.
 fn services(
     settings: &Settings,
-    topology: topology::Topology,
+    topology: Arc<topology::Topology>,
     region: RegionId,
-    verifier: Arc<TokenVerifier>,
+    // The token verifier and the tenants' data keys.
+    (verifier, keyring): (Arc<TokenVerifier>, Arc<crypto::keyring::Keyring>),
     db: &Database,
     directory: Directory,
     probes: scope::probes::ProbeAuditor,
@@ -224,7 +244,6 @@ fn services(
             "http"
         },
     );
-    let topology = Arc::new(topology);
     let relocator = relocation::Relocator::new(
         db.clone(),
         directory.clone(),
@@ -233,6 +252,7 @@ fn services(
         RELOCATION_BATCH_ROWS,
         // Every node sees a directory change within one refresh interval.
         settings.directory.refresh_interval * 2,
+        keyring.clone(),
     );
     Services {
         db: ScopedDatabase::new(db.clone()),
@@ -244,6 +264,7 @@ fn services(
         region,
         verifier,
         probes,
+        keyring,
     }
 }
 

@@ -142,6 +142,27 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "getTenantKeys",
+        "GET",
+        "/v1/tenants/{id}/keys",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "rotateTenantKeys",
+        "POST",
+        "/v1/tenants/{id}/keys/rotate",
+        Who::Either,
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
+    ),
+    op(
+        "destroyTenantKeys",
+        "DELETE",
+        "/v1/tenants/{id}/keys",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "startImpersonation",
         "POST",
         "/v1/tenants/{id}/impersonations",
@@ -353,7 +374,11 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/webhooks",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::WebhookUrlRefused],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::WebhookUrlRefused,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "listWebhooks",
@@ -374,7 +399,11 @@ pub const OPERATIONS: &[Operation] = &[
         "PATCH",
         "/v1/webhooks/{id}",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::WebhookUrlRefused],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::WebhookUrlRefused,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "deleteWebhook",
@@ -395,7 +424,7 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/identity-providers",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "listIdentityProviders",
@@ -416,7 +445,7 @@ pub const OPERATIONS: &[Operation] = &[
         "PATCH",
         "/v1/identity-providers/{id}",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "deleteIdentityProvider",
@@ -430,7 +459,7 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/identity-providers/{id}/test",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "startPlatformSignIn",
@@ -490,7 +519,7 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/auth/refresh",
         Who::SignIn,
-        &[ErrorCode::CsrfFailed],
+        &[ErrorCode::CsrfFailed, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "endSession",
@@ -511,21 +540,29 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/auth/{tenant_slug}/oidc/start",
         Who::SignIn,
-        &[ErrorCode::ValidationFailed],
+        &[ErrorCode::ValidationFailed, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "finishOidcSignIn",
         "GET",
         "/v1/auth/oidc/callback",
         Who::SignIn,
-        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+        &[
+            ErrorCode::PlanLimitExceeded,
+            ErrorCode::EmailTaken,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "signInWithLdap",
         "POST",
         "/v1/auth/{tenant_slug}/ldap",
         Who::SignIn,
-        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+        &[
+            ErrorCode::PlanLimitExceeded,
+            ErrorCode::EmailTaken,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "requestChannelSummary",

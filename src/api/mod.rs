@@ -23,6 +23,7 @@ mod search;
 mod signin;
 mod summaries;
 mod tenant_ai;
+mod tenant_keys;
 mod tenants;
 mod usage;
 mod users;
@@ -78,6 +79,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::patch)
                 .service(tenant_ai::get)
                 .service(tenant_ai::patch)
+                .service(tenant_keys::get)
+                .service(tenant_keys::rotate)
+                .service(tenant_keys::destroy)
                 .service(impersonations::start)
                 .service(impersonations::list)
                 .service(impersonations::revoke)

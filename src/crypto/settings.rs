@@ -1,11 +1,13 @@
-//! The `encryption` settings: which `KeyProvider` holds the key-encryption keys
-//! (`encryption.provider`), and the AWS KMS provider's own section
-//! (`encryption.kms`, `crypto::kms`). Checked at start against the topology:
-//! with KMS, the node's own jurisdiction needs its key, or the node does not
-//! start (no tenant homed here could get a data key), and a key named for a
-//! jurisdiction no region file names is a typo, refused.
+//! `encryption.*` settings: which `KeyProvider` holds the key-encryption keys
+//! (`encryption.provider`: a local file, or AWS KMS with its own section
+//! `encryption.kms`, `crypto::kms`), the DEK cache, rotation and re-encryption.
+//! Validated at start (`Settings::validate`), before the node listens. With KMS,
+//! the node's own jurisdiction needs its key, or the node does not start (no
+//! tenant homed here could get a data key), and a key named for a jurisdiction
+//! no region file names is a typo, refused.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::millis;
 use crate::topology::{Jurisdiction, Topology};
 
-/// `encryption.provider` (`MERIDIAN_ENCRYPTION__PROVIDER`).
+/// `encryption.provider` (`MERIDIAN_ENCRYPTION__PROVIDER`): where the KEKs live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProviderKind {
-    /// `LocalFileProvider`: dev and tests.
+    /// `LocalFileProvider`: a JSON file of KEKs next to the node (dev, tests).
     #[default]
     #[serde(rename = "local")]
     Local,
@@ -25,12 +27,60 @@ pub enum ProviderKind {
     AwsKms,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EncryptionSettings {
-    #[serde(default)]
     pub provider: ProviderKind,
-    #[serde(default)]
+    /// The local provider's KEK file; created (0600) on first start with one KEK
+    /// per jurisdiction of the topology, like `meridian dev` creates `keys.json`.
+    pub kek_file: PathBuf,
+    /// How long an unwrapped DEK stays in this node's cache. It also bounds how
+    /// long *another* node may still open a tenant's data after its keys were
+    /// destroyed (this node evicts at once), so it is kept short.
+    #[serde(rename = "dek_cache_ttl_ms", with = "millis")]
+    pub dek_cache_ttl: Duration,
+    /// DEK versions held at once (all tenants together).
+    pub dek_cache_capacity: u64,
+    /// Rotate a tenant's DEK once its active version is this old (days); 0: never
+    /// on a schedule (on demand only).
+    pub rotate_after_days: u32,
+    /// Ciphertexts one re-encryption batch rewrites (one transaction).
+    pub reencrypt_batch: u32,
+    /// The AWS KMS provider's section (`encryption.kms`).
     pub kms: KmsSettings,
+}
+
+impl Default for EncryptionSettings {
+    fn default() -> Self {
+        Self {
+            provider: ProviderKind::Local,
+            kek_file: "keks.json".into(),
+            dek_cache_ttl: Duration::from_secs(300),
+            dek_cache_capacity: 10_000,
+            rotate_after_days: 0,
+            reencrypt_batch: 200,
+            kms: KmsSettings::default(),
+        }
+    }
+}
+
+impl EncryptionSettings {
+    /// The checks that need nothing but these settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&self.dek_cache_ttl) {
+            return Err("encryption.dek_cache_ttl_ms must be 10..=3600000".into());
+        }
+        if self.dek_cache_capacity == 0 {
+            return Err("encryption.dek_cache_capacity must be positive".into());
+        }
+        if !(1..=10_000).contains(&self.reencrypt_batch) {
+            return Err("encryption.reencrypt_batch must be 1..=10000".into());
+        }
+        if self.provider == ProviderKind::Local && self.kek_file.as_os_str().is_empty() {
+            return Err("encryption.kek_file must be set for the local provider".into());
+        }
+        Ok(())
+    }
 }
 
 /// `encryption.kms`. No credentials here: they come from the standard AWS chain
@@ -108,7 +158,7 @@ impl EncryptionSettings {
     /// of other jurisdictions are allowed but not required: a jurisdiction's key
     /// exists only in its own regions and admits only their node roles
     /// (`terraform/kms.tf`), so a US node cannot hold the EU key.
-    pub fn validate(&self, topology: &Topology, own: Jurisdiction) -> Result<(), String> {
+    pub fn validate_for(&self, topology: &Topology, own: Jurisdiction) -> Result<(), String> {
         if self.provider != ProviderKind::AwsKms {
             return Ok(());
         }

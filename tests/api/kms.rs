@@ -404,7 +404,7 @@ async fn aws_kms_node_child() {
         Err(err) => format!("{err:#}"),
     };
     assert!(
-        refused.contains("KMS keys") && refused.contains("`eu`") && refused.contains("Disabled"),
+        refused.contains("KMS key") && refused.contains("`eu`") && refused.contains("Disabled"),
         "{refused}"
     );
 }
