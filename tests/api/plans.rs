@@ -121,12 +121,12 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
         ],
         "channels.get" | "channels.exists" => vec![Box::new(tenant), Box::new(id(1, 1, 42))],
         "users.get" => vec![Box::new(tenant), Box::new(id(2, 1, 42))],
-        "messages.page" => vec![
+        "messages.page" => vec![Box::new(tenant), Box::new(id(1, 1, 42))],
+        "messages.page_after" => vec![
             Box::new(tenant),
             Box::new(id(1, 1, 42)),
-            Box::new(none_at),
-            Box::new(none_id),
-            Box::new(51i64),
+            Box::new(chrono::Utc::now()),
+            Box::new(Uuid::max()),
         ],
         "messages.get" => vec![
             Box::new(tenant),
