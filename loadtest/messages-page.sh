@@ -67,10 +67,10 @@ python3 -c "
 n=$API_REQS; hz=$HZ
 print(f'CPU per page request: node {($NODE1-$NODE0)/hz/n*1e6:.0f} µs, PostgreSQL {($PG1-$PG0)/hz/n*1e6:.0f} µs ({n} requests; p50 $P50, p99 $P99)')"
 
-# The same page as the API's first page: src/store/messages.rs PAGE_SQL with no cursor, LIMIT 51.
+# The same page as the API's first page: src/store/messages.rs PAGE_SQL, LIMIT 51.
 cat >"$STATE/page.sql" <<SQL
 SELECT id, channel_id, author_id, body, created_at FROM messages
- WHERE tenant_id = '$T' AND channel_id = '$C' AND (NULL::timestamptz IS NULL OR (created_at, id) < (NULL::timestamptz, NULL::uuid))
+ WHERE tenant_id = '$T' AND channel_id = '$C'
  ORDER BY created_at DESC, id DESC LIMIT 51;
 SQL
 echo "== DB: pgbench -c$CONNS -j2 -T$SECS -M prepared (same SELECT)"
@@ -84,7 +84,7 @@ BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY;
 SELECT set_config('app.tenant_id', '$T', true);
 SELECT status FROM users WHERE tenant_id = '$T' AND id = '$U';
 SELECT id, channel_id, author_id, body, created_at FROM messages
- WHERE tenant_id = '$T' AND channel_id = '$C' AND (NULL::timestamptz IS NULL OR (created_at, id) < (NULL::timestamptz, NULL::uuid))
+ WHERE tenant_id = '$T' AND channel_id = '$C'
  ORDER BY created_at DESC, id DESC LIMIT 51;
 COMMIT;
 SQL

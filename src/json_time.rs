@@ -27,7 +27,10 @@ pub fn utc<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S:
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]Z` into `buf`; its length, or `None`
 /// when chrono must write it.
-fn write(at: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
+pub(crate) fn write(at: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
+    // Each accessor of a `DateTime` adds its offset again (zero for UTC, but not
+    // free): read the fields from the naive time once.
+    let at = at.naive_utc();
     let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
     let nanos = at.nanosecond();
     if nanos >= 1_000_000_000 {

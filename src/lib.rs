@@ -23,6 +23,7 @@ pub mod ids;
 pub mod impersonation;
 pub mod jobs;
 pub mod json_time;
+pub mod json_write;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;

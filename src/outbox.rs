@@ -82,27 +82,35 @@ pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError>
     let (subject_kind, subject_id) = event
         .subject
         .map_or((None, None), |(k, i)| (Some(k), Some(i)));
-    tx.execute(
-        "INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, subject_id, \
-            data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            tx.tenant_id().as_uuid(),
-            &id,
-            &tx.home_region().as_str(),
-            &event.kind,
-            &subject_kind,
-            &subject_id,
-            &event.data,
-        ],
-    )
-    .await?;
+    // The INSERT and the webhook check go out together, one round trip instead of
+    // two: neither depends on the other (the order they run in does not matter),
+    // and should the INSERT fail, its error is the one answered (the check then
+    // fails too, or its answer is dropped with the rolled-back transaction).
+    let tenant = tx.tenant_id();
+    let region = tx.home_region().as_str();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        tenant.as_uuid(),
+        &id,
+        &region,
+        &event.kind,
+        &subject_kind,
+        &subject_id,
+        &event.data,
+    ];
+    let hook_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [tenant.as_uuid()];
+    let (inserted, hooked) = futures_util::join!(
+        tx.execute(
+            "INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, \
+                subject_id, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &params,
+        ),
+        tx.query_opt(HOOKED_SQL, &hook_params),
+    );
+    inserted?;
     // Only a tenant with an enabled webhook needs its events dispatched; the
     // job commits with the event, so no event is left undispatched.
-    let hooked = tx
-        .query_opt(HOOKED_SQL, &[tx.tenant_id().as_uuid()])
-        .await?
-        .is_some();
+    let hooked = hooked?.is_some();
     if hooked {
         let mut job = NewJob::new(DISPATCH_KIND, json!({ "event_id": id }));
         job.max_attempts = 20;

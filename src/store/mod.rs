@@ -45,7 +45,14 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("channels.exists", channels::EXISTS_SQL),
         ("users.list", users::LIST_SQL),
         ("users.get", users::GET_SQL),
-        ("messages.page", messages::PAGE_SQL),
+        (
+            "messages.page",
+            messages::page_sql(false, 51).unwrap_or(messages::PAGE_SQL),
+        ),
+        (
+            "messages.page_after",
+            messages::page_sql(true, 51).unwrap_or(messages::PAGE_AFTER_SQL),
+        ),
         ("messages.get", messages::GET_SQL),
         ("messages.search", dialect.statements().search),
         ("audit.tenant_list", crate::audit::TENANT_LIST_SQL),
