@@ -100,7 +100,7 @@ async fn describe(tx: &TenantTx<'_>) -> Result<TenantKeys, ApiError> {
     })
 }
 
-/// The tenant's data-key versions and re-encryption progress (platform staff;
+/// The tenant's data-key versions and re-encryption progress (platform admins;
 /// the tenant's owners and compliance officers). No key material.
 #[utoipa::path(tag = "tenants", params(("id" = uuid::Uuid, Path, description = "Tenant id")),
     security(("bearer" = [])), responses((status = 200, body = TenantKeys)))]
@@ -111,6 +111,10 @@ pub async fn get(
 ) -> Result<web::Json<TenantKeys>, ApiError> {
     let id = TenantId::parse(&path)?;
     let keys = match caller.into_inner() {
+        // Operators run regions; a tenant's keys are tenant settings.
+        Caller::Platform(scope) if scope.role() == Role::Operator => {
+            return Err(ApiError::OperatorForbidden);
+        }
         Caller::Platform(scope) => {
             scope
                 .read(async |tx| {
