@@ -13,11 +13,10 @@ use utoipa::ToSchema;
 use super::IdPath;
 use crate::audit;
 use crate::auth::Role;
-use crate::crypto::rotation::{self, REENCRYPT_KIND};
+use crate::crypto::rotation;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{JobId, TenantId};
-use crate::jobs::{self, NewJob};
 use crate::scope::{Authenticated, Caller, Guarded, TenantOrPlatformAdmin};
 use crate::state::AppState;
 use crate::store::tenants;
@@ -101,7 +100,7 @@ async fn describe(tx: &TenantTx<'_>) -> Result<TenantKeys, ApiError> {
     })
 }
 
-/// The tenant's data-key versions and re-encryption progress (platform staff;
+/// The tenant's data-key versions and re-encryption progress (platform admins;
 /// the tenant's owners and compliance officers). No key material.
 #[utoipa::path(tag = "tenants", params(("id" = uuid::Uuid, Path, description = "Tenant id")),
     security(("bearer" = [])), responses((status = 200, body = TenantKeys)))]
@@ -112,6 +111,10 @@ pub async fn get(
 ) -> Result<web::Json<TenantKeys>, ApiError> {
     let id = TenantId::parse(&path)?;
     let keys = match caller.into_inner() {
+        // Operators run regions; a tenant's keys are tenant settings.
+        Caller::Platform(scope) if scope.role() == Role::Operator => {
+            return Err(ApiError::OperatorForbidden);
+        }
         Caller::Platform(scope) => {
             scope
                 .read(async |tx| {
@@ -136,21 +139,7 @@ pub async fn get(
 
 /// Rotation in `tx` (the tenant's): the next version, the job, the audit event.
 async fn rotate_in(state: &AppState, tx: &TenantTx<'_>, actor: &str) -> Result<Rotation, ApiError> {
-    let version = rotation::rotate(&state.keyring, tx).await?;
-    let job = NewJob {
-        idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
-        max_attempts: 100,
-        ..NewJob::new(REENCRYPT_KIND, json!({ "version": version }))
-    };
-    let job_id = jobs::enqueue(tx, job).await?;
-    audit::record(
-        tx,
-        actor,
-        "keys_rotated",
-        Some(("tenant", tx.tenant_id().to_string())),
-        json!({ "version": version, "job_id": job_id }),
-    )
-    .await?;
+    let (version, job_id) = rotation::rotate_and_reencrypt(&state.keyring, tx, actor).await?;
     Ok(Rotation { version, job_id })
 }
 

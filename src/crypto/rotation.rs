@@ -367,3 +367,72 @@ impl crate::jobs::JobHandler for Reencrypt {
         }))
     }
 }
+
+/// Rotates and enqueues the re-encryption job in `tx`, audited as `actor`;
+/// returns the new version and the job.
+pub async fn rotate_and_reencrypt(
+    keyring: &Keyring,
+    tx: &TenantTx<'_>,
+    actor: &str,
+) -> Result<(u32, crate::ids::JobId), crate::error::ApiError> {
+    let version = rotate(keyring, tx).await?;
+    let job = crate::jobs::NewJob {
+        idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
+        max_attempts: 100,
+        ..crate::jobs::NewJob::new(REENCRYPT_KIND, serde_json::json!({ "version": version }))
+    };
+    let job_id = crate::jobs::enqueue(tx, job).await?;
+    crate::audit::record(
+        tx,
+        actor,
+        "keys_rotated",
+        Some(("tenant", tx.tenant_id().to_string())),
+        serde_json::json!({ "version": version, "job_id": job_id }),
+    )
+    .await?;
+    Ok((version, job_id))
+}
+
+/// The job kind of scheduled rotation (`encryption.rotate_after_days`).
+pub const ROTATE_CHECK_KIND: &str = "keys.rotate_check";
+
+/// Daily per tenant (a `ScheduleScope::EachTenant` schedule): rotates when the
+/// active version is older than `after_days`. A tenant without keys, or with
+/// destroyed ones, is left alone.
+pub struct RotateCheck {
+    pub keyring: std::sync::Arc<Keyring>,
+    pub after_days: u32,
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::jobs::JobHandler for RotateCheck {
+    fn kind(&self) -> &'static str {
+        ROTATE_CHECK_KIND
+    }
+
+    async fn run(
+        &self,
+        ctx: &crate::jobs::JobContext,
+        _payload: &serde_json::Value,
+    ) -> Result<serde_json::Value, crate::jobs::JobError> {
+        let keyring = &self.keyring;
+        let days = i64::from(self.after_days);
+        let rotated = ctx
+            .tenant_tx(crate::db::TxMode::ReadWrite, async |tx| {
+                let due = tx
+                    .query_opt(
+                        "SELECT version FROM tenant_keys WHERE tenant_id = $1 AND state = 'active'
+                           AND created_at < now() - $2::bigint * interval '1 day'",
+                        &[tx.tenant_id().as_uuid(), &days],
+                    )
+                    .await?;
+                if due.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(rotate_and_reencrypt(keyring, tx, "schedule").await?))
+            })
+            .await
+            .map_err(job_error)?;
+        Ok(serde_json::json!({ "rotated_to": rotated.map(|(v, _)| v) }))
+    }
+}

@@ -11,6 +11,7 @@ mod cost;
 mod cursors;
 mod db_tls;
 mod encryption;
+mod encryption_bench;
 mod hosts;
 mod identity;
 mod impersonation;
