@@ -180,6 +180,7 @@ error_codes! {
     ResidencyConflict = "residency_conflict" => CONFLICT,
     AiEngineOutsideResidency = "ai_engine_outside_residency" => CONFLICT,
     AiEngineUnavailable = "ai_engine_unavailable" => CONFLICT,
+    SearchUnavailableEncrypted = "search_unavailable_encrypted" => CONFLICT,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,

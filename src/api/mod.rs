@@ -23,6 +23,7 @@ mod search;
 mod signin;
 mod summaries;
 mod tenant_ai;
+mod tenant_encryption;
 mod tenants;
 mod usage;
 mod users;
@@ -78,6 +79,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::patch)
                 .service(tenant_ai::get)
                 .service(tenant_ai::patch)
+                .service(tenant_encryption::get)
+                .service(tenant_encryption::patch)
                 .service(impersonations::start)
                 .service(impersonations::list)
                 .service(impersonations::revoke)

@@ -87,6 +87,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V17__impersonation",
         include_str!("../../sql/postgres/V17__impersonation.sql"),
     ),
+    (
+        "V19__encrypted_messages",
+        include_str!("../../sql/postgres/V19__encrypted_messages.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -146,6 +150,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V17__impersonation",
         include_str!("../../sql/cockroach/V17__impersonation.sql"),
+    ),
+    (
+        "V19__encrypted_messages",
+        include_str!("../../sql/cockroach/V19__encrypted_messages.sql"),
     ),
 ];
 
@@ -358,7 +366,9 @@ mod tests {
             // history (and one numbering) describes both.
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+                [
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19
+                ]
             );
         }
         let names = |d| {

@@ -251,6 +251,20 @@ pub(crate) fn routes() -> Vec<Route> {
             || Some(json!({"ai_engine": "extractive"})),
         ),
         r(
+            "GET",
+            "/v1/tenants/{id}/encryption",
+            Tenant(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}/encryption",
+            Tenant(Role::Owner),
+            T::Tenant,
+            || Some(json!({"messages": false})),
+        ),
+        r(
             "POST",
             "/v1/channels/{id}/summaries",
             Tenant(Role::Member),

@@ -287,7 +287,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V14__job_claim_lock",
             "V15__platform_accounts",
             "V16__job_queue_plans",
-            "V17__impersonation"
+            "V17__impersonation",
+            "V19__encrypted_messages"
         ]
     );
     client
