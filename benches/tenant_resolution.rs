@@ -137,6 +137,17 @@ fn fixture() -> Fixture {
     );
     // The probe writer is never run: every lookup here hits, nothing is probed.
     let (probes, _writer) = meridian::tasks::probe_queue(db.clone());
+    // Never used here (nothing is sealed): a throw-away KEK file.
+    let kek_file =
+        std::env::temp_dir().join(format!("meridian-bench-keks-{}.json", Uuid::now_v7()));
+    let provider = meridian::crypto::provider::LocalFileProvider::ensure(&kek_file, &["us"])
+        .expect("a local KEK file");
+    let _ = std::fs::remove_file(&kek_file);
+    let keyring = Arc::new(meridian::crypto::keyring::Keyring::new(
+        Arc::new(provider),
+        topology.clone(),
+        &Default::default(),
+    ));
     let state = Arc::new(AppState::new(Services {
         db: ScopedDatabase::new(db),
         directory,
@@ -147,6 +158,7 @@ fn fixture() -> Fixture {
         region: here,
         verifier: verifier.clone(),
         probes,
+        keyring,
     }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()

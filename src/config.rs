@@ -61,6 +61,9 @@ pub struct Settings {
     /// Channel summaries and their engines (`crate::summaries`).
     #[serde(default)]
     pub summaries: crate::summaries::SummarySettings,
+    /// Envelope encryption: KEK provider and DEK cache (`crypto::settings`).
+    #[serde(default)]
+    pub encryption: crate::crypto::settings::EncryptionSettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -295,6 +298,7 @@ impl Default for Settings {
             outbound: Default::default(),
             webhooks: Default::default(),
             summaries: Default::default(),
+            encryption: Default::default(),
         }
     }
 }
@@ -404,6 +408,9 @@ impl Settings {
                 "limits.unauthenticated_per_second and limits.unauthenticated_burst must be \
                  positive",
             );
+        }
+        if let Err(e) = self.encryption.validate() {
+            return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {
             return invalid(&e);

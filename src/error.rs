@@ -98,6 +98,13 @@ pub enum ApiError {
     /// Retries of a serialization conflict ran out; the client may retry.
     #[error("the request conflicted with concurrent writes; retry")]
     RetryExhausted,
+    /// The tenant's data keys were destroyed (crypto-shredding, `DELETE
+    /// /v1/tenants/{id}/keys`): what they encrypted is gone for good, which 410
+    /// says (a retry, another region or a restore of the database cannot help).
+    #[error(
+        "this tenant's encryption keys were destroyed: its encrypted data can no longer be read or written"
+    )]
+    TenantKeysDestroyed,
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
     /// Anything unexpected: the cause is logged, the client sees only the request id.
@@ -180,6 +187,7 @@ error_codes! {
     ResidencyConflict = "residency_conflict" => CONFLICT,
     AiEngineOutsideResidency = "ai_engine_outside_residency" => CONFLICT,
     AiEngineUnavailable = "ai_engine_unavailable" => CONFLICT,
+    TenantKeysDestroyed = "tenant_keys_destroyed" => GONE,
     SearchUnavailableEncrypted = "search_unavailable_encrypted" => CONFLICT,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
@@ -258,6 +266,7 @@ impl ApiError {
             Self::AiQuotaExceeded(_) => C::AiQuotaExceeded,
             Self::RetryExhausted => C::RetryExhausted,
             Self::Unavailable(_) => C::Unavailable,
+            Self::TenantKeysDestroyed => C::TenantKeysDestroyed,
             Self::Internal(_) => C::Internal,
         }
     }

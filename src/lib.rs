@@ -137,7 +137,7 @@ impl Application {
         )?);
         let state = web::Data::new(AppState::new(services(
             &settings, topology, region, verifier, &db, directory, probes,
-        )));
+        )?));
         // The node's job handlers: the queue's own plus the webhook and summary jobs.
         let registry = hooks.register(jobs::node_registry());
         let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer, registry);
@@ -202,7 +202,7 @@ fn services(
     db: &Database,
     directory: Directory,
     probes: scope::probes::ProbeAuditor,
-) -> Services {
+) -> anyhow::Result<Services> {
     let routing = routing::middleware::RoutingState::new(
         &settings.routing,
         &topology,
@@ -218,6 +218,16 @@ fn services(
         },
     );
     let topology = Arc::new(topology);
+    // The KEK provider is checked here, before the node listens (the local file
+    // is created with a KEK per jurisdiction on first start).
+    let provider =
+        crypto::keyring::Keyring::provider_from_settings(&settings.encryption, &topology)
+            .context("the encryption key provider (encryption.*)")?;
+    let keyring = Arc::new(crypto::keyring::Keyring::new(
+        provider,
+        topology.clone(),
+        &settings.encryption,
+    ));
     let relocator = relocation::Relocator::new(
         db.clone(),
         directory.clone(),
@@ -227,7 +237,7 @@ fn services(
         // Every node sees a directory change within one refresh interval.
         settings.directory.refresh_interval * 2,
     );
-    Services {
+    Ok(Services {
         db: ScopedDatabase::new(db.clone()),
         directory,
         limits: limits::NodeLimits::new(&settings.limits),
@@ -237,7 +247,8 @@ fn services(
         region,
         verifier,
         probes,
-    }
+        keyring,
+    })
 }
 
 /// The public listener: the middleware chain of `docs/architecture.md` around

@@ -61,6 +61,9 @@ const TABLES: &[(&str, &str)] = &[
     ("external_identities", "provider_id, subject"),
     ("refresh_tokens", "id"),
     ("oidc_sign_ins", "id"),
+    // The tenant's data keys (V18): homed with it; a relocation across
+    // jurisdictions also rewraps them under the new jurisdiction's KEK.
+    ("tenant_keys", "version"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::TokenVerifier;
+use crate::crypto::keyring::Keyring;
 use crate::ids::RegionId;
 use crate::limits::NodeLimits;
 use crate::metrics::RequestMetrics;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub job_metrics: crate::metrics::jobs::JobMetrics,
     /// Cross-tenant 404s, audited after the response (`tasks` runs the writer).
     pub probes: ProbeAuditor,
+    /// Tenants' data keys (`crypto::keyring`).
+    pub keyring: Arc<Keyring>,
 }
 
 /// The node's services, gathered for `AppState::new`.
@@ -45,6 +48,7 @@ pub struct Services {
     pub region: RegionId,
     pub verifier: Arc<TokenVerifier>,
     pub probes: ProbeAuditor,
+    pub keyring: Arc<Keyring>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             region,
             verifier,
             probes,
+            keyring,
         } = services;
         Self {
             db,
@@ -73,6 +78,7 @@ impl AppState {
             metrics: RequestMetrics::default(),
             job_metrics: crate::metrics::jobs::JobMetrics::default(),
             probes,
+            keyring,
         }
     }
 

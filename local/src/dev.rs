@@ -29,6 +29,10 @@ impl StateDir {
     pub fn keys(&self) -> PathBuf {
         self.0.join("keys.json")
     }
+    /// The local key provider's KEKs (`encryption.kek_file`), one per jurisdiction.
+    pub fn keks(&self) -> PathBuf {
+        self.0.join("keks.json")
+    }
     fn pg(&self) -> PathBuf {
         self.0.join("pg")
     }
@@ -220,6 +224,16 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         None
     };
     KeySet::ensure_file(&state.keys())?;
+    // Created once here, before the nodes start, so they share one KEK per
+    // jurisdiction (each node would otherwise race to create the file).
+    let jurisdictions: std::collections::BTreeSet<&str> = topology
+        .regions()
+        .map(|r| meridian::crypto::keyring::jurisdiction_name(r.jurisdiction))
+        .collect();
+    meridian::crypto::provider::LocalFileProvider::ensure(
+        &state.keks(),
+        &jurisdictions.into_iter().collect::<Vec<_>>(),
+    )?;
     let db = prepare_database(&state).await?;
     println!("postgres {}", db.superuser_url);
 
@@ -436,6 +450,10 @@ impl NodeLaunch {
             )
             .env("MERIDIAN_DATABASE__URL", &self.app_url)
             .env("MERIDIAN_AUTH__KEYS_FILE", self.state.join("keys.json"))
+            .env(
+                "MERIDIAN_ENCRYPTION__KEK_FILE",
+                self.state.join("keks.json"),
+            )
             .env("MERIDIAN_LOG__FORMAT", "pretty")
             .env("MERIDIAN_ROUTING__HOP_SECRET", &self.hop_secret)
             .env("MERIDIAN_ROUTING__REDIRECT_TO_PEERS", "true")

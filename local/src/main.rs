@@ -478,7 +478,9 @@ async fn tenant(state: &StateDir, args: TenantArgs, format: Format) -> anyhow::R
     Ok(())
 }
 fn base_settings(state: &StateDir) -> Figment {
-    Figment::new().merge(Serialized::default("auth.keys_file", state.keys()))
+    Figment::new()
+        .merge(Serialized::default("auth.keys_file", state.keys()))
+        .merge(Serialized::default("encryption.kek_file", state.keks()))
 }
 
 async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {

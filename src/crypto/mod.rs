@@ -1,12 +1,15 @@
-//! Envelope encryption (issue 15, part 2 — primitives only so far): a tenant's
-//! data keys (DEKs, AES-256-GCM, versioned) encrypt fields (`envelope`); a
-//! key-encryption key (KEK) per jurisdiction, held by a `KeyProvider`
-//! (`provider`), wraps the DEKs. Nothing stores or uses them yet: no DEK table,
-//! no cache, no consumer.
+//! Envelope encryption (issue 15, part 2): a tenant's data keys (DEKs,
+//! AES-256-GCM, versioned) encrypt fields (`envelope`); a key-encryption key
+//! (KEK) per jurisdiction, held by a `KeyProvider` (`provider`), wraps the DEKs;
+//! the `keyring` stores the wrapped DEKs (`tenant_keys`), caches unwrapped ones
+//! and is what the rest of the code seals and opens with (`settings`:
+//! `encryption.*`).
 //!
 //! AES-256-GCM comes from ring (already built for jsonwebtoken and rustls), so no
 //! second AES implementation enters the tree. Key bytes live in `Zeroizing`
 //! buffers, wiped when dropped, and no type here implements `Debug` with them.
 
 pub mod envelope;
+pub mod keyring;
 pub mod provider;
+pub mod settings;

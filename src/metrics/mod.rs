@@ -196,6 +196,17 @@ pub fn registry(state: actix_web::web::Data<AppState>, top_tenants: usize) -> Re
         "Tenant directory lookups that went to the database",
         misses,
     );
+    let (hits, misses) = state.keyring.cache_counters();
+    registry.register(
+        "dek_cache_hits",
+        "Data-key lookups answered from this node's cache of unwrapped DEKs",
+        hits,
+    );
+    registry.register(
+        "dek_cache_misses",
+        "Data-key lookups that unwrapped a DEK through the key provider",
+        misses,
+    );
     registry.register(
         "anonymous_rate_limited",
         "Requests without a valid token refused by the per-IP limit",

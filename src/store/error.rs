@@ -65,6 +65,9 @@ pub enum StoreError {
     /// The home region, relocation target or residency policy is refused.
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    /// The tenant's data keys were destroyed (`crypto::keyring`).
+    #[error("the tenant's encryption keys were destroyed")]
+    KeysDestroyed,
     /// A row the store cannot read (a bug or a hand-edited row); logged, opaque.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -124,6 +127,7 @@ impl From<StoreError> for ApiError {
             StoreError::JobFinished(detail) => conflict(ErrorCode::JobFinished, detail),
             StoreError::PlanLimit { detail } => ApiError::PlanLimit { detail },
             StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
+            StoreError::KeysDestroyed => ApiError::TenantKeysDestroyed,
             StoreError::Db(err) => err.into(),
             StoreError::Placement(err) => err.into(),
             StoreError::Internal(cause) => ApiError::Internal(cause),

@@ -38,6 +38,9 @@ pub struct Cluster {
     app_password: String,
     pub dialect: meridian::db::Dialect,
     pub keys_file: PathBuf,
+    /// The local KEK file every test node shares (nodes of one test share a
+    /// database, so they must share the KEKs that wrap its DEKs).
+    pub kek_file: PathBuf,
 }
 
 /// Splits `postgres://user@host:port/db?query` into (`postgres://user@host:port/`,
@@ -85,6 +88,9 @@ pub fn cluster() -> &'static Cluster {
             std::fs::create_dir_all(&dir).unwrap();
             let keys_file = dir.join("keys.json");
             KeySet::ensure_file(&keys_file).unwrap();
+            let kek_file = dir.join("keks.json");
+            meridian::crypto::provider::LocalFileProvider::ensure(&kek_file, &["apac", "eu", "us"])
+                .unwrap();
             if let Some(url) = std::env::var("MERIDIAN_TEST_COCKROACH_URL")
                 .ok()
                 .filter(|u| !u.is_empty())
@@ -99,6 +105,7 @@ pub fn cluster() -> &'static Cluster {
                     app_password: meridian_local::dev::random_alphanumeric(24).unwrap(),
                     dialect: meridian::db::Dialect::Cockroach,
                     keys_file,
+                    kek_file,
                 };
             }
             announce("CockroachDB run SKIPPED (MERIDIAN_TEST_COCKROACH_URL is not set): this run uses the embedded PostgreSQL 15 only");
@@ -130,6 +137,7 @@ pub fn cluster() -> &'static Cluster {
                 app_password,
                 dialect: meridian::db::Dialect::Postgres,
                 keys_file,
+                kek_file,
             }
         })
         .join()
@@ -242,6 +250,9 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.database.dialect = cluster.dialect;
     settings.database.pool_size = 8;
     settings.auth.keys_file = cluster.keys_file.clone();
+    settings.encryption.kek_file = cluster.kek_file.clone();
+    // Short, so tests of other nodes' view after a destroy need not wait long.
+    settings.encryption.dek_cache_ttl = std::time::Duration::from_secs(2);
     settings.directory.refresh_interval = std::time::Duration::from_millis(200);
     settings.limits.unauthenticated_per_second = 100_000;
     settings.limits.unauthenticated_burst = 1_000_000;
