@@ -11,5 +11,6 @@
 
 pub mod envelope;
 pub mod keyring;
+pub mod messages;
 pub mod provider;
 pub mod settings;

@@ -10,6 +10,7 @@ mod console;
 mod cost;
 mod cursors;
 mod db_tls;
+mod encryption;
 mod hosts;
 mod identity;
 mod impersonation;
