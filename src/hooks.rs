@@ -17,6 +17,10 @@ pub struct Hooks {
     /// The OpenAI-compatible summary engine, when `summaries.openai` is set.
     external: Option<std::sync::Arc<crate::summaries::openai::OpenAi>>,
     topology: std::sync::Arc<crate::topology::Topology>,
+    /// Seals and opens stored secrets (`crypto::secrets`); the same keyring as
+    /// `AppState::keyring`.
+    pub keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
+    reencrypt_batch: u32,
 }
 
 impl Hooks {
@@ -25,6 +29,7 @@ impl Hooks {
         db: crate::db::Database,
         directory: crate::tenancy::Directory,
         topology: std::sync::Arc<crate::topology::Topology>,
+        keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
     ) -> anyhow::Result<Self> {
         let client = Client::new(settings.outbound.clone())?;
         let openai = &settings.summaries.openai;
@@ -39,6 +44,8 @@ impl Hooks {
             client,
             external,
             topology,
+            keyring,
+            reencrypt_batch: settings.encryption.reencrypt_batch,
             ledger: crate::limits::ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
@@ -60,6 +67,11 @@ impl Hooks {
             .with(crate::webhooks::jobs::Deliver {
                 settings: self.webhooks.clone(),
                 client: self.client.clone(),
+                keyring: self.keyring.clone(),
+            })
+            .with(crate::crypto::rotation::Reencrypt {
+                keyring: self.keyring.clone(),
+                batch: self.reencrypt_batch,
             })
             .with(crate::summaries::job::CreateSummary {
                 ledger: self.ledger.clone(),

@@ -129,15 +129,33 @@ impl Application {
         let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
         let address = listener.local_addr()?;
         let (probes, probe_writer) = tasks::probe_queue(db.clone());
+        let topology = Arc::new(topology);
+        // The KEK provider is checked here, before the node listens (the local
+        // file is created with a KEK per jurisdiction on first start).
+        let provider =
+            crypto::keyring::Keyring::provider_from_settings(&settings.encryption, &topology)
+                .context("the encryption key provider (encryption.*)")?;
+        let keyring = Arc::new(crypto::keyring::Keyring::new(
+            provider,
+            topology.clone(),
+            &settings.encryption,
+        ));
         let hooks = web::Data::new(hooks::Hooks::new(
             &settings,
             db.clone(),
             directory.clone(),
-            Arc::new(topology.clone()),
+            topology.clone(),
+            keyring.clone(),
         )?);
         let state = web::Data::new(AppState::new(services(
-            &settings, topology, region, verifier, &db, directory, probes,
-        )?));
+            &settings,
+            topology,
+            region,
+            (verifier, keyring),
+            &db,
+            directory,
+            probes,
+        )));
         // The node's job handlers: the queue's own plus the webhook and summary jobs.
         let registry = hooks.register(jobs::node_registry(), state.keyring.clone());
         let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer, registry);
@@ -196,13 +214,14 @@ impl Application {
 /// The node's services, built from its settings.
 fn services(
     settings: &Settings,
-    topology: topology::Topology,
+    topology: Arc<topology::Topology>,
     region: RegionId,
-    verifier: Arc<TokenVerifier>,
+    // The token verifier and the tenants' data keys.
+    (verifier, keyring): (Arc<TokenVerifier>, Arc<crypto::keyring::Keyring>),
     db: &Database,
     directory: Directory,
     probes: scope::probes::ProbeAuditor,
-) -> anyhow::Result<Services> {
+) -> Services {
     let routing = routing::middleware::RoutingState::new(
         &settings.routing,
         &topology,
@@ -217,17 +236,6 @@ fn services(
             "http"
         },
     );
-    let topology = Arc::new(topology);
-    // The KEK provider is checked here, before the node listens (the local file
-    // is created with a KEK per jurisdiction on first start).
-    let provider =
-        crypto::keyring::Keyring::provider_from_settings(&settings.encryption, &topology)
-            .context("the encryption key provider (encryption.*)")?;
-    let keyring = Arc::new(crypto::keyring::Keyring::new(
-        provider,
-        topology.clone(),
-        &settings.encryption,
-    ));
     let relocator = relocation::Relocator::new(
         db.clone(),
         directory.clone(),
@@ -237,7 +245,7 @@ fn services(
         // Every node sees a directory change within one refresh interval.
         settings.directory.refresh_interval * 2,
     );
-    Ok(Services {
+    Services {
         db: ScopedDatabase::new(db.clone()),
         directory,
         limits: limits::NodeLimits::new(&settings.limits),
@@ -248,7 +256,7 @@ fn services(
         verifier,
         probes,
         keyring,
-    })
+    }
 }
 
 /// The public listener: the middleware chain of `docs/architecture.md` around

@@ -161,7 +161,7 @@ async fn directory_admits(
                 Err(StoreError::NotFound { .. }) => return Ok(None),
                 Err(other) => return Err(other.into()),
             };
-            let secret = providers::secret_of(tx, provider).await?;
+            let secret = providers::secret_of(tx, &hooks.keyring, provider).await?;
             let subject = external::subject_of(tx, provider, stored.user).await?;
             Ok(Some((config, secret, subject)))
         })

@@ -156,6 +156,27 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "getTenantKeys",
+        "GET",
+        "/v1/tenants/{id}/keys",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "rotateTenantKeys",
+        "POST",
+        "/v1/tenants/{id}/keys/rotate",
+        Who::Either,
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
+    ),
+    op(
+        "destroyTenantKeys",
+        "DELETE",
+        "/v1/tenants/{id}/keys",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "startImpersonation",
         "POST",
         "/v1/tenants/{id}/impersonations",
@@ -369,7 +390,11 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/webhooks",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::WebhookUrlRefused],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::WebhookUrlRefused,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "listWebhooks",
@@ -390,7 +415,11 @@ pub const OPERATIONS: &[Operation] = &[
         "PATCH",
         "/v1/webhooks/{id}",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::WebhookUrlRefused],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::WebhookUrlRefused,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "deleteWebhook",
@@ -411,7 +440,7 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/identity-providers",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "listIdentityProviders",
@@ -432,7 +461,7 @@ pub const OPERATIONS: &[Operation] = &[
         "PATCH",
         "/v1/identity-providers/{id}",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "deleteIdentityProvider",
@@ -446,7 +475,7 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/identity-providers/{id}/test",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "startPlatformSignIn",
@@ -506,7 +535,7 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/auth/refresh",
         Who::SignIn,
-        &[ErrorCode::CsrfFailed],
+        &[ErrorCode::CsrfFailed, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "endSession",
@@ -527,21 +556,29 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/auth/{tenant_slug}/oidc/start",
         Who::SignIn,
-        &[ErrorCode::ValidationFailed],
+        &[ErrorCode::ValidationFailed, ErrorCode::TenantKeysDestroyed],
     ),
     op(
         "finishOidcSignIn",
         "GET",
         "/v1/auth/oidc/callback",
         Who::SignIn,
-        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+        &[
+            ErrorCode::PlanLimitExceeded,
+            ErrorCode::EmailTaken,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "signInWithLdap",
         "POST",
         "/v1/auth/{tenant_slug}/ldap",
         Who::SignIn,
-        &[ErrorCode::PlanLimitExceeded, ErrorCode::EmailTaken],
+        &[
+            ErrorCode::PlanLimitExceeded,
+            ErrorCode::EmailTaken,
+            ErrorCode::TenantKeysDestroyed,
+        ],
     ),
     op(
         "requestChannelSummary",

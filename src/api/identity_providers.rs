@@ -100,6 +100,7 @@ fn name(raw: &str) -> Result<String, ApiError> {
 #[post("/identity-providers")]
 pub async fn create(
     scope: Guarded<Allow<perm::ManageIdentity>, TenantScope>,
+    hooks: web::Data<Hooks>,
     body: super::JsonBody<CreateProvider>,
 ) -> Result<HttpResponse, ApiError> {
     let (oidc, ldap) = kind_settings(body.kind, body.oidc.as_ref(), body.ldap.as_ref())?;
@@ -124,7 +125,7 @@ pub async fn create(
     let provider = scope
         .write(async |tx| {
             owners::check_mapping(actor_role, privileged)?;
-            let provider = store::create(tx, kind, &fields, secret).await?;
+            let provider = store::create(tx, &hooks.keyring, kind, &fields, secret).await?;
             audit::record(
                 tx,
                 &actor,
@@ -185,6 +186,7 @@ pub async fn get(
 pub async fn patch(
     scope: Guarded<Allow<perm::ManageIdentity>, TenantScope>,
     path: IdPath,
+    hooks: web::Data<Hooks>,
     body: super::JsonBody<PatchProvider>,
 ) -> Result<web::Json<IdentityProvider>, ApiError> {
     let id = ProviderId::parse(&path)?;
@@ -239,7 +241,8 @@ pub async fn patch(
             let touches = grants_privileged(&before.role_mappings, before.default_role)
                 || grants_privileged(&fields.role_mappings, fields.default_role);
             owners::check_mapping(actor_role, mapping_changes && touches)?;
-            let provider = store::update(tx, id, &fields, body.secret.as_ref()).await?;
+            let provider =
+                store::update(tx, &hooks.keyring, id, &fields, body.secret.as_ref()).await?;
             audit::record(
                 tx,
                 &actor,
@@ -313,7 +316,7 @@ pub async fn test(
         .read(async |tx| {
             Ok((
                 store::get(tx, id, false).await?,
-                store::secret_of(tx, id).await?,
+                store::secret_of(tx, &hooks.keyring, id).await?,
             ))
         })
         .await?;

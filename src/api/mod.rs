@@ -24,6 +24,7 @@ mod signin;
 mod summaries;
 mod tenant_ai;
 mod tenant_encryption;
+mod tenant_keys;
 mod tenants;
 mod usage;
 mod users;
@@ -81,6 +82,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenant_ai::patch)
                 .service(tenant_encryption::get)
                 .service(tenant_encryption::patch)
+                .service(tenant_keys::get)
+                .service(tenant_keys::rotate)
+                .service(tenant_keys::destroy)
                 .service(impersonations::start)
                 .service(impersonations::list)
                 .service(impersonations::revoke)

@@ -64,7 +64,9 @@ pub async fn start(
         id: None,
     };
     let (provider, _) = scope
-        .write(async |tx| Ok(store::for_signin(tx, ProviderKind::Oidc, provider_id).await?))
+        .write(async |tx| {
+            Ok(store::for_signin(tx, &hooks.keyring, ProviderKind::Oidc, provider_id).await?)
+        })
         .await?
         .ok_or_else(no_provider)?;
     let config = provider.oidc.as_ref().ok_or_else(no_provider)?;
@@ -146,7 +148,10 @@ pub async fn callback(
         .write(async |tx| {
             let flow = oidc::take_flow(tx, &state).await?;
             let provider = match &flow {
-                Ok(flow) => store::for_signin(tx, ProviderKind::Oidc, Some(flow.provider)).await?,
+                Ok(flow) => {
+                    store::for_signin(tx, &hooks.keyring, ProviderKind::Oidc, Some(flow.provider))
+                        .await?
+                }
                 Err(_) => None,
             };
             if let Err(reason) = &flow {

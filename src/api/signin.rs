@@ -70,7 +70,9 @@ pub async fn sign_in_ldap(
     scope.password_attempt(username)?;
     let provider_id = body.provider_id.map(ProviderId::from_uuid);
     let Some((provider, secret)) = scope
-        .write(async |tx| Ok(store::for_signin(tx, ProviderKind::Ldap, provider_id).await?))
+        .write(async |tx| {
+            Ok(store::for_signin(tx, &hooks.keyring, ProviderKind::Ldap, provider_id).await?)
+        })
         .await?
     else {
         return Err(REFUSED);

@@ -118,7 +118,8 @@ pub async fn create(
     let user = scope.user_id().to_string();
     let mut webhook = scope
         .write(async |tx| {
-            let webhook = store::create(tx, &url, &description, &types, &secret).await?;
+            let webhook =
+                store::create(tx, &hooks.keyring, &url, &description, &types, &secret).await?;
             audit::record(
                 tx,
                 &user,
@@ -195,7 +196,7 @@ pub async fn patch(
     let user = scope.user_id().to_string();
     let mut webhook = scope
         .write(async |tx| {
-            let webhook = store::update(tx, id, &changes).await?;
+            let webhook = store::update(tx, &hooks.keyring, id, &changes).await?;
             let details = json!({
                 "url": changes.url, "event_types": changes.event_types, "enabled": changes.enabled,
                 "secret_rotated": changes.new_secret.is_some(),

@@ -13,4 +13,6 @@ pub mod envelope;
 pub mod keyring;
 pub mod messages;
 pub mod provider;
+pub mod rotation;
+pub mod secrets;
 pub mod settings;

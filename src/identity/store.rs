@@ -1,6 +1,7 @@
 //! `identity_providers`: every statement on the table, in the tenant's
-//! transaction. The secret column is written here and read only by
-//! `secret_of` (for the code that talks to the provider), never by `get`/`list`.
+//! transaction. The secret is sealed with the tenant's DEK (`secret_sealed`,
+//! `crypto::secrets`), written here and opened only by `secret_of` and
+//! `for_signin` (for the code that talks to the provider), never by `get`/`list`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -9,6 +10,8 @@ use utoipa::ToSchema;
 
 use super::{LdapConfig, OidcConfig, ProviderKind, RoleMapping};
 use crate::auth::Role;
+use crate::crypto::keyring::Keyring;
+use crate::crypto::secrets;
 use crate::db::TenantTx;
 use crate::ids::ProviderId;
 use crate::pagination::{Keyset, Page, keyset_page};
@@ -51,7 +54,7 @@ pub struct ProviderFields {
     pub redirect_uris: Vec<String>,
 }
 
-const COLUMNS: &str = "id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, \
+const COLUMNS: &str = "id, kind, name, enabled, config, (secret IS NOT NULL OR secret_sealed IS NOT NULL) AS has_secret, \
                        role_mappings, default_role, allowed_email_domains, redirect_uris, \
                        created_at, updated_at";
 
@@ -114,16 +117,21 @@ fn mappings_json(fields: &ProviderFields) -> Result<serde_json::Value, StoreErro
 
 pub async fn create(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     kind: ProviderKind,
     fields: &ProviderFields,
     secret: Option<&Secret>,
 ) -> Result<IdentityProvider, StoreError> {
     let sql = format!(
         "INSERT INTO identity_providers (tenant_id, id, home_region, kind, name, enabled, config,
-                secret, role_mappings, default_role, allowed_email_domains, redirect_uris)
+                secret_sealed, role_mappings, default_role, allowed_email_domains, redirect_uris)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     );
     let id = ProviderId::new_random();
+    let sealed = match secret {
+        Some(secret) => Some(seal(keyring, tx, id, secret).await?),
+        None => None,
+    };
     let row = tx
         .query_one(
             &sql,
@@ -135,7 +143,7 @@ pub async fn create(
                 &fields.name,
                 &fields.enabled,
                 &config_json(fields)?,
-                &secret.map(Secret::expose),
+                &sealed,
                 &mappings_json(fields)?,
                 &fields.default_role.map(Role::as_str),
                 &fields.allowed_email_domains,
@@ -196,11 +204,12 @@ pub async fn get(
 /// tenant's only one of that kind (`None` when there is none, or several).
 pub async fn for_signin(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     kind: ProviderKind,
     id: Option<ProviderId>,
 ) -> Result<Option<(IdentityProvider, Option<Secret>)>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS}, secret FROM identity_providers
+        "SELECT {COLUMNS}, secret, secret_sealed FROM identity_providers
          WHERE tenant_id = $1 AND kind = $2 AND enabled AND ($3::uuid IS NULL OR id = $3) LIMIT 2"
     );
     let rows = tx
@@ -216,35 +225,81 @@ pub async fn for_signin(
     let [row] = rows.as_slice() else {
         return Ok(None);
     };
-    let secret = row.get::<_, Option<String>>("secret").map(Secret::new);
-    Ok(Some((from_row(row)?, secret)))
+    let provider = from_row(row)?;
+    let secret = open(keyring, tx, provider.id, row).await?;
+    Ok(Some((provider, secret)))
 }
 
 /// The stored secret, for the code that presents it to the provider.
-pub async fn secret_of(tx: &TenantTx<'_>, id: ProviderId) -> Result<Option<Secret>, StoreError> {
+pub async fn secret_of(
+    tx: &TenantTx<'_>,
+    keyring: &Keyring,
+    id: ProviderId,
+) -> Result<Option<Secret>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT secret FROM identity_providers WHERE tenant_id = $1 AND id = $2",
+            "SELECT secret, secret_sealed FROM identity_providers WHERE tenant_id = $1 AND id = $2",
             &[tx.tenant_id().as_uuid(), id.as_uuid()],
         )
         .await?
         .ok_or_else(|| not_found(id))?;
-    Ok(row.get::<_, Option<String>>(0).map(Secret::new))
+    open(keyring, tx, id, &row).await
+}
+
+async fn seal(
+    keyring: &Keyring,
+    tx: &TenantTx<'_>,
+    id: ProviderId,
+    secret: &Secret,
+) -> Result<Vec<u8>, StoreError> {
+    Ok(secrets::seal(
+        keyring,
+        tx,
+        "identity_providers",
+        *id.as_uuid(),
+        secret.expose(),
+    )
+    .await?)
+}
+
+/// The row's secret: its sealed column opened, or a legacy plaintext not yet
+/// sealed (`crypto::secrets::seal_plaintext`).
+async fn open(
+    keyring: &Keyring,
+    tx: &TenantTx<'_>,
+    id: ProviderId,
+    row: &Row,
+) -> Result<Option<Secret>, StoreError> {
+    Ok(secrets::open(
+        keyring,
+        tx,
+        "identity_providers",
+        *id.as_uuid(),
+        row.get("secret_sealed"),
+        row.get("secret"),
+    )
+    .await?)
 }
 
 /// Writes `fields` over the provider; `secret` replaces the stored one when given.
 pub async fn update(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     id: ProviderId,
     fields: &ProviderFields,
     secret: Option<&Secret>,
 ) -> Result<IdentityProvider, StoreError> {
     let sql = format!(
         "UPDATE identity_providers SET name = $3, enabled = $4, config = $5,
-                secret = COALESCE($6, secret), role_mappings = $7, default_role = $8,
+                secret_sealed = COALESCE($6, secret_sealed),
+                secret = CASE WHEN $6::bytea IS NULL THEN secret END, role_mappings = $7, default_role = $8,
                 allowed_email_domains = $9, redirect_uris = $10, updated_at = now()
          WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
     );
+    let sealed = match secret {
+        Some(secret) => Some(seal(keyring, tx, id, secret).await?),
+        None => None,
+    };
     let row = tx
         .query_opt(
             &sql,
@@ -254,7 +309,7 @@ pub async fn update(
                 &fields.name,
                 &fields.enabled,
                 &config_json(fields)?,
-                &secret.map(Secret::expose),
+                &sealed,
                 &mappings_json(fields)?,
                 &fields.default_role.map(Role::as_str),
                 &fields.allowed_email_domains,

@@ -141,6 +141,7 @@ pub enum Head {
 /// Claims the endpoint's oldest pending delivery if it is due, for `lease_ms`.
 pub async fn claim_head(
     tx: &TenantTx<'_>,
+    keyring: &crate::crypto::keyring::Keyring,
     endpoint: WebhookId,
     lease_ms: u64,
 ) -> Result<Head, StoreError> {
@@ -148,8 +149,8 @@ pub async fn claim_head(
         .query_opt(
             "SELECT d.id, d.attempts, d.next_attempt_at, d.payload, d.next_attempt_at <= now() AS \
                 due,
-                    e.url, e.secret, CASE WHEN e.previous_expires_at > now() THEN \
-                        e.previous_secret END AS previous
+                    e.url, e.secret, e.secret_sealed, e.previous_expires_at > now() AS \
+                        previous_valid, e.previous_secret, e.previous_secret_sealed
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND \
                  e.id = d.endpoint_id
              WHERE d.tenant_id = $1 AND d.endpoint_id = $2 AND d.state = 'pending' AND e.enabled
@@ -171,8 +172,24 @@ pub async fn claim_head(
         &[tx.tenant_id().as_uuid(), &delivery, &(lease_ms as i64)],
     )
     .await?;
-    let mut secrets = vec![row.get::<_, String>("secret")];
-    secrets.extend(row.get::<_, Option<String>>("previous"));
+    // Opened here, in Rust: the secrets are sealed at rest (`crypto::secrets`).
+    let open = async |sealed: &str, plain: &str| {
+        crate::crypto::secrets::open(
+            keyring,
+            tx,
+            "webhook_endpoints",
+            *endpoint.as_uuid(),
+            row.get(sealed),
+            row.get(plain),
+        )
+        .await
+    };
+    let mut secrets = Vec::with_capacity(2);
+    secrets.extend(open("secret_sealed", "secret").await?);
+    if row.get::<_, Option<bool>>("previous_valid") == Some(true) {
+        secrets.extend(open("previous_secret_sealed", "previous_secret").await?);
+    }
+    let secrets: Vec<String> = secrets.iter().map(|s| s.expose().to_owned()).collect();
     Ok(Head::Claimed(Claimed {
         delivery,
         attempts: row.get("attempts"),

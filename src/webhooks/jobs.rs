@@ -75,6 +75,8 @@ pub fn deliver_job(endpoint: WebhookId, run_after: Option<DateTime<Utc>>) -> New
 pub struct Deliver {
     pub settings: WebhookSettings,
     pub client: Client,
+    /// Opens the endpoint's sealed secrets.
+    pub keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
 }
 
 #[async_trait::async_trait(?Send)]
@@ -95,7 +97,7 @@ impl JobHandler for Deliver {
         for _ in 0..PER_RUN {
             let head = ctx
                 .tenant_tx(TxMode::ReadWrite, async |tx| {
-                    Ok(dispatch::claim_head(tx, endpoint, lease_ms).await?)
+                    Ok(dispatch::claim_head(tx, &self.keyring, endpoint, lease_ms).await?)
                 })
                 .await
                 .map_err(retry)?;

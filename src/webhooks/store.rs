@@ -1,16 +1,21 @@
 //! Webhook endpoints and their delivery log, in the tenant's transaction. The
-//! secret is write-only: it leaves only in the answer that creates or rotates it.
+//! secret is write-only: it leaves only in the answer that creates or rotates it,
+//! and is stored sealed with the tenant's DEK (`crypto::secrets`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use crate::crypto::keyring::Keyring;
+use crate::crypto::secrets;
 use crate::db::TenantTx;
 use crate::ids::{DeliveryId, WebhookId};
 use crate::pagination::{Keyset, Page};
 use crate::store::error::StoreError;
 use crate::store::page::{keyset_page, keyset_sql};
+
+const TABLE: &str = "webhook_endpoints";
 
 /// How long a rotated-out secret still signs deliveries.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -91,6 +96,7 @@ pub(crate) fn not_found(id: WebhookId) -> StoreError {
 
 pub async fn create(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     url: &str,
     description: &str,
     event_types: &[String],
@@ -98,10 +104,11 @@ pub async fn create(
 ) -> Result<Webhook, StoreError> {
     let sql = format!(
         "INSERT INTO webhook_endpoints (tenant_id, id, home_region, url, description, event_types, \
-            secret)
+            secret_sealed)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
     let id = WebhookId::new_random();
+    let sealed = secrets::seal(keyring, tx, TABLE, *id.as_uuid(), secret).await?;
     let row = tx
         .query_one(
             &sql,
@@ -112,7 +119,7 @@ pub async fn create(
                 &url,
                 &description,
                 &event_types,
-                &secret,
+                &sealed,
             ],
         )
         .await?;
@@ -153,6 +160,7 @@ pub struct WebhookChanges {
 
 pub async fn update(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     id: WebhookId,
     changes: &WebhookChanges,
 ) -> Result<Webhook, StoreError> {
@@ -163,13 +171,22 @@ pub async fn update(
              enabled = COALESCE($6, enabled),
              disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason ELSE NULL END,
              failure_streak = CASE WHEN $6 THEN 0 ELSE failure_streak END,
-             previous_secret = CASE WHEN $7::text IS NULL THEN previous_secret ELSE secret END,
-             previous_expires_at = CASE WHEN $7::text IS NULL THEN previous_expires_at
+             previous_secret_sealed = CASE WHEN $7::bytea IS NULL THEN previous_secret_sealed
+                                           ELSE secret_sealed END,
+             previous_secret = CASE WHEN $7::bytea IS NULL THEN previous_secret ELSE secret END,
+             previous_expires_at = CASE WHEN $7::bytea IS NULL THEN previous_expires_at
                                         ELSE now() + $8::bigint * interval '1 hour' END,
-             secret = COALESCE($7, secret),
+             secret_sealed = COALESCE($7, secret_sealed),
+             secret = CASE WHEN $7::bytea IS NULL THEN secret END,
              updated_at = now()
          WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
     );
+    // Sealed for this row; the current secret moves to `previous_secret_sealed`
+    // unopened (both carry the AAD column `secret`: `crypto::secrets`).
+    let sealed = match &changes.new_secret {
+        Some(secret) => Some(secrets::seal(keyring, tx, TABLE, *id.as_uuid(), secret).await?),
+        None => None,
+    };
     tx.query_opt(
         &sql,
         &[
@@ -179,7 +196,7 @@ pub async fn update(
             &changes.description,
             &changes.event_types,
             &changes.enabled,
-            &changes.new_secret,
+            &sealed,
             &ROTATION_OVERLAP_HOURS,
         ],
     )

@@ -265,6 +265,27 @@ pub(crate) fn routes() -> Vec<Route> {
             || Some(json!({"messages": false})),
         ),
         r(
+            "GET",
+            "/v1/tenants/{id}/keys",
+            Either(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/tenants/{id}/keys/rotate",
+            Either(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "DELETE",
+            "/v1/tenants/{id}/keys",
+            Platform,
+            T::Tenant,
+            || Some(json!({"confirm": "not the id"})),
+        ),
+        r(
             "POST",
             "/v1/channels/{id}/summaries",
             Tenant(Role::Member),
