@@ -55,11 +55,7 @@ impl Hooks {
     }
 
     /// The node's job handlers plus the webhook jobs.
-    pub fn register(
-        &self,
-        registry: crate::jobs::Registry,
-        keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
-    ) -> crate::jobs::Registry {
+    pub fn register(&self, registry: crate::jobs::Registry) -> crate::jobs::Registry {
         registry
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),
@@ -79,7 +75,11 @@ impl Hooks {
                 max_messages: self.summaries.max_messages,
                 external: self.external.clone(),
                 topology: self.topology.clone(),
-                keyring,
+                keyring: self.keyring.clone(),
+            })
+            .with(crate::crypto::seal_messages::SealMessages {
+                keyring: self.keyring.clone(),
+                batch: self.reencrypt_batch,
             })
     }
 

@@ -157,7 +157,7 @@ impl Application {
             probes,
         )));
         // The node's job handlers: the queue's own plus the webhook and summary jobs.
-        let registry = hooks.register(jobs::node_registry(), state.keyring.clone());
+        let registry = hooks.register(jobs::node_registry());
         let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer, registry);
         let admin_bind = settings.admin.bind.context("admin.bind is not set")?;
         let (admin, admin_address) = metrics::admin::serve(

@@ -14,10 +14,12 @@
 //! the API); summary jobs carry only ids and read bodies through the keyring.
 //!
 //! **Turning it on.** New posts and summaries are sealed from the commit of the
-//! change on; rows written before stay plaintext until the keyring's
-//! re-encryption job seals them (the PATCH enqueues it; registry entries
-//! `REENCRYPTED`). Search answers 409 `search_unavailable_encrypted` while the
-//! policy is on. **Turning it off.** New rows are stored in plaintext again;
+//! change on; rows written before stay plaintext until the `messages.seal` job
+//! (`crypto::seal_messages`), enqueued by the change in its transaction, seals
+//! them in batches. From then on they are ordinary sealed rows: rotation
+//! re-encrypts them (`rotation::ENCRYPTED` lists both columns), relocation
+//! moves them in place (the AAD names no region). Search answers 409
+//! `search_unavailable_encrypted` while the policy is on. **Turning it off.** New rows are stored in plaintext again;
 //! sealed rows stay sealed (readable as before, still covered by rotation and
 //! crypto-shredding): decrypting a tenant's history back into the database is
 //! not something a policy switch should do behind a compliance officer's back.
@@ -31,13 +33,14 @@
 //! committed policy says "encrypt" fails (SQLSTATE 23502, nothing written,
 //! nothing charged: the statement is atomic) and the handler redoes it sealed
 //! (`PlaintextRefused`). No extra round trip: the guard is one primary-key read
-//! in the statement that writes. Under SERIALIZABLE (PostgreSQL and CockroachDB
-//! alike) a post is either ordered after the PATCH (it reads the new value:
-//! sealed) or before it (it read the old value: it is one of the rows the PATCH's
-//! re-encryption job seals, which scans after the PATCH committed, and a post
-//! that committed after that scan began would have to be ordered both before
-//! the PATCH and after the scan, a cycle SERIALIZABLE aborts). A post whose
-//! transaction begins after the PATCH answered always reads the new value.
+//! in the statement that writes. A post whose transaction begins after the
+//! PATCH answered reads the new value and is sealed. One concurrent with the
+//! PATCH may read the old value; SERIALIZABLE then orders it before the PATCH,
+//! so it is one of the rows written "before", which `messages.seal` seals: each
+//! of its batches reads the policy (written by the PATCH) and scans for
+//! plaintext rows, so a post that committed after the job's last scan would be
+//! ordered before the PATCH and after that scan, which is after the PATCH — a
+//! cycle SERIALIZABLE aborts (the post is retried and then sealed).
 
 use serde_json::Value;
 

@@ -14,5 +14,6 @@ pub mod keyring;
 pub mod messages;
 pub mod provider;
 pub mod rotation;
+pub mod seal_messages;
 pub mod secrets;
 pub mod settings;

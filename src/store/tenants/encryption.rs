@@ -69,6 +69,11 @@ pub async fn set(
             details,
         )
         .await?;
+        if to.messages {
+            // What was stored in plaintext before is sealed by a job; it
+            // commits with the change, so it is never lost.
+            crate::jobs::enqueue(tx, crate::crypto::seal_messages::job()).await?;
+        }
     }
     Ok((record, changed))
 }

@@ -302,6 +302,101 @@ async fn a_sealed_body_copied_to_another_row_or_tenant_does_not_open() {
     assert_eq!(one.body["body"], "the secret plan", "{}", one.body);
 }
 
+/// Turning the policy on seals what was stored before (the `messages.seal`
+/// job); a rotation then re-encrypts those rows under the new version, and they
+/// still read.
+#[actix_web::test]
+async fn turning_it_on_seals_earlier_rows_and_rotation_covers_them() {
+    let logs = capture_logs();
+    let app = spawn_app().await;
+    let t = app.provision("enc-later").await;
+    let channel = app.create_channel(&t, "general").await;
+    let early = app
+        .post_message(&t, channel, "written before the policy")
+        .await;
+    assert!(!stored(&app, early).await.1);
+    set_policy(&app, &t, true).await;
+    let db = app.superuser_client().await;
+    let version = async |db: &tokio_postgres::Client| -> Option<Vec<u8>> {
+        db.query_one(
+            "SELECT substring(body_enc FROM 1 FOR 5) FROM messages WHERE id = $1",
+            &[&early],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    };
+    let mut sealed = None;
+    for _ in 0..300 {
+        sealed = version(&db).await;
+        if sealed.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let jobs: Vec<(String, String, Option<String>)> = db
+        .query(
+            "SELECT kind, state, error FROM jobs WHERE tenant_id = $1",
+            &[&t.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        sealed,
+        Some(vec![1, 0, 0, 0, 1]),
+        "not sealed by the job: {jobs:?}"
+    );
+    let (body, _, tsv) = stored(&app, early).await;
+    assert_eq!((body.as_str(), tsv.as_str()), ("", ""));
+    let rotated = app
+        .post(
+            &format!("/v1/tenants/{}/keys/rotate", t.id),
+            &t.owner_token,
+            json!({}),
+        )
+        .await;
+    assert!(rotated.status.is_success(), "{}", rotated.body);
+    let mut now = None;
+    for _ in 0..300 {
+        now = version(&db).await;
+        if now == Some(vec![1, 0, 0, 0, 2]) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let jobs: Vec<(String, String, Option<String>)> = db
+        .query(
+            "SELECT kind, state, error FROM jobs WHERE tenant_id = $1",
+            &[&t.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        now,
+        Some(vec![1, 0, 0, 0, 2]),
+        "not re-encrypted by the rotation: {} {jobs:?} {}",
+        rotated.body,
+        logs.errors()
+    );
+    let one = app
+        .get(
+            &format!("/v1/channels/{channel}/messages/{early}"),
+            &t.owner_token,
+        )
+        .await;
+    assert_eq!(
+        one.body["body"], "written before the policy",
+        "{}",
+        one.body
+    );
+}
+
 /// Everything the node logs from now on, whatever the test (one global
 /// subscriber for the test binary, at debug for the node and the database
 /// driver, which logs statement parameters).
@@ -311,6 +406,16 @@ impl Logs {
     pub(crate) fn contains(&self, needle: &str) -> bool {
         let text = self.0.lock().unwrap();
         text.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    pub(crate) fn errors(&self) -> String {
+        let text = self.0.lock().unwrap();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -380,9 +485,7 @@ fn hex(s: &str) -> String {
 }
 
 /// Issue 15's proof: a canary written into every encrypted field of a tenant —
-/// message bodies and a summary made of them (the stored secrets, which the
-/// keyring seals always, join this test when they are sealed: not yet on this
-/// branch, where an identity provider's secret is still stored in plaintext) — is
+/// message bodies, a summary made of them, an identity provider's secret — is
 /// nowhere in a `pg_dump` of the whole database (as text, nor hex-encoded as a
 /// `bytea` would hold it), nor in anything the node logged meanwhile (debug,
 /// with the database driver's statement parameters). A plaintext tenant's
@@ -403,6 +506,9 @@ async fn a_canary_in_every_encrypted_field_is_in_no_dump_and_no_log() {
         json!({ "url": "http://127.0.0.1:9/hook", "event_types": ["message.posted"] }),
     )
     .await;
+    let mut provider = crate::identity::oidc_body("https://idp.example/realm/");
+    provider["secret"] = json!(format!("secret-{canary}"));
+    crate::identity::create_provider(&app, &t, provider).await;
     let channel = app.create_channel(&t, "general").await;
     for line in [
         format!("The {canary} migration starts at noon on Friday."),
