@@ -128,16 +128,6 @@ fn fixture() -> Fixture {
         "http",
     );
     let topology = Arc::new(topology);
-    let relocator = Relocator::new(
-        db.clone(),
-        directory.clone(),
-        topology.clone(),
-        "bench".into(),
-        500,
-        Duration::from_secs(2),
-    );
-    // The probe writer is never run: every lookup here hits, nothing is probed.
-    let (probes, _writer) = meridian::tasks::probe_queue(db.clone());
     // Never used here (nothing is sealed): a throw-away KEK file.
     let kek_file =
         std::env::temp_dir().join(format!("meridian-bench-keks-{}.json", Uuid::now_v7()));
@@ -149,6 +139,17 @@ fn fixture() -> Fixture {
         topology.clone(),
         &Default::default(),
     ));
+    let relocator = Relocator::new(
+        db.clone(),
+        directory.clone(),
+        topology.clone(),
+        "bench".into(),
+        500,
+        Duration::from_secs(2),
+        keyring.clone(),
+    );
+    // The probe writer is never run: every lookup here hits, nothing is probed.
+    let (probes, _writer) = meridian::tasks::probe_queue(db.clone());
     let state = Arc::new(AppState::new(Services {
         db: ScopedDatabase::new(db),
         directory,

@@ -21,6 +21,8 @@ pub struct Hooks {
     /// `AppState::keyring`.
     pub keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
     reencrypt_batch: u32,
+    /// `encryption.rotate_after_days` (0: no scheduled rotation).
+    rotate_after_days: u32,
 }
 
 impl Hooks {
@@ -46,6 +48,7 @@ impl Hooks {
             topology,
             keyring,
             reencrypt_batch: settings.encryption.reencrypt_batch,
+            rotate_after_days: settings.encryption.rotate_after_days,
             ledger: crate::limits::ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
@@ -54,8 +57,23 @@ impl Hooks {
         })
     }
 
-    /// The node's job handlers plus the webhook jobs.
+    /// The node's job handlers plus the webhook, summary and key jobs.
     pub fn register(&self, registry: crate::jobs::Registry) -> crate::jobs::Registry {
+        let registry = if self.rotate_after_days > 0 {
+            registry
+                .with(crate::crypto::rotation::RotateCheck {
+                    keyring: self.keyring.clone(),
+                    after_days: self.rotate_after_days,
+                })
+                .every(crate::jobs::Schedule {
+                    kind: crate::crypto::rotation::ROTATE_CHECK_KIND,
+                    every: std::time::Duration::from_secs(24 * 3600),
+                    scope: crate::jobs::ScheduleScope::EachTenant,
+                    max_attempts: 5,
+                })
+        } else {
+            registry
+        };
         registry
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),

@@ -158,6 +158,13 @@ impl Application {
         )));
         // The node's job handlers: the queue's own plus the webhook and summary jobs.
         let registry = hooks.register(jobs::node_registry());
+        // The upgrade path of stored secrets: any still in plaintext are sealed.
+        {
+            let (db, keyring, region) = (db.clone(), state.keyring.clone(), state.region.clone());
+            actix_web::rt::spawn(async move {
+                crypto::secrets::sweep_region(&db, &keyring, &region).await;
+            });
+        }
         let tasks = Tasks::start(db, state.clone(), &settings, newest, probe_writer, registry);
         let admin_bind = settings.admin.bind.context("admin.bind is not set")?;
         let (admin, admin_address) = metrics::admin::serve(
@@ -244,6 +251,7 @@ fn services(
         RELOCATION_BATCH_ROWS,
         // Every node sees a directory change within one refresh interval.
         settings.directory.refresh_interval * 2,
+        keyring.clone(),
     );
     Services {
         db: ScopedDatabase::new(db.clone()),

@@ -213,6 +213,8 @@ pub struct Relocator {
     batch_size: i64,
     /// How long every node needs to see a directory change.
     settle: Duration,
+    /// Rewraps the tenant's data keys when it changes jurisdiction.
+    keyring: Arc<crate::crypto::keyring::Keyring>,
 }
 
 impl Relocator {
@@ -223,6 +225,7 @@ impl Relocator {
         node: String,
         batch_size: i64,
         settle: Duration,
+        keyring: Arc<crate::crypto::keyring::Keyring>,
     ) -> Self {
         Self {
             db,
@@ -231,6 +234,7 @@ impl Relocator {
             node,
             batch_size,
             settle,
+            keyring,
         }
     }
 
@@ -338,6 +342,7 @@ impl Relocator {
                 Err(ApiError::RetryExhausted) => continue,
                 other => other?,
             }
+            self.rewrap_keys(job, &to).await?;
             if let Some(after) = self.verify(job.tenant_id, &to).await? {
                 return self.finish(job, after).await;
             }
@@ -345,6 +350,26 @@ impl Relocator {
         Err(ApiError::internal(anyhow::anyhow!(
             "rows kept appearing outside {to} after five passes"
         )))
+    }
+
+    /// Rewraps the tenant's data keys under the KEK of the target's jurisdiction
+    /// (a no-op within one jurisdiction, and for versions already rewrapped: a
+    /// resumed relocation repeats it safely). After the switch, so a key created
+    /// meanwhile already takes the new jurisdiction (`Keyring::insert_version`
+    /// reads the tenant's home region in its transaction).
+    async fn rewrap_keys(&self, job: &Relocation, to: &RegionId) -> Result<(), ApiError> {
+        let jurisdiction = self.keyring.jurisdiction_of(to.as_str())?;
+        let keyring = &self.keyring;
+        let rewrapped = self
+            .db
+            .tenant_tx(job.tenant_id, to, None, TxMode::ReadWrite, async |tx| {
+                Ok(crate::crypto::rotation::rewrap(keyring, tx, jurisdiction).await?)
+            })
+            .await?;
+        if rewrapped > 0 {
+            tracing::info!(relocation = %job.id, rewrapped, jurisdiction, "data keys rewrapped");
+        }
+        Ok(())
     }
 
     /// Switches the home region, if the residency policy still allows the target:

@@ -13,11 +13,10 @@ use utoipa::ToSchema;
 use super::IdPath;
 use crate::audit;
 use crate::auth::Role;
-use crate::crypto::rotation::{self, REENCRYPT_KIND};
+use crate::crypto::rotation;
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{JobId, TenantId};
-use crate::jobs::{self, NewJob};
 use crate::scope::{Authenticated, Caller, Guarded, TenantOrPlatformAdmin};
 use crate::state::AppState;
 use crate::store::tenants;
@@ -136,21 +135,7 @@ pub async fn get(
 
 /// Rotation in `tx` (the tenant's): the next version, the job, the audit event.
 async fn rotate_in(state: &AppState, tx: &TenantTx<'_>, actor: &str) -> Result<Rotation, ApiError> {
-    let version = rotation::rotate(&state.keyring, tx).await?;
-    let job = NewJob {
-        idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
-        max_attempts: 100,
-        ..NewJob::new(REENCRYPT_KIND, json!({ "version": version }))
-    };
-    let job_id = jobs::enqueue(tx, job).await?;
-    audit::record(
-        tx,
-        actor,
-        "keys_rotated",
-        Some(("tenant", tx.tenant_id().to_string())),
-        json!({ "version": version, "job_id": job_id }),
-    )
-    .await?;
+    let (version, job_id) = rotation::rotate_and_reencrypt(&state.keyring, tx, actor).await?;
     Ok(Rotation { version, job_id })
 }
 

@@ -163,7 +163,7 @@ pub async fn destroy_tenant_keys(
     Ok(versions)
 }
 
-/// Rewraps the tenant's live DEK versions under the KEK of `jurisdiction`
+/// Rewraps the tenant's live DEK versions not yet under `jurisdiction`'s KEK
 /// (relocation across jurisdictions, KEK rotation). The DEKs themselves, and so
 /// every ciphertext, stay as they are. Returns how many versions it rewrapped.
 pub async fn rewrap(
@@ -175,8 +175,9 @@ pub async fn rewrap(
     let rows = tx
         .query(
             "SELECT version FROM tenant_keys
-             WHERE tenant_id = $1 AND state <> 'destroyed' ORDER BY version FOR UPDATE",
-            &[tenant.as_uuid()],
+             WHERE tenant_id = $1 AND state <> 'destroyed' AND jurisdiction <> $2
+             ORDER BY version FOR UPDATE",
+            &[tenant.as_uuid(), &jurisdiction],
         )
         .await?;
     let mut count = 0;
@@ -231,14 +232,14 @@ pub async fn reencrypt_batch(
         .await?;
     let dek = keyring.active(tx, tenant).await?;
     for row in &rows {
-        let row_id: String = row.get("row_id");
-        let key: Uuid = row.get("key");
+        let bound_row: String = row.get("row_id");
+        let key_value: Uuid = row.get("key");
         let sealed: Vec<u8> = row.get("sealed");
         let binding = Binding {
             tenant,
             table,
             column: aad_column,
-            row: &row_id,
+            row: &bound_row,
         };
         let plain = keyring.open(tx, &binding, &sealed).await?;
         let resealed = dek
@@ -246,12 +247,12 @@ pub async fn reencrypt_batch(
             .map_err(|source| KeyringError::Unreadable {
                 table: (*table).to_owned(),
                 column: (*column).to_owned(),
-                row: row_id.clone(),
+                row: bound_row.clone(),
                 source,
             })?;
         tx.execute(
             &format!("UPDATE {table} SET {column} = $3 WHERE tenant_id = $1 AND {key} = $2"),
-            &[tenant.as_uuid(), &key, &resealed],
+            &[tenant.as_uuid(), &key_value, &resealed],
         )
         .await?;
     }
@@ -299,6 +300,9 @@ fn job_error(err: crate::error::ApiError) -> crate::jobs::JobError {
     match err {
         crate::error::ApiError::TenantKeysDestroyed => {
             crate::jobs::JobError::Permanent("the tenant's keys were destroyed".into())
+        }
+        crate::error::ApiError::Internal(cause) => {
+            crate::jobs::JobError::Retry(format!("{cause:#}"))
         }
         other => crate::jobs::JobError::Retry(other.to_string()),
     }
@@ -377,5 +381,74 @@ impl crate::jobs::JobHandler for Reencrypt {
             "rewritten": rewritten,
             "versions_drained": drained,
         }))
+    }
+}
+
+/// Rotates and enqueues the re-encryption job in `tx`, audited as `actor`;
+/// returns the new version and the job.
+pub async fn rotate_and_reencrypt(
+    keyring: &Keyring,
+    tx: &TenantTx<'_>,
+    actor: &str,
+) -> Result<(u32, crate::ids::JobId), crate::error::ApiError> {
+    let version = rotate(keyring, tx).await?;
+    let job = crate::jobs::NewJob {
+        idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
+        max_attempts: 100,
+        ..crate::jobs::NewJob::new(REENCRYPT_KIND, serde_json::json!({ "version": version }))
+    };
+    let job_id = crate::jobs::enqueue(tx, job).await?;
+    crate::audit::record(
+        tx,
+        actor,
+        "keys_rotated",
+        Some(("tenant", tx.tenant_id().to_string())),
+        serde_json::json!({ "version": version, "job_id": job_id }),
+    )
+    .await?;
+    Ok((version, job_id))
+}
+
+/// The job kind of scheduled rotation (`encryption.rotate_after_days`).
+pub const ROTATE_CHECK_KIND: &str = "keys.rotate_check";
+
+/// Daily per tenant (a `ScheduleScope::EachTenant` schedule): rotates when the
+/// active version is older than `after_days`. A tenant without keys, or with
+/// destroyed ones, is left alone.
+pub struct RotateCheck {
+    pub keyring: std::sync::Arc<Keyring>,
+    pub after_days: u32,
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::jobs::JobHandler for RotateCheck {
+    fn kind(&self) -> &'static str {
+        ROTATE_CHECK_KIND
+    }
+
+    async fn run(
+        &self,
+        ctx: &crate::jobs::JobContext,
+        _payload: &serde_json::Value,
+    ) -> Result<serde_json::Value, crate::jobs::JobError> {
+        let keyring = &self.keyring;
+        let days = i64::from(self.after_days);
+        let rotated = ctx
+            .tenant_tx(crate::db::TxMode::ReadWrite, async |tx| {
+                let due = tx
+                    .query_opt(
+                        "SELECT version FROM tenant_keys WHERE tenant_id = $1 AND state = 'active'
+                           AND created_at < now() - $2::bigint * interval '1 day'",
+                        &[tx.tenant_id().as_uuid(), &days],
+                    )
+                    .await?;
+                if due.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(rotate_and_reencrypt(keyring, tx, "schedule").await?))
+            })
+            .await
+            .map_err(job_error)?;
+        Ok(serde_json::json!({ "rotated_to": rotated.map(|(v, _)| v) }))
     }
 }

@@ -128,3 +128,52 @@ pub async fn seal_plaintext(keyring: &Keyring, tx: &TenantTx<'_>) -> Result<u64,
     }
     Ok(sealed)
 }
+
+/// Seals the plaintext secrets left in every tenant homed in `region` (a node
+/// runs it once at start, in the background): the upgrade path for rows written
+/// before V18 or by a node of the previous version. Returns how many it sealed;
+/// a tenant that fails is logged and left for the next start or its next
+/// re-encryption job.
+pub async fn sweep_region(
+    db: &crate::db::Database,
+    keyring: &Keyring,
+    region: &crate::ids::RegionId,
+) -> u64 {
+    use crate::db::TxMode;
+    let tenants = db
+        .platform_tx(TxMode::ReadOnly, async |tx| {
+            Ok(tx
+                .query(
+                    "SELECT id FROM tenants WHERE home_region = $1",
+                    &[&region.as_str()],
+                )
+                .await?)
+        })
+        .await;
+    let tenants = match tenants {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::warn!(error = %err, "plaintext secret sweep: listing tenants failed");
+            return 0;
+        }
+    };
+    let mut total = 0;
+    for row in tenants {
+        let tenant = crate::ids::TenantId::from_uuid(row.get(0));
+        let sealed = db
+            .tenant_tx(tenant, region, None, TxMode::ReadWrite, async |tx| {
+                Ok(seal_plaintext(keyring, tx).await?)
+            })
+            .await;
+        match sealed {
+            Ok(n) => total += n,
+            Err(err) => {
+                tracing::warn!(tenant = %tenant, error = %err, "plaintext secret sweep failed");
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(sealed = total, "plaintext secrets sealed");
+    }
+    total
+}

@@ -93,15 +93,23 @@ async fn providers_are_configured_and_the_secret_never_comes_back() {
     }
     assert!(audit.body.to_string().contains("identity_provider_updated"));
     let db = app.superuser_client().await;
-    let stored: String = db
+    // At rest only sealed (issue 15): no plaintext column, and the ciphertext
+    // does not contain the secret.
+    let row = db
         .query_one(
-            "SELECT secret FROM identity_providers WHERE id = $1",
+            "SELECT secret, secret_sealed FROM identity_providers WHERE id = $1",
             &[&id.parse::<Uuid>().unwrap()],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, "rotated-secret-value");
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0), None);
+    let sealed: Vec<u8> = row.get(1);
+    assert!(!sealed.is_empty());
+    assert!(
+        !sealed
+            .windows(b"rotated-secret".len())
+            .any(|w| w == b"rotated-secret")
+    );
 
     let gone = app
         .delete(&format!("/v1/identity-providers/{id}"), &admin)

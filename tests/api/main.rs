@@ -10,6 +10,8 @@ mod console;
 mod cost;
 mod cursors;
 mod db_tls;
+mod encryption;
+mod encryption_bench;
 mod hosts;
 mod identity;
 mod impersonation;
