@@ -69,7 +69,7 @@ print(f'CPU per page request: node {($NODE1-$NODE0)/hz/n*1e6:.0f} µs, PostgreSQ
 
 # The same page as the API's first page: src/store/messages.rs PAGE_SQL, LIMIT 51.
 cat >"$STATE/page.sql" <<SQL
-SELECT id, channel_id, author_id, body, created_at FROM messages
+SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
  WHERE tenant_id = '$T' AND channel_id = '$C'
  ORDER BY created_at DESC, id DESC LIMIT 51;
 SQL
@@ -83,7 +83,7 @@ cat >"$STATE/tx.sql" <<SQL
 BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY;
 SELECT set_config('app.tenant_id', '$T', true);
 SELECT status FROM users WHERE tenant_id = '$T' AND id = '$U';
-SELECT id, channel_id, author_id, body, created_at FROM messages
+SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
  WHERE tenant_id = '$T' AND channel_id = '$C'
  ORDER BY created_at DESC, id DESC LIMIT 51;
 COMMIT;

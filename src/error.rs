@@ -188,6 +188,7 @@ error_codes! {
     AiEngineOutsideResidency = "ai_engine_outside_residency" => CONFLICT,
     AiEngineUnavailable = "ai_engine_unavailable" => CONFLICT,
     TenantKeysDestroyed = "tenant_keys_destroyed" => GONE,
+    SearchUnavailableEncrypted = "search_unavailable_encrypted" => CONFLICT,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,

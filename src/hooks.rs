@@ -93,6 +93,11 @@ impl Hooks {
                 max_messages: self.summaries.max_messages,
                 external: self.external.clone(),
                 topology: self.topology.clone(),
+                keyring: self.keyring.clone(),
+            })
+            .with(crate::crypto::seal_messages::SealMessages {
+                keyring: self.keyring.clone(),
+                batch: self.reencrypt_batch,
             })
     }
 

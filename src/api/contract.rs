@@ -142,6 +142,20 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "getTenantEncryption",
+        "GET",
+        "/v1/tenants/{id}/encryption",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "updateTenantEncryption",
+        "PATCH",
+        "/v1/tenants/{id}/encryption",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "getTenantKeys",
         "GET",
         "/v1/tenants/{id}/keys",
@@ -301,7 +315,9 @@ pub const OPERATIONS: &[Operation] = &[
         // `q` is checked like any text field (not blank, no control characters);
         // search is expensive work, with its tenant's and node's budget
         // (`limits::cost`).
+        // An encrypted tenant's messages are not searchable server-side.
         &[
+            ErrorCode::SearchUnavailableEncrypted,
             ErrorCode::Forbidden,
             ErrorCode::ValidationFailed,
             ErrorCode::ExpensiveLimited,

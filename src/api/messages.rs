@@ -5,12 +5,14 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{IdPath, created};
+use crate::crypto::messages::PlaintextRefused;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
 use crate::json_write::FastJson;
 use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
+use crate::state::AppState;
 use crate::store::messages::{self, Message};
 use crate::validate;
 
@@ -31,6 +33,7 @@ pub struct PostMessage {
 #[post("/channels/{id}/messages")]
 pub async fn post(
     scope: Guarded<Allow<perm::PostMessage>, TenantScope>,
+    state: web::Data<AppState>,
     path: IdPath,
     body: super::JsonBody<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
@@ -45,12 +48,25 @@ pub async fn post(
     validate::no_control_chars("body", &body.body)?;
     let author = scope.user_id();
     let storage_cap = scope.tenant().limits().storage_bytes;
-    let message = scope
-        .write_or_refuse(async |tx| {
-            let posted = messages::post(tx, channel, author, &body.body, storage_cap).await?;
-            Ok(posted.map_err(ApiError::from))
-        })
-        .await?;
+    // The policy from the directory cache; when it is stale and the tenant now
+    // encrypts, the INSERT refuses the plaintext and the post is redone sealed
+    // (`crypto::messages`). Never the other way: a stale "encrypt" seals.
+    let mut seal = scope.tenant().encryption.messages;
+    let keyring = &*state.keyring;
+    let message = loop {
+        let posted = scope
+            .write_or_refuse(async |tx| {
+                let sealing = seal.then_some(keyring);
+                let posted =
+                    messages::post(tx, sealing, channel, author, &body.body, storage_cap).await?;
+                Ok(posted.map_err(ApiError::from))
+            })
+            .await;
+        match posted {
+            Err(refused) if !seal && PlaintextRefused::is(&refused) => seal = true,
+            other => break other?,
+        }
+    };
     Ok(created(
         format!("/v1/channels/{channel}/messages/{}", message.id),
         &message,
@@ -67,6 +83,7 @@ pub async fn post(
 #[get("/channels/{id}/messages")]
 pub async fn page(
     scope: Guarded<Allow<perm::Read>, TenantScope>,
+    state: web::Data<AppState>,
     path: IdPath,
     query: web::Query<PageQuery>,
 ) -> Result<FastJson<Page<Message>>, ApiError> {
@@ -77,7 +94,7 @@ pub async fn page(
         scope
             .read_as(
                 RequestClass::page(limit, &scope.limits().cost),
-                async |tx| Ok(messages::page(tx, channel, limit, after).await?),
+                async |tx| Ok(messages::page(tx, &state.keyring, channel, limit, after).await?),
             )
             .await?,
     ))
@@ -94,12 +111,13 @@ pub async fn page(
 #[get("/channels/{id}/messages/{message_id}")]
 pub async fn get(
     scope: Guarded<Allow<perm::Read>, TenantScope>,
+    state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<Message>, ApiError> {
     let (channel, message) = (ChannelId::parse(&path.0)?, MessageId::parse(&path.1)?);
     Ok(web::Json(
         scope
-            .read(async |tx| Ok(messages::get(tx, channel, message).await?))
+            .read(async |tx| Ok(messages::get(tx, &state.keyring, channel, message).await?))
             .await?,
     ))
 }

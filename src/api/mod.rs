@@ -23,6 +23,7 @@ mod search;
 mod signin;
 mod summaries;
 mod tenant_ai;
+mod tenant_encryption;
 mod tenant_keys;
 mod tenants;
 mod usage;
@@ -79,6 +80,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::patch)
                 .service(tenant_ai::get)
                 .service(tenant_ai::patch)
+                .service(tenant_encryption::get)
+                .service(tenant_encryption::patch)
                 .service(tenant_keys::get)
                 .service(tenant_keys::rotate)
                 .service(tenant_keys::destroy)

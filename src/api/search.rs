@@ -32,12 +32,23 @@ pub struct SearchQuery {
     params(SearchQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<SearchHit>)),
+    description = "Not for a tenant that encrypts its messages: 409 `search_unavailable_encrypted`.",
 )]
 #[get("/search")]
 pub async fn search(
     scope: Guarded<Allow<perm::Read>, TenantScope>,
     query: web::Query<SearchQuery>,
 ) -> Result<web::Json<Page<SearchHit>>, ApiError> {
+    if scope.tenant().encryption.messages {
+        // No plaintext word of an encrypted tenant is stored (its bodies'
+        // `body_tsv` is empty), so a search would find only messages posted
+        // before encryption was turned on: refuse rather than mislead.
+        return Err(ApiError::Conflict {
+            code: ErrorCode::SearchUnavailableEncrypted,
+            detail: "this tenant encrypts its messages, so they cannot be searched on the server"
+                .into(),
+        });
+    }
     let query = query.into_inner();
     let text = query
         .q

@@ -119,12 +119,13 @@ pub async fn create(
 #[get("/channels/{id}/summaries/{summary_id}")]
 pub async fn get(
     scope: Guarded<Allow<perm::Read>, TenantScope>,
+    state: web::Data<crate::state::AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<Summary>, ApiError> {
     let (channel, id) = (ChannelId::parse(&path.0)?, SummaryId::parse(&path.1)?);
     Ok(web::Json(
         scope
-            .read(async |tx| Ok(store::get(tx, channel, id).await?))
+            .read(async |tx| Ok(store::get(tx, &state.keyring, channel, id).await?))
             .await?,
     ))
 }

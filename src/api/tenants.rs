@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::store::tenants::{self, NewTenant, TenantChanges};
 use crate::store::users::User;
 use crate::tenancy::changes as tenant_rules;
-use crate::tenancy::record::{LimitOverrides, LimitPatch};
+use crate::tenancy::record::{Encryption, LimitOverrides, LimitPatch};
 use crate::tenancy::{Limits, Plan, Residency, TenantRecord, TenantStatus};
 use crate::validate;
 
@@ -82,6 +82,8 @@ pub struct Tenant {
     /// Effective limits: the plan's, with overrides applied.
     limits: Limits,
     limit_overrides: LimitOverrides,
+    /// The encryption policy (`/v1/tenants/{id}/encryption`).
+    encryption: Encryption,
     config_version: i64,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
@@ -99,6 +101,7 @@ impl From<&TenantRecord> for Tenant {
             status: t.status,
             limits: t.limits(),
             limit_overrides: t.limit_overrides,
+            encryption: t.encryption,
             config_version: t.config_version,
             created_at: t.created_at,
             updated_at: t.updated_at,

@@ -13,7 +13,9 @@
 pub mod envelope;
 pub mod keyring;
 pub mod kms;
+pub mod messages;
 pub mod provider;
 pub mod rotation;
+pub mod seal_messages;
 pub mod secrets;
 pub mod settings;

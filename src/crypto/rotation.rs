@@ -60,6 +60,22 @@ pub const ENCRYPTED: &[EncryptedColumn] = &[
         row_id: "id::text",
         key: "id",
     },
+    // A tenant's message bodies and summaries, when its policy encrypts them
+    // (`crypto::messages`; plaintext rows are sealed by `crypto::seal_messages`).
+    EncryptedColumn {
+        table: "messages",
+        column: "body_enc",
+        aad_column: super::messages::BODY.1,
+        row_id: "id::text",
+        key: "id",
+    },
+    EncryptedColumn {
+        table: "channel_summaries",
+        column: "sealed",
+        aad_column: super::messages::SUMMARY.1,
+        row_id: "id::text",
+        key: "id",
+    },
 ];
 
 /// The job kind that re-encrypts a tenant after a rotation.

@@ -91,6 +91,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V18__tenant_keys",
         include_str!("../../sql/postgres/V18__tenant_keys.sql"),
     ),
+    (
+        "V19__encrypted_messages",
+        include_str!("../../sql/postgres/V19__encrypted_messages.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -154,6 +158,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V18__tenant_keys",
         include_str!("../../sql/cockroach/V18__tenant_keys.sql"),
+    ),
+    (
+        "V19__encrypted_messages",
+        include_str!("../../sql/cockroach/V19__encrypted_messages.sql"),
     ),
 ];
 
@@ -367,7 +375,7 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
                 ]
             );
         }

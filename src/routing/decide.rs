@@ -81,6 +81,7 @@ mod tests {
             plan: Plan::Free,
             limit_overrides: LimitOverrides::default(),
             status: TenantStatus::Active,
+            encryption: Default::default(),
             config_version: 1,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),

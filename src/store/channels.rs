@@ -129,9 +129,15 @@ pub async fn ensure_exists(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), Store
 pub async fn delete(tx: &TenantTx<'_>, id: ChannelId) -> Result<(), StoreError> {
     let freed: i64 = tx
         .query_one(
-            "SELECT COALESCE(sum(octet_length(body)), 0)::bigint FROM messages WHERE tenant_id = \
-                $1 AND channel_id = $2",
-            &[tx.tenant_id().as_uuid(), id.as_uuid()],
+            // A sealed body was charged its plaintext's bytes: the ciphertext's
+            // length less the envelope's fixed overhead.
+            "SELECT COALESCE(sum(COALESCE(octet_length(body_enc) - $3, octet_length(body))), \
+                0)::bigint FROM messages WHERE tenant_id = $1 AND channel_id = $2",
+            &[
+                tx.tenant_id().as_uuid(),
+                id.as_uuid(),
+                &crate::crypto::messages::SEALED_OVERHEAD,
+            ],
         )
         .await?
         .get(0);

@@ -1,7 +1,8 @@
 //! Messages: posting, the newest-first page of a channel, and full-text search.
 //! The page is one statement on `messages_page_idx`; search walks the
 //! tenant-prefixed GIN index, so it cannot reach another tenant's postings, and
-//! ranks a bounded number of its matches.
+//! ranks a bounded number of its matches. A tenant's policy may seal bodies
+//! (`body_enc`, `crypto::messages`): posts seal them, reads open them.
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,8 @@ use utoipa::ToSchema;
 
 use super::channels;
 use super::error::StoreError;
+use crate::crypto::keyring::Keyring;
+use crate::crypto::messages::{self as sealing, PlaintextRefused};
 use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::ids::{ChannelId, MessageId, UserId};
@@ -38,10 +41,9 @@ pub struct SearchHit {
     pub rank: f32,
 }
 
-const COLUMNS: &str = "id, channel_id, author_id, body, created_at";
-
 /// The first page of a channel and the pages after a cursor: two statements,
-/// each followed by its LIMIT (`page_sql`). The first is also run by `loadtest/`
+/// each followed by its LIMIT (`page_sql`); `body_enc` last: NULL (one byte of
+/// the row's null bitmap) unless sealed. The first is also run by `loadtest/`
 /// through pgbench: keep them in step.
 ///
 /// Why not one statement with `$3 IS NULL OR (created_at, id) < ($3, $4)` and
@@ -53,11 +55,11 @@ const COLUMNS: &str = "id, channel_id, author_id, body, created_at";
 /// text and no optional condition, each statement's generic plan is the index
 /// scan the custom plan is (the cursor an index condition) and is reused after
 /// five executions (README, Benchmarks).
-pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM messages
+pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
      WHERE tenant_id = $1 AND channel_id = $2
      ORDER BY created_at DESC, id DESC LIMIT ";
-pub const PAGE_AFTER_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM \
-     messages
+pub const PAGE_AFTER_SQL: &str = "SELECT id, channel_id, author_id, body, created_at, body_enc \
+     FROM messages
      WHERE tenant_id = $1 AND channel_id = $2 AND (created_at, id) < ($3, $4)
      ORDER BY created_at DESC, id DESC LIMIT ";
 
@@ -78,22 +80,51 @@ pub fn page_sql(after: bool, rows: u32) -> Option<&'static str> {
     all.get(index).map(String::as_str)
 }
 
+/// The body a post writes: NULL (refused by `body NOT NULL`, SQLSTATE 23502) when
+/// it comes without ciphertext (`$ENC`) while the tenant's committed policy says
+/// encrypt — the cached policy the post decided from was stale
+/// (`crypto::messages`). One primary-key read of the directory row.
+macro_rules! guarded_body {
+    ($body:literal, $enc:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $enc,
+            "::bytea IS NULL AND (SELECT t.encrypt_messages FROM tenants t WHERE t.id = \
+                $1::uuid) THEN NULL ELSE ",
+            $body,
+            "::text END"
+        )
+    };
+}
+
 /// A post on the fast path: the shard's charge (`storage::FAST_CHARGE_CTE`) and the
 /// INSERT of what it charged, one statement; `$1`..`$6` the message, `$7` bytes,
-/// `$8` shard, `$9` cap.
+/// `$8` shard, `$9` cap, `$10` the sealed body (NULL: plaintext in `$6`).
 pub const POST_SQL: &str = concat!(
     storage::fast_charge_cte!(),
-    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-     SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, $6::text FROM charged
+    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
+     SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, ",
+    guarded_body!("$6", "$10"),
+    ", $10::bytea FROM charged
      RETURNING id, channel_id, author_id, body, created_at"
 );
 
+/// The slow path's INSERT (after `storage::charge_storage`): `$7` the sealed body.
+const SLOW_POST_SQL: &str = concat!(
+    "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
+     VALUES ($1, $2, $3, $4, $5, ",
+    guarded_body!("$6", "$7"),
+    ", $7) RETURNING id, channel_id, author_id, body, created_at"
+);
+
 /// One message of a channel (`get`).
-pub const GET_SQL: &str = "SELECT id, channel_id, author_id, body, created_at FROM messages
+pub const GET_SQL: &str =
+    "SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
      WHERE tenant_id = $1 AND channel_id = $2 AND id = $3";
 
-/// Every statement here selects `COLUMNS` first, in that order: columns are read
+/// Every statement here selects `id, channel_id, author_id, body, created_at` first, in that order: columns are read
 /// by position (a lookup by name compares names for every field of every row).
+/// A sealed body reads as '' here; `opened` puts the plaintext in.
 fn from_row(row: &Row) -> Message {
     Message {
         id: MessageId::from_uuid(row.get(0)),
@@ -104,12 +135,35 @@ fn from_row(row: &Row) -> Message {
     }
 }
 
+/// The sealed body of a row selected with `PAGE_SQL`/`GET_SQL`, if sealed.
+fn sealed(row: &Row) -> Option<Vec<u8>> {
+    row.get(5)
+}
+
+/// `message` with its sealed body (if any) opened in place.
+async fn opened(
+    keyring: &Keyring,
+    tx: &TenantTx<'_>,
+    mut message: Message,
+    sealed: Option<Vec<u8>>,
+) -> Result<Message, StoreError> {
+    if let Some(sealed) = sealed {
+        message.body = sealing::open_body(keyring, tx, message.id, &sealed).await?;
+    }
+    Ok(message)
+}
+
 /// Posts a message, charging its bytes to the tenant's storage quota in the same
 /// transaction: over the quota, nothing is written. The outer error fails the
 /// transaction; the inner one is a refusal (`quota_exceeded`) decided in a
-/// transaction that must commit (see `limits::storage`).
+/// transaction that must commit (see `limits::storage`). `seal`: the tenant's
+/// policy encrypts bodies (from the directory cache; if that copy is stale and
+/// the committed policy encrypts, the INSERT refuses the plaintext and this
+/// fails with `PlaintextRefused`, for the caller to redo sealed). The quota
+/// charges the plaintext's bytes either way.
 pub async fn post(
     tx: &TenantTx<'_>,
+    seal: Option<&Keyring>,
     channel: ChannelId,
     author: UserId,
     body: &str,
@@ -121,25 +175,36 @@ pub async fn post(
     let shard = storage::shard_param(tx);
     let tenant = tx.tenant_id();
     let region = tx.home_region().as_str();
+    let body_enc = match seal {
+        Some(keyring) => Some(sealing::seal_body(keyring, tx, id, body).await?),
+        None => None,
+    };
+    let stored_body = if body_enc.is_some() { "" } else { body };
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
         tenant.as_uuid(),
         id.as_uuid(),
         &region,
         channel.as_uuid(),
         author.as_uuid(),
-        &body,
+        &stored_body,
     ];
     // Usually one statement: the shard's grant holds the post (charge + INSERT).
     let mut fast_params = params.to_vec();
-    fast_params.extend_from_slice(&[&bytes, &shard, &cap]);
+    fast_params.extend_from_slice(&[&bytes, &shard, &cap, &body_enc]);
     // The channel is checked by the INSERT's foreign key (tenant_id, channel_id):
     // no statement of its own, and another tenant's channel is missing like any
     // other id (the key includes the tenant). The statement failed, so the
     // transaction is rolled back: nothing was charged.
+    let sealed_body = body_enc.is_some();
+    let with_body = |mut message: Message| {
+        message.body = body.to_owned();
+        message
+    };
     match tx.query_opt(POST_SQL, &fast_params).await {
-        Ok(Some(row)) => return posted(tx, from_row(&row)).await,
+        Ok(Some(row)) => return posted(tx, with_body(from_row(&row)), sealed_body).await,
         Ok(None) => {}
         Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
+        Err(err) if plaintext_refused(&err) => return Err(StoreError::internal(PlaintextRefused)),
         Err(err) => return Err(err.into()),
     }
     // The slow path decides a refusal that is committed: the channel first, so a
@@ -148,50 +213,87 @@ pub async fn post(
     if let Err(refused) = storage::charge_storage(tx, body.len() as u64, storage_cap).await? {
         return Ok(Err(refused));
     }
-    let sql = format!(
-        "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
-    );
-    let row = tx.query_one(&sql, &params).await?;
-    posted(tx, from_row(&row)).await
+    let mut slow_params = params.to_vec();
+    slow_params.push(&body_enc);
+    let row = match tx.query_one(SLOW_POST_SQL, &slow_params).await {
+        Ok(row) => row,
+        Err(err) if plaintext_refused(&err) => return Err(StoreError::internal(PlaintextRefused)),
+        Err(err) => return Err(err.into()),
+    };
+    posted(tx, with_body(from_row(&row)), sealed_body).await
 }
 
-/// The post's outbox event, in its transaction (a refused post writes none).
+/// The post's outbox event, in its transaction (a refused post writes none). A
+/// sealed body stays out of it (events are stored, and webhook deliveries made
+/// from them): the event says `body_encrypted` and the receiver fetches the
+/// message through the API.
 async fn posted(
     tx: &TenantTx<'_>,
     message: Message,
+    sealed: bool,
 ) -> Result<Result<Message, StoreError>, StoreError> {
+    let data = if sealed {
+        json!({ "message": SealedPost {
+            id: message.id,
+            channel_id: message.channel_id,
+            author_id: message.author_id,
+            created_at: message.created_at,
+            body_encrypted: true,
+        } })
+    } else {
+        json!({ "message": &message })
+    };
     outbox::record(
         tx,
-        Event::new(
-            "message.posted",
-            ("message", message.id.to_string()),
-            json!({ "message": &message }),
-        ),
+        Event::new("message.posted", ("message", message.id.to_string()), data),
     )
     .await?;
     Ok(Ok(message))
 }
 
-/// The post's INSERT failed on its channel's foreign key (SQLSTATE 23503, the
-/// constraint of that key: the same name on PostgreSQL and CockroachDB).
-fn channel_missing(err: &DbError) -> bool {
+/// A sealed post as its event carries it: the message without its body.
+#[derive(Serialize)]
+struct SealedPost {
+    id: MessageId,
+    channel_id: ChannelId,
+    author_id: UserId,
+    #[serde(serialize_with = "crate::json_time::utc")]
+    created_at: DateTime<Utc>,
+    body_encrypted: bool,
+}
+
+/// The post's INSERT refused a plaintext body: the tenant's committed policy
+/// encrypts (`guarded_body!`, SQLSTATE 23502 on `body`).
+fn plaintext_refused(err: &DbError) -> bool {
+    db_error(err).is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::NOT_NULL_VIOLATION
+            && db.column() == Some("body")
+    })
+}
+
+fn db_error(err: &DbError) -> Option<&tokio_postgres::error::DbError> {
     let DbError::Other(cause) = err else {
-        return false;
+        return None;
     };
     cause
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(tokio_postgres::Error::as_db_error)
-        .is_some_and(|db| {
-            *db.code() == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION
-                && db.constraint() == Some("messages_tenant_id_channel_id_fkey")
-        })
+}
+
+/// The post's INSERT failed on its channel's foreign key (SQLSTATE 23503, the
+/// constraint of that key: the same name on PostgreSQL and CockroachDB).
+fn channel_missing(err: &DbError) -> bool {
+    db_error(err).is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION
+            && db.constraint() == Some("messages_tenant_id_channel_id_fkey")
+    })
 }
 
 /// One message of a channel. A missing channel answers as a missing channel (so a
 /// probe of another tenant's channel is audited); a missing message as a message.
 pub async fn get(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     channel: ChannelId,
     id: MessageId,
 ) -> Result<Message, StoreError> {
@@ -202,7 +304,7 @@ pub async fn get(
         )
         .await?
     {
-        Some(row) => Ok(from_row(&row)),
+        Some(row) => opened(keyring, tx, from_row(&row), sealed(&row)).await,
         None => {
             channels::ensure_exists(tx, channel).await?;
             Err(StoreError::NotFound {
@@ -217,6 +319,7 @@ pub async fn get(
 /// existence check only runs when the page is empty.
 pub async fn page(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     channel: ChannelId,
     limit: u32,
     after: Option<Keyset>,
@@ -237,14 +340,14 @@ pub async fn page(
     if rows.is_empty() {
         channels::ensure_exists(tx, channel).await?;
     }
-    Ok(keyset_page(
-        rows.iter().map(from_row).collect(),
-        limit,
-        |m| Keyset {
-            at: m.created_at,
-            id: *m.id.as_uuid(),
-        },
-    ))
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in &rows {
+        messages.push(opened(keyring, tx, from_row(row), sealed(row)).await?);
+    }
+    Ok(keyset_page(messages, limit, |m| Keyset {
+        at: m.created_at,
+        id: *m.id.as_uuid(),
+    }))
 }
 
 /// Ranked full-text search over the tenant's messages. On PostgreSQL the query

@@ -14,6 +14,7 @@ use super::engine::{Engine, EngineError, Extractive, Input};
 use super::gate;
 use super::openai::OpenAi;
 use super::store;
+use crate::crypto::keyring::Keyring;
 use crate::db::TxMode;
 use crate::error::ApiError;
 use crate::ids::SummaryId;
@@ -21,6 +22,7 @@ use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::limits::ledger::{self, AiLedger};
 use crate::outbox::{self, Event};
 use crate::store::tenants::ai_engine as tenant_ai;
+use crate::store::tenants::encryption;
 use crate::tenancy::Directory;
 use crate::tenancy::record::AiEngine;
 use crate::topology::Topology;
@@ -35,6 +37,8 @@ pub struct CreateSummary {
     /// The node's OpenAI-compatible engine, if configured.
     pub external: Option<Arc<OpenAi>>,
     pub topology: Arc<Topology>,
+    /// Opens sealed bodies, seals the summary of an encrypting tenant.
+    pub keyring: Arc<Keyring>,
 }
 
 fn retry(err: impl std::fmt::Display) -> JobError {
@@ -52,7 +56,7 @@ impl CreateSummary {
                 if !ctx.holds_lease(tx).await? {
                     return Ok(false);
                 }
-                store::finish(tx, id, Err(why.clone())).await?;
+                store::finish(tx, None, id, Err(why.clone())).await?;
                 Ok(true)
             })
             .await
@@ -92,7 +96,7 @@ impl JobHandler for CreateSummary {
                 let Some(summary) = store::pending(tx, id).await? else {
                     return Ok(None);
                 };
-                let messages = store::messages(tx, &summary, limit).await?;
+                let messages = store::messages(tx, &self.keyring, &summary, limit).await?;
                 // The gate again, on the tenant row as it is now: an opt-out or a
                 // residency change since the request stops the external call.
                 let (ai, policy) = tenant_ai::get(tx).await?;
@@ -176,8 +180,15 @@ impl JobHandler for CreateSummary {
                         ctx.job_id
                     )));
                 }
+                // The policy as committed now, not as cached: a summary of a
+                // tenant that turned encryption on is never stored in plaintext.
+                let seal = encryption::get(tx)
+                    .await?
+                    .messages
+                    .then_some(&*self.keyring);
                 store::finish(
                     tx,
+                    seal,
                     id,
                     Ok((output.text.clone(), output.sentences.clone(), used as i64)),
                 )

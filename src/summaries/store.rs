@@ -1,5 +1,7 @@
 //! Channel summary rows, in the tenant's transaction (RLS, homed like every
-//! tenant row).
+//! tenant row). A tenant whose policy encrypts messages gets its summaries
+//! sealed (`sealed`; `summary` and `sentences` NULL) and its jobs read sealed
+//! bodies through the keyring (`crypto::messages`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,6 +9,8 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use crate::crypto::keyring::Keyring;
+use crate::crypto::messages as sealing;
 use crate::db::TenantTx;
 use crate::ids::{ChannelId, JobId, SummaryId, UserId};
 use crate::store::error::StoreError;
@@ -35,7 +39,7 @@ pub struct Summary {
 }
 
 const COLUMNS: &str = "id, channel_id, state, since, until, max_sentences, engine, summary, \
-    sentences, tokens_used, error, job_id, created_at, finished_at";
+    sentences, tokens_used, error, job_id, created_at, finished_at, sealed";
 
 fn from_row(row: &Row) -> Summary {
     Summary {
@@ -98,9 +102,22 @@ pub async fn set_job(tx: &TenantTx<'_>, id: SummaryId, job: JobId) -> Result<(),
     Ok(())
 }
 
+/// A summary row with its sealed text and sentences (if sealed) opened.
+async fn opened(keyring: &Keyring, tx: &TenantTx<'_>, row: &Row) -> Result<Summary, StoreError> {
+    let mut summary = from_row(row);
+    let sealed: Option<Vec<u8>> = row.get("sealed");
+    if let Some(sealed) = sealed {
+        let (text, sentences) = sealing::open_summary(keyring, tx, summary.id, &sealed).await?;
+        summary.summary = Some(text);
+        summary.sentences = Some(sentences);
+    }
+    Ok(summary)
+}
+
 /// One summary of a channel; a missing channel answers as a missing channel.
 pub async fn get(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     channel: ChannelId,
     id: SummaryId,
 ) -> Result<Summary, StoreError> {
@@ -115,7 +132,7 @@ pub async fn get(
         )
         .await?
     {
-        Some(row) => Ok(from_row(&row)),
+        Some(row) => opened(keyring, tx, &row).await,
         None => {
             crate::store::channels::ensure_exists(tx, channel).await?;
             Err(StoreError::not_found("summary", *id.as_uuid()))
@@ -135,16 +152,18 @@ pub async fn pending(tx: &TenantTx<'_>, id: SummaryId) -> Result<Option<Summary>
         .map(|r| from_row(&r)))
 }
 
-/// The channel's messages in the window, oldest first (at most `limit`, the newest ones).
+/// The channel's messages in the window, oldest first (at most `limit`, the
+/// newest ones), sealed bodies opened.
 pub async fn messages(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
     s: &Summary,
     limit: i64,
 ) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
     let rows = tx
         .query(
-            "SELECT id, body FROM (
-                 SELECT id, body, created_at FROM messages
+            "SELECT id, body, body_enc FROM (
+                 SELECT id, body, body_enc, created_at FROM messages
                  WHERE tenant_id = $1 AND channel_id = $2
                    AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL \
                        OR created_at < $4)
@@ -159,24 +178,48 @@ pub async fn messages(
             ],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: uuid::Uuid = row.get(0);
+        let sealed: Option<Vec<u8>> = row.get(2);
+        let body = match sealed {
+            Some(sealed) => {
+                let message = crate::ids::MessageId::from_uuid(id);
+                sealing::open_body(keyring, tx, message, &sealed).await?
+            }
+            None => row.get(1),
+        };
+        out.push((id, body));
+    }
+    Ok(out)
 }
 
 /// Records the outcome of a summary still pending (a finished one never changes).
+/// `seal`: the tenant's policy encrypts (read by the caller in this transaction):
+/// the text and sentences are sealed, nothing of them stored in plaintext.
 pub async fn finish(
     tx: &TenantTx<'_>,
+    seal: Option<&Keyring>,
     id: SummaryId,
     outcome: Result<(String, Value, i64), String>,
 ) -> Result<(), StoreError> {
-    let (state, summary, sentences, tokens, error) = match outcome {
+    let (state, mut summary, mut sentences, tokens, error) = match outcome {
         Ok((text, sentences, tokens)) => {
             ("succeeded", Some(text), Some(sentences), Some(tokens), None)
         }
         Err(why) => ("failed", None, None, None, Some(why)),
     };
+    let sealed = match (seal, &summary, &sentences) {
+        (Some(keyring), Some(text), Some(chosen)) => {
+            let sealed = sealing::seal_summary(keyring, tx, id, text, chosen).await?;
+            (summary, sentences) = (None, None);
+            Some(sealed)
+        }
+        _ => None,
+    };
     tx.execute(
         "UPDATE channel_summaries SET state = $3, summary = $4, sentences = $5, tokens_used = $6, \
-            error = $7, finished_at = now()
+            error = $7, sealed = $8, finished_at = now()
          WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')",
         &[
             tx.tenant_id().as_uuid(),
@@ -186,6 +229,7 @@ pub async fn finish(
             &sentences,
             &tokens,
             &error,
+            &sealed,
         ],
     )
     .await?;

@@ -47,6 +47,15 @@ impl AiEngine {
     }
 }
 
+/// The tenant's encryption policy (`tenants.encrypt_messages`, V19): which
+/// fields, beyond the stored secrets that are always encrypted, are sealed with
+/// the tenant's data key. See `crate::crypto::messages`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Encryption {
+    /// Message bodies and channel summaries.
+    pub messages: bool,
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct TenantRecord {
     pub id: TenantId,
@@ -58,6 +67,8 @@ pub struct TenantRecord {
     pub plan: Plan,
     pub limit_overrides: LimitOverrides,
     pub status: TenantStatus,
+    /// What the tenant's policy encrypts (`crate::crypto::messages`).
+    pub encryption: Encryption,
     pub config_version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -67,8 +78,8 @@ pub struct TenantRecord {
 /// be constants (`concat!`), listed by `store::hot_statements`.
 macro_rules! tenant_columns {
     () => {
-        "id, slug, name, home_region, residency, plan, limits, status, config_version, created_at, \
-            updated_at"
+        "id, slug, name, home_region, residency, plan, limits, status, encrypt_messages, \
+            config_version, created_at, updated_at"
     };
 }
 pub(crate) use tenant_columns;
@@ -109,6 +120,11 @@ impl TenantRecord {
                 "active" => TenantStatus::Active,
                 "suspended" => TenantStatus::Suspended,
                 _ => return Err(corrupt("status")),
+            },
+            encryption: Encryption {
+                messages: row
+                    .try_get("encrypt_messages")
+                    .map_err(StoreError::internal)?,
             },
             config_version: row
                 .try_get("config_version")

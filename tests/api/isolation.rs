@@ -252,6 +252,20 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         r(
             "GET",
+            "/v1/tenants/{id}/encryption",
+            Tenant(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}/encryption",
+            Tenant(Role::Owner),
+            T::Tenant,
+            || Some(json!({"messages": false})),
+        ),
+        r(
+            "GET",
             "/v1/tenants/{id}/keys",
             Either(Role::Owner),
             T::Tenant,

@@ -23,6 +23,7 @@ mod keys;
 mod kms;
 mod limits;
 mod listener_tls;
+mod message_encryption;
 mod messages;
 mod metrics;
 mod oidc;

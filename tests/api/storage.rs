@@ -288,7 +288,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V15__platform_accounts",
             "V16__job_queue_plans",
             "V17__impersonation",
-            "V18__tenant_keys"
+            "V18__tenant_keys",
+            "V19__encrypted_messages"
         ]
     );
     client

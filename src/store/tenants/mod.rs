@@ -16,6 +16,7 @@
 //! `Relocator::switch_home` (relocation and evacuation).
 
 pub mod ai_engine;
+pub mod encryption;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
