@@ -63,7 +63,7 @@ variant pipelined-serializable-timeout SERIALIZABLE 1 1
 variant pipelined-repeatable-timeout "REPEATABLE READ" 1 1
 variant roundtrips-serializable-timeout SERIALIZABLE 1 0
 done
-echo "SELECT id, channel_id, author_id, body, created_at FROM messages WHERE tenant_id = '$T' AND channel_id = '$C' ORDER BY created_at DESC, id DESC LIMIT 51;" >"$STATE/select.sql"
+echo "SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages WHERE tenant_id = '$T' AND channel_id = '$C' ORDER BY created_at DESC, id DESC LIMIT 51;" >"$STATE/select.sql"
 "$PGBIN/pgbench" -n -c8 -j2 -T10 -M prepared -f "$STATE/select.sql" "$PG" >"$STATE/sel.out" 2>&1 &
 pb=$!; sleep 2; t0=$(ticks); sleep 7; t1=$(ticks); wait $pb; tps=$(awk '/^tps/{print $3}' "$STATE/sel.out")
 python3 -c "print(f'the page SELECT alone as superuser: PostgreSQL {($t1-$t0)/$HZ/(7*$tps)*1e6:.0f} µs CPU per statement ({$tps:.0f} tps)')"
