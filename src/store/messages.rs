@@ -55,7 +55,8 @@ pub struct SearchHit {
 /// text and no optional condition, each statement's generic plan is the index
 /// scan the custom plan is (the cursor an index condition) and is reused after
 /// five executions (README, Benchmarks).
-pub const PAGE_SQL: &str = "SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
+pub const PAGE_SQL: &str =
+    "SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
      WHERE tenant_id = $1 AND channel_id = $2
      ORDER BY created_at DESC, id DESC LIMIT ";
 pub const PAGE_AFTER_SQL: &str = "SELECT id, channel_id, author_id, body, created_at, body_enc \

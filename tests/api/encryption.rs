@@ -3,7 +3,6 @@
 //! with re-encryption, crypto-shredding, and the rewrap of a relocation.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -48,36 +47,6 @@ fn dump(app: &TestApp) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Everything the process logs from the first call on (debug and up): a global
-/// subscriber, so it also holds other tests' lines; the canary is unique.
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(move || Capture(buffer))
-            .finish();
-        // Another test may have set one first: then nothing is captured, and
-        // the non-empty check below fails loudly rather than pass vacuously.
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buffer
-    })
-}
-
-struct Capture(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// An LDAP provider nobody answers for (the `/test` route then reports a
 /// failed connect, but only after the secret opened).
 fn unreachable_ldap(password: &str) -> Value {
@@ -95,7 +64,7 @@ async fn test_provider(app: &TestApp, t: &Tenant, id: Uuid) -> crate::helpers::R
 
 #[actix_web::test]
 async fn a_canary_in_every_secret_field_is_nowhere_in_a_dump_of_the_database() {
-    let logs = captured_logs();
+    let logs = crate::logs::capture_logs();
     let app = spawn_app().await;
     let t = app.provision("canary").await;
     let canary = format!("canary-{}", Uuid::new_v4().simple());
@@ -142,12 +111,11 @@ async fn a_canary_in_every_secret_field_is_nowhere_in_a_dump_of_the_database() {
     // The dump is the real thing: it holds the tenant's other rows.
     assert!(text.contains("canary Inc"), "the dump misses the tenant");
     assert!(text.contains("identity_providers") && text.contains("tenant_keys"));
-    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(logged.len() > 1000, "the server's logs were not captured");
+    assert!(logs.len() > 1000, "the server's logs were not captured");
     for secret in [&canary, &first, &second] {
         let core = secret.trim_start_matches("whsec_");
         assert!(!text.contains(core), "{secret} is in the database dump");
-        assert!(!logged.contains(core), "{secret} is in the server's logs");
+        assert!(!logs.contains(core), "{secret} is in the server's logs");
     }
 }
 

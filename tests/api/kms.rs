@@ -38,45 +38,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `moto_server`: from the pytools venv (`.ci/run`), else from a venv of its
-/// own under `target/` made here; `None` (skipped, with a message) without
-/// PyPI, unless `MERIDIAN_REQUIRE_PYTOOLS` is set.
+/// `moto_server` (`pytool::bin`).
 fn moto_bin() -> Option<PathBuf> {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    for venv in ["pytools", "moto"] {
-        let bin = tmp.join(venv).join("bin/moto_server");
-        if bin.exists() {
-            return Some(bin);
-        }
-    }
-    let pin = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/pytools.txt"),
-    )
-    .unwrap()
-    .lines()
-    .find(|l| l.starts_with("moto[server]=="))
-    .expect("tests/api/pytools.txt pins moto[server]")
-    .to_owned();
-    let venv = tmp.join("moto");
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--timeout", "20", &pin])
-            .status()
-            .is_ok_and(|s| s.success());
-    let bin = venv.join("bin/moto_server");
-    if made && bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var_os("MERIDIAN_REQUIRE_PYTOOLS").is_none(),
-        "MERIDIAN_REQUIRE_PYTOOLS is set but {pin} cannot be installed"
-    );
-    eprintln!("meridian tests: {pin} cannot be installed: KMS provider test SKIPPED");
-    None
+    crate::pytool::bin("moto[server]", "moto_server", "moto", "KMS provider test")
 }
 
 /// A running moto KMS; stopped (by its PID) when dropped.

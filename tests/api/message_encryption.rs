@@ -3,8 +3,6 @@
 //! stale cached policy, AAD binding, search refusal, and the canary proof
 //! (`pg_dump` of the whole database and the node's logs hold no plaintext).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,6 +12,7 @@ use crate::helpers::{
     Tenant, TestApp, assert_problem, cluster, fresh_database, spawn_app, spawn_app_with,
     test_settings,
 };
+use crate::logs::capture_logs;
 
 async fn set_policy(app: &TestApp, t: &Tenant, on: bool) {
     let reply = app
@@ -395,63 +394,6 @@ async fn turning_it_on_seals_earlier_rows_and_rotation_covers_them() {
         "{}",
         one.body
     );
-}
-
-/// Everything the node logs from now on, whatever the test (one global
-/// subscriber for the test binary, at debug for the node and the database
-/// driver, which logs statement parameters).
-pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    pub(crate) fn contains(&self, needle: &str) -> bool {
-        let text = self.0.lock().unwrap();
-        text.windows(needle.len()).any(|w| w == needle.as_bytes())
-    }
-
-    pub(crate) fn errors(&self) -> String {
-        let text = self.0.lock().unwrap();
-        String::from_utf8_lossy(&text)
-            .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
-
-#[derive(Clone)]
-struct Tee(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-pub(crate) fn capture_logs() -> Logs {
-    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Tee(buffer.clone());
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "meridian=trace,tokio_postgres=debug,actix_web=debug,info",
-            ))
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("another global subscriber (JOBS_TEST_LOG?) is installed");
-        buffer
-    });
-    Logs(buffer.clone())
 }
 
 /// The whole database as `pg_dump` writes it (data and schema, every table).

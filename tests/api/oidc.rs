@@ -23,45 +23,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The mock's executable: from the pytools venv (CI, `.ci/run`), else from a
-/// venv of its own under `target/` made here; `None` (skipped, with a message)
-/// without PyPI, unless `MERIDIAN_REQUIRE_PYTOOLS` is set.
+/// The mock's executable (`pytool::bin`).
 pub(crate) fn mock_bin() -> Option<PathBuf> {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    for venv in ["pytools", "oidc-mock"] {
-        let bin = tmp.join(venv).join("bin/oidc-provider-mock");
-        if bin.exists() {
-            return Some(bin);
-        }
-    }
-    let pin = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/pytools.txt"),
+    crate::pytool::bin(
+        "oidc-provider-mock",
+        "oidc-provider-mock",
+        "oidc-mock",
+        "OIDC flow test",
     )
-    .unwrap()
-    .lines()
-    .find(|l| l.starts_with("oidc-provider-mock=="))
-    .expect("tests/api/pytools.txt pins oidc-provider-mock")
-    .to_owned();
-    let venv = tmp.join("oidc-mock");
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--timeout", "20", &pin])
-            .status()
-            .is_ok_and(|s| s.success());
-    let bin = venv.join("bin/oidc-provider-mock");
-    if made && bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var_os("MERIDIAN_REQUIRE_PYTOOLS").is_none(),
-        "MERIDIAN_REQUIRE_PYTOOLS is set but {pin} cannot be installed"
-    );
-    eprintln!("meridian tests: {pin} cannot be installed: OIDC flow test SKIPPED");
-    None
 }
 
 pub(crate) struct MockProvider {
