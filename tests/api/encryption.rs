@@ -427,3 +427,61 @@ async fn a_starting_node_seals_plaintext_secrets_of_the_previous_version() {
     }
     assert_eq!(test_provider(&app, &t, provider).await.status, 200);
 }
+
+/// `encryption.rotate_after_days`: a node with it set rotates, at its first
+/// housekeeping tick, the tenants whose active version is older than that, and
+/// leaves the others alone.
+#[actix_web::test]
+async fn scheduled_rotation_rotates_only_versions_older_than_the_setting() {
+    // This node has no schedule: its tick before the tenants existed must not
+    // be what decides.
+    let app = spawn_app().await;
+    let old = app.provision("old-keys").await;
+    let fresh = app.provision("fresh-keys").await;
+    for t in [&old, &fresh] {
+        app.create_webhook(t, json!({ "url": "http://127.0.0.1:9/hook" }))
+            .await;
+    }
+    let db = app.superuser_client().await;
+    db.execute(
+        "UPDATE tenant_keys SET created_at = now() - interval '3 days' WHERE tenant_id = $1",
+        &[&old.id],
+    )
+    .await
+    .unwrap();
+
+    let mut settings = crate::helpers::test_settings(&app.db_name);
+    settings.encryption.rotate_after_days = 2;
+    let _scheduler = crate::helpers::spawn_app_with(settings).await;
+    eventually("the old tenant's version 1 drained", async || {
+        let k = keys(&app, old.id).await;
+        k["versions"].as_array().is_some_and(|v| v.len() == 2)
+            && !k["versions"][0]["drained_at"].is_null()
+    })
+    .await;
+    let rotated = keys(&app, old.id).await;
+    assert_eq!(rotated["versions"][0]["state"], "retired", "{rotated}");
+    assert_eq!(rotated["versions"][1]["state"], "active", "{rotated}");
+    assert_eq!(versions_at_rest(&app, old.id).await, [2]);
+
+    // The fresh tenant's check ran too, and rotated nothing.
+    eventually("the fresh tenant's check ran", async || {
+        db.query_one(
+            "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'keys.rotate_check'
+               AND state = 'succeeded'",
+            &[&fresh.id],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    let untouched = keys(&app, fresh.id).await;
+    assert_eq!(
+        untouched["versions"].as_array().unwrap().len(),
+        1,
+        "{untouched}"
+    );
+    assert_eq!(versions_at_rest(&app, fresh.id).await, [1]);
+}
