@@ -110,8 +110,16 @@ struct KeyRow {
     own: bool,
 }
 
-const KEY_COLUMNS: &str =
-    "version, state, jurisdiction, kek_id, wrapped, created_at = now() AS own";
+/// The lookup `key_row` reads, by state or by version (literal SQL: a seal
+/// runs on every encrypted write and must not format its statement).
+macro_rules! key_lookup {
+    () => {
+        "SELECT version, state, jurisdiction, kek_id, wrapped, created_at = now() AS own \
+         FROM tenant_keys WHERE tenant_id = $1 AND "
+    };
+}
+const ACTIVE_SQL: &str = concat!(key_lookup!(), "state = 'active'");
+const VERSION_SQL: &str = concat!(key_lookup!(), "version = $2");
 
 fn key_row(row: &tokio_postgres::Row) -> KeyRow {
     let wrapped: Option<Vec<u8>> = row.get("wrapped");
@@ -240,14 +248,7 @@ impl Keyring {
         db: &TenantTx<'_>,
         tenant: TenantId,
     ) -> Result<Arc<Dek>, KeyringError> {
-        let row = db
-            .query_opt(
-                &format!(
-                    "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND state = 'active'"
-                ),
-                &[&tenant.as_uuid()],
-            )
-            .await?;
+        let row = db.query_opt(ACTIVE_SQL, &[&tenant.as_uuid()]).await?;
         match row {
             Some(row) => self.unwrap_row(tenant, key_row(&row)).await,
             None => self.create_first(db, tenant).await,
@@ -266,12 +267,7 @@ impl Keyring {
             return Ok(dek);
         }
         let row = db
-            .query_opt(
-                &format!(
-                    "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
-                ),
-                &[&tenant.as_uuid(), &version_param(version)?],
-            )
+            .query_opt(VERSION_SQL, &[&tenant.as_uuid(), &version_param(version)?])
             .await?
             .ok_or(KeyringError::UnknownVersion(version))?;
         self.unwrap_row(tenant, key_row(&row)).await

@@ -296,7 +296,9 @@ pub struct Reencrypt {
     pub batch: u32,
 }
 
-fn job_error(err: crate::error::ApiError) -> crate::jobs::JobError {
+/// A key job's failure: destroyed keys end it for good; anything else is
+/// retried, with the cause (not the opaque API text) in the job's error.
+pub(crate) fn job_error(err: crate::error::ApiError) -> crate::jobs::JobError {
     match err {
         crate::error::ApiError::TenantKeysDestroyed => {
             crate::jobs::JobError::Permanent("the tenant's keys were destroyed".into())

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use super::keyring::Keyring;
 use super::messages as sealing;
 use crate::db::{TenantTx, TxMode};
-use crate::error::ApiError;
 use crate::ids::{MessageId, SummaryId};
 use crate::jobs::{JobContext, JobError, JobHandler, NewJob};
 use crate::store::error::StoreError;
@@ -86,15 +85,6 @@ async fn summaries(keyring: &Keyring, tx: &TenantTx<'_>, limit: i64) -> Result<u
     Ok(rows.len() as u64)
 }
 
-fn job_error(err: ApiError) -> JobError {
-    match err {
-        ApiError::TenantKeysDestroyed => {
-            JobError::Permanent("the tenant's keys were destroyed".into())
-        }
-        other => JobError::Retry(other.to_string()),
-    }
-}
-
 #[async_trait::async_trait(?Send)]
 impl JobHandler for SealMessages {
     fn kind(&self) -> &'static str {
@@ -117,7 +107,7 @@ impl JobHandler for SealMessages {
                     Ok(Some((m, s)))
                 })
                 .await
-                .map_err(job_error)?;
+                .map_err(super::rotation::job_error)?;
             match done {
                 Some((0, 0)) => break,
                 Some((m, s)) => {

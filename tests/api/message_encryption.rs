@@ -464,29 +464,7 @@ async fn a_canary_in_every_encrypted_field_is_in_no_dump_and_no_log() {
         .await;
 
     // A summary of the canary messages, made by the job (extractive engine).
-    let reply = app
-        .post(
-            &format!("/v1/channels/{channel}/summaries"),
-            &t.owner_token,
-            json!({ "max_sentences": 2 }),
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let location = reply
-        .headers
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let mut summary = Value::Null;
-    for _ in 0..300 {
-        summary = app.get(&location, &t.owner_token).await.body;
-        if summary["state"] == "succeeded" || summary["state"] == "failed" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let summary = crate::summaries::summarised(&app, &t, channel, 2).await;
     assert_eq!(summary["state"], "succeeded", "{summary}");
     assert!(
         summary["summary"].as_str().unwrap().contains(&canary),

@@ -22,6 +22,40 @@ pub async fn request(app: &TestApp, tenant: &Tenant, channel: Uuid) -> Uuid {
     reply.body["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// Asks for a summary of `channel` with `max_sentences` and waits (up to 30 s)
+/// until its job ended; the summary as `GET` shows it then.
+pub async fn summarised(
+    app: &TestApp,
+    tenant: &Tenant,
+    channel: Uuid,
+    max_sentences: u32,
+) -> Value {
+    let reply = app
+        .post(
+            &format!("/v1/channels/{channel}/summaries"),
+            &tenant.owner_token,
+            json!({ "max_sentences": max_sentences }),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let location = reply
+        .headers
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut summary = Value::Null;
+    for _ in 0..300 {
+        summary = app.get(&location, &tenant.owner_token).await.body;
+        if summary["state"] == "succeeded" || summary["state"] == "failed" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    summary
+}
+
 const THREAD: &[&str] = &[
     "Morning all!",
     "The database migration for the billing service is scheduled for Thursday night.",
@@ -40,29 +74,7 @@ async fn a_summary_is_made_by_a_job_and_charged_exactly_to_the_ledger() {
     for line in THREAD {
         app.post_message(&t, channel, line).await;
     }
-    let reply = app
-        .post(
-            &format!("/v1/channels/{channel}/summaries"),
-            &t.owner_token,
-            json!({"max_sentences": 3}),
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let location = reply
-        .headers
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let mut summary = Value::Null;
-    for _ in 0..300 {
-        summary = app.get(&location, &t.owner_token).await.body;
-        if summary["state"] == "succeeded" || summary["state"] == "failed" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let summary = summarised(&app, &t, channel, 3).await;
     assert_eq!(summary["state"], "succeeded", "{summary}");
     let sentences = summary["sentences"].as_array().unwrap();
     assert_eq!(sentences.len(), 3);
