@@ -68,6 +68,10 @@ pub struct Settings {
     /// (`crypto::signing`).
     #[serde(default)]
     pub signing: crate::crypto::signing::SigningSettings,
+    /// Residency evidence: how often served-region counts are written
+    /// (`tenancy::served`).
+    #[serde(default)]
+    pub residency: crate::tenancy::served::ResidencySettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -304,6 +308,7 @@ impl Default for Settings {
             summaries: Default::default(),
             encryption: Default::default(),
             signing: Default::default(),
+            residency: Default::default(),
         }
     }
 }
@@ -418,6 +423,9 @@ impl Settings {
             return invalid(&e);
         }
         if let Err(e) = self.signing.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.residency.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {

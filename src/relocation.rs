@@ -64,6 +64,9 @@ const TABLES: &[(&str, &str)] = &[
     // The tenant's data keys (V18): homed with it; a relocation across
     // jurisdictions also rewraps them under the new jurisdiction's KEK.
     ("tenant_keys", "version"),
+    // Where the tenant's requests were served, per day (V24): evidence about the
+    // tenant, kept where the tenant lives.
+    ("tenant_served_regions", "region, day"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

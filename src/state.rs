@@ -38,6 +38,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Signs evidence for auditors (`crypto::signing`).
     pub signer: Arc<Signer>,
+    /// Requests served here per tenant, flushed by `tasks` (`tenancy::served`).
+    pub served: crate::tenancy::served::ServedCounts,
 }
 
 /// The node's services, gathered for `AppState::new`.
@@ -85,6 +87,7 @@ impl AppState {
             probes,
             keyring,
             signer,
+            served: Default::default(),
         }
     }
 

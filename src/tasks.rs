@@ -74,6 +74,10 @@ impl Tasks {
             ),
             ("probe_flush", actix_web::rt::spawn(probe_writer)),
             ("key_reload", key_reload(state.clone(), &settings.auth)),
+            (
+                "served_flush",
+                served_flush(db.clone(), state.clone(), settings.residency.served_flush),
+            ),
         ];
         let mut jobs = None;
         if settings.jobs.enabled {
@@ -113,6 +117,7 @@ impl Tasks {
         }
         // Denials since the last summary would otherwise be lost with the process.
         summarise_denials(&self.db, &self.state, self.summary_interval).await;
+        self.state.served.flush(&self.db, &self.state.region).await;
         // Cross-tenant probes answered before the stop are audited before the pool closes.
         self.state.probes.drain(PROBE_DRAIN_LIMIT).await;
         self.state.db.close();
@@ -179,6 +184,18 @@ async fn summarise_denials(db: &Database, state: &AppState, window: Duration) {
             state.limits.denials.restore(tenant_id, counts);
         }
     }
+}
+
+/// Every `residency.served_flush_ms`: writes the requests served here per tenant.
+fn served_flush(db: Database, state: web::Data<AppState>, interval: Duration) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticker = ticker(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            state.served.flush(&db, &state.region).await;
+        }
+    })
 }
 
 /// Every `auth.keys_poll_interval_ms`: looks at the key set file and puts a

@@ -164,6 +164,18 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "getResidencyReport",
+        "GET",
+        "/v1/tenants/{id}/residency-report",
+        Who::Either,
+        // A tenant's report is counted like a search (`limits::cost`).
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ExpensiveLimited,
+            ErrorCode::NodeBusy,
+        ],
+    ),
+    op(
         "rotateTenantKeys",
         "POST",
         "/v1/tenants/{id}/keys/rotate",

@@ -19,6 +19,7 @@ mod platform_auth;
 mod platform_users;
 mod regions;
 mod relocation;
+mod residency_report;
 mod search;
 mod signin;
 mod summaries;
@@ -86,6 +87,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenant_keys::get)
                 .service(tenant_keys::rotate)
                 .service(tenant_keys::destroy)
+                .service(residency_report::get)
                 .service(impersonations::start)
                 .service(impersonations::list)
                 .service(impersonations::revoke)

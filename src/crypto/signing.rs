@@ -235,6 +235,47 @@ pub fn verify(
         .map_err(|_| VerifyError::Mismatch)
 }
 
+/// The bytes a JSON document is signed as: compact, object keys sorted
+/// (bytewise) at every level, so any verifier that parses the document and
+/// writes it back this way gets the same bytes, whatever the key order it was
+/// served in. Documents meant for signing hold strings, integers, booleans and
+/// nulls, never floats.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (key, value)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(&serde_json::Value::String(key.clone()), out);
+                    out.push(b':');
+                    write(value, out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            // Scalars: serde_json's own compact form (escaping, integers).
+            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
 fn labelled(purpose: Purpose, message: &[u8]) -> Vec<u8> {
     let label = format!("meridian/{}/v1\0", purpose.label());
     let mut out = Vec::with_capacity(label.len() + message.len());
@@ -358,6 +399,19 @@ mod tests {
             Ok(())
         );
         assert_eq!(second.public_keys().len(), 2);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level_and_is_compact() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": [1, {"y": "\u00e9", "x": null}], "a": true}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":true,"b":[1,{"x":null,"y":"é"}]}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            String::from_utf8(canonical_json(&a)).unwrap(),
+            r#"{"a":true,"b":[1,{"x":null,"y":"é"}]}"#
+        );
     }
 
     #[test]

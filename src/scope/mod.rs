@@ -75,6 +75,11 @@ impl ScopedDatabase {
     pub fn close(&self) {
         self.0.close();
     }
+
+    /// Which database the node talks to (reports say so).
+    pub fn dialect(&self) -> crate::db::Dialect {
+        self.0.dialect()
+    }
 }
 
 /// A request made with a tenant role: the tenant, the user and the role, all from
@@ -210,6 +215,9 @@ impl TenantScope {
                 .take_slots(&self.tenant, class)
                 .inspect_err(|_| self.check.waive())?;
             let _ = self.slot.set(permit);
+            // The request's first transaction: it is served here, with the
+            // tenant's data (the residency report's evidence).
+            self.state.served.record(self.tenant.id);
         }
         if class.expensive() && self.expensive.get().is_none() {
             let permit = limits

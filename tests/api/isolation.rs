@@ -273,6 +273,13 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r(
+            "GET",
+            "/v1/tenants/{id}/residency-report",
+            Either(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
             "POST",
             "/v1/tenants/{id}/keys/rotate",
             Either(Role::Owner),

@@ -37,6 +37,7 @@ mod platform;
 mod platform_admins;
 mod pytool;
 mod regions;
+mod residency;
 mod rls;
 mod routing_paths;
 mod search;

@@ -194,6 +194,7 @@ pub async fn provision(
         "slug": new.slug,
         "home_region": new.home_region,
         "plan": new.plan,
+        "residency": new.residency,
         "owner_id": owner.id,
     });
     audit::record(
