@@ -13,6 +13,7 @@ use meridian::auth::{KeySet, Role, TokenVerifier};
 use meridian::config::{LogFormat, Settings};
 use meridian::{Application, telemetry};
 use meridian_local::admin_client::{AdminClient, TENANT_ROLES};
+use meridian_local::cli::attest;
 use meridian_local::cli::output::{self, Format};
 use meridian_local::cli::state::require_keys;
 use meridian_local::dev::{self, StateDir};
@@ -161,6 +162,23 @@ enum TenantAction {
         /// Poll until the relocation is done.
         #[arg(long)]
         wait: bool,
+    },
+    /// The tenant's signed residency report: fetched, its signature checked
+    /// against the node's published keys (`GET /signing-keys`), summarised.
+    Attest {
+        /// The tenant's id (UUID).
+        tenant: uuid::Uuid,
+        /// Also write the signed report (JSON) here, for an auditor.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Checks a signed residency report file offline with a public key alone.
+    VerifyReport {
+        /// The file `attest --out` wrote.
+        file: PathBuf,
+        /// The signing public key (base64url, as `GET /signing-keys` lists it).
+        #[arg(long)]
+        public_key: String,
     },
 }
 
@@ -459,6 +477,37 @@ async fn tenant(state: &StateDir, args: TenantArgs, format: Format) -> anyhow::R
                     })
                     .collect()
             });
+        }
+        TenantAction::Attest { tenant, out } => {
+            let signed = client
+                .request(
+                    "GET",
+                    &format!("/v1/tenants/{tenant}/residency-report"),
+                    None,
+                )
+                .await?;
+            let keys = client.request("GET", "/signing-keys", None).await?;
+            let key_id = signed["signature"]["key_id"].as_str().unwrap_or_default();
+            let key = keys["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["key_id"] == key_id)
+                .and_then(|k| k["public_key"].as_str())
+                .with_context(|| format!("the node does not publish the signing key `{key_id}`"))?;
+            attest::check(&signed, key)?;
+            if let Some(path) = out {
+                std::fs::write(path, serde_json::to_vec_pretty(&signed)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            output::print(format, &signed, attest::human);
+        }
+        TenantAction::VerifyReport { file, public_key } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let signed: serde_json::Value = serde_json::from_str(&text)?;
+            attest::check(&signed, public_key)?;
+            output::print(format, &signed, attest::human);
         }
         TenantAction::Relocate { tenant, to, wait } => {
             let job = client

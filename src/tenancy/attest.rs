@@ -35,12 +35,14 @@ use crate::topology::Topology;
 /// How far back the served-regions evidence reaches.
 pub const SERVED_DAYS: i64 = 30;
 
-/// The documented CockroachDB query for where a table's rows of one home region
-/// are replicated (run by an operator with an admin role; `$table` and
-/// `$region` are filled in per row of `rows`).
-pub const COCKROACH_REPLICAS_SQL: &str = "SELECT range_id, lease_holder_locality, \
-    replica_localities FROM [SHOW RANGES FROM TABLE $table WITH DETAILS] \
-    WHERE start_key LIKE '%/\"$region\"/%'";
+/// The documented CockroachDB queries for where a table's rows are replicated
+/// (run by an operator with an admin role, `$table` filled in per table of
+/// `rows`): the partitions of a `REGIONAL BY ROW` table (one per region, with
+/// the zone constraints that place it), then every range with its replicas'
+/// localities. Written from the CockroachDB docs; not run here.
+pub const COCKROACH_REPLICAS_SQL: &str = "SHOW PARTITIONS FROM TABLE $table; \
+    SELECT range_id, lease_holder_locality, replica_localities \
+    FROM [SHOW RANGES FROM TABLE $table WITH DETAILS]";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResidencyReport {
