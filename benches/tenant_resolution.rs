@@ -170,6 +170,7 @@ fn fixture() -> Fixture {
         probes,
         keyring,
         signer,
+        access_log: meridian::access_log::AccessLog::new(&Default::default()),
     }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()

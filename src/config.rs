@@ -72,6 +72,9 @@ pub struct Settings {
     /// (`tenancy::served`).
     #[serde(default)]
     pub residency: crate::tenancy::served::ResidencySettings,
+    /// Members' accesses, written in batches (`crate::access_log`).
+    #[serde(default)]
+    pub access_log: crate::access_log::AccessLogSettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -309,6 +312,7 @@ impl Default for Settings {
             encryption: Default::default(),
             signing: Default::default(),
             residency: Default::default(),
+            access_log: Default::default(),
         }
     }
 }
@@ -426,6 +430,9 @@ impl Settings {
             return invalid(&e);
         }
         if let Err(e) = self.residency.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.access_log.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {

@@ -9,6 +9,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -276,6 +277,7 @@ fn services(
         probes,
         keyring,
         signer,
+        access_log: crate::access_log::AccessLog::new(&settings.access_log),
     }
 }
 

@@ -67,6 +67,8 @@ const TABLES: &[(&str, &str)] = &[
     // Where the tenant's requests were served, per day (V24): evidence about the
     // tenant, kept where the tenant lives.
     ("tenant_served_regions", "region, day"),
+    // Members' accesses (V25).
+    ("access_log", "first_at, id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

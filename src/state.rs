@@ -40,6 +40,8 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     /// Requests served here per tenant, flushed by `tasks` (`tenancy::served`).
     pub served: crate::tenancy::served::ServedCounts,
+    /// Members' accesses, buffered until `tasks` flushes them (`access_log`).
+    pub access_log: crate::access_log::AccessLog,
 }
 
 /// The node's services, gathered for `AppState::new`.
@@ -55,6 +57,7 @@ pub struct Services {
     pub probes: ProbeAuditor,
     pub keyring: Arc<Keyring>,
     pub signer: Arc<Signer>,
+    pub access_log: crate::access_log::AccessLog,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             probes,
             keyring,
             signer,
+            access_log,
         } = services;
         Self {
             db,
@@ -88,6 +92,7 @@ impl AppState {
             keyring,
             signer,
             served: Default::default(),
+            access_log,
         }
     }
 

@@ -78,6 +78,10 @@ impl Tasks {
                 "served_flush",
                 served_flush(db.clone(), state.clone(), settings.residency.served_flush),
             ),
+            (
+                "access_log",
+                access_log(db.clone(), state.clone(), settings.access_log.clone()),
+            ),
         ];
         let mut jobs = None;
         if settings.jobs.enabled {
@@ -118,6 +122,10 @@ impl Tasks {
         // Denials since the last summary would otherwise be lost with the process.
         summarise_denials(&self.db, &self.state, self.summary_interval).await;
         self.state.served.flush(&self.db, &self.state.region).await;
+        self.state
+            .access_log
+            .flush(&self.db, &self.state.region)
+            .await;
         // Cross-tenant probes answered before the stop are audited before the pool closes.
         self.state.probes.drain(PROBE_DRAIN_LIMIT).await;
         self.state.db.close();
@@ -194,6 +202,32 @@ fn served_flush(db: Database, state: web::Data<AppState>, interval: Duration) ->
         loop {
             ticker.tick().await;
             state.served.flush(&db, &state.region).await;
+        }
+    })
+}
+
+/// Every `access_log.flush_interval_ms`: writes the buffered accesses; about
+/// hourly, prunes this region's rows past `access_log.retention_days`.
+fn access_log(
+    db: Database,
+    state: web::Data<AppState>,
+    settings: crate::access_log::AccessLogSettings,
+) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticker = ticker(settings.flush_interval);
+        let prune_every = Duration::from_secs(3600);
+        let mut pruned_at: Option<std::time::Instant> = None;
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            state.access_log.flush(&db, &state.region).await;
+            if pruned_at.is_none_or(|at| at.elapsed() >= prune_every) {
+                pruned_at = Some(std::time::Instant::now());
+                let pruned = crate::access_log::prune(&db, &state.region, &settings).await;
+                if pruned > 0 {
+                    tracing::info!(pruned, "access log rows past retention deleted");
+                }
+            }
         }
     })
 }

@@ -345,6 +345,17 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "listAccessLog",
+        "GET",
+        "/v1/access-log",
+        Who::Tenant,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::InvalidQuery,
+            ErrorCode::InvalidCursor,
+        ],
+    ),
+    op(
         "getUsage",
         "GET",
         "/v1/usage",

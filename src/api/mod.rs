@@ -5,6 +5,7 @@
 //! wrong content type, oversized body, bad query) and unknown routes/methods are
 //! answered as problem+json like every other error.
 
+mod access_log;
 mod audit;
 mod auth;
 mod channels;
@@ -107,6 +108,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(messages::get)
                 .service(search::search)
                 .service(audit::list)
+                .service(access_log::list)
                 .service(usage::get)
                 .service(regions::list)
                 .service(regions::drain)

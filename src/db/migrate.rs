@@ -99,6 +99,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V24__residency_attestation",
         include_str!("../../sql/postgres/V24__residency_attestation.sql"),
     ),
+    (
+        "V25__access_log",
+        include_str!("../../sql/postgres/V25__access_log.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -170,6 +174,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V24__residency_attestation",
         include_str!("../../sql/cockroach/V24__residency_attestation.sql"),
+    ),
+    (
+        "V25__access_log",
+        include_str!("../../sql/cockroach/V25__access_log.sql"),
     ),
 ];
 
@@ -383,7 +391,7 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 24
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 24, 25
                 ]
             );
         }

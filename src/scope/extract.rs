@@ -118,7 +118,7 @@ async fn resolve(
     state: web::Data<AppState>,
     claims: Claims,
     looked_up: Option<Arc<TenantRecord>>,
-    request: (String, String),
+    request: (String, String, String),
 ) -> Result<Caller, ApiError> {
     if claims.role.is_platform_role() {
         // A token from a platform sign-in stops at once when its user is
@@ -165,12 +165,26 @@ async fn resolve(
     state.limits.check_rate(&tenant, user)?;
     // An impersonation's token (`act`): its subject is the impersonation, whose
     // row every transaction re-reads instead of a user's.
-    let impersonation = claims.impersonation().map(|(id, actor)| Impersonating {
-        id: ImpersonationId::from_uuid(id),
-        actor: actor.to_owned(),
-        method: request.0,
-        route: request.1,
-    });
+    let (method, route, path) = request;
+    let access = crate::access_log::Access {
+        tenant: tenant.id,
+        user,
+        method,
+        route,
+        path,
+    };
+    let (impersonation, access) = match claims.impersonation() {
+        Some((id, actor)) => (
+            Some(Impersonating {
+                id: ImpersonationId::from_uuid(id),
+                actor: actor.to_owned(),
+                method: access.method,
+                route: access.route,
+            }),
+            None,
+        ),
+        None => (None, Some(access)),
+    };
     // The concurrency slot is taken later, by the scope's first transaction.
     let token_check = match &impersonation {
         Some(imp) => TokenCheck::Impersonation(imp.id),
@@ -186,6 +200,7 @@ async fn resolve(
         expensive: OnceCell::new(),
         check,
         impersonation,
+        access: std::cell::Cell::new(access),
     }))
 }
 
@@ -212,6 +227,7 @@ pub(super) fn caller(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Caller
     let request = (
         req.method().to_string(),
         req.match_pattern().unwrap_or_else(|| req.path().to_owned()),
+        req.path().to_owned(),
     );
     let req = req.clone();
     Box::pin(async move {

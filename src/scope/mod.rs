@@ -102,6 +102,9 @@ pub struct TenantScope {
     /// Set when the token is an impersonation's (`act`): its row replaces the
     /// user check, and its writes are audited in their own transaction.
     impersonation: Option<Impersonating>,
+    /// What this request does, recorded in the access log by its first
+    /// transaction (none under an impersonation: audited one by one instead).
+    access: std::cell::Cell<Option<crate::access_log::Access>>,
 }
 
 /// The impersonation a tenant scope acts under (`impersonated`).
@@ -218,6 +221,9 @@ impl TenantScope {
             // The request's first transaction: it is served here, with the
             // tenant's data (the residency report's evidence).
             self.state.served.record(self.tenant.id);
+            if let Some(access) = self.access.take() {
+                self.state.access_log.record(access);
+            }
         }
         if class.expensive() && self.expensive.get().is_none() {
             let permit = limits

@@ -254,6 +254,7 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.encryption.kek_file = cluster.kek_file.clone();
     settings.signing.key_file = cluster.kek_file.with_file_name("signing-key.json");
     settings.residency.served_flush = std::time::Duration::from_millis(200);
+    settings.access_log.flush_interval = std::time::Duration::from_millis(200);
     // Short, so tests of other nodes' view after a destroy need not wait long.
     settings.encryption.dek_cache_ttl = std::time::Duration::from_secs(2);
     settings.directory.refresh_interval = std::time::Duration::from_millis(200);

@@ -168,6 +168,13 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r("GET", "/v1/audit", Either(Role::Admin), T::None, no_body),
+        r(
+            "GET",
+            "/v1/access-log",
+            Tenant(Role::Owner),
+            T::None,
+            no_body,
+        ),
         r("GET", "/v1/usage", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
         r(

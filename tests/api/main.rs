@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod access_log;
 mod ai_engine;
 mod ai_gate;
 mod audit;
