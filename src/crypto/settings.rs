@@ -98,6 +98,11 @@ pub struct KmsSettings {
     /// this node's region, e.g. `MERIDIAN_ENCRYPTION__KMS__KEYS__EU`.
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+    /// Jurisdiction → the key `keys` replaced, while DEKs are still wrapped under
+    /// it: it only unwraps, until `meridian keys rewrap` has moved them all
+    /// (`crypto::kek_rotation`), e.g. `MERIDIAN_ENCRYPTION__KMS__PREVIOUS_KEYS__EU`.
+    #[serde(default)]
+    pub previous_keys: BTreeMap<String, String>,
     /// Bound on one attempt, connecting included.
     #[serde(
         rename = "attempt_timeout_ms",
@@ -136,6 +141,7 @@ impl Default for KmsSettings {
             region: String::new(),
             endpoint: None,
             keys: BTreeMap::new(),
+            previous_keys: BTreeMap::new(),
             attempt_timeout: default_attempt_timeout(),
             max_attempts: default_max_attempts(),
             operation_timeout: default_operation_timeout(),
@@ -174,7 +180,8 @@ impl EncryptionSettings {
             .regions()
             .map(|r| jurisdiction_name(r.jurisdiction))
             .collect();
-        if let Some(unknown) = kms.keys.keys().find(|j| !named.contains(j.as_str())) {
+        let mut jurisdictions = kms.keys.keys().chain(kms.previous_keys.keys());
+        if let Some(unknown) = jurisdictions.find(|j| !named.contains(j.as_str())) {
             return Err(format!(
                 "encryption.kms.keys.{unknown}: no region file names jurisdiction `{unknown}` \
                  (known: {})",

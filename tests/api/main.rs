@@ -19,6 +19,7 @@ mod impersonation_tokens;
 mod isolation;
 mod jobs;
 mod jobs_fairness;
+mod kek_rotation;
 mod keys;
 mod kms;
 mod limits;
