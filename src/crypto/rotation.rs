@@ -386,13 +386,55 @@ impl crate::jobs::JobHandler for Reencrypt {
     }
 }
 
+/// The rotation guard's one read: the re-encryption job still queued or
+/// running, and the seconds since the last rotation (the active version's age;
+/// version 1 came from the tenant's first seal, not a rotation).
+const GUARD_SQL: &str = "SELECT (SELECT id FROM jobs WHERE tenant_id = $1 AND kind = $2 \
+       AND state IN ('queued', 'running') LIMIT 1) AS pending, \
+     (SELECT extract(epoch FROM now() - created_at)::float8 FROM tenant_keys \
+       WHERE tenant_id = $1 AND state = 'active' AND version > 1) AS age_s";
+
 /// Rotates and enqueues the re-encryption job in `tx`, audited as `actor`;
 /// returns the new version and the job.
+///
+/// **Guard** (cost amplification: each rotation re-encrypts every encrypted
+/// field of the tenant on the region's shared workers). Refused with 409
+/// `rotation_in_progress` while the previous rotation's re-encryption job is
+/// queued or running, for everyone (a job that died or failed for good does
+/// not block: the new job covers its rows); with `min_interval` (tenant
+/// owners), refused with 429 `rotation_too_frequent` until the active version
+/// is that old. The guard reads in `tx`, the SERIALIZABLE transaction that
+/// then creates the version and the job: two concurrent rotations both passing
+/// it would both insert the same next version, and one fails (40001, retried,
+/// and then sees the other's job). No check-then-act.
 pub async fn rotate_and_reencrypt(
     keyring: &Keyring,
     tx: &TenantTx<'_>,
     actor: &str,
+    min_interval: Option<std::time::Duration>,
 ) -> Result<(u32, crate::ids::JobId), crate::error::ApiError> {
+    use crate::error::{ApiError, ErrorCode};
+    let guard = tx
+        .query_one(GUARD_SQL, &[tx.tenant_id().as_uuid(), &REENCRYPT_KIND])
+        .await?;
+    if let Some(job) = guard.get::<_, Option<Uuid>>("pending") {
+        return Err(ApiError::Conflict {
+            code: ErrorCode::RotationInProgress,
+            detail: format!(
+                "the previous rotation's re-encryption (job {job}) is still running; rotate \
+                 again once it is done"
+            ),
+        });
+    }
+    let age = guard.get::<_, Option<f64>>("age_s");
+    if let (Some(min), Some(age)) = (min_interval, age) {
+        let left = min.as_secs_f64() - age;
+        if left > 0.0 {
+            return Err(ApiError::RotationTooFrequent {
+                retry_after_s: left.ceil() as u64,
+            });
+        }
+    }
     let version = rotate(keyring, tx).await?;
     let job = crate::jobs::NewJob {
         idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
@@ -447,7 +489,11 @@ impl crate::jobs::JobHandler for RotateCheck {
                 if due.is_none() {
                     return Ok(None);
                 }
-                Ok(Some(rotate_and_reencrypt(keyring, tx, "schedule").await?))
+                match rotate_and_reencrypt(keyring, tx, "schedule", None).await {
+                    // An on-demand rotation is still re-encrypting: tomorrow.
+                    Err(e) if e.code() == crate::error::ErrorCode::RotationInProgress => Ok(None),
+                    other => Ok(Some(other?)),
+                }
             })
             .await
             .map_err(job_error)?;

@@ -46,6 +46,11 @@ pub struct EncryptionSettings {
     pub rotate_after_days: u32,
     /// Ciphertexts one re-encryption batch rewrites (one transaction).
     pub reencrypt_batch: u32,
+    /// How soon after the last rotation a tenant *owner* may rotate again (each
+    /// rotation re-encrypts all the tenant's encrypted data on shared workers);
+    /// platform admins and the schedule are not limited. 0: no limit.
+    #[serde(rename = "owner_rotation_interval_ms", with = "millis")]
+    pub owner_rotation_interval: Duration,
     /// The AWS KMS provider's section (`encryption.kms`).
     pub kms: KmsSettings,
 }
@@ -59,6 +64,7 @@ impl Default for EncryptionSettings {
             dek_cache_capacity: 10_000,
             rotate_after_days: 0,
             reencrypt_batch: 200,
+            owner_rotation_interval: Duration::from_secs(3600),
             kms: KmsSettings::default(),
         }
     }
@@ -75,6 +81,9 @@ impl EncryptionSettings {
         }
         if !(1..=10_000).contains(&self.reencrypt_batch) {
             return Err("encryption.reencrypt_batch must be 1..=10000".into());
+        }
+        if self.owner_rotation_interval > Duration::from_secs(30 * 86_400) {
+            return Err("encryption.owner_rotation_interval_ms must be at most 30 days".into());
         }
         if self.provider == ProviderKind::Local && self.kek_file.as_os_str().is_empty() {
             return Err("encryption.kek_file must be set for the local provider".into());

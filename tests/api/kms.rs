@@ -28,7 +28,7 @@ use meridian::ids::TenantId;
 
 /// The secret key handed to moto and to the child node: it must not show in
 /// the node's output.
-const SECRET: &str = "moto-secret-never-logged-4d1f";
+pub(crate) const SECRET: &str = "moto-secret-never-logged-4d1f";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,18 +39,18 @@ fn free_port() -> u16 {
 }
 
 /// `moto_server` (`pytool::bin`).
-fn moto_bin() -> Option<PathBuf> {
+pub(crate) fn moto_bin() -> Option<PathBuf> {
     crate::pytool::bin("moto[server]", "moto_server", "moto", "KMS provider test")
 }
 
 /// A running moto KMS; stopped (by its PID) when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start(bin: &Path) -> Self {
+    pub(crate) fn start(bin: &Path) -> Self {
         let port = free_port();
         let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -72,7 +72,7 @@ impl Moto {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -94,7 +94,7 @@ impl Moto {
     }
 
     /// One new key per jurisdiction: jurisdiction → ARN.
-    async fn keys(&self) -> BTreeMap<String, String> {
+    pub(crate) async fn keys(&self) -> BTreeMap<String, String> {
         let admin = self.admin();
         let mut keys = BTreeMap::new();
         for jurisdiction in ["us", "eu", "apac"] {
