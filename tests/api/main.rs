@@ -38,6 +38,7 @@ mod plans;
 mod platform;
 mod platform_admins;
 mod pytool;
+mod reencrypt_resume;
 mod regions;
 mod rls;
 mod rotation_guard;
