@@ -386,13 +386,18 @@ impl crate::jobs::JobHandler for Reencrypt {
     }
 }
 
-/// The rotation guard's one read: the re-encryption job still queued or
-/// running, and the seconds since the last rotation (the active version's age;
-/// version 1 came from the tenant's first seal, not a rotation).
-const GUARD_SQL: &str = "SELECT (SELECT id FROM jobs WHERE tenant_id = $1 AND kind = $2 \
-       AND state IN ('queued', 'running') LIMIT 1) AS pending, \
-     (SELECT extract(epoch FROM now() - created_at)::float8 FROM tenant_keys \
-       WHERE tenant_id = $1 AND state = 'active' AND version > 1) AS age_s";
+/// The rotation guard's one read: the re-encryption job of the active version
+/// (found by its idempotency key, `keys.reencrypt:<version>`, through the
+/// unique index on (tenant, key): no scan of the tenant's job history) if
+/// still queued or running, and the seconds since the last rotation (the
+/// active version's age; version 1 came from the tenant's first seal, not a
+/// rotation). No row: the tenant has no key yet.
+const GUARD_SQL: &str = "SELECT j.id AS pending, CASE WHEN k.version > 1 \
+       THEN extract(epoch FROM now() - k.created_at)::float8 END AS age_s \
+     FROM tenant_keys k LEFT JOIN jobs j ON j.tenant_id = k.tenant_id \
+       AND j.idempotency_key = $2::text || ':' || k.version::text \
+       AND j.state IN ('queued', 'running') \
+     WHERE k.tenant_id = $1 AND k.state = 'active'";
 
 /// Rotates and enqueues the re-encryption job in `tx`, audited as `actor`;
 /// returns the new version and the job.
@@ -415,9 +420,12 @@ pub async fn rotate_and_reencrypt(
 ) -> Result<(u32, crate::ids::JobId), crate::error::ApiError> {
     use crate::error::{ApiError, ErrorCode};
     let guard = tx
-        .query_one(GUARD_SQL, &[tx.tenant_id().as_uuid(), &REENCRYPT_KIND])
+        .query_opt(GUARD_SQL, &[tx.tenant_id().as_uuid(), &REENCRYPT_KIND])
         .await?;
-    if let Some(job) = guard.get::<_, Option<Uuid>>("pending") {
+    let pending = guard
+        .as_ref()
+        .and_then(|g| g.get::<_, Option<Uuid>>("pending"));
+    if let Some(job) = pending {
         return Err(ApiError::Conflict {
             code: ErrorCode::RotationInProgress,
             detail: format!(
@@ -426,7 +434,9 @@ pub async fn rotate_and_reencrypt(
             ),
         });
     }
-    let age = guard.get::<_, Option<f64>>("age_s");
+    let age = guard
+        .as_ref()
+        .and_then(|g| g.get::<_, Option<f64>>("age_s"));
     if let (Some(min), Some(age)) = (min_interval, age) {
         let left = min.as_secs_f64() - age;
         if left > 0.0 {
@@ -437,6 +447,7 @@ pub async fn rotate_and_reencrypt(
     }
     let version = rotate(keyring, tx).await?;
     let job = crate::jobs::NewJob {
+        // The guard above finds the job by this key.
         idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
         max_attempts: 100,
         ..crate::jobs::NewJob::new(REENCRYPT_KIND, serde_json::json!({ "version": version }))
