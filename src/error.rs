@@ -105,6 +105,17 @@ pub enum ApiError {
         "this tenant's encryption keys were destroyed: its encrypted data can no longer be read or written"
     )]
     TenantKeysDestroyed,
+    /// A tenant owner's key rotation sooner than
+    /// `encryption.owner_rotation_interval_ms` after the last one (platform
+    /// admins are not limited): each rotation re-encrypts all the tenant's data.
+    #[error(
+        "this tenant's data key was rotated recently; owners may rotate it again in {retry_after_s} s"
+    )]
+    RotationTooFrequent { retry_after_s: u64 },
+    /// The key provider (KMS) could not be reached or throttled the call: the
+    /// request may succeed later. Permanent provider failures stay `Internal`.
+    #[error("the encryption key service is unavailable; retry later")]
+    KeyProviderUnavailable,
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
     /// Anything unexpected: the cause is logged, the client sees only the request id.
@@ -189,12 +200,14 @@ error_codes! {
     AiEngineUnavailable = "ai_engine_unavailable" => CONFLICT,
     TenantKeysDestroyed = "tenant_keys_destroyed" => GONE,
     SearchUnavailableEncrypted = "search_unavailable_encrypted" => CONFLICT,
+    RotationInProgress = "rotation_in_progress" => CONFLICT,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
     RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
     ConcurrencyLimited = "concurrency_limited" => TOO_MANY_REQUESTS,
     ExpensiveLimited = "expensive_limited" => TOO_MANY_REQUESTS,
+    RotationTooFrequent = "rotation_too_frequent" => TOO_MANY_REQUESTS,
     Internal = "internal" => INTERNAL_SERVER_ERROR,
     ResidencyUnavailable = "residency_unavailable" => SERVICE_UNAVAILABLE,
     RegionUnreachable = "region_unreachable" => SERVICE_UNAVAILABLE,
@@ -202,6 +215,7 @@ error_codes! {
     NodeBusy = "node_busy" => SERVICE_UNAVAILABLE,
     StatementTimeout = "statement_timeout" => SERVICE_UNAVAILABLE,
     Unavailable = "unavailable" => SERVICE_UNAVAILABLE,
+    KeyProviderUnavailable = "key_provider_unavailable" => SERVICE_UNAVAILABLE,
 }
 
 impl ErrorCode {
@@ -266,6 +280,8 @@ impl ApiError {
             Self::AiQuotaExceeded(_) => C::AiQuotaExceeded,
             Self::RetryExhausted => C::RetryExhausted,
             Self::Unavailable(_) => C::Unavailable,
+            Self::RotationTooFrequent { .. } => C::RotationTooFrequent,
+            Self::KeyProviderUnavailable => C::KeyProviderUnavailable,
             Self::TenantKeysDestroyed => C::TenantKeysDestroyed,
             Self::Internal(_) => C::Internal,
         }
@@ -329,6 +345,13 @@ impl ResponseError for ApiError {
             }
             Self::ResidencyUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "30"));
+            }
+            // The SDK already retried within `encryption.kms.operation_timeout_ms`.
+            Self::KeyProviderUnavailable => {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::RotationTooFrequent { retry_after_s } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
             }
             Self::RateLimited(denied) => {
                 for pair in crate::limits::headers::rate_limited(denied) {

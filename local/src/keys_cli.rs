@@ -1,11 +1,17 @@
 //! `meridian keys …`: rotation of the JWT key set file (see `auth::rotation`).
 //! Prints kids and roles, never a private key. Running nodes put a changed file
 //! in force within `auth.keys_poll_interval_ms` (`auth::reload`): no restart.
+//! Also KEK rotation for tenant data keys (`crypto::kek_rotation`):
+//! `rotate-kek` (local provider) and `rewrap`, through the settings' database.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use figment::Figment;
+use figment::providers::Serialized;
 use meridian::auth::rotation;
+use meridian::config::Settings;
+use meridian::crypto::kek_rotation;
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -42,6 +48,96 @@ enum KeysAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Local KEK provider: a new KEK version for a jurisdiction (the old one
+    /// stays to unwrap); then `meridian keys rewrap`. Recorded in the platform trail.
+    RotateKek {
+        /// us, eu or apac.
+        #[arg(long)]
+        jurisdiction: String,
+        #[command(flatten)]
+        node: NodeSettings,
+    },
+    /// Rewrap every live tenant DEK not under its jurisdiction's current KEK
+    /// (local provider after rotate-kek; AWS KMS after a key replacement).
+    /// Data is not re-encrypted. Idempotent: run it again to resume.
+    Rewrap {
+        /// Only this jurisdiction (us, eu or apac); default: all.
+        #[arg(long)]
+        jurisdiction: Option<String>,
+        /// Tenants per transaction.
+        #[arg(long, default_value_t = 20)]
+        batch: u32,
+        #[command(flatten)]
+        node: NodeSettings,
+    },
+}
+
+/// Whose settings the KEK commands use: a node's (database, encryption.*).
+#[derive(Args)]
+struct NodeSettings {
+    /// The region whose settings to use (regions/*.toml).
+    #[arg(long, env = "MERIDIAN_REGION", default_value = "us-east1")]
+    region: String,
+    /// Where the region files are.
+    #[arg(long, env = "MERIDIAN_REGIONS_DIR", default_value = "regions")]
+    regions_dir: PathBuf,
+}
+
+impl NodeSettings {
+    fn load(&self, base: Figment) -> anyhow::Result<Settings> {
+        let base = base
+            .merge(Serialized::default("region", &self.region))
+            .merge(Serialized::default("regions_dir", &self.regions_dir));
+        Ok(Settings::load(base)?)
+    }
+}
+
+const ACTOR: &str = "cli:keys";
+
+/// `rotate-kek` and `rewrap` (async: they use the database); `None` for the
+/// key set actions, which `run` does.
+pub async fn run_kek(base: &Figment, args: &KeysArgs) -> Option<anyhow::Result<()>> {
+    match &args.action {
+        KeysAction::RotateKek { jurisdiction, node } => Some(
+            async {
+                let settings = node.load(base.clone())?;
+                let rotated = kek_rotation::rotate_local_kek(settings, jurisdiction, ACTOR).await?;
+                println!(
+                    "{}: KEK {} (version {}) now wraps new DEKs; {} still unwraps",
+                    rotated.jurisdiction, rotated.current_id, rotated.version, rotated.previous_id
+                );
+                println!(
+                    "running nodes read the file on their next new key or unknown KEK; now run                      `meridian keys rewrap --jurisdiction {}`",
+                    rotated.jurisdiction
+                );
+                Ok(())
+            }
+            .await,
+        ),
+        KeysAction::Rewrap {
+            jurisdiction,
+            batch,
+            node,
+        } => Some(
+            async {
+                let settings = node.load(base.clone())?;
+                let report = kek_rotation::rewrap_from_settings(
+                    settings,
+                    jurisdiction.as_deref(),
+                    *batch,
+                    ACTOR,
+                )
+                .await?;
+                println!(
+                    "checked {} tenant(s); rewrapped {} DEK version(s) of {} tenant(s)",
+                    report.tenants_checked, report.versions_rewrapped, report.tenants_rewrapped
+                );
+                Ok(())
+            }
+            .await,
+        ),
+        _ => None,
+    }
 }
 
 const RESTART: &str = "running nodes that read this file pick the change up within a second \
@@ -79,6 +175,9 @@ pub fn run(default_file: &Path, args: KeysArgs) -> anyhow::Result<()> {
             rotation::retire(path, &kid)?;
             println!("retired {kid}: tokens it signed stop verifying");
             println!("{RESTART}");
+        }
+        KeysAction::RotateKek { .. } | KeysAction::Rewrap { .. } => {
+            anyhow::bail!("internal: KEK commands run through run_kek")
         }
         KeysAction::ExportPublic { out } => {
             let public = rotation::export_public(path)?;

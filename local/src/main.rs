@@ -54,7 +54,8 @@ enum Command {
     Region(RegionArgs),
     /// Tenant operations through a node's API: list, relocate.
     Tenant(TenantArgs),
-    /// JWT key rotation on the key set file: list, add, promote, retire, export-public.
+    /// JWT key rotation on the key set file: list, add, promote, retire, export-public;
+    /// KEK rotation of tenant data keys: rotate-kek, rewrap.
     Keys(keys_cli::KeysArgs),
     /// Platform accounts, written through the settings' database URL.
     Platform(PlatformArgs),
@@ -321,9 +322,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token(&state, args, format).await,
         Command::Region(args) => region(&state, args, format).await,
         Command::Tenant(args) => tenant(&state, args, format).await,
-        Command::Keys(args) => {
-            keys_cli::run(Settings::load(base_settings(&state))?.keys_file(), args)
-        }
+        Command::Keys(args) => match keys_cli::run_kek(&base_settings(&state), &args).await {
+            Some(done) => done,
+            None => keys_cli::run(Settings::load(base_settings(&state))?.keys_file(), args),
+        },
         Command::Platform(args) => platform(&state, args, format).await,
     }
 }

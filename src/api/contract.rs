@@ -180,7 +180,12 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/tenants/{id}/keys/rotate",
         Who::Either,
-        &[ErrorCode::Forbidden, ErrorCode::TenantKeysDestroyed],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::TenantKeysDestroyed,
+            ErrorCode::RotationInProgress,
+            ErrorCode::RotationTooFrequent,
+        ],
     ),
     op(
         "destroyTenantKeys",
@@ -721,6 +726,11 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
         // A tenant's transactions take a concurrency slot, and each statement has
         // its request class's timeout.
         codes.extend([ErrorCode::ConcurrencyLimited, ErrorCode::StatementTimeout]);
+    }
+    if codes.contains(&ErrorCode::TenantKeysDestroyed) {
+        // An operation that seals or opens with the tenant's keys may find the
+        // key provider (KMS) unreachable.
+        codes.insert(ErrorCode::KeyProviderUnavailable);
     }
     if op.path.starts_with("/v1/") && op.method != "GET" {
         // A unique violation the store does not name more precisely.

@@ -137,14 +137,25 @@ pub async fn get(
     Ok(web::Json(keys))
 }
 
-/// Rotation in `tx` (the tenant's): the next version, the job, the audit event.
-async fn rotate_in(state: &AppState, tx: &TenantTx<'_>, actor: &str) -> Result<Rotation, ApiError> {
-    let (version, job_id) = rotation::rotate_and_reencrypt(&state.keyring, tx, actor).await?;
+/// Rotation in `tx` (the tenant's): the next version, the job, the audit event;
+/// `min_interval` for tenant owners (`rotation::rotate_and_reencrypt`'s guard).
+async fn rotate_in(
+    state: &AppState,
+    tx: &TenantTx<'_>,
+    actor: &str,
+    min_interval: Option<std::time::Duration>,
+) -> Result<Rotation, ApiError> {
+    let (version, job_id) =
+        rotation::rotate_and_reencrypt(&state.keyring, tx, actor, min_interval).await?;
     Ok(Rotation { version, job_id })
 }
 
 /// Rotate the tenant's data key (platform admins, the tenant's owners): a new
 /// active version, and a job that re-encrypts every encrypted field under it.
+/// Refused while the previous rotation still re-encrypts (409
+/// `rotation_in_progress`), and for owners sooner than
+/// `encryption.owner_rotation_interval_ms` after the last (429
+/// `rotation_too_frequent`, `Retry-After`).
 #[utoipa::path(tag = "tenants", params(("id" = uuid::Uuid, Path, description = "Tenant id")),
     security(("bearer" = [])), responses((status = 202, body = Rotation)))]
 #[post("/tenants/{id}/keys/rotate")]
@@ -161,7 +172,7 @@ pub async fn rotate(
                 .write(async |tx| {
                     let tenant = tenants::get(tx, id).await?;
                     let scoped = tx.enter_tenant(id, tenant.home_region.clone()).await?;
-                    let rotation = rotate_in(&state, &scoped, &admin).await?;
+                    let rotation = rotate_in(&state, &scoped, &admin, None).await?;
                     let details = json!({ "version": rotation.version });
                     audit::record_platform(tx, &admin, "keys_rotated", Some(id), details).await?;
                     Ok(rotation)
@@ -173,8 +184,9 @@ pub async fn rotate(
                 return Err(ApiError::Forbidden("data keys are rotated by owners"));
             }
             let actor = scope.user_id().to_string();
+            let min_interval = state.keyring.owner_rotation_interval();
             scope
-                .write(async |tx| rotate_in(&state, tx, &actor).await)
+                .write(async |tx| rotate_in(&state, tx, &actor, min_interval).await)
                 .await?
         }
         Caller::Tenant(scope) => return Err(scope.not_found("tenant", *id.as_uuid()).await),

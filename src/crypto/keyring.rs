@@ -25,6 +25,12 @@
 //! transaction's timestamp) is not cached, because that transaction may still
 //! roll back and a retry create a different key under the same version.
 //!
+//! **Errors.** Destroyed keys answer 410 `tenant_keys_destroyed`; a provider
+//! that cannot be reached or throttles (`KeyError::Unavailable`, after the
+//! SDK's retries) answers 503 `key_provider_unavailable` with `Retry-After`;
+//! refusals (key disabled, access denied) and unreadable ciphertext are opaque
+//! 500s. The cause is logged either way, never key bytes.
+//!
 //! **Cache and wiping.** Unwrapped DEKs live in a moka cache as `Arc<Dek>`; the
 //! key bytes are `Zeroizing` inside `Dek`, so they are wiped when the last `Arc`
 //! drops (evicted from the cache and no seal/open still holding it). `Dek` has no
@@ -80,8 +86,15 @@ impl From<KeyringError> for ApiError {
         match err {
             KeyringError::Destroyed => ApiError::TenantKeysDestroyed,
             KeyringError::Db(err) => err.into(),
-            // Provider, format and binding failures: an opaque 500, the cause
-            // (never key bytes: no error above holds any) logged with the request id.
+            // KMS unreachable or throttling (after the SDK's own retries): 503
+            // with Retry-After, not a 500, since it may pass; cause logged.
+            KeyringError::Provider(err) if err.is_retryable() => {
+                tracing::warn!(error = %err, "key provider unavailable");
+                ApiError::KeyProviderUnavailable
+            }
+            // Provider refusals, format and binding failures: an opaque 500, the
+            // cause (never key bytes: no error above holds any) logged with the
+            // request id.
             other => ApiError::internal(other),
         }
     }
@@ -93,6 +106,10 @@ impl From<KeyringError> for crate::store::error::StoreError {
         match err {
             KeyringError::Destroyed => StoreError::KeysDestroyed,
             KeyringError::Db(err) => StoreError::Db(err),
+            KeyringError::Provider(err) if err.is_retryable() => {
+                tracing::warn!(error = %err, "key provider unavailable");
+                StoreError::KeyProviderUnavailable
+            }
             other => StoreError::internal(other),
         }
     }
@@ -141,6 +158,7 @@ pub struct Keyring {
     cache: moka::sync::Cache<(TenantId, u32), Arc<Dek>>,
     hits: Counter,
     misses: Counter,
+    owner_rotation_interval: std::time::Duration,
 }
 
 impl Keyring {
@@ -158,6 +176,7 @@ impl Keyring {
                 .build(),
             hits: Counter::default(),
             misses: Counter::default(),
+            owner_rotation_interval: settings.owner_rotation_interval,
         }
     }
 
@@ -188,6 +207,12 @@ impl Keyring {
                 )?))
             }
         }
+    }
+
+    /// `encryption.owner_rotation_interval_ms`; `None` when 0 (no limit).
+    pub fn owner_rotation_interval(&self) -> Option<std::time::Duration> {
+        let interval = self.owner_rotation_interval;
+        (!interval.is_zero()).then_some(interval)
     }
 
     pub fn provider(&self) -> &Arc<dyn KeyProvider> {

@@ -40,6 +40,11 @@ pub struct AwsKmsProvider {
     client: Client,
     /// Jurisdiction → key id, ARN or alias in this node's region.
     keys: std::collections::BTreeMap<String, String>,
+    /// Jurisdiction → the replaced key, still tried by `unwrap` (`crypto::kek_rotation`).
+    previous_keys: std::collections::BTreeMap<String, String>,
+    /// Configured key (id, ARN or alias) → its bare key id, from DescribeKey,
+    /// for `is_current` (a stored `kek_id` is the ARN KMS returned).
+    resolved: std::sync::Mutex<HashMap<String, String>>,
     /// Named in "unavailable" errors, so an operator sees which endpoint failed.
     endpoint: String,
 }
@@ -92,6 +97,8 @@ impl AwsKmsProvider {
         Self {
             client: Client::new(&config),
             keys: settings.keys.clone(),
+            previous_keys: settings.previous_keys.clone(),
+            resolved: std::sync::Mutex::new(HashMap::new()),
             endpoint: settings
                 .endpoint
                 .clone()
@@ -104,6 +111,65 @@ impl AwsKmsProvider {
             .get(jurisdiction)
             .map(String::as_str)
             .ok_or_else(|| KeyError::UnknownJurisdiction(jurisdiction.to_owned()))
+    }
+
+    /// `key`'s bare key id (the last part of its ARN), asked of KMS once.
+    async fn key_id_of(&self, jurisdiction: &str, key: &str) -> Result<String, KeyError> {
+        let known = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned();
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| self.classify("DescribeKey", jurisdiction, e))?;
+        let id = out
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .ok_or_else(|| KeyError::Unavailable("KMS DescribeKey returned no key".into()))?;
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), id.clone());
+        Ok(id)
+    }
+
+    async fn decrypt(
+        &self,
+        key: &str,
+        tenant: TenantId,
+        wrapped: &WrappedDek,
+        version: u32,
+    ) -> Result<Dek, KeyError> {
+        let jurisdiction = wrapped.jurisdiction.as_str();
+        let out = self
+            .client
+            .decrypt()
+            .key_id(key)
+            .ciphertext_blob(Blob::new(wrapped.blob.clone()))
+            .set_encryption_context(Some(context(tenant, jurisdiction, version)))
+            .send()
+            .await
+            .map_err(|e| self.classify("Decrypt", jurisdiction, e))?;
+        let mut plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
+        let mut key = Zeroizing::new([0u8; 32]);
+        let fits = plain.len() == key.len();
+        if fits {
+            key.copy_from_slice(&plain);
+        }
+        plain.zeroize();
+        if !fits {
+            return Err(KeyError::Unwrap);
+        }
+        Ok(Dek::new(version, key))
     }
 
     /// At start: each jurisdiction's key exists, is enabled and may be described
@@ -251,28 +317,28 @@ impl KeyProvider for AwsKmsProvider {
         // The key this node has for the claimed jurisdiction, not the stored
         // ARN: after a failover the stored ARN names another region's replica,
         // which the same multi-Region key opens here; and a DEK of another
-        // jurisdiction's key fails (IncorrectKeyException).
+        // jurisdiction's key fails (IncorrectKeyException). While a replaced
+        // key's DEKs are being rewrapped, the replaced key opens those.
         let key = self.key_of(jurisdiction)?;
-        let out = self
-            .client
-            .decrypt()
-            .key_id(key)
-            .ciphertext_blob(Blob::new(wrapped.blob.clone()))
-            .set_encryption_context(Some(context(tenant, jurisdiction, version)))
-            .send()
-            .await
-            .map_err(|e| self.classify("Decrypt", jurisdiction, e))?;
-        let mut plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
-        let mut key = Zeroizing::new([0u8; 32]);
-        let fits = plain.len() == key.len();
-        if fits {
-            key.copy_from_slice(&plain);
+        // (KMS answers IncorrectKeyException for a DEK under another key; moto,
+        // AccessDenied: any permanent failure tries the replaced key.)
+        match self.decrypt(key, tenant, wrapped, version).await {
+            Err(err) if !err.is_retryable() => match self.previous_keys.get(jurisdiction) {
+                Some(previous) => self
+                    .decrypt(previous, tenant, wrapped, version)
+                    .await
+                    .map_err(|_| err),
+                None => Err(err),
+            },
+            other => other,
         }
-        plain.zeroize();
-        if !fits {
-            return Err(KeyError::Unwrap);
-        }
-        Ok(Dek::new(version, key))
+    }
+
+    async fn is_current(&self, jurisdiction: &str, kek_id: &str) -> Result<bool, KeyError> {
+        let key = self.key_of(jurisdiction)?;
+        let current = self.key_id_of(jurisdiction, key).await?;
+        // Compared by key id, not ARN: a multi-Region key's replicas share it.
+        Ok(kek_id.rsplit('/').next() == Some(current.as_str()))
     }
 }
 

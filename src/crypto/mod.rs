@@ -1,7 +1,8 @@
 //! Envelope encryption (issue 15, part 2): a tenant's data keys (DEKs,
 //! AES-256-GCM, versioned) encrypt fields (`envelope`); a key-encryption key
 //! (KEK) per jurisdiction, held by a `KeyProvider` (`provider`: a local file, or
-//! AWS KMS in `kms`), wraps the DEKs;
+//! AWS KMS in `kms`), wraps the DEKs (`local_kek`: the local file's versioned
+//! KEKs; `kek_rotation`: moving DEKs onto a jurisdiction's current KEK);
 //! the `keyring` stores the wrapped DEKs (`tenant_keys`), caches unwrapped ones
 //! and is what the rest of the code seals and opens with (`settings`:
 //! `encryption.*`). `signing` is the Ed25519 key that signs evidence for
@@ -12,8 +13,10 @@
 //! buffers, wiped when dropped, and no type here implements `Debug` with them.
 
 pub mod envelope;
+pub mod kek_rotation;
 pub mod keyring;
 pub mod kms;
+pub mod local_kek;
 pub mod messages;
 pub mod provider;
 pub mod rotation;

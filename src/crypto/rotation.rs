@@ -386,15 +386,68 @@ impl crate::jobs::JobHandler for Reencrypt {
     }
 }
 
+/// The rotation guard's one read: the re-encryption job of the active version
+/// (found by its idempotency key, `keys.reencrypt:<version>`, through the
+/// unique index on (tenant, key): no scan of the tenant's job history) if
+/// still queued or running, and the seconds since the last rotation (the
+/// active version's age; version 1 came from the tenant's first seal, not a
+/// rotation). No row: the tenant has no key yet.
+const GUARD_SQL: &str = "SELECT j.id AS pending, CASE WHEN k.version > 1 \
+       THEN extract(epoch FROM now() - k.created_at)::float8 END AS age_s \
+     FROM tenant_keys k LEFT JOIN jobs j ON j.tenant_id = k.tenant_id \
+       AND j.idempotency_key = $2::text || ':' || k.version::text \
+       AND j.state IN ('queued', 'running') \
+     WHERE k.tenant_id = $1 AND k.state = 'active'";
+
 /// Rotates and enqueues the re-encryption job in `tx`, audited as `actor`;
 /// returns the new version and the job.
+///
+/// **Guard** (cost amplification: each rotation re-encrypts every encrypted
+/// field of the tenant on the region's shared workers). Refused with 409
+/// `rotation_in_progress` while the previous rotation's re-encryption job is
+/// queued or running, for everyone (a job that died or failed for good does
+/// not block: the new job covers its rows); with `min_interval` (tenant
+/// owners), refused with 429 `rotation_too_frequent` until the active version
+/// is that old. The guard reads in `tx`, the SERIALIZABLE transaction that
+/// then creates the version and the job: two concurrent rotations both passing
+/// it would both insert the same next version, and one fails (40001, retried,
+/// and then sees the other's job). No check-then-act.
 pub async fn rotate_and_reencrypt(
     keyring: &Keyring,
     tx: &TenantTx<'_>,
     actor: &str,
+    min_interval: Option<std::time::Duration>,
 ) -> Result<(u32, crate::ids::JobId), crate::error::ApiError> {
+    use crate::error::{ApiError, ErrorCode};
+    let guard = tx
+        .query_opt(GUARD_SQL, &[tx.tenant_id().as_uuid(), &REENCRYPT_KIND])
+        .await?;
+    let pending = guard
+        .as_ref()
+        .and_then(|g| g.get::<_, Option<Uuid>>("pending"));
+    if let Some(job) = pending {
+        return Err(ApiError::Conflict {
+            code: ErrorCode::RotationInProgress,
+            detail: format!(
+                "the previous rotation's re-encryption (job {job}) is still running; rotate \
+                 again once it is done"
+            ),
+        });
+    }
+    let age = guard
+        .as_ref()
+        .and_then(|g| g.get::<_, Option<f64>>("age_s"));
+    if let (Some(min), Some(age)) = (min_interval, age) {
+        let left = min.as_secs_f64() - age;
+        if left > 0.0 {
+            return Err(ApiError::RotationTooFrequent {
+                retry_after_s: left.ceil() as u64,
+            });
+        }
+    }
     let version = rotate(keyring, tx).await?;
     let job = crate::jobs::NewJob {
+        // The guard above finds the job by this key.
         idempotency_key: Some(format!("{REENCRYPT_KIND}:{version}")),
         max_attempts: 100,
         ..crate::jobs::NewJob::new(REENCRYPT_KIND, serde_json::json!({ "version": version }))
@@ -447,7 +500,11 @@ impl crate::jobs::JobHandler for RotateCheck {
                 if due.is_none() {
                     return Ok(None);
                 }
-                Ok(Some(rotate_and_reencrypt(keyring, tx, "schedule").await?))
+                match rotate_and_reencrypt(keyring, tx, "schedule", None).await {
+                    // An on-demand rotation is still re-encrypting: tomorrow.
+                    Err(e) if e.code() == crate::error::ErrorCode::RotationInProgress => Ok(None),
+                    other => Ok(Some(other?)),
+                }
             })
             .await
             .map_err(job_error)?;

@@ -46,6 +46,11 @@ pub struct EncryptionSettings {
     pub rotate_after_days: u32,
     /// Ciphertexts one re-encryption batch rewrites (one transaction).
     pub reencrypt_batch: u32,
+    /// How soon after the last rotation a tenant *owner* may rotate again (each
+    /// rotation re-encrypts all the tenant's encrypted data on shared workers);
+    /// platform admins and the schedule are not limited. 0: no limit.
+    #[serde(rename = "owner_rotation_interval_ms", with = "millis")]
+    pub owner_rotation_interval: Duration,
     /// The AWS KMS provider's section (`encryption.kms`).
     pub kms: KmsSettings,
 }
@@ -59,6 +64,7 @@ impl Default for EncryptionSettings {
             dek_cache_capacity: 10_000,
             rotate_after_days: 0,
             reencrypt_batch: 200,
+            owner_rotation_interval: Duration::from_secs(3600),
             kms: KmsSettings::default(),
         }
     }
@@ -75,6 +81,9 @@ impl EncryptionSettings {
         }
         if !(1..=10_000).contains(&self.reencrypt_batch) {
             return Err("encryption.reencrypt_batch must be 1..=10000".into());
+        }
+        if self.owner_rotation_interval > Duration::from_secs(30 * 86_400) {
+            return Err("encryption.owner_rotation_interval_ms must be at most 30 days".into());
         }
         if self.provider == ProviderKind::Local && self.kek_file.as_os_str().is_empty() {
             return Err("encryption.kek_file must be set for the local provider".into());
@@ -98,6 +107,11 @@ pub struct KmsSettings {
     /// this node's region, e.g. `MERIDIAN_ENCRYPTION__KMS__KEYS__EU`.
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+    /// Jurisdiction → the key `keys` replaced, while DEKs are still wrapped under
+    /// it: it only unwraps, until `meridian keys rewrap` has moved them all
+    /// (`crypto::kek_rotation`), e.g. `MERIDIAN_ENCRYPTION__KMS__PREVIOUS_KEYS__EU`.
+    #[serde(default)]
+    pub previous_keys: BTreeMap<String, String>,
     /// Bound on one attempt, connecting included.
     #[serde(
         rename = "attempt_timeout_ms",
@@ -136,6 +150,7 @@ impl Default for KmsSettings {
             region: String::new(),
             endpoint: None,
             keys: BTreeMap::new(),
+            previous_keys: BTreeMap::new(),
             attempt_timeout: default_attempt_timeout(),
             max_attempts: default_max_attempts(),
             operation_timeout: default_operation_timeout(),
@@ -174,7 +189,8 @@ impl EncryptionSettings {
             .regions()
             .map(|r| jurisdiction_name(r.jurisdiction))
             .collect();
-        if let Some(unknown) = kms.keys.keys().find(|j| !named.contains(j.as_str())) {
+        let mut jurisdictions = kms.keys.keys().chain(kms.previous_keys.keys());
+        if let Some(unknown) = jurisdictions.find(|j| !named.contains(j.as_str())) {
             return Err(format!(
                 "encryption.kms.keys.{unknown}: no region file names jurisdiction `{unknown}` \
                  (known: {})",

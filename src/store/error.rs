@@ -68,6 +68,9 @@ pub enum StoreError {
     /// The tenant's data keys were destroyed (`crypto::keyring`).
     #[error("the tenant's encryption keys were destroyed")]
     KeysDestroyed,
+    /// The key provider could not be reached (`KeyError::Unavailable`); logged.
+    #[error("the encryption key service is unavailable")]
+    KeyProviderUnavailable,
     /// A row the store cannot read (a bug or a hand-edited row); logged, opaque.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -128,6 +131,7 @@ impl From<StoreError> for ApiError {
             StoreError::PlanLimit { detail } => ApiError::PlanLimit { detail },
             StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
             StoreError::KeysDestroyed => ApiError::TenantKeysDestroyed,
+            StoreError::KeyProviderUnavailable => ApiError::KeyProviderUnavailable,
             StoreError::Db(err) => err.into(),
             StoreError::Placement(err) => err.into(),
             StoreError::Internal(cause) => ApiError::Internal(cause),

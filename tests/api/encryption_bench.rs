@@ -24,13 +24,20 @@ async fn rotate_and_wait(
     done: impl AsyncFn() -> bool,
 ) -> Duration {
     let start = Instant::now();
-    let reply = app
-        .post(
-            &format!("/v1/tenants/{tenant}/keys/rotate"),
-            &app.platform_token(),
-            json!({}),
-        )
-        .await;
+    // The previous rotation's job may still be finishing (409 `rotation_in_progress`).
+    let reply = loop {
+        let reply = app
+            .post(
+                &format!("/v1/tenants/{tenant}/keys/rotate"),
+                &app.platform_token(),
+                json!({}),
+            )
+            .await;
+        if reply.status != 409 {
+            break reply;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(reply.status, 202, "{}", reply.body);
     while !done().await {
         assert!(

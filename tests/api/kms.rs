@@ -28,7 +28,7 @@ use meridian::ids::TenantId;
 
 /// The secret key handed to moto and to the child node: it must not show in
 /// the node's output.
-const SECRET: &str = "moto-secret-never-logged-4d1f";
+pub(crate) const SECRET: &str = "moto-secret-never-logged-4d1f";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,18 +39,18 @@ fn free_port() -> u16 {
 }
 
 /// `moto_server` (`pytool::bin`).
-fn moto_bin() -> Option<PathBuf> {
+pub(crate) fn moto_bin() -> Option<PathBuf> {
     crate::pytool::bin("moto[server]", "moto_server", "moto", "KMS provider test")
 }
 
 /// A running moto KMS; stopped (by its PID) when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start(bin: &Path) -> Self {
+    pub(crate) fn start(bin: &Path) -> Self {
         let port = free_port();
         let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -72,7 +72,7 @@ impl Moto {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -94,7 +94,7 @@ impl Moto {
     }
 
     /// One new key per jurisdiction: jurisdiction → ARN.
-    async fn keys(&self) -> BTreeMap<String, String> {
+    pub(crate) async fn keys(&self) -> BTreeMap<String, String> {
         let admin = self.admin();
         let mut keys = BTreeMap::new();
         for jurisdiction in ["us", "eu", "apac"] {
@@ -115,6 +115,7 @@ impl Moto {
             region: "us-east-1".into(),
             endpoint: Some(self.endpoint.clone()),
             keys,
+            previous_keys: BTreeMap::new(),
             attempt_timeout: Duration::from_secs(5),
             max_attempts: 2,
             operation_timeout: Duration::from_secs(20),
@@ -188,6 +189,45 @@ async fn kms_wrapped_deks_open_only_for_their_tenant_jurisdiction_and_version() 
         provider.wrap(owner, "mars", &dek).await,
         Err(KeyError::UnknownJurisdiction(_))
     ));
+}
+
+/// A replaced KMS key (`crypto::kek_rotation`): with the old key in
+/// `previous_keys`, DEKs wrapped under it still open, `is_current` says they
+/// need a rewrap, and a rewrap (`wrap` again) puts them under the new key.
+#[actix_web::test]
+async fn a_replaced_kms_key_still_unwraps_and_rewraps_under_the_new_one() {
+    let Some(bin) = moto_bin() else { return };
+    let moto = Moto::start(&bin);
+    let old = moto.keys().await;
+    let new = moto.keys().await;
+    let before = AwsKmsProvider::with_credentials(&moto.settings(old.clone()), credentials()).await;
+    let owner = tenant();
+    let dek = Dek::generate(2).unwrap();
+    let under_old = before.wrap(owner, "us", &dek).await.unwrap();
+    assert!(before.is_current("us", &under_old.kek_id).await.unwrap());
+
+    // The operator sets the new key, the old one as previous.
+    let mut settings = moto.settings(new.clone());
+    settings.previous_keys = BTreeMap::from([("us".to_owned(), key_id(&old["us"]).to_owned())]);
+    let after = AwsKmsProvider::with_credentials(&settings, credentials()).await;
+    assert!(!after.is_current("us", &under_old.kek_id).await.unwrap());
+    let opened = after.unwrap(owner, &under_old, 2).await.unwrap();
+    assert_eq!(opened.secret_bytes(), dek.secret_bytes());
+    let rewrapped = after.wrap(owner, "us", &opened).await.unwrap();
+    assert_eq!(rewrapped.kek_id, new["us"]);
+    assert!(after.is_current("us", &rewrapped.kek_id).await.unwrap());
+    // Without the previous key, the old wrapping does not open: the setting is
+    // what keeps it readable until the rewrap is done.
+    let forgot = AwsKmsProvider::with_credentials(&moto.settings(new.clone()), credentials()).await;
+    assert!(forgot.unwrap(owner, &under_old, 2).await.is_err());
+    assert_eq!(
+        forgot
+            .unwrap(owner, &rewrapped, 2)
+            .await
+            .unwrap()
+            .secret_bytes(),
+        dek.secret_bytes()
+    );
 }
 
 #[actix_web::test]
@@ -329,6 +369,7 @@ async fn aws_kms_node_child() {
         region: "us-east-1".into(),
         endpoint: Some(endpoint),
         keys: keys.clone(),
+        previous_keys: BTreeMap::new(),
         attempt_timeout: Duration::from_secs(5),
         max_attempts: 2,
         operation_timeout: Duration::from_secs(20),
