@@ -321,7 +321,14 @@ async fn platform(state: &StateDir, args: PlatformArgs, format: Format) -> anyho
         bail!("database.url (MERIDIAN_DATABASE__URL) is required");
     }
     use meridian::platform::bootstrap::{Added, add_admin};
-    let added = add_admin(&settings.database, &issuer, &subject, &email).await?;
+    let added = add_admin(
+        &settings.database,
+        &settings.region,
+        &issuer,
+        &subject,
+        &email,
+    )
+    .await?;
     let (what, id) = match added {
         Added::Created(id) => ("created", id),
         Added::Promoted(id) => ("made an active platform admin", id),

@@ -104,6 +104,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(messages::get)
                 .service(search::search)
                 .service(audit::list)
+                .service(audit::verify)
                 .service(usage::get)
                 .service(regions::list)
                 .service(regions::drain)

@@ -1,6 +1,15 @@
 //! The audit trail: tenant events (RLS-scoped, readable by the tenant's admins,
 //! owners and compliance officers) and platform events (provisioning,
-//! cross-tenant denials), readable by platform admins.
+//! cross-tenant denials), readable by platform admins. Each trail is a hash
+//! chain (`chain`), with signed checkpoints (`checkpoint`), verified by
+//! `verify`, exported for auditors by `export` and truncated by retention only
+//! behind an anchor (`retention`). The format: docs/audit-format.md.
+
+pub mod backfill;
+pub mod chain;
+pub mod checkpoint;
+pub mod trail;
+pub mod verify;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,9 +32,15 @@ pub struct AuditEvent {
     pub target_id: Option<String>,
     pub details: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// The event's place in its trail's hash chain (`GET /v1/audit/verify`).
+    pub seq: Option<i64>,
+    /// SHA-256(previous hash || canonical event), hex (docs/audit-format.md).
+    pub hash: Option<String>,
 }
 
-/// A tenant event, in the same transaction as the change it records.
+/// A tenant event, in the same transaction as the change it records, appended
+/// to the tenant's hash chain (`chain`; the head row serialises the tenant's
+/// appends until this transaction ends).
 pub async fn record(
     tx: &TenantTx<'_>,
     actor: &str,
@@ -33,12 +48,35 @@ pub async fn record(
     target: Option<(&str, String)>,
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
+    append(tx, actor, action, target, &details, None).await
+}
+
+/// `record` with personal details already sealed under the tenant's keyring
+/// (`personal::seal`): the chain covers the ciphertext.
+pub(crate) async fn append(
+    tx: &TenantTx<'_>,
+    actor: &str,
+    action: &str,
+    target: Option<(&str, String)>,
+    details: &serde_json::Value,
+    sealed: Option<&[u8]>,
+) -> Result<(), StoreError> {
     let (kind, id) = target.map_or((None, None), |(k, i)| (Some(k), Some(i)));
     let (tenant, event) = (tx.tenant_id(), EventId::new_random());
+    let at = chain::to_micros(Utc::now());
+    let canonical = chain::canonical(&chain::Content {
+        id: *event.as_uuid(),
+        created_at: at,
+        actor,
+        action,
+        tenant: Some(*tenant.as_uuid()),
+        target_kind: kind,
+        target_id: id.as_deref(),
+        details,
+        sealed,
+    });
     tx.execute(
-        "INSERT INTO audit_events
-                (tenant_id, id, home_region, actor, action, target_kind, target_id, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        tx.statements().audit_append,
         &[
             tenant.as_uuid(),
             event.as_uuid(),
@@ -47,13 +85,19 @@ pub async fn record(
             &action,
             &kind,
             &id,
-            &details,
+            details,
+            &at,
+            &sealed,
+            &canonical,
+            &chain::GENESIS.as_slice(),
         ],
     )
     .await?;
     Ok(())
 }
 
+/// A platform event, appended to the platform trail of the tenant's home region
+/// when it is about a tenant, else of this node's region.
 pub async fn record_platform(
     tx: &PlatformTx<'_>,
     actor: &str,
@@ -62,10 +106,37 @@ pub async fn record_platform(
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
     let (event, tenant) = (EventId::new_random(), tenant.map(|t| *t.as_uuid()));
-    tx.execute(
-        "INSERT INTO platform_audit_events (id, actor, action, tenant_id, details)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[event.as_uuid(), &actor, &action, &tenant, &details],
+    let region = tx.region().map(|r| r.as_str().to_owned());
+    if tenant.is_none() && region.is_none() {
+        return Err(StoreError::internal(anyhow::anyhow!(
+            "a platform event about no tenant needs the node's region (Database::in_region)"
+        )));
+    }
+    let at = chain::to_micros(Utc::now());
+    let canonical = chain::canonical(&chain::Content {
+        id: *event.as_uuid(),
+        created_at: at,
+        actor,
+        action,
+        tenant,
+        target_kind: None,
+        target_id: None,
+        details: &details,
+        sealed: None,
+    });
+    tx.query_one(
+        tx.statements().platform_audit_append,
+        &[
+            event.as_uuid(),
+            &actor,
+            &action,
+            &tenant,
+            &details,
+            &at,
+            &region,
+            &canonical,
+            &chain::GENESIS.as_slice(),
+        ],
     )
     .await?;
     Ok(())
@@ -73,7 +144,7 @@ pub async fn record_platform(
 
 /// A page of the tenant's trail, newest first (`list_tenant`).
 pub const TENANT_LIST_SQL: &str = "SELECT id, actor, action, tenant_id, target_kind, target_id, \
-    details, created_at FROM audit_events
+    details, created_at, seq, hash FROM audit_events
      WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
      ORDER BY created_at DESC, id DESC LIMIT $4";
 
@@ -105,7 +176,7 @@ pub async fn list_platform(
     let rows = tx
         .query(
             "SELECT id, actor, action, tenant_id, NULL::text AS target_kind, NULL::text AS \
-                target_id, details, created_at
+                target_id, details, created_at, seq, hash
              FROM platform_audit_events
              WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
              ORDER BY created_at DESC, id DESC LIMIT $3",
@@ -142,5 +213,9 @@ fn event_from_row(row: &tokio_postgres::Row) -> AuditEvent {
         target_id: row.get("target_id"),
         details: row.get("details"),
         created_at: row.get("created_at"),
+        seq: row.get("seq"),
+        hash: row
+            .get::<_, Option<Vec<u8>>>("hash")
+            .map(|h| chain::hex(&h)),
     }
 }
