@@ -5,6 +5,7 @@ mod helpers;
 mod ai_engine;
 mod ai_gate;
 mod audit;
+mod audit_chain;
 mod basics;
 mod console;
 mod cost;
