@@ -64,6 +64,10 @@ pub struct Settings {
     /// Envelope encryption: KEK provider and DEK cache (`crypto::settings`).
     #[serde(default)]
     pub encryption: crate::crypto::settings::EncryptionSettings,
+    /// The key that signs audit checkpoints, receipts and reports
+    /// (`crypto::signing`).
+    #[serde(default)]
+    pub signing: crate::crypto::signing::SigningSettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -299,6 +303,7 @@ impl Default for Settings {
             webhooks: Default::default(),
             summaries: Default::default(),
             encryption: Default::default(),
+            signing: Default::default(),
         }
     }
 }
@@ -410,6 +415,9 @@ impl Settings {
             );
         }
         if let Err(e) = self.encryption.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.signing.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {
