@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     kind        text        NOT NULL CHECK (kind IN ('periodic', 'export', 'anchor')),
     signed_at   timestamptz NOT NULL,
     key_id      text        NOT NULL,
-    signature   bytea       NOT NULL,
+    signature   text        NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 ) LOCALITY REGIONAL BY ROW AS crdb_region;
 ALTER TABLE audit_checkpoints ENABLE ROW LEVEL SECURITY;
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS platform_audit_checkpoints (
     kind        text        NOT NULL CHECK (kind IN ('periodic', 'export', 'anchor')),
     signed_at   timestamptz NOT NULL,
     key_id      text        NOT NULL,
-    signature   bytea       NOT NULL,
+    signature   text        NOT NULL,
     PRIMARY KEY (region, seq)
 ) LOCALITY REGIONAL BY ROW AS crdb_region;
 

@@ -46,7 +46,7 @@ CREATE TABLE platform_audit_heads (
 );
 
 -- Signed checkpoints of a chain: (trail, seq, hash at seq) signed with the
--- platform's Ed25519 key `key_id` (src/crypto/signing.rs). `kind`: `periodic`
+-- platform's Ed25519 key `key_id` (src/crypto/signing.rs; base64url). `kind`: `periodic`
 -- (the scheduled job), `export` (taken for an export), `anchor` (retention deleted
 -- the events up to `seq`; verification starts from here).
 CREATE TABLE audit_checkpoints (
@@ -57,7 +57,7 @@ CREATE TABLE audit_checkpoints (
     kind        text        NOT NULL CHECK (kind IN ('periodic', 'export', 'anchor')),
     signed_at   timestamptz NOT NULL,
     key_id      text        NOT NULL,
-    signature   bytea       NOT NULL,
+    signature   text        NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
 ALTER TABLE audit_checkpoints ENABLE ROW LEVEL SECURITY;
@@ -73,7 +73,7 @@ CREATE TABLE platform_audit_checkpoints (
     kind      text        NOT NULL CHECK (kind IN ('periodic', 'export', 'anchor')),
     signed_at timestamptz NOT NULL,
     key_id    text        NOT NULL,
-    signature bytea       NOT NULL,
+    signature text        NOT NULL,
     PRIMARY KEY (region, seq)
 );
 

@@ -106,6 +106,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(search::search)
                 .service(audit::list)
                 .service(audit::verify)
+                .service(audit::export)
                 .service(usage::get)
                 .service(regions::list)
                 .service(regions::drain)

@@ -15,7 +15,11 @@ use utoipa::ToSchema;
 
 use super::chain;
 use super::trail::Source;
+use crate::crypto::signing::{Purpose, Signature, Signer, VerifyError};
+use crate::db::{PlatformTx, TenantTx};
 use crate::error::ApiError;
+use crate::ids::RegionId;
+use crate::store::error::StoreError;
 
 const TAG: &[u8] = b"meridian-audit-checkpoint-v1\0";
 
@@ -26,7 +30,8 @@ pub struct Checkpoint {
     pub kind: String,
     pub signed_at: DateTime<Utc>,
     pub key_id: String,
-    pub signature: Vec<u8>,
+    /// base64url, as `crypto::signing` writes it.
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -43,7 +48,7 @@ pub struct CheckpointCheck {
 }
 
 /// Checks a signature: `None` when the key id is unknown.
-pub type SignatureCheck<'a> = &'a dyn Fn(&str, &[u8], &[u8]) -> Option<bool>;
+pub type SignatureCheck<'a> = &'a dyn Fn(&str, &[u8], &str) -> Option<bool>;
 
 /// The bytes a checkpoint's signature covers.
 pub fn message(
@@ -157,4 +162,143 @@ pub fn check(
 /// Hex of a checkpoint's hash, for reports.
 pub fn hash_hex(checkpoint: &Checkpoint) -> String {
     chain::hex(&checkpoint.hash)
+}
+
+/// Checks checkpoint signatures with the keys `signer` trusts (its own and
+/// `signing.trusted_keys`); `None` for a key it does not know.
+pub fn checker(signer: &Signer) -> impl Fn(&str, &[u8], &str) -> Option<bool> + '_ {
+    move |key_id, message, signature| {
+        let signature = Signature {
+            key_id: key_id.to_owned(),
+            signature: signature.to_owned(),
+        };
+        match signer.verify(Purpose::AuditCheckpoint, message, &signature) {
+            Ok(()) => Some(true),
+            Err(VerifyError::UnknownKey(_)) => None,
+            Err(_) => Some(false),
+        }
+    }
+}
+
+fn signed(signer: &Signer, trail: &str, seq: i64, hash: Vec<u8>, kind: &str) -> Checkpoint {
+    let signed_at = chain::to_micros(Utc::now());
+    let key_id = signer.key_id().to_owned();
+    let signature = signer
+        .sign(
+            Purpose::AuditCheckpoint,
+            &message(trail, seq, &hash, signed_at, &key_id),
+        )
+        .signature;
+    Checkpoint {
+        seq,
+        hash,
+        kind: kind.to_owned(),
+        signed_at,
+        key_id,
+        signature,
+    }
+}
+
+/// Signs the tenant's current head, in `tx` (`kind`: periodic, export, anchor);
+/// `None` for an empty trail. A checkpoint already at that seq is kept (it signs
+/// the same hash) and returned.
+pub async fn take_tenant(
+    tx: &TenantTx<'_>,
+    signer: &Signer,
+    kind: &str,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let tenant = tx.tenant_id();
+    let head = tx
+        .query_opt(
+            "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1",
+            &[tenant.as_uuid()],
+        )
+        .await?;
+    let Some((seq, hash)) = head.map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1))) else {
+        return Ok(None);
+    };
+    if seq == 0 {
+        return Ok(None);
+    }
+    sign_tenant_at(tx, signer, seq, hash, kind).await.map(Some)
+}
+
+/// Signs (seq, hash) of the tenant's trail and stores it unless a checkpoint at
+/// that seq exists; the stored one.
+pub async fn sign_tenant_at(
+    tx: &TenantTx<'_>,
+    signer: &Signer,
+    seq: i64,
+    hash: Vec<u8>,
+    kind: &str,
+) -> Result<Checkpoint, StoreError> {
+    let tenant = tx.tenant_id();
+    let c = signed(signer, &format!("tenant:{tenant}"), seq, hash, kind);
+    tx.execute(
+        "INSERT INTO audit_checkpoints (tenant_id, seq, home_region, hash, kind, signed_at, \
+            key_id, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id, seq) DO NOTHING",
+        &[
+            tenant.as_uuid(),
+            &c.seq,
+            &tx.home_region().as_str(),
+            &c.hash,
+            &c.kind,
+            &c.signed_at,
+            &c.key_id,
+            &c.signature,
+        ],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            &format!("SELECT {COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 AND seq = $2"),
+            &[tenant.as_uuid(), &c.seq],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+/// Signs the head of `region`'s platform trail; `None` for an empty trail.
+pub async fn take_platform(
+    tx: &PlatformTx<'_>,
+    signer: &Signer,
+    region: &RegionId,
+    kind: &str,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let head = tx
+        .query_opt(
+            "SELECT seq, hash FROM platform_audit_heads WHERE region = $1",
+            &[&region.as_str()],
+        )
+        .await?;
+    let Some((seq, hash)) = head.map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1))) else {
+        return Ok(None);
+    };
+    if seq == 0 {
+        return Ok(None);
+    }
+    let c = signed(
+        signer,
+        &format!("platform:{}", region.as_str()),
+        seq,
+        hash,
+        kind,
+    );
+    tx.execute(
+        "INSERT INTO platform_audit_checkpoints (region, seq, hash, kind, signed_at, key_id, \
+            signature) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (region, seq) DO NOTHING",
+        &[
+            &region.as_str(),
+            &c.seq,
+            &c.hash,
+            &c.kind,
+            &c.signed_at,
+            &c.key_id,
+            &c.signature,
+        ],
+    )
+    .await?;
+    Ok(Some(c))
 }

@@ -8,6 +8,9 @@
 pub mod backfill;
 pub mod chain;
 pub mod checkpoint;
+pub mod export;
+pub mod file;
+pub mod jobs;
 pub mod trail;
 pub mod verify;
 
