@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod export;
 pub mod file;
 pub mod jobs;
+pub mod retention;
 pub mod trail;
 pub mod verify;
 
@@ -19,6 +20,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::crypto::envelope::Binding;
+use crate::crypto::keyring::{Keyring, KeyringError};
 use crate::db::{PlatformTx, TenantTx};
 use crate::ids::{EventId, TenantId};
 use crate::pagination::{Keyset, Page, keyset_page};
@@ -51,13 +54,56 @@ pub async fn record(
     target: Option<(&str, String)>,
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
-    append(tx, actor, action, target, &details, None).await
+    append(
+        tx,
+        EventId::new_random(),
+        actor,
+        action,
+        target,
+        &details,
+        None,
+    )
+    .await
 }
 
-/// `record` with personal details already sealed under the tenant's keyring
-/// (`personal::seal`): the chain covers the ciphertext.
-pub(crate) async fn append(
+/// `record` for an event that must carry personal details (an e-mail address, a
+/// name): they are sealed with the tenant's keyring (bound to this event's row
+/// and the `sealed` column) and only the ciphertext is stored and hashed, so
+/// destroying the tenant's keys (crypto-shredding) removes them while the chain
+/// still verifies. Actors and subjects stay ids in the clear.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_personal(
     tx: &TenantTx<'_>,
+    keyring: &Keyring,
+    actor: &str,
+    action: &str,
+    target: Option<(&str, String)>,
+    details: serde_json::Value,
+    personal: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let (tenant, event) = (tx.tenant_id(), EventId::new_random());
+    let row = event.to_string();
+    let binding = Binding {
+        tenant,
+        table: "audit_events",
+        column: "sealed",
+        row: &row,
+    };
+    let plaintext = serde_json::to_vec(personal).map_err(StoreError::internal)?;
+    let sealed = keyring
+        .seal(tx, tenant, &binding, &plaintext)
+        .await
+        .map_err(|e| match e {
+            KeyringError::Destroyed => StoreError::KeysDestroyed,
+            other => StoreError::internal(other),
+        })?;
+    append(tx, event, actor, action, target, &details, Some(&sealed)).await
+}
+
+/// Appends one event (its personal details, if any, already sealed).
+async fn append(
+    tx: &TenantTx<'_>,
+    event: EventId,
     actor: &str,
     action: &str,
     target: Option<(&str, String)>,
@@ -65,7 +111,7 @@ pub(crate) async fn append(
     sealed: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     let (kind, id) = target.map_or((None, None), |(k, i)| (Some(k), Some(i)));
-    let (tenant, event) = (tx.tenant_id(), EventId::new_random());
+    let tenant = tx.tenant_id();
     let at = chain::to_micros(Utc::now());
     let canonical = chain::canonical(&chain::Content {
         id: *event.as_uuid(),
