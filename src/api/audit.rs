@@ -70,17 +70,7 @@ pub async fn verify(
     let signature = audit::checkpoint::checker(&state.signer);
     let report = match caller.into_inner() {
         Caller::Tenant(scope) => {
-            if query.region.is_some() {
-                return Err(ApiError::Forbidden(
-                    "only platform admins verify a region's platform trail",
-                ));
-            }
-            if let Some(raw) = &query.tenant {
-                let id = TenantId::parse(raw)?;
-                if id != scope.tenant_id() {
-                    return Err(scope.not_found("tenant", *id.as_uuid()).await);
-                }
-            }
+            own_trail_only(&scope, &query.tenant, &query.region).await?;
             audit::verify::verify(&Source::Tenant(&scope), &signature).await?
         }
         Caller::Platform(scope) => {
@@ -89,6 +79,27 @@ pub async fn verify(
         }
     };
     Ok(web::Json(report))
+}
+
+/// A tenant's user names only its own trail: another tenant's id answers like
+/// a missing one (and is audited as a probe); a region's platform trail is 403.
+async fn own_trail_only(
+    scope: &crate::scope::TenantScope,
+    tenant: &Option<String>,
+    region: &Option<String>,
+) -> Result<(), ApiError> {
+    if region.is_some() {
+        return Err(ApiError::Forbidden(
+            "only platform admins read a region's platform trail",
+        ));
+    }
+    if let Some(raw) = tenant {
+        let id = TenantId::parse(raw)?;
+        if id != scope.tenant_id() {
+            return Err(scope.not_found("tenant", *id.as_uuid()).await);
+        }
+    }
+    Ok(())
 }
 
 /// The trail a platform admin names: exactly one of `tenant` and `region`.
@@ -164,11 +175,7 @@ pub async fn export(
     let signer = state.signer.clone();
     let owned = match caller.into_inner() {
         Caller::Tenant(scope) => {
-            if query.tenant.is_some() || query.region.is_some() {
-                return Err(ApiError::Forbidden(
-                    "only platform admins export another trail",
-                ));
-            }
+            own_trail_only(&scope, &query.tenant, &query.region).await?;
             scope
                 .write(async |tx| Ok(audit::checkpoint::take_tenant(tx, &signer, "export").await?))
                 .await?;

@@ -333,6 +333,30 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "verifyAuditTrail",
+        "GET",
+        "/v1/audit/verify",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ValidationFailed,
+            ErrorCode::InvalidId,
+            ErrorCode::NotFound,
+        ],
+    ),
+    op(
+        "exportAuditTrail",
+        "GET",
+        "/v1/audit/export",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ValidationFailed,
+            ErrorCode::InvalidId,
+            ErrorCode::NotFound,
+        ],
+    ),
+    op(
         "getUsage",
         "GET",
         "/v1/usage",

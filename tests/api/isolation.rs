@@ -168,6 +168,20 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r("GET", "/v1/audit", Either(Role::Admin), T::None, no_body),
+        r(
+            "GET",
+            "/v1/audit/verify?tenant={id}",
+            Either(Role::Admin),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/audit/export?tenant={id}",
+            Either(Role::Admin),
+            T::Tenant,
+            no_body,
+        ),
         r("GET", "/v1/usage", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
         r(
