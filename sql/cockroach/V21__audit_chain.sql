@@ -73,7 +73,9 @@ CREATE TABLE IF NOT EXISTS platform_audit_checkpoints (
 ) LOCALITY REGIONAL BY ROW AS crdb_region;
 
 -- The migrating role is an admin here, which RLS does not filter.
-CREATE TABLE IF NOT EXISTS audit_chain_pending (tenant_id uuid NOT NULL PRIMARY KEY);
+-- Read only by the migrator (from any region, once): kept in the primary region.
+CREATE TABLE IF NOT EXISTS audit_chain_pending (tenant_id uuid NOT NULL PRIMARY KEY)
+    LOCALITY REGIONAL BY TABLE IN PRIMARY REGION;
 INSERT INTO audit_chain_pending SELECT DISTINCT tenant_id FROM audit_events WHERE seq IS NULL
     ON CONFLICT (tenant_id) DO NOTHING;
 
