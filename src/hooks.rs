@@ -80,6 +80,7 @@ impl Hooks {
         } else {
             registry
         };
+        let registry = crate::audit::jobs::register(registry, &self.signer);
         registry
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),

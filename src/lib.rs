@@ -116,7 +116,9 @@ impl Application {
         let region = RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
         let keys = KeySet::load(settings.keys_file())?;
         let verifier = Arc::new(TokenVerifier::new(keys, &settings.auth));
-        let db = Database::connect(&settings.database)?.split_across_threads(settings.http.workers);
+        let db = Database::connect(&settings.database)?
+            .split_across_threads(settings.http.workers)
+            .in_region(region.clone());
         db.check_server()
             .await
             .context("checking the database before serving")?;

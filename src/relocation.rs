@@ -64,6 +64,10 @@ const TABLES: &[(&str, &str)] = &[
     // The tenant's data keys (V18): homed with it; a relocation across
     // jurisdictions also rewraps them under the new jurisdiction's KEK.
     ("tenant_keys", "version"),
+    // The audit chain's head and signed checkpoints (V21) move with the events
+    // they describe (home_region is not hashed or signed).
+    ("audit_heads", "tenant_id"),
+    ("audit_checkpoints", "seq"),
     // Where the tenant's requests were served, per day (V24): evidence about the
     // tenant, kept where the tenant lives.
     ("tenant_served_regions", "region, day"),

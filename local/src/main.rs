@@ -1,6 +1,7 @@
 //! The `meridian` command line: serve, migrate, dev, token.
 #![forbid(unsafe_code)]
 
+mod audit_cli;
 mod keys_cli;
 
 use std::path::PathBuf;
@@ -59,6 +60,16 @@ enum Command {
     Keys(keys_cli::KeysArgs),
     /// Platform accounts, written through the settings' database URL.
     Platform(PlatformArgs),
+    /// The audit trail's hash chain: verify a trail through a node, or an export offline.
+    Audit(AuditCommand),
+}
+
+#[derive(Args)]
+struct AuditCommand {
+    #[command(flatten)]
+    target: NodeArg,
+    #[command(flatten)]
+    args: audit_cli::AuditArgs,
 }
 
 #[derive(Args)]
@@ -327,6 +338,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             None => keys_cli::run(Settings::load(base_settings(&state))?.keys_file(), args),
         },
         Command::Platform(args) => platform(&state, args, format).await,
+        Command::Audit(AuditCommand { target, args }) => {
+            let client = if audit_cli::needs_node(&args) {
+                Some(operate(&state, &target.node).await?)
+            } else {
+                None
+            };
+            audit_cli::run(client, args, format).await
+        }
     }
 }
 
@@ -341,7 +360,14 @@ async fn platform(state: &StateDir, args: PlatformArgs, format: Format) -> anyho
         bail!("database.url (MERIDIAN_DATABASE__URL) is required");
     }
     use meridian::platform::bootstrap::{Added, add_admin};
-    let added = add_admin(&settings.database, &issuer, &subject, &email).await?;
+    let added = add_admin(
+        &settings.database,
+        &settings.region,
+        &issuer,
+        &subject,
+        &email,
+    )
+    .await?;
     let (what, id) = match added {
         Added::Created(id) => ("created", id),
         Added::Promoted(id) => ("made an active platform admin", id),

@@ -361,6 +361,30 @@ pub const OPERATIONS: &[Operation] = &[
         ],
     ),
     op(
+        "verifyAuditTrail",
+        "GET",
+        "/v1/audit/verify",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ValidationFailed,
+            ErrorCode::InvalidId,
+            ErrorCode::NotFound,
+        ],
+    ),
+    op(
+        "exportAuditTrail",
+        "GET",
+        "/v1/audit/export",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ValidationFailed,
+            ErrorCode::InvalidId,
+            ErrorCode::NotFound,
+        ],
+    ),
+    op(
         "getUsage",
         "GET",
         "/v1/usage",

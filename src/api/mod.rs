@@ -108,6 +108,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(messages::get)
                 .service(search::search)
                 .service(audit::list)
+                .service(audit::verify)
+                .service(audit::export)
                 .service(access_log::list)
                 .service(usage::get)
                 .service(regions::list)

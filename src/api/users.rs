@@ -59,6 +59,7 @@ fn tenant_role(role: Role) -> Result<Role, ApiError> {
 pub async fn create(
     scope: Guarded<Allow<perm::ManageUsers>, TenantScope>,
     body: super::JsonBody<CreateUser>,
+    state: web::Data<crate::state::AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let role = tenant_role(body.role)?;
     let email = validate::email(&body.email)?;
@@ -70,12 +71,16 @@ pub async fn create(
         .write(async |tx| {
             crate::limits::usage::ensure_user_room(tx, limit).await?;
             let user = owners::create(tx, actor_role, &email, &display_name, role).await?;
-            audit::record(
+            // The address is personal: sealed in the event, so erasing the
+            // tenant's keys erases it from the trail too (`audit::record_personal`).
+            audit::record_personal(
                 tx,
+                &state.keyring,
                 &actor,
                 "user_created",
                 Some(("user", user.id.to_string())),
                 json!({ "role": role }),
+                &json!({ "email": email }),
             )
             .await?;
             Ok(user)

@@ -96,6 +96,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V19__encrypted_messages.sql"),
     ),
     (
+        "V21__audit_chain",
+        include_str!("../../sql/postgres/V21__audit_chain.sql"),
+    ),
+    (
         "V24__residency_attestation",
         include_str!("../../sql/postgres/V24__residency_attestation.sql"),
     ),
@@ -170,6 +174,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V19__encrypted_messages",
         include_str!("../../sql/cockroach/V19__encrypted_messages.sql"),
+    ),
+    (
+        "V21__audit_chain",
+        include_str!("../../sql/cockroach/V21__audit_chain.sql"),
     ),
     (
         "V24__residency_attestation",
@@ -249,6 +257,10 @@ pub async fn run_with_tls(
         .set_abort_divergent(true)
         .run_async(&mut client)
         .await?;
+    // Events written before the chain (V21) are chained once, in order.
+    crate::audit::backfill::run(&mut client)
+        .await
+        .map_err(|e| anyhow::anyhow!("chaining the audit events written before V21: {e}"))?;
     if let Some(password) = app_password {
         let literal = password.replace('\'', "''");
         client
@@ -391,7 +403,7 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 24, 25
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 24, 25
                 ]
             );
         }

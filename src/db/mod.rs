@@ -35,6 +35,8 @@ pub struct Database {
     tls_mode: tls::TlsMode,
     /// Storage-usage shards held by this node's write transactions.
     usage_shards: Arc<shards::ShardLeases>,
+    /// The node's region, for the platform audit trail (`in_region`).
+    region: Option<crate::ids::RegionId>,
 }
 
 /// Database failures, classified by SQLSTATE (never by message text).
@@ -207,7 +209,15 @@ impl Database {
             dialect: settings.dialect,
             tls_mode: settings.tls.mode,
             usage_shards: Arc::new(shards::ShardLeases::new()),
+            region: None,
         })
+    }
+
+    /// The node's region: the platform trail an event about no tenant joins
+    /// (`audit::record_platform`).
+    pub fn in_region(mut self, region: crate::ids::RegionId) -> Self {
+        self.region = Some(region);
+        self
     }
 
     /// Splits `database.pool_size` over the node's `workers` threads (each gets its

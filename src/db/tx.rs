@@ -54,8 +54,12 @@ pub struct TenantBound {
     home_region: RegionId,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Platform;
+#[derive(Clone, Debug)]
+pub struct Platform {
+    /// The node's region (`Database::in_region`): whose platform audit trail an
+    /// event about no tenant joins.
+    region: Option<RegionId>,
+}
 
 pub type TenantTx<'a> = Tx<'a, TenantBound>;
 pub type PlatformTx<'a> = Tx<'a, Platform>;
@@ -225,6 +229,11 @@ impl TenantTx<'_> {
 }
 
 impl<'a> PlatformTx<'a> {
+    /// The node's region, when the database handle was given one.
+    pub fn region(&self) -> Option<&RegionId> {
+        self.scope.region.as_ref()
+    }
+
     /// Switches this platform transaction into a tenant's scope, e.g. to create a
     /// new tenant's owner in the same transaction as the tenant.
     pub async fn enter_tenant(
@@ -373,7 +382,10 @@ impl Database {
         mode: TxMode,
         body: impl AsyncFnMut(&PlatformTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        self.run(mode, Opening::Platform, Platform, body).await
+        let scope = Platform {
+            region: self.region.clone(),
+        };
+        self.run(mode, Opening::Platform, scope, body).await
     }
 
     async fn run<S: Clone, T>(

@@ -24,8 +24,10 @@ pub enum Added {
 
 const ACTOR: &str = "cli:platform add-admin";
 
+/// `region`: the node region whose platform trail records it (`settings.region`).
 pub async fn add_admin(
     settings: &DatabaseSettings,
+    region: &str,
     issuer: &str,
     subject: &str,
     email: &str,
@@ -34,7 +36,8 @@ pub async fn add_admin(
     let issuer = issuer.trim_end_matches('/').to_owned();
     let subject = crate::validate::text("subject", subject, 256)?;
     let email = crate::validate::email(email)?;
-    let db = Database::connect(settings)?;
+    let region = crate::ids::RegionId::parse(region).map_err(anyhow::Error::msg)?;
+    let db = Database::connect(settings)?.in_region(region);
     let added = db
         .platform_tx(TxMode::ReadWrite, async |tx| {
             let added = match store::find(tx, &issuer, &subject).await? {

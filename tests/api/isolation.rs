@@ -170,6 +170,20 @@ pub(crate) fn routes() -> Vec<Route> {
         r("GET", "/v1/audit", Either(Role::Admin), T::None, no_body),
         r(
             "GET",
+            "/v1/audit/verify?tenant={id}",
+            Either(Role::Admin),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/audit/export?tenant={id}",
+            Either(Role::Admin),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "GET",
             "/v1/access-log",
             Tenant(Role::Owner),
             T::None,

@@ -6,6 +6,8 @@ mod access_log;
 mod ai_engine;
 mod ai_gate;
 mod audit;
+mod audit_chain;
+mod audit_evidence;
 mod basics;
 mod console;
 mod cost;

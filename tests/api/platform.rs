@@ -90,15 +90,27 @@ async fn platform_staff_sign_in_through_the_platform_provider() {
     });
     // The CLI's bootstrap, twice: one admin.
     let database = settings.database.clone();
-    let first = add_admin(&database, &mock.issuer, "root", "root@example.com")
-        .await
-        .unwrap();
+    let first = add_admin(
+        &database,
+        "us-east1",
+        &mock.issuer,
+        "root",
+        "root@example.com",
+    )
+    .await
+    .unwrap();
     let Added::Created(root_id) = first else {
         panic!("{first:?}")
     };
-    let again = add_admin(&database, &mock.issuer, "root", "root@example.com")
-        .await
-        .unwrap();
+    let again = add_admin(
+        &database,
+        "us-east1",
+        &mock.issuer,
+        "root",
+        "root@example.com",
+    )
+    .await
+    .unwrap();
     assert_eq!(again, Added::Unchanged(root_id));
     let app = spawn_app_with(settings).await;
 

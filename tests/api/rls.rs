@@ -294,9 +294,31 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
         &[],
     )
     .await;
-    assert_eq!(unguarded, ["platform_audit_events", "relocations"]);
+    // audit_chain_pending (V21) is the migrator's list of tenants whose pre-V21
+    // events await chaining: the service role has no privilege on it at all.
+    assert_eq!(
+        unguarded,
+        [
+            "audit_chain_pending",
+            "platform_audit_events",
+            "relocations"
+        ]
+    );
+    let pending = db
+        .query_one(
+            "SELECT has_table_privilege('audit_chain_pending', 'SELECT, INSERT, UPDATE, DELETE')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !pending.get::<_, bool>(0),
+        "the service role reaches audit_chain_pending"
+    );
 
-    // The deliberate holes in RLS, each with its own wall: resource_owner returns
+    // The deliberate holes in RLS, each with its own wall: audit_truncate_through
+    // deletes the current tenant's audit events only behind a signed anchor
+    // (tests in audit_evidence.rs); resource_owner returns
     // only an owning tenant id; search_messages filters on the RLS setting itself
     // (tests in search.rs); the job functions return ids, tenant ids, kinds and
     // counts, never a payload, and only lease or un-lease jobs (docs/jobs.md;
@@ -311,6 +333,7 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     assert_eq!(
         definers,
         [
+            "audit_truncate_through(bigint)",
             "claim_job(text,uuid,text,double precision,bigint)",
             "claim_job_locked(text,uuid,text,double precision,bigint)",
             "claim_platform_job(text,text,double precision,bigint)",

@@ -290,6 +290,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V17__impersonation",
             "V18__tenant_keys",
             "V19__encrypted_messages",
+            "V21__audit_chain",
             "V24__residency_attestation",
             "V25__access_log"
         ]

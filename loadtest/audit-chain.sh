@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The audit chain's cost on the write path, at the database: pgbench runs an
+# audited write transaction (BEGIN SERIALIZABLE, the tenant setting, a channel
+# INSERT, the audit event, COMMIT) as meridian_app under RLS, with the event
+# written the old way (one INSERT) and the chained way (the head upsert and the
+# INSERT in one statement, `audit_append` of src/db/dialect.rs, with a 200-byte
+# canonical event). Spread: a random tenant of 1,000 per transaction; hot: every
+# transaction on one tenant (appends serialise on its head row; 40001 retried by
+# pgbench --max-tries). 8 clients, DURATION s (default 15) per run, each pair
+# alternated RUNS times (default 2). A private PostgreSQL cluster in /tmp.
+#
+#   loadtest/audit-chain.sh      (MERIDIAN_BIN=<build>; default target/debug/meridian)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${MERIDIAN_BIN:-target/debug/meridian}
+PGBIN=$(pg_config --bindir)
+DURATION=${DURATION:-15}; RUNS=${RUNS:-2}
+DIR=$(mktemp -d /tmp/meridian-auditbench-XXXX); chmod 755 "$DIR"
+# As root (which initdb refuses) the cluster runs as `postgres`, as `meridian dev` does.
+AS=(); if [[ $(id -u) == 0 ]]; then chown postgres "$DIR"; AS=(runuser -u postgres --); fi
+trap '"${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+"${AS[@]}" "$PGBIN/initdb" -D "$DIR/data" -U postgres -A trust >/dev/null
+"${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -o "-k $DIR -c listen_addresses='' -c shared_buffers=256MB" -l "$DIR/log" start >/dev/null
+"$PGBIN/createdb" -h "$DIR" -U postgres bench
+"$BIN" migrate --database-url "postgres://postgres@localhost/bench?host=$DIR" >/dev/null
+"$PGBIN/psql" -q -h "$DIR" -U postgres bench -c "INSERT INTO tenants (id, slug, name, home_region, plan)
+  SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 't' || g, 'T', 'us-east1', 'enterprise'
+  FROM generate_series(1, 1000) g;"
+PROLOGUE="BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT set_config('app.tenant_id', '00000000-0000-4000-8000-' || lpad(:t::text, 12, '0'), true);
+INSERT INTO channels (tenant_id, id, home_region, name, created_by) VALUES (current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'us-east1', md5(random()::text), gen_random_uuid());"
+cat >"$DIR/plain.sql" <<SQL
+\set t random(1, :tenants)
+$PROLOGUE
+INSERT INTO audit_events (tenant_id, id, home_region, actor, action, target_kind, target_id, details, created_at) VALUES (current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'us-east1', '0190e2b4-5b1c-7a3e-9f00-3c5d1e2f4a6b', 'channel_created', 'channel', '0190e2b4-5b1c-7a3e-9f00-3c5d1e2f4a6c', '{"name": "general"}', clock_timestamp());
+COMMIT;
+SQL
+cat >"$DIR/chained.sql" <<SQL
+\set t random(1, :tenants)
+$PROLOGUE
+WITH head AS (INSERT INTO audit_heads AS h (tenant_id, home_region, seq, hash) VALUES (current_setting('app.tenant_id')::uuid, 'us-east1', 1, sha256(decode(repeat('00', 32), 'hex') || decode(repeat('ab', 200), 'hex'))) ON CONFLICT (tenant_id) DO UPDATE SET seq = h.seq + 1, hash = sha256(h.hash || decode(repeat('ab', 200), 'hex')) RETURNING seq, hash) INSERT INTO audit_events (tenant_id, id, home_region, actor, action, target_kind, target_id, details, created_at, sealed, seq, hash) SELECT current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'us-east1', '0190e2b4-5b1c-7a3e-9f00-3c5d1e2f4a6b', 'channel_created', 'channel', '0190e2b4-5b1c-7a3e-9f00-3c5d1e2f4a6c', '{"name": "general"}', clock_timestamp(), NULL, head.seq, head.hash FROM head;
+COMMIT;
+SQL
+run() { # script tenants
+  "$PGBIN/pgbench" -n -h "$DIR" -U meridian_app -c 8 -j 2 -T "$DURATION" --max-tries 100 \
+    -D tenants="$2" -f "$DIR/$1.sql" bench 2>&1 | awk -v s="$1" -v t="$2" '
+      /^tps/ {tps=$3} /number of failed transactions/ {failed=$5} /number of transactions retried/ {retried=$5}
+      END {printf "%-8s tenants=%-5s tps=%s retried=%s failed=%s\n", s, t, tps, retried, failed}'
+}
+for tenants in 1000 1; do
+  for _ in $(seq 1 "$RUNS"); do run plain "$tenants"; run chained "$tenants"; done
+done

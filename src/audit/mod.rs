@@ -1,0 +1,270 @@
+//! The audit trail: tenant events (RLS-scoped, readable by the tenant's admins,
+//! owners and compliance officers) and platform events (provisioning,
+//! cross-tenant denials), readable by platform admins. Each trail is a hash
+//! chain (`chain`), with signed checkpoints (`checkpoint`), verified by
+//! `verify`, exported for auditors by `export` and truncated by retention only
+//! behind an anchor (`retention`). The format: docs/audit-format.md.
+
+pub mod backfill;
+pub mod chain;
+pub mod checkpoint;
+pub mod export;
+pub mod file;
+pub mod jobs;
+pub mod retention;
+pub mod trail;
+pub mod verify;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::crypto::envelope::Binding;
+use crate::crypto::keyring::{Keyring, KeyringError};
+use crate::db::{PlatformTx, TenantTx};
+use crate::ids::{EventId, TenantId};
+use crate::pagination::{Keyset, Page, keyset_page};
+use crate::store::error::StoreError;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: EventId,
+    /// Who acted: a user id, or a platform admin's name.
+    pub actor: String,
+    pub action: String,
+    pub tenant_id: Option<TenantId>,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// The event's place in its trail's hash chain (`GET /v1/audit/verify`).
+    pub seq: Option<i64>,
+    /// SHA-256(previous hash || canonical event), hex (docs/audit-format.md).
+    pub hash: Option<String>,
+}
+
+/// A tenant event, in the same transaction as the change it records, appended
+/// to the tenant's hash chain (`chain`; the head row serialises the tenant's
+/// appends until this transaction ends).
+pub async fn record(
+    tx: &TenantTx<'_>,
+    actor: &str,
+    action: &str,
+    target: Option<(&str, String)>,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    append(
+        tx,
+        EventId::new_random(),
+        actor,
+        action,
+        target,
+        &details,
+        None,
+    )
+    .await
+}
+
+/// `record` for an event that must carry personal details (an e-mail address, a
+/// name): they are sealed with the tenant's keyring (bound to this event's row
+/// and the `sealed` column) and only the ciphertext is stored and hashed, so
+/// destroying the tenant's keys (crypto-shredding) removes them while the chain
+/// still verifies. Actors and subjects stay ids in the clear.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_personal(
+    tx: &TenantTx<'_>,
+    keyring: &Keyring,
+    actor: &str,
+    action: &str,
+    target: Option<(&str, String)>,
+    details: serde_json::Value,
+    personal: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let (tenant, event) = (tx.tenant_id(), EventId::new_random());
+    let row = event.to_string();
+    let binding = Binding {
+        tenant,
+        table: "audit_events",
+        column: "sealed",
+        row: &row,
+    };
+    let plaintext = serde_json::to_vec(personal).map_err(StoreError::internal)?;
+    let sealed = keyring
+        .seal(tx, tenant, &binding, &plaintext)
+        .await
+        .map_err(|e| match e {
+            KeyringError::Destroyed => StoreError::KeysDestroyed,
+            other => StoreError::internal(other),
+        })?;
+    append(tx, event, actor, action, target, &details, Some(&sealed)).await
+}
+
+/// Appends one event (its personal details, if any, already sealed).
+async fn append(
+    tx: &TenantTx<'_>,
+    event: EventId,
+    actor: &str,
+    action: &str,
+    target: Option<(&str, String)>,
+    details: &serde_json::Value,
+    sealed: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let (kind, id) = target.map_or((None, None), |(k, i)| (Some(k), Some(i)));
+    let tenant = tx.tenant_id();
+    let at = chain::to_micros(Utc::now());
+    let canonical = chain::canonical(&chain::Content {
+        id: *event.as_uuid(),
+        created_at: at,
+        actor,
+        action,
+        tenant: Some(*tenant.as_uuid()),
+        target_kind: kind,
+        target_id: id.as_deref(),
+        details,
+        sealed,
+    });
+    tx.execute(
+        tx.statements().audit_append,
+        &[
+            tenant.as_uuid(),
+            event.as_uuid(),
+            &tx.home_region().as_str(),
+            &actor,
+            &action,
+            &kind,
+            &id,
+            details,
+            &at,
+            &sealed,
+            &canonical,
+            &chain::GENESIS.as_slice(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A platform event, appended to the platform trail of the tenant's home region
+/// when it is about a tenant, else of this node's region.
+pub async fn record_platform(
+    tx: &PlatformTx<'_>,
+    actor: &str,
+    action: &str,
+    tenant: Option<TenantId>,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    let (event, tenant) = (EventId::new_random(), tenant.map(|t| *t.as_uuid()));
+    let region = tx.region().map(|r| r.as_str().to_owned());
+    if tenant.is_none() && region.is_none() {
+        return Err(StoreError::internal(anyhow::anyhow!(
+            "a platform event about no tenant needs the node's region (Database::in_region)"
+        )));
+    }
+    let at = chain::to_micros(Utc::now());
+    let canonical = chain::canonical(&chain::Content {
+        id: *event.as_uuid(),
+        created_at: at,
+        actor,
+        action,
+        tenant,
+        target_kind: None,
+        target_id: None,
+        details: &details,
+        sealed: None,
+    });
+    tx.query_one(
+        tx.statements().platform_audit_append,
+        &[
+            event.as_uuid(),
+            &actor,
+            &action,
+            &tenant,
+            &details,
+            &at,
+            &region,
+            &canonical,
+            &chain::GENESIS.as_slice(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A page of the tenant's trail, newest first (`list_tenant`).
+pub const TENANT_LIST_SQL: &str = "SELECT id, actor, action, tenant_id, target_kind, target_id, \
+    details, created_at, seq, hash FROM audit_events
+     WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+     ORDER BY created_at DESC, id DESC LIMIT $4";
+
+pub async fn list_tenant(
+    tx: &TenantTx<'_>,
+    limit: u32,
+    after: Option<Keyset>,
+) -> Result<Page<AuditEvent>, StoreError> {
+    let (at, id) = split(after);
+    let rows = tx
+        .query(
+            TENANT_LIST_SQL,
+            &[tx.tenant_id().as_uuid(), &at, &id, &(i64::from(limit) + 1)],
+        )
+        .await?;
+    Ok(keyset_page(
+        rows.iter().map(event_from_row).collect(),
+        limit,
+        key,
+    ))
+}
+
+pub async fn list_platform(
+    tx: &PlatformTx<'_>,
+    limit: u32,
+    after: Option<Keyset>,
+) -> Result<Page<AuditEvent>, StoreError> {
+    let (at, id) = split(after);
+    let rows = tx
+        .query(
+            "SELECT id, actor, action, tenant_id, NULL::text AS target_kind, NULL::text AS \
+                target_id, details, created_at, seq, hash
+             FROM platform_audit_events
+             WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+            &[&at, &id, &(i64::from(limit) + 1)],
+        )
+        .await?;
+    Ok(keyset_page(
+        rows.iter().map(event_from_row).collect(),
+        limit,
+        key,
+    ))
+}
+
+fn split(after: Option<Keyset>) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+    (after.map(|k| k.at), after.map(|k| k.id))
+}
+
+fn key(event: &AuditEvent) -> Keyset {
+    Keyset {
+        at: event.created_at,
+        id: *event.id.as_uuid(),
+    }
+}
+
+fn event_from_row(row: &tokio_postgres::Row) -> AuditEvent {
+    AuditEvent {
+        id: EventId::from_uuid(row.get("id")),
+        actor: row.get("actor"),
+        action: row.get("action"),
+        tenant_id: row
+            .get::<_, Option<Uuid>>("tenant_id")
+            .map(TenantId::from_uuid),
+        target_kind: row.get("target_kind"),
+        target_id: row.get("target_id"),
+        details: row.get("details"),
+        created_at: row.get("created_at"),
+        seq: row.get("seq"),
+        hash: row
+            .get::<_, Option<Vec<u8>>>("hash")
+            .map(|h| chain::hex(&h)),
+    }
+}
