@@ -126,8 +126,10 @@ async fn retention_prunes_only_old_rows_of_the_nodes_region() {
     let settings = test_settings(&app.db_name);
     let node_db = meridian::db::Database::connect(&settings.database).unwrap();
     let region = meridian::ids::RegionId::parse("us-east1").unwrap();
+    // The node prunes too (at its first flush, then hourly), so the old row is
+    // deleted by whichever prune runs first: one row in all.
     let pruned = meridian::access_log::prune(&node_db, &region, &settings.access_log).await;
-    assert_eq!(pruned, 1);
+    assert!(pruned <= 1, "{pruned}");
     let left: Vec<Uuid> = db
         .query(
             "SELECT id FROM access_log WHERE tenant_id = $1 ORDER BY id",

@@ -322,7 +322,11 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // only an owning tenant id; search_messages filters on the RLS setting itself
     // (tests in search.rs); the job functions return ids, tenant ids, kinds and
     // counts, never a payload, and only lease or un-lease jobs (docs/jobs.md;
-    // tests in jobs.rs).
+    // tests in jobs.rs); record_served_regions and record_access insert a
+    // node's counts and access entries for the tenants it names (rows homed
+    // where each tenant is, read in the statement), and prune_access_log
+    // deletes only rows past retention of one region (tests in residency.rs
+    // and access_log.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
@@ -340,6 +344,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
             "expire_job_leases(text)",
             "job_queue_heads(text,uuid,integer)",
             "job_region_stats(text)",
+            "prune_access_log(text,timestamp with time zone,integer)",
+            "record_access(text,uuid[],uuid[],uuid[],text[],text[],text[],timestamp with time zone[],timestamp with time zone[],integer[])",
+            "record_served_regions(text,uuid[],bigint[],timestamp with time zone)",
             "resource_owner(text,uuid)",
             "search_messages(uuid,text,bigint,bigint)",
             "search_messages(uuid,text,bigint,bigint,bigint)"
