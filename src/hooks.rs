@@ -1,5 +1,5 @@
-//! What the webhook and summary routes and jobs share on a node: the SSRF-safe
-//! client and their settings. Kept apart from `AppState` (one `app_data` of its
+//! What the webhook, summary and export routes and jobs share on a node: the
+//! SSRF-safe client, the export store and their settings. Kept apart from `AppState` (one `app_data` of its
 //! own), so these features add no field to the request path's state.
 
 use crate::outbound::{self, Client};
@@ -23,6 +23,8 @@ pub struct Hooks {
     reencrypt_batch: u32,
     /// `encryption.rotate_after_days` (0: no scheduled rotation).
     rotate_after_days: u32,
+    /// Exports and their store (`crate::compliance`).
+    pub compliance: crate::compliance::Compliance,
 }
 
 impl Hooks {
@@ -42,7 +44,10 @@ impl Hooks {
         } else {
             None
         };
+        let compliance =
+            crate::compliance::Compliance::new(settings.exports.clone(), keyring.clone())?;
         Ok(Self {
+            compliance,
             client,
             external,
             topology,
@@ -74,6 +79,7 @@ impl Hooks {
         } else {
             registry
         };
+        let registry = self.compliance.register(registry);
         registry
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),

@@ -613,6 +613,35 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &[ErrorCode::Forbidden, ErrorCode::JobFinished],
     ),
+    op(
+        "createExport",
+        "POST",
+        "/v1/exports",
+        Who::Tenant,
+        &[ErrorCode::Forbidden, ErrorCode::NotFound],
+    ),
+    op(
+        "getExport",
+        "GET",
+        "/v1/exports/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "downloadExport",
+        "GET",
+        "/v1/exports/{id}/download",
+        Who::Tenant,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ExportNotReady,
+            ErrorCode::ExportExpired,
+            ErrorCode::RangeNotSatisfiable,
+            ErrorCode::TenantKeysDestroyed,
+            // Its one transaction writes the audit event.
+            ErrorCode::ImpersonationReadOnly,
+        ],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

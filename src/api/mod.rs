@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod channels;
 pub mod contract;
+mod exports;
 mod health;
 mod identity_providers;
 mod impersonations;
@@ -142,7 +143,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(summaries::get)
                 .service(jobs::list)
                 .service(jobs::get)
-                .service(jobs::cancel),
+                .service(jobs::cancel)
+                .service(exports::create)
+                .service(exports::get)
+                .service(exports::download),
         );
 }
 

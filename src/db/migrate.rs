@@ -95,6 +95,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V19__encrypted_messages",
         include_str!("../../sql/postgres/V19__encrypted_messages.sql"),
     ),
+    (
+        "V22__gdpr",
+        include_str!("../../sql/postgres/V22__gdpr.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -162,6 +166,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V19__encrypted_messages",
         include_str!("../../sql/cockroach/V19__encrypted_messages.sql"),
+    ),
+    (
+        "V22__gdpr",
+        include_str!("../../sql/cockroach/V22__gdpr.sql"),
     ),
 ];
 
@@ -375,7 +383,7 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 22
                 ]
             );
         }

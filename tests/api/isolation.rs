@@ -34,6 +34,7 @@ pub(crate) enum Target {
     Webhook,
     Job,
     Provider,
+    Export,
     /// A platform user (platform routes; no tenant owns it).
     PlatformUser,
 }
@@ -447,6 +448,23 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Job,
             no_body,
         ),
+        r("POST", "/v1/exports", Tenant(Role::Viewer), T::None, || {
+            Some(json!({"scope": "user"}))
+        }),
+        r(
+            "GET",
+            "/v1/exports/{id}",
+            Tenant(Role::Viewer),
+            T::Export,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/exports/{id}/download",
+            Tenant(Role::Viewer),
+            T::Export,
+            no_body,
+        ),
     ]
 }
 
@@ -474,6 +492,7 @@ pub(crate) struct Victim {
     pub summary: Uuid,
     pub job: Uuid,
     pub provider: Uuid,
+    pub export: Uuid,
     /// One of the tenant's impersonations (`crate::impersonation::start`).
     pub impersonation: Uuid,
 }
@@ -495,6 +514,7 @@ impl Victim {
             Target::Webhook => self.webhook,
             Target::Job => self.job,
             Target::Provider => self.provider,
+            Target::Export => self.export,
         };
         route
             .path
@@ -554,6 +574,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
     };
     let b = app.provision("attacker").await;
 
@@ -701,6 +722,7 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -826,6 +848,7 @@ async fn too_weak_a_role_answers_403() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
     };
     let mut checked = 0;
     for route in routes() {
