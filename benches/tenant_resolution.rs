@@ -134,6 +134,14 @@ fn fixture() -> Fixture {
     let provider = meridian::crypto::provider::LocalFileProvider::ensure(&kek_file, &["us"])
         .expect("a local KEK file");
     let _ = std::fs::remove_file(&kek_file);
+    // Never used either: a throw-away signing key.
+    let signing = meridian::crypto::signing::SigningSettings {
+        key_file: kek_file.with_extension("signing.json"),
+        trusted_keys: Vec::new(),
+    };
+    let signer =
+        Arc::new(meridian::crypto::signing::Signer::load(&signing).expect("a signing key"));
+    let _ = std::fs::remove_file(&signing.key_file);
     let keyring = Arc::new(meridian::crypto::keyring::Keyring::new(
         Arc::new(provider),
         topology.clone(),
@@ -161,6 +169,7 @@ fn fixture() -> Fixture {
         verifier: verifier.clone(),
         probes,
         keyring,
+        signer,
     }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()

@@ -67,6 +67,10 @@ pub struct Settings {
     /// GDPR exports: the region's export store, expiry, batch size (`crate::compliance`).
     #[serde(default)]
     pub exports: crate::compliance::ExportSettings,
+    /// The key that signs audit checkpoints, receipts and reports
+    /// (`crypto::signing`).
+    #[serde(default)]
+    pub signing: crate::crypto::signing::SigningSettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -303,6 +307,7 @@ impl Default for Settings {
             webhooks: Default::default(),
             summaries: Default::default(),
             encryption: Default::default(),
+            signing: Default::default(),
         }
     }
 }
@@ -414,6 +419,9 @@ impl Settings {
             );
         }
         if let Err(e) = self.encryption.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.signing.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {

@@ -20,6 +20,8 @@ pub struct Hooks {
     /// Seals and opens stored secrets (`crypto::secrets`); the same keyring as
     /// `AppState::keyring`.
     pub keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
+    /// Signs evidence for auditors; the same signer as `AppState::signer`.
+    pub signer: std::sync::Arc<crate::crypto::signing::Signer>,
     reencrypt_batch: u32,
     /// `encryption.rotate_after_days` (0: no scheduled rotation).
     rotate_after_days: u32,
@@ -33,7 +35,10 @@ impl Hooks {
         db: crate::db::Database,
         directory: crate::tenancy::Directory,
         topology: std::sync::Arc<crate::topology::Topology>,
-        keyring: std::sync::Arc<crate::crypto::keyring::Keyring>,
+        (keyring, signer): (
+            std::sync::Arc<crate::crypto::keyring::Keyring>,
+            std::sync::Arc<crate::crypto::signing::Signer>,
+        ),
     ) -> anyhow::Result<Self> {
         let client = Client::new(settings.outbound.clone())?;
         let openai = &settings.summaries.openai;
@@ -52,6 +57,7 @@ impl Hooks {
             external,
             topology,
             keyring,
+            signer,
             reencrypt_batch: settings.encryption.reencrypt_batch,
             rotate_after_days: settings.encryption.rotate_after_days,
             ledger: crate::limits::ledger::AiLedger::new(db),

@@ -143,18 +143,23 @@ impl Application {
             topology.clone(),
             &settings.encryption,
         ));
+        let signer = Arc::new(
+            crypto::signing::Signer::load(&settings.signing)
+                .map_err(anyhow::Error::msg)
+                .context("the signing key (signing.*)")?,
+        );
         let hooks = web::Data::new(hooks::Hooks::new(
             &settings,
             db.clone(),
             directory.clone(),
             topology.clone(),
-            keyring.clone(),
+            (keyring.clone(), signer.clone()),
         )?);
         let state = web::Data::new(AppState::new(services(
             &settings,
             topology,
             region,
-            (verifier, keyring),
+            (verifier, keyring, signer),
             &db,
             directory,
             probes,
@@ -226,8 +231,12 @@ fn services(
     settings: &Settings,
     topology: Arc<topology::Topology>,
     region: RegionId,
-    // The token verifier and the tenants' data keys.
-    (verifier, keyring): (Arc<TokenVerifier>, Arc<crypto::keyring::Keyring>),
+    // The token verifier, the tenants' data keys and the evidence signer.
+    (verifier, keyring, signer): (
+        Arc<TokenVerifier>,
+        Arc<crypto::keyring::Keyring>,
+        Arc<crypto::signing::Signer>,
+    ),
     db: &Database,
     directory: Directory,
     probes: scope::probes::ProbeAuditor,
@@ -267,6 +276,7 @@ fn services(
         verifier,
         probes,
         keyring,
+        signer,
     }
 }
 

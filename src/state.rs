@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::TokenVerifier;
 use crate::crypto::keyring::Keyring;
+use crate::crypto::signing::Signer;
 use crate::ids::RegionId;
 use crate::limits::NodeLimits;
 use crate::metrics::RequestMetrics;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub probes: ProbeAuditor,
     /// Tenants' data keys (`crypto::keyring`).
     pub keyring: Arc<Keyring>,
+    /// Signs evidence for auditors (`crypto::signing`).
+    pub signer: Arc<Signer>,
 }
 
 /// The node's services, gathered for `AppState::new`.
@@ -49,6 +52,7 @@ pub struct Services {
     pub verifier: Arc<TokenVerifier>,
     pub probes: ProbeAuditor,
     pub keyring: Arc<Keyring>,
+    pub signer: Arc<Signer>,
 }
 
 impl AppState {
@@ -64,6 +68,7 @@ impl AppState {
             verifier,
             probes,
             keyring,
+            signer,
         } = services;
         Self {
             db,
@@ -79,6 +84,7 @@ impl AppState {
             job_metrics: crate::metrics::jobs::JobMetrics::default(),
             probes,
             keyring,
+            signer,
         }
     }
 

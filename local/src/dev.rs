@@ -33,6 +33,10 @@ impl StateDir {
     pub fn keks(&self) -> PathBuf {
         self.0.join("keks.json")
     }
+    /// The key that signs audit checkpoints and receipts (`signing.key_file`).
+    pub fn signing_key(&self) -> PathBuf {
+        self.0.join("signing-key.json")
+    }
     fn pg(&self) -> PathBuf {
         self.0.join("pg")
     }
@@ -234,6 +238,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         &state.keks(),
         &jurisdictions.into_iter().collect::<Vec<_>>(),
     )?;
+    meridian::crypto::signing::ensure_key_file(&state.signing_key()).map_err(anyhow::Error::msg)?;
     let db = prepare_database(&state).await?;
     println!("postgres {}", db.superuser_url);
 

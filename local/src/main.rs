@@ -481,6 +481,7 @@ fn base_settings(state: &StateDir) -> Figment {
     Figment::new()
         .merge(Serialized::default("auth.keys_file", state.keys()))
         .merge(Serialized::default("encryption.kek_file", state.keks()))
+        .merge(Serialized::default("signing.key_file", state.signing_key()))
 }
 
 async fn serve(state: &StateDir, args: ServeArgs) -> anyhow::Result<()> {

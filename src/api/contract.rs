@@ -89,6 +89,7 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Unavailable],
     ),
     op("getOpenApi", "GET", "/openapi.json", Who::Public, &[]),
+    op("getSigningKeys", "GET", "/signing-keys", Who::Public, &[]),
     op(
         "createTenant",
         "POST",

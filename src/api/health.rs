@@ -57,3 +57,20 @@ pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
         .content_type("application/json")
         .body(doc.0.clone())
 }
+
+/// The public keys that verify what this deployment signs (audit checkpoints,
+/// erasure receipts, residency reports): this node's key first, then the keys it
+/// trusts (`signing.trusted_keys`).
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeys {
+    keys: Vec<crate::crypto::signing::PublicKey>,
+}
+
+/// Public keys for verifying signed documents offline.
+#[utoipa::path(tag = "ops", responses((status = 200, body = SigningKeys)))]
+#[get("/signing-keys")]
+pub async fn signing_keys(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(SigningKeys {
+        keys: state.signer.public_keys(),
+    })
+}

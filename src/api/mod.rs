@@ -72,6 +72,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(health::openapi_json)
+        .service(health::signing_keys)
         .service(
             scope("/v1")
                 .service(tenants::create)

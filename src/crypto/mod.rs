@@ -4,7 +4,8 @@
 //! AWS KMS in `kms`), wraps the DEKs;
 //! the `keyring` stores the wrapped DEKs (`tenant_keys`), caches unwrapped ones
 //! and is what the rest of the code seals and opens with (`settings`:
-//! `encryption.*`).
+//! `encryption.*`). `signing` is the Ed25519 key that signs evidence for
+//! auditors (audit checkpoints, erasure receipts, residency reports).
 //!
 //! AES-256-GCM comes from ring (already built for jsonwebtoken and rustls), so no
 //! second AES implementation enters the tree. Key bytes live in `Zeroizing`
@@ -19,3 +20,4 @@ pub mod rotation;
 pub mod seal_messages;
 pub mod secrets;
 pub mod settings;
+pub mod signing;

@@ -24,6 +24,36 @@ async fn health_readiness_and_openapi_answer() {
 }
 
 #[actix_web::test]
+async fn the_signing_keys_verify_what_the_node_signs() {
+    use meridian::crypto::signing::{PublicKey, Purpose, Signer, verify};
+    let app = spawn_app().await;
+    let reply = app.request("GET", "/signing-keys", None, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let keys: Vec<PublicKey> = serde_json::from_value(reply.body["keys"].clone()).unwrap();
+    // The node's key (the one in its key file) is published first.
+    let signer = Signer::load(&crate::helpers::test_settings(&app.db_name).signing).unwrap();
+    assert_eq!(keys[0].key_id, signer.key_id());
+    let signature = signer.sign(Purpose::ErasureReceipt, b"{\"erased\":1}");
+    let public = keys[0].decode().unwrap();
+    verify(
+        &public,
+        Purpose::ErasureReceipt,
+        b"{\"erased\":1}",
+        &signature.signature,
+    )
+    .unwrap();
+    assert!(
+        verify(
+            &public,
+            Purpose::ErasureReceipt,
+            b"{\"erased\":2}",
+            &signature.signature
+        )
+        .is_err()
+    );
+}
+
+#[actix_web::test]
 async fn malformed_requests_get_problem_json_never_500() {
     let app = spawn_app().await;
     let t = app.provision("errors").await;

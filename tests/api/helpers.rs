@@ -91,6 +91,7 @@ pub fn cluster() -> &'static Cluster {
             let kek_file = dir.join("keks.json");
             meridian::crypto::provider::LocalFileProvider::ensure(&kek_file, &["apac", "eu", "us"])
                 .unwrap();
+            meridian::crypto::signing::ensure_key_file(&dir.join("signing-key.json")).unwrap();
             if let Some(url) = std::env::var("MERIDIAN_TEST_COCKROACH_URL")
                 .ok()
                 .filter(|u| !u.is_empty())
@@ -251,6 +252,7 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.database.pool_size = 8;
     settings.auth.keys_file = cluster.keys_file.clone();
     settings.encryption.kek_file = cluster.kek_file.clone();
+    settings.signing.key_file = cluster.kek_file.with_file_name("signing-key.json");
     // Short, so tests of other nodes' view after a destroy need not wait long.
     settings.encryption.dek_cache_ttl = std::time::Duration::from_secs(2);
     settings.directory.refresh_interval = std::time::Duration::from_millis(200);

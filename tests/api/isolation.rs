@@ -66,6 +66,7 @@ pub(crate) fn routes() -> Vec<Route> {
         r("GET", "/healthz", Public, T::None, no_body),
         r("GET", "/readyz", Public, T::None, no_body),
         r("GET", "/openapi.json", Public, T::None, no_body),
+        r("GET", "/signing-keys", Public, T::None, no_body),
         r("POST", "/v1/tenants", Platform, T::None, || {
             Some(
                 json!({"slug": format!("t{}", &Uuid::new_v4().simple().to_string()[..10]), "name": "N", "home_region": "us-east1",
