@@ -49,8 +49,11 @@ impl Hooks {
         } else {
             None
         };
-        let compliance =
-            crate::compliance::Compliance::new(settings.exports.clone(), keyring.clone())?;
+        let compliance = crate::compliance::Compliance::new(
+            settings.exports.clone(),
+            keyring.clone(),
+            signer.clone(),
+        )?;
         Ok(Self {
             compliance,
             client,

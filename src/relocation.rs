@@ -64,6 +64,10 @@ const TABLES: &[(&str, &str)] = &[
     // The tenant's data keys (V18): homed with it; a relocation across
     // jurisdictions also rewraps them under the new jurisdiction's KEK.
     ("tenant_keys", "version"),
+    // GDPR exports and erasures (V22). An export's archive stays in the export
+    // store of the region that built it (README "Compliance").
+    ("exports", "id"),
+    ("erasures", "id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

@@ -53,6 +53,36 @@ CREATE POLICY tenant_isolation ON exports
 -- DELETE: tenant erasure removes every row of the tenant.
 GRANT SELECT, INSERT, UPDATE, DELETE ON exports TO meridian_app;
 
+-- One user erasure: the policy it applied, its progress per table (`counts`,
+-- updated in the transaction of each batch, so a resumed job goes on where the
+-- last one stopped) and, once done, the signed receipt.
+CREATE TABLE IF NOT EXISTS erasures (
+    tenant_id      uuid        NOT NULL,
+    id             uuid        NOT NULL,
+    home_region    text        NOT NULL,
+    crdb_region    crdb_internal_region NOT NULL AS (CASE home_region WHEN 'us-east1' THEN 'us-east1' WHEN 'europe-west1' THEN 'europe-west1' WHEN 'europe-west3' THEN 'europe-west3' WHEN 'europe-north1' THEN 'europe-north1' WHEN 'asia-southeast1' THEN 'asia-southeast1' END) STORED,
+    subject_user   uuid        NOT NULL,
+    policy         text        NOT NULL CHECK (policy IN ('anonymize', 'delete')),
+    requested_by   text        NOT NULL,
+    state          text        NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done')),
+    job_id         uuid,
+    counts         jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    receipt        jsonb,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    finished_at    timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, home_region) REFERENCES tenants (id, home_region) ON UPDATE CASCADE
+) LOCALITY REGIONAL BY ROW AS crdb_region;
+CREATE INDEX IF NOT EXISTS erasures_id_idx ON erasures (id);
+
+ALTER TABLE erasures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE erasures FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenant_isolation ON erasures;
+CREATE POLICY tenant_isolation ON erasures
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+GRANT SELECT, INSERT, UPDATE, DELETE ON erasures TO meridian_app;
+
 -- The tenant's erasure policy for users (`anonymize`: personal fields removed,
 -- messages kept under a tombstone; `delete`: messages removed too) and its
 -- messages retention in days (NULL: the plan's default), both directory config.
@@ -63,7 +93,7 @@ ALTER TABLE tenants ADD CONSTRAINT tenants_erasure_policy_check
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS messages_retention_days integer;
 
 -- A probe of another tenant's export id is audited like the other kinds
--- (src/scope/probes.rs): V17's function plus the kind `export`.
+-- (src/scope/probes.rs): V17's function plus the kinds `export` and `erasure`.
 CREATE OR REPLACE FUNCTION resource_owner(kind text, resource_id uuid) RETURNS uuid
     LANGUAGE sql STABLE SECURITY DEFINER AS $$
     SELECT CASE kind
@@ -76,6 +106,7 @@ CREATE OR REPLACE FUNCTION resource_owner(kind text, resource_id uuid) RETURNS u
         WHEN 'identity_provider' THEN (SELECT tenant_id FROM public.identity_providers WHERE id = resource_id LIMIT 1)
         WHEN 'impersonation' THEN (SELECT tenant_id FROM public.impersonations WHERE id = resource_id LIMIT 1)
         WHEN 'export'  THEN (SELECT tenant_id FROM public.exports  WHERE id = resource_id LIMIT 1)
+        WHEN 'erasure' THEN (SELECT tenant_id FROM public.erasures WHERE id = resource_id LIMIT 1)
     END
 $$;
 REVOKE ALL ON FUNCTION resource_owner(text, uuid) FROM PUBLIC;

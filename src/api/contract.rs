@@ -643,6 +643,20 @@ pub const OPERATIONS: &[Operation] = &[
             ErrorCode::ImpersonationReadOnly,
         ],
     ),
+    op(
+        "eraseUser",
+        "POST",
+        "/v1/users/{id}/erasure",
+        Who::Tenant,
+        &[ErrorCode::Forbidden, ErrorCode::LastOwner],
+    ),
+    op(
+        "getErasure",
+        "GET",
+        "/v1/erasures/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

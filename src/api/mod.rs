@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod channels;
 pub mod contract;
+mod erasures;
 mod exports;
 mod health;
 mod identity_providers;
@@ -147,7 +148,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(jobs::cancel)
                 .service(exports::create)
                 .service(exports::get)
-                .service(exports::download),
+                .service(exports::download)
+                .service(erasures::erase_user)
+                .service(erasures::get),
         );
 }
 

@@ -205,3 +205,23 @@ pub async fn mark_expired(tx: &TenantTx<'_>, id: ExportId) -> Result<(), StoreEr
     .await?;
     Ok(())
 }
+
+/// Every ready export of the tenant (a user erasure expires them all: any may
+/// hold the user's data).
+pub async fn all_ready(tx: &TenantTx<'_>) -> Result<Vec<(ExportId, String)>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id, object_key FROM exports WHERE tenant_id = $1 AND state = 'ready'",
+            &[tx.tenant_id().as_uuid()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                ExportId::from_uuid(r.get("id")),
+                r.get::<_, Option<String>>("object_key").unwrap_or_default(),
+            )
+        })
+        .collect())
+}

@@ -1,11 +1,14 @@
 //! Compliance (issue 16 parts 2–4): GDPR exports built by a job into the
 //! export store of the tenant's home region, sealed with the tenant's data key
-//! and served with HTTP Range; their expiry sweep. The routes are
-//! `api/exports.rs`; the table is `exports` (V22).
+//! and served with HTTP Range, and their expiry sweep; user erasure with a
+//! signed receipt. The routes are `api/exports.rs` and `api/erasures.rs`; the
+//! tables `exports` and `erasures` (V22).
 
 pub mod archive;
+pub mod erasure;
 pub mod export_job;
 pub mod exports;
+pub mod receipt;
 pub mod sealed;
 pub mod storage;
 pub mod sweep;
@@ -67,16 +70,23 @@ pub struct Compliance {
     pub settings: ExportSettings,
     pub storage: ExportStorage,
     pub keyring: Arc<Keyring>,
+    /// Signs erasure receipts (`crypto::signing`).
+    pub signer: Arc<crate::crypto::signing::Signer>,
 }
 
 impl Compliance {
-    pub fn new(settings: ExportSettings, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: ExportSettings,
+        keyring: Arc<Keyring>,
+        signer: Arc<crate::crypto::signing::Signer>,
+    ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
         let storage = ExportStorage::new(Backend::Dir(settings.dir.clone()));
         Ok(Self {
             settings,
             storage,
             keyring,
+            signer,
         })
     }
 
@@ -87,6 +97,11 @@ impl Compliance {
                 keyring: self.keyring.clone(),
                 storage: self.storage.clone(),
                 settings: self.settings.clone(),
+            })
+            .with(erasure::EraseUser {
+                signer: self.signer.clone(),
+                storage: self.storage.clone(),
+                batch: self.settings.batch_rows,
             })
             .with(sweep::SweepExports {
                 storage: self.storage.clone(),

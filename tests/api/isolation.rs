@@ -35,6 +35,7 @@ pub(crate) enum Target {
     Job,
     Provider,
     Export,
+    Erasure,
     /// A platform user (platform routes; no tenant owns it).
     PlatformUser,
 }
@@ -466,6 +467,20 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Export,
             no_body,
         ),
+        r(
+            "POST",
+            "/v1/users/{id}/erasure",
+            Tenant(Role::Owner),
+            T::User,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/erasures/{id}",
+            Tenant(Role::Owner),
+            T::Erasure,
+            no_body,
+        ),
     ]
 }
 
@@ -494,6 +509,7 @@ pub(crate) struct Victim {
     pub job: Uuid,
     pub provider: Uuid,
     pub export: Uuid,
+    pub erasure: Uuid,
     /// One of the tenant's impersonations (`crate::impersonation::start`).
     pub impersonation: Uuid,
 }
@@ -516,6 +532,7 @@ impl Victim {
             Target::Job => self.job,
             Target::Provider => self.provider,
             Target::Export => self.export,
+            Target::Erasure => self.erasure,
         };
         route
             .path
@@ -576,6 +593,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     let b = app.provision("attacker").await;
 
@@ -724,6 +742,7 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -850,6 +869,7 @@ async fn too_weak_a_role_answers_403() {
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     let mut checked = 0;
     for route in routes() {

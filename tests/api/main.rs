@@ -12,6 +12,7 @@ mod cursors;
 mod db_tls;
 mod encryption;
 mod encryption_bench;
+mod erasure;
 mod exports;
 mod hosts;
 mod identity;
