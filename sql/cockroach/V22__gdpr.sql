@@ -1,4 +1,4 @@
--- Issue 16 parts 2–4 (GDPR export, erasure, retention). Tenant-owned tables
+-- Issue 16 parts 2–3 (GDPR export, user erasure). Tenant-owned tables
 -- (tenant_id, home_region, keys led by tenant_id, RLS enabled and forced) and
 -- directory columns on `tenants`. Why and how: src/compliance/, sql/README.md
 -- (V22), README "Compliance".
@@ -84,13 +84,12 @@ CREATE POLICY tenant_isolation ON erasures
 GRANT SELECT, INSERT, UPDATE, DELETE ON erasures TO meridian_app;
 
 -- The tenant's erasure policy for users (`anonymize`: personal fields removed,
--- messages kept under a tombstone; `delete`: messages removed too) and its
--- messages retention in days (NULL: the plan's default), both directory config.
+-- messages kept under a tombstone; `delete`: messages removed too), read by the
+-- erasure request in its transaction (not cached).
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS erasure_policy text NOT NULL DEFAULT 'anonymize';
 ALTER TABLE tenants DROP CONSTRAINT IF EXISTS tenants_erasure_policy_check;
 ALTER TABLE tenants ADD CONSTRAINT tenants_erasure_policy_check
     CHECK (erasure_policy IN ('anonymize', 'delete'));
-ALTER TABLE tenants ADD COLUMN IF NOT EXISTS messages_retention_days integer;
 
 -- A probe of another tenant's export id is audited like the other kinds
 -- (src/scope/probes.rs): V17's function plus the kinds `export` and `erasure`.

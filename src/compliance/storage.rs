@@ -1,9 +1,9 @@
 //! Where export archives are stored: the export store of the tenant's home
 //! region. Today one backend, a directory per node (`exports.dir`; dev and
 //! tests, or a region's shared volume), holding `<region>/<tenant>/<export>-<attempt>.zip.sealed`.
-//! The production slot is an S3 bucket per region (`terraform/exports.tf`
-//! creates them): a second [`Backend`] variant with the same four operations
-//! (create for writing, open at an offset, remove, and the object key), so the
+//! The production slot is an S3 bucket per region (not built yet, nor its
+//! terraform): a second [`Backend`] variant with the same operations (create
+//! and commit, open at an offset, remove, remove a tenant's prefix), so the
 //! job, the download and the sweep do not change. Until it exists a region's
 //! nodes must share `exports.dir` (README "Compliance").
 

@@ -14,6 +14,7 @@ mod encryption;
 mod encryption_bench;
 mod erasure;
 mod exports;
+mod gdpr_bench;
 mod hosts;
 mod identity;
 mod impersonation;
