@@ -657,6 +657,20 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &[ErrorCode::Forbidden],
     ),
+    op(
+        "getErasurePolicy",
+        "GET",
+        "/v1/tenants/{id}/erasure-policy",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "setErasurePolicy",
+        "PATCH",
+        "/v1/tenants/{id}/erasure-policy",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

@@ -150,7 +150,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(exports::get)
                 .service(exports::download)
                 .service(erasures::erase_user)
-                .service(erasures::get),
+                .service(erasures::get)
+                .service(erasures::get_policy)
+                .service(erasures::set_policy),
         );
 }
 

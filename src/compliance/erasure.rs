@@ -99,13 +99,9 @@ async fn get_with_requester(
 
 /// The tenant's user erasure policy, read in `tx` (never from the cache).
 pub async fn policy(tx: &TenantTx<'_>) -> Result<String, StoreError> {
-    Ok(tx
-        .query_one(
-            "SELECT erasure_policy FROM tenants WHERE id = $1",
-            &[tx.tenant_id().as_uuid()],
-        )
+    Ok(crate::store::tenants::erasure_policy::get(tx)
         .await?
-        .get(0))
+        .erasure)
 }
 
 /// Records an erasure of `user` (checked to exist; the last active owner is
