@@ -481,6 +481,20 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Erasure,
             no_body,
         ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/erasure-policy",
+            Tenant(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}/erasure-policy",
+            Tenant(Role::Owner),
+            T::Tenant,
+            || Some(json!({"erasure": "anonymize"})),
+        ),
     ]
 }
 
