@@ -142,7 +142,7 @@ pub async fn mark_ready(
         .execute(
             "UPDATE exports SET state = 'ready', storage_region = $3, object_key = $4,
                 key_version = $5, chunk_size = $6, size = $7, sha256 = $8, counts = $9,
-                ready_at = now(), expires_at = now() + make_interval(secs => $10)
+                ready_at = now(), expires_at = now() + $10::float8 * interval '1 second'
              WHERE tenant_id = $1 AND id = $2 AND state = 'queued'",
             &[
                 tx.tenant_id().as_uuid(),
