@@ -64,6 +64,9 @@ pub struct Settings {
     /// Envelope encryption: KEK provider and DEK cache (`crypto::settings`).
     #[serde(default)]
     pub encryption: crate::crypto::settings::EncryptionSettings,
+    /// GDPR exports: the region's export store, expiry, batch size (`crate::compliance`).
+    #[serde(default)]
+    pub exports: crate::compliance::ExportSettings,
     /// The key that signs audit checkpoints, receipts and reports
     /// (`crypto::signing`).
     #[serde(default)]
@@ -306,6 +309,7 @@ impl Default for Settings {
             api_domain: default_api_domain(),
             platform_identity: None,
             jobs: crate::jobs::JobSettings::default(),
+            exports: crate::compliance::ExportSettings::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
             summaries: Default::default(),

@@ -116,6 +116,13 @@ pub enum ApiError {
     /// request may succeed later. Permanent provider failures stay `Internal`.
     #[error("the encryption key service is unavailable; retry later")]
     KeyProviderUnavailable,
+    /// A download of an export past its expiry (its file is, or soon will be,
+    /// removed by the sweep).
+    #[error("this export has expired and its archive was deleted; request a new export")]
+    ExportExpired,
+    /// A `Range` that is malformed or starts past the end of the archive.
+    #[error("the requested range is not satisfiable (the archive has {size} bytes)")]
+    RangeNotSatisfiable { size: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
     /// Anything unexpected: the cause is logged, the client sees only the request id.
@@ -201,9 +208,12 @@ error_codes! {
     TenantKeysDestroyed = "tenant_keys_destroyed" => GONE,
     SearchUnavailableEncrypted = "search_unavailable_encrypted" => CONFLICT,
     RotationInProgress = "rotation_in_progress" => CONFLICT,
+    ExportNotReady = "export_not_ready" => CONFLICT,
+    ExportExpired = "export_expired" => GONE,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
+    RangeNotSatisfiable = "range_not_satisfiable" => RANGE_NOT_SATISFIABLE,
     RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
     ConcurrencyLimited = "concurrency_limited" => TOO_MANY_REQUESTS,
     ExpensiveLimited = "expensive_limited" => TOO_MANY_REQUESTS,
@@ -283,6 +293,8 @@ impl ApiError {
             Self::RotationTooFrequent { .. } => C::RotationTooFrequent,
             Self::KeyProviderUnavailable => C::KeyProviderUnavailable,
             Self::TenantKeysDestroyed => C::TenantKeysDestroyed,
+            Self::ExportExpired => C::ExportExpired,
+            Self::RangeNotSatisfiable { .. } => C::RangeNotSatisfiable,
             Self::Internal(_) => C::Internal,
         }
     }
@@ -366,6 +378,9 @@ impl ResponseError for ApiError {
             }
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            Self::RangeNotSatisfiable { size } => {
+                response.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
             }
             _ => {}
         }

@@ -1,5 +1,5 @@
-//! What the webhook and summary routes and jobs share on a node: the SSRF-safe
-//! client and their settings. Kept apart from `AppState` (one `app_data` of its
+//! What the webhook, summary and export routes and jobs share on a node: the
+//! SSRF-safe client, the export store and their settings. Kept apart from `AppState` (one `app_data` of its
 //! own), so these features add no field to the request path's state.
 
 use crate::outbound::{self, Client};
@@ -25,6 +25,8 @@ pub struct Hooks {
     reencrypt_batch: u32,
     /// `encryption.rotate_after_days` (0: no scheduled rotation).
     rotate_after_days: u32,
+    /// Exports and their store (`crate::compliance`).
+    pub compliance: crate::compliance::Compliance,
 }
 
 impl Hooks {
@@ -47,7 +49,13 @@ impl Hooks {
         } else {
             None
         };
+        let compliance = crate::compliance::Compliance::new(
+            settings.exports.clone(),
+            keyring.clone(),
+            signer.clone(),
+        )?;
         Ok(Self {
+            compliance,
             client,
             external,
             topology,
@@ -81,6 +89,7 @@ impl Hooks {
             registry
         };
         let registry = crate::audit::jobs::register(registry, &self.signer);
+        let registry = self.compliance.register(registry);
         registry
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),

@@ -62,6 +62,8 @@ typed_id!(DeliveryId, "delivery");
 typed_id!(SummaryId, "summary");
 typed_id!(ProviderId, "identity provider");
 typed_id!(ImpersonationId, "impersonation");
+typed_id!(ExportId, "export");
+typed_id!(ErasureId, "erasure");
 
 /// Echoing user input back in an error is useful; echoing a megabyte of it is not.
 fn truncate(raw: &str) -> &str {

@@ -73,6 +73,10 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_served_regions", "region, day"),
     // Members' accesses (V25).
     ("access_log", "first_at, id"),
+    // GDPR exports and erasures (V22). An export's archive stays in the export
+    // store of the region that built it (README "Compliance").
+    ("exports", "id"),
+    ("erasures", "id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

@@ -666,6 +666,63 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &[ErrorCode::Forbidden, ErrorCode::JobFinished],
     ),
+    op(
+        "createExport",
+        "POST",
+        "/v1/exports",
+        Who::Tenant,
+        &[ErrorCode::Forbidden, ErrorCode::NotFound],
+    ),
+    op(
+        "getExport",
+        "GET",
+        "/v1/exports/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "downloadExport",
+        "GET",
+        "/v1/exports/{id}/download",
+        Who::Tenant,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ExportNotReady,
+            ErrorCode::ExportExpired,
+            ErrorCode::RangeNotSatisfiable,
+            ErrorCode::TenantKeysDestroyed,
+            // Its one transaction writes the audit event.
+            ErrorCode::ImpersonationReadOnly,
+        ],
+    ),
+    op(
+        "eraseUser",
+        "POST",
+        "/v1/users/{id}/erasure",
+        Who::Tenant,
+        &[ErrorCode::Forbidden, ErrorCode::LastOwner],
+    ),
+    op(
+        "getErasure",
+        "GET",
+        "/v1/erasures/{id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "getErasurePolicy",
+        "GET",
+        "/v1/tenants/{id}/erasure-policy",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "setErasurePolicy",
+        "PATCH",
+        "/v1/tenants/{id}/erasure-policy",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

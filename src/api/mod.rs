@@ -10,6 +10,8 @@ mod audit;
 mod auth;
 mod channels;
 pub mod contract;
+mod erasures;
+mod exports;
 mod health;
 mod identity_providers;
 mod impersonations;
@@ -149,7 +151,14 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(summaries::get)
                 .service(jobs::list)
                 .service(jobs::get)
-                .service(jobs::cancel),
+                .service(jobs::cancel)
+                .service(exports::create)
+                .service(exports::get)
+                .service(exports::download)
+                .service(erasures::erase_user)
+                .service(erasures::get)
+                .service(erasures::get_policy)
+                .service(erasures::set_policy),
         );
 }
 

@@ -74,6 +74,9 @@ permissions! {
     ManageJobs,
     /// The tenant's identity providers (OIDC, LDAP) and their role mappings.
     ManageIdentity,
+    /// GDPR: export the whole tenant's or another user's data, erase users,
+    /// shorten retention. Owners and compliance officers.
+    ManageCompliance,
 }
 
 impl Role {
@@ -96,7 +99,7 @@ impl Role {
             ),
             Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
             Role::Viewer => matches!(permission, Read),
-            Role::Compliance => matches!(permission, Read | ReadAudit),
+            Role::Compliance => matches!(permission, Read | ReadAudit | ManageCompliance),
             // Platform roles hold no tenant permission of their own; what a
             // platform admin may do in a tenant is the policies' decision.
             Role::PlatformAdmin | Role::Operator => false,

@@ -100,6 +100,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V21__audit_chain.sql"),
     ),
     (
+        "V22__gdpr",
+        include_str!("../../sql/postgres/V22__gdpr.sql"),
+    ),
+    (
         "V24__residency_attestation",
         include_str!("../../sql/postgres/V24__residency_attestation.sql"),
     ),
@@ -178,6 +182,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V21__audit_chain",
         include_str!("../../sql/cockroach/V21__audit_chain.sql"),
+    ),
+    (
+        "V22__gdpr",
+        include_str!("../../sql/cockroach/V22__gdpr.sql"),
     ),
     (
         "V24__residency_attestation",
@@ -403,7 +411,7 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 24, 25
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 24, 25
                 ]
             );
         }

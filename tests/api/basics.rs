@@ -280,6 +280,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V18__tenant_keys",
             "V19__encrypted_messages",
             "V21__audit_chain",
+            "V22__gdpr",
             "V24__residency_attestation",
             "V25__access_log"
         ]

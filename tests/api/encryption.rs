@@ -32,7 +32,7 @@ fn pg_dump() -> PathBuf {
         .expect("pg_dump (the harness's PostgreSQL binaries)")
 }
 
-fn dump(app: &TestApp) -> String {
+pub(crate) fn dump(app: &TestApp) -> String {
     let url = crate::helpers::cluster().superuser_url(&app.db_name);
     let out = std::process::Command::new(pg_dump())
         .arg("--no-owner")

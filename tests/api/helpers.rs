@@ -269,6 +269,11 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.log.filter = "warn".into();
     // Webhook receivers and the AI stub the tests start listen on 127.0.0.1.
     settings.outbound.allow_loopback = true;
+    // One export store per database: the nodes of a test share it like a
+    // region's nodes share theirs.
+    settings.exports.dir = std::env::temp_dir()
+        .join("meridian-test-exports")
+        .join(db_name);
     settings
 }
 

@@ -34,6 +34,8 @@ pub(crate) enum Target {
     Webhook,
     Job,
     Provider,
+    Export,
+    Erasure,
     /// A platform user (platform routes; no tenant owns it).
     PlatformUser,
 }
@@ -476,6 +478,51 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Job,
             no_body,
         ),
+        r("POST", "/v1/exports", Tenant(Role::Viewer), T::None, || {
+            Some(json!({"scope": "user"}))
+        }),
+        r(
+            "GET",
+            "/v1/exports/{id}",
+            Tenant(Role::Viewer),
+            T::Export,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/exports/{id}/download",
+            Tenant(Role::Viewer),
+            T::Export,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/users/{id}/erasure",
+            Tenant(Role::Owner),
+            T::User,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/erasures/{id}",
+            Tenant(Role::Owner),
+            T::Erasure,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/erasure-policy",
+            Tenant(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PATCH",
+            "/v1/tenants/{id}/erasure-policy",
+            Tenant(Role::Owner),
+            T::Tenant,
+            || Some(json!({"erasure": "anonymize"})),
+        ),
     ]
 }
 
@@ -503,6 +550,8 @@ pub(crate) struct Victim {
     pub summary: Uuid,
     pub job: Uuid,
     pub provider: Uuid,
+    pub export: Uuid,
+    pub erasure: Uuid,
     /// One of the tenant's impersonations (`crate::impersonation::start`).
     pub impersonation: Uuid,
 }
@@ -524,6 +573,8 @@ impl Victim {
             Target::Webhook => self.webhook,
             Target::Job => self.job,
             Target::Provider => self.provider,
+            Target::Export => self.export,
+            Target::Erasure => self.erasure,
         };
         route
             .path
@@ -583,6 +634,8 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     let b = app.provision("attacker").await;
 
@@ -730,6 +783,8 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -855,6 +910,8 @@ async fn too_weak_a_role_answers_403() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     let mut checked = 0;
     for route in routes() {

@@ -51,6 +51,8 @@ async fn operator_role_matrix_over_every_operation() {
         )
         .await,
         impersonation: crate::impersonation::start(&app, &a).await.0,
+        export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(&app, &a).await,
     };
     // A relocation whose progress the operator may read.
     let started = app

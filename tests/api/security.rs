@@ -39,6 +39,8 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         )
         .await,
         impersonation: crate::impersonation::start(app, tenant).await.0,
+        export: crate::exports::request(app, &tenant.owner_token, json!({"scope": "tenant"})).await,
+        erasure: crate::erasure::spare_erasure(app, tenant).await,
     }
 }
 

@@ -291,6 +291,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V18__tenant_keys",
             "V19__encrypted_messages",
             "V21__audit_chain",
+            "V22__gdpr",
             "V24__residency_attestation",
             "V25__access_log"
         ]

@@ -17,6 +17,7 @@
 
 pub mod ai_engine;
 pub mod encryption;
+pub mod erasure_policy;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;

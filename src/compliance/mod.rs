@@ -1,0 +1,116 @@
+//! Compliance (issue 16 parts 2–4): GDPR exports built by a job into the
+//! export store of the tenant's home region, sealed with the tenant's data key
+//! and served with HTTP Range, and their expiry sweep; user erasure with a
+//! signed receipt. The routes are `api/exports.rs` and `api/erasures.rs`; the
+//! tables `exports` and `erasures` (V22).
+
+pub mod archive;
+pub mod erasure;
+pub mod export_job;
+pub mod exports;
+pub mod receipt;
+pub mod sealed;
+pub mod storage;
+pub mod sweep;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::keyring::Keyring;
+use crate::jobs::{Registry, Schedule, ScheduleScope};
+use storage::{Backend, ExportStorage};
+
+/// `exports.*` settings of a node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportSettings {
+    /// The export store of this node's region (a directory shared by the
+    /// region's nodes; README "Compliance" for the S3 slot).
+    pub dir: PathBuf,
+    /// How long a ready export can be downloaded; then 410 `export_expired`
+    /// and the sweep removes its file.
+    #[serde(rename = "ttl_ms", with = "crate::config::millis")]
+    pub ttl: Duration,
+    /// Rows read per transaction while building (memory is about one batch).
+    pub batch_rows: u32,
+    /// How often each tenant's expired exports are swept.
+    #[serde(rename = "sweep_interval_ms", with = "crate::config::millis")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("target/exports"),
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            batch_rows: 1000,
+            sweep_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl ExportSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100_000).contains(&self.batch_rows) {
+            return Err("exports.batch_rows must be between 1 and 100000".into());
+        }
+        if self.ttl.is_zero() || self.sweep_interval.is_zero() {
+            return Err("exports.ttl_ms and exports.sweep_interval_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the export routes and jobs share on a node (held by `hooks::Hooks`).
+#[derive(Clone)]
+pub struct Compliance {
+    pub settings: ExportSettings,
+    pub storage: ExportStorage,
+    pub keyring: Arc<Keyring>,
+    /// Signs erasure receipts (`crypto::signing`).
+    pub signer: Arc<crate::crypto::signing::Signer>,
+}
+
+impl Compliance {
+    pub fn new(
+        settings: ExportSettings,
+        keyring: Arc<Keyring>,
+        signer: Arc<crate::crypto::signing::Signer>,
+    ) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let storage = ExportStorage::new(Backend::Dir(settings.dir.clone()));
+        Ok(Self {
+            settings,
+            storage,
+            keyring,
+            signer,
+        })
+    }
+
+    /// Adds the export build and sweep jobs.
+    pub fn register(&self, registry: Registry) -> Registry {
+        registry
+            .with(export_job::BuildExport {
+                keyring: self.keyring.clone(),
+                storage: self.storage.clone(),
+                settings: self.settings.clone(),
+            })
+            .with(erasure::EraseUser {
+                signer: self.signer.clone(),
+                storage: self.storage.clone(),
+                batch: self.settings.batch_rows,
+            })
+            .with(sweep::SweepExports {
+                storage: self.storage.clone(),
+            })
+            .every(Schedule {
+                kind: sweep::KIND,
+                every: self.settings.sweep_interval,
+                scope: ScheduleScope::EachTenant,
+                max_attempts: 5,
+            })
+    }
+}
