@@ -23,6 +23,8 @@ pub struct Hooks {
     reencrypt_batch: u32,
     /// `encryption.rotate_after_days` (0: no scheduled rotation).
     rotate_after_days: u32,
+    /// Calendar sync: the bridges, settings and keyring (`crate::calendar`).
+    pub calendar: std::sync::Arc<crate::calendar::Calendars>,
 }
 
 impl Hooks {
@@ -42,7 +44,16 @@ impl Hooks {
         } else {
             None
         };
+        let calendar = std::sync::Arc::new(crate::calendar::Calendars {
+            settings: settings.calendar.clone(),
+            bridges: crate::calendar::bridge::BridgePool::new(client.clone(), &settings.calendar),
+            keyring: keyring.clone(),
+            db: db.clone(),
+            region: crate::ids::RegionId::parse(&settings.region)
+                .map_err(anyhow::Error::msg)?,
+        });
         Ok(Self {
+            calendar,
             client,
             external,
             topology,
@@ -74,7 +85,21 @@ impl Hooks {
         } else {
             registry
         };
+        let every = self.calendar.settings.sync_interval;
+        let registry = if every.is_zero() {
+            registry
+        } else {
+            registry.every(crate::jobs::Schedule {
+                kind: crate::calendar::sync::SYNC_KIND,
+                every,
+                scope: crate::jobs::ScheduleScope::EachTenant,
+                max_attempts: 3,
+            })
+        };
         registry
+            .with(crate::calendar::sync::SyncJob {
+                calendars: self.calendar.clone(),
+            })
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),
             })

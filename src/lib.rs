@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod body_deadline;
+pub mod calendar;
 pub mod config;
 pub mod crypto;
 pub mod db;

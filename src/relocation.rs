@@ -64,6 +64,10 @@ const TABLES: &[(&str, &str)] = &[
     // The tenant's data keys (V18): homed with it; a relocation across
     // jurisdictions also rewraps them under the new jurisdiction's KEK.
     ("tenant_keys", "version"),
+    // Calendar sync (V23): accounts, linked calendars and synced events.
+    ("calendar_accounts", "id"),
+    ("calendar_links", "id"),
+    ("calendar_events", "id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

@@ -74,6 +74,10 @@ permissions! {
     ManageJobs,
     /// The tenant's identity providers (OIDC, LDAP) and their role mappings.
     ManageIdentity,
+    /// Connect and remove the tenant's calendar (CalDAV) accounts.
+    ManageCalendars,
+    /// Link one's own calendars and read and write their events.
+    UseCalendar,
 }
 
 impl Role {
@@ -93,8 +97,13 @@ impl Role {
                     | RequestSummary
                     | ManageJobs
                     | ManageIdentity
+                    | ManageCalendars
+                    | UseCalendar
             ),
-            Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
+            Role::Member => matches!(
+                permission,
+                Read | PostMessage | RequestSummary | UseCalendar
+            ),
             Role::Viewer => matches!(permission, Read),
             Role::Compliance => matches!(permission, Read | ReadAudit),
             // Platform roles hold no tenant permission of their own; what a

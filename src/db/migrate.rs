@@ -95,6 +95,7 @@ const POSTGRES: &[(&str, &str)] = &[
         "V19__encrypted_messages",
         include_str!("../../sql/postgres/V19__encrypted_messages.sql"),
     ),
+    ("V23__calendar", include_str!("../../sql/postgres/V23__calendar.sql")),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -163,6 +164,7 @@ const COCKROACH: &[(&str, &str)] = &[
         "V19__encrypted_messages",
         include_str!("../../sql/cockroach/V19__encrypted_messages.sql"),
     ),
+    ("V23__calendar", include_str!("../../sql/cockroach/V23__calendar.sql")),
 ];
 
 /// CockroachDB only, before the versioned migrations: the multi-region database.
@@ -375,7 +377,7 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 23
                 ]
             );
         }

@@ -248,7 +248,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V16__job_queue_plans",
             "V17__impersonation",
             "V18__tenant_keys",
-            "V19__encrypted_messages"
+            "V19__encrypted_messages",
+            "V23__calendar"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

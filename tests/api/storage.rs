@@ -289,7 +289,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V16__job_queue_plans",
             "V17__impersonation",
             "V18__tenant_keys",
-            "V19__encrypted_messages"
+            "V19__encrypted_messages",
+            "V23__calendar"
         ]
     );
     client
