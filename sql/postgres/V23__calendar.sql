@@ -122,7 +122,7 @@ GRANT EXECUTE ON FUNCTION calendar_health() TO meridian_app;
 
 -- The tenants homed in a region that have calendar accounts (the bulk sync and
 -- the active health check visit only those). SECURITY DEFINER like above.
-CREATE OR REPLACE FUNCTION calendar_tenants(region text) RETURNS SETOF uuid
+CREATE OR REPLACE FUNCTION calendar_tenants(region text) RETURNS TABLE (tenant_id uuid)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
     SELECT DISTINCT a.tenant_id FROM public.calendar_accounts a WHERE a.home_region = region
 $$;

@@ -324,6 +324,12 @@ async fn run_account(
         bridge,
         remote,
     };
+    if positions.is_empty() {
+        // No calendar linked yet: still prove the server and the credentials,
+        // so the account's status says whether linking will work.
+        let path = scope.remote.base_path().to_owned();
+        scope.dav("PROPFIND", &path, "0", dav::PROPFIND_CTAG).await?;
+    }
     let mut all = Vec::new();
     for position in &positions {
         all.push(scope.calendar(position).await?);
