@@ -87,14 +87,28 @@ impl Radicale {
         body: &str,
     ) -> Answer {
         let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(user, password);
-        for (name, value) in headers {
-            req = req.insert_header((*name, *value));
-        }
-        let mut res = req.send_body(body.to_owned()).await.unwrap();
+        // Radicale's server speaks HTTP/1.0 and may still be starting when its
+        // port first accepts: a dropped connection is retried a few times.
+        let mut attempt = 0;
+        let mut res = loop {
+            let mut req = self
+                .client
+                .request(method.clone(), format!("{}{path}", self.base))
+                .basic_auth(user, password)
+                .insert_header(("Connection", "close"));
+            for (name, value) in headers {
+                req = req.insert_header((*name, *value));
+            }
+            match req.send_body(body.to_owned()).await {
+                Ok(res) => break res,
+                Err(err) if attempt < 20 => {
+                    attempt += 1;
+                    let _ = err;
+                    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("{method} {path}: {err}"),
+            }
+        };
         let bytes = res.body().limit(64 * 1024 * 1024).await.unwrap();
         Answer {
             status: res.status().as_u16(),
