@@ -24,6 +24,7 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(app, tenant.id, "security.test").await;
+    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(app, tenant).await;
     Victim {
         tenant: tenant.id,
         user: member,
@@ -39,6 +40,8 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         )
         .await,
         impersonation: crate::impersonation::start(app, tenant).await.0,
+        calendar_account,
+        calendar_event,
     }
 }
 
