@@ -413,3 +413,58 @@ async fn tenant_b_never_sees_tenant_a_calendar_accounts_or_events() {
     assert_problem(&reply, 404, "not_found");
     let _ = event;
 }
+
+/// A relocation moves the tenant's calendar accounts, calendars and events to
+/// the new home region (across jurisdictions: its keys are rewrapped), and the
+/// account's sealed password still opens there: a sync from the new home works.
+#[actix_web::test]
+async fn a_relocation_carries_accounts_calendars_and_events() {
+    let Some(server) = Radicale::start(&[ALICE]) else { return };
+    server.mkcalendar(ALICE, "/alice/cal/").await;
+    server
+        .put(ALICE, "/alice/cal/a.ics", &ics("a", "Offsite", "20261210T090000Z", "20261210T170000Z", ""))
+        .await;
+    let nodes = crate::regions::spawn_regions(&["us-east1", "europe-west1"]).await;
+    let us = &nodes["us-east1"];
+    let (tenant, token) = crate::regions::provision_in(us, "calmove", "us-east1", None).await;
+    let t = Tenant {
+        id: tenant,
+        owner_id: Uuid::nil(),
+        owner_token: token.clone(),
+    };
+    let account = connect(us, &t, &server.base, ALICE.1).await;
+    link(us, &token, account, "/alice/cal/").await;
+    assert_eq!(sync(us, &t, account).await["state"], "succeeded");
+    assert_eq!(events(us, &token, FROM, TO).await.len(), 1);
+
+    let admin = us.platform_token();
+    let started = us
+        .post(&format!("/v1/tenants/{tenant}/relocation"), &admin, json!({ "to_region": "europe-west1" }))
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    crate::regions::eventually("relocation done", async || {
+        us.get(&format!("/v1/tenants/{tenant}/relocation"), &admin).await.body["status"] == "done"
+    })
+    .await;
+    let db = us.superuser_client().await;
+    for table in ["calendar_accounts", "calendar_links", "calendar_events"] {
+        let row = db
+            .query_one(
+                &format!("SELECT count(*), count(*) FILTER (WHERE home_region = 'europe-west1') FROM {table} WHERE tenant_id = $1"),
+                &[&tenant],
+            )
+            .await
+            .unwrap();
+        let (all, moved): (i64, i64) = (row.get(0), row.get(1));
+        assert!(all >= 1 && all == moved, "{table}: {moved} of {all} moved");
+    }
+    let eu = &nodes["europe-west1"];
+    assert_eq!(summaries(&events(eu, &token, FROM, TO).await)[0].1, "Offsite");
+    // The password opens under the rewrapped key: a sync from the new home works.
+    server
+        .put(ALICE, "/alice/cal/b.ics", &ics("b", "Retro", "20261211T090000Z", "20261211T100000Z", ""))
+        .await;
+    let job = sync(eu, &t, account).await;
+    assert_eq!(job["result"]["accounts"][0]["status"], "ok", "{job}");
+    assert_eq!(events(eu, &token, FROM, TO).await.len(), 2);
+}
