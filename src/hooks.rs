@@ -49,8 +49,7 @@ impl Hooks {
             bridges: crate::calendar::bridge::BridgePool::new(client.clone(), &settings.calendar),
             keyring: keyring.clone(),
             db: db.clone(),
-            region: crate::ids::RegionId::parse(&settings.region)
-                .map_err(anyhow::Error::msg)?,
+            region: crate::ids::RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?,
         });
         Ok(Self {
             calendar,

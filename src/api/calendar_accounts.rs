@@ -256,7 +256,9 @@ pub struct LinkCalendar {
 fn check_path(path: &str) -> Result<(), ApiError> {
     let fine = path.starts_with('/')
         && path.len() <= 1024
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
+        && !path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
         && !path.split('/').any(|seg| seg == "..");
     if fine {
         Ok(())
@@ -280,12 +282,15 @@ pub async fn link(
     let display_name = body.display_name.clone().unwrap_or_default();
     validate::no_control_chars("display_name", &display_name)?;
     if display_name.chars().count() > 200 {
-        return Err(ApiError::validation("`display_name` must be at most 200 characters"));
+        return Err(ApiError::validation(
+            "`display_name` must be at most 200 characters",
+        ));
     }
     let user = scope.user_id();
     let calendar = scope
         .write(async |tx| {
-            let calendar = store::link(tx, user, body.account_id, &body.path, &display_name).await?;
+            let calendar =
+                store::link(tx, user, body.account_id, &body.path, &display_name).await?;
             jobs::enqueue(tx, sync_job(body.account_id)).await?;
             Ok(calendar)
         })

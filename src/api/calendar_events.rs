@@ -138,20 +138,35 @@ pub struct PatchEvent {
     attendees: Option<Vec<String>>,
 }
 
-fn check_event(summary: &str, starts: DateTime<Utc>, ends: DateTime<Utc>, attendees: &[String]) -> Result<(), ApiError> {
+fn check_event(
+    summary: &str,
+    starts: DateTime<Utc>,
+    ends: DateTime<Utc>,
+    attendees: &[String],
+) -> Result<(), ApiError> {
     crate::validate::no_control_chars("summary", summary)?;
     if summary.chars().count() > 500 {
-        return Err(ApiError::validation("`summary` must be at most 500 characters"));
+        return Err(ApiError::validation(
+            "`summary` must be at most 500 characters",
+        ));
     }
     if ends < starts {
-        return Err(ApiError::validation("`ends_at` must not be before `starts_at`"));
+        return Err(ApiError::validation(
+            "`ends_at` must not be before `starts_at`",
+        ));
     }
     if attendees.len() > 100
         || attendees.iter().any(|a| {
-            a.len() > 254 || !a.contains('@') || a.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':' || c == ';' || c == ',')
+            a.len() > 254
+                || !a.contains('@')
+                || a.chars().any(|c| {
+                    c.is_control() || c.is_whitespace() || c == ':' || c == ';' || c == ','
+                })
         })
     {
-        return Err(ApiError::validation("`attendees` must be at most 100 e-mail addresses"));
+        return Err(ApiError::validation(
+            "`attendees` must be at most 100 e-mail addresses",
+        ));
     }
     Ok(())
 }
@@ -203,7 +218,9 @@ pub async fn create(
     };
     let parsed = ical::parse(&ics).map_err(unreadable)?;
     let id = scope
-        .write(async |tx| Ok(store::upsert_event(tx, calendar_id, &href, &etag, &ics, &parsed).await?))
+        .write(async |tx| {
+            Ok(store::upsert_event(tx, calendar_id, &href, &etag, &ics, &parsed).await?)
+        })
         .await?;
     Ok(with_etag(
         actix_web::http::StatusCode::CREATED,
@@ -258,7 +275,11 @@ async fn lost(
     if let Err(err) = saved {
         return err;
     }
-    conflict(yours, stored, current.as_ref().map(|(c, p)| (p, c.etag.as_str())))
+    conflict(
+        yours,
+        stored,
+        current.as_ref().map(|(c, p)| (p, c.etag.as_str())),
+    )
 }
 
 /// Change an event (not a recurring one: edit those on the server). Needs
@@ -317,7 +338,9 @@ pub async fn patch(
     match write::put(&bridge, &remote, &stored.href, &ics, Some(&stored.etag)).await? {
         Outcome::Written(etag) => {
             scope
-                .write(async |tx| Ok(store::replace_if(tx, id, &stored.etag, &etag, &ics, &parsed).await?))
+                .write(async |tx| {
+                    Ok(store::replace_if(tx, id, &stored.etag, &etag, &ics, &parsed).await?)
+                })
                 .await?;
             Ok(with_etag(
                 actix_web::http::StatusCode::OK,

@@ -17,7 +17,9 @@ use crate::scope::{Guarded, PlatformOperator, PlatformScope};
 pub async fn get(
     scope: Guarded<PlatformOperator, PlatformScope>,
 ) -> Result<web::Json<HealthReport>, ApiError> {
-    Ok(web::Json(scope.read(async |tx| health::stored(tx).await).await?))
+    Ok(web::Json(
+        scope.read(async |tx| health::stored(tx).await).await?,
+    ))
 }
 
 /// Check every account's server now (tenants homed in this node's region),

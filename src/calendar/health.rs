@@ -188,7 +188,10 @@ pub async fn check(cal: &Calendars) -> Result<CheckReport, ApiError> {
     let mut by_tenant: std::collections::BTreeMap<TenantId, Vec<(CalendarAccountId, bool)>> =
         Default::default();
     for r in &results {
-        by_tenant.entry(r.tenant_id).or_default().push((r.account_id, r.ok));
+        by_tenant
+            .entry(r.tenant_id)
+            .or_default()
+            .push((r.account_id, r.ok));
     }
     for (tenant, checked) in by_tenant {
         cal.db

@@ -59,7 +59,10 @@ fn events(ics: &str) -> Result<Vec<Event>, String> {
     Ok(calendar.events().cloned().collect())
 }
 
-fn span(event: &Event) -> Result<(DateTime<Utc>, DateTime<Utc>, Option<String>, bool), String> {
+/// Start, end (UTC), the start's `TZID`, whether it is a whole-day event.
+type Span = (DateTime<Utc>, DateTime<Utc>, Option<String>, bool);
+
+fn span(event: &Event) -> Result<Span, String> {
     let start = event.get_start().ok_or("the event has no DTSTART")?;
     let (starts_at, zone, all_day) = utc(&start).ok_or("the event's DTSTART cannot be read")?;
     let ends_at = match event.get_end().as_ref().and_then(utc) {
@@ -132,8 +135,8 @@ pub fn expand(
     let overlaps = |start: DateTime<Utc>, end: DateTime<Utc>| {
         start < to && (end > from || (end == start && start >= from))
     };
-    let recurring = master.property_value("RRULE").is_some()
-        || master.multi_properties().contains_key("RDATE");
+    let recurring =
+        master.property_value("RRULE").is_some() || master.multi_properties().contains_key("RDATE");
     let mut out = Vec::new();
     if !recurring {
         if overlaps(starts_at, ends_at) {
@@ -280,7 +283,10 @@ mod tests {
             100,
         )
         .unwrap();
-        let starts: Vec<_> = all.iter().map(|i| (i.starts_at, i.summary.as_str())).collect();
+        let starts: Vec<_> = all
+            .iter()
+            .map(|i| (i.starts_at, i.summary.as_str()))
+            .collect();
         assert_eq!(
             starts,
             vec![

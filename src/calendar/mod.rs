@@ -105,7 +105,8 @@ impl Calendars {
             return Ok((bridge, remote));
         }
         let credentials = store::credentials(tx, &self.keyring, account).await?;
-        let remote = Remote::new(&credentials).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+        let remote =
+            Remote::new(&credentials).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
         let remote = bridge.insert(account, remote);
         Ok((bridge, remote))
     }

@@ -124,7 +124,9 @@ pub async fn accounts_page(
 
 pub async fn get_account(tx: &TenantTx<'_>, id: CalendarAccountId) -> Result<Account, StoreError> {
     tx.query_opt(
-        &format!("SELECT {ACCOUNT_COLUMNS} FROM calendar_accounts WHERE tenant_id = $1 AND id = $2"),
+        &format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM calendar_accounts WHERE tenant_id = $1 AND id = $2"
+        ),
         &[tx.tenant_id().as_uuid(), id.as_uuid()],
     )
     .await?

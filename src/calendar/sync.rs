@@ -84,7 +84,12 @@ impl Tenant<'_> {
             .await?)
     }
 
-    async fn report(&self, path: &str, depth: &'static str, body: &str) -> Result<dav::Multistatus, SyncError> {
+    async fn report(
+        &self,
+        path: &str,
+        depth: &'static str,
+        body: &str,
+    ) -> Result<dav::Multistatus, SyncError> {
         self.dav("REPORT", path, depth, body).await
     }
 
@@ -97,14 +102,17 @@ impl Tenant<'_> {
     ) -> Result<dav::Multistatus, SyncError> {
         let response = self
             .bridge
-            .send(&self.remote, Call {
-                method,
-                path,
-                depth: Some(depth),
-                headers: Vec::new(),
-                content_type: XML,
-                body: body.as_bytes(),
-            })
+            .send(
+                &self.remote,
+                Call {
+                    method,
+                    path,
+                    depth: Some(depth),
+                    headers: Vec::new(),
+                    content_type: XML,
+                    body: body.as_bytes(),
+                },
+            )
             .await?;
         if response.status != 207 {
             return Err(RemoteError::Status(response.status).into());
@@ -121,23 +129,33 @@ impl Tenant<'_> {
             let body = dav::sync_collection(token.as_deref());
             let answer = self
                 .bridge
-                .send(&self.remote, Call {
-                    method: "REPORT",
-                    path: &position.path,
-                    depth: Some("1"),
-                    headers: Vec::new(),
-                    content_type: XML,
-                    body: body.as_bytes(),
-                })
+                .send(
+                    &self.remote,
+                    Call {
+                        method: "REPORT",
+                        path: &position.path,
+                        depth: Some("1"),
+                        headers: Vec::new(),
+                        content_type: XML,
+                        body: body.as_bytes(),
+                    },
+                )
                 .await?;
             match answer.status {
                 207 => {
                     let parsed = dav::parse(&answer.body).map_err(RemoteError::Invalid)?;
-                    return Ok(Some(Delta::from_sync(parsed, &position.path, token.is_none())));
+                    return Ok(Some(Delta::from_sync(
+                        parsed,
+                        &position.path,
+                        token.is_none(),
+                    )));
                 }
                 // An expired or unknown token (RFC 6578 §3.2: valid-sync-token):
                 // start over with the whole collection.
-                403 | 409 if token.is_some() && String::from_utf8_lossy(&answer.body).contains("valid-sync-token") => {
+                403 | 409
+                    if token.is_some()
+                        && String::from_utf8_lossy(&answer.body).contains("valid-sync-token") =>
+                {
                     token = None;
                 }
                 400 | 403 | 405 | 501 => return Ok(None),
@@ -148,11 +166,15 @@ impl Tenant<'_> {
 
     /// The changes by ctag, then etag comparison with what is stored.
     async fn by_etags(&self, position: &Position) -> Result<Option<Delta>, SyncError> {
-        let marker = self.dav("PROPFIND", &position.path, "0", dav::PROPFIND_CTAG).await?;
+        let marker = self
+            .dav("PROPFIND", &position.path, "0", dav::PROPFIND_CTAG)
+            .await?;
         if marker.ctag.is_some() && marker.ctag == position.ctag {
             return Ok(None);
         }
-        let listing = self.dav("PROPFIND", &position.path, "1", dav::PROPFIND_ETAGS).await?;
+        let listing = self
+            .dav("PROPFIND", &position.path, "1", dav::PROPFIND_ETAGS)
+            .await?;
         let id = position.id;
         let stored = self.tx(async |tx| Ok(store::etags(tx, id).await?)).await?;
         let mut delta = Delta {
@@ -160,12 +182,16 @@ impl Tenant<'_> {
             ..Delta::default()
         };
         let mut listed = HashSet::new();
-        for entry in listing.entries.into_iter().filter(|e| !e.collection && e.status == 200) {
+        for entry in listing
+            .entries
+            .into_iter()
+            .filter(|e| !e.collection && e.status == 200)
+        {
             listed.insert(entry.href.clone());
-            if let Some(etag) = entry.etag {
-                if stored.get(&entry.href) != Some(&etag) {
-                    delta.changed.push((entry.href, etag));
-                }
+            if let Some(etag) = entry.etag
+                && stored.get(&entry.href) != Some(&etag)
+            {
+                delta.changed.push((entry.href, etag));
             }
         }
         delta.removed = stored.into_keys().filter(|h| !listed.contains(h)).collect();
@@ -184,14 +210,20 @@ impl Tenant<'_> {
         let stored = self.tx(async |tx| Ok(store::etags(tx, id).await?)).await?;
         if delta.complete {
             let listed: HashSet<&String> = delta.changed.iter().map(|(h, _)| h).collect();
-            delta.removed.extend(stored.keys().filter(|h| !listed.contains(h)).cloned());
+            delta
+                .removed
+                .extend(stored.keys().filter(|h| !listed.contains(h)).cloned());
         }
         // Objects already stored with that etag (our own write-through) need no fetch.
-        delta.changed.retain(|(href, etag)| stored.get(href) != Some(etag));
+        delta
+            .changed
+            .retain(|(href, etag)| stored.get(href) != Some(etag));
         let mut counts = Counts::default();
         let hrefs: Vec<String> = delta.changed.into_iter().map(|(h, _)| h).collect();
         for batch in hrefs.chunks(self.cal.settings.multiget_batch.max(1)) {
-            let answer = self.report(&position.path, "1", &dav::multiget(batch)).await?;
+            let answer = self
+                .report(&position.path, "1", &dav::multiget(batch))
+                .await?;
             let mut objects = Vec::new();
             for entry in answer.entries {
                 let (Some(etag), Some(ics)) = (entry.etag, entry.calendar_data) else {
@@ -270,7 +302,10 @@ pub async fn sync_account(
     account: CalendarAccountId,
 ) -> Result<Value, ApiError> {
     let outcome = run_account(cal, tenant, home, account).await;
-    let (base, max) = (cal.settings.backoff_base_secs, cal.settings.backoff_max_secs);
+    let (base, max) = (
+        cal.settings.backoff_base_secs,
+        cal.settings.backoff_max_secs,
+    );
     let (unauthorized, error, report) = match outcome {
         Ok(counts) => (
             false,
@@ -328,7 +363,9 @@ async fn run_account(
         // No calendar linked yet: still prove the server and the credentials,
         // so the account's status says whether linking will work.
         let path = scope.remote.base_path().to_owned();
-        scope.dav("PROPFIND", &path, "0", dav::PROPFIND_CTAG).await?;
+        scope
+            .dav("PROPFIND", &path, "0", dav::PROPFIND_CTAG)
+            .await?;
     }
     let mut all = Vec::new();
     for position in &positions {

@@ -32,12 +32,20 @@ fn server_error(err: RemoteError) -> ApiError {
     }
 }
 
-async fn send(bridge: &Bridge, remote: &Remote, call: Call<'_>) -> Result<crate::outbound::Response, ApiError> {
+async fn send(
+    bridge: &Bridge,
+    remote: &Remote,
+    call: Call<'_>,
+) -> Result<crate::outbound::Response, ApiError> {
     bridge.send(remote, call).await.map_err(server_error)
 }
 
 /// The object at `href` as the server has it now.
-pub async fn fetch(bridge: &Bridge, remote: &Remote, href: &str) -> Result<Option<Current>, ApiError> {
+pub async fn fetch(
+    bridge: &Bridge,
+    remote: &Remote,
+    href: &str,
+) -> Result<Option<Current>, ApiError> {
     let call = Call {
         method: "GET",
         path: href,
@@ -55,7 +63,9 @@ pub async fn fetch(bridge: &Bridge, remote: &Remote, href: &str) -> Result<Optio
                 .ok_or_else(|| ApiError::CalendarServer("the server sent no ETag".into()))?,
         })),
         404 | 410 => Ok(None),
-        status => Err(ApiError::CalendarServer(format!("GET answered HTTP {status}"))),
+        status => Err(ApiError::CalendarServer(format!(
+            "GET answered HTTP {status}"
+        ))),
     }
 }
 
@@ -87,11 +97,15 @@ pub async fn put(
             // Some servers change what they store and send no ETag: read it back.
             None => match fetch(bridge, remote, href).await? {
                 Some(current) => Ok(Outcome::Written(current.etag)),
-                None => Err(ApiError::CalendarServer("the written object is gone".into())),
+                None => Err(ApiError::CalendarServer(
+                    "the written object is gone".into(),
+                )),
             },
         },
         412 => Ok(Outcome::Conflict(fetch(bridge, remote, href).await?)),
-        status => Err(ApiError::CalendarServer(format!("PUT answered HTTP {status}"))),
+        status => Err(ApiError::CalendarServer(format!(
+            "PUT answered HTTP {status}"
+        ))),
     }
 }
 
@@ -114,6 +128,8 @@ pub async fn delete(
     match response.status {
         200 | 204 | 404 | 410 => Ok(Outcome::Removed),
         412 => Ok(Outcome::Conflict(fetch(bridge, remote, href).await?)),
-        status => Err(ApiError::CalendarServer(format!("DELETE answered HTTP {status}"))),
+        status => Err(ApiError::CalendarServer(format!(
+            "DELETE answered HTTP {status}"
+        ))),
     }
 }

@@ -95,7 +95,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V19__encrypted_messages",
         include_str!("../../sql/postgres/V19__encrypted_messages.sql"),
     ),
-    ("V23__calendar", include_str!("../../sql/postgres/V23__calendar.sql")),
+    (
+        "V23__calendar",
+        include_str!("../../sql/postgres/V23__calendar.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -164,7 +167,10 @@ const COCKROACH: &[(&str, &str)] = &[
         "V19__encrypted_messages",
         include_str!("../../sql/cockroach/V19__encrypted_messages.sql"),
     ),
-    ("V23__calendar", include_str!("../../sql/cockroach/V23__calendar.sql")),
+    (
+        "V23__calendar",
+        include_str!("../../sql/cockroach/V23__calendar.sql"),
+    ),
 ];
 
 /// CockroachDB only, before the versioned migrations: the multi-region database.

@@ -417,7 +417,8 @@ async fn read_response<S: AsyncRead + Unpin>(
                 .find(|h| h.name.eq_ignore_ascii_case("etag"))
                 .and_then(|h| std::str::from_utf8(h.value).ok())
                 .map(|v| v.trim().to_owned());
-            let mut response = read_body(stream, buf, head, code, length, limit, &mut chunk).await?;
+            let mut response =
+                read_body(stream, buf, head, code, length, limit, &mut chunk).await?;
             response.etag = etag;
             return Ok(response);
         }

@@ -8,12 +8,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, Tenant, assert_problem, spawn_app, spawn_app_with, test_settings, fresh_database};
+use crate::helpers::{
+    Tenant, TestApp, assert_problem, fresh_database, spawn_app, spawn_app_with, test_settings,
+};
 use crate::radicale::{Radicale, ics};
 
 const ALICE: (&str, &str) = ("alice", "pw-alice");
 
-pub(crate) async fn connect(app: &TestApp, tenant: &Tenant, base_url: &str, password: &str) -> Uuid {
+pub(crate) async fn connect(
+    app: &TestApp,
+    tenant: &Tenant,
+    base_url: &str,
+    password: &str,
+) -> Uuid {
     let reply = app
         .post(
             "/v1/calendar-accounts",
@@ -50,7 +57,10 @@ pub(crate) async fn sync(app: &TestApp, tenant: &Tenant, account: Uuid) -> Value
     assert_eq!(reply.status, 202, "{}", reply.body);
     let job = reply.body["job_id"].as_str().unwrap().to_owned();
     for _ in 0..600 {
-        let job = app.get(&format!("/v1/jobs/{job}"), &tenant.owner_token).await.body;
+        let job = app
+            .get(&format!("/v1/jobs/{job}"), &tenant.owner_token)
+            .await
+            .body;
         if matches!(job["state"].as_str(), Some("succeeded" | "failed" | "dead")) {
             return job;
         }
@@ -90,10 +100,16 @@ const TO: &str = "2026-12-31T00:00:00Z";
 
 #[actix_web::test]
 async fn first_sync_then_remote_adds_edits_and_deletes_arrive_incrementally() {
-    let Some(server) = Radicale::start(&[ALICE]) else { return };
+    let Some(server) = Radicale::start(&[ALICE]) else {
+        return;
+    };
     server.mkcalendar(ALICE, "/alice/work/").await;
     server
-        .put(ALICE, "/alice/work/a.ics", &ics("a", "Kickoff", "20261202T090000Z", "20261202T100000Z", ""))
+        .put(
+            ALICE,
+            "/alice/work/a.ics",
+            &ics("a", "Kickoff", "20261202T090000Z", "20261202T100000Z", ""),
+        )
         .await;
     // Weekly, four times, the second excluded and the third moved to 15:00.
     let weekly = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:w\r\n\
@@ -123,22 +139,51 @@ async fn first_sync_then_remote_adds_edits_and_deletes_arrive_incrementally() {
     let stored = account_state(&app, &a, account).await;
     assert_eq!(stored["status"], "ok");
     // A window that cuts the series shows only its part.
-    let narrow = events(&app, &a.owner_token, "2026-12-20T00:00:00Z", "2026-12-25T00:00:00Z").await;
-    assert_eq!(summaries(&narrow), vec![("2026-12-24T08:00:00Z".into(), "Weekly".into())]);
+    let narrow = events(
+        &app,
+        &a.owner_token,
+        "2026-12-20T00:00:00Z",
+        "2026-12-25T00:00:00Z",
+    )
+    .await;
+    assert_eq!(
+        summaries(&narrow),
+        vec![("2026-12-24T08:00:00Z".into(), "Weekly".into())]
+    );
 
     // Remote changes: one added, one edited, one deleted.
     server
-        .put(ALICE, "/alice/work/b.ics", &ics("b", "Review", "20261205T130000Z", "20261205T140000Z", ""))
+        .put(
+            ALICE,
+            "/alice/work/b.ics",
+            &ics("b", "Review", "20261205T130000Z", "20261205T140000Z", ""),
+        )
         .await;
     server
-        .put(ALICE, "/alice/work/a.ics", &ics("a", "Kickoff (room 2)", "20261202T100000Z", "20261202T110000Z", ""))
+        .put(
+            ALICE,
+            "/alice/work/a.ics",
+            &ics(
+                "a",
+                "Kickoff (room 2)",
+                "20261202T100000Z",
+                "20261202T110000Z",
+                "",
+            ),
+        )
         .await;
     server.delete(ALICE, "/alice/work/w.ics").await;
     let job = sync(&app, &a, account).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     // Incremental: only the two changed objects were fetched.
-    assert_eq!(job["result"]["accounts"][0]["calendars"][0]["fetched"], 2, "{job}");
-    assert_eq!(job["result"]["accounts"][0]["calendars"][0]["removed"], 1, "{job}");
+    assert_eq!(
+        job["result"]["accounts"][0]["calendars"][0]["fetched"], 2,
+        "{job}"
+    );
+    assert_eq!(
+        job["result"]["accounts"][0]["calendars"][0]["removed"], 1,
+        "{job}"
+    );
     let second = summaries(&events(&app, &a.owner_token, FROM, TO).await);
     assert_eq!(
         second,
@@ -149,14 +194,20 @@ async fn first_sync_then_remote_adds_edits_and_deletes_arrive_incrementally() {
     );
     // Nothing changed: nothing fetched.
     let job = sync(&app, &a, account).await;
-    assert_eq!(job["result"]["accounts"][0]["calendars"][0]["fetched"], 0, "{job}");
+    assert_eq!(
+        job["result"]["accounts"][0]["calendars"][0]["fetched"], 0,
+        "{job}"
+    );
 
     // Another user of the tenant sees none of them.
     let (_, member) = app.add_user(&a, "member").await;
     assert!(events(&app, &member, FROM, TO).await.is_empty());
     // The window is bounded and ordered.
     let reply = app
-        .get(&format!("/v1/calendar-events?from={TO}&to={FROM}"), &a.owner_token)
+        .get(
+            &format!("/v1/calendar-events?from={TO}&to={FROM}"),
+            &a.owner_token,
+        )
         .await;
     assert_problem(&reply, 400, "validation_failed");
 }
@@ -167,7 +218,9 @@ async fn account_state(app: &TestApp, tenant: &Tenant, id: Uuid) -> Value {
 
 #[actix_web::test]
 async fn writes_go_through_with_if_match_and_conflicts_answer_both_versions() {
-    let Some(server) = Radicale::start(&[ALICE]) else { return };
+    let Some(server) = Radicale::start(&[ALICE]) else {
+        return;
+    };
     server.mkcalendar(ALICE, "/alice/cal/").await;
     let app = spawn_app().await;
     let a = app.provision("calwrite").await;
@@ -193,12 +246,20 @@ async fn writes_go_through_with_if_match_and_conflicts_answer_both_versions() {
         .await;
     assert_eq!(on_server.status, 200);
     assert_eq!(on_server.etag.as_deref(), Some(etag.as_str()));
-    assert!(on_server.body.contains("SUMMARY:Planning"), "{}", on_server.body);
+    assert!(
+        on_server.body.contains("SUMMARY:Planning"),
+        "{}",
+        on_server.body
+    );
     assert!(on_server.body.contains("bob@example.com"));
 
     // Without If-Match: 428.
     let reply = app
-        .patch(&format!("/v1/calendar-events/{id}"), &a.owner_token, json!({"summary": "x"}))
+        .patch(
+            &format!("/v1/calendar-events/{id}"),
+            &a.owner_token,
+            json!({"summary": "x"}),
+        )
         .await;
     assert_problem(&reply, 428, "precondition_required");
 
@@ -219,7 +280,9 @@ async fn writes_go_through_with_if_match_and_conflicts_answer_both_versions() {
     assert_eq!(status, 200, "{changed}");
     let etag2 = changed["etag"].as_str().unwrap().to_owned();
     assert_ne!(etag2, etag);
-    let on_server = server.request("GET", &format!("/alice/cal/{uid}.ics"), ALICE, &[], "").await;
+    let on_server = server
+        .request("GET", &format!("/alice/cal/{uid}.ics"), ALICE, &[], "")
+        .await;
     assert!(on_server.body.contains("SUMMARY:Planning (moved)"));
     assert_eq!(on_server.etag.as_deref(), Some(etag2.as_str()));
 
@@ -235,7 +298,13 @@ async fn writes_go_through_with_if_match_and_conflicts_answer_both_versions() {
         .put(
             ALICE,
             &format!("/alice/cal/{uid}.ics"),
-            &ics(&uid, "Edited elsewhere", "20261208T140000Z", "20261208T150000Z", ""),
+            &ics(
+                &uid,
+                "Edited elsewhere",
+                "20261208T140000Z",
+                "20261208T150000Z",
+                "",
+            ),
         )
         .await;
     let (status, body) = patch(etag2.clone(), json!({"summary": "Mine"})).await;
@@ -243,7 +312,9 @@ async fn writes_go_through_with_if_match_and_conflicts_answer_both_versions() {
     assert_eq!(body["yours"]["summary"], "Mine");
     assert_eq!(body["theirs"]["summary"], "Edited elsewhere");
     // The server's version was kept (not overwritten) and is now stored here.
-    let on_server = server.request("GET", &format!("/alice/cal/{uid}.ics"), ALICE, &[], "").await;
+    let on_server = server
+        .request("GET", &format!("/alice/cal/{uid}.ics"), ALICE, &[], "")
+        .await;
     assert!(on_server.body.contains("Edited elsewhere"));
     let listed = events(&app, &a.owner_token, FROM, TO).await;
     assert_eq!(listed[0]["summary"], "Edited elsewhere");
@@ -260,21 +331,28 @@ async fn writes_go_through_with_if_match_and_conflicts_answer_both_versions() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 204, "{:?}", res.body().await);
-    let on_server = server.request("GET", &format!("/alice/cal/{uid}.ics"), ALICE, &[], "").await;
+    let on_server = server
+        .request("GET", &format!("/alice/cal/{uid}.ics"), ALICE, &[], "")
+        .await;
     assert_eq!(on_server.status, 404);
     assert!(events(&app, &a.owner_token, FROM, TO).await.is_empty());
 }
 
 #[actix_web::test]
 async fn wrong_credentials_mark_the_account_unauthorized() {
-    let Some(server) = Radicale::start(&[ALICE]) else { return };
+    let Some(server) = Radicale::start(&[ALICE]) else {
+        return;
+    };
     server.mkcalendar(ALICE, "/alice/cal/").await;
     let app = spawn_app().await;
     let a = app.provision("calbadpw").await;
     let account = connect(&app, &a, &server.base, "not-the-password").await;
     link(&app, &a.owner_token, account, "/alice/cal/").await;
     let job = sync(&app, &a, account).await;
-    assert_eq!(job["result"]["accounts"][0]["status"], "unauthorized", "{job}");
+    assert_eq!(
+        job["result"]["accounts"][0]["status"], "unauthorized",
+        "{job}"
+    );
     let state = account_state(&app, &a, account).await;
     assert_eq!(state["status"], "unauthorized", "{state}");
     // Connecting and linking each queued a sync too: every one failed.
@@ -290,7 +368,11 @@ async fn a_server_that_is_down_or_slow_fails_the_sync_and_backs_off() {
     let app = spawn_app_with(settings).await;
     let a = app.provision("caldown").await;
     // Down: nothing listens on the port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let down = connect(&app, &a, &format!("http://127.0.0.1:{port}/"), "pw").await;
     link(&app, &a.owner_token, down, "/alice/cal/").await;
     // Slow: accepts, never answers.
@@ -306,22 +388,34 @@ async fn a_server_that_is_down_or_slow_fails_the_sync_and_backs_off() {
     let slow = connect(&app, &a, &format!("http://127.0.0.1:{slow_port}/"), "pw").await;
     link(&app, &a.owner_token, slow, "/alice/cal/").await;
 
-    for (account, why) in [(down, "connecting failed"), (slow, "no answer within 800 ms")] {
+    for (account, why) in [
+        (down, "connecting failed"),
+        (slow, "no answer within 800 ms"),
+    ] {
         let job = sync(&app, &a, account).await;
         assert_eq!(job["result"]["accounts"][0]["status"], "failing", "{job}");
         let state = account_state(&app, &a, account).await;
         assert_eq!(state["status"], "failing", "{state}");
-        assert!(state["last_error"].as_str().unwrap().contains(why), "{state}");
+        assert!(
+            state["last_error"].as_str().unwrap().contains(why),
+            "{state}"
+        );
         assert!(state["failure_streak"].as_i64().unwrap() >= 1);
-        let next: chrono::DateTime<chrono::Utc> = state["next_sync_at"].as_str().unwrap().parse().unwrap();
-        assert!(next > chrono::Utc::now() + chrono::Duration::seconds(30), "no backoff: {state}");
+        let next: chrono::DateTime<chrono::Utc> =
+            state["next_sync_at"].as_str().unwrap().parse().unwrap();
+        assert!(
+            next > chrono::Utc::now() + chrono::Duration::seconds(30),
+            "no backoff: {state}"
+        );
     }
     drop(held);
 }
 
 #[actix_web::test]
 async fn health_shows_stored_state_and_checks_servers_for_platform_staff() {
-    let Some(server) = Radicale::start(&[ALICE]) else { return };
+    let Some(server) = Radicale::start(&[ALICE]) else {
+        return;
+    };
     server.mkcalendar(ALICE, "/alice/cal/").await;
     let app = spawn_app().await;
     let a = app.provision("calhealth").await;
@@ -341,7 +435,11 @@ async fn health_shows_stored_state_and_checks_servers_for_platform_staff() {
         .filter(|r| r["tenant_id"] == a.id.to_string())
         .collect();
     assert_eq!(mine.len(), 2);
-    let row = |id: Uuid| mine.iter().find(|r| r["account_id"] == id.to_string()).unwrap();
+    let row = |id: Uuid| {
+        mine.iter()
+            .find(|r| r["account_id"] == id.to_string())
+            .unwrap()
+    };
     assert_eq!(row(good)["status"], "ok");
     assert_eq!(row(good)["calendars"], 1);
     assert!(row(good)["lag_seconds"].as_i64().unwrap() >= 0);
@@ -350,19 +448,31 @@ async fn health_shows_stored_state_and_checks_servers_for_platform_staff() {
     let text = health.body.to_string();
     assert!(!text.contains("alice") && !text.contains("wrong") && !text.contains(ALICE.1));
 
-    let check = app.post("/v1/calendar-health/check", &platform, json!({})).await;
+    let check = app
+        .post("/v1/calendar-health/check", &platform, json!({}))
+        .await;
     assert_eq!(check.status, 200, "{}", check.body);
     let results = check.body["results"].as_array().unwrap();
     let outcome = |id: Uuid| {
-        results.iter().find(|r| r["account_id"] == id.to_string()).unwrap()["outcome"].clone()
+        results
+            .iter()
+            .find(|r| r["account_id"] == id.to_string())
+            .unwrap()["outcome"]
+            .clone()
     };
     assert_eq!(outcome(good), "ok");
     assert_eq!(outcome(bad), "unauthorized", "{}", check.body);
     assert_eq!(account_state(&app, &a, good).await["last_check_ok"], true);
 
     // Tenant users may not; operators may.
-    assert_problem(&app.get("/v1/calendar-health", &a.owner_token).await, 403, "forbidden");
-    let bulk = app.post("/v1/calendar-accounts/sync", &platform, json!({})).await;
+    assert_problem(
+        &app.get("/v1/calendar-health", &a.owner_token).await,
+        403,
+        "forbidden",
+    );
+    let bulk = app
+        .post("/v1/calendar-accounts/sync", &platform, json!({}))
+        .await;
     assert_eq!(bulk.status, 202, "{}", bulk.body);
     assert!(bulk.body["tenants"].as_u64().unwrap() >= 1);
 }
@@ -401,15 +511,24 @@ async fn tenant_b_never_sees_tenant_a_calendar_accounts_or_events() {
     for path in ["/v1/calendar-accounts", "/v1/me/calendars"] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200);
-        assert!(!reply.body.to_string().contains(&account.to_string()), "{path}");
+        assert!(
+            !reply.body.to_string().contains(&account.to_string()),
+            "{path}"
+        );
     }
     assert!(events(&app, &b.owner_token, FROM, TO).await.is_empty());
     // B cannot link A's account either.
     let reply = app
-        .post("/v1/me/calendars", &b.owner_token, json!({"account_id": account, "path": "/a/cal/"}))
+        .post(
+            "/v1/me/calendars",
+            &b.owner_token,
+            json!({"account_id": account, "path": "/a/cal/"}),
+        )
         .await;
     assert_problem(&reply, 404, "not_found");
-    let reply = app.get(&format!("/v1/calendar-accounts/{account}"), &b.owner_token).await;
+    let reply = app
+        .get(&format!("/v1/calendar-accounts/{account}"), &b.owner_token)
+        .await;
     assert_problem(&reply, 404, "not_found");
     let _ = event;
 }
@@ -419,10 +538,16 @@ async fn tenant_b_never_sees_tenant_a_calendar_accounts_or_events() {
 /// account's sealed password still opens there: a sync from the new home works.
 #[actix_web::test]
 async fn a_relocation_carries_accounts_calendars_and_events() {
-    let Some(server) = Radicale::start(&[ALICE]) else { return };
+    let Some(server) = Radicale::start(&[ALICE]) else {
+        return;
+    };
     server.mkcalendar(ALICE, "/alice/cal/").await;
     server
-        .put(ALICE, "/alice/cal/a.ics", &ics("a", "Offsite", "20261210T090000Z", "20261210T170000Z", ""))
+        .put(
+            ALICE,
+            "/alice/cal/a.ics",
+            &ics("a", "Offsite", "20261210T090000Z", "20261210T170000Z", ""),
+        )
         .await;
     let nodes = crate::regions::spawn_regions(&["us-east1", "europe-west1"]).await;
     let us = &nodes["us-east1"];
@@ -439,11 +564,18 @@ async fn a_relocation_carries_accounts_calendars_and_events() {
 
     let admin = us.platform_token();
     let started = us
-        .post(&format!("/v1/tenants/{tenant}/relocation"), &admin, json!({ "to_region": "europe-west1" }))
+        .post(
+            &format!("/v1/tenants/{tenant}/relocation"),
+            &admin,
+            json!({ "to_region": "europe-west1" }),
+        )
         .await;
     assert_eq!(started.status, 202, "{}", started.body);
     crate::regions::eventually("relocation done", async || {
-        us.get(&format!("/v1/tenants/{tenant}/relocation"), &admin).await.body["status"] == "done"
+        us.get(&format!("/v1/tenants/{tenant}/relocation"), &admin)
+            .await
+            .body["status"]
+            == "done"
     })
     .await;
     let db = us.superuser_client().await;
@@ -459,10 +591,17 @@ async fn a_relocation_carries_accounts_calendars_and_events() {
         assert!(all >= 1 && all == moved, "{table}: {moved} of {all} moved");
     }
     let eu = &nodes["europe-west1"];
-    assert_eq!(summaries(&events(eu, &token, FROM, TO).await)[0].1, "Offsite");
+    assert_eq!(
+        summaries(&events(eu, &token, FROM, TO).await)[0].1,
+        "Offsite"
+    );
     // The password opens under the rewrapped key: a sync from the new home works.
     server
-        .put(ALICE, "/alice/cal/b.ics", &ics("b", "Retro", "20261211T090000Z", "20261211T100000Z", ""))
+        .put(
+            ALICE,
+            "/alice/cal/b.ics",
+            &ics("b", "Retro", "20261211T090000Z", "20261211T100000Z", ""),
+        )
         .await;
     let job = sync(eu, &t, account).await;
     assert_eq!(job["result"]["accounts"][0]["status"], "ok", "{job}");

@@ -445,9 +445,19 @@ pub(crate) fn routes() -> Vec<Route> {
             "/v1/calendar-accounts",
             Tenant(Role::Admin),
             T::None,
-            || Some(json!({"base_url": "http://calendar.example/", "username": "u", "password": "p"})),
+            || {
+                Some(
+                    json!({"base_url": "http://calendar.example/", "username": "u", "password": "p"}),
+                )
+            },
         ),
-        r("GET", "/v1/calendar-accounts", Tenant(Role::Admin), T::None, no_body),
+        r(
+            "GET",
+            "/v1/calendar-accounts",
+            Tenant(Role::Admin),
+            T::None,
+            no_body,
+        ),
         r(
             "GET",
             "/v1/calendar-accounts/{id}",
@@ -469,11 +479,27 @@ pub(crate) fn routes() -> Vec<Route> {
             T::CalendarAccount,
             no_body,
         ),
-        r("POST", "/v1/calendar-accounts/sync", Platform, T::None, no_body),
-        r("POST", "/v1/me/calendars", Tenant(Role::Member), T::None, || {
-            Some(json!({"account_id": Uuid::new_v4(), "path": "/x/cal/"}))
-        }),
-        r("GET", "/v1/me/calendars", Tenant(Role::Member), T::None, no_body),
+        r(
+            "POST",
+            "/v1/calendar-accounts/sync",
+            Platform,
+            T::None,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/me/calendars",
+            Tenant(Role::Member),
+            T::None,
+            || Some(json!({"account_id": Uuid::new_v4(), "path": "/x/cal/"})),
+        ),
+        r(
+            "GET",
+            "/v1/me/calendars",
+            Tenant(Role::Member),
+            T::None,
+            no_body,
+        ),
         r(
             "GET",
             "/v1/calendar-events?from=2026-12-01T00:00:00Z&to=2026-12-31T00:00:00Z",
@@ -481,10 +507,16 @@ pub(crate) fn routes() -> Vec<Route> {
             T::None,
             no_body,
         ),
-        r("POST", "/v1/calendar-events", Tenant(Role::Member), T::None, || {
-            Some(json!({"calendar_id": Uuid::new_v4(), "summary": "S",
+        r(
+            "POST",
+            "/v1/calendar-events",
+            Tenant(Role::Member),
+            T::None,
+            || {
+                Some(json!({"calendar_id": Uuid::new_v4(), "summary": "S",
                         "starts_at": "2026-12-01T10:00:00Z", "ends_at": "2026-12-01T11:00:00Z"}))
-        }),
+            },
+        ),
         r(
             "PATCH",
             "/v1/calendar-events/{id}",
@@ -500,7 +532,13 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r("GET", "/v1/calendar-health", Platform, T::None, no_body),
-        r("POST", "/v1/calendar-health/check", Platform, T::None, no_body),
+        r(
+            "POST",
+            "/v1/calendar-health/check",
+            Platform,
+            T::None,
+            no_body,
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(

@@ -7,6 +7,7 @@ mod ai_gate;
 mod audit;
 mod basics;
 mod calendar;
+mod calendar_bench;
 mod console;
 mod cost;
 mod cursors;

@@ -66,7 +66,10 @@ impl Radicale {
             .expect("radicale starts");
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "radicale did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "radicale did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(Self {
@@ -74,7 +77,9 @@ impl Radicale {
             dir,
 
             base: format!("http://127.0.0.1:{port}"),
-            client: awc::Client::builder().timeout(Duration::from_secs(30)).finish(),
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
         })
     }
 
@@ -147,7 +152,11 @@ impl Radicale {
 
     pub async fn delete(&self, auth: (&str, &str), path: &str) {
         let answer = self.request("DELETE", path, auth, &[], "").await;
-        assert!(matches!(answer.status, 200 | 204), "DELETE {path}: {}", answer.status);
+        assert!(
+            matches!(answer.status, 200 | 204),
+            "DELETE {path}: {}",
+            answer.status
+        );
     }
 }
 
@@ -200,11 +209,23 @@ async fn radicale_enforces_owners_and_speaks_caldav() {
     assert_eq!(parsed.entries.len(), 1);
     assert_eq!(parsed.entries[0].etag.as_deref(), Some(etag.as_str()));
     let bob = server
-        .request("PROPFIND", "/alice/cal/", ("bob", "pw-b"), &[("Depth", "0")], "")
+        .request(
+            "PROPFIND",
+            "/alice/cal/",
+            ("bob", "pw-b"),
+            &[("Depth", "0")],
+            "",
+        )
         .await;
     assert_eq!(bob.status, 403, "owner_only must refuse bob");
     let wrong = server
-        .request("PROPFIND", "/alice/cal/", ("alice", "nope"), &[("Depth", "0")], "")
+        .request(
+            "PROPFIND",
+            "/alice/cal/",
+            ("alice", "nope"),
+            &[("Depth", "0")],
+            "",
+        )
         .await;
     assert_eq!(wrong.status, 401);
 }
