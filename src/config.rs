@@ -58,6 +58,9 @@ pub struct Settings {
     pub outbound: crate::outbound::OutboundSettings,
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Calendar sync (`crate::calendar`).
+    #[serde(default)]
+    pub calendar: crate::calendar::CalendarSettings,
     /// Channel summaries and their engines (`crate::summaries`).
     #[serde(default)]
     pub summaries: crate::summaries::SummarySettings,
@@ -312,6 +315,7 @@ impl Default for Settings {
             exports: crate::compliance::ExportSettings::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
+            calendar: Default::default(),
             summaries: Default::default(),
             encryption: Default::default(),
             signing: Default::default(),

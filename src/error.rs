@@ -125,6 +125,16 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// A calendar event changed on the server (or here) since the client read
+    /// it: the 409 carries both versions, `yours` and `theirs`.
+    #[error("the event changed since you read it: both versions are in this answer")]
+    EditConflict {
+        yours: Box<serde_json::Value>,
+        theirs: Box<serde_json::Value>,
+    },
+    /// A write through to a calendar server that it refused or did not answer.
+    #[error("the calendar server: {0}")]
+    CalendarServer(String),
     /// Anything unexpected: the cause is logged, the client sees only the request id.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -176,6 +186,7 @@ error_codes! {
     NonCanonicalPath = "non_canonical_path" => BAD_REQUEST,
     ResidencyViolation = "residency_violation" => BAD_REQUEST,
     WebhookUrlRefused = "webhook_url_refused" => BAD_REQUEST,
+    CalendarUrlRefused = "calendar_url_refused" => BAD_REQUEST,
     Unauthenticated = "unauthenticated" => UNAUTHORIZED,
     Forbidden = "forbidden" => FORBIDDEN,
     OperatorForbidden = "operator_forbidden" => FORBIDDEN,
@@ -210,6 +221,8 @@ error_codes! {
     RotationInProgress = "rotation_in_progress" => CONFLICT,
     ExportNotReady = "export_not_ready" => CONFLICT,
     ExportExpired = "export_expired" => GONE,
+    CalendarEditConflict = "calendar_edit_conflict" => CONFLICT,
+    PreconditionRequired = "precondition_required" => PRECONDITION_REQUIRED,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
@@ -226,6 +239,7 @@ error_codes! {
     StatementTimeout = "statement_timeout" => SERVICE_UNAVAILABLE,
     Unavailable = "unavailable" => SERVICE_UNAVAILABLE,
     KeyProviderUnavailable = "key_provider_unavailable" => SERVICE_UNAVAILABLE,
+    CalendarServerFailed = "calendar_server_failed" => BAD_GATEWAY,
 }
 
 impl ErrorCode {
@@ -292,6 +306,8 @@ impl ApiError {
             Self::Unavailable(_) => C::Unavailable,
             Self::RotationTooFrequent { .. } => C::RotationTooFrequent,
             Self::KeyProviderUnavailable => C::KeyProviderUnavailable,
+            Self::EditConflict { .. } => C::CalendarEditConflict,
+            Self::CalendarServer(_) => C::CalendarServerFailed,
             Self::TenantKeysDestroyed => C::TenantKeysDestroyed,
             Self::ExportExpired => C::ExportExpired,
             Self::RangeNotSatisfiable { .. } => C::RangeNotSatisfiable,
@@ -383,6 +399,13 @@ impl ResponseError for ApiError {
                 response.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
             }
             _ => {}
+        }
+        if let Self::EditConflict { yours, theirs } = self {
+            // RFC 9457 extension members: the two versions of the event.
+            let mut body = serde_json::to_value(&problem).unwrap_or_default();
+            body["yours"] = (**yours).clone();
+            body["theirs"] = (**theirs).clone();
+            return response.json(body);
         }
         response.json(problem)
     }

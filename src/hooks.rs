@@ -27,6 +27,8 @@ pub struct Hooks {
     rotate_after_days: u32,
     /// Exports and their store (`crate::compliance`).
     pub compliance: crate::compliance::Compliance,
+    /// Calendar sync: the bridges, settings and keyring (`crate::calendar`).
+    pub calendar: std::sync::Arc<crate::calendar::Calendars>,
 }
 
 impl Hooks {
@@ -54,7 +56,15 @@ impl Hooks {
             keyring.clone(),
             signer.clone(),
         )?;
+        let calendar = std::sync::Arc::new(crate::calendar::Calendars {
+            settings: settings.calendar.clone(),
+            bridges: crate::calendar::bridge::BridgePool::new(client.clone(), &settings.calendar),
+            keyring: keyring.clone(),
+            db: db.clone(),
+            region: crate::ids::RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?,
+        });
         Ok(Self {
+            calendar,
             compliance,
             client,
             external,
@@ -90,7 +100,21 @@ impl Hooks {
         };
         let registry = crate::audit::jobs::register(registry, &self.signer);
         let registry = self.compliance.register(registry);
+        let every = self.calendar.settings.sync_interval;
+        let registry = if every.is_zero() {
+            registry
+        } else {
+            registry.every(crate::jobs::Schedule {
+                kind: crate::calendar::sync::SYNC_KIND,
+                every,
+                scope: crate::jobs::ScheduleScope::EachTenant,
+                max_attempts: 3,
+            })
+        };
         registry
+            .with(crate::calendar::sync::SyncJob {
+                calendars: self.calendar.clone(),
+            })
             .with(crate::webhooks::jobs::Dispatch {
                 settings: self.webhooks.clone(),
             })

@@ -64,6 +64,9 @@ typed_id!(ProviderId, "identity provider");
 typed_id!(ImpersonationId, "impersonation");
 typed_id!(ExportId, "export");
 typed_id!(ErasureId, "erasure");
+typed_id!(CalendarAccountId, "calendar account");
+typed_id!(CalendarId, "calendar");
+typed_id!(CalendarEventId, "calendar event");
 
 /// Echoing user input back in an error is useful; echoing a megabyte of it is not.
 fn truncate(raw: &str) -> &str {

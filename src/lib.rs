@@ -14,6 +14,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod body_deadline;
+pub mod calendar;
 pub mod compliance;
 pub mod config;
 pub mod crypto;

@@ -77,6 +77,10 @@ const TABLES: &[(&str, &str)] = &[
     // store of the region that built it (README "Compliance").
     ("exports", "id"),
     ("erasures", "id"),
+    // Calendar sync (V23): accounts, linked calendars and synced events.
+    ("calendar_accounts", "id"),
+    ("calendar_links", "id"),
+    ("calendar_events", "id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

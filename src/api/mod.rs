@@ -8,6 +8,9 @@
 mod access_log;
 mod audit;
 mod auth;
+mod calendar_accounts;
+mod calendar_events;
+mod calendar_health;
 mod channels;
 pub mod contract;
 mod erasures;
@@ -126,6 +129,21 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(webhooks::patch)
                 .service(webhooks::delete)
                 .service(webhooks::deliveries)
+                // Before `/calendar-accounts/{id}`-shaped routes: `sync` is no id.
+                .service(calendar_accounts::sync_all)
+                .service(calendar_accounts::create)
+                .service(calendar_accounts::list)
+                .service(calendar_accounts::get)
+                .service(calendar_accounts::delete)
+                .service(calendar_accounts::sync)
+                .service(calendar_accounts::link)
+                .service(calendar_accounts::mine)
+                .service(calendar_events::list)
+                .service(calendar_events::create)
+                .service(calendar_events::patch)
+                .service(calendar_events::delete)
+                .service(calendar_health::get)
+                .service(calendar_health::check)
                 .service(identity_providers::create)
                 .service(identity_providers::list)
                 .service(identity_providers::get)

@@ -77,6 +77,10 @@ permissions! {
     /// GDPR: export the whole tenant's or another user's data, erase users,
     /// shorten retention. Owners and compliance officers.
     ManageCompliance,
+    /// Connect and remove the tenant's calendar (CalDAV) accounts.
+    ManageCalendars,
+    /// Link one's own calendars and read and write their events.
+    UseCalendar,
 }
 
 impl Role {
@@ -96,8 +100,13 @@ impl Role {
                     | RequestSummary
                     | ManageJobs
                     | ManageIdentity
+                    | ManageCalendars
+                    | UseCalendar
             ),
-            Role::Member => matches!(permission, Read | PostMessage | RequestSummary),
+            Role::Member => matches!(
+                permission,
+                Read | PostMessage | RequestSummary | UseCalendar
+            ),
             Role::Viewer => matches!(permission, Read),
             Role::Compliance => matches!(permission, Read | ReadAudit | ManageCompliance),
             // Platform roles hold no tenant permission of their own; what a

@@ -60,6 +60,14 @@ pub const ENCRYPTED: &[EncryptedColumn] = &[
         row_id: "id::text",
         key: "id",
     },
+    // A calendar account's password or token (`calendar::store`).
+    EncryptedColumn {
+        table: "calendar_accounts",
+        column: "secret_sealed",
+        aad_column: "secret",
+        row_id: "id::text",
+        key: "id",
+    },
     // A tenant's message bodies and summaries, when its policy encrypts them
     // (`crypto::messages`; plaintext rows are sealed by `crypto::seal_messages`).
     EncryptedColumn {

@@ -8,6 +8,7 @@
 //! | `identity_providers` | `secret` | `secret_sealed` | `secret` |
 //! | `webhook_endpoints` | `secret` | `secret_sealed` | `secret` |
 //! | `webhook_endpoints` | `previous_secret` | `previous_secret_sealed` | `secret` |
+//! | `calendar_accounts` | — (sealed from the start, V23) | `secret_sealed` | `secret` |
 //!
 //! A webhook's two secrets share the AAD column `secret` on purpose: a rotation
 //! moves the current secret to `previous_secret_sealed` in SQL, without opening

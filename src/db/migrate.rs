@@ -104,6 +104,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V22__gdpr.sql"),
     ),
     (
+        "V23__calendar",
+        include_str!("../../sql/postgres/V23__calendar.sql"),
+    ),
+    (
         "V24__residency_attestation",
         include_str!("../../sql/postgres/V24__residency_attestation.sql"),
     ),
@@ -186,6 +190,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V22__gdpr",
         include_str!("../../sql/cockroach/V22__gdpr.sql"),
+    ),
+    (
+        "V23__calendar",
+        include_str!("../../sql/cockroach/V23__calendar.sql"),
     ),
     (
         "V24__residency_attestation",
@@ -411,7 +419,8 @@ mod tests {
             assert_eq!(
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
-                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 24, 25
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
+                    24, 25
                 ]
             );
         }

@@ -93,6 +93,8 @@ pub enum OutboundError {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The answer's `ETag` header, if any (CalDAV's PUT answers carry one).
+    pub etag: Option<String>,
 }
 
 /// What an exchange sends: the verb and the body's content type.
@@ -101,6 +103,20 @@ enum Method {
     Get,
     PostJson,
     PostForm,
+    /// Any verb (WebDAV's PROPFIND, REPORT, PUT, DELETE), the content type given.
+    Other(&'static str, &'static str),
+}
+
+/// One request of `Client::request`: WebDAV/CalDAV verbs, their headers and
+/// a larger answer bound than a webhook's (a calendar's multistatus).
+pub struct Request<'a> {
+    pub method: &'static str,
+    pub url: &'a HttpUrl,
+    pub headers: &'a [(&'a str, String)],
+    /// e.g. `application/xml; charset=utf-8`; empty: no `Content-Type`.
+    pub content_type: &'static str,
+    pub body: &'a [u8],
+    pub max_response_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -250,12 +266,44 @@ impl Client {
             .map_err(|_| OutboundError::Timeout(millis(total)))?
     }
 
+    /// Sends `request` (any verb) within the client's total timeout; the answer
+    /// may be up to `request.max_response_bytes`. Redirects are not followed.
+    pub async fn request(&self, request: Request<'_>) -> Result<Response, OutboundError> {
+        let total = self.settings.total_timeout;
+        let method = Method::Other(request.method, request.content_type);
+        tokio::time::timeout(
+            total,
+            self.exchange_bounded(
+                method,
+                request.url,
+                request.headers,
+                request.body,
+                request.max_response_bytes,
+            ),
+        )
+        .await
+        .map_err(|_| OutboundError::Timeout(millis(total)))?
+    }
+
     async fn exchange(
         &self,
         method: Method,
         url: &HttpUrl,
         headers: &[(&str, String)],
         body: &[u8],
+    ) -> Result<Response, OutboundError> {
+        let limit = self.settings.max_response_bytes;
+        self.exchange_bounded(method, url, headers, body, limit)
+            .await
+    }
+
+    async fn exchange_bounded(
+        &self,
+        method: Method,
+        url: &HttpUrl,
+        headers: &[(&str, String)],
+        body: &[u8],
+        limit: usize,
     ) -> Result<Response, OutboundError> {
         let addr = self.vetted_address(url).await?;
         let connect = self.settings.connect_timeout;
@@ -264,7 +312,7 @@ impl Client {
             .map_err(|_| OutboundError::Timeout(millis(connect)))?
             .map_err(|e| OutboundError::Connect(format!("{addr}: {e}")))?;
         if !url.tls {
-            return self.send(stream, method, url, headers, body).await;
+            return self.send(stream, method, url, headers, body, limit).await;
         }
         // The name the certificate must carry is the URL's host (the address we
         // connect to was vetted for that host above).
@@ -282,7 +330,7 @@ impl Client {
                 std::io::ErrorKind::InvalidData => OutboundError::Tls(e.to_string()),
                 _ => OutboundError::Connect(format!("{addr}: {e}")),
             })?;
-        self.send(stream, method, url, headers, body).await
+        self.send(stream, method, url, headers, body, limit).await
     }
 
     async fn send<S: AsyncRead + AsyncWrite + Unpin>(
@@ -292,7 +340,9 @@ impl Client {
         url: &HttpUrl,
         headers: &[(&str, String)],
         body: &[u8],
+        limit: usize,
     ) -> Result<Response, OutboundError> {
+        let other;
         let (verb, content_type) = match method {
             Method::Get => ("GET", ""),
             Method::PostJson => ("POST", "Content-Type: application/json\r\n"),
@@ -300,6 +350,11 @@ impl Client {
                 "POST",
                 "Content-Type: application/x-www-form-urlencoded\r\n",
             ),
+            Method::Other(verb, "") => (verb, ""),
+            Method::Other(verb, content_type) => {
+                other = format!("Content-Type: {content_type}\r\n");
+                (verb, other.as_str())
+            }
         };
         let mut request = format!(
             "{verb} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Meridian\r\n{content_type}\
@@ -319,7 +374,7 @@ impl Client {
         let io = |e: std::io::Error| OutboundError::Connect(e.to_string());
         stream.write_all(request.as_bytes()).await.map_err(io)?;
         stream.write_all(body).await.map_err(io)?;
-        read_response(&mut stream, self.settings.max_response_bytes).await
+        read_response(&mut stream, limit).await
     }
 }
 
@@ -356,7 +411,16 @@ async fn read_response<S: AsyncRead + Unpin>(
                         .parse::<usize>()
                         .ok()
                 });
-            return read_body(stream, buf, head, code, length, limit, &mut chunk).await;
+            let etag = parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("etag"))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .map(|v| v.trim().to_owned());
+            let mut response =
+                read_body(stream, buf, head, code, length, limit, &mut chunk).await?;
+            response.etag = etag;
+            return Ok(response);
         }
         if n == 0 {
             return Err(OutboundError::Protocol(
@@ -394,6 +458,7 @@ async fn read_body<S: AsyncRead + Unpin>(
     Ok(Response {
         status,
         body: buf.split_off(head),
+        etag: None,
     })
 }
 

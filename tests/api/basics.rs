@@ -281,6 +281,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V19__encrypted_messages",
             "V21__audit_chain",
             "V22__gdpr",
+            "V23__calendar",
             "V24__residency_attestation",
             "V25__access_log"
         ]

@@ -36,6 +36,8 @@ pub(crate) enum Target {
     Provider,
     Export,
     Erasure,
+    CalendarAccount,
+    CalendarEvent,
     /// A platform user (platform routes; no tenant owns it).
     PlatformUser,
 }
@@ -469,6 +471,105 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Tenant,
             || Some(json!({"writes_allowed": false})),
         ),
+        r(
+            "POST",
+            "/v1/calendar-accounts",
+            Tenant(Role::Admin),
+            T::None,
+            || {
+                Some(
+                    json!({"base_url": "http://calendar.example/", "username": "u", "password": "p"}),
+                )
+            },
+        ),
+        r(
+            "GET",
+            "/v1/calendar-accounts",
+            Tenant(Role::Admin),
+            T::None,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/calendar-accounts/{id}",
+            Tenant(Role::Admin),
+            T::CalendarAccount,
+            no_body,
+        ),
+        r(
+            "DELETE",
+            "/v1/calendar-accounts/{id}",
+            Tenant(Role::Admin),
+            T::CalendarAccount,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/calendar-accounts/{id}/sync",
+            Tenant(Role::Admin),
+            T::CalendarAccount,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/calendar-accounts/sync",
+            Platform,
+            T::None,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/me/calendars",
+            Tenant(Role::Member),
+            T::None,
+            || Some(json!({"account_id": Uuid::new_v4(), "path": "/x/cal/"})),
+        ),
+        r(
+            "GET",
+            "/v1/me/calendars",
+            Tenant(Role::Member),
+            T::None,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/calendar-events?from=2026-12-01T00:00:00Z&to=2026-12-31T00:00:00Z",
+            Tenant(Role::Member),
+            T::None,
+            no_body,
+        ),
+        r(
+            "POST",
+            "/v1/calendar-events",
+            Tenant(Role::Member),
+            T::None,
+            || {
+                Some(json!({"calendar_id": Uuid::new_v4(), "summary": "S",
+                        "starts_at": "2026-12-01T10:00:00Z", "ends_at": "2026-12-01T11:00:00Z"}))
+            },
+        ),
+        r(
+            "PATCH",
+            "/v1/calendar-events/{id}",
+            Tenant(Role::Member),
+            T::CalendarEvent,
+            || Some(json!({"summary": "Changed"})),
+        ),
+        r(
+            "DELETE",
+            "/v1/calendar-events/{id}",
+            Tenant(Role::Member),
+            T::CalendarEvent,
+            no_body,
+        ),
+        r("GET", "/v1/calendar-health", Platform, T::None, no_body),
+        r(
+            "POST",
+            "/v1/calendar-health/check",
+            Platform,
+            T::None,
+            no_body,
+        ),
         r("GET", "/v1/jobs", Tenant(Role::Admin), T::None, no_body),
         r("GET", "/v1/jobs/{id}", Tenant(Role::Admin), T::Job, no_body),
         r(
@@ -554,6 +655,10 @@ pub(crate) struct Victim {
     pub erasure: Uuid,
     /// One of the tenant's impersonations (`crate::impersonation::start`).
     pub impersonation: Uuid,
+    /// The tenant's calendar account and a stored event of it
+    /// (`crate::calendar::isolation_ids`).
+    pub calendar_account: Uuid,
+    pub calendar_event: Uuid,
 }
 
 impl Victim {
@@ -575,6 +680,8 @@ impl Victim {
             Target::Provider => self.provider,
             Target::Export => self.export,
             Target::Erasure => self.erasure,
+            Target::CalendarAccount => self.calendar_account,
+            Target::CalendarEvent => self.calendar_event,
         };
         route
             .path
@@ -619,6 +726,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         .await
         .0;
     let a_job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
+    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
@@ -636,6 +744,8 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
         erasure: crate::erasure::spare_erasure(&app, &a).await,
+        calendar_account,
+        calendar_event,
     };
     let b = app.provision("attacker").await;
 
@@ -673,11 +783,22 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/webhooks",
         "/v1/jobs",
         "/v1/identity-providers",
+        "/v1/calendar-accounts",
+        "/v1/me/calendars",
+        "/v1/calendar-events?from=2026-12-01T00:00:00Z&to=2026-12-31T00:00:00Z",
     ] {
         let reply = app.get(path, &b.owner_token).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let text = reply.body.to_string();
-        for id in [a.id, a_member, a_channel, a_webhook, a_job] {
+        for id in [
+            a.id,
+            a_member,
+            a_channel,
+            a_webhook,
+            a_job,
+            calendar_account,
+            calendar_event,
+        ] {
             assert!(
                 !text.contains(&id.to_string()),
                 "{path} leaked {id}: {text}"
@@ -687,6 +808,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
             !text.contains("launch is on friday"),
             "{path} leaked a message"
         );
+        assert!(!text.contains("Secret offsite"), "{path} leaked an event");
     }
 
     // A's data is untouched.
@@ -768,6 +890,7 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
+    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
     let ids = Victim {
         tenant: a.id,
         user: member,
@@ -785,6 +908,8 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
         erasure: crate::erasure::spare_erasure(&app, &a).await,
+        calendar_account,
+        calendar_event,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -895,6 +1020,7 @@ async fn too_weak_a_role_answers_403() {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
+    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
@@ -912,6 +1038,8 @@ async fn too_weak_a_role_answers_403() {
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
         erasure: crate::erasure::spare_erasure(&app, &a).await,
+        calendar_account,
+        calendar_event,
     };
     let mut checked = 0;
     for route in routes() {

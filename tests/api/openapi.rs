@@ -319,6 +319,8 @@ async fn the_document_describes_every_answer() {
             | Target::Provider
             | Target::Export
             | Target::Erasure
+            | Target::CalendarAccount
+            | Target::CalendarEvent
             | Target::PlatformUser => {
                 assert!(has(&errors, 404, "not_found"), "{what}");
                 assert!(has(&errors, 400, "invalid_id"), "{what}");

@@ -36,6 +36,7 @@ async fn operator_role_matrix_over_every_operation() {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "operator.test").await;
+    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
     let ids = Victim {
         tenant: a.id,
         user: member,
@@ -53,6 +54,8 @@ async fn operator_role_matrix_over_every_operation() {
         impersonation: crate::impersonation::start(&app, &a).await.0,
         export: crate::exports::request(&app, &a.owner_token, json!({"scope": "tenant"})).await,
         erasure: crate::erasure::spare_erasure(&app, &a).await,
+        calendar_account,
+        calendar_event,
     };
     // A relocation whose progress the operator may read.
     let started = app

@@ -24,6 +24,7 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(app, tenant.id, "security.test").await;
+    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(app, tenant).await;
     Victim {
         tenant: tenant.id,
         user: member,
@@ -41,6 +42,8 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         impersonation: crate::impersonation::start(app, tenant).await.0,
         export: crate::exports::request(app, &tenant.owner_token, json!({"scope": "tenant"})).await,
         erasure: crate::erasure::spare_erasure(app, tenant).await,
+        calendar_account,
+        calendar_event,
     }
 }
 

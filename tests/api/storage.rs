@@ -292,6 +292,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V19__encrypted_messages",
             "V21__audit_chain",
             "V22__gdpr",
+            "V23__calendar",
             "V24__residency_attestation",
             "V25__access_log"
         ]
