@@ -165,7 +165,9 @@ pub async fn rewrap_from_settings(
     }
     let provider = Keyring::provider_from_settings(&settings.encryption, &topology).await?;
     let keyring = Keyring::new(provider, topology, &settings.encryption);
-    let db = Database::connect(&settings.database)?;
+    // The platform events these write join the settings' region's trail.
+    let region = crate::ids::RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
+    let db = Database::connect(&settings.database)?.in_region(region);
     rewrap_all(&db, &keyring, jurisdiction, batch, actor)
         .await
         .map_err(|e| match e {
@@ -190,7 +192,9 @@ pub async fn rotate_local_kek(
         );
     }
     let (settings, _) = settings.validate()?;
-    let db = Database::connect(&settings.database)?;
+    // The platform events these write join the settings' region's trail.
+    let region = crate::ids::RegionId::parse(&settings.region).map_err(anyhow::Error::msg)?;
+    let db = Database::connect(&settings.database)?.in_region(region);
     let rotated =
         super::local_kek::LocalFileProvider::rotate(&settings.encryption.kek_file, jurisdiction)
             .map_err(|e| match e {

@@ -326,7 +326,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // node's counts and access entries for the tenants it names (rows homed
     // where each tenant is, read in the statement), and prune_access_log
     // deletes only rows past retention of one region (tests in residency.rs
-    // and access_log.rs).
+    // and access_log.rs); calendar_health and calendar_tenants return accounts'
+    // sync state and tenant ids, never paths, user names, secrets or events
+    // (tests in calendar.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
@@ -338,6 +340,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
         definers,
         [
             "audit_truncate_through(bigint)",
+            "calendar_health()",
+            "calendar_tenants(text)",
             "claim_job(text,uuid,text,double precision,bigint)",
             "claim_job_locked(text,uuid,text,double precision,bigint)",
             "claim_platform_job(text,text,double precision,bigint)",
