@@ -183,7 +183,7 @@ async fn resolve(
             }),
             None,
         ),
-        None => (None, Some(access)),
+        None => (None, Some(Box::new(access))),
     };
     // The concurrency slot is taken later, by the scope's first transaction.
     let token_check = match &impersonation {

@@ -104,7 +104,7 @@ pub struct TenantScope {
     impersonation: Option<Impersonating>,
     /// What this request does, recorded in the access log by its first
     /// transaction (none under an impersonation: audited one by one instead).
-    access: std::cell::Cell<Option<crate::access_log::Access>>,
+    access: std::cell::Cell<Option<Box<crate::access_log::Access>>>,
 }
 
 /// The impersonation a tenant scope acts under (`impersonated`).
@@ -222,7 +222,7 @@ impl TenantScope {
             // tenant's data (the residency report's evidence).
             self.state.served.record(self.tenant.id);
             if let Some(access) = self.access.take() {
-                self.state.access_log.record(access);
+                self.state.access_log.record(*access);
             }
         }
         if class.expensive() && self.expensive.get().is_none() {
