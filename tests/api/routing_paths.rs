@@ -154,6 +154,10 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
             Some("webhooks") => Uuid::from_u128(9).to_string(),
             Some("identity-providers") => Uuid::from_u128(10).to_string(),
             Some("platform") => Uuid::from_u128(11).to_string(),
+            Some("calendar-accounts") => Uuid::from_u128(12).to_string(),
+            Some("calendar-events") => Uuid::from_u128(13).to_string(),
+            Some("exports") => Uuid::from_u128(14).to_string(),
+            Some("erasures") => Uuid::from_u128(15).to_string(),
             _ => String::new(),
         };
         let path = template
