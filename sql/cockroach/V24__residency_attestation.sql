@@ -27,7 +27,10 @@ CREATE POLICY tenant_isolation ON tenant_served_regions
     USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
 
-GRANT SELECT, UPDATE (home_region) ON tenant_served_regions TO meridian_app;
+-- CockroachDB has no column-level GRANT (docs/cockroachdb.md, dialect guard):
+-- UPDATE on the whole table, which RLS still bounds to the current tenant's
+-- rows; the service itself only moves `home_region` (relocation).
+GRANT SELECT, UPDATE ON tenant_served_regions TO meridian_app;
 
 -- SECURITY DEFINER without the `SET` routine option (docs/cockroachdb.md row 3):
 -- every table is schema-qualified.

@@ -35,7 +35,10 @@ CREATE POLICY tenant_isolation ON access_log
 
 -- The service reads its tenant's rows and a relocation moves them; only the
 -- functions below write or delete.
-GRANT SELECT, UPDATE (home_region) ON access_log TO meridian_app;
+-- CockroachDB has no column-level GRANT (docs/cockroachdb.md, dialect guard):
+-- UPDATE on the whole table, which RLS still bounds to the current tenant's
+-- rows; the service itself only moves `home_region` (relocation).
+GRANT SELECT, UPDATE ON access_log TO meridian_app;
 
 -- One node flush for many tenants in one statement. SECURITY DEFINER (without
 -- the `SET` option, docs/cockroachdb.md row 3; tables schema-qualified) so it
