@@ -22,7 +22,8 @@ pub enum AuditAction {
         /// A tenant's trail (its id).
         #[arg(long, conflicts_with = "region")]
         tenant: Option<uuid::Uuid>,
-        /// A region's platform trail (default: the node's region).
+        /// A region's platform trail (default: the node's region): us-east1,
+        /// europe-west1, europe-west3, europe-north1, asia-southeast1.
         #[arg(long)]
         region: Option<String>,
     },

@@ -75,7 +75,8 @@ enum KeysAction {
 /// Whose settings the KEK commands use: a node's (database, encryption.*).
 #[derive(Args)]
 struct NodeSettings {
-    /// The region whose settings to use (regions/*.toml).
+    /// The region whose settings to use: us-east1, europe-west1, europe-west3,
+    /// europe-north1, asia-southeast1 (regions/*.toml).
     #[arg(long, env = "MERIDIAN_REGION", default_value = "us-east1")]
     region: String,
     /// Where the region files are.
