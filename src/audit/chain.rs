@@ -92,40 +92,7 @@ fn optional(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 /// JSON with object keys sorted by their bytes and no whitespace. Numbers are
 /// written as serde_json writes the value read back from `jsonb`.
 pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(b':');
-                if let Some(v) = map.get(key) {
-                    canonical_json(v, out);
-                }
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => write_scalar(scalar, out),
-    }
-}
-
-fn write_scalar(value: &Value, out: &mut Vec<u8>) {
-    // Serialising a scalar Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
+    crate::crypto::signing::write_canonical_json(value, out);
 }
 
 /// Lower-case hex, as hashes are shown in reports and the export.

@@ -23,39 +23,7 @@ pub struct SignedReceipt {
 
 /// The canonical bytes of `value`: keys sorted, no insignificant whitespace.
 pub fn canonical(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    write(value, &mut out);
-    out
-}
-
-fn write(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            out.push(b'{');
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write(&Value::String(key.clone()), out);
-                out.push(b':');
-                write(&map[key], out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
-    }
+    crate::crypto::signing::canonical_json(value)
 }
 
 pub fn sign(signer: &Signer, receipt: Value) -> SignedReceipt {

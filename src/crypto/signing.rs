@@ -241,39 +241,44 @@ pub fn verify(
 /// served in. Documents meant for signing hold strings, integers, booleans and
 /// nulls, never floats.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                out.push(b'{');
-                for (i, (key, value)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(&serde_json::Value::String(key.clone()), out);
-                    out.push(b':');
-                    write(value, out);
+    let mut out = Vec::new();
+    write_canonical_json(value, &mut out);
+    out
+}
+
+/// `canonical_json`, appended to `out` (the audit chain hashes it in place).
+pub fn write_canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push(b'}');
+                write_canonical_json(&serde_json::Value::String(key.clone()), out);
+                out.push(b':');
+                write_canonical_json(value, out);
             }
-            serde_json::Value::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(item, out);
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push(b']');
+                write_canonical_json(item, out);
             }
-            // Scalars: serde_json's own compact form (escaping, integers).
-            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+            out.push(b']');
+        }
+        // Scalars: serde_json's own compact form (escaping, integers); writing
+        // into a Vec cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    let mut out = Vec::new();
-    write(value, &mut out);
-    out
 }
 
 fn labelled(purpose: Purpose, message: &[u8]) -> Vec<u8> {
