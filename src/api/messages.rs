@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{IdPath, created};
-use crate::crypto::messages::PlaintextRefused;
+use crate::crypto::messages::{KeyVersionStale, PlaintextRefused, Sealing};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
 use crate::json_write::FastJson;
@@ -51,12 +51,15 @@ pub async fn post(
     // The policy from the directory cache; when it is stale and the tenant now
     // encrypts, the INSERT refuses the plaintext and the post is redone sealed
     // (`crypto::messages`). Never the other way: a stale "encrypt" seals.
+    // A sealed post uses the DEK version this node saw active, which its INSERT
+    // checks; when a rotation made it stale, the post is redone reading it.
     let mut seal = scope.tenant().encryption.messages;
+    let mut fresh = false;
     let keyring = &*state.keyring;
     let message = loop {
         let posted = scope
             .write_or_refuse(async |tx| {
-                let sealing = seal.then_some(keyring);
+                let sealing = seal.then_some(Sealing { keyring, fresh });
                 let posted =
                     messages::post(tx, sealing, channel, author, &body.body, storage_cap).await?;
                 Ok(posted.map_err(ApiError::from))
@@ -64,6 +67,10 @@ pub async fn post(
             .await;
         match posted {
             Err(refused) if !seal && PlaintextRefused::is(&refused) => seal = true,
+            Err(stale) if seal && !fresh && KeyVersionStale::is(&stale) => {
+                keyring.forget_active(scope.tenant_id());
+                fresh = true;
+            }
             other => break other?,
         }
     };

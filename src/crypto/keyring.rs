@@ -11,14 +11,26 @@
 //! `open` reads the version from the ciphertext header and accepts `active` and
 //! `retired` versions; `destroyed` ones answer [`KeyringError::Destroyed`].
 //!
-//! **The active version is never cached.** `seal` reads the active row in the
+//! **`seal` never trusts a cached active version.** It reads the active row in the
 //! caller's (SERIALIZABLE) transaction every time, so a rotation, which retires
 //! that row in its own transaction, and a concurrent seal are ordered by the
 //! database: either the seal commits first, and the re-encryption job that the
 //! rotation enqueued (and whose final check runs in a transaction after the
-//! rotation committed) sees its row, or the seal reads the new version. Only the
-//! unwrapped *key* of a version is cached, keyed (tenant, version): a version's
+//! rotation committed) sees its row, or the seal reads the new version. Apart from
+//! the exception below, only the unwrapped *key* of a version is cached, keyed (tenant, version): a version's
 //! key never changes (a rewrap changes only how it is wrapped).
+//!
+//! **One exception: the post's assumed version.** A sealed post is the hottest
+//! encrypted write, and the read of the active row was one more round trip on
+//! each. [`Keyring::seal_assuming`] seals with a version this node saw active
+//! (`active_versions`, committed rows only, same TTL as the keys) without
+//! reading it, and returns that version; the caller's INSERT then checks, in the
+//! statement that writes, that the version is still `active` (one primary-key
+//! read of `tenant_keys`) and refuses the row otherwise
+//! (`store::messages`, `crypto::messages::KeyVersionStale`), and the caller redoes
+//! it with [`Keyring::seal`], which reads the row. So the check still runs in
+//! the writing transaction, and SERIALIZABLE orders the post and a rotation
+//! exactly as above.
 //!
 //! **Only committed keys are cached.** A key read from a row that the caller's own
 //! transaction created (`created_at = now()`: the row's default is the creating
@@ -156,6 +168,9 @@ pub struct Keyring {
     provider: Arc<dyn KeyProvider>,
     topology: Arc<Topology>,
     cache: moka::sync::Cache<(TenantId, u32), Arc<Dek>>,
+    /// The version each tenant's committed `active` row had when this node last
+    /// read it: only an assumption, checked by the write that uses it.
+    active_versions: moka::sync::Cache<TenantId, u32>,
     hits: Counter,
     misses: Counter,
     owner_rotation_interval: std::time::Duration,
@@ -171,6 +186,10 @@ impl Keyring {
             provider,
             topology,
             cache: moka::sync::Cache::builder()
+                .max_capacity(settings.dek_cache_capacity)
+                .time_to_live(settings.dek_cache_ttl)
+                .build(),
+            active_versions: moka::sync::Cache::builder()
                 .max_capacity(settings.dek_cache_capacity)
                 .time_to_live(settings.dek_cache_ttl)
                 .build(),
@@ -250,6 +269,36 @@ impl Keyring {
             .map_err(|source| unreadable(binding, source))
     }
 
+    /// Seals with the version this node last saw active for `tenant`, without
+    /// reading it (or, when it has none, like `seal`), and returns the version
+    /// used: the caller's write must check it is still active in its statement
+    /// (module doc) and redo the write with `seal` when it is not.
+    pub async fn seal_assuming(
+        &self,
+        db: &TenantTx<'_>,
+        tenant: TenantId,
+        binding: &Binding<'_>,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, u32), KeyringError> {
+        if tenant != db.tenant_id() || binding.tenant != tenant {
+            return Err(KeyringError::WrongTenant);
+        }
+        let dek = match self.active_versions.get(&tenant) {
+            Some(version) => self.version(db, tenant, version).await?,
+            None => self.active(db, tenant).await?,
+        };
+        let sealed = dek
+            .seal(binding, plaintext)
+            .map_err(|source| unreadable(binding, source))?;
+        Ok((sealed, dek.version))
+    }
+
+    /// Forgets the version this node assumed active for `tenant` (its write
+    /// found it no longer active).
+    pub fn forget_active(&self, tenant: TenantId) {
+        self.active_versions.invalidate(&tenant);
+    }
+
     /// Opens a ciphertext sealed for `binding` (the version comes from its header).
     pub async fn open(
         &self,
@@ -275,7 +324,15 @@ impl Keyring {
     ) -> Result<Arc<Dek>, KeyringError> {
         let row = db.query_opt(ACTIVE_SQL, &[&tenant.as_uuid()]).await?;
         match row {
-            Some(row) => self.unwrap_row(tenant, key_row(&row)).await,
+            Some(row) => {
+                let row = key_row(&row);
+                let (version, committed) = (row.version, !row.own);
+                let dek = self.unwrap_row(tenant, row).await?;
+                if committed {
+                    self.active_versions.insert(tenant, version);
+                }
+                Ok(dek)
+            }
             None => self.create_first(db, tenant).await,
         }
     }
@@ -381,6 +438,7 @@ impl Keyring {
         for version in 1..=newest {
             self.cache.invalidate(&(tenant, version));
         }
+        self.active_versions.invalidate(&tenant);
     }
 }
 

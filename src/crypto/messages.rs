@@ -82,6 +82,55 @@ fn binding<'a>(tx: &TenantTx<'_>, at: (&'a str, &'a str), row: &'a str) -> Bindi
     }
 }
 
+/// The post's sealed body was sealed with a DEK version its INSERT found no
+/// longer active (this node's assumption, `Keyring::seal_assuming`, was stale:
+/// a rotation or a destroy happened). The handler redoes the post with
+/// `Sealing::fresh`, which reads the active version in its transaction.
+#[derive(Debug, thiserror::Error)]
+#[error("the DEK version the post assumed is no longer active; the post is redone")]
+pub struct KeyVersionStale;
+
+impl KeyVersionStale {
+    /// Whether `err` is this refusal (carried as an internal error's cause).
+    pub fn is(err: &crate::error::ApiError) -> bool {
+        matches!(err, crate::error::ApiError::Internal(cause) if cause.is::<KeyVersionStale>())
+    }
+}
+
+/// How a post seals its body.
+#[derive(Clone, Copy)]
+pub struct Sealing<'a> {
+    pub keyring: &'a Keyring,
+    /// Read the active version in the transaction (`Keyring::seal`) rather than
+    /// use this node's assumption (`Keyring::seal_assuming`, checked by the
+    /// INSERT): after a `KeyVersionStale`.
+    pub fresh: bool,
+}
+
+/// Seals a post's body for the row `id`: the ciphertext and the DEK version
+/// the INSERT must find still active.
+pub async fn seal_post_body(
+    sealing: Sealing<'_>,
+    tx: &TenantTx<'_>,
+    id: MessageId,
+    body: &str,
+) -> Result<(Vec<u8>, u32), StoreError> {
+    let row = id.to_string();
+    let at = binding(tx, BODY, &row);
+    if sealing.fresh {
+        let sealed = sealing
+            .keyring
+            .seal(tx, tx.tenant_id(), &at, body.as_bytes())
+            .await?;
+        let version = super::envelope::version_of(&sealed).map_err(StoreError::internal)?;
+        return Ok((sealed, version));
+    }
+    Ok(sealing
+        .keyring
+        .seal_assuming(tx, tx.tenant_id(), &at, body.as_bytes())
+        .await?)
+}
+
 /// Seals a message body for the row `id` (in the transaction that writes it).
 pub async fn seal_body(
     keyring: &Keyring,

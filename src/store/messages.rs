@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::channels;
 use super::error::StoreError;
 use crate::crypto::keyring::Keyring;
-use crate::crypto::messages::{self as sealing, PlaintextRefused};
+use crate::crypto::messages::{self as sealing, KeyVersionStale, PlaintextRefused, Sealing};
 use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::ids::{ChannelId, MessageId, UserId};
@@ -82,16 +82,23 @@ pub fn page_sql(after: bool, rows: u32) -> Option<&'static str> {
 }
 
 /// The body a post writes: NULL (refused by `body NOT NULL`, SQLSTATE 23502) when
-/// it comes without ciphertext (`$ENC`) while the tenant's committed policy says
+/// it comes without ciphertext (`$enc`) while the tenant's committed policy says
 /// encrypt — the cached policy the post decided from was stale
-/// (`crypto::messages`). One primary-key read of the directory row.
+/// (`crypto::messages`) — or with a ciphertext of a DEK version (`$version`)
+/// that is no longer the tenant's active one — the version the node assumed was
+/// stale (`crypto::keyring`). One primary-key read either way.
 macro_rules! guarded_body {
-    ($body:literal, $enc:literal) => {
+    ($body:literal, $enc:literal, $version:literal) => {
         concat!(
             "CASE WHEN ",
             $enc,
             "::bytea IS NULL AND (SELECT t.encrypt_messages FROM tenants t WHERE t.id = \
-                $1::uuid) THEN NULL ELSE ",
+                $1::uuid) THEN NULL WHEN ",
+            $enc,
+            "::bytea IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tenant_keys k WHERE \
+                k.tenant_id = $1::uuid AND k.version = ",
+            $version,
+            "::int4 AND k.state = 'active') THEN NULL ELSE ",
             $body,
             "::text END"
         )
@@ -100,21 +107,23 @@ macro_rules! guarded_body {
 
 /// A post on the fast path: the shard's charge (`storage::FAST_CHARGE_CTE`) and the
 /// INSERT of what it charged, one statement; `$1`..`$6` the message, `$7` bytes,
-/// `$8` shard, `$9` cap, `$10` the sealed body (NULL: plaintext in `$6`).
+/// `$8` shard, `$9` cap, `$10` the sealed body (NULL: plaintext in `$6`), `$11`
+/// its DEK version.
 pub const POST_SQL: &str = concat!(
     storage::fast_charge_cte!(),
     " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
      SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, ",
-    guarded_body!("$6", "$10"),
+    guarded_body!("$6", "$10", "$11"),
     ", $10::bytea FROM charged
      RETURNING id, channel_id, author_id, body, created_at"
 );
 
-/// The slow path's INSERT (after `storage::charge_storage`): `$7` the sealed body.
+/// The slow path's INSERT (after `storage::charge_storage`): `$7` the sealed
+/// body, `$8` its DEK version.
 const SLOW_POST_SQL: &str = concat!(
     "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
      VALUES ($1, $2, $3, $4, $5, ",
-    guarded_body!("$6", "$7"),
+    guarded_body!("$6", "$7", "$8"),
     ", $7) RETURNING id, channel_id, author_id, body, created_at"
 );
 
@@ -160,11 +169,13 @@ async fn opened(
 /// transaction that must commit (see `limits::storage`). `seal`: the tenant's
 /// policy encrypts bodies (from the directory cache; if that copy is stale and
 /// the committed policy encrypts, the INSERT refuses the plaintext and this
-/// fails with `PlaintextRefused`, for the caller to redo sealed). The quota
-/// charges the plaintext's bytes either way.
+/// fails with `PlaintextRefused`, for the caller to redo sealed; if the DEK
+/// version `seal` assumed is no longer active, it fails with `KeyVersionStale`,
+/// for the caller to redo with a fresh read). The quota charges the
+/// plaintext's bytes either way.
 pub async fn post(
     tx: &TenantTx<'_>,
-    seal: Option<&Keyring>,
+    seal: Option<Sealing<'_>>,
     channel: ChannelId,
     author: UserId,
     body: &str,
@@ -176,9 +187,12 @@ pub async fn post(
     let shard = storage::shard_param(tx);
     let tenant = tx.tenant_id();
     let region = tx.home_region().as_str();
-    let body_enc = match seal {
-        Some(keyring) => Some(sealing::seal_body(keyring, tx, id, body).await?),
-        None => None,
+    let (body_enc, version) = match seal {
+        Some(sealing) => {
+            let (sealed, version) = sealing::seal_post_body(sealing, tx, id, body).await?;
+            (Some(sealed), Some(version_param(version)?))
+        }
+        None => (None, None),
     };
     let stored_body = if body_enc.is_some() { "" } else { body };
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
@@ -191,12 +205,19 @@ pub async fn post(
     ];
     // Usually one statement: the shard's grant holds the post (charge + INSERT).
     let mut fast_params = params.to_vec();
-    fast_params.extend_from_slice(&[&bytes, &shard, &cap, &body_enc]);
+    fast_params.extend_from_slice(&[&bytes, &shard, &cap, &body_enc, &version]);
     // The channel is checked by the INSERT's foreign key (tenant_id, channel_id):
     // no statement of its own, and another tenant's channel is missing like any
     // other id (the key includes the tenant). The statement failed, so the
     // transaction is rolled back: nothing was charged.
     let sealed_body = body_enc.is_some();
+    let refused = || {
+        if sealed_body {
+            StoreError::internal(KeyVersionStale)
+        } else {
+            StoreError::internal(PlaintextRefused)
+        }
+    };
     let with_body = |mut message: Message| {
         message.body = body.to_owned();
         message
@@ -205,7 +226,7 @@ pub async fn post(
         Ok(Some(row)) => return posted(tx, with_body(from_row(&row)), sealed_body).await,
         Ok(None) => {}
         Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
-        Err(err) if plaintext_refused(&err) => return Err(StoreError::internal(PlaintextRefused)),
+        Err(err) if body_refused(&err) => return Err(refused()),
         Err(err) => return Err(err.into()),
     }
     // The slow path decides a refusal that is committed: the channel first, so a
@@ -215,10 +236,10 @@ pub async fn post(
         return Ok(Err(refused));
     }
     let mut slow_params = params.to_vec();
-    slow_params.push(&body_enc);
+    slow_params.extend_from_slice(&[&body_enc, &version]);
     let row = match tx.query_one(SLOW_POST_SQL, &slow_params).await {
         Ok(row) => row,
-        Err(err) if plaintext_refused(&err) => return Err(StoreError::internal(PlaintextRefused)),
+        Err(err) if body_refused(&err) => return Err(refused()),
         Err(err) => return Err(err.into()),
     };
     posted(tx, with_body(from_row(&row)), sealed_body).await
@@ -265,11 +286,17 @@ struct SealedPost {
 
 /// The post's INSERT refused a plaintext body: the tenant's committed policy
 /// encrypts (`guarded_body!`, SQLSTATE 23502 on `body`).
-fn plaintext_refused(err: &DbError) -> bool {
+fn body_refused(err: &DbError) -> bool {
     db_error(err).is_some_and(|db| {
         *db.code() == tokio_postgres::error::SqlState::NOT_NULL_VIOLATION
             && db.column() == Some("body")
     })
+}
+
+/// A DEK version as its `int4` column takes it.
+fn version_param(version: u32) -> Result<i32, StoreError> {
+    i32::try_from(version)
+        .map_err(|_| StoreError::internal(anyhow::anyhow!("DEK version {version} out of range")))
 }
 
 fn db_error(err: &DbError) -> Option<&tokio_postgres::error::DbError> {

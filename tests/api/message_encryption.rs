@@ -1,6 +1,6 @@
 //! Per-tenant encryption of message bodies and summaries (issue 15): the policy
-//! route, sealed storage read back through the API, the INSERT's guard against a
-//! stale cached policy, AAD binding, search refusal, and the canary proof
+//! route, sealed storage read back through the API, the INSERT's guards against a
+//! stale cached policy and a stale assumed DEK version, AAD binding, search refusal, and the canary proof
 //! (`pg_dump` of the whole database and the node's logs hold no plaintext).
 
 use std::time::Duration;
@@ -243,6 +243,67 @@ async fn a_stale_cached_policy_does_not_land_plaintext() {
         )
         .await;
     assert_eq!(one.body["body"], "posted on a stale cache", "{}", one.body);
+}
+
+/// A sealed post seals with the DEK version the node last saw active and its
+/// INSERT checks that version is still active. After a rotation (on this very
+/// node, which does not tell the keyring), the next post finds its assumption
+/// stale and is redone with the new version: no post lands under a retired
+/// version. The worker is off, so no re-encryption job can hide one.
+#[actix_web::test]
+async fn a_post_after_a_rotation_is_sealed_with_the_new_version() {
+    let mut settings = test_settings(&fresh_database().await);
+    settings.jobs.enabled = false;
+    let app = spawn_app_with(settings).await;
+    let t = app.provision("enc-version").await;
+    set_policy(&app, &t, true).await;
+    let channel = app.create_channel(&t, "general").await;
+    // The first post creates version 1 (not assumed: its own transaction made
+    // it); the second reads it committed, and the node assumes it from then on.
+    let mut posts = Vec::new();
+    for body in ["creates version 1", "reads version 1"] {
+        posts.push(app.post_message(&t, channel, body).await);
+    }
+    let rotated = app
+        .post(
+            &format!("/v1/tenants/{}/keys/rotate", t.id),
+            &t.owner_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 202, "{}", rotated.body);
+    assert_eq!(rotated.body["version"], 2);
+    let after = app.post_message(&t, channel, "after the rotation").await;
+    posts.push(after);
+    let db = app.superuser_client().await;
+    let mut headers = Vec::new();
+    for id in &posts {
+        let header: Vec<u8> = db
+            .query_one(
+                "SELECT substring(body_enc FROM 1 FOR 5) FROM messages WHERE id = $1",
+                &[id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        headers.push(header);
+    }
+    assert_eq!(
+        headers,
+        [
+            vec![1, 0, 0, 0, 1],
+            vec![1, 0, 0, 0, 1],
+            vec![1, 0, 0, 0, 2]
+        ],
+        "the post after the rotation was not sealed with the new version"
+    );
+    let one = app
+        .get(
+            &format!("/v1/channels/{channel}/messages/{after}"),
+            &t.owner_token,
+        )
+        .await;
+    assert_eq!(one.body["body"], "after the rotation", "{}", one.body);
 }
 
 /// A sealed body copied (in SQL) onto another message of the tenant, or of

@@ -154,8 +154,10 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(6i64),
             Box::new(3i16),
             Box::new(1_073_741_824i64),
-            // The sealed body (none: a plaintext post, the guard's subquery runs).
+            // The sealed body (none: a plaintext post, the policy guard's
+            // subquery runs) and its DEK version.
             Box::new(None::<Vec<u8>>),
+            Box::new(None::<i32>),
         ],
         "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),

@@ -255,11 +255,14 @@ async fn forged_or_stale_hop_markers_are_refused() {
 }
 
 /// Polls until `check` holds (nodes pick up drains and probes every 100 ms in
-/// tests): every 50 ms for up to 15 s, as background work (directory
-/// refreshes, scheduled jobs) is slower on a loaded 2-core CI machine, where the
-/// node's worker also runs every tenant's other scheduled jobs.
+/// tests): every 50 ms for up to 40 s of wall time, as background work
+/// (directory refreshes, scheduled jobs) is slower on a loaded 2-core CI
+/// machine, where the node's worker also runs every tenant's other scheduled
+/// jobs (a scheduled rotation once took over 15 s there). Only an upper bound: a
+/// check that holds returns at once.
 pub(crate) async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
-    for _ in 0..300 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while std::time::Instant::now() < deadline {
         if check().await {
             return;
         }
