@@ -159,6 +159,11 @@ impl Application {
             topology.clone(),
             (keyring.clone(), signer.clone()),
         )?);
+        // An unreachable export bucket is logged, not fatal: only exports need
+        // it, and their jobs retry.
+        if let Err(err) = hooks.compliance.storage.check().await {
+            tracing::warn!(error = %err, "the export store cannot be reached");
+        }
         let state = web::Data::new(AppState::new(services(
             &settings,
             topology,

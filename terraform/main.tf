@@ -128,6 +128,7 @@ locals {
     alb_ingress_cidrs                = var.alb_ingress_cidrs
     alb_ssl_policy                   = var.alb_ssl_policy
     deletion_protection              = var.deletion_protection
+    export_retention_days            = var.export_retention_days
   }
 
   default_tags = merge({ Project = var.name, ManagedBy = "terraform" }, var.tags)

@@ -15,6 +15,7 @@ output "regions" {
       node_asg_name       = m.node_asg_name
       database_url_format = m.database_url_format
       node_env            = m.node_env
+      export_bucket       = m.export_bucket
     }
   }
 }

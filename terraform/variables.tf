@@ -178,6 +178,16 @@ variable "deletion_protection" {
   default     = false
 }
 
+variable "export_retention_days" {
+  description = "Lifecycle backstop of each region's export bucket: objects older than this are deleted even if the node's sweep missed them. At least the nodes' exports.ttl_ms (default 7 days)."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.export_retention_days >= 7 && var.export_retention_days <= 365
+    error_message = "export_retention_days must be 7..365 (at least the default export lifetime of 7 days)."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource (through the providers' default_tags)."
   type        = map(string)

@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use utoipa::ToSchema;
 
 use super::IdPath;
@@ -231,19 +231,14 @@ pub async fn download(
         .object_key
         .clone()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("export {id}: no object key")))?;
-    let mut file = compliance
-        .storage
-        .open(&key)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("export {id}: opening {key}: {e}")))?;
     let (first, last) = range.unwrap_or((0, size.saturating_sub(1)));
     let length = if size == 0 { 0 } else { last - first + 1 };
     let start_chunk = first / CHUNK as u64;
-    file.seek(std::io::SeekFrom::Start(
-        start_chunk * (CHUNK + OVERHEAD) as u64,
-    ))
-    .await
-    .map_err(|e| ApiError::internal(anyhow::anyhow!("export {id}: seek: {e}")))?;
+    let file = compliance
+        .storage
+        .open_at(&key, start_chunk * (CHUNK + OVERHEAD) as u64)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("export {id}: opening {key}: {e}")))?;
     let reader = Reader {
         file,
         dek,
@@ -290,7 +285,7 @@ pub async fn download(
 
 /// Reads, opens and trims the sealed chunks of one download.
 struct Reader {
-    file: tokio::fs::File,
+    file: crate::compliance::storage::ObjectReader,
     dek: std::sync::Arc<crate::crypto::envelope::Dek>,
     tenant: TenantId,
     export: uuid::Uuid,

@@ -333,6 +333,7 @@ impl JobHandler for EraseUser {
         for (export, key) in &ready {
             self.storage
                 .remove(key)
+                .await
                 .map_err(|e| JobError::Retry(format!("export store: {e}")))?;
             ctx.tenant_tx(TxMode::ReadWrite, async |tx| {
                 Ok(super::exports::mark_expired(tx, *export).await?)

@@ -246,7 +246,7 @@ impl BuildExport {
         let sealed = zip.finish().map_err(io_error)?;
         let (mut upload, size, sha256) = sealed.finish().map_err(io_error)?;
         upload.flush().map_err(io_error)?;
-        upload.commit().map_err(io_error)?;
+        upload.commit().await.map_err(io_error)?;
         let finished = Finished {
             storage_region: ctx.region.as_str(),
             object_key: &key,

@@ -21,15 +21,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::keyring::Keyring;
 use crate::jobs::{Registry, Schedule, ScheduleScope};
-use storage::{Backend, ExportStorage};
+use storage::{Backend, ExportStorage, S3Bucket, S3Settings};
 
 /// `exports.*` settings of a node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExportSettings {
-    /// The export store of this node's region (a directory shared by the
-    /// region's nodes; README "Compliance" for the S3 slot).
+    /// The region's export store: `dir` (a directory, `dir`) or `s3` (the
+    /// region's bucket, `s3`), `storage`.
+    pub store: StoreKind,
+    /// The `dir` store (shared by the region's nodes), or with `s3` where
+    /// uploads are spooled before they are sent.
     pub dir: PathBuf,
+    /// The region's bucket (`store = "s3"`).
+    pub s3: S3Settings,
     /// How long a ready export can be downloaded; then 410 `export_expired`
     /// and the sweep removes its file.
     #[serde(rename = "ttl_ms", with = "crate::config::millis")]
@@ -44,7 +49,9 @@ pub struct ExportSettings {
 impl Default for ExportSettings {
     fn default() -> Self {
         Self {
+            store: StoreKind::Dir,
             dir: PathBuf::from("target/exports"),
+            s3: S3Settings::default(),
             ttl: Duration::from_secs(7 * 24 * 3600),
             batch_rows: 1000,
             sweep_interval: Duration::from_secs(3600),
@@ -60,8 +67,31 @@ impl ExportSettings {
         if self.ttl.is_zero() || self.sweep_interval.is_zero() {
             return Err("exports.ttl_ms and exports.sweep_interval_ms must be positive".into());
         }
-        Ok(())
+        match self.store {
+            StoreKind::Dir => Ok(()),
+            StoreKind::S3 => self.s3.validate(),
+        }
     }
+
+    /// The store these settings name; `credentials` replace the AWS chain
+    /// (a local S3 in tests).
+    pub fn storage(&self, credentials: Option<aws_sdk_s3::config::Credentials>) -> ExportStorage {
+        ExportStorage::new(match self.store {
+            StoreKind::Dir => Backend::Dir(self.dir.clone()),
+            StoreKind::S3 => Backend::S3 {
+                bucket: S3Bucket::new(self.s3.clone(), credentials),
+                spool: self.dir.clone(),
+            },
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Dir,
+    S3,
 }
 
 /// What the export routes and jobs share on a node (held by `hooks::Hooks`).
@@ -81,7 +111,7 @@ impl Compliance {
         signer: Arc<crate::crypto::signing::Signer>,
     ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
-        let storage = ExportStorage::new(Backend::Dir(settings.dir.clone()));
+        let storage = settings.storage(None);
         Ok(Self {
             settings,
             storage,

@@ -39,6 +39,7 @@ impl JobHandler for SweepExports {
                 if !key.is_empty() {
                     self.storage
                         .remove(key)
+                        .await
                         .map_err(|e| JobError::Retry(format!("export store: {e}")))?;
                 }
                 ctx.tenant_tx(TxMode::ReadWrite, async |tx| {

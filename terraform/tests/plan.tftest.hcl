@@ -321,3 +321,37 @@ run "kms_key_per_jurisdiction_used_only_by_its_nodes" {
     error_message = "a node gets its own region's copy of its jurisdiction's key, and no other"
   }
 }
+
+# GDPR exports stay in the tenant's home region: one private bucket per
+# region, in that region's AWS provider, named in that region's node settings
+# and writable by that region's node role only.
+run "export_bucket_per_region_used_only_by_its_nodes" {
+  command = apply
+
+  assert {
+    condition     = length(distinct([for id, r in output.regions : r.export_bucket])) == length(output.regions)
+    error_message = "one export bucket per region"
+  }
+  assert {
+    condition = alltrue([
+      for id, r in output.regions : r.node_env["MERIDIAN_EXPORTS__STORE"] == "s3" && r.node_env["MERIDIAN_EXPORTS__S3__BUCKET"] == r.export_bucket && r.node_env["MERIDIAN_EXPORTS__S3__REGION"] == r.aws_region
+    ])
+    error_message = "each region's nodes use their own region's bucket, in their own AWS region"
+  }
+  assert {
+    condition = alltrue([
+      for s in jsondecode(module.region_eu_central_1["europe-west3"].node_policy).Statement :
+      (s.Sid == "RegionExportStore" ? s.Resource == ["arn:aws:s3:::meridian-europe-west3-exports-123456789012/*"] : true) &&
+      (s.Sid == "ListRegionExportStore" ? s.Resource == ["arn:aws:s3:::meridian-europe-west3-exports-123456789012"] : true)
+    ]) && length([for s in jsondecode(module.region_eu_central_1["europe-west3"].node_policy).Statement : s if contains(["RegionExportStore", "ListRegionExportStore"], s.Sid)]) == 2
+    error_message = "a node role may touch only its own region's export bucket"
+  }
+  assert {
+    condition     = output.regions["europe-west3"].export_bucket == "meridian-europe-west3-exports-123456789012"
+    error_message = "the bucket is named after the deployment, the region and the account"
+  }
+  assert {
+    condition     = module.region_eu_central_1["europe-west3"].export_lifecycle_days == 30
+    error_message = "the lifecycle backstop defaults to 30 days"
+  }
+}

@@ -18,6 +18,7 @@ mod db_tls;
 mod encryption;
 mod encryption_bench;
 mod erasure;
+mod export_store;
 mod exports;
 mod gdpr_bench;
 mod hosts;

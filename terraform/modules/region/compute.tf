@@ -34,6 +34,12 @@ locals {
       MERIDIAN_ENCRYPTION__PROVIDER                                        = "aws-kms"
       MERIDIAN_ENCRYPTION__KMS__REGION                                     = var.region.aws_region
       "MERIDIAN_ENCRYPTION__KMS__KEYS__${upper(var.kms_key.jurisdiction)}" = var.kms_key.arn
+      # GDPR exports: this region's bucket (exports.tf); uploads are spooled
+      # under the state directory first.
+      MERIDIAN_EXPORTS__STORE      = "s3"
+      MERIDIAN_EXPORTS__DIR        = "/var/lib/meridian/exports"
+      MERIDIAN_EXPORTS__S3__BUCKET = aws_s3_bucket.exports.bucket
+      MERIDIAN_EXPORTS__S3__REGION = var.region.aws_region
     },
     var.deployment.node_extra_env,
   )

@@ -1,5 +1,5 @@
 # The API nodes' instance role: read this region's Meridian secrets and the
-# release artifact, use the jurisdiction's KMS key; Session Manager instead of SSH (no key pairs, no port 22).
+# release artifact, use the jurisdiction's KMS key, use the region's export bucket; Session Manager instead of SSH (no key pairs, no port 22).
 # IAM is global, so names carry the region id.
 
 resource "aws_iam_role" "node" {
@@ -34,6 +34,20 @@ resource "aws_iam_role_policy" "node" {
         Effect   = "Allow"
         Action   = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]
         Resource = [var.kms_key.arn]
+      },
+      {
+        # The region's export store (exports.tf): write, read, delete archives;
+        # list to erase a tenant's prefix. No other bucket.
+        Sid      = "RegionExportStore"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+        Resource = ["${local.export_bucket_arn}/*"]
+      },
+      {
+        Sid      = "ListRegionExportStore"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = [local.export_bucket_arn]
       },
       {
         Sid      = "ReadReleaseArtifact"

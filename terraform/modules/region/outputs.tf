@@ -68,3 +68,17 @@ output "secrets" {
     module.cockroach.secrets,
   )
 }
+
+output "export_bucket" {
+  description = "This region's export store (GDPR exports)."
+  value       = aws_s3_bucket.exports.bucket
+}
+
+output "node_policy" {
+  description = "The node role's inline policy (JSON), for the plan tests."
+  value       = aws_iam_role_policy.node.policy
+}
+
+output "export_lifecycle_days" {
+  value = one(aws_s3_bucket_lifecycle_configuration.exports.rule[*].expiration[0].days)
+}

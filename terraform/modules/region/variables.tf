@@ -44,6 +44,7 @@ variable "deployment" {
     alb_ingress_cidrs                = list(string)
     alb_ssl_policy                   = string
     deletion_protection              = bool
+    export_retention_days            = number
   })
 }
 
