@@ -61,6 +61,7 @@ mod signin_bench;
 mod slapd;
 mod storage;
 mod summaries;
+mod tenant_erasure;
 mod tenants;
 mod tls;
 mod users;
