@@ -419,6 +419,7 @@ pub const OPERATIONS: &[Operation] = &[
             ErrorCode::Forbidden,
             ErrorCode::ResidencyViolation,
             ErrorCode::RelocationInProgress,
+            ErrorCode::ErasurePending,
         ],
     ),
     op(

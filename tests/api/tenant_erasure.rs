@@ -249,6 +249,14 @@ async fn tenant_erasure_grace_restore_and_erase_leave_the_canary_nowhere() {
         )
         .await;
     assert_problem(&lift, 409, "erasure_pending");
+    let moved = one
+        .post(
+            &format!("/v1/tenants/{}/relocation", a.id),
+            &admin,
+            json!({"to_region": "europe-west1"}),
+        )
+        .await;
+    assert_problem(&moved, 409, "erasure_pending");
     let restored = one
         .post(
             &format!("/v1/tenants/{}/restore", a.id),
