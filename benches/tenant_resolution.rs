@@ -71,6 +71,7 @@ fn record(id: TenantId, i: usize) -> TenantRecord {
         plan: Plan::Pro,
         limit_overrides: Default::default(),
         status: TenantStatus::Active,
+        erase_after: None,
         encryption: Default::default(),
         config_version: 1,
         created_at: now,

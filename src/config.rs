@@ -70,6 +70,9 @@ pub struct Settings {
     /// GDPR exports: the region's export store, expiry, batch size (`crate::compliance`).
     #[serde(default)]
     pub exports: crate::compliance::ExportSettings,
+    /// Tenant erasure: the grace period before it starts (`compliance::tenant_erasure`).
+    #[serde(default)]
+    pub erasure: crate::compliance::tenant_erasure::TenantErasureSettings,
     /// The key that signs audit checkpoints, receipts and reports
     /// (`crypto::signing`).
     #[serde(default)]
@@ -313,6 +316,7 @@ impl Default for Settings {
             platform_identity: None,
             jobs: crate::jobs::JobSettings::default(),
             exports: crate::compliance::ExportSettings::default(),
+            erasure: Default::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
             calendar: Default::default(),
@@ -444,6 +448,9 @@ impl Settings {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.erasure.validate() {
             return invalid(&e);
         }
         if self.summaries.openai.enabled()

@@ -61,6 +61,15 @@ pub enum ApiError {
     PlanLimit { detail: String },
     #[error("tenant is suspended")]
     TenantSuspended,
+    /// The tenant is suspended until its erasure starts (`DELETE
+    /// /v1/tenants/{id}`); a platform admin may restore it until then.
+    #[error(
+        "this tenant is suspended pending its erasure, which starts at {0}; a platform admin can restore it until then"
+    )]
+    TenantPendingErasure(chrono::DateTime<chrono::Utc>),
+    /// The tenant was erased: its id stays a tombstone and nothing is served.
+    #[error("this tenant was erased")]
+    TenantErased,
     #[error(
         "rate limit exceeded ({} bucket: {} requests/s, burst {})",
         .0.scope, .0.per_second, .0.burst
@@ -193,6 +202,7 @@ error_codes! {
     ImpersonationReadOnly = "impersonation_read_only" => FORBIDDEN,
     ImpersonationWritesNotAllowed = "impersonation_writes_not_allowed" => FORBIDDEN,
     TenantSuspended = "tenant_suspended" => FORBIDDEN,
+    TenantPendingErasure = "tenant_pending_erasure" => FORBIDDEN,
     PlanLimitExceeded = "plan_limit_exceeded" => FORBIDDEN,
     QuotaExceeded = "quota_exceeded" => FORBIDDEN,
     AiQuotaExceeded = "ai_quota_exceeded" => FORBIDDEN,
@@ -210,6 +220,9 @@ error_codes! {
     LastPlatformAdmin = "last_platform_admin" => CONFLICT,
     DrainStrandsTenants = "drain_strands_tenants" => CONFLICT,
     RelocationInProgress = "relocation_in_progress" => CONFLICT,
+    ErasurePending = "erasure_pending" => CONFLICT,
+    ErasureGraceOver = "erasure_grace_over" => CONFLICT,
+    NoPendingErasure = "no_pending_erasure" => CONFLICT,
     RelocationStale = "relocation_stale" => CONFLICT,
     ReservationSettled = "reservation_settled" => CONFLICT,
     JobFinished = "job_finished" => CONFLICT,
@@ -217,11 +230,13 @@ error_codes! {
     AiEngineOutsideResidency = "ai_engine_outside_residency" => CONFLICT,
     AiEngineUnavailable = "ai_engine_unavailable" => CONFLICT,
     TenantKeysDestroyed = "tenant_keys_destroyed" => GONE,
+    TenantErased = "tenant_erased" => GONE,
     SearchUnavailableEncrypted = "search_unavailable_encrypted" => CONFLICT,
     RotationInProgress = "rotation_in_progress" => CONFLICT,
     ExportNotReady = "export_not_ready" => CONFLICT,
     ExportExpired = "export_expired" => GONE,
     CalendarEditConflict = "calendar_edit_conflict" => CONFLICT,
+    ConfirmationMismatch = "confirmation_mismatch" => UNPROCESSABLE_ENTITY,
     PreconditionRequired = "precondition_required" => PRECONDITION_REQUIRED,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
@@ -291,6 +306,8 @@ impl ApiError {
             Self::ResidencyConflict(_) => C::ResidencyConflict,
             Self::PlanLimit { .. } => C::PlanLimitExceeded,
             Self::TenantSuspended => C::TenantSuspended,
+            Self::TenantPendingErasure(_) => C::TenantPendingErasure,
+            Self::TenantErased => C::TenantErased,
             Self::RateLimited(_) => C::RateLimited,
             Self::ConcurrencyLimited => C::ConcurrencyLimited,
             Self::ExpensiveLimited => C::ExpensiveLimited,

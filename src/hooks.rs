@@ -53,6 +53,7 @@ impl Hooks {
         };
         let compliance = crate::compliance::Compliance::new(
             settings.exports.clone(),
+            settings.erasure.clone(),
             keyring.clone(),
             signer.clone(),
         )?;

@@ -64,6 +64,7 @@ typed_id!(ProviderId, "identity provider");
 typed_id!(ImpersonationId, "impersonation");
 typed_id!(ExportId, "export");
 typed_id!(ErasureId, "erasure");
+typed_id!(TenantErasureId, "tenant erasure");
 typed_id!(CalendarAccountId, "calendar account");
 typed_id!(CalendarId, "calendar");
 typed_id!(CalendarEventId, "calendar event");

@@ -81,6 +81,9 @@ const TABLES: &[(&str, &str)] = &[
     ("calendar_accounts", "id"),
     ("calendar_links", "id"),
     ("calendar_events", "id"),
+    // Tenant erasures (V26): a restored tenant's cancelled ones move with it (a
+    // tenant with a pending, running or done erasure is not relocated).
+    ("tenant_erasures", "id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).
@@ -141,6 +144,15 @@ pub async fn start(
     actor: &str,
 ) -> Result<Relocation, ApiError> {
     let tenant = tenants::lock(tx, tenant).await?;
+    // A tenant being erased is not moved: its erasure job runs in the home
+    // region it recorded, and a tombstone has nothing left to move.
+    if tenant.erase_after.is_some() || tenant.status == crate::tenancy::TenantStatus::Erased {
+        return Err(ApiError::Conflict {
+            code: ErrorCode::ErasurePending,
+            detail: "this tenant has an erasure pending, running or done; it is not relocated"
+                .into(),
+        });
+    }
     if *to == tenant.home_region {
         return Err(ApiError::validation(format!(
             "the tenant already lives in `{to}`"

@@ -128,6 +128,8 @@ pub const OPERATIONS: &[Operation] = &[
             ErrorCode::Forbidden,
             ErrorCode::ResidencyViolation,
             ErrorCode::ResidencyConflict,
+            // The status of a tenant with an erasure is the erasure's.
+            ErrorCode::ErasurePending,
         ],
     ),
     op(
@@ -417,6 +419,7 @@ pub const OPERATIONS: &[Operation] = &[
             ErrorCode::Forbidden,
             ErrorCode::ResidencyViolation,
             ErrorCode::RelocationInProgress,
+            ErrorCode::ErasurePending,
         ],
     ),
     op(
@@ -845,6 +848,35 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &[ErrorCode::Forbidden],
     ),
+    op(
+        "eraseTenant",
+        "DELETE",
+        "/v1/tenants/{id}",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::ConfirmationMismatch,
+            ErrorCode::RelocationInProgress,
+        ],
+    ),
+    op(
+        "restoreTenant",
+        "POST",
+        "/v1/tenants/{id}/restore",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::NoPendingErasure,
+            ErrorCode::ErasureGraceOver,
+        ],
+    ),
+    op(
+        "getTenantErasure",
+        "GET",
+        "/v1/tenants/{id}/erasure",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
 ];
 
 /// The table's entry for an operation of the document.
@@ -911,6 +943,9 @@ pub fn error_codes(op: &Operation, shape: &Shape) -> BTreeSet<ErrorCode> {
             ErrorCode::RateLimited,
             // Any valid tenant token is resolved to its tenant before the role check.
             ErrorCode::TenantSuspended,
+            // … or suspended pending its erasure, or erased (a tombstone).
+            ErrorCode::TenantPendingErasure,
+            ErrorCode::TenantErased,
             ErrorCode::ResidencyUnavailable,
             ErrorCode::RegionUnreachable,
             // The database: the directory lookup, the user check and every transaction.

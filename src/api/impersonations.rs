@@ -110,8 +110,8 @@ pub async fn start(
     let imp = scope
         .write(async |tx| {
             let tenant = tenants::get(tx, id).await?;
-            if !tenant.is_active() {
-                return Err(ApiError::TenantSuspended);
+            if let Some(refused) = tenant.refusal() {
+                return Err(refused);
             }
             let scoped = tx.enter_tenant(id, tenant.home_region.clone()).await?;
             // The policy is read in the transaction that writes the row.

@@ -31,6 +31,7 @@ mod signin;
 mod summaries;
 mod tenant_ai;
 mod tenant_encryption;
+mod tenant_erasure;
 mod tenant_keys;
 mod tenants;
 mod usage;
@@ -86,6 +87,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(tenants::directory)
                 .service(tenants::get)
                 .service(tenants::patch)
+                .service(tenant_erasure::erase)
+                .service(tenant_erasure::restore)
+                .service(tenant_erasure::get)
                 .service(tenant_ai::get)
                 .service(tenant_ai::patch)
                 .service(tenant_encryption::get)

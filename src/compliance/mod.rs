@@ -1,7 +1,8 @@
 //! Compliance (issue 16 parts 2–4): GDPR exports built by a job into the
 //! export store of the tenant's home region, sealed with the tenant's data key
 //! and served with HTTP Range, and their expiry sweep; user erasure with a
-//! signed receipt. The routes are `api/exports.rs` and `api/erasures.rs`; the
+//! signed receipt; tenant erasure after a grace period, with a signed receipt
+//! (`tenant_erasure`, routes in `api/tenant_erasure.rs`). The routes are `api/exports.rs` and `api/erasures.rs`; the
 //! tables `exports` and `erasures` (V22).
 
 pub mod archive;
@@ -12,6 +13,7 @@ pub mod receipt;
 pub mod sealed;
 pub mod storage;
 pub mod sweep;
+pub mod tenant_erasure;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +100,8 @@ pub enum StoreKind {
 #[derive(Clone)]
 pub struct Compliance {
     pub settings: ExportSettings,
+    /// Tenant erasure's grace period.
+    pub erasure: tenant_erasure::TenantErasureSettings,
     pub storage: ExportStorage,
     pub keyring: Arc<Keyring>,
     /// Signs erasure receipts (`crypto::signing`).
@@ -107,13 +111,16 @@ pub struct Compliance {
 impl Compliance {
     pub fn new(
         settings: ExportSettings,
+        erasure: tenant_erasure::TenantErasureSettings,
         keyring: Arc<Keyring>,
         signer: Arc<crate::crypto::signing::Signer>,
     ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
         let storage = settings.storage(None);
+        erasure.validate().map_err(anyhow::Error::msg)?;
         Ok(Self {
             settings,
+            erasure,
             storage,
             keyring,
             signer,
@@ -130,6 +137,12 @@ impl Compliance {
             })
             .with(erasure::EraseUser {
                 signer: self.signer.clone(),
+                storage: self.storage.clone(),
+                batch: self.settings.batch_rows,
+            })
+            .with(tenant_erasure::EraseTenant {
+                signer: self.signer.clone(),
+                keyring: self.keyring.clone(),
                 storage: self.storage.clone(),
                 batch: self.settings.batch_rows,
             })

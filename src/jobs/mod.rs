@@ -135,6 +135,21 @@ impl JobContext {
             .await
     }
 
+    /// Runs `body` in a transaction of `tenant` (RLS on it, 40001 retried): a
+    /// platform job that works on one tenant's rows (tenant erasure, whose tenant
+    /// no longer runs jobs of its own).
+    pub async fn tenant_tx_for<T>(
+        &self,
+        tenant: TenantId,
+        home_region: &RegionId,
+        mode: TxMode,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.db
+            .tenant_tx(tenant, home_region, None, mode, body)
+            .await
+    }
+
     /// Runs `body` in a platform transaction (platform jobs: directory, region
     /// state; it sees no tenant's rows under RLS).
     pub async fn platform_tx<T>(

@@ -53,6 +53,7 @@ pub(crate) fn test_tenant(
         plan: crate::tenancy::Plan::Free,
         limit_overrides: overrides,
         status: crate::tenancy::TenantStatus::Active,
+        erase_after: None,
         encryption: Default::default(),
         config_version: version,
         created_at: chrono::Utc::now(),

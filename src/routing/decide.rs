@@ -81,6 +81,7 @@ mod tests {
             plan: Plan::Free,
             limit_overrides: LimitOverrides::default(),
             status: TenantStatus::Active,
+            erase_after: None,
             encryption: Default::default(),
             config_version: 1,
             created_at: chrono::Utc::now(),

@@ -156,8 +156,8 @@ async fn resolve(
     let tenant = tenant.ok_or(ApiError::Unauthenticated(
         "the token's tenant does not exist",
     ))?;
-    if !tenant.is_active() {
-        return Err(ApiError::TenantSuspended);
+    if let Some(refused) = tenant.refusal() {
+        return Err(refused);
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
     // The rate is checked before any database work, so a tenant over it costs

@@ -121,8 +121,8 @@ impl FromRequest for SignInScope {
             let SignInTenant(tenant) = tenant.ok_or(ApiError::Unauthenticated(
                 "invalid or expired refresh token",
             ))?;
-            if !tenant.is_active() {
-                return Err(ApiError::TenantSuspended);
+            if let Some(refused) = tenant.refusal() {
+                return Err(refused);
             }
             Ok(Self { state, tenant, ip })
         })

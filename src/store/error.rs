@@ -52,6 +52,10 @@ pub enum StoreError {
     /// longer be cancelled.
     #[error("{0}")]
     JobFinished(String),
+    /// A state the change cannot be made in, with its stable code (the
+    /// tenant erasure's `erasure_pending`, `erasure_grace_over`, …).
+    #[error("{detail}")]
+    Conflict { code: ErrorCode, detail: String },
     /// The tenant's plan allows no more of this (users).
     #[error("{detail}")]
     PlanLimit { detail: String },
@@ -128,6 +132,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotAllowed => ApiError::Forbidden("your role does not allow this action"),
             StoreError::ResidencyConflict(detail) => ApiError::ResidencyConflict(detail),
             StoreError::JobFinished(detail) => conflict(ErrorCode::JobFinished, detail),
+            StoreError::Conflict { code, detail } => conflict(code, detail),
             StoreError::PlanLimit { detail } => ApiError::PlanLimit { detail },
             StoreError::QuotaExceeded { detail } => ApiError::QuotaExceeded { detail },
             StoreError::KeysDestroyed => ApiError::TenantKeysDestroyed,

@@ -16,6 +16,11 @@ pub fn check(changes: &TenantChanges) -> Result<(), ApiError> {
     if let Some(limits) = &changes.limits {
         limits.set.validate()?;
     }
+    if changes.status == Some(crate::tenancy::TenantStatus::Erased) {
+        return Err(ApiError::validation(
+            "status `erased` is set by the tenant's erasure (DELETE /v1/tenants/{id}), not by PATCH",
+        ));
+    }
     Ok(())
 }
 

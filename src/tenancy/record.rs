@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use super::residency::Residency;
+use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
 pub use crate::limits::plans::{LimitOverrides, LimitPatch, Limits, Plan};
 use crate::store::error::StoreError;
@@ -16,6 +17,19 @@ use crate::store::error::StoreError;
 pub enum TenantStatus {
     Active,
     Suspended,
+    /// A tombstone: the tenant was erased (`compliance::tenant_erasure`); set
+    /// only by the erasure job, never by `PATCH`.
+    Erased,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+            TenantStatus::Erased => "erased",
+        }
+    }
 }
 
 /// Which engine makes the tenant's channel summaries (`crate::summaries`).
@@ -67,6 +81,9 @@ pub struct TenantRecord {
     pub plan: Plan,
     pub limit_overrides: LimitOverrides,
     pub status: TenantStatus,
+    /// Set while an erasure is pending (the tenant is then `suspended`) and
+    /// kept once erased: when the erasure may start (`DELETE /v1/tenants/{id}`).
+    pub erase_after: Option<DateTime<Utc>>,
     /// What the tenant's policy encrypts (`crate::crypto::messages`).
     pub encryption: Encryption,
     pub config_version: i64,
@@ -78,8 +95,8 @@ pub struct TenantRecord {
 /// be constants (`concat!`), listed by `store::hot_statements`.
 macro_rules! tenant_columns {
     () => {
-        "id, slug, name, home_region, residency, plan, limits, status, encrypt_messages, \
-            config_version, created_at, updated_at"
+        "id, slug, name, home_region, residency, plan, limits, status, erase_after, \
+            encrypt_messages, config_version, created_at, updated_at"
     };
 }
 pub(crate) use tenant_columns;
@@ -93,6 +110,18 @@ impl TenantRecord {
 
     pub fn is_active(&self) -> bool {
         self.status == TenantStatus::Active
+    }
+
+    /// Why the tenant's own requests are refused, if they are: suspended,
+    /// suspended pending erasure (403 `tenant_pending_erasure`, restorable), or
+    /// erased (410 `tenant_erased`).
+    pub fn refusal(&self) -> Option<ApiError> {
+        match (self.status, self.erase_after) {
+            (TenantStatus::Active, _) => None,
+            (TenantStatus::Suspended, Some(after)) => Some(ApiError::TenantPendingErasure(after)),
+            (TenantStatus::Suspended, None) => Some(ApiError::TenantSuspended),
+            (TenantStatus::Erased, _) => Some(ApiError::TenantErased),
+        }
     }
 
     /// Reads a row selected with `TENANT_COLUMNS`.
@@ -119,8 +148,10 @@ impl TenantRecord {
             status: match status.as_str() {
                 "active" => TenantStatus::Active,
                 "suspended" => TenantStatus::Suspended,
+                "erased" => TenantStatus::Erased,
                 _ => return Err(corrupt("status")),
             },
+            erase_after: row.try_get("erase_after").map_err(StoreError::internal)?,
             encryption: Encryption {
                 messages: row
                     .try_get("encrypt_messages")

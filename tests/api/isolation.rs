@@ -318,6 +318,25 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Tenant,
             || Some(json!({"confirm": "not the id"})),
         ),
+        // Tenant erasure: a wrong slug erases nothing (422), restore without
+        // a pending erasure is a 409, and a tenant never erased has none (404).
+        r("DELETE", "/v1/tenants/{id}", Platform, T::Tenant, || {
+            Some(json!({"confirm": "not the slug"}))
+        }),
+        r(
+            "POST",
+            "/v1/tenants/{id}/restore",
+            Platform,
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/erasure",
+            Platform,
+            T::Tenant,
+            no_body,
+        ),
         r(
             "POST",
             "/v1/channels/{id}/summaries",

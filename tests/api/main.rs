@@ -62,6 +62,8 @@ mod signin_bench;
 mod slapd;
 mod storage;
 mod summaries;
+mod tenant_erasure;
+mod tenant_erasure_bench;
 mod tenants;
 mod tls;
 mod users;

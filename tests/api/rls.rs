@@ -301,7 +301,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
         [
             "audit_chain_pending",
             "platform_audit_events",
-            "relocations"
+            "relocations",
+            "tenant_erasures"
         ]
     );
     let pending = db
@@ -328,7 +329,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // deletes only rows past retention of one region (tests in residency.rs
     // and access_log.rs); calendar_health and calendar_tenants return accounts'
     // sync state and tenant ids, never paths, user names, secrets or events
-    // (tests in calendar.rs).
+    // (tests in calendar.rs); erase_tenant_rows deletes the current tenant's
+    // rows only while a platform admin's erasure of it is running (tests in
+    // tenant_erasure.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
@@ -345,6 +348,7 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
             "claim_job(text,uuid,text,double precision,bigint)",
             "claim_job_locked(text,uuid,text,double precision,bigint)",
             "claim_platform_job(text,text,double precision,bigint)",
+            "erase_tenant_rows(text,integer)",
             "expire_job_leases(text)",
             "job_queue_heads(text,uuid,integer)",
             "job_region_stats(text)",

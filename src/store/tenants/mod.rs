@@ -27,6 +27,7 @@ use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
 use crate::db::{PlatformTx, TenantTx, Tx};
+use crate::error::ErrorCode;
 use crate::ids::{RegionId, TenantId};
 use crate::limits::storage;
 use crate::outbox::{self, Event};
@@ -350,10 +351,18 @@ async fn update<S>(
         ),
         None => None,
     };
-    let status = changes.status.map(|s| match s {
-        TenantStatus::Active => "active",
-        TenantStatus::Suspended => "suspended",
-    });
+    // An erasure owns the status from its request on: restore or erase, never PATCH.
+    if changes.status.is_some()
+        && (before.erase_after.is_some() || before.status == TenantStatus::Erased)
+    {
+        return Err(StoreError::Conflict {
+            code: ErrorCode::ErasurePending,
+            detail: "the tenant's erasure decides its status: restore it with POST \
+                     /v1/tenants/{id}/restore during the grace period"
+                .into(),
+        });
+    }
+    let status = changes.status.map(TenantStatus::as_str);
     let sql = format!(
         "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), status = \
             COALESCE($4, status),
