@@ -446,6 +446,9 @@ impl Settings {
         if let Err(e) = self.jobs.validate() {
             return invalid(&e);
         }
+        if let Err(e) = self.calendar.validate() {
+            return invalid(&e);
+        }
         if self.summaries.openai.enabled()
             && let Err(e) = self.summaries.openai.endpoint()
         {

@@ -578,6 +578,8 @@ pub const OPERATIONS: &[Operation] = &[
         &[
             ErrorCode::Forbidden,
             ErrorCode::PreconditionRequired,
+            ErrorCode::ValidationFailed,
+            ErrorCode::NotFound,
             ErrorCode::CalendarEditConflict,
             ErrorCode::CalendarServerFailed,
             ErrorCode::TenantKeysDestroyed,
@@ -591,6 +593,8 @@ pub const OPERATIONS: &[Operation] = &[
         &[
             ErrorCode::Forbidden,
             ErrorCode::PreconditionRequired,
+            ErrorCode::ValidationFailed,
+            ErrorCode::NotFound,
             ErrorCode::CalendarEditConflict,
             ErrorCode::CalendarServerFailed,
             ErrorCode::TenantKeysDestroyed,

@@ -548,7 +548,8 @@ pub async fn replace_if(
     let n = tx
         .execute(
             "UPDATE calendar_events SET etag = $4, ics = $5, summary = $6, starts_at = $7,
-                 ends_at = $8, attendees = $9, updated_at = now()
+                 ends_at = $8, attendees = $9, time_zone = $10, all_day = $11, recurring = $12,
+                 updated_at = now()
              WHERE tenant_id = $1 AND id = $2 AND etag = $3",
             &[
                 tx.tenant_id().as_uuid(),
@@ -560,6 +561,9 @@ pub async fn replace_if(
                 &parsed.starts_at,
                 &parsed.ends_at,
                 &json!(parsed.attendees),
+                &parsed.time_zone,
+                &parsed.all_day,
+                &parsed.recurring,
             ],
         )
         .await?;

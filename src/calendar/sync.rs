@@ -301,7 +301,17 @@ pub async fn sync_account(
     home: &RegionId,
     account: CalendarAccountId,
 ) -> Result<Value, ApiError> {
-    let outcome = run_account(cal, tenant, home, account).await;
+    let budget = cal.settings.sync_budget;
+    // Every step stores what it did: a sync cut off here is redone from there.
+    let outcome = tokio::time::timeout(budget, run_account(cal, tenant, home, account))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RemoteError::Timeout(format!(
+                "the sync did not finish within {} ms (calendar.sync_budget_ms)",
+                budget.as_millis()
+            ))
+            .into())
+        });
     let (base, max) = (
         cal.settings.backoff_base_secs,
         cal.settings.backoff_max_secs,

@@ -1,16 +1,14 @@
 //! Calendar sync against a real CalDAV server (Radicale, `radicale.rs`) and the
 //! real PostgreSQL: first and incremental sync, recurring events, write-through
-//! with ETag conflicts, wrong credentials, a server that is down or slow, the
-//! health views, and the ids the isolation suite probes.
+//! with ETag conflicts, wrong credentials, the health views, and the ids the
+//! isolation suite probes (servers that are down or slow: `calendar_timeouts.rs`).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    Tenant, TestApp, assert_problem, fresh_database, spawn_app, spawn_app_with, test_settings,
-};
+use crate::helpers::{Tenant, TestApp, assert_problem, spawn_app};
 use crate::radicale::{Radicale, ics};
 
 const ALICE: (&str, &str) = ("alice", "pw-alice");
@@ -212,7 +210,7 @@ async fn first_sync_then_remote_adds_edits_and_deletes_arrive_incrementally() {
     assert_problem(&reply, 400, "validation_failed");
 }
 
-async fn account_state(app: &TestApp, tenant: &Tenant, id: Uuid) -> Value {
+pub(crate) async fn account_state(app: &TestApp, tenant: &Tenant, id: Uuid) -> Value {
     account(app, tenant, id).await
 }
 
@@ -359,56 +357,6 @@ async fn wrong_credentials_mark_the_account_unauthorized() {
     assert!(state["failure_streak"].as_i64().unwrap() >= 1, "{state}");
     // Nobody ever sees the password.
     assert!(!state.to_string().contains("not-the-password"));
-}
-
-#[actix_web::test]
-async fn a_server_that_is_down_or_slow_fails_the_sync_and_backs_off() {
-    let mut settings = test_settings(&fresh_database().await);
-    settings.outbound.total_timeout = Duration::from_millis(800);
-    let app = spawn_app_with(settings).await;
-    let a = app.provision("caldown").await;
-    // Down: nothing listens on the port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let down = connect(&app, &a, &format!("http://127.0.0.1:{port}/"), "pw").await;
-    link(&app, &a.owner_token, down, "/alice/cal/").await;
-    // Slow: accepts, never answers.
-    let slow_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let slow_port = slow_listener.local_addr().unwrap().port();
-    let held = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in slow_listener.incoming().take(8) {
-            held.push(conn);
-        }
-        std::thread::sleep(Duration::from_secs(30));
-    });
-    let slow = connect(&app, &a, &format!("http://127.0.0.1:{slow_port}/"), "pw").await;
-    link(&app, &a.owner_token, slow, "/alice/cal/").await;
-
-    for (account, why) in [
-        (down, "connecting failed"),
-        (slow, "no answer within 800 ms"),
-    ] {
-        let job = sync(&app, &a, account).await;
-        assert_eq!(job["result"]["accounts"][0]["status"], "failing", "{job}");
-        let state = account_state(&app, &a, account).await;
-        assert_eq!(state["status"], "failing", "{state}");
-        assert!(
-            state["last_error"].as_str().unwrap().contains(why),
-            "{state}"
-        );
-        assert!(state["failure_streak"].as_i64().unwrap() >= 1);
-        let next: chrono::DateTime<chrono::Utc> =
-            state["next_sync_at"].as_str().unwrap().parse().unwrap();
-        assert!(
-            next > chrono::Utc::now() + chrono::Duration::seconds(30),
-            "no backoff: {state}"
-        );
-    }
-    drop(held);
 }
 
 #[actix_web::test]
