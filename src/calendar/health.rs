@@ -245,34 +245,34 @@ pub async fn check(cal: &Calendars) -> Result<CheckReport, ApiError> {
         .collect();
     let per_host = cal.settings.health_per_host.max(1);
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    let results: Vec<CheckResult> = futures_util::stream::iter(interleaved(targets))
-        .map(|target| {
-            let host = hosts
-                .entry(target.host.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
-                .clone();
-            check_one(cal, target, host)
-        })
-        .buffer_unordered(cal.settings.health_concurrency.max(1))
-        .collect()
-        .await;
-    let mut by_tenant: BTreeMap<TenantId, Vec<(CalendarAccountId, bool)>> = BTreeMap::new();
-    for r in &results {
-        by_tenant
-            .entry(r.tenant_id)
-            .or_default()
-            .push((r.account_id, r.ok));
-    }
-    for (tenant, checked) in by_tenant {
-        cal.db
-            .tenant_tx(tenant, &cal.region, None, TxMode::ReadWrite, async |tx| {
-                for (account, ok) in &checked {
-                    store::record_check(tx, *account, *ok).await?;
+    // Each result is stored as soon as it is known (its host's turn given
+    // back first), so the writes overlap the other checks' waits.
+    let outcomes: Vec<Result<CheckResult, ApiError>> =
+        futures_util::stream::iter(interleaved(targets))
+            .map(|target| {
+                let host = hosts
+                    .entry(target.host.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                    .clone();
+                async move {
+                    let result = check_one(cal, target, host).await;
+                    let (account, ok) = (result.account_id, result.ok);
+                    cal.db
+                        .tenant_tx(
+                            result.tenant_id,
+                            &cal.region,
+                            None,
+                            TxMode::ReadWrite,
+                            async |tx| Ok(store::record_check(tx, account, ok).await?),
+                        )
+                        .await?;
+                    Ok(result)
                 }
-                Ok(())
             })
-            .await?;
-    }
+            .buffer_unordered(cal.settings.health_concurrency.max(1))
+            .collect()
+            .await;
+    let results = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(CheckReport {
         region,
         checked: results.len(),
