@@ -7,8 +7,6 @@
 //! are changed as a whole series, or one occurrence at a time
 //! (`?occurrence=`, `calendar::edit`).
 
-use std::sync::Arc;
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -17,10 +15,10 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::IdPath;
-use crate::calendar::bridge::{Bridge, Remote};
+use super::calendar_event_edits::{conflict, if_match, lost, shown, target, write_over};
 use crate::calendar::edit::{self, check_event};
 use crate::calendar::ical::{self, Changes, NewObject, Parsed};
-use crate::calendar::store::{self, StoredEvent};
+use crate::calendar::store::{self};
 use crate::calendar::write::{self, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::hooks::Hooks;
@@ -46,7 +44,12 @@ pub struct EventView {
     pub etag: String,
 }
 
-fn view(id: CalendarEventId, calendar_id: CalendarId, p: &Parsed, etag: &str) -> EventView {
+pub(super) fn view(
+    id: CalendarEventId,
+    calendar_id: CalendarId,
+    p: &Parsed,
+    etag: &str,
+) -> EventView {
     EventView {
         id,
         calendar_id,
@@ -63,7 +66,7 @@ fn view(id: CalendarEventId, calendar_id: CalendarId, p: &Parsed, etag: &str) ->
     }
 }
 
-fn unreadable(why: String) -> ApiError {
+pub(super) fn unreadable(why: String) -> ApiError {
     ApiError::internal(anyhow::anyhow!("stored calendar object unreadable: {why}"))
 }
 
@@ -201,60 +204,6 @@ pub async fn create(
     ))
 }
 
-fn if_match(req: &HttpRequest) -> Result<String, ApiError> {
-    req.headers()
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::Conflict {
-            code: ErrorCode::PreconditionRequired,
-            detail: "send `If-Match` with the event's etag".into(),
-        })
-}
-
-fn conflict(yours: Value, stored: &StoredEvent, theirs: Option<(&Parsed, &str)>) -> ApiError {
-    let theirs = match theirs {
-        Some((parsed, etag)) => json!(view(stored.id, stored.calendar_id, parsed, etag)),
-        None => Value::Null,
-    };
-    ApiError::EditConflict {
-        yours: Box::new(yours),
-        theirs: Box::new(theirs),
-    }
-}
-
-/// Stores the server's version after a lost race (or removes the copy when the
-/// server has none), then answers the conflict.
-async fn lost(
-    scope: &TenantScope,
-    stored: &StoredEvent,
-    yours: Value,
-    current: Option<write::Current>,
-) -> ApiError {
-    let current = current.and_then(|c| ical::parse(&c.ics).ok().map(|p| (c, p)));
-    let saved = scope
-        .write(async |tx| {
-            match &current {
-                Some((c, p)) => {
-                    store::upsert_event(tx, stored.calendar_id, &stored.href, &c.etag, &c.ics, p)
-                        .await?;
-                }
-                None => store::delete_event(tx, stored.id).await?,
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(err) = saved {
-        return err;
-    }
-    conflict(
-        yours,
-        stored,
-        current.as_ref().map(|(c, p)| (p, c.etag.as_str())),
-    )
-}
-
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OccurrenceQuery {
@@ -262,65 +211,6 @@ pub struct OccurrenceQuery {
     /// `recurrence_id` the list answers). Without it: the whole event (for a
     /// recurring one, the whole series).
     occurrence: Option<DateTime<Utc>>,
-}
-
-/// The stored event with the server it lives on, for a change or removal.
-async fn target(
-    scope: &TenantScope,
-    hooks: &Hooks,
-    id: CalendarEventId,
-) -> Result<(StoredEvent, Arc<Bridge>, Arc<Remote>), ApiError> {
-    let cal = &hooks.calendar;
-    let user = scope.user_id();
-    scope
-        .read(async |tx| {
-            let stored = store::get_event(tx, user, id).await?;
-            let (bridge, remote) = cal.remote_in(tx, stored.account_id).await?;
-            Ok((stored, bridge, remote))
-        })
-        .await
-}
-
-/// What the caller sees of `ics` after an edit: the object, or the instance.
-fn shown(
-    id: CalendarEventId,
-    stored: &StoredEvent,
-    parsed: &Parsed,
-    occurrence: Option<&edit::Shown>,
-    etag: &str,
-) -> EventView {
-    let mut v = view(id, stored.calendar_id, parsed, etag);
-    if let Some(o) = occurrence {
-        v.summary = o.summary.clone();
-        v.starts_at = o.starts_at;
-        v.ends_at = o.ends_at;
-        v.attendees = o.attendees.clone();
-        v.recurrence_id = Some(o.recurrence_id);
-    }
-    v
-}
-
-/// Writes `ics` over the stored version (`If-Match` its etag) and stores it;
-/// a lost race answers 409 with both versions.
-async fn write_over(
-    scope: &TenantScope,
-    (stored, bridge, remote): &(StoredEvent, Arc<Bridge>, Arc<Remote>),
-    ics: &str,
-    yours: Value,
-) -> Result<(String, Parsed), ApiError> {
-    let parsed = ical::parse(ics).map_err(unreadable)?;
-    match write::put(bridge, remote, &stored.href, ics, Some(&stored.etag)).await? {
-        Outcome::Written(etag) => {
-            scope
-                .write(async |tx| {
-                    Ok(store::replace_if(tx, stored.id, &stored.etag, &etag, ics, &parsed).await?)
-                })
-                .await?;
-            Ok((etag, parsed))
-        }
-        Outcome::Conflict(current) => Err(lost(scope, stored, yours, current).await),
-        Outcome::Removed => Err(ApiError::internal(anyhow::anyhow!("a PUT removed nothing"))),
-    }
 }
 
 /// Change an event: the whole event (for a recurring one, the whole series:

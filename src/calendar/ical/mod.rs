@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use icalendar::{CalendarDateTime, Component, DatePerhapsTime, Event};
 
 mod expand;
+mod lines;
 mod write;
 
 pub use expand::{Instance, expand, occurrence};
