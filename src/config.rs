@@ -453,6 +453,9 @@ impl Settings {
         if let Err(e) = self.erasure.validate() {
             return invalid(&e);
         }
+        if let Err(e) = self.calendar.validate() {
+            return invalid(&e);
+        }
         if self.summaries.openai.enabled()
             && let Err(e) = self.summaries.openai.endpoint()
         {

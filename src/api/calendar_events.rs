@@ -3,7 +3,9 @@
 //! window), written through to the CalDAV server (`calendar::write`). A change
 //! or removal needs `If-Match` with the etag the client read (428 without);
 //! when the server or the stored copy has moved on, the answer is 409
-//! `calendar_edit_conflict` carrying `yours` and `theirs`.
+//! `calendar_edit_conflict` carrying `yours` and `theirs`. Recurring events
+//! are changed as a whole series, or one occurrence at a time
+//! (`?occurrence=`, `calendar::edit`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
@@ -13,8 +15,10 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::IdPath;
-use crate::calendar::ical::{self, NewObject, Parsed};
-use crate::calendar::store::{self, StoredEvent};
+use super::calendar_event_edits::{conflict, if_match, lost, shown, target, write_over};
+use crate::calendar::edit::{self, check_event};
+use crate::calendar::ical::{self, Changes, NewObject, Parsed};
+use crate::calendar::store::{self};
 use crate::calendar::write::{self, Outcome};
 use crate::error::{ApiError, ErrorCode};
 use crate::hooks::Hooks;
@@ -40,7 +44,12 @@ pub struct EventView {
     pub etag: String,
 }
 
-fn view(id: CalendarEventId, calendar_id: CalendarId, p: &Parsed, etag: &str) -> EventView {
+pub(super) fn view(
+    id: CalendarEventId,
+    calendar_id: CalendarId,
+    p: &Parsed,
+    etag: &str,
+) -> EventView {
     EventView {
         id,
         calendar_id,
@@ -57,7 +66,7 @@ fn view(id: CalendarEventId, calendar_id: CalendarId, p: &Parsed, etag: &str) ->
     }
 }
 
-fn unreadable(why: String) -> ApiError {
+pub(super) fn unreadable(why: String) -> ApiError {
     ApiError::internal(anyhow::anyhow!("stored calendar object unreadable: {why}"))
 }
 
@@ -138,39 +147,6 @@ pub struct PatchEvent {
     attendees: Option<Vec<String>>,
 }
 
-fn check_event(
-    summary: &str,
-    starts: DateTime<Utc>,
-    ends: DateTime<Utc>,
-    attendees: &[String],
-) -> Result<(), ApiError> {
-    crate::validate::no_control_chars("summary", summary)?;
-    if summary.chars().count() > 500 {
-        return Err(ApiError::validation(
-            "`summary` must be at most 500 characters",
-        ));
-    }
-    if ends < starts {
-        return Err(ApiError::validation(
-            "`ends_at` must not be before `starts_at`",
-        ));
-    }
-    if attendees.len() > 100
-        || attendees.iter().any(|a| {
-            a.len() > 254
-                || !a.contains('@')
-                || a.chars().any(|c| {
-                    c.is_control() || c.is_whitespace() || c == ':' || c == ';' || c == ','
-                })
-        })
-    {
-        return Err(ApiError::validation(
-            "`attendees` must be at most 100 e-mail addresses",
-        ));
-    }
-    Ok(())
-}
-
 fn with_etag(status: actix_web::http::StatusCode, body: &EventView) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::ETAG, body.etag.clone()))
@@ -228,65 +204,21 @@ pub async fn create(
     ))
 }
 
-fn if_match(req: &HttpRequest) -> Result<String, ApiError> {
-    req.headers()
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::Conflict {
-            code: ErrorCode::PreconditionRequired,
-            detail: "send `If-Match` with the event's etag".into(),
-        })
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OccurrenceQuery {
+    /// One instance of a recurring event: its original start (the
+    /// `recurrence_id` the list answers). Without it: the whole event (for a
+    /// recurring one, the whole series).
+    occurrence: Option<DateTime<Utc>>,
 }
 
-fn conflict(yours: Value, stored: &StoredEvent, theirs: Option<(&Parsed, &str)>) -> ApiError {
-    let theirs = match theirs {
-        Some((parsed, etag)) => json!(view(stored.id, stored.calendar_id, parsed, etag)),
-        None => Value::Null,
-    };
-    ApiError::EditConflict {
-        yours: Box::new(yours),
-        theirs: Box::new(theirs),
-    }
-}
-
-/// Stores the server's version after a lost race (or removes the copy when the
-/// server has none), then answers the conflict.
-async fn lost(
-    scope: &TenantScope,
-    stored: &StoredEvent,
-    yours: Value,
-    current: Option<write::Current>,
-) -> ApiError {
-    let current = current.and_then(|c| ical::parse(&c.ics).ok().map(|p| (c, p)));
-    let saved = scope
-        .write(async |tx| {
-            match &current {
-                Some((c, p)) => {
-                    store::upsert_event(tx, stored.calendar_id, &stored.href, &c.etag, &c.ics, p)
-                        .await?;
-                }
-                None => store::delete_event(tx, stored.id).await?,
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(err) = saved {
-        return err;
-    }
-    conflict(
-        yours,
-        stored,
-        current.as_ref().map(|(c, p)| (p, c.etag.as_str())),
-    )
-}
-
-/// Change an event (not a recurring one: edit those on the server). Needs
-/// `If-Match`.
+/// Change an event: the whole event (for a recurring one, the whole series:
+/// its rule and exceptions kept), or with `occurrence` one instance of a
+/// series. Needs `If-Match` with the event's etag.
 #[utoipa::path(tag = "calendar", request_body = PatchEvent,
     params(("id" = uuid::Uuid, Path, description = "Calendar event id"),
-           ("If-Match" = String, Header, description = "The event's etag")),
+           ("If-Match" = String, Header, description = "The event's etag"), OccurrenceQuery),
     security(("bearer" = [])), responses((status = 200, body = EventView)))]
 #[patch("/calendar-events/{id}")]
 pub async fn patch(
@@ -294,68 +226,45 @@ pub async fn patch(
     hooks: web::Data<Hooks>,
     req: HttpRequest,
     path: IdPath,
+    query: web::Query<OccurrenceQuery>,
     body: super::JsonBody<PatchEvent>,
 ) -> Result<HttpResponse, ApiError> {
     let id = CalendarEventId::parse(&path)?;
-    let cal = &hooks.calendar;
-    let user = scope.user_id();
-    let (stored, bridge, remote) = scope
-        .read(async |tx| {
-            let stored = store::get_event(tx, user, id).await?;
-            let (bridge, remote) = cal.remote_in(tx, stored.account_id).await?;
-            Ok((stored, bridge, remote))
-        })
-        .await?;
+    let target = target(&scope, &hooks, id).await?;
+    let stored = &target.0;
     let expected = if_match(&req)?;
-    if stored.recurring {
-        return Err(ApiError::validation(
-            "recurring events are changed on the calendar server; this one is read-only here",
-        ));
-    }
-    let old = ical::parse(&stored.ics).map_err(unreadable)?;
-    let mut new = old.clone();
-    if let Some(summary) = &body.summary {
-        new.summary = summary.clone();
-    }
-    new.starts_at = body.starts_at.unwrap_or(old.starts_at);
-    new.ends_at = body.ends_at.unwrap_or(old.ends_at);
-    if let Some(attendees) = &body.attendees {
-        new.attendees = attendees.clone();
-    }
-    check_event(&new.summary, new.starts_at, new.ends_at, &new.attendees)?;
-    let yours = json!(view(id, stored.calendar_id, &new, &expected));
+    let changes = Changes {
+        summary: body.summary.as_deref(),
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        attendees: body.attendees.as_deref(),
+    };
+    let edited = edit::change(&stored.ics, &changes, query.occurrence)?;
+    let mine = ical::parse(&edited.ics).map_err(unreadable)?;
+    let yours = json!(shown(
+        id,
+        stored,
+        &mine,
+        edited.occurrence.as_ref(),
+        &expected
+    ));
     if expected != stored.etag {
-        return Err(conflict(yours, &stored, Some((&old, &stored.etag))));
+        let old = ical::parse(&stored.ics).map_err(unreadable)?;
+        return Err(conflict(yours, stored, Some((&old, &stored.etag))));
     }
-    let ics = ical::build(&NewObject {
-        uid: &old.uid,
-        summary: &new.summary,
-        starts_at: new.starts_at,
-        ends_at: new.ends_at,
-        attendees: &new.attendees,
-    });
-    let parsed = ical::parse(&ics).map_err(unreadable)?;
-    match write::put(&bridge, &remote, &stored.href, &ics, Some(&stored.etag)).await? {
-        Outcome::Written(etag) => {
-            scope
-                .write(async |tx| {
-                    Ok(store::replace_if(tx, id, &stored.etag, &etag, &ics, &parsed).await?)
-                })
-                .await?;
-            Ok(with_etag(
-                actix_web::http::StatusCode::OK,
-                &view(id, stored.calendar_id, &parsed, &etag),
-            ))
-        }
-        Outcome::Conflict(current) => Err(lost(&scope, &stored, yours, current).await),
-        Outcome::Removed => Err(ApiError::internal(anyhow::anyhow!("a PUT removed nothing"))),
-    }
+    let (etag, parsed) = write_over(&scope, &target, &edited.ics, yours).await?;
+    Ok(with_etag(
+        actix_web::http::StatusCode::OK,
+        &shown(id, stored, &parsed, edited.occurrence.as_ref(), &etag),
+    ))
 }
 
-/// Remove an event from the server and here. Needs `If-Match`.
+/// Remove an event from the server and here (for a recurring one, the whole
+/// series), or with `occurrence` one instance of a series (an exception on
+/// the server; the answer's `ETag` is the object's new one). Needs `If-Match`.
 #[utoipa::path(tag = "calendar",
     params(("id" = uuid::Uuid, Path, description = "Calendar event id"),
-           ("If-Match" = String, Header, description = "The event's etag")),
+           ("If-Match" = String, Header, description = "The event's etag"), OccurrenceQuery),
     security(("bearer" = [])), responses((status = 204)))]
 #[delete("/calendar-events/{id}")]
 pub async fn delete(
@@ -363,25 +272,29 @@ pub async fn delete(
     hooks: web::Data<Hooks>,
     req: HttpRequest,
     path: IdPath,
+    query: web::Query<OccurrenceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = CalendarEventId::parse(&path)?;
-    let cal = &hooks.calendar;
-    let user = scope.user_id();
-    let (stored, bridge, remote) = scope
-        .read(async |tx| {
-            let stored = store::get_event(tx, user, id).await?;
-            let (bridge, remote) = cal.remote_in(tx, stored.account_id).await?;
-            Ok((stored, bridge, remote))
-        })
-        .await?;
+    let target = target(&scope, &hooks, id).await?;
+    let (stored, bridge, remote) = &target;
     let expected = if_match(&req)?;
-    let old = ical::parse(&stored.ics).map_err(unreadable)?;
+    let fewer = match query.occurrence {
+        Some(at) => Some(edit::remove_occurrence(&stored.ics, at)?),
+        None => None,
+    };
     let yours = Value::Null;
     if expected != stored.etag {
-        return Err(conflict(yours, &stored, Some((&old, &stored.etag))));
+        let old = ical::parse(&stored.ics).map_err(unreadable)?;
+        return Err(conflict(yours, stored, Some((&old, &stored.etag))));
     }
-    match write::delete(&bridge, &remote, &stored.href, &stored.etag).await? {
-        Outcome::Conflict(current) => Err(lost(&scope, &stored, yours, current).await),
+    if let Some(ics) = fewer {
+        let (etag, _) = write_over(&scope, &target, &ics, yours).await?;
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    match write::delete(bridge, remote, &stored.href, &stored.etag).await? {
+        Outcome::Conflict(current) => Err(lost(&scope, stored, yours, current).await),
         _ => {
             scope
                 .write(async |tx| Ok(store::delete_event(tx, id).await?))

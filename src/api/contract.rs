@@ -581,6 +581,8 @@ pub const OPERATIONS: &[Operation] = &[
         &[
             ErrorCode::Forbidden,
             ErrorCode::PreconditionRequired,
+            ErrorCode::ValidationFailed,
+            ErrorCode::NotFound,
             ErrorCode::CalendarEditConflict,
             ErrorCode::CalendarServerFailed,
             ErrorCode::TenantKeysDestroyed,
@@ -594,6 +596,8 @@ pub const OPERATIONS: &[Operation] = &[
         &[
             ErrorCode::Forbidden,
             ErrorCode::PreconditionRequired,
+            ErrorCode::ValidationFailed,
+            ErrorCode::NotFound,
             ErrorCode::CalendarEditConflict,
             ErrorCode::CalendarServerFailed,
             ErrorCode::TenantKeysDestroyed,

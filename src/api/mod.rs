@@ -9,6 +9,7 @@ mod access_log;
 mod audit;
 mod auth;
 mod calendar_accounts;
+mod calendar_event_edits;
 mod calendar_events;
 mod calendar_health;
 mod channels;

@@ -3,7 +3,9 @@
 //! requests to its servers at once. A bridge is made on a tenant's first
 //! calendar request or sync (lazily: most tenants of a node never need one),
 //! kept in a moka cache, and evicted after `calendar.bridge_idle_ms` without use
-//! (its credentials dropped with it) or when the cache is full.
+//! (its credentials dropped with it) or when the cache is full. Its exchanges
+//! are bounded by `calendar.connect_timeout_ms` / `calendar.request_timeout_ms`,
+//! not the outbound client's webhook bounds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,10 +27,24 @@ pub enum RemoteError {
     Unauthorized(u16),
     #[error("the server answered HTTP {0}")]
     Status(u16),
+    /// No answer within `calendar.connect_timeout_ms` or
+    /// `calendar.request_timeout_ms` (the bound named), or the sync ran out of
+    /// `calendar.sync_budget_ms`.
+    #[error("timeout: {0}")]
+    Timeout(String),
     #[error("{0}")]
-    Outbound(#[from] OutboundError),
+    Outbound(OutboundError),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<OutboundError> for RemoteError {
+    fn from(err: OutboundError) -> Self {
+        match err {
+            OutboundError::Timeout(ms) => Self::Timeout(format!("no answer within {ms} ms")),
+            other => Self::Outbound(other),
+        }
+    }
 }
 
 /// One account's server: where, and the `Authorization` value.
@@ -75,7 +91,15 @@ pub struct Bridge {
     client: Client,
     remotes: Mutex<HashMap<CalendarAccountId, Arc<Remote>>>,
     permits: Semaphore,
+    limits: Limits,
+}
+
+/// What bounds every exchange of a bridge (from `calendar.*`).
+#[derive(Clone, Copy)]
+struct Limits {
     max_response_bytes: usize,
+    connect_timeout: Duration,
+    request_timeout: Duration,
 }
 
 /// A request through the bridge.
@@ -136,7 +160,9 @@ impl Bridge {
                 headers: &headers,
                 content_type: call.content_type,
                 body: call.body,
-                max_response_bytes: self.max_response_bytes,
+                max_response_bytes: self.limits.max_response_bytes,
+                connect_timeout: self.limits.connect_timeout,
+                total_timeout: self.limits.request_timeout,
             })
             .await?;
         if response.status == 401 {
@@ -152,7 +178,7 @@ pub struct BridgePool {
     cache: moka::sync::Cache<TenantId, Arc<Bridge>>,
     client: Client,
     per_tenant: usize,
-    max_response_bytes: usize,
+    limits: Limits,
 }
 
 impl BridgePool {
@@ -165,7 +191,11 @@ impl BridgePool {
             cache,
             client,
             per_tenant: settings.per_tenant_concurrency,
-            max_response_bytes: settings.max_response_bytes,
+            limits: Limits {
+                max_response_bytes: settings.max_response_bytes,
+                connect_timeout: settings.connect_timeout,
+                request_timeout: settings.request_timeout,
+            },
         }
     }
 
@@ -177,7 +207,7 @@ impl BridgePool {
                 client: self.client.clone(),
                 remotes: Mutex::new(HashMap::new()),
                 permits: Semaphore::new(self.per_tenant),
-                max_response_bytes: self.max_response_bytes,
+                limits: self.limits,
             })
         })
     }

@@ -3,15 +3,28 @@
 //! V23: state only — host, status, times, error — never paths, user names,
 //! secrets or events). `check` actively asks every account of the tenants
 //! homed in this node's region: a `PROPFIND` (Depth 0) of the account's base
-//! URL through the tenant's bridge, `calendar.health_concurrency` at once,
-//! each bounded by the outbound client's timeouts; results are stored on the
+//! URL through the tenant's bridge, `calendar.health_concurrency` at once and
+//! at most `calendar.health_per_host` per server, each bounded by
+//! `calendar.check_timeout_ms` (outcome `timeout`); results are stored on the
 //! accounts (`last_check_at`, `last_check_ok`).
+//!
+//! Why a per-host bound: a CalDAV server takes only so many connections at
+//! once, and its listen queue beyond that is short. Radicale (a threaded WSGI
+//! server) serves `max_connections` (default 8) and stops accepting past
+//! that; its socket's listen backlog is Python's default of 5. With 64 checks
+//! at once against one Radicale, new connections overflowed that backlog (the
+//! kernel's `ListenOverflows` counter rose by hundreds), the dropped
+//! handshakes were retried by TCP after 1 s, 3 s, … and 2–5% of the checks
+//! ran into the connect or whole-exchange bound. At 6 per host none did.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -115,9 +128,12 @@ pub struct CheckResult {
     pub tenant_id: TenantId,
     pub account_id: CalendarAccountId,
     pub ok: bool,
-    /// `ok`, `unauthorized`, `unreachable` or `error`.
+    /// `ok`, `unauthorized`, `timeout` (no answer within
+    /// `calendar.check_timeout_ms`, or a connect/request timeout),
+    /// `unreachable` or `error`.
     pub outcome: String,
     pub detail: Option<String>,
+    /// The check's own time (its wait for a turn of the host not counted).
     pub millis: u64,
 }
 
@@ -131,9 +147,16 @@ pub struct CheckReport {
     pub results: Vec<CheckResult>,
 }
 
-async fn check_one(cal: &Calendars, tenant: TenantId, account: CalendarAccountId) -> CheckResult {
+/// One account's check: a turn of its server's `health_per_host` permits,
+/// then the `PROPFIND` within `check_timeout` (the wait for the turn is not
+/// the server's fault and is not counted).
+async fn check_one(cal: &Calendars, target: Target, host: Arc<Semaphore>) -> CheckResult {
+    let Target {
+        tenant, account, ..
+    } = target;
+    let _turn = host.acquire_owned().await;
     let started = Instant::now();
-    let outcome = async {
+    let exchange = async {
         let (bridge, remote) = cal.remote(tenant, &cal.region, account).await?;
         let call = Call {
             method: "PROPFIND",
@@ -144,14 +167,23 @@ async fn check_one(cal: &Calendars, tenant: TenantId, account: CalendarAccountId
             body: dav::PROPFIND_CTAG.as_bytes(),
         };
         Ok::<_, ApiError>(bridge.send(&remote, call).await)
-    }
-    .await;
-    let (ok, outcome, detail) = match outcome {
-        Ok(Ok(response)) if response.status == 207 => (true, "ok", None),
-        Ok(Ok(response)) => (false, "error", Some(format!("HTTP {}", response.status))),
-        Ok(Err(RemoteError::Unauthorized(_))) => (false, "unauthorized", None),
-        Ok(Err(err)) => (false, "unreachable", Some(err.to_string())),
-        Err(err) => (false, "error", Some(err.to_string())),
+    };
+    let limit = cal.settings.check_timeout;
+    let (ok, outcome, detail) = match tokio::time::timeout(limit, exchange).await {
+        Err(_) => (
+            false,
+            "timeout",
+            Some(format!(
+                "no answer within {} ms (calendar.check_timeout_ms)",
+                limit.as_millis()
+            )),
+        ),
+        Ok(Ok(Ok(response))) if response.status == 207 => (true, "ok", None),
+        Ok(Ok(Ok(response))) => (false, "error", Some(format!("HTTP {}", response.status))),
+        Ok(Ok(Err(RemoteError::Unauthorized(_)))) => (false, "unauthorized", None),
+        Ok(Ok(Err(err @ RemoteError::Timeout(_)))) => (false, "timeout", Some(err.to_string())),
+        Ok(Ok(Err(err))) => (false, "unreachable", Some(err.to_string())),
+        Ok(Err(err)) => (false, "error", Some(err.to_string())),
     };
     CheckResult {
         tenant_id: tenant,
@@ -160,6 +192,32 @@ async fn check_one(cal: &Calendars, tenant: TenantId, account: CalendarAccountId
         outcome: outcome.to_owned(),
         detail,
         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+struct Target {
+    tenant: TenantId,
+    account: CalendarAccountId,
+    host: String,
+}
+
+/// `targets` with each server's accounts spread out (the first of every host,
+/// then the second of every host, …), so the `health_concurrency` slots are
+/// not all taken by checks waiting for one busy host while others sit idle.
+fn interleaved(targets: Vec<Target>) -> Vec<Target> {
+    let mut by_host: BTreeMap<String, Vec<Target>> = BTreeMap::new();
+    for t in targets {
+        by_host.entry(t.host.clone()).or_default().push(t);
+    }
+    let mut queues: Vec<std::vec::IntoIter<Target>> =
+        by_host.into_values().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        out.extend(queues.iter_mut().filter_map(Iterator::next));
+        if out.len() == before {
+            return out;
+        }
     }
 }
 
@@ -175,34 +233,46 @@ pub async fn check(cal: &Calendars) -> Result<CheckReport, ApiError> {
             Ok((tenants, accounts))
         })
         .await?;
-    let targets: Vec<(TenantId, CalendarAccountId)> = accounts
-        .iter()
+    let tenants: HashSet<TenantId> = tenants.into_iter().collect();
+    let targets: Vec<Target> = accounts
+        .into_iter()
         .filter(|a| tenants.contains(&a.tenant_id))
-        .map(|a| (a.tenant_id, a.account_id))
+        .map(|a| Target {
+            tenant: a.tenant_id,
+            account: a.account_id,
+            host: a.host,
+        })
         .collect();
-    let results: Vec<CheckResult> = futures_util::stream::iter(targets)
-        .map(|(tenant, account)| check_one(cal, tenant, account))
-        .buffer_unordered(cal.settings.health_concurrency.max(1))
-        .collect()
-        .await;
-    let mut by_tenant: std::collections::BTreeMap<TenantId, Vec<(CalendarAccountId, bool)>> =
-        Default::default();
-    for r in &results {
-        by_tenant
-            .entry(r.tenant_id)
-            .or_default()
-            .push((r.account_id, r.ok));
-    }
-    for (tenant, checked) in by_tenant {
-        cal.db
-            .tenant_tx(tenant, &cal.region, None, TxMode::ReadWrite, async |tx| {
-                for (account, ok) in &checked {
-                    store::record_check(tx, *account, *ok).await?;
+    let per_host = cal.settings.health_per_host.max(1);
+    let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    // Each result is stored as soon as it is known (its host's turn given
+    // back first), so the writes overlap the other checks' waits.
+    let outcomes: Vec<Result<CheckResult, ApiError>> =
+        futures_util::stream::iter(interleaved(targets))
+            .map(|target| {
+                let host = hosts
+                    .entry(target.host.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                    .clone();
+                async move {
+                    let result = check_one(cal, target, host).await;
+                    let (account, ok) = (result.account_id, result.ok);
+                    cal.db
+                        .tenant_tx(
+                            result.tenant_id,
+                            &cal.region,
+                            None,
+                            TxMode::ReadWrite,
+                            async |tx| Ok(store::record_check(tx, account, ok).await?),
+                        )
+                        .await?;
+                    Ok(result)
                 }
-                Ok(())
             })
-            .await?;
-    }
+            .buffer_unordered(cal.settings.health_concurrency.max(1))
+            .collect()
+            .await;
+    let results = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(CheckReport {
         region,
         checked: results.len(),

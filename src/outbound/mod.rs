@@ -117,6 +117,10 @@ pub struct Request<'a> {
     pub content_type: &'static str,
     pub body: &'a [u8],
     pub max_response_bytes: usize,
+    /// Bounds of this exchange (CalDAV has its own, `calendar.*`): the TCP
+    /// (and TLS) connect, and the whole exchange.
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -266,10 +270,11 @@ impl Client {
             .map_err(|_| OutboundError::Timeout(millis(total)))?
     }
 
-    /// Sends `request` (any verb) within the client's total timeout; the answer
-    /// may be up to `request.max_response_bytes`. Redirects are not followed.
+    /// Sends `request` (any verb) within the request's own connect and total
+    /// timeouts; the answer may be up to `request.max_response_bytes`.
+    /// Redirects are not followed.
     pub async fn request(&self, request: Request<'_>) -> Result<Response, OutboundError> {
-        let total = self.settings.total_timeout;
+        let total = request.total_timeout;
         let method = Method::Other(request.method, request.content_type);
         tokio::time::timeout(
             total,
@@ -279,6 +284,7 @@ impl Client {
                 request.headers,
                 request.body,
                 request.max_response_bytes,
+                request.connect_timeout,
             ),
         )
         .await
@@ -293,7 +299,8 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, OutboundError> {
         let limit = self.settings.max_response_bytes;
-        self.exchange_bounded(method, url, headers, body, limit)
+        let connect = self.settings.connect_timeout;
+        self.exchange_bounded(method, url, headers, body, limit, connect)
             .await
     }
 
@@ -304,9 +311,9 @@ impl Client {
         headers: &[(&str, String)],
         body: &[u8],
         limit: usize,
+        connect: Duration,
     ) -> Result<Response, OutboundError> {
         let addr = self.vetted_address(url).await?;
-        let connect = self.settings.connect_timeout;
         let stream = tokio::time::timeout(connect, TcpStream::connect(addr))
             .await
             .map_err(|_| OutboundError::Timeout(millis(connect)))?

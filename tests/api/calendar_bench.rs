@@ -2,7 +2,7 @@
 //! they assert only that the work finished, never a time. Run:
 //! `cargo test --test api calendar_bench -- --ignored --nocapture --test-threads 1`
 //! (against Radicale on loopback; `CAL_BENCH_TENANTS` tenants for the health
-//! check, default 1000).
+//! check, default 1000, over `CAL_BENCH_SERVERS` Radicale processes, default 4).
 
 use std::time::{Duration, Instant};
 
@@ -168,35 +168,51 @@ async fn calendar_bench_bridges() {
 }
 
 /// The active health check of `CAL_BENCH_TENANTS` tenants' accounts (one each)
-/// against the local Radicale.
+/// against `CAL_BENCH_SERVERS` (default 4) local Radicale processes standing
+/// for that many CalDAV servers, each in Radicale's default configuration
+/// (`max_connections = 8`), the accounts spread over them round-robin.
 #[actix_web::test]
 #[ignore]
 async fn calendar_bench_health_check() {
-    let Some(server) = Radicale::start(&[ALICE]) else {
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (tenants, servers) = (env("CAL_BENCH_TENANTS", 1000), env("CAL_BENCH_SERVERS", 4));
+    let Some(first) = Radicale::start(&[ALICE]) else {
         return;
     };
-    let tenants: usize = std::env::var("CAL_BENCH_TENANTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let mut radicales = vec![first];
+    for _ in 1..servers.max(1) {
+        radicales.push(Radicale::start(&[ALICE]).expect("radicale"));
+    }
     let mut settings = crate::helpers::test_settings(&crate::helpers::fresh_database().await);
     settings.calendar.sync_interval = Duration::ZERO;
     settings.jobs.enabled = false;
+    let (concurrency, per_host) = (
+        settings.calendar.health_concurrency,
+        settings.calendar.health_per_host,
+    );
     let app = crate::helpers::spawn_app_with(settings).await;
     let started = Instant::now();
     for i in 0..tenants {
         let t = app.provision(&format!("hc{i}")).await;
+        let base = &radicales[i % radicales.len()].base;
         let reply = app
             .post(
                 "/v1/calendar-accounts",
                 &t.owner_token,
-                json!({ "base_url": format!("{}/alice/", server.base), "username": "alice", "password": ALICE.1 }),
+                json!({ "base_url": format!("{base}/alice/"), "username": "alice", "password": ALICE.1 }),
             )
             .await;
         assert_eq!(reply.status, 201);
     }
     println!(
-        "provisioned {tenants} tenants with an account in {:.1} s",
+        "provisioned {tenants} tenants with an account on {} servers in {:.1} s \
+         (health_concurrency {concurrency}, health_per_host {per_host})",
+        radicales.len(),
         started.elapsed().as_secs_f64()
     );
     let platform = app.platform_token();

@@ -11,6 +11,8 @@ mod audit_evidence;
 mod basics;
 mod calendar;
 mod calendar_bench;
+mod calendar_recurring;
+mod calendar_timeouts;
 mod console;
 mod cost;
 mod cursors;
