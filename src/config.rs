@@ -70,6 +70,10 @@ pub struct Settings {
     /// GDPR exports: the region's export store, expiry, batch size (`crate::compliance`).
     #[serde(default)]
     pub exports: crate::compliance::ExportSettings,
+    /// Retention enforcement: how often, batch sizes
+    /// (`crate::compliance::retention_job`).
+    #[serde(default)]
+    pub retention: crate::compliance::retention_job::RetentionSettings,
     /// The key that signs audit checkpoints, receipts and reports
     /// (`crypto::signing`).
     #[serde(default)]
@@ -313,6 +317,7 @@ impl Default for Settings {
             platform_identity: None,
             jobs: crate::jobs::JobSettings::default(),
             exports: crate::compliance::ExportSettings::default(),
+            retention: Default::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
             calendar: Default::default(),

@@ -52,7 +52,7 @@ impl Hooks {
             None
         };
         let compliance = crate::compliance::Compliance::new(
-            settings.exports.clone(),
+            (settings.exports.clone(), settings.retention.clone()),
             keyring.clone(),
             signer.clone(),
         )?;

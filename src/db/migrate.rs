@@ -115,6 +115,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V25__access_log",
         include_str!("../../sql/postgres/V25__access_log.sql"),
     ),
+    (
+        "V27__retention",
+        include_str!("../../sql/postgres/V27__retention.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -202,6 +206,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V25__access_log",
         include_str!("../../sql/cockroach/V25__access_log.sql"),
+    ),
+    (
+        "V27__retention",
+        include_str!("../../sql/cockroach/V27__retention.sql"),
     ),
 ];
 
@@ -420,7 +428,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25
+                    24, 25, 27
                 ]
             );
         }

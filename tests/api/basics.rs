@@ -283,7 +283,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V22__gdpr",
             "V23__calendar",
             "V24__residency_attestation",
-            "V25__access_log"
+            "V25__access_log",
+            "V27__retention"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

@@ -50,6 +50,7 @@ mod radicale;
 mod reencrypt_resume;
 mod regions;
 mod residency;
+mod retention;
 mod rls;
 mod rotation_guard;
 mod routing_paths;

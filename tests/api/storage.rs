@@ -294,7 +294,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V22__gdpr",
             "V23__calendar",
             "V24__residency_attestation",
-            "V25__access_log"
+            "V25__access_log",
+            "V27__retention"
         ]
     );
     client
