@@ -423,3 +423,50 @@ async fn a_tampered_prefix_is_not_truncated_and_stays_detectable() {
         .get(0);
     assert!(refused >= 1, "the refusal is in the tenant's trail");
 }
+
+/// A platform admin's `?tenant=` on the audit routes and the retention route
+/// are routed like the tenant's own requests: served in its home region,
+/// whichever node they land on.
+#[actix_web::test]
+async fn a_platform_admins_tenant_routes_are_served_in_the_tenants_home_region() {
+    use crate::regions::{header, provision_in, spawn_regions};
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let (us, eu) = (&nodes["us-east1"], &nodes["europe-west1"]);
+    let (tenant, owner) = provision_in(us, "retain-eu", "europe-west1", None).await;
+    let admin = us.platform_token();
+    for path in [
+        format!("/v1/audit/verify?tenant={tenant}"),
+        format!("/v1/audit/export?tenant={tenant}"),
+        format!("/v1/tenants/{tenant}/retention"),
+    ] {
+        let reply = us.get(&path, &admin).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(
+            header(&reply, "x-meridian-region"),
+            "europe-west1",
+            "{path}"
+        );
+        assert_eq!(header(&reply, "x-meridian-home-region"), "europe-west1");
+    }
+    let set = us
+        .request(
+            "PUT",
+            &format!("/v1/tenants/{tenant}/retention"),
+            Some(&admin),
+            Some(json!({ "messages_days": 30, "audit_days": 100 })),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(header(&set, "x-meridian-region"), "europe-west1");
+    // The home region's answer: the trail it verified holds the change just made.
+    let report = us
+        .get(&format!("/v1/audit/verify?tenant={tenant}"), &admin)
+        .await;
+    assert_eq!(report.body["intact"], true, "{}", report.body);
+    let own = eu.get("/v1/audit/verify", &owner).await;
+    assert_eq!(report.body["head"], own.body["head"]);
+    // A region's platform trail (`?region=`) names no tenant: served where it lands.
+    let platform = us.get("/v1/audit/verify?region=us-east1", &admin).await;
+    assert_eq!(platform.status, 200, "{}", platform.body);
+    assert_eq!(header(&platform, "x-meridian-region"), "us-east1");
+}
