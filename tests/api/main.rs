@@ -51,6 +51,7 @@ mod reencrypt_resume;
 mod regions;
 mod residency;
 mod retention;
+mod retention_bench;
 mod rls;
 mod rotation_guard;
 mod routing_paths;
