@@ -1,5 +1,5 @@
--- wrk script for loadtest/encryption.sh: POSTs one ordinary message to PATH
--- (every thread, one connection each) and counts the statuses at the end.
+-- wrk script for loadtest/encryption.sh: METHOD (POST: one ordinary message;
+-- GET) to REQ_PATH as TOKEN, and counts the statuses at the end.
 local threads = {}
 
 function setup(thread)
@@ -8,14 +8,16 @@ end
 
 function init(args)
   statuses = {}
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.method = os.getenv("METHOD") or "POST"
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-  wrk.body = '{"body":"a post of a busy writer, of ordinary length"}'
+  if wrk.method == "POST" then
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.body = '{"body":"a post of a busy writer, of ordinary length"}'
+  end
 end
 
 function request()
-  return wrk.format(nil, os.getenv("POST_PATH"))
+  return wrk.format(nil, os.getenv("REQ_PATH"))
 end
 
 function response(status, headers, body)

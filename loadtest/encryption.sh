@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark: the cost of per-tenant message encryption (issue 15) for ONE tenant,
-# policy on vs off, interleaved in the same run (on, off, on, off, …) so that the
-# load of a shared machine hits both alike:
-#   post: wrk POST /v1/channels/{id}/messages (its own channel per mode)
-#   page: wrk GET  /v1/channels/{id}/messages?limit=50 — a channel of sealed
-#         bodies (on) or of plaintext bodies (off), 200 messages each
-# and the DEK cache hit rate from the node's /metrics afterwards.
+# Benchmark: the cost of per-tenant message encryption (issue 15): two tenants
+# of the same plan on one node, "sealed" (policy on) and "plain" (policy off),
+# loaded one at a time and interleaved (sealed, plain, sealed, plain, …) so
+# that the load of a shared machine hits both alike:
+#   post: wrk POST /v1/channels/{id}/messages (the tenant's post channel)
+#   page: wrk GET  /v1/channels/{id}/messages?limit=50 — 200 sealed bodies
+#         (sealed) or plaintext bodies (plain)
+# and the DEK cache hit rate from the node's /metrics afterwards. The policies
+# are set once, before any message: toggling one tenant's policy between runs
+# would start its `messages.seal` job over the other mode's rows in the middle
+# of the measurement. Every status wrk saw is printed.
 #
 #   loadtest/encryption.sh [connections=16] [seconds=10] [rounds=2]
 #
@@ -28,39 +32,41 @@ METRICS=$(awk '/^metrics us-east1 /{print $3}' "$OUT")
 
 ADMIN=$("$BIN" --state-dir "$STATE" token --platform-admin)
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
-TENANT_JSON=$(curl -sf -X POST "$BASE/v1/tenants" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-  -d '{"slug":"sealed","name":"Sealed","home_region":"us-east1","plan":"enterprise","limits":{"requests_per_second":100000,"burst":100000,"concurrent_requests":10000},"owner":{"email":"o@sealed.example","display_name":"Owner"}}')
-T=$(echo "$TENANT_JSON" | json 'd["id"]'); U=$(echo "$TENANT_JSON" | json 'd["owner"]["id"]')
-export TOKEN=$("$BIN" --state-dir "$STATE" token --tenant "$T" --user "$U" --role owner)
-H=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
-channel() { curl -sf -X POST "$BASE/v1/channels" "${H[@]}" -d "{\"name\":\"$1\"}" | json 'd["id"]'; }
-policy() { curl -sf -X PATCH "$BASE/v1/tenants/$T/encryption" "${H[@]}" -d "{\"messages\":$1}" >/dev/null; }
-declare -A PAGE POST
-for mode in on off; do PAGE[$mode]=$(channel "page-$mode"); POST[$mode]=$(channel "post-$mode"); done
-# The page channels, through the API (so the sealed one is sealed by the node).
-fill() {
-  policy "$1"
-  seq 1 200 | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$BASE/v1/channels/${PAGE[$2]}/messages" "${H[@]}" \
-    -d '{"body":"message number {} with a body of ordinary length for a chat message"}'
+tenant() {
+  curl -sf -X POST "$BASE/v1/tenants" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+    -d "{\"slug\":\"$1\",\"name\":\"$1\",\"home_region\":\"us-east1\",\"plan\":\"enterprise\",\"limits\":{\"requests_per_second\":100000,\"burst\":100000,\"concurrent_requests\":10000},\"owner\":{\"email\":\"o@$1.example\",\"display_name\":\"Owner\"}}"
 }
-fill true on; fill false off
+declare -A TOKEN_OF PAGE POST
+for mode in on off; do
+  slug=$([[ $mode == on ]] && echo sealed || echo plain)
+  TJ=$(tenant "$slug")
+  T=$(echo "$TJ" | json 'd["id"]'); U=$(echo "$TJ" | json 'd["owner"]["id"]')
+  TOKEN_OF[$mode]=$("$BIN" --state-dir "$STATE" token --tenant "$T" --user "$U" --role owner)
+  H=(-H "Authorization: Bearer ${TOKEN_OF[$mode]}" -H 'Content-Type: application/json')
+  [[ $mode == on ]] && curl -sf -X PATCH "$BASE/v1/tenants/$T/encryption" "${H[@]}" -d '{"messages":true}' >/dev/null
+  PAGE[$mode]=$(curl -sf -X POST "$BASE/v1/channels" "${H[@]}" -d '{"name":"page"}' | json 'd["id"]')
+  POST[$mode]=$(curl -sf -X POST "$BASE/v1/channels" "${H[@]}" -d '{"name":"post"}' | json 'd["id"]')
+  # The page channel, through the API (so the sealed one is sealed by the node).
+  seq 1 200 | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$BASE/v1/channels/${PAGE[$mode]}/messages" "${H[@]}" \
+    -d '{"body":"message number {} with a body of ordinary length for a chat message"}'
+done
 
 declare -A POST_RPS PAGE_RPS
 for round in $(seq 1 "$ROUNDS"); do
   for mode in on off; do
-    if [[ $mode == on ]]; then policy true; else policy false; fi
+    export TOKEN=${TOKEN_OF[$mode]}
     echo "== round $round, encryption $mode: post (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    POST_PATH="/v1/channels/${POST[$mode]}/messages" wrk -t2 -c"$CONNS" -d"${SECS}s" --latency \
+    METHOD=POST REQ_PATH="/v1/channels/${POST[$mode]}/messages" wrk -t2 -c"$CONNS" -d"${SECS}s" --latency \
       -s loadtest/encryption.lua "$BASE" | tee "$STATE/post.txt" | grep -E 'Requests/sec|^ +(50|99)%|status'
     POST_RPS[$mode]+="$(awk '/^Requests\/sec/{print $2}' "$STATE/post.txt") "
     echo "== round $round, encryption $mode: page (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" \
-      "$BASE/v1/channels/${PAGE[$mode]}/messages?limit=50" | tee "$STATE/page.txt" | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx'
+    METHOD=GET REQ_PATH="/v1/channels/${PAGE[$mode]}/messages?limit=50" wrk -t2 -c"$CONNS" -d"${SECS}s" --latency \
+      -s loadtest/encryption.lua "$BASE" | tee "$STATE/page.txt" | grep -E 'Requests/sec|^ +(50|99)%|status'
     PAGE_RPS[$mode]+="$(awk '/^Requests\/sec/{print $2}' "$STATE/page.txt") "
   done
 done
-# Every page of the sealed channel must really be sealed bodies read back.
-curl -sf "$BASE/v1/channels/${PAGE[on]}/messages?limit=1" -H "Authorization: Bearer $TOKEN" | json 'd["items"][0]["body"]' | grep -q '^message number'
+# The sealed tenant's page must really be sealed bodies read back.
+curl -sf "$BASE/v1/channels/${PAGE[on]}/messages?limit=1" -H "Authorization: Bearer ${TOKEN_OF[on]}" | json 'd["items"][0]["body"]' | grep -q '^message number'
 curl -sf "$METRICS" | grep -E '^meridian_(dek|keyring)[a-z_]*' || echo "(no DEK cache metrics found)"
 python3 - "${POST_RPS[on]}" "${POST_RPS[off]}" "${PAGE_RPS[on]}" "${PAGE_RPS[off]}" <<'PY'
 import sys

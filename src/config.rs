@@ -73,6 +73,10 @@ pub struct Settings {
     /// Tenant erasure: the grace period before it starts (`compliance::tenant_erasure`).
     #[serde(default)]
     pub erasure: crate::compliance::tenant_erasure::TenantErasureSettings,
+    /// Retention enforcement: how often, batch sizes
+    /// (`crate::compliance::retention_job`).
+    #[serde(default)]
+    pub retention: crate::compliance::retention_job::RetentionSettings,
     /// The key that signs audit checkpoints, receipts and reports
     /// (`crypto::signing`).
     #[serde(default)]
@@ -317,6 +321,7 @@ impl Default for Settings {
             jobs: crate::jobs::JobSettings::default(),
             exports: crate::compliance::ExportSettings::default(),
             erasure: Default::default(),
+            retention: Default::default(),
             outbound: Default::default(),
             webhooks: Default::default(),
             calendar: Default::default(),

@@ -59,6 +59,10 @@ pub enum ApiError {
     ResidencyConflict(String),
     #[error("{detail}")]
     PlanLimit { detail: String },
+    /// A setting the tenant's plan or a platform rule does not allow this
+    /// caller (retention beyond the plan, audit retention below its floor).
+    #[error("{detail}")]
+    PolicyRefused { code: ErrorCode, detail: String },
     #[error("tenant is suspended")]
     TenantSuspended,
     /// The tenant is suspended until its erasure starts (`DELETE
@@ -208,6 +212,7 @@ error_codes! {
     AiQuotaExceeded = "ai_quota_exceeded" => FORBIDDEN,
     InvalidHopMarker = "invalid_hop_marker" => FORBIDDEN,
     CsrfFailed = "csrf_failed" => FORBIDDEN,
+    AuditRetentionFloor = "audit_retention_floor" => FORBIDDEN,
     NotFound = "not_found" => NOT_FOUND,
     RouteNotFound = "route_not_found" => NOT_FOUND,
     MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
@@ -242,6 +247,7 @@ error_codes! {
     MessageTooLarge = "message_too_large" => PAYLOAD_TOO_LARGE,
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
     RangeNotSatisfiable = "range_not_satisfiable" => RANGE_NOT_SATISFIABLE,
+    RetentionExceedsPlan = "retention_exceeds_plan" => UNPROCESSABLE_ENTITY,
     RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
     ConcurrencyLimited = "concurrency_limited" => TOO_MANY_REQUESTS,
     ExpensiveLimited = "expensive_limited" => TOO_MANY_REQUESTS,
@@ -290,7 +296,9 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         use ErrorCode as C;
         match self {
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => *code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::PolicyRefused { code, .. } => *code,
             Self::UnsupportedMediaType(_) => C::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => C::PayloadTooLarge,
             Self::MessageTooLarge { .. } => C::MessageTooLarge,

@@ -52,8 +52,11 @@ impl Hooks {
             None
         };
         let compliance = crate::compliance::Compliance::new(
-            settings.exports.clone(),
-            settings.erasure.clone(),
+            (
+                settings.exports.clone(),
+                settings.erasure.clone(),
+                settings.retention.clone(),
+            ),
             keyring.clone(),
             signer.clone(),
         )?;

@@ -881,6 +881,24 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Either,
         &[ErrorCode::Forbidden],
     ),
+    op(
+        "getRetention",
+        "GET",
+        "/v1/tenants/{id}/retention",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "setRetention",
+        "PUT",
+        "/v1/tenants/{id}/retention",
+        Who::Either,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::AuditRetentionFloor,
+            ErrorCode::RetentionExceedsPlan,
+        ],
+    ),
 ];
 
 /// The table's entry for an operation of the document.

@@ -27,6 +27,7 @@ mod platform_users;
 mod regions;
 mod relocation;
 mod residency_report;
+mod retention;
 mod search;
 mod signin;
 mod summaries;
@@ -181,7 +182,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(erasures::erase_user)
                 .service(erasures::get)
                 .service(erasures::get_policy)
-                .service(erasures::set_policy),
+                .service(erasures::set_policy)
+                .service(retention::get)
+                .service(retention::put),
         );
 }
 

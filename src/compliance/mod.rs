@@ -2,14 +2,18 @@
 //! export store of the tenant's home region, sealed with the tenant's data key
 //! and served with HTTP Range, and their expiry sweep; user erasure with a
 //! signed receipt; tenant erasure after a grace period, with a signed receipt
-//! (`tenant_erasure`, routes in `api/tenant_erasure.rs`). The routes are `api/exports.rs` and `api/erasures.rs`; the
-//! tables `exports` and `erasures` (V22).
+//! (`tenant_erasure`, routes in `api/tenant_erasure.rs`); retention (the
+//! policy: `retention`, its job: `retention_job`). The routes are
+//! `api/exports.rs`, `api/erasures.rs` and `api/retention.rs`; the tables
+//! `exports` and `erasures` (V22), the column `tenants.retention` (V27).
 
 pub mod archive;
 pub mod erasure;
 pub mod export_job;
 pub mod exports;
 pub mod receipt;
+pub mod retention;
+pub mod retention_job;
 pub mod sealed;
 pub mod storage;
 pub mod sweep;
@@ -104,30 +108,36 @@ pub struct Compliance {
     pub erasure: tenant_erasure::TenantErasureSettings,
     pub storage: ExportStorage,
     pub keyring: Arc<Keyring>,
-    /// Signs erasure receipts (`crypto::signing`).
+    /// Signs erasure receipts and retention anchors (`crypto::signing`).
     pub signer: Arc<crate::crypto::signing::Signer>,
+    pub retention: retention_job::RetentionSettings,
 }
 
 impl Compliance {
     pub fn new(
-        settings: ExportSettings,
-        erasure: tenant_erasure::TenantErasureSettings,
+        (settings, erasure, retention): (
+            ExportSettings,
+            tenant_erasure::TenantErasureSettings,
+            retention_job::RetentionSettings,
+        ),
         keyring: Arc<Keyring>,
         signer: Arc<crate::crypto::signing::Signer>,
     ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
         let storage = settings.storage(None);
         erasure.validate().map_err(anyhow::Error::msg)?;
+        retention.validate().map_err(anyhow::Error::msg)?;
         Ok(Self {
             settings,
             erasure,
             storage,
             keyring,
             signer,
+            retention,
         })
     }
 
-    /// Adds the export build and sweep jobs.
+    /// Adds the export build and sweep, erasure and retention jobs.
     pub fn register(&self, registry: Registry) -> Registry {
         registry
             .with(export_job::BuildExport {
@@ -149,9 +159,19 @@ impl Compliance {
             .with(sweep::SweepExports {
                 storage: self.storage.clone(),
             })
+            .with(retention_job::EnforceRetention {
+                signer: self.signer.clone(),
+                settings: self.retention.clone(),
+            })
             .every(Schedule {
                 kind: sweep::KIND,
                 every: self.settings.sweep_interval,
+                scope: ScheduleScope::EachTenant,
+                max_attempts: 5,
+            })
+            .every(Schedule {
+                kind: retention_job::KIND,
+                every: self.retention.interval,
                 scope: ScheduleScope::EachTenant,
                 max_attempts: 5,
             })

@@ -118,6 +118,8 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "V26__tenant_erasure",
         include_str!("../../sql/postgres/V26__tenant_erasure.sql"),
+        "V27__retention",
+        include_str!("../../sql/postgres/V27__retention.sql"),
     ),
 ];
 
@@ -210,6 +212,8 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V26__tenant_erasure",
         include_str!("../../sql/cockroach/V26__tenant_erasure.sql"),
+        "V27__retention",
+        include_str!("../../sql/cockroach/V27__retention.sql"),
     ),
 ];
 
@@ -428,7 +432,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26
+                    24, 25, 26, 27
                 ]
             );
         }

@@ -120,6 +120,45 @@ impl Plan {
     }
 }
 
+/// What a plan allows and defaults to for retention (`compliance::retention`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RetentionBounds {
+    /// The longest message retention the plan includes, in days; `null`: no
+    /// maximum (messages may be kept forever).
+    pub messages_days_max: Option<u32>,
+    /// Message retention when the tenant has set none; `null`: kept forever.
+    pub messages_days_default: Option<u32>,
+    /// Audit retention when the tenant has set none, in days.
+    pub audit_days_default: u32,
+    /// Below this only a platform admin may set audit retention, so nobody
+    /// erases the record of their own recent actions.
+    pub audit_days_floor: u32,
+}
+
+/// One year: the audit floor of every plan (SOC 2 and ISO 27001 audits look
+/// back a year, so a shorter trail fails them).
+pub const AUDIT_DAYS_FLOOR: u32 = 365;
+
+impl Plan {
+    /// The plan's retention bounds. Free keeps a year of messages (what its
+    /// storage price covers); paid plans keep messages until the tenant
+    /// shortens it. Audit: a year on Free, two on Pro, seven on Enterprise (the
+    /// usual record-keeping period of regulated customers).
+    pub fn retention(self) -> RetentionBounds {
+        let (messages, audit) = match self {
+            Plan::Free => (Some(365), AUDIT_DAYS_FLOOR),
+            Plan::Pro => (None, 2 * 365),
+            Plan::Enterprise => (None, 7 * 365),
+        };
+        RetentionBounds {
+            messages_days_max: messages,
+            messages_days_default: messages,
+            audit_days_default: audit,
+            audit_days_floor: AUDIT_DAYS_FLOOR,
+        }
+    }
+}
+
 /// Refuses `value` outside `range`, naming the field.
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     field: &str,

@@ -293,34 +293,59 @@ async fn signin_tenant(
     Ok(found)
 }
 
-/// The tenant a platform admin's request about one tenant's own rows names in
-/// its path: `/v1/tenants/{id}/impersonations[/…]`. Those rows live in the
-/// tenant's home region like every tenant row, so the request is routed there
-/// like the tenant's own (forwarded, redirected or 503 under its residency).
-/// Only for a valid platform token (an anonymous request costs no lookup).
+/// The tenant a platform admin's request about one tenant's own rows names:
+/// in its path, `/v1/tenants/{id}/impersonations[/…]` and
+/// `/v1/tenants/{id}/retention`; in its query, `GET /v1/audit/verify` and
+/// `/v1/audit/export` with `?tenant=<id>` (parsed as `api::audit` parses
+/// it). Those rows live in the tenant's home region like every tenant row, so
+/// the request is routed there like the tenant's own (forwarded, redirected or
+/// 503 under its residency). Only for a valid platform token (an anonymous
+/// request costs no lookup).
 async fn platform_tenant(
     req: &ServiceRequest,
     state: &AppState,
     target: &str,
 ) -> Result<Option<std::sync::Arc<TenantRecord>>, ApiError> {
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let Some(rest) = path.strip_prefix("/v1/tenants/") else {
+    #[derive(serde::Deserialize)]
+    struct NamedTenant {
+        tenant: Option<String>,
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let id = if let Some(rest) = path.strip_prefix("/v1/tenants/") {
+        let mut segments = rest.split('/');
+        match (segments.next(), segments.next(), segments.next()) {
+            (Some(id), Some("impersonations"), _) | (Some(id), Some("retention"), None) => id,
+            _ => return Ok(None),
+        }
+    } else if req.method() == actix_web::http::Method::GET
+        && matches!(path, "/v1/audit/verify" | "/v1/audit/export")
+    {
+        let named = web::Query::<NamedTenant>::from_query(query)
+            .ok()
+            .and_then(|q| q.into_inner().tenant);
+        match named {
+            Some(id) => return platform_tenant_named(req, state, &id).await,
+            None => return Ok(None),
+        }
+    } else {
         return Ok(None);
     };
-    let mut segments = rest.split('/');
-    let (Some(id), Some("impersonations")) = (segments.next(), segments.next()) else {
-        return Ok(None);
-    };
-    let Ok(id) = uuid::Uuid::parse_str(id) else {
+    platform_tenant_named(req, state, id).await
+}
+
+/// The tenant `id` names, for a request with a valid platform token.
+async fn platform_tenant_named(
+    req: &ServiceRequest,
+    state: &AppState,
+    id: &str,
+) -> Result<Option<std::sync::Arc<TenantRecord>>, ApiError> {
+    let Ok(id) = crate::ids::TenantId::parse(id) else {
         return Ok(None);
     };
     if !crate::scope::carries_platform_token(req.request(), state) {
         return Ok(None);
     }
-    state
-        .directory
-        .get(crate::ids::TenantId::from_uuid(id))
-        .await
+    state.directory.get(id).await
 }
 
 /// Set by `route` on every request it lets through to the `/v1` resources, once

@@ -284,7 +284,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V23__calendar",
             "V24__residency_attestation",
             "V25__access_log",
-            "V26__tenant_erasure"
+            "V26__tenant_erasure",
+            "V27__retention"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

@@ -643,6 +643,20 @@ pub(crate) fn routes() -> Vec<Route> {
             T::Tenant,
             || Some(json!({"erasure": "anonymize"})),
         ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/retention",
+            Either(Role::Owner),
+            T::Tenant,
+            no_body,
+        ),
+        r(
+            "PUT",
+            "/v1/tenants/{id}/retention",
+            Either(Role::Owner),
+            T::Tenant,
+            || Some(json!({"messages_days": 30, "audit_days": 365})),
+        ),
     ]
 }
 

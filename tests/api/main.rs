@@ -53,6 +53,8 @@ mod radicale;
 mod reencrypt_resume;
 mod regions;
 mod residency;
+mod retention;
+mod retention_bench;
 mod rls;
 mod rotation_guard;
 mod routing_paths;

@@ -295,7 +295,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V23__calendar",
             "V24__residency_attestation",
             "V25__access_log",
-            "V26__tenant_erasure"
+            "V26__tenant_erasure",
+            "V27__retention"
         ]
     );
     client

@@ -18,6 +18,7 @@
 pub mod ai_engine;
 pub mod encryption;
 pub mod erasure_policy;
+pub mod retention;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
