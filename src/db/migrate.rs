@@ -118,6 +118,8 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "V26__tenant_erasure",
         include_str!("../../sql/postgres/V26__tenant_erasure.sql"),
+    ),
+    (
         "V27__retention",
         include_str!("../../sql/postgres/V27__retention.sql"),
     ),
@@ -212,6 +214,8 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V26__tenant_erasure",
         include_str!("../../sql/cockroach/V26__tenant_erasure.sql"),
+    ),
+    (
         "V27__retention",
         include_str!("../../sql/cockroach/V27__retention.sql"),
     ),
