@@ -6,6 +6,8 @@
 //! does not open. Nonces are random (96 bits): safe well beyond the number of
 //! fields one DEK version encrypts before rotation.
 
+use std::sync::OnceLock;
+
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
@@ -19,6 +21,12 @@ const HEADER: usize = 1 + 4 + NONCE_LEN;
 pub struct Dek {
     pub version: u32,
     key: Zeroizing<[u8; 32]>,
+    /// The AES-256-GCM key schedule, expanded at the first seal or open and
+    /// kept: a page of sealed messages opens 50 fields with one key, and each
+    /// used to expand it again. ring does not wipe a schedule when it drops
+    /// (nor did it the per-call ones before); it lives as long as this `Dek`
+    /// (the keyring's cache entry).
+    aead: OnceLock<LessSafeKey>,
 }
 
 /// Where a ciphertext belongs: it opens only there.
@@ -44,7 +52,11 @@ pub enum EnvelopeError {
 
 impl Dek {
     pub fn new(version: u32, key: Zeroizing<[u8; 32]>) -> Self {
-        Self { version, key }
+        Self {
+            version,
+            key,
+            aead: OnceLock::new(),
+        }
     }
 
     /// A new random key.
@@ -61,11 +73,15 @@ impl Dek {
         &self.key
     }
 
-    fn aead(&self) -> Result<LessSafeKey, EnvelopeError> {
+    fn aead(&self) -> Result<&LessSafeKey, EnvelopeError> {
+        if let Some(aead) = self.aead.get() {
+            return Ok(aead);
+        }
         // A 32-byte key is always valid for AES-256-GCM; ring still asks.
         let unbound =
             UnboundKey::new(&AES_256_GCM, self.key.as_ref()).map_err(|_| EnvelopeError::Open)?;
-        Ok(LessSafeKey::new(unbound))
+        // A racing first use may have set it: either schedule is the same key's.
+        Ok(self.aead.get_or_init(|| LessSafeKey::new(unbound)))
     }
 
     pub fn seal(&self, binding: &Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>, EnvelopeError> {

@@ -45,7 +45,9 @@
 //!
 //! **Cache and wiping.** Unwrapped DEKs live in a moka cache as `Arc<Dek>`; the
 //! key bytes are `Zeroizing` inside `Dek`, so they are wiped when the last `Arc`
-//! drops (evicted from the cache and no seal/open still holding it). `Dek` has no
+//! drops (evicted from the cache and no seal/open still holding it). The AES
+//! key schedule ring expands from them is kept in the `Dek` too (expanded once,
+//! not for every field) and is not wiped: ring does not zeroize its schedules. `Dek` has no
 //! `Debug`, `Serialize` or `Clone`, and no error here carries key bytes.
 //! `destroy_tenant_keys` evicts the tenant at once on this node; another node
 //! keeps a cached key at most `encryption.dek_cache_ttl_ms` (default 5 min).
