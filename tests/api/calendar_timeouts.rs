@@ -35,25 +35,33 @@ fn sluggish(delay: Duration, hold: bool) -> Sluggish {
     std::thread::spawn(move || {
         for conn in listener.incoming().take(200).flatten() {
             let (open, most) = (open.clone(), counted.clone());
-            std::thread::spawn(move || {
-                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                answer(conn, delay, hold);
-                open.fetch_sub(1, Ordering::SeqCst);
-            });
+            std::thread::spawn(move || answer(conn, delay, hold, (&open, &most)));
         }
     });
     Sluggish { port, most }
 }
 
-fn answer(mut conn: TcpStream, delay: Duration, hold: bool) {
+/// Counts a request as in flight from when it is read to just before its
+/// answer is written: the client holds its slot at least that long, so the
+/// count never includes a connection the client is already done with (closing
+/// and draining happen after it, while the client may already send the next).
+fn answer(
+    mut conn: TcpStream,
+    delay: Duration,
+    hold: bool,
+    (open, most): (&AtomicUsize, &AtomicUsize),
+) {
     let mut buf = [0u8; 65536];
     let _ = conn.read(&mut buf);
+    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+    most.fetch_max(now, Ordering::SeqCst);
     if hold {
         std::thread::sleep(Duration::from_secs(30));
+        open.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     std::thread::sleep(delay);
+    open.fetch_sub(1, Ordering::SeqCst);
     let body = r#"<?xml version="1.0"?><d:multistatus xmlns:d="DAV:"><d:sync-token>t1</d:sync-token></d:multistatus>"#;
     let _ = write!(
         conn,
