@@ -308,13 +308,16 @@ impl Keyring {
         binding: &Binding<'_>,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
-        if binding.tenant != db.tenant_id() {
-            return Err(KeyringError::WrongTenant);
+        self.opener().open(db, binding, ciphertext).await
+    }
+
+    /// Opens many fields of one transaction (a page), looking each DEK version
+    /// up in the cache once rather than per field.
+    pub fn opener(&self) -> Opener<'_> {
+        Opener {
+            keyring: self,
+            last: None,
         }
-        let version = envelope::version_of(ciphertext).map_err(|e| unreadable(binding, e))?;
-        let dek = self.version(db, binding.tenant, version).await?;
-        dek.open(binding, ciphertext)
-            .map_err(|source| unreadable(binding, source))
     }
 
     /// The tenant's active DEK, read in `db` (never from a cached notion of which
@@ -441,6 +444,38 @@ impl Keyring {
             self.cache.invalidate(&(tenant, version));
         }
         self.active_versions.invalidate(&tenant);
+    }
+}
+
+/// See [`Keyring::opener`].
+pub struct Opener<'k> {
+    keyring: &'k Keyring,
+    /// The DEK of the last field opened (a version's key never changes).
+    last: Option<Arc<Dek>>,
+}
+
+impl Opener<'_> {
+    /// Opens a ciphertext sealed for `binding`, like [`Keyring::open`].
+    pub async fn open(
+        &mut self,
+        db: &TenantTx<'_>,
+        binding: &Binding<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+        if binding.tenant != db.tenant_id() {
+            return Err(KeyringError::WrongTenant);
+        }
+        let version = envelope::version_of(ciphertext).map_err(|e| unreadable(binding, e))?;
+        let dek = match &self.last {
+            Some(dek) if dek.version == version => dek.clone(),
+            _ => {
+                let dek = self.keyring.version(db, binding.tenant, version).await?;
+                self.last = Some(dek.clone());
+                dek
+            }
+        };
+        dek.open(binding, ciphertext)
+            .map_err(|source| unreadable(binding, source))
     }
 }
 

@@ -45,7 +45,7 @@
 use serde_json::Value;
 
 use super::envelope::Binding;
-use super::keyring::Keyring;
+use super::keyring::{Keyring, Opener};
 use crate::db::TenantTx;
 use crate::ids::{MessageId, SummaryId};
 use crate::store::error::StoreError;
@@ -156,9 +156,22 @@ pub async fn open_body(
     id: MessageId,
     sealed: &[u8],
 ) -> Result<String, StoreError> {
-    let row = id.to_string();
-    let plain = keyring.open(tx, &binding(tx, BODY, &row), sealed).await?;
-    String::from_utf8(plain.to_vec()).map_err(|_| {
+    open_body_with(&mut keyring.opener(), tx, id, sealed).await
+}
+
+/// Opens the sealed body of message `id` with `opener` (a page's bodies share
+/// one: `Keyring::opener`).
+pub async fn open_body_with(
+    opener: &mut Opener<'_>,
+    tx: &TenantTx<'_>,
+    id: MessageId,
+    sealed: &[u8],
+) -> Result<String, StoreError> {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let row = id.as_uuid().hyphenated().encode_lower(&mut text);
+    let mut plain = opener.open(tx, &binding(tx, BODY, row), sealed).await?;
+    // The plaintext becomes the answer's body anyway: moved, not copied.
+    String::from_utf8(std::mem::take(&mut *plain)).map_err(|_| {
         StoreError::internal(anyhow::anyhow!("message {id}: sealed body is not UTF-8"))
     })
 }
