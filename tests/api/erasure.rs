@@ -45,7 +45,8 @@ async fn erase(app: &TestApp, token: &str, user: Uuid) -> Value {
     }
 }
 
-async fn public_key(app: &TestApp, key_id: &str) -> Vec<u8> {
+/// The published public key `key_id` (`GET /signing-keys`).
+pub(crate) async fn public_key(app: &TestApp, key_id: &str) -> Vec<u8> {
     let keys = app.request("GET", "/signing-keys", None, None).await;
     let key = keys.body["keys"]
         .as_array()

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -18,7 +17,7 @@ use meridian::ids::{RegionId, TenantId};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use crate::kms::{Moto, SECRET, moto_bin};
+use crate::kms::{Moto, SECRET, moto_bin, run_child_with_aws_env};
 
 const BUCKET: &str = "meridian-test-exports";
 
@@ -223,27 +222,10 @@ async fn a_node_on_the_s3_store_builds_serves_and_sweeps_an_export() {
     let Some(bin) = moto_bin() else { return };
     let moto = Moto::start(&bin);
     make_bucket(&moto.endpoint).await;
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "export_store::s3_export_node_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDMERIDIANTEST")
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("MERIDIAN_TEST_S3_ENDPOINT", &moto.endpoint)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_child_with_aws_env(
+        "export_store::s3_export_node_child",
+        &[("MERIDIAN_TEST_S3_ENDPOINT", moto.endpoint.as_str())],
     );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
-    assert!(!text.contains(SECRET), "the secret key was printed: {text}");
 }
 
 /// Run only by the test above, with AWS credentials in its environment.

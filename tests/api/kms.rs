@@ -303,32 +303,16 @@ async fn a_node_with_the_aws_kms_provider_boots_and_checks_its_keys() {
     let Some(bin) = moto_bin() else { return };
     let moto = Moto::start(&bin);
     let keys = moto.keys().await;
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "kms::aws_kms_node_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDMERIDIANTEST")
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        // Never the instance metadata service from a test.
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("MERIDIAN_TEST_KMS_ENDPOINT", &moto.endpoint)
-        .env(
-            "MERIDIAN_TEST_KMS_KEYS",
-            serde_json::to_string(&keys).unwrap(),
-        )
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_child_with_aws_env(
+        "kms::aws_kms_node_child",
+        &[
+            ("MERIDIAN_TEST_KMS_ENDPOINT", moto.endpoint.as_str()),
+            (
+                "MERIDIAN_TEST_KMS_KEYS",
+                &serde_json::to_string(&keys).unwrap(),
+            ),
+        ],
     );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
-    assert!(!text.contains(SECRET), "the secret key was printed: {text}");
 
     // Before any call: no key for the node's own jurisdiction (us-east1: us),
     // or a key for a jurisdiction no region file names (a typo).
@@ -356,6 +340,29 @@ async fn a_node_with_the_aws_kms_provider_boots_and_checks_its_keys() {
         Err(err) => format!("{err:#}"),
     };
     assert!(refused.contains("encryption.kms.keys.europe"), "{refused}");
+}
+
+/// Runs the ignored test `name` of this binary in a child process whose
+/// environment holds moto's AWS credentials (and `env`), and checks it passed
+/// without printing the secret key.
+pub(crate) fn run_child_with_aws_env(name: &str, env: &[(&str, &str)]) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--nocapture"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDMERIDIANTEST")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        // Never the instance metadata service from a test.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    assert!(!text.contains(SECRET), "the secret key was printed: {text}");
 }
 
 /// Run only by the test above, with AWS credentials in its environment.

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use meridian::compliance::receipt::{self, SignedReceipt};
 use meridian::compliance::tenant_erasure::tables::{ERASED, KEPT};
 use serde_json::{Value, json};
@@ -88,20 +87,6 @@ fn stable(counts: Vec<(String, i64)>) -> Vec<(String, i64)> {
         .into_iter()
         .filter(|(t, _)| STABLE.contains(&t.as_str()))
         .collect()
-}
-
-async fn public_key(app: &TestApp, key_id: &str) -> Vec<u8> {
-    let keys = app.request("GET", "/signing-keys", None, None).await;
-    let key = keys.body["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["key_id"] == key_id)
-        .unwrap_or_else(|| panic!("{key_id} in {}", keys.body))
-        .clone();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(key["public_key"].as_str().unwrap())
-        .unwrap()
 }
 
 /// A tenant whose name, users, channel, message, webhook and calendar account
@@ -394,7 +379,7 @@ async fn tenant_erasure_grace_restore_and_erase_leave_the_canary_nowhere() {
     assert_eq!(signed.receipt["tenant_id"], b.id.to_string());
     assert_eq!(signed.receipt["requested_by"], "test-admin");
     assert_eq!(signed.receipt["counts"], done["counts"]);
-    let key = public_key(&one, &signed.signature.key_id).await;
+    let key = crate::erasure::public_key(&one, &signed.signature.key_id).await;
     receipt::verify(&key, &signed).expect("the receipt verifies");
     let mut tampered = signed.clone();
     tampered.receipt["counts"]["messages"] = json!(0);
