@@ -378,6 +378,29 @@ impl Finish {
     }
 }
 
+/// Hands a leased job back unrun (a kind this node has no handler for): queued
+/// again after `after_secs`, the claim's attempt not counted, so nodes of
+/// another build that know the kind run it with its full attempts. False when
+/// this node no longer holds the lease.
+pub async fn hand_back<S>(
+    tx: &Tx<'_, S>,
+    id: JobId,
+    owner: &str,
+    after_secs: f64,
+    note: &str,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .execute(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, error = $4, \
+                lease_owner = NULL, lease_until = NULL, \
+                run_after = now() + $3::float8 * interval '1 second', updated_at = now() \
+              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            &[id.as_uuid(), &owner, &after_secs, &note],
+        )
+        .await?
+        == 1)
+}
+
 /// Records the end of a run of a job this node holds the lease of; false when it
 /// no longer does (the outcome is then dropped: someone else owns the job now).
 pub async fn finish<S>(

@@ -63,6 +63,10 @@ macro_rules! in_job_scope {
 /// Tenants looked at per pass at most.
 const HEADS_PER_PASS: i32 = 64;
 
+/// How long a job of a kind this node cannot run waits before it is claimable
+/// again (see `WorkerPool::hand_back`).
+const UNREGISTERED_KIND_DELAY: Duration = Duration::from_secs(30);
+
 pub struct WorkerPool {
     db: Database,
     directory: Directory,
@@ -349,9 +353,11 @@ impl WorkerPool {
     }
 
     async fn run(&self, job: Claimed) -> Result<(), ApiError> {
-        let handler = self.registry.get(&job.kind);
-        let kind = handler.as_ref().map_or("unregistered", |h| h.kind());
         let owner = self.owner.as_str();
+        let Some(handler) = self.registry.get(&job.kind) else {
+            return self.hand_back(&job).await;
+        };
+        let kind = handler.kind();
         let Some(payload) = in_job_scope!(self, job, TxMode::ReadOnly, async |tx| {
             Ok(store::leased_payload(tx, job.id, owner).await?)
         })?
@@ -360,26 +366,17 @@ impl WorkerPool {
             self.metrics.observe_run(kind, "lost");
             return Ok(());
         };
-        let outcome = match handler {
-            // A node of an older or newer build may know the kind: retry, not fail.
-            None => Some(Err(JobError::Retry(format!(
-                "no handler for kind `{}` on node {owner}",
-                job.kind
-            )))),
-            Some(handler) => {
-                let ctx = JobContext {
-                    job_id: job.id,
-                    tenant: job.tenant,
-                    region: self.region.clone(),
-                    kind,
-                    attempt: job.attempt,
-                    max_attempts: job.max_attempts,
-                    db: self.db.clone(),
-                    owner: self.owner.clone(),
-                };
-                self.run_leased(&job, handler.run(&ctx, &payload)).await?
-            }
+        let ctx = JobContext {
+            job_id: job.id,
+            tenant: job.tenant,
+            region: self.region.clone(),
+            kind,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            db: self.db.clone(),
+            owner: self.owner.clone(),
         };
+        let outcome = self.run_leased(&job, handler.run(&ctx, &payload)).await?;
         let Some(outcome) = outcome else {
             self.metrics.observe_run(kind, "lost");
             return Ok(());
@@ -415,6 +412,24 @@ impl WorkerPool {
             (Finish::Dead(_), _) => "dead",
         };
         self.metrics.observe_run(kind, label);
+        Ok(())
+    }
+
+    /// A kind this node's build has no handler for (a node of an older or newer
+    /// build enqueued it during a rolling deploy): handed back unrun, its
+    /// attempt not counted, so it neither dies here nor loses the attempts a
+    /// node that knows it will need. Delayed by `UNREGISTERED_KIND_DELAY` so
+    /// this node does not claim it again at once.
+    async fn hand_back(&self, job: &Claimed) -> Result<(), ApiError> {
+        let owner = self.owner.as_str();
+        let note = format!("no handler for kind `{}` on node {owner}", job.kind);
+        let after = UNREGISTERED_KIND_DELAY.as_secs_f64();
+        let handed = in_job_scope!(self, job, TxMode::ReadCommitted, async |tx| {
+            Ok(store::hand_back(tx, job.id, owner, after, &note).await?)
+        })?;
+        tracing::warn!(job_id = %job.id, kind = %job.kind, "no handler for the job's kind: handed back");
+        self.metrics
+            .observe_run("unregistered", if handed { "handed_back" } else { "lost" });
         Ok(())
     }
 

@@ -793,3 +793,50 @@ async fn the_service_role_sees_only_the_current_tenants_jobs() {
         "0"
     );
 }
+
+/// A rolling deploy: a node of an older build claims a job whose kind only the
+/// newer build knows. It must hand it back unrun, without spending an attempt
+/// (before, it retried the job as a failure: a few such claims killed it).
+#[actix_web::test]
+async fn a_job_of_a_kind_the_node_cannot_run_is_handed_back_without_spending_an_attempt() {
+    let env = env().await;
+    let tenant = env.tenant("unknown-kind", 4).await;
+    let job = env.enqueue(&tenant, work(json!({}))).await;
+    let older = WorkerPool::new(
+        env.db.clone(),
+        Directory::new(env.db.clone(), 1_000),
+        us(),
+        Registry::default(),
+        settings(),
+        Default::default(),
+    );
+    assert_eq!(older.poll_once().await.unwrap(), 1);
+    older.idle().await;
+    let (state, attempts, error) = env.state(job).await;
+    assert_eq!((state.as_str(), attempts), ("queued", 0));
+    assert!(
+        error
+            .unwrap_or_default()
+            .contains("no handler for kind `test.work`")
+    );
+    // Not claimable again at once, by this node or any other.
+    assert_eq!(older.poll_once().await.unwrap(), 0);
+    let log = Log::default();
+    let newer = env.pool("newer", &log, "us-east1", settings());
+    assert_eq!(newer.poll_once().await.unwrap(), 0);
+    // Once its delay is over, a node that knows the kind runs it as attempt 1.
+    env.app
+        .superuser_client()
+        .await
+        .execute("UPDATE jobs SET run_after = now() WHERE id = $1", &[&job])
+        .await
+        .unwrap();
+    env.drive(&[&newer]).await;
+    let runs = log.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0].job, runs[0].node, runs[0].attempt),
+        (job, "newer", 1)
+    );
+    assert_eq!(env.state(job).await.0, "succeeded");
+}
