@@ -147,29 +147,40 @@ pub struct CheckReport {
     pub results: Vec<CheckResult>,
 }
 
-/// One account's check: a turn of its server's `health_per_host` permits,
-/// then the `PROPFIND` within `check_timeout` (the wait for the turn is not
-/// the server's fault and is not counted).
+/// One account's check: its credentials opened (our own database work, done
+/// before taking a turn of the server so no turn waits on it), then a turn of
+/// its server's `health_per_host` permits, then the `PROPFIND` within
+/// `check_timeout` (the wait for the turn is not the server's fault and is not
+/// counted).
 async fn check_one(cal: &Calendars, target: Target, host: Arc<Semaphore>) -> CheckResult {
     let Target {
         tenant, account, ..
     } = target;
+    let limit = cal.settings.check_timeout;
+    let finish = |ok: bool, outcome: &str, detail: Option<String>, millis: u64| CheckResult {
+        tenant_id: tenant,
+        account_id: account,
+        ok,
+        outcome: outcome.to_owned(),
+        detail,
+        millis,
+    };
+    let (bridge, remote) = match cal.remote(tenant, &cal.region, account).await {
+        Ok(opened) => opened,
+        Err(err) => return finish(false, "error", Some(err.to_string()), 0),
+    };
     let _turn = host.acquire_owned().await;
     let started = Instant::now();
-    let exchange = async {
-        let (bridge, remote) = cal.remote(tenant, &cal.region, account).await?;
-        let call = Call {
-            method: "PROPFIND",
-            path: remote.base_path(),
-            depth: Some("0"),
-            headers: Vec::new(),
-            content_type: "application/xml; charset=utf-8",
-            body: dav::PROPFIND_CTAG.as_bytes(),
-        };
-        Ok::<_, ApiError>(bridge.send(&remote, call).await)
+    let call = Call {
+        method: "PROPFIND",
+        path: remote.base_path(),
+        depth: Some("0"),
+        headers: Vec::new(),
+        content_type: "application/xml; charset=utf-8",
+        body: dav::PROPFIND_CTAG.as_bytes(),
     };
-    let limit = cal.settings.check_timeout;
-    let (ok, outcome, detail) = match tokio::time::timeout(limit, exchange).await {
+    let (ok, outcome, detail) = match tokio::time::timeout(limit, bridge.send(&remote, call)).await
+    {
         Err(_) => (
             false,
             "timeout",
@@ -178,21 +189,14 @@ async fn check_one(cal: &Calendars, target: Target, host: Arc<Semaphore>) -> Che
                 limit.as_millis()
             )),
         ),
-        Ok(Ok(Ok(response))) if response.status == 207 => (true, "ok", None),
-        Ok(Ok(Ok(response))) => (false, "error", Some(format!("HTTP {}", response.status))),
-        Ok(Ok(Err(RemoteError::Unauthorized(_)))) => (false, "unauthorized", None),
-        Ok(Ok(Err(err @ RemoteError::Timeout(_)))) => (false, "timeout", Some(err.to_string())),
-        Ok(Ok(Err(err))) => (false, "unreachable", Some(err.to_string())),
-        Ok(Err(err)) => (false, "error", Some(err.to_string())),
+        Ok(Ok(response)) if response.status == 207 => (true, "ok", None),
+        Ok(Ok(response)) => (false, "error", Some(format!("HTTP {}", response.status))),
+        Ok(Err(RemoteError::Unauthorized(_))) => (false, "unauthorized", None),
+        Ok(Err(err @ RemoteError::Timeout(_))) => (false, "timeout", Some(err.to_string())),
+        Ok(Err(err)) => (false, "unreachable", Some(err.to_string())),
     };
-    CheckResult {
-        tenant_id: tenant,
-        account_id: account,
-        ok,
-        outcome: outcome.to_owned(),
-        detail,
-        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    }
+    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    finish(ok, outcome, detail, millis)
 }
 
 struct Target {
