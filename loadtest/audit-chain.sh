@@ -8,6 +8,8 @@
 # transaction on one tenant (appends serialise on its head row; 40001 retried by
 # pgbench --max-tries). 8 clients, DURATION s (default 15) per run, each pair
 # alternated RUNS times (default 2). A private PostgreSQL cluster in /tmp.
+# Each run prints tps and PostgreSQL's CPU per committed transaction (from
+# /proc): the CPU figure is the one to compare on a loaded machine.
 #
 #   loadtest/audit-chain.sh      (MERIDIAN_BIN=<build>; default target/debug/meridian)
 set -euo pipefail
@@ -41,11 +43,32 @@ $PROLOGUE
 WITH head AS (INSERT INTO audit_heads AS h (tenant_id, home_region, seq, hash) VALUES (current_setting('app.tenant_id')::uuid, 'us-east1', 1, sha256(decode(repeat('00', 32), 'hex') || decode(repeat('ab', 200), 'hex'))) ON CONFLICT (tenant_id) DO UPDATE SET seq = h.seq + 1, hash = sha256(h.hash || decode(repeat('ab', 200), 'hex')) RETURNING seq, hash) INSERT INTO audit_events (tenant_id, id, home_region, actor, action, target_kind, target_id, details, created_at, sealed, seq, hash) SELECT current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'us-east1', '0190e2b4-5b1c-7a3e-9f00-3c5d1e2f4a6b', 'channel_created', 'channel', '0190e2b4-5b1c-7a3e-9f00-3c5d1e2f4a6c', '{"name": "general"}', clock_timestamp(), NULL, head.seq, head.hash FROM head;
 COMMIT;
 SQL
+# PostgreSQL's CPU ticks (utime + stime, USER_HZ) so far: every live server
+# process plus what the postmaster has reaped of its exited backends (pgbench's
+# connections end with each run), so a run's CPU per transaction does not move
+# with the machine's load the way its tps does.
+pg_ticks() {
+  local pm t=0 pid
+  pm=$(head -1 "$DIR/data/postmaster.pid")
+  t=$(awk '{print $16 + $17}' "/proc/$pm/stat")
+  for pid in $(pgrep -P "$pm") "$pm"; do
+    [[ -r /proc/$pid/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
 run() { # script tenants
+  local before after
+  before=$(pg_ticks)
   "$PGBIN/pgbench" -n -h "$DIR" -U meridian_app -c 8 -j 2 -T "$DURATION" --max-tries 100 \
-    -D tenants="$2" -f "$DIR/$1.sql" bench 2>&1 | awk -v s="$1" -v t="$2" '
+    -D tenants="$2" -f "$DIR/$1.sql" bench >"$DIR/run.out" 2>&1
+  sleep 0.2 # the backends' exit, reaped by the postmaster
+  after=$(pg_ticks)
+  awk -v s="$1" -v t="$2" -v ticks=$((after - before)) -v hz="$HZ" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
       /^tps/ {tps=$3} /number of failed transactions/ {failed=$5} /number of transactions retried/ {retried=$5}
-      END {printf "%-8s tenants=%-5s tps=%s retried=%s failed=%s\n", s, t, tps, retried, failed}'
+      /number of transactions actually processed/ {split($6, n, "/"); done=n[1]}
+      END {printf "%-8s tenants=%-5s tps=%s retried=%s failed=%s pg_cpu_per_tx=%.0f us load=%s\n",
+        s, t, tps, retried, failed, (done > 0 ? ticks * 1e6 / hz / done : 0), load}' "$DIR/run.out"
 }
 for tenants in 1000 1; do
   for _ in $(seq 1 "$RUNS"); do run plain "$tenants"; run chained "$tenants"; done
