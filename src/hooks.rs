@@ -56,6 +56,7 @@ impl Hooks {
                 settings.exports.clone(),
                 settings.erasure.clone(),
                 settings.retention.clone(),
+                settings.access_log.retention_days,
             ),
             keyring.clone(),
             signer.clone(),

@@ -111,14 +111,18 @@ pub struct Compliance {
     /// Signs erasure receipts and retention anchors (`crypto::signing`).
     pub signer: Arc<crate::crypto::signing::Signer>,
     pub retention: retention_job::RetentionSettings,
+    /// The node's `access_log.retention_days` (the retention job's ceiling
+    /// for the access log).
+    pub access_log_days: u32,
 }
 
 impl Compliance {
     pub fn new(
-        (settings, erasure, retention): (
+        (settings, erasure, retention, access_log_days): (
             ExportSettings,
             tenant_erasure::TenantErasureSettings,
             retention_job::RetentionSettings,
+            u32,
         ),
         keyring: Arc<Keyring>,
         signer: Arc<crate::crypto::signing::Signer>,
@@ -134,6 +138,7 @@ impl Compliance {
             keyring,
             signer,
             retention,
+            access_log_days,
         })
     }
 
@@ -162,6 +167,7 @@ impl Compliance {
             .with(retention_job::EnforceRetention {
                 signer: self.signer.clone(),
                 settings: self.retention.clone(),
+                access_log_days: self.access_log_days,
             })
             .every(Schedule {
                 kind: sweep::KIND,

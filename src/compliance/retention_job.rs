@@ -18,6 +18,10 @@
 //! `audit::retention::truncate_in`, at most `retention.audit_batch` events per
 //! transaction; a segment that does not verify is refused (audited there) and
 //! the job ends `failed` with the broken link — its error state.
+//!
+//! Last, the tenant's access log (V25) older than `access_log_days` (the
+//! shorter of `audit_days` and the node's `access_log.retention_days`) goes in
+//! batches through V28's `prune_tenant_access_log`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +157,29 @@ pub async fn delete_messages(
 pub struct EnforceRetention {
     pub signer: Arc<Signer>,
     pub settings: RetentionSettings,
+    /// The node's `access_log.retention_days`: the access log's ceiling.
+    pub access_log_days: u32,
+}
+
+/// Days the tenant's access log is kept: it is a record of actions like the
+/// audit trail, so it follows `audit_days` (and the floor that protects it),
+/// never longer than the platform's `access_log.retention_days`.
+pub fn access_log_days(audit_days: u32, platform_days: u32) -> u32 {
+    audit_days.min(platform_days)
+}
+
+/// One batch of the tenant's access-log rows before `cutoff` (V28
+/// `prune_tenant_access_log`: the service role has no DELETE on the table).
+async fn prune_access_log(
+    tx: &TenantTx<'_>,
+    cutoff: chrono::DateTime<Utc>,
+    batch: i64,
+) -> Result<i64, StoreError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    Ok(tx
+        .query_one("SELECT prune_tenant_access_log($1, $2)", &[&cutoff, &batch])
+        .await?
+        .get(0))
 }
 
 impl EnforceRetention {
@@ -241,9 +268,16 @@ impl JobHandler for EnforceRetention {
             }
         }
         counts.insert("audit_events".into(), json!(audit_deleted));
+        let access_days = access_log_days(policy.audit_days, self.access_log_days);
+        let cutoff = now - chrono::Duration::days(i64::from(access_days));
+        let n = self
+            .drain(ctx, async |tx| prune_access_log(tx, cutoff, batch).await)
+            .await?;
+        counts.insert("access_log".into(), json!(n));
         Ok(json!({
             "messages_days": policy.messages_days,
             "audit_days": policy.audit_days,
+            "access_log_days": access_days,
             "deleted": counts,
         }))
     }

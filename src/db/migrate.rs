@@ -123,6 +123,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V27__retention",
         include_str!("../../sql/postgres/V27__retention.sql"),
     ),
+    (
+        "V28__access_log_tenant_retention",
+        include_str!("../../sql/postgres/V28__access_log_tenant_retention.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -218,6 +222,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V27__retention",
         include_str!("../../sql/cockroach/V27__retention.sql"),
+    ),
+    (
+        "V28__access_log_tenant_retention",
+        include_str!("../../sql/cockroach/V28__access_log_tenant_retention.sql"),
     ),
 ];
 
@@ -436,7 +444,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26, 27
+                    24, 25, 26, 27, 28
                 ]
             );
         }

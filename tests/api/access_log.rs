@@ -1,6 +1,7 @@
 //! The access log: members' requests recorded off the request path, folded per
 //! user and path, readable by owners and compliance officers only, per tenant;
-//! impersonated requests stay in the audit trail instead; retention prunes.
+//! impersonated requests stay in the audit trail instead; retention prunes
+//! (the node's platform-wide bound, and each tenant's retention job).
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -104,15 +105,18 @@ async fn impersonated_requests_are_audited_one_by_one_not_folded_here() {
     );
 }
 
+/// An access-log row of `tenant` `days` old, homed in `home`.
+const BACKDATED_ROW: &str = "INSERT INTO access_log (tenant_id, first_at, id, home_region, user_id,
+        method, route, path, last_at, requests, region)
+      VALUES ($1, now() - make_interval(days => $2), $3, $4, $5, 'GET', '/v1/users',
+              '/v1/users', now() - make_interval(days => $2), 1, 'us-east1')";
+
 #[actix_web::test]
 async fn retention_prunes_only_old_rows_of_the_nodes_region() {
     let app = spawn_app().await;
     let t = app.provision("pruned").await;
     let db = app.superuser_client().await;
-    let insert = "INSERT INTO access_log (tenant_id, first_at, id, home_region, user_id, method,
-                    route, path, last_at, requests, region)
-                  VALUES ($1, now() - make_interval(days => $2), $3, $4, $5, 'GET', '/v1/users',
-                          '/v1/users', now() - make_interval(days => $2), 1, 'us-east1')";
+    let insert = BACKDATED_ROW;
     let (old, recent, elsewhere) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     for (id, days, home) in [
         (old, 100, "us-east1"),
@@ -143,4 +147,55 @@ async fn retention_prunes_only_old_rows_of_the_nodes_region() {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(!left.contains(&old));
+}
+
+/// The tenant's retention covers its access log: its retention job deletes the
+/// tenant's rows older than min(audit_days, access_log.retention_days) — not
+/// newer ones, not another tenant's.
+#[actix_web::test]
+async fn the_tenants_retention_job_deletes_its_access_log_past_its_audit_retention() {
+    let app = spawn_app().await;
+    let (a, b) = (
+        app.provision("al-keep-a").await,
+        app.provision("al-keep-b").await,
+    );
+    // Below the plan's audit floor: only a platform admin may set it.
+    let set = app
+        .request(
+            "PUT",
+            &format!("/v1/tenants/{}/retention", a.id),
+            Some(&app.platform_token()),
+            Some(json!({ "messages_days": 30, "audit_days": 30 })),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    crate::retention::settle(&app, &[a.id, b.id]).await;
+    let db = app.superuser_client().await;
+    let (a_old, a_recent, b_old) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    for (tenant, id, days) in [(&a, a_old, 40), (&a, a_recent, 20), (&b, b_old, 40)] {
+        db.execute(
+            BACKDATED_ROW,
+            &[&tenant.id, &days, &id, &"us-east1", &tenant.owner_id],
+        )
+        .await
+        .unwrap();
+    }
+    let job = crate::retention::run_retention(&app, &a).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["access_log_days"], 30, "{job}");
+    let left: Vec<Uuid> = db
+        .query(
+            "SELECT id FROM access_log WHERE id = ANY($1)",
+            &[&vec![a_old, a_recent, b_old]],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!left.contains(&a_old), "{left:?}");
+    assert!(
+        left.contains(&a_recent) && left.contains(&b_old),
+        "{left:?}"
+    );
 }

@@ -326,7 +326,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // tests in jobs.rs); record_served_regions and record_access insert a
     // node's counts and access entries for the tenants it names (rows homed
     // where each tenant is, read in the statement), and prune_access_log
-    // deletes only rows past retention of one region (tests in residency.rs
+    // deletes only rows past retention of one region and prune_tenant_access_log
+    // only the current tenant's rows before a cutoff (tests in residency.rs
     // and access_log.rs); calendar_health and calendar_tenants return accounts'
     // sync state and tenant ids, never paths, user names, secrets or events
     // (tests in calendar.rs); erase_tenant_rows deletes the current tenant's
@@ -353,6 +354,7 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
             "job_queue_heads(text,uuid,integer)",
             "job_region_stats(text)",
             "prune_access_log(text,timestamp with time zone,integer)",
+            "prune_tenant_access_log(timestamp with time zone,integer)",
             "record_access(text,uuid[],uuid[],uuid[],text[],text[],text[],timestamp with time zone[],timestamp with time zone[],integer[])",
             "record_served_regions(text,uuid[],bigint[],timestamp with time zone)",
             "resource_owner(text,uuid)",

@@ -296,7 +296,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V24__residency_attestation",
             "V25__access_log",
             "V26__tenant_erasure",
-            "V27__retention"
+            "V27__retention",
+            "V28__access_log_tenant_retention"
         ]
     );
     client
