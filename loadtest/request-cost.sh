@@ -38,6 +38,7 @@ for _ in $(seq 1 100); do grep -q '^ready' "$OUT" && break; sleep 0.2; done
 grep -q '^ready' "$OUT" || { cat "$OUT" "$STATE/dev.err"; exit 1; }
 PG=$(awk '/^postgres /{print $2}' "$OUT")
 BASE=$(awk '/^node us-east1 /{print $3}' "$OUT")
+export MERIDIAN_NODE=$BASE   # for `meridian token` (its default is the usual 8080)
 
 ADMIN=$("$BIN" --state-dir "$STATE" token --platform-admin)
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }

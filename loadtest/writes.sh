@@ -26,6 +26,7 @@ for _ in $(seq 1 150); do grep -q '^ready' "$OUT" && break; sleep 0.2; done
 grep -q '^ready' "$OUT" || { cat "$OUT" "$STATE/dev.err"; exit 1; }
 PG=$(awk '/^postgres /{print $2}' "$OUT")
 BASE=$(awk '/^node us-east1 /{print $3}' "$OUT")
+export MERIDIAN_NODE=$BASE   # for `meridian token` (its default is the usual 8080)
 
 ADMIN=$("$BIN" --state-dir "$STATE" token --platform-admin)
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
@@ -38,9 +39,22 @@ CHAN="'00000000-0000-4000-8000-' || lpad(%s::text, 12, '0')"
 "$PGBIN/psql" -q "$PG" -c "INSERT INTO channels (tenant_id, id, home_region, name, created_by)
   SELECT '$T', ($(printf "$CHAN" g))::uuid, 'us-east1', 'writer ' || g, '$U' FROM generate_series(0, $W - 1) g;"
 
-echo "== API: $W writers, each its own channel: wrk -t$W -c$W -d${SECS}s POST /v1/channels/{own}/messages"
+# CPU ticks (utime + stime, USER_HZ) of the node and of every PostgreSQL process
+# over the API run, as loadtest/messages-page.sh counts them: CPU per post moves
+# less with the machine's other load than posts/s does.
+ticks() { local t=0 pid; for pid in "$@"; do [[ -r /proc/$pid/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$t"; }
+NODE_PID=$(pgrep -f -- "$STATE serve --region us-east1" | head -1)
+PG_MAIN=$(head -1 "$STATE/pg/data/postmaster.pid")
+pg_pids() { echo "$PG_MAIN" $(pgrep -P "$PG_MAIN"); }
+NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
+echo "== API: $W writers, each its own channel: wrk -t$W -c$W -d${SECS}s POST /v1/channels/{own}/messages (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 TOKEN=$TOKEN wrk -t"$W" -c"$W" -d"${SECS}s" --latency -s loadtest/writes.lua "$BASE" | tee "$STATE/wrk.txt"
+NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
 API_RPS=$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")
+API_REQS=$(awk '/requests in/{print $1}' "$STATE/wrk.txt")
+python3 -c "
+n=$API_REQS; hz=$(getconf CLK_TCK)
+print(f'CPU per post: node {($NODE1-$NODE0)/hz/n*1e6:.0f} µs, PostgreSQL {($PG1-$PG0)/hz/n*1e6:.0f} µs ({n} requests)')"
 "$PGBIN/psql" -qAt "$PG" -c "SELECT 'stored message bytes ' || sum(octet_length(body)) FROM messages WHERE tenant_id = '$T'"
 "$PGBIN/psql" -qAt "$PG" -c "SELECT 'usage shards: used ' || sum(used_bytes) || ', granted ' || sum(granted_bytes) || ', central ' || (SELECT granted_bytes FROM tenant_usage WHERE tenant_id = '$T') FROM tenant_usage_shards WHERE tenant_id = '$T'" 2>/dev/null || true
 [[ ${API_ONLY:-0} == 1 ]] && exit 0

@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::jobs::{self, NewJob};
+use crate::ids::JobId;
 use crate::store::error::StoreError;
 
 /// Every event kind the API records (also the webhook filter vocabulary).
@@ -78,14 +78,25 @@ pub struct StoredEvent {
 /// Writes `event` in the caller's transaction: it commits or rolls back with the
 /// change it describes.
 pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError> {
+    write(tx, event, false).await
+}
+
+/// `record` as the transaction's last statements, sent with its COMMIT in one
+/// round trip (`TenantTx::execute_and_commit`): for a write whose event is the
+/// last thing it does (a post). Nothing may be sent in the transaction after it.
+pub async fn record_last(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError> {
+    write(tx, event, true).await
+}
+
+async fn write(tx: &TenantTx<'_>, event: Event, last: bool) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     let (subject_kind, subject_id) = event
         .subject
         .map_or((None, None), |(k, i)| (Some(k), Some(i)));
-    // The INSERT and the webhook check go out together, one round trip instead of
-    // two: neither depends on the other (the order they run in does not matter),
-    // and should the INSERT fail, its error is the one answered (the check then
-    // fails too, or its answer is dropped with the rolled-back transaction).
+    // The INSERT and the dispatch job go out together, one round trip: neither
+    // depends on the other's answer (the job only names the event), and should
+    // the INSERT fail, its error is the one answered (the transaction is aborted,
+    // so the job is not written either).
     let tenant = tx.tenant_id();
     let region = tx.home_region().as_str();
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
@@ -97,34 +108,49 @@ pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError>
         &subject_id,
         &event.data,
     ];
-    let hook_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [tenant.as_uuid()];
-    let (inserted, hooked) = futures_util::join!(
-        tx.execute(
-            "INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, \
-                subject_id, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &params,
-        ),
-        tx.query_opt(HOOKED_SQL, &hook_params),
-    );
-    inserted?;
-    // Only a tenant with an enabled webhook needs its events dispatched; the
-    // job commits with the event, so no event is left undispatched.
-    let hooked = hooked?.is_some();
-    if hooked {
-        let mut job = NewJob::new(DISPATCH_KIND, json!({ "event_id": id }));
-        job.max_attempts = 20;
-        jobs::enqueue(tx, job).await?;
+    let job = JobId::new_random();
+    let payload = json!({ "event_id": id });
+    let dispatch: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        job.as_uuid(),
+        tenant.as_uuid(),
+        &region,
+        &DISPATCH_KIND,
+        &payload,
+        &DISPATCH_ATTEMPTS,
+    ];
+    if last {
+        tx.execute_and_commit(&[(INSERT_SQL, &params), (DISPATCH_IF_HOOKED_SQL, &dispatch)])
+            .await?;
+    } else {
+        let (inserted, dispatched) = futures_util::join!(
+            tx.execute(INSERT_SQL, &params),
+            tx.execute(DISPATCH_IF_HOOKED_SQL, &dispatch),
+        );
+        inserted?;
+        dispatched?;
     }
     Ok(id)
 }
 
+const INSERT_SQL: &str = "INSERT INTO outbox_events (tenant_id, id, home_region, kind, \
+    subject_kind, subject_id, data)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Only a tenant with an enabled webhook needs its events dispatched: the
+/// `outbox.dispatch` job (`jobs::enqueue`'s columns, no idempotency key) is
+/// inserted only then, decided in the statement rather than by a check whose
+/// answer the node would wait for; it commits with the event, so no event is left
+/// undispatched.
+pub const DISPATCH_IF_HOOKED_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_region, kind, \
+    payload, max_attempts)
+     SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::jsonb, $6::int4
+     WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE tenant_id = $2::uuid AND enabled)";
+
+/// Attempts of a dispatch job before it is dead.
+const DISPATCH_ATTEMPTS: i32 = 20;
+
 /// The job kind that sequences events and fans them out (`webhooks::jobs`).
 pub const DISPATCH_KIND: &str = "outbox.dispatch";
-
-/// Whether the tenant has an enabled webhook (run with every event).
-pub const HOOKED_SQL: &str =
-    "SELECT 1 FROM webhook_endpoints WHERE tenant_id = $1 AND enabled LIMIT 1";
 
 /// Gives the tenant's unsequenced events (at most `limit`) the next numbers of
 /// its sequence and returns them in that order. The head row is locked first, so

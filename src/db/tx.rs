@@ -9,6 +9,10 @@
 //! without the RLS setting and therefore saw and wrote nothing: the wall fails
 //! closed.
 //!
+//! A read-write transaction of a user's token may send its COMMIT with the
+//! body's last statements (`Tx::execute_and_commit`), once the prologue has
+//! answered and found the user valid: a post is then two round trips.
+//!
 //! Retries restart the whole transaction (PostgreSQL cannot resume a serializable
 //! transaction after 40001); COMMIT is inside the loop because it can fail with
 //! 40001 too. A transaction abandoned half-way (the client went away) detaches its
@@ -108,7 +112,51 @@ impl<S> Tx<'_, S> {
             Turn::AfterEagerCommit => Err(DbError::Other(anyhow::anyhow!(
                 "a second statement after an eager COMMIT (the body is re-run)"
             ))),
+            Turn::AfterClose => Err(DbError::Other(anyhow::anyhow!(
+                "a statement after the body's COMMIT (`execute_and_commit` must be last)"
+            ))),
         }
+    }
+
+    /// The body's last statements, with COMMIT behind them in the same round trip,
+    /// when this is a read-write transaction of a user's token whose prologue has
+    /// already answered that the user is valid (`EagerCommit::may_close`): a COMMIT
+    /// must never leave before that answer, or a refused user's write would
+    /// commit. Otherwise (an impersonation's token, whose write records itself
+    /// after the body; a platform transaction) the statements are sent as usual,
+    /// still together, and COMMIT follows the body. After an early COMMIT nothing
+    /// may be sent (an error, never a re-run: the write may have committed). Each
+    /// statement is prepared before anything is sent, so COMMIT cannot overtake
+    /// one still being prepared; the statements then go out in order on their first
+    /// poll, COMMIT last. A failed statement aborts the transaction and the COMMIT
+    /// behind it ends it as a ROLLBACK; a COMMIT failing with 40001 is retried by
+    /// `run` with the whole body (`tests/api/write_pipeline.rs`).
+    pub async fn execute_and_commit(
+        &self,
+        statements: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<Vec<u64>, DbError> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            prepared.push(self.prepared(sql).await?);
+        }
+        let executes = futures_util::future::join_all(
+            prepared
+                .iter()
+                .zip(statements)
+                .map(|(statement, (_, params))| self.client.execute(statement, params)),
+        );
+        let results = if self.eager.close() {
+            let (results, committed) =
+                futures_util::join!(executes, self.client.batch_execute("COMMIT"));
+            self.eager.closed(committed);
+            results
+        } else {
+            executes.await
+        };
+        results
+            .into_iter()
+            .map(|r| r.map_err(|e| self.classify(e)))
+            .collect()
     }
 
     pub async fn query(
@@ -155,6 +203,9 @@ impl<S> Tx<'_, S> {
 /// ordinary way, COMMIT after the body: multi-statement reads cost what they did.
 struct EagerCommit {
     state: std::sync::Mutex<Eager>,
+    /// Set by the prologue when a read-write transaction's user check passed
+    /// (a user's token only: an impersonated write records itself after the body).
+    may_close: AtomicBool,
 }
 
 enum Eager {
@@ -167,18 +218,44 @@ enum Eager {
     /// A second statement was refused: the body must run again, not eagerly. The
     /// eager COMMIT's result is kept (it ended the transaction).
     Overrun(Option<Result<(), tokio_postgres::Error>>),
+    /// A read-write body sent its last statements with COMMIT (`execute_and_commit`):
+    /// its result, for `run`. Never re-run: the write may have committed.
+    Closed(Option<Result<(), tokio_postgres::Error>>),
 }
 
 enum Turn {
     Plain,
     FirstOfEager,
     AfterEagerCommit,
+    AfterClose,
 }
 
 impl EagerCommit {
     fn new(on: bool) -> Self {
         Self {
             state: std::sync::Mutex::new(if on { Eager::Armed } else { Eager::Off }),
+            may_close: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `execute_and_commit` may send COMMIT now: a read-write body
+    /// (`Off`) whose prologue has passed. Takes the turn: nothing may follow.
+    fn close(&self) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        let ready = matches!(*state, Eager::Off) && self.may_close.load(Ordering::Acquire);
+        if ready {
+            *state = Eager::Closed(None);
+        }
+        ready
+    }
+
+    fn closed(&self, result: Result<(), tokio_postgres::Error>) {
+        if let Ok(mut state) = self.state.lock()
+            && let Eager::Closed(slot) = &mut *state
+        {
+            *slot = Some(result);
         }
     }
 
@@ -197,6 +274,7 @@ impl EagerCommit {
                 Turn::AfterEagerCommit
             }
             Eager::Overrun(_) => Turn::AfterEagerCommit,
+            Eager::Closed(_) => Turn::AfterClose,
         }
     }
 
@@ -213,6 +291,7 @@ impl EagerCommit {
         let mut state = self.state.lock().ok()?;
         match std::mem::replace(&mut *state, Eager::Off) {
             Eager::Off | Eager::Armed => None,
+            Eager::Closed(result) => Some(Eager::Committed(result)),
             done => Some(done),
         }
     }
@@ -477,7 +556,13 @@ impl Database {
                         } => client
                             .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid(), &role])
                             .await
-                            .map(|row| Some(valid(row.is_some_and(|r| r.get::<_, bool>(0))))),
+                            .map(|row| {
+                                let checked = valid(row.is_some_and(|r| r.get::<_, bool>(0)));
+                                if checked == Checked::Valid && mode == TxMode::ReadWrite {
+                                    eager.may_close.store(true, Ordering::Release);
+                                }
+                                Some(checked)
+                            }),
                         Opening::Tenant {
                             tenant,
                             user: Some(TokenCheck::Impersonation(id)),
@@ -523,7 +608,7 @@ impl Database {
                         "the eager COMMIT did not complete"
                     )));
                 }
-                Some(Eager::Off | Eager::Armed) | None => None,
+                Some(Eager::Off | Eager::Armed | Eager::Closed(_)) | None => None,
             };
             if let Some(refusal @ (Checked::Refused | Checked::ReadOnly)) = user_valid {
                 match ended {

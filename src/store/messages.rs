@@ -265,7 +265,8 @@ async fn posted(
     } else {
         json!({ "message": &message })
     };
-    outbox::record(
+    // The post's last statements: COMMIT goes with them (two round trips per post).
+    outbox::record_last(
         tx,
         Event::new("message.posted", ("message", message.id.to_string()), data),
     )

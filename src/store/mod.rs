@@ -58,13 +58,17 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("audit.tenant_list", crate::audit::TENANT_LIST_SQL),
         ("usage.storage_bytes", storage::STORAGE_BYTES_SQL),
         ("usage.ai_month", ledger::MONTH_USAGE_SQL),
-        ("outbox.hooked", crate::outbox::HOOKED_SQL),
         ("jobs.list", crate::jobs::store::LIST_SQL),
     ];
-    // Every post: the shard charge and the INSERT in one statement; and the
-    // central row, locked when a shard takes a new grant.
+    // Every post: the shard charge and the INSERT in one statement; every event:
+    // its dispatch job, inserted when the tenant has a webhook; and the central
+    // row, locked when a shard takes a new grant.
     let writes = [
         ("messages.post", messages::POST_SQL),
+        (
+            "outbox.dispatch_if_hooked",
+            crate::outbox::DISPATCH_IF_HOOKED_SQL,
+        ),
         ("usage.central_grants", storage::CENTRAL_GRANTS_SQL),
     ];
     let reads = list.into_iter().map(|(name, sql)| HotStatement {

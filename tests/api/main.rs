@@ -72,3 +72,4 @@ mod tenants;
 mod tls;
 mod users;
 mod webhooks;
+mod write_pipeline;

@@ -141,7 +141,7 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             // `limits.cost.search_candidates`' default.
             Box::new(1000i64),
         ],
-        "usage.storage_bytes" | "usage.ai_month" | "usage.central_grants" | "outbox.hooked" => {
+        "usage.storage_bytes" | "usage.ai_month" | "usage.central_grants" => {
             vec![Box::new(tenant)]
         }
         "messages.post" => vec![
@@ -158,6 +158,14 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             // subquery runs) and its DEK version.
             Box::new(None::<Vec<u8>>),
             Box::new(None::<i32>),
+        ],
+        "outbox.dispatch_if_hooked" => vec![
+            Box::new(Uuid::now_v7()),
+            Box::new(tenant),
+            Box::new("us-east1".to_owned()),
+            Box::new("outbox.dispatch".to_owned()),
+            Box::new(serde_json::json!({ "event_id": Uuid::now_v7() })),
+            Box::new(20i32),
         ],
         "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Where a post's database cost goes (issue 11, item 3): pgbench runs, at the same
+# concurrency and one after the other, the bare autocommit INSERT of a message (the
+# aim's yardstick), then the API's write transaction in several shapes, so the
+# difference between them is one part of the cost each:
+#
+#   bare            INSERT INTO messages … (autocommit, superuser: no RLS)
+#   bare-app        the same INSERT as meridian_app inside BEGIN/set tenant/COMMIT,
+#                   pipelined (one round trip): the transaction + RLS, nothing else
+#   post-1rt        prologue (BEGIN, tenant setting + statement_timeout, user
+#                   check), the post's statement (shard charge + INSERT), the
+#                   outbox INSERT, the dispatch job if hooked, COMMIT: one
+#                   pipeline (a shape the node does not send: see the README)
+#   post-1rt-nooutbox  the same without the outbox INSERT and the webhook check
+#   post-1rt-nocharge  the same without the outbox and without the shard charge:
+#                   the prologue and the INSERT with its policy guard only
+#   post-2rt        the node's post since issue 11 item 3: two round trips
+#                   (prologue + post; outbox INSERT + dispatch job if hooked +
+#                   COMMIT)
+#   post-3rt        the node's post before: three round trips (prologue + post;
+#                   outbox INSERT + webhook check; COMMIT)
+#   bare-nogin      the bare INSERT again after `DROP INDEX messages_search_idx`
+#                   (last: it changes the schema of this throwaway database)
+#
+# All at SERIALIZABLE as the API runs them (`--max-tries=1`: a serialization
+# failure is counted, not retried), `-M prepared`, each client its own channel and
+# usage shard (the shape of `loadtest/writes.sh`).
+#
+#   loadtest/write-split.sh [clients=16] [seconds=8]
+#
+# Starts its own `meridian dev --regions us-east1` (BIN=<binary>, default the
+# release build; REGIONS_DIR=<dir> for other ports); prints the load average at
+# the start of each run and a summary table with each shape's tps as a share of
+# the bare INSERT's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-16}; SECS=${2:-8}
+PGBIN=$(pg_config --bindir)
+if [[ -z ${BIN:-} ]]; then cargo build --release -q -p meridian-local; BIN=target/release/meridian; fi
+STATE=$(mktemp -d /tmp/meridian-split-XXXX); chmod 755 "$STATE"
+OUT="$STATE/dev.out"
+MERIDIAN_LOG__FILTER=warn "$BIN" --state-dir "$STATE" dev --regions us-east1 --regions-dir "${REGIONS_DIR:-regions}" >"$OUT" 2>"$STATE/dev.err" &
+DEV=$!
+trap 'kill -TERM $DEV 2>/dev/null; wait $DEV 2>/dev/null; rm -rf "$STATE"' EXIT
+for _ in $(seq 1 150); do grep -q '^ready' "$OUT" && break; sleep 0.2; done
+grep -q '^ready' "$OUT" || { cat "$OUT" "$STATE/dev.err"; exit 1; }
+PG=$(awk '/^postgres /{print $2}' "$OUT")
+BASE=$(awk '/^node us-east1 /{print $3}' "$OUT")
+export MERIDIAN_NODE=$BASE
+
+ADMIN=$("$BIN" --state-dir "$STATE" token --platform-admin)
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+TENANT_JSON=$(curl -sf -X POST "$BASE/v1/tenants" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+  -d '{"slug":"busy","name":"Busy","home_region":"us-east1","plan":"enterprise","owner":{"email":"busy@busy.example","display_name":"Busy"}}')
+T=$(echo "$TENANT_JSON" | json 'd["id"]'); U=$(echo "$TENANT_JSON" | json 'd["owner"]["id"]')
+CHAN="'00000000-0000-4000-8000-' || lpad(%s::text, 12, '0')"
+MYCHAN="($(printf "$CHAN" ":client_id"))::uuid"
+BODY="'a post of a busy writer, of ordinary length'"
+# Channels client i -> channel i; usage shards with generous grants, so the
+# post's charge stays on its fast path.
+"$PGBIN/psql" -q "$PG" -c "INSERT INTO channels (tenant_id, id, home_region, name, created_by)
+  SELECT '$T', ($(printf "$CHAN" g))::uuid, 'us-east1', 'writer ' || g, '$U' FROM generate_series(0, $W - 1) g;
+  INSERT INTO tenant_usage_shards (tenant_id, shard, home_region) SELECT '$T', s, 'us-east1' FROM generate_series(0, 31) s ON CONFLICT DO NOTHING;
+  UPDATE tenant_usage_shards SET granted_bytes = used_bytes + 1000000000, cap_bytes = 1099511627776 WHERE tenant_id = '$T';
+  UPDATE tenant_usage SET granted_bytes = (SELECT sum(granted_bytes) FROM tenant_usage_shards WHERE tenant_id = '$T') WHERE tenant_id = '$T';"
+APP_URL="postgres://meridian_app:$(cat "$STATE/app.password")@${PG#*@}"
+
+BARE="INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
+VALUES ('$T', gen_random_uuid(), 'us-east1', $MYCHAN, '$U', $BODY);"
+PROLOGUE="BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT set_config('app.tenant_id', '$T', true), set_config('statement_timeout', '10000ms', true);
+SELECT status = 'active' AND role = 'owner' FROM users WHERE tenant_id = '$T' AND id = '$U';"
+# messages::POST_SQL with the node's parameters written in (plaintext body).
+POST="WITH charged AS (UPDATE tenant_usage_shards SET used_bytes = used_bytes + 44
+   WHERE tenant_id = '$T' AND shard = :client_id AND cap_bytes = 1099511627776 AND used_bytes + 44 <= granted_bytes RETURNING shard)
+INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
+SELECT '$T'::uuid, gen_random_uuid(), 'us-east1'::text, $MYCHAN, '$U'::uuid,
+  CASE WHEN NULL::bytea IS NULL AND (SELECT t.encrypt_messages FROM tenants t WHERE t.id = '$T'::uuid) THEN NULL
+       WHEN NULL::bytea IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tenant_keys k WHERE k.tenant_id = '$T'::uuid AND k.version = NULL::int4 AND k.state = 'active') THEN NULL
+       ELSE $BODY::text END, NULL::bytea FROM charged
+RETURNING id, channel_id, author_id, body, created_at;"
+OUTBOX="INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, subject_id, data)
+VALUES ('$T', gen_random_uuid(), 'us-east1', 'message.posted', 'message', gen_random_uuid()::text,
+  '{\"message\": {\"id\": \"01a22c64-32f9-7485-8820-f7477733105c\", \"body\": \"a post of a busy writer, of ordinary length\", \"author_id\": \"$U\", \"channel_id\": \"01a22c64-2ba8-77d6-b32f-423e5de1bb75\", \"created_at\": \"2026-11-30T12:18:13.883613Z\"}}');
+SELECT 1 FROM webhook_endpoints WHERE tenant_id = '$T' AND enabled LIMIT 1;"
+# Since issue 11 item 3: the dispatch job inserted only when the tenant has a
+# webhook (`outbox::DISPATCH_IF_HOOKED_SQL`) instead of the check the node waited for.
+OUTBOX_NEW="${OUTBOX%%SELECT 1 FROM webhook_endpoints*}INSERT INTO jobs (id, tenant_id, home_region, kind, payload, max_attempts)
+SELECT gen_random_uuid(), '$T'::uuid, 'us-east1'::text, 'outbox.dispatch'::text, '{}'::jsonb, 20::int4
+WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE tenant_id = '$T'::uuid AND enabled);"
+
+printf '%s\n' "$BARE" >"$STATE/bare.sql"
+printf '\\startpipeline\nBEGIN ISOLATION LEVEL SERIALIZABLE;\nSELECT set_config(%s, %s, true);\n%s\nCOMMIT;\n\\endpipeline\n' \
+  "'app.tenant_id'" "'$T'" "$BARE" >"$STATE/bare-app.sql"
+printf '\\startpipeline\n%s\n%s\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE" "$POST" "$OUTBOX_NEW" >"$STATE/post-1rt.sql"
+printf '\\startpipeline\n%s\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE" "$POST" >"$STATE/post-1rt-nooutbox.sql"
+NOCHARGE="INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
+SELECT '$T'::uuid, gen_random_uuid(), 'us-east1'::text, $MYCHAN, '$U'::uuid,
+  CASE WHEN NULL::bytea IS NULL AND (SELECT t.encrypt_messages FROM tenants t WHERE t.id = '$T'::uuid) THEN NULL
+       ELSE $BODY::text END, NULL::bytea
+RETURNING id, channel_id, author_id, body, created_at;"
+printf '\\startpipeline\n%s\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE" "$NOCHARGE" >"$STATE/post-1rt-nocharge.sql"
+printf '\\startpipeline\n%s\n%s\n\\endpipeline\n\\startpipeline\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE" "$POST" "$OUTBOX_NEW" >"$STATE/post-2rt.sql"
+printf '\\startpipeline\n%s\n%s\n\\endpipeline\n\\startpipeline\n%s\n\\endpipeline\nCOMMIT;\n' "$PROLOGUE" "$POST" "$OUTBOX" >"$STATE/post-3rt.sql"
+
+declare -A TPS
+run() { # run NAME URL
+  echo "== $1 (load average $(cut -d' ' -f1 /proc/loadavg)): pgbench -c$W -j2 -T$SECS -M prepared"
+  "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared --max-tries=1 --failures-detailed -f "$STATE/$1.sql" "$2" 2>"$STATE/$1.err" \
+    | tee "$STATE/$1.txt" | grep -E '^(tps|latency average|number of (failed|serialization))' || { cat "$STATE/$1.err"; exit 1; }
+  TPS[$1]=$(awk '/^tps/{print $3}' "$STATE/$1.txt")
+}
+ORDER=(bare bare-app post-1rt post-1rt-nooutbox post-1rt-nocharge post-2rt post-3rt bare)
+for name in "${ORDER[@]}"; do
+  if [[ $name == bare ]]; then run bare "$PG"; BARES+=("${TPS[bare]}"); else run "$name" "$APP_URL"; fi
+done
+"$PGBIN/psql" -q "$PG" -c "DROP INDEX messages_search_idx"
+cp "$STATE/bare.sql" "$STATE/bare-nogin.sql"; run bare-nogin "$PG"
+REF=$(python3 -c "print(sum(map(float, '${BARES[*]}'.split())) / ${#BARES[@]})")
+echo "== summary: tps and share of the bare INSERT (mean of its two runs: ${BARES[*]} -> $REF)"
+for name in bare-app post-1rt post-1rt-nooutbox post-1rt-nocharge post-2rt post-3rt bare-nogin; do
+  python3 -c "print(f'{\"$name\":20} {float(\"${TPS[$name]}\"):9.0f} tps  {float(\"${TPS[$name]}\")/$REF:5.2f}')"
+done

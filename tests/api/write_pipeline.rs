@@ -1,0 +1,231 @@
+//! A post's last round trip carries its COMMIT (`TenantTx::execute_and_commit`,
+//! issue 11 item 3): the outbox INSERT, the dispatch job and COMMIT go out
+//! together. These tests make that round trip fail the way CockroachDB and
+//! SERIALIZABLE PostgreSQL do (SQLSTATE 40001, injected by a trigger the test
+//! installs as the superuser) and check that the whole transaction is retried
+//! and written exactly once — message, charge and event — and that a refused
+//! user's post commits nothing.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{Tenant, TestApp, assert_problem, spawn_app};
+
+/// A trigger function that raises 40001 the first `times` times it runs
+/// (`SECURITY DEFINER`: the app role needs no grant on its counter).
+async fn install_failing_trigger(app: &TestApp, times: i64) {
+    app.superuser_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE SEQUENCE injected_failures;
+             CREATE FUNCTION fail_first_times() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+             BEGIN
+               IF nextval('injected_failures') <= {times} THEN
+                 RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001';
+               END IF;
+               RETURN NEW;
+             END $$;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// How often the injected trigger ran.
+async fn trigger_runs(app: &TestApp) -> i64 {
+    app.superuser_client()
+        .await
+        .query_one(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM injected_failures",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Messages with `body`, their outbox events, and whether the tenant's stored
+/// bytes equal what its usage shards charged.
+async fn written(app: &TestApp, tenant: &Tenant, body: &str) -> (i64, i64, bool) {
+    let db = app.superuser_client().await;
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM messages WHERE tenant_id = $1 AND body = $2),
+                    (SELECT count(*) FROM outbox_events e JOIN messages m
+                       ON m.tenant_id = e.tenant_id AND m.id::text = e.subject_id
+                      WHERE e.tenant_id = $1 AND e.kind = 'message.posted' AND m.body = $2),
+                    (SELECT COALESCE(sum(octet_length(body)), 0) FROM messages WHERE tenant_id = $1)
+                      = (SELECT COALESCE(sum(used_bytes), 0) FROM tenant_usage_shards
+                          WHERE tenant_id = $1)",
+            &[&tenant.id, &body],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+async fn post(app: &TestApp, token: &str, channel: Uuid, body: &str) -> crate::helpers::Reply {
+    app.post(
+        &format!("/v1/channels/{channel}/messages"),
+        token,
+        json!({ "body": body }),
+    )
+    .await
+}
+
+/// 40001 on the outbox INSERT, a statement of the last round trip: the COMMIT
+/// behind it ends the transaction as a ROLLBACK, and the retry writes the
+/// message, its charge and its event once.
+#[actix_web::test]
+async fn a_40001_in_the_posts_last_round_trip_retries_the_whole_post() {
+    let app = spawn_app().await;
+    let tenant = app.provision("pipefail").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    install_failing_trigger(&app, 1).await;
+    app.superuser_client()
+        .await
+        .batch_execute(
+            "CREATE TRIGGER fail_event BEFORE INSERT ON outbox_events FOR EACH ROW
+               WHEN (NEW.kind = 'message.posted') EXECUTE FUNCTION fail_first_times()",
+        )
+        .await
+        .unwrap();
+
+    let reply = post(&app, &tenant.owner_token, channel, "retried as a whole").await;
+
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(trigger_runs(&app).await, 2, "one failed attempt, one retry");
+    assert_eq!(
+        written(&app, &tenant, "retried as a whole").await,
+        (1, 1, true),
+        "one message, one event, charged once"
+    );
+}
+
+/// 40001 at COMMIT itself (a deferred constraint trigger runs there), the COMMIT
+/// that travelled with the outbox INSERT: the post is retried whole, and written
+/// once.
+#[actix_web::test]
+async fn a_40001_at_the_pipelined_commit_retries_the_whole_post() {
+    let app = spawn_app().await;
+    let tenant = app.provision("commitfail").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    install_failing_trigger(&app, 1).await;
+    app.superuser_client()
+        .await
+        .batch_execute(
+            "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON messages
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_times()",
+        )
+        .await
+        .unwrap();
+
+    let reply = post(&app, &tenant.owner_token, channel, "committed on retry").await;
+
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(trigger_runs(&app).await, 2, "one failed COMMIT, one retry");
+    assert_eq!(
+        written(&app, &tenant, "committed on retry").await,
+        (1, 1, true)
+    );
+}
+
+/// 40001 on every attempt: the post is answered 503 `retry_exhausted` and
+/// nothing of it is left — no message, no event, no charge.
+#[actix_web::test]
+async fn a_post_failing_every_attempt_leaves_nothing() {
+    let app = spawn_app().await;
+    let tenant = app.provision("allfail").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    install_failing_trigger(&app, 1_000).await;
+    app.superuser_client()
+        .await
+        .batch_execute(
+            "CREATE TRIGGER fail_event BEFORE INSERT ON outbox_events FOR EACH ROW
+               WHEN (NEW.kind = 'message.posted') EXECUTE FUNCTION fail_first_times()",
+        )
+        .await
+        .unwrap();
+
+    let reply = post(&app, &tenant.owner_token, channel, "never written").await;
+
+    assert_problem(&reply, 503, "retry_exhausted");
+    assert!(trigger_runs(&app).await >= 2, "it was retried");
+    assert_eq!(written(&app, &tenant, "never written").await, (0, 0, true));
+}
+
+/// A user disabled before their post: the COMMIT must not travel with the
+/// post's last statements before the user check has answered, so nothing is
+/// written and the answer is 401.
+#[actix_web::test]
+async fn a_disabled_users_post_writes_nothing() {
+    let app = spawn_app().await;
+    let tenant = app.provision("disabled").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    let (user, token) = app.add_user(&tenant, "member").await;
+    assert_eq!(
+        post(&app, &token, channel, "while active").await.status,
+        201
+    );
+    let reply = app
+        .patch(
+            &format!("/v1/users/{user}"),
+            &tenant.owner_token,
+            json!({ "status": "disabled" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let reply = post(&app, &token, channel, "after being disabled").await;
+
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(
+        written(&app, &tenant, "after being disabled").await,
+        (0, 0, true)
+    );
+    assert_eq!(written(&app, &tenant, "while active").await, (1, 1, true));
+}
+
+/// A post under a write impersonation records `impersonated_write` after the
+/// post's statements, in the same transaction: its COMMIT must not travel with
+/// the outbox INSERT (the prologue checks an impersonation, not a user, so the
+/// post falls back to COMMIT after the body). The post and its audit event are
+/// both written.
+#[actix_web::test]
+async fn an_impersonated_post_commits_after_its_audit_event() {
+    let app = spawn_app().await;
+    let tenant = app.provision("imppost").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    let allowed = app
+        .patch(
+            &format!("/v1/tenants/{}/impersonation-policy", tenant.id),
+            &tenant.owner_token,
+            json!({ "writes_allowed": true }),
+        )
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let started = crate::impersonation::start_with(
+        &app,
+        &tenant,
+        json!({ "reason": "fix data", "write": true }),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    let (_, token) = crate::impersonation::ids(&started.body);
+
+    let reply = post(&app, &token, channel, "posted while impersonating").await;
+
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        written(&app, &tenant, "posted while impersonating").await,
+        (1, 1, true)
+    );
+    let trail = app.get("/v1/audit?limit=200", &tenant.owner_token).await;
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    let writes = trail.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "impersonated_write")
+        .count();
+    assert_eq!(writes, 1, "{}", trail.body);
+}
