@@ -105,7 +105,10 @@ export async function members(main, { tenantId, role }) {
   const grantable = role === "owner" ? ["viewer", "member", "admin", "compliance", "owner"] : ["viewer", "member", "admin"];
   const rows = page.items.map((u) => {
     const cells = [u.display_name, u.email, h("span", { class: "role" }, u.role), u.status];
-    if (admin) {
+    if (admin && !grantable.includes(u.role)) {
+      // An admin cannot change an owner or compliance officer (the API's rule).
+      cells.push("—");
+    } else if (admin) {
       const select = h("select", { "aria-label": `Role of ${u.email}` },
         grantable.map((r) => h("option", { value: r, selected: r === u.role }, r)));
       const save = h("button", { type: "button", class: "admin-action", onclick: async () => {
