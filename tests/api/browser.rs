@@ -190,12 +190,11 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await {
-                if let Ok(found) = el.text().await {
-                    if found.contains(text) {
-                        return found;
-                    }
-                }
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(found) = el.text().await
+                && found.contains(text)
+            {
+                return found;
             }
             if Instant::now() >= deadline {
                 panic!(
