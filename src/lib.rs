@@ -17,6 +17,7 @@ pub mod body_deadline;
 pub mod calendar;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod error;
@@ -341,7 +342,9 @@ fn http_server(
             .app_data(api::path_config())
             .configure(api::routes)
             .split_for_parts();
-        app.default_service(web::to(api::fallback))
+        // Static pages, not API operations: outside `/v1` and the OpenAPI document.
+        app.configure(console::routes)
+            .default_service(web::to(api::fallback))
             .wrap(actix_web::middleware::from_fn(scope::confirm_user))
             .wrap(actix_web::middleware::from_fn(scope::audit_impersonated))
             .wrap(actix_web::middleware::from_fn(routing::middleware::route))

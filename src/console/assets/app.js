@@ -1,0 +1,117 @@
+// The console's entry point: the hash router (`#/signin`, `#/tenants/{id}`,
+// `#/tenants/{id}/members|usage|audit`), the header (pages, who is signed in,
+// sign out), and start-up (an OIDC return, or resuming the session a reload
+// left in the cookie). Routing by the URL's hash keeps the server to one page.
+
+import { fill, h, showProblem } from "./dom.js";
+import * as session from "./session.js";
+import * as views from "./views.js";
+
+const main = document.getElementById("main");
+const PAGES = { "": views.overview, members: views.members, usage: views.usage, audit: views.audit };
+
+function parse(hash) {
+  const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (parts[0] === "tenants" && parts[1]) {
+    return { tenantId: parts[1], page: parts[2] || "" };
+  }
+  return { signin: parts[0] === "signin" || parts[0] === "" };
+}
+
+function header(route) {
+  const nav = document.getElementById("nav");
+  const whoBox = document.getElementById("who");
+  const me = session.who();
+  if (!me) {
+    fill(nav);
+    fill(whoBox);
+    return;
+  }
+  const tenantId = route.tenantId || me.tenantId;
+  fill(nav, views.pagesFor(me.role).map(([page, label]) => {
+    const href = `#/tenants/${encodeURIComponent(tenantId)}${page ? `/${page}` : ""}`;
+    return h("a", { href, "aria-current": route.tenantId && route.page === page ? "page" : false }, label);
+  }));
+  fill(whoBox,
+    h("span", { id: "signed-in-as" }, "Signed in as ", h("strong", { id: "role" }, me.role)),
+    h("button", { type: "button", id: "signout", onclick: signOut }, "Sign out"));
+}
+
+async function signOut() {
+  try {
+    await session.signOut();
+    showProblem(null);
+  } catch (err) {
+    showProblem(err);
+  }
+  if (location.hash === "#/signin") {
+    await render();
+  } else {
+    location.hash = "#/signin";
+  }
+}
+
+let wanted = null;
+
+async function render() {
+  const route = parse(location.hash);
+  const me = session.who();
+  if (!me) {
+    if (route.tenantId) {
+      wanted = location.hash;
+    }
+    header({});
+    views.signIn(main, { onDone: afterSignIn });
+    return;
+  }
+  if (!route.tenantId) {
+    location.replace(`#/tenants/${encodeURIComponent(me.tenantId)}`);
+    return;
+  }
+  header(route);
+  const view = PAGES[route.page];
+  if (!view) {
+    views.failed(main, new Error(`No page “${route.page}”.`));
+    return;
+  }
+  fill(main, h("p", {}, "Loading…"));
+  try {
+    await view(main, { tenantId: route.tenantId, role: me.role });
+  } catch (err) {
+    views.failed(main, err);
+  }
+  main.focus();
+}
+
+function afterSignIn() {
+  const me = session.who();
+  const target = wanted || `#/tenants/${encodeURIComponent(me.tenantId)}`;
+  wanted = null;
+  if (location.hash === target) {
+    render();
+  } else {
+    location.hash = target;
+  }
+}
+
+async function start() {
+  const query = new URLSearchParams(location.search);
+  try {
+    if (query.has("code") && query.has("state")) {
+      // Back from the identity provider: the code is used once, then dropped from the URL.
+      history.replaceState(null, "", location.pathname);
+      await session.finishOidc(query.get("code"), query.get("state"));
+    } else {
+      await session.resume();
+    }
+  } catch (err) {
+    showProblem(err);
+  }
+  window.addEventListener("hashchange", () => {
+    showProblem(null);
+    render();
+  });
+  await render();
+}
+
+start();

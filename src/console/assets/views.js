@@ -1,0 +1,248 @@
+// The pages. Each takes the `<main>` element and what the route names, asks the
+// API, and renders; what a role may do is the API's decision, the console only
+// leaves out controls the role cannot use (the API refuses them anyway).
+
+import { ApiError } from "./api.js";
+import { fill, h, problemBox, showProblem, table } from "./dom.js";
+import * as session from "./session.js";
+
+const ADMINS = ["owner", "admin"];
+const AUDITORS = ["owner", "admin", "compliance"];
+
+/** Which tenant pages a role has (the nav shows only these). */
+export function pagesFor(role) {
+  const pages = [["", "Overview"], ["members", "Members"]];
+  if (ADMINS.includes(role)) {
+    pages.push(["usage", "Usage"]);
+  }
+  if (AUDITORS.includes(role)) {
+    pages.push(["audit", "Audit trail"]);
+  }
+  return pages;
+}
+
+function heading(main, text) {
+  const h1 = h("h1", {}, text);
+  fill(main, h1);
+  document.title = `${text} · Meridian console`;
+  return h1;
+}
+
+/** A failed load: the API's message and request id in place of the page. */
+export function failed(main, err) {
+  const title = err instanceof ApiError && err.status === 404 ? "Not found" : "Something went wrong";
+  heading(main, title);
+  main.append(h("div", { class: "problem", id: "view-problem" }, problemBox(err)));
+}
+
+export function signIn(main, { onDone, slug = "" }) {
+  heading(main, "Sign in");
+  const form = h("form", { class: "stack", id: "signin" },
+    h("label", {}, "Organisation (tenant slug)",
+      h("input", { name: "slug", id: "slug", required: true, autocomplete: "organization", value: slug })),
+    h("label", {}, "Username", h("input", { name: "username", id: "username", required: true, autocomplete: "username" })),
+    h("label", {}, "Password",
+      h("input", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" })),
+    h("button", { type: "submit", id: "signin-submit" }, "Sign in with the directory (LDAP)"),
+    h("button", { type: "button", id: "signin-oidc" , onclick: () => startOidc(form) }, "Sign in with the identity provider (OIDC)"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    showProblem(null);
+    try {
+      await session.signInLdap(data.get("slug").trim(), data.get("username"), data.get("password"));
+      onDone();
+    } catch (err) {
+      showProblem(err);
+    }
+  });
+  main.append(form);
+}
+
+/** OIDC: the browser goes to the API's start route, which sends it on to the
+ * provider; the provider sends it back to `/console/` with `code` and `state`. */
+function startOidc(form) {
+  const slug = new FormData(form).get("slug").trim();
+  if (!slug) {
+    showProblem(new Error("Enter the organisation's slug first."));
+    return;
+  }
+  const back = `${location.origin}/console/`;
+  location.assign(`/v1/auth/${encodeURIComponent(slug)}/oidc/start?redirect_uri=${encodeURIComponent(back)}`);
+}
+
+/** The tenant the URL names, as the API shows it to this user (404 for another tenant's). */
+function tenant(id) {
+  return session.call("GET", `/v1/tenants/${encodeURIComponent(id)}`);
+}
+
+export async function overview(main, { tenantId }) {
+  const t = await tenant(tenantId);
+  const me = await session.call("GET", "/v1/me");
+  heading(main, t.name || t.slug);
+  main.append(
+    table("The tenant", ["field", "value"], [
+      ["slug", t.slug],
+      ["id", h("code", {}, t.id)],
+      ["plan", t.plan ?? "—"],
+      ["home region", t.home_region],
+      ["residency", t.residency ? JSON.stringify(t.residency) : "none"],
+      ["status", t.status ?? "—"],
+    ]),
+    h("h2", {}, "You"),
+    table("The signed-in user", ["field", "value"], [
+      ["name", me.user ? me.user.display_name : "—"],
+      ["email", me.user ? me.user.email : "—"],
+      ["role", h("span", { id: "my-role" }, me.role)],
+    ]));
+}
+
+export async function members(main, { tenantId, role }) {
+  await tenant(tenantId);
+  const page = await session.call("GET", "/v1/users?limit=200");
+  heading(main, "Members and roles");
+  const admin = ADMINS.includes(role);
+  const grantable = role === "owner" ? ["viewer", "member", "admin", "compliance", "owner"] : ["viewer", "member", "admin"];
+  const rows = page.items.map((u) => {
+    const cells = [u.display_name, u.email, h("span", { class: "role" }, u.role), u.status];
+    if (admin && !grantable.includes(u.role)) {
+      // An admin cannot change an owner or compliance officer (the API's rule).
+      cells.push("—");
+    } else if (admin) {
+      const select = h("select", { "aria-label": `Role of ${u.email}` },
+        grantable.map((r) => h("option", { value: r, selected: r === u.role }, r)));
+      const save = h("button", { type: "button", class: "admin-action", onclick: async () => {
+        showProblem(null);
+        try {
+          await session.call("PATCH", `/v1/users/${u.id}`, { role: select.value });
+          await members(main, { tenantId, role });
+        } catch (err) {
+          showProblem(err);
+        }
+      } }, "Change role");
+      cells.push(h("td", {}, select, " ", save));
+    }
+    return cells;
+  });
+  const headers = ["name", "email", "role", "status"];
+  if (admin) {
+    headers.push("actions");
+  }
+  main.append(table(`${page.items.length} members${page.next_cursor ? " (first 200)" : ""}`, headers, rows));
+  if (admin) {
+    main.append(h("h2", {}, "Add a member"), addMember(main, { tenantId, role }, grantable));
+  }
+}
+
+function addMember(main, ctx, grantable) {
+  const form = h("form", { class: "inline", id: "add-member" },
+    h("label", {}, "Email", h("input", { name: "email", type: "email", required: true })),
+    h("label", {}, "Display name", h("input", { name: "display_name", required: true })),
+    h("label", {}, "Role", h("select", { name: "role" }, grantable.map((r) => h("option", { value: r }, r)))),
+    h("button", { type: "submit", class: "admin-action" }, "Add member"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    showProblem(null);
+    try {
+      await session.call("POST", "/v1/users", data);
+      await members(main, ctx);
+    } catch (err) {
+      showProblem(err);
+    }
+  });
+  return form;
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
+
+function against(label, used, limit, show = String) {
+  const meter = h("meter", { min: 0, max: limit, value: Math.min(used, limit), "aria-label": `${label}: ${show(used)} of ${show(limit)}` });
+  return [label, h("td", { class: "num" }, show(used)), h("td", { class: "num" }, show(limit)), h("td", {}, meter)];
+}
+
+export async function usage(main, { tenantId }) {
+  await tenant(tenantId);
+  const u = await session.call("GET", "/v1/usage");
+  heading(main, "Usage against limits");
+  const l = u.limits;
+  main.append(
+    table("Now (storage, users and AI tokens are exact; the rest is the answering node's)", ["what", "used", "limit", ""], [
+      against("storage", u.storage_bytes, l.storage_bytes, bytes),
+      against("users", u.users, l.users),
+      against("AI tokens this month", u.ai_tokens.used + u.ai_tokens.reserved, l.ai_tokens_per_month),
+      against("requests in flight (this node)", u.in_flight_requests, l.concurrent_requests),
+    ]),
+    h("h2", {}, "Request limits"),
+    table("Per node", ["limit", "value"], [
+      ["requests per second", l.requests_per_second],
+      ["burst", l.burst],
+      ["largest message", bytes(l.message_bytes)],
+      ["background jobs at once", l.jobs_concurrent],
+    ]),
+    h("h2", {}, "Refused by a limit (this node, since it started)"),
+    table("Denials", ["limit", "refused"], Object.entries(u.denials || {}).map(([k, v]) => [k, v])),
+    h("p", { class: "meta" }, "Charts over time need a usage-history API route (not built yet)."));
+}
+
+export async function audit(main, { tenantId }) {
+  await tenant(tenantId);
+  heading(main, "Audit trail");
+  const verdict = h("div", { id: "verdict", "aria-live": "polite" });
+  const verify = h("button", { type: "button", id: "verify-chain", onclick: async () => {
+    verify.disabled = true;
+    fill(verdict, "Verifying…");
+    try {
+      const v = await session.call("GET", "/v1/audit/verify");
+      const c = v.checkpoint;
+      const checkpoint = c
+        ? `; latest checkpoint (seq ${c.seq}): signature ${c.signature_valid ? "verifies" : "does NOT verify"}, ${c.matches_chain ? "matches" : "does NOT match"} the chain`
+        : "; no signed checkpoint yet";
+      verdict.className = `verdict ${v.intact ? "intact" : "broken"}`;
+      fill(verdict, h("strong", {}, v.intact ? "Chain intact. " : "Chain broken. "), v.summary, checkpoint);
+    } catch (err) {
+      verdict.className = "verdict broken";
+      fill(verdict, problemBox(err));
+    } finally {
+      verify.disabled = false;
+    }
+  } }, "Verify chain");
+  const list = h("div", {});
+  main.append(h("p", {}, verify), verdict, h("h2", {}, "Events, newest first"), list);
+  await auditPage(list, null);
+}
+
+async function auditPage(list, cursor) {
+  const query = new URLSearchParams({ limit: "50" });
+  if (cursor) {
+    query.set("cursor", cursor);
+  }
+  const page = await session.call("GET", `/v1/audit?${query}`);
+  list.append(table("Events", ["when", "action", "actor", "target", "seq"], page.items.map((e) => [
+    new Date(e.created_at).toLocaleString(),
+    h("code", {}, e.action),
+    h("span", { class: "mono" }, e.actor),
+    e.target_kind ? `${e.target_kind} ${e.target_id ?? ""}` : "—",
+    h("td", { class: "num" }, e.seq ?? "—"),
+  ])));
+  if (page.next_cursor) {
+    const more = h("button", { type: "button", onclick: async () => {
+      more.remove();
+      try {
+        await auditPage(list, page.next_cursor);
+      } catch (err) {
+        showProblem(err);
+      }
+    } }, "Older events");
+    list.append(h("p", {}, more));
+  }
+}
