@@ -184,8 +184,9 @@ async fn buffer_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Byte
 ///
 /// Its future (the body's buffering, the marker's check) is boxed, and only made
 /// for a request that carries a marker: `request_id` and `route` await this on
-/// every request, and a large future inside theirs is copied whole each time
-/// theirs is moved (≈ 15 KB per page request, callgrind, README "Benchmarks").
+/// every request, and every large future inside theirs is copied whole each
+/// time theirs is moved (README "Benchmarks": with the directory's miss path
+/// also inside, ≈ 15k instructions of `memcpy` per request).
 pub async fn verify_hop(req: &mut ServiceRequest) -> Option<HopCheck> {
     if let Some(verdict) = req.extensions().get::<HopCheck>() {
         return Some(verdict.clone());

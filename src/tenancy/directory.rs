@@ -58,8 +58,9 @@ impl Directory {
         self.misses.inc();
         // Boxed: the load is a database transaction, whose future is large, and
         // every request awaits `get` inside the routing and request-id
-        // middlewares, whose futures are moved whole (≈ 15 KB copied per request
-        // before, callgrind, README "Benchmarks"); a hit never makes this one.
+        // middlewares, whose futures are moved whole (≈ 15k instructions of
+        // copying per request before, callgrind, README "Benchmarks"); a hit
+        // never makes this one.
         let loaded = Box::pin(self.cache.try_get_with(id, async {
             match self.load(id).await {
                 Ok(Some(record)) => Ok(Arc::new(record)),
