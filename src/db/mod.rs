@@ -9,6 +9,7 @@ pub mod dialect;
 pub mod migrate;
 mod pools;
 pub mod shards;
+pub mod timestamp;
 pub mod tls;
 pub mod tx;
 

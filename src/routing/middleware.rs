@@ -181,12 +181,18 @@ async fn buffer_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Byte
 /// request and kept in its extensions: `request_id` adopts a valid marker's id,
 /// `route` refuses an invalid one. The body is read to check its digest and put
 /// back as the payload, so the marker is verified before any handler runs.
+///
+/// Its future (the body's buffering, the marker's check) is boxed, and only made
+/// for a request that carries a marker: `request_id` and `route` await this on
+/// every request, and every large future inside theirs is copied whole each
+/// time theirs is moved (README "Benchmarks": with the directory's miss path
+/// also inside, ≈ 15k instructions of `memcpy` per request).
 pub async fn verify_hop(req: &mut ServiceRequest) -> Option<HopCheck> {
     if let Some(verdict) = req.extensions().get::<HopCheck>() {
         return Some(verdict.clone());
     }
     let marker = req.headers().get(hop::HEADER)?.clone();
-    let verdict = check_hop(req, &marker).await;
+    let verdict = Box::pin(check_hop(req, &marker)).await;
     req.extensions_mut().insert(verdict.clone());
     Some(verdict)
 }
@@ -400,7 +406,8 @@ pub async fn route(
     let tenant = match crate::scope::tenant_of(req.request(), &state).await {
         Ok(Some(tenant)) => Some(tenant),
         // No tenant token: a sign-in request may name its tenant otherwise.
-        Ok(None) => match signin_tenant(&mut req, &state, &target).await {
+        // Boxed, as the other rare branches below: see `verify_hop`.
+        Ok(None) => match Box::pin(signin_tenant(&mut req, &state, &target)).await {
             Ok(tenant) => tenant,
             Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
         },
@@ -416,13 +423,13 @@ pub async fn route(
     if let (Some(host), Some(slug)) = (host.as_deref(), slug) {
         let checked =
             crate::scope::check_host(req.request(), &state, host, slug, tenant.as_deref());
-        if let Err(refused) = checked.await {
+        if let Err(refused) = Box::pin(checked).await {
             return Ok(with_region_headers(answer(req, refused), &here, None));
         }
     }
     let tenant = match tenant {
         Some(tenant) => Some(tenant),
-        None => match platform_tenant(&req, &state, &target).await {
+        None => match Box::pin(platform_tenant(&req, &state, &target)).await {
             Ok(tenant) => tenant,
             Err(err) => return Ok(with_region_headers(answer(req, err), &here, None)),
         },
@@ -447,7 +454,8 @@ pub async fn route(
         Decision::Forward(region) => {
             // Only a tenant host binds, so only a tenant host travels (signed).
             let bound = slug.and(host.as_deref()).unwrap_or_default();
-            let (response, outcome) = forward(req, &state, &region, &target, bound).await?;
+            let (response, outcome) =
+                Box::pin(forward(req, &state, &region, &target, bound)).await?;
             state.metrics.observe_routing(outcome, &region);
             Ok(response)
         }

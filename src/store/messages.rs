@@ -18,6 +18,7 @@ use crate::crypto::keyring::Keyring;
 use crate::crypto::messages::{self as sealing, KeyVersionStale, PlaintextRefused, Sealing};
 use crate::db::DbError;
 use crate::db::TenantTx;
+use crate::db::timestamp::Timestamptz;
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::limits::storage;
 use crate::outbox::{self, Event};
@@ -141,7 +142,7 @@ fn from_row(row: &Row) -> Message {
         channel_id: ChannelId::from_uuid(row.get(1)),
         author_id: UserId::from_uuid(row.get(2)),
         body: row.get(3),
-        created_at: row.get(4),
+        created_at: row.get::<_, Timestamptz>(4).0,
     }
 }
 
