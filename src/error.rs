@@ -133,6 +133,13 @@ pub enum ApiError {
     /// removed by the sweep).
     #[error("this export has expired and its archive was deleted; request a new export")]
     ExportExpired,
+    /// A download of an export whose archive was built in another region, before
+    /// the tenant moved: it stays in that region's store until it expires.
+    #[error(
+        "this export's archive was built in region {0} before the tenant moved and stays \
+         there until it expires; request a new export"
+    )]
+    ExportLeftBehind(String),
     /// A `Range` that is malformed or starts past the end of the archive.
     #[error("the requested range is not satisfiable (the archive has {size} bytes)")]
     RangeNotSatisfiable { size: u64 },
@@ -240,6 +247,7 @@ error_codes! {
     RotationInProgress = "rotation_in_progress" => CONFLICT,
     ExportNotReady = "export_not_ready" => CONFLICT,
     ExportExpired = "export_expired" => GONE,
+    ExportLeftBehind = "export_left_behind" => GONE,
     CalendarEditConflict = "calendar_edit_conflict" => CONFLICT,
     ConfirmationMismatch = "confirmation_mismatch" => UNPROCESSABLE_ENTITY,
     PreconditionRequired = "precondition_required" => PRECONDITION_REQUIRED,
@@ -335,6 +343,7 @@ impl ApiError {
             Self::CalendarServer(_) => C::CalendarServerFailed,
             Self::TenantKeysDestroyed => C::TenantKeysDestroyed,
             Self::ExportExpired => C::ExportExpired,
+            Self::ExportLeftBehind(_) => C::ExportLeftBehind,
             Self::RangeNotSatisfiable { .. } => C::RangeNotSatisfiable,
             Self::Internal(_) => C::Internal,
         }

@@ -818,6 +818,7 @@ pub const OPERATIONS: &[Operation] = &[
             ErrorCode::Forbidden,
             ErrorCode::ExportNotReady,
             ErrorCode::ExportExpired,
+            ErrorCode::ExportLeftBehind,
             ErrorCode::RangeNotSatisfiable,
             ErrorCode::TenantKeysDestroyed,
             // Its one transaction writes the audit event.

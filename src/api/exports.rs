@@ -172,6 +172,7 @@ pub fn parse_range(raw: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, A
 pub async fn download(
     scope: Guarded<Allow<perm::Read>, TenantScope>,
     hooks: web::Data<Hooks>,
+    state: web::Data<crate::state::AppState>,
     req: HttpRequest,
     path: IdPath,
 ) -> Result<HttpResponse, ApiError> {
@@ -183,11 +184,19 @@ pub async fn download(
         .map(|v| v.to_str().unwrap_or("bytes=invalid"));
     let scope_ref = &*scope;
     let caller = scope.user_id();
+    // Tenant requests are served in the tenant's home region: this node's.
+    let region = state.region.as_str();
     let (stored, dek, range) = scope
         .write(async |tx| {
             let stored = exports::get(tx, id).await?;
             visible(scope_ref, &stored)?;
             match stored.export.state.as_str() {
+                // Built in the old home region before a relocation: the archive
+                // is in that region's store, not this one's.
+                "ready" if stored.storage_region.as_deref() != Some(region) => {
+                    let built = stored.storage_region.clone().unwrap_or_default();
+                    return Err(ApiError::ExportLeftBehind(built));
+                }
                 "ready" => {}
                 "expired" => return Err(ApiError::ExportExpired),
                 _ => {

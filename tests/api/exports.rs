@@ -367,6 +367,36 @@ async fn members_export_only_their_own_data_and_see_only_their_exports() {
     request(&app, &compliance_token, json!({ "scope": "tenant" })).await;
 }
 
+/// An export built in the old home region before a relocation keeps its archive
+/// in that region's store: its download in the new home region is a clear 410,
+/// not a failed read of a file this region never had.
+#[actix_web::test]
+async fn an_export_built_in_another_region_answers_410_export_left_behind() {
+    let app = spawn_app().await;
+    let t = app.provision("left-behind").await;
+    let id = request(&app, &t.owner_token, json!({ "scope": "tenant" })).await;
+    assert_eq!(finished(&app, &t.owner_token, id).await["state"], "ready");
+    assert_eq!(download(&app, &t.owner_token, id, None).await.status, 200);
+    // What a relocation leaves: the row moved with the tenant, the archive did not.
+    app.superuser_client()
+        .await
+        .execute(
+            "UPDATE exports SET storage_region = 'europe-west1' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let reply = app_request_with_range(&app, &t.owner_token, id, "bytes=0-").await;
+    assert_problem(&reply, 410, "export_left_behind");
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("europe-west1")),
+        "{}",
+        reply.body
+    );
+}
+
 #[actix_web::test]
 async fn an_expired_export_answers_410_and_the_sweep_deletes_its_file() {
     let mut settings = test_settings(&fresh_database().await);
