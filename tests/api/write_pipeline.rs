@@ -11,9 +11,17 @@ use uuid::Uuid;
 
 use crate::helpers::{Tenant, TestApp, assert_problem, spawn_app};
 
-/// A trigger function that raises 40001 the first `times` times it runs
-/// (`SECURITY DEFINER`: the app role needs no grant on its counter).
-async fn install_failing_trigger(app: &TestApp, times: i64) {
+/// Fails the post's outbox INSERT (a statement of its last round trip).
+const ON_THE_POSTS_EVENT: &str = "CREATE TRIGGER fail_event BEFORE INSERT ON outbox_events
+    FOR EACH ROW WHEN (NEW.kind = 'message.posted') EXECUTE FUNCTION fail_first_times()";
+
+/// Fails at COMMIT (a deferred constraint trigger runs there).
+const AT_COMMIT: &str = "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_times()";
+
+/// Installs `trigger` over a function that raises 40001 the first `times` times
+/// it runs (`SECURITY DEFINER`: the app role needs no grant on its counter).
+async fn inject_40001(app: &TestApp, times: i64, trigger: &str) {
     app.superuser_client()
         .await
         .batch_execute(&format!(
@@ -24,7 +32,8 @@ async fn install_failing_trigger(app: &TestApp, times: i64) {
                  RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001';
                END IF;
                RETURN NEW;
-             END $$;"
+             END $$;
+             {trigger};"
         ))
         .await
         .unwrap();
@@ -80,15 +89,7 @@ async fn a_40001_in_the_posts_last_round_trip_retries_the_whole_post() {
     let app = spawn_app().await;
     let tenant = app.provision("pipefail").await;
     let channel = app.create_channel(&tenant, "general").await;
-    install_failing_trigger(&app, 1).await;
-    app.superuser_client()
-        .await
-        .batch_execute(
-            "CREATE TRIGGER fail_event BEFORE INSERT ON outbox_events FOR EACH ROW
-               WHEN (NEW.kind = 'message.posted') EXECUTE FUNCTION fail_first_times()",
-        )
-        .await
-        .unwrap();
+    inject_40001(&app, 1, ON_THE_POSTS_EVENT).await;
 
     let reply = post(&app, &tenant.owner_token, channel, "retried as a whole").await;
 
@@ -109,15 +110,7 @@ async fn a_40001_at_the_pipelined_commit_retries_the_whole_post() {
     let app = spawn_app().await;
     let tenant = app.provision("commitfail").await;
     let channel = app.create_channel(&tenant, "general").await;
-    install_failing_trigger(&app, 1).await;
-    app.superuser_client()
-        .await
-        .batch_execute(
-            "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON messages
-               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_times()",
-        )
-        .await
-        .unwrap();
+    inject_40001(&app, 1, AT_COMMIT).await;
 
     let reply = post(&app, &tenant.owner_token, channel, "committed on retry").await;
 
@@ -136,15 +129,7 @@ async fn a_post_failing_every_attempt_leaves_nothing() {
     let app = spawn_app().await;
     let tenant = app.provision("allfail").await;
     let channel = app.create_channel(&tenant, "general").await;
-    install_failing_trigger(&app, 1_000).await;
-    app.superuser_client()
-        .await
-        .batch_execute(
-            "CREATE TRIGGER fail_event BEFORE INSERT ON outbox_events FOR EACH ROW
-               WHEN (NEW.kind = 'message.posted') EXECUTE FUNCTION fail_first_times()",
-        )
-        .await
-        .unwrap();
+    inject_40001(&app, 1_000, ON_THE_POSTS_EVENT).await;
 
     let reply = post(&app, &tenant.owner_token, channel, "never written").await;
 
