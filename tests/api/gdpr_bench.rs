@@ -12,6 +12,36 @@ use serde_json::json;
 
 use crate::helpers::{fresh_database, spawn_app_with, test_settings};
 
+/// `name` from the environment as a row count, else `default`.
+pub(crate) fn env_rows(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Inserts `rows` messages of about 200 bytes into `channel` in one statement
+/// (as the superuser: setup, not what is measured) and analyzes the table.
+pub(crate) async fn bulk_messages(
+    db: &tokio_postgres::Client,
+    tenant: &crate::helpers::Tenant,
+    channel: uuid::Uuid,
+    rows: i64,
+) {
+    let insert = Instant::now();
+    db.execute(
+        "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
+         SELECT $1, gen_random_uuid(), 'us-east1', $2, $3,
+                'bulk message ' || g || ' ' || repeat('x', 180)
+         FROM generate_series(1, $4::bigint) g",
+        &[&tenant.id, &channel, &tenant.owner_id, &rows],
+    )
+    .await
+    .unwrap();
+    db.execute("ANALYZE messages", &[]).await.unwrap();
+    println!("inserted {rows} messages in {:?}", insert.elapsed());
+}
+
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -25,31 +55,14 @@ fn status_kib(field: &str) -> u64 {
 #[actix_web::test]
 #[ignore]
 async fn export_and_erasure_bench() {
-    let rows: i64 = std::env::var("GDPR_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let erase_rows: i64 = std::env::var("GDPR_BENCH_ERASE_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let rows = env_rows("GDPR_BENCH_ROWS", 1_000_000);
+    let erase_rows = env_rows("GDPR_BENCH_ERASE_ROWS", 100_000);
     let settings = test_settings(&fresh_database().await);
     let app = spawn_app_with(settings).await;
     let t = app.provision("bench").await;
     let channel = app.create_channel(&t, "bulk").await;
     let db = app.superuser_client().await;
-    let insert = Instant::now();
-    db.execute(
-        "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-         SELECT $1, gen_random_uuid(), 'us-east1', $2, $3,
-                'bulk message ' || g || ' ' || repeat('x', 180)
-         FROM generate_series(1, $4::bigint) g",
-        &[&t.id, &channel, &t.owner_id, &rows],
-    )
-    .await
-    .unwrap();
-    db.execute("ANALYZE messages", &[]).await.unwrap();
-    println!("inserted {rows} messages in {:?}", insert.elapsed());
+    bulk_messages(&db, &t, channel, rows).await;
 
     let (rss_before, hwm_before) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
     let start = Instant::now();

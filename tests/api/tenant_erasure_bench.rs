@@ -13,28 +13,14 @@ use crate::helpers::{fresh_database, spawn_app_with, test_settings};
 #[actix_web::test]
 #[ignore]
 async fn tenant_erasure_bench() {
-    let rows: i64 = std::env::var("TENANT_ERASE_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let rows = crate::gdpr_bench::env_rows("TENANT_ERASE_BENCH_ROWS", 100_000);
     let mut settings = test_settings(&fresh_database().await);
     settings.erasure.tenant_grace = Duration::from_millis(100);
     let app = spawn_app_with(settings).await;
     let t = app.provision("benchgone").await;
     let channel = app.create_channel(&t, "bulk").await;
     let db = app.superuser_client().await;
-    let insert = Instant::now();
-    db.execute(
-        "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
-         SELECT $1, gen_random_uuid(), 'us-east1', $2, $3,
-                'bulk message ' || g || ' ' || repeat('x', 180)
-         FROM generate_series(1, $4::bigint) g",
-        &[&t.id, &channel, &t.owner_id, &rows],
-    )
-    .await
-    .unwrap();
-    db.execute("ANALYZE messages", &[]).await.unwrap();
-    println!("inserted {rows} messages in {:?}", insert.elapsed());
+    crate::gdpr_bench::bulk_messages(&db, &t, channel, rows).await;
 
     let admin = app.platform_token();
     let start = Instant::now();
