@@ -8,15 +8,31 @@ use uuid::Uuid;
 
 use crate::helpers::{TestApp, assert_problem, spawn_app, test_settings};
 
-/// The tenant's access log once it holds an entry for `path` (nodes flush
-/// every 200 ms in tests), or after 10 s.
-async fn log_with(app: &TestApp, token: &str, query: &str, path: &str) -> Vec<Value> {
+/// Requests recorded for `path` in `items`.
+fn requests_for(items: &[Value], path: &str) -> i64 {
+    items
+        .iter()
+        .filter(|e| e["path"] == path)
+        .map(|e| e["requests"].as_i64().unwrap())
+        .sum()
+}
+
+/// The tenant's access log once it counts `requests` requests for `path`
+/// (nodes flush every 200 ms in tests, and a flush may hold only some of
+/// them), or after 10 s.
+async fn log_with(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    path: &str,
+    requests: i64,
+) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let reply = app.get(&format!("/v1/access-log{query}"), token).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         let items = reply.body["items"].as_array().unwrap().clone();
-        if items.iter().any(|e| e["path"] == path) || std::time::Instant::now() > deadline {
+        if requests_for(&items, path) >= requests || std::time::Instant::now() > deadline {
             return items;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -37,23 +53,10 @@ async fn members_reads_are_logged_folded_and_shown_to_compliance_only() {
     }
 
     // Three reads inside one flush interval fold into one entry; across two
-    // flushes into two: either way three requests, all the member's. The first
-    // flush may hold only some of them, so wait (10 s at most) for all three.
+    // flushes into two: either way three requests, all the member's.
     let query = format!("?user_id={member_id}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let (items, total) = loop {
-        let items = log_with(&app, &compliance, &query, &page).await;
-        let total: i64 = items
-            .iter()
-            .filter(|e| e["path"] == page)
-            .map(|e| e["requests"].as_i64().unwrap())
-            .sum();
-        if total >= 3 || std::time::Instant::now() > deadline {
-            break (items, total);
-        }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    assert_eq!(total, 3, "{items:?}");
+    let items = log_with(&app, &compliance, &query, &page, 3).await;
+    assert_eq!(requests_for(&items, &page), 3, "{items:?}");
     let reads: Vec<&Value> = items.iter().filter(|e| e["path"] == page).collect();
     for entry in &reads {
         assert_eq!(entry["user_id"], json!(member_id));
@@ -104,7 +107,7 @@ async fn impersonated_requests_are_audited_one_by_one_not_folded_here() {
     // A member's read after it, so a flush has surely passed once it shows.
     let marker = format!("/v1/channels/{channel}");
     assert_eq!(app.get(&marker, &t.owner_token).await.status, 200);
-    let items = log_with(&app, &compliance, "", &marker).await;
+    let items = log_with(&app, &compliance, "", &marker, 1).await;
     assert!(items.iter().any(|e| e["path"] == marker), "{items:?}");
     assert!(!items.iter().any(|e| e["path"] == page), "{items:?}");
     let audit = app.get("/v1/audit", &compliance).await.body;
