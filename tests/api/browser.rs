@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::free_port;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -41,14 +42,6 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     profile: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// chromedriver's log endpoint (not in W3C WebDriver): the entries of `kind`
@@ -91,14 +84,7 @@ impl Browser {
             .process_group(0)
             .spawn()
             .expect("chromedriver");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "chromedriver did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::helpers::wait_listening(port, Duration::from_secs(10), "chromedriver");
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {

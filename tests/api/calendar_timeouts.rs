@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::calendar::{account_state, connect, link, sync};
+use crate::helpers::free_port;
 use crate::helpers::{Tenant, TestApp, fresh_database, spawn_app_with, test_settings};
 
 /// A loopback server that answers every request after `delay` with an empty
@@ -73,14 +74,6 @@ fn answer(
     let _ = conn.shutdown(Shutdown::Write);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
     while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn check(app: &TestApp) -> Value {

@@ -16,8 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::helpers::free_port;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use meridian::crypto::envelope::Dek;
@@ -29,14 +30,6 @@ use meridian::ids::TenantId;
 /// The secret key handed to moto and to the child node: it must not show in
 /// the node's output.
 pub(crate) const SECRET: &str = "moto-secret-never-logged-4d1f";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `moto_server` (`pytool::bin`).
 pub(crate) fn moto_bin() -> Option<PathBuf> {
@@ -58,14 +51,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::helpers::wait_listening(port, Duration::from_secs(60), "moto_server");
         Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),

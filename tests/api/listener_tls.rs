@@ -12,19 +12,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 
+use crate::helpers::free_port;
 use crate::helpers::{fresh_database, spawn_app_with, test_settings};
 use crate::pki::{TestCa, temp_dir};
 use crate::regions::{eventually, header, provision_in};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Settings of a node serving https with `dir/node.crt` + `node.key`, trusting
 /// `ca` for its peers.

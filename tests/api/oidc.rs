@@ -6,22 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::helpers::free_port;
 use crate::helpers::{Reply, Tenant, TestApp, assert_problem, spawn_app};
 
 pub(crate) const REDIRECT: &str = "http://app.example/cb";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The mock's executable (`pytool::bin`).
 pub(crate) fn mock_bin() -> Option<PathBuf> {
@@ -51,14 +44,7 @@ impl MockProvider {
             .stderr(Stdio::null())
             .spawn()
             .expect("oidc-provider-mock");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the mock did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::helpers::wait_listening(port, Duration::from_secs(30), "the mock");
         Self {
             child,
             issuer: format!("http://127.0.0.1:{port}"),

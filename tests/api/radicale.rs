@@ -7,9 +7,10 @@
 //! Without the package (no PyPI) the tests that need it say so and skip,
 //! unless `MERIDIAN_REQUIRE_PYTOOLS` is set.
 
+use crate::helpers::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Radicale {
     child: Child,
@@ -23,14 +24,6 @@ pub struct Answer {
     pub status: u16,
     pub etag: Option<String>,
     pub body: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Radicale {
@@ -64,14 +57,7 @@ impl Radicale {
             .stderr(Stdio::null())
             .spawn()
             .expect("radicale starts");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "radicale did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::helpers::wait_listening(port, Duration::from_secs(15), "radicale");
         Some(Self {
             child,
             dir,

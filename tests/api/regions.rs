@@ -6,15 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::free_port;
 use crate::helpers::{TestApp, assert_problem, fresh_database, spawn_app_with, test_settings};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One node per region, all knowing each other's addresses.
 pub(crate) async fn spawn_regions(regions: &[&str]) -> BTreeMap<String, TestApp> {

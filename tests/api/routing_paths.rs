@@ -9,6 +9,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::free_port;
 use crate::helpers::{
     Reply, TestApp, assert_problem, fresh_database, spawn_app_with, test_settings,
 };
@@ -550,12 +551,4 @@ async fn a_captured_hop_marker_serves_only_its_own_request_once() {
         .map(|m| m["body"].as_str().unwrap())
         .collect();
     assert_eq!(bodies, ["captured"]);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

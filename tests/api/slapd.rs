@@ -6,6 +6,7 @@
 //! takes 1–3 s). `.ci/run` installs `slapd ldap-utils`; without them the tests
 //! that need a directory say so and skip, unless `MERIDIAN_REQUIRE_SLAPD` is set.
 
+use crate::helpers::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,14 +39,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The instance's `cn=config`: `meridian dev --identity`'s (`demo_idp`), with
@@ -124,14 +117,7 @@ impl Slapd {
             .stderr(Stdio::null())
             .spawn()
             .expect("slapd");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "slapd did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::helpers::wait_listening(port, Duration::from_secs(10), "slapd");
         Self { child, dir, url }
     }
 }
