@@ -25,6 +25,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit;
+use crate::compliance::{exports, sweep};
 use crate::db::{Database, DbError, PlatformTx, TenantTx, Tx, TxMode};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
@@ -73,8 +74,8 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_served_regions", "region, day"),
     // Members' accesses (V25).
     ("access_log", "first_at, id"),
-    // GDPR exports and erasures (V22). An export's archive stays in the export
-    // store of the region that built it (README "Compliance").
+    // GDPR exports and erasures (V22). Archives do not move: the switch
+    // withdraws ready exports built elsewhere (`switch_home`).
     ("exports", "id"),
     ("erasures", "id"),
     // Calendar sync (V23): accounts, linked calendars and synced events.
@@ -442,11 +443,18 @@ impl Relocator {
                     &[&job.id, before],
                 )
                 .await?;
+                // Ready exports whose archives only the old region's nodes can
+                // reach are withdrawn in this same transaction, and that
+                // region's nodes remove the archives (README "Compliance").
+                let withdrawn = exports::withdraw_outside(&scoped, to).await?;
+                let exports_withdrawn = withdrawn.len();
+                sweep::enqueue_archive_removal(tx, withdrawn).await?;
                 let details = json!({
                     "relocation_id": job.id,
                     "from": job.from_region,
                     "to": to,
                     "counts_before": before,
+                    "exports_withdrawn": exports_withdrawn,
                 });
                 let (action, tenant) = ("relocation_started", Some(job.tenant_id));
                 let subject = ("tenant", job.tenant_id.to_string());

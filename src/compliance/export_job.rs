@@ -261,7 +261,15 @@ impl BuildExport {
         let recorded = ctx
             .tenant_tx(TxMode::ReadWrite, async |tx| {
                 if !ctx.holds_lease(tx).await? {
-                    return Ok(false);
+                    return Ok(Some(false));
+                }
+                // A relocation that switched the tenant's home while this run
+                // built the archive: the archive is in a store the new home's
+                // nodes cannot reach. Read in this transaction, so the switch
+                // (which withdraws ready archives outside the new home) either
+                // sees this export ready or this read sees the switch.
+                if !exports::tenant_lives_in(tx, &ctx.region).await? {
+                    return Ok(None);
                 }
                 let done = exports::mark_ready(tx, id, &finished).await?;
                 if done {
@@ -274,10 +282,21 @@ impl BuildExport {
                     )
                     .await?;
                 }
-                Ok::<_, ApiError>(done)
+                Ok::<_, ApiError>(Some(done))
             })
             .await
             .map_err(job_error)?;
+        let Some(recorded) = recorded else {
+            self.storage
+                .remove(&key)
+                .await
+                .map_err(|e| JobError::Retry(format!("export store: {e}")))?;
+            return Err(JobError::Retry(
+                "the tenant was relocated while its export was built; it is built again in its \
+                    new home region"
+                    .into(),
+            ));
+        };
         if !recorded {
             return Err(JobError::Retry(
                 "lost the lease before recording the export".into(),

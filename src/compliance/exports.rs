@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::ids::{ExportId, JobId, UserId};
+use crate::ids::{ExportId, JobId, RegionId, UserId};
 use crate::store::error::StoreError;
 
 /// An export as its requester sees it (`GET /v1/exports/{id}`).
@@ -204,6 +204,50 @@ pub async fn mark_expired(tx: &TenantTx<'_>, id: ExportId) -> Result<(), StoreEr
     )
     .await?;
     Ok(())
+}
+
+/// Whether the transaction's tenant is (still) homed in `region`.
+pub async fn tenant_lives_in(tx: &TenantTx<'_>, region: &RegionId) -> Result<bool, StoreError> {
+    let home: String = tx
+        .query_one(
+            "SELECT home_region FROM tenants WHERE id = $1",
+            &[tx.tenant_id().as_uuid()],
+        )
+        .await?
+        .get(0);
+    Ok(home == region.as_str())
+}
+
+/// Withdraws the tenant's ready exports whose archive is not in `region`'s
+/// store, in the transaction that makes `region` the tenant's home: each is
+/// expired now (its download answers `410 export_expired`, and `error` says
+/// why), and its (storage region, object key) is returned so that a job of
+/// that region removes the archive. Every other region's nodes cannot reach
+/// that store, and the archive must not outlive the tenant's move there.
+pub async fn withdraw_outside(
+    tx: &TenantTx<'_>,
+    region: &RegionId,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let why = format!(
+        "the tenant was relocated to {region}; this archive was removed from the region that \
+            built it: request a new export"
+    );
+    let rows = tx
+        .query(
+            "UPDATE exports SET state = 'expired', expires_at = now(), error = $3
+             WHERE tenant_id = $1 AND state = 'ready' AND storage_region IS DISTINCT FROM $2
+             RETURNING storage_region, object_key",
+            &[tx.tenant_id().as_uuid(), &region.as_str(), &why],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let region: Option<String> = r.get("storage_region");
+            let key: Option<String> = r.get("object_key");
+            region.zip(key)
+        })
+        .collect())
 }
 
 /// Every ready export of the tenant (a user erasure expires them all: any may

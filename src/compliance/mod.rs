@@ -164,6 +164,9 @@ impl Compliance {
             .with(sweep::SweepExports {
                 storage: self.storage.clone(),
             })
+            .with(sweep::RemoveArchives {
+                storage: self.storage.clone(),
+            })
             .with(retention_job::EnforceRetention {
                 signer: self.signer.clone(),
                 settings: self.retention.clone(),

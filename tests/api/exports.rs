@@ -422,3 +422,81 @@ async fn an_expired_export_answers_410_and_the_sweep_deletes_its_file() {
     let export = app.get(&format!("/v1/exports/{id}"), &t.owner_token).await;
     assert_eq!(export.body["state"], "expired");
 }
+
+/// A relocation withdraws the ready exports built in the old home region (their
+/// archives are in a store the new home's nodes cannot reach) in the switch's
+/// transaction, and a platform job of the old region removes the archives
+/// there. An export asked for afterwards is built in the new home and served.
+#[actix_web::test]
+async fn a_relocation_withdraws_ready_exports_and_the_old_region_removes_their_archives() {
+    use crate::regions::{provision_in, spawn_regions};
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let (us, eu) = (&nodes["us-east1"], &nodes["europe-west1"]);
+    let (tenant, token) = provision_in(us, "export-movers", "us-east1", None).await;
+    let id = request(us, &token, json!({ "scope": "tenant" })).await;
+    assert_eq!(finished(us, &token, id).await["state"], "ready");
+    let dir = test_settings(&us.db_name).exports.dir;
+    let built = find_files(&dir);
+    assert_eq!(built.len(), 1, "{built:?}");
+    assert!(built[0].to_string_lossy().contains("us-east1/"));
+
+    let admin = us.platform_token();
+    let path = format!("/v1/tenants/{tenant}/relocation");
+    let started = us
+        .post(&path, &admin, json!({ "to_region": "europe-west1" }))
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while us.get(&path, &admin).await.body["status"] != "done" && Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let relocation = us.get(&path, &admin).await;
+    assert_eq!(relocation.body["status"], "done", "{}", relocation.body);
+
+    let export = eu.get(&format!("/v1/exports/{id}"), &token).await;
+    assert_eq!(export.body["state"], "expired", "{}", export.body);
+    assert!(
+        export.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("relocated to europe-west1")),
+        "{}",
+        export.body
+    );
+    let reply = app_request_with_range(eu, &token, id, "bytes=0-").await;
+    assert_problem(&reply, 410, "export_expired");
+    let db = us.superuser_client().await;
+    let removal = async || {
+        db.query_opt(
+            "SELECT home_region, state, result FROM jobs
+             WHERE tenant_id IS NULL AND kind = 'exports.remove_archives'",
+            &[],
+        )
+        .await
+        .unwrap()
+    };
+    let mut job = removal().await;
+    while job
+        .as_ref()
+        .is_none_or(|j| j.get::<_, String>(1) != "succeeded")
+        && Instant::now() < deadline
+    {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        job = removal().await;
+    }
+    let job = job.expect("the relocation enqueued the archives' removal");
+    assert!(
+        find_files(&dir).is_empty(),
+        "the old region kept the archive"
+    );
+    assert_eq!(job.get::<_, String>(0), "us-east1");
+    assert_eq!(job.get::<_, String>(1), "succeeded");
+    assert_eq!(job.get::<_, Value>(2), json!({ "removed": 1 }));
+
+    // The tenant's next export is built in its new home and downloads there.
+    let again = request(eu, &token, json!({ "scope": "tenant" })).await;
+    assert_eq!(finished(eu, &token, again).await["state"], "ready");
+    assert_eq!(download(eu, &token, again, None).await.status, 200);
+    let rebuilt = find_files(&dir);
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    assert!(rebuilt[0].to_string_lossy().contains("europe-west1/"));
+}
