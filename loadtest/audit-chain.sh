@@ -10,13 +10,16 @@
 # alternated RUNS times (default 2). A private PostgreSQL cluster in /tmp.
 # Each run prints tps and PostgreSQL's CPU per committed transaction (from
 # /proc): the CPU figure is the one to compare on a loaded machine.
+# PROTOCOL (default `prepared`) is pgbench's -M: the node prepares each
+# statement once per connection and reuses it (`prepare_cached`), so `prepared`
+# is what the service does; `simple` parses and plans every statement each time.
 #
 #   loadtest/audit-chain.sh      (MERIDIAN_BIN=<build>; default target/debug/meridian)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MERIDIAN_BIN:-target/debug/meridian}
 PGBIN=$(pg_config --bindir)
-DURATION=${DURATION:-15}; RUNS=${RUNS:-2}
+DURATION=${DURATION:-15}; RUNS=${RUNS:-2}; PROTOCOL=${PROTOCOL:-prepared}
 DIR=$(mktemp -d /tmp/meridian-auditbench-XXXX); chmod 755 "$DIR"
 # As root (which initdb refuses) the cluster runs as `postgres`, as `meridian dev` does.
 AS=(); if [[ $(id -u) == 0 ]]; then chown postgres "$DIR"; AS=(runuser -u postgres --); fi
@@ -60,7 +63,7 @@ HZ=$(getconf CLK_TCK)
 run() { # script tenants
   local before after
   before=$(pg_ticks)
-  "$PGBIN/pgbench" -n -h "$DIR" -U meridian_app -c 8 -j 2 -T "$DURATION" --max-tries 100 \
+  "$PGBIN/pgbench" -n -h "$DIR" -U meridian_app -c 8 -j 2 -T "$DURATION" -M "$PROTOCOL" --max-tries 100 \
     -D tenants="$2" -f "$DIR/$1.sql" bench >"$DIR/run.out" 2>&1
   sleep 0.2 # the backends' exit, reaped by the postmaster
   after=$(pg_ticks)

@@ -88,6 +88,10 @@ pub struct Settings {
     /// Members' accesses, written in batches (`crate::access_log`).
     #[serde(default)]
     pub access_log: crate::access_log::AccessLogSettings,
+    /// How often and in what batches tenant audit events are chained
+    /// (`audit::seal`).
+    #[serde(default)]
+    pub audit: crate::audit::seal::AuditSettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -330,6 +334,7 @@ impl Default for Settings {
             signing: Default::default(),
             residency: Default::default(),
             access_log: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -450,6 +455,9 @@ impl Settings {
             return invalid(&e);
         }
         if let Err(e) = self.access_log.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.audit.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {

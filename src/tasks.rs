@@ -7,6 +7,8 @@
 //!   and prunes idle limiter state;
 //! - `probe_flush`: audits cross-tenant 404s after their responses;
 //! - `key_reload`: puts a changed key set file in force (`auth::reload`);
+//! - `audit_seal`: chains the tenant audit events of this region written since
+//!   the last pass (`audit::seal`);
 //! - `job_workers` (when `jobs.enabled`): claims and runs this region's jobs
 //!   (`jobs::WorkerPool`).
 
@@ -44,6 +46,7 @@ pub struct Tasks {
     db: Database,
     state: web::Data<AppState>,
     summary_interval: Duration,
+    seal_batch: i64,
 }
 
 impl Tasks {
@@ -82,6 +85,10 @@ impl Tasks {
                 "access_log",
                 access_log(db.clone(), state.clone(), settings.access_log.clone()),
             ),
+            (
+                "audit_seal",
+                audit_seal(db.clone(), state.clone(), settings.audit.clone()),
+            ),
         ];
         let mut jobs = None;
         if settings.jobs.enabled {
@@ -104,6 +111,7 @@ impl Tasks {
             db,
             state,
             summary_interval,
+            seal_batch: settings.audit.seal_batch,
         }
     }
 
@@ -128,6 +136,9 @@ impl Tasks {
             .await;
         // Cross-tenant probes answered before the stop are audited before the pool closes.
         self.state.probes.drain(PROBE_DRAIN_LIMIT).await;
+        // What this node wrote to the trails is chained before it goes (another
+        // node of the region would chain it at its next pass anyway).
+        seal_pass(&self.db, &self.state.region, self.seal_batch).await;
         self.state.db.close();
         for (_, task) in &self.running {
             task.abort();
@@ -313,4 +324,29 @@ fn region_watch(
             }
         }
     })
+}
+
+/// Every `audit.seal_interval_ms`: chains the region's new tenant audit events.
+fn audit_seal(
+    db: Database,
+    state: web::Data<AppState>,
+    settings: audit::seal::AuditSettings,
+) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticker = ticker(settings.seal_interval);
+        loop {
+            ticker.tick().await;
+            seal_pass(&db, &state.region, settings.seal_batch).await;
+        }
+    })
+}
+
+async fn seal_pass(db: &Database, region: &crate::ids::RegionId, batch: i64) {
+    match audit::seal::seal_region(db, region, batch).await {
+        Ok(pass) if pass.events > 0 || pass.failed > 0 => {
+            tracing::debug!(?pass, "audit events chained");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "listing the trails to chain failed"),
+    }
 }

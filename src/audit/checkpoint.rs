@@ -199,6 +199,9 @@ fn signed(signer: &Signer, trail: &str, seq: i64, hash: Vec<u8>, kind: &str) -> 
     }
 }
 
+/// Unchained events a checkpoint chains first, at most (the sealer's batch).
+const CHAIN_FIRST: i64 = 1000;
+
 /// Signs the tenant's current head, in `tx` (`kind`: periodic, export, anchor);
 /// `None` for an empty trail. A checkpoint already at that seq is kept (it signs
 /// the same hash) and returned.
@@ -208,6 +211,9 @@ pub async fn take_tenant(
     kind: &str,
 ) -> Result<Option<Checkpoint>, StoreError> {
     let tenant = tx.tenant_id();
+    // The events written since the sealer's last pass are chained first, so the
+    // checkpoint covers the trail up to this transaction.
+    super::seal::seal_trail(tx, CHAIN_FIRST).await?;
     let head = tx
         .query_opt(
             "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1",

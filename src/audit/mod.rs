@@ -12,6 +12,7 @@ pub mod export;
 pub mod file;
 pub mod jobs;
 pub mod retention;
+pub mod seal;
 pub mod trail;
 pub mod verify;
 
@@ -44,9 +45,8 @@ pub struct AuditEvent {
     pub hash: Option<String>,
 }
 
-/// A tenant event, in the same transaction as the change it records, appended
-/// to the tenant's hash chain (`chain`; the head row serialises the tenant's
-/// appends until this transaction ends).
+/// A tenant event, in the same transaction as the change it records; the
+/// sealer (`seal`) chains it after the commit.
 pub async fn record(
     tx: &TenantTx<'_>,
     actor: &str,
@@ -100,7 +100,13 @@ pub async fn record_personal(
     append(tx, event, actor, action, target, &details, Some(&sealed)).await
 }
 
-/// Appends one event (its personal details, if any, already sealed).
+/// The tenant's event, inserted unchained: the sealer (`seal`) links it after
+/// this transaction commits.
+const INSERT_SQL: &str = "INSERT INTO audit_events (tenant_id, id, home_region, actor, action, \
+    target_kind, target_id, details, created_at, sealed)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Writes one event (its personal details, if any, already sealed).
 async fn append(
     tx: &TenantTx<'_>,
     event: EventId,
@@ -111,23 +117,13 @@ async fn append(
     sealed: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     let (kind, id) = target.map_or((None, None), |(k, i)| (Some(k), Some(i)));
-    let tenant = tx.tenant_id();
+    // Microseconds, as the database keeps them: the hash the sealer computes
+    // from the stored row is the one verification recomputes.
     let at = chain::to_micros(Utc::now());
-    let canonical = chain::canonical(&chain::Content {
-        id: *event.as_uuid(),
-        created_at: at,
-        actor,
-        action,
-        tenant: Some(*tenant.as_uuid()),
-        target_kind: kind,
-        target_id: id.as_deref(),
-        details,
-        sealed,
-    });
     tx.execute(
-        tx.statements().audit_append,
+        INSERT_SQL,
         &[
-            tenant.as_uuid(),
+            tx.tenant_id().as_uuid(),
             event.as_uuid(),
             &tx.home_region().as_str(),
             &actor,
@@ -137,8 +133,6 @@ async fn append(
             details,
             &at,
             &sealed,
-            &canonical,
-            &chain::GENESIS.as_slice(),
         ],
     )
     .await?;

@@ -15,6 +15,8 @@ use crate::error::ApiError;
 
 /// Rows per page of the walk.
 const PAGE: i64 = 1000;
+/// Times the walk catches up with a head that moved while it ran.
+const HEAD_ROUNDS: usize = 5;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Verification {
@@ -30,6 +32,11 @@ pub struct Verification {
     /// The last verified link's hash, hex.
     pub head: String,
     pub broken: Option<BrokenLink>,
+    /// A tenant's events written but not yet chained (the sealer links them
+    /// within about `audit.seal_interval_ms` of their commit; `audit::seal`).
+    /// Always 0 for a platform trail, whose events are chained as they are
+    /// written (one there without a seq is a break).
+    pub pending: i64,
     /// The latest checkpoint: does its signature verify, and does the chain at
     /// its seq have its hash?
     pub checkpoint: Option<CheckpointCheck>,
@@ -80,18 +87,6 @@ pub async fn verify(
     let key = source.key();
     let key_cast = sql.key_cast;
     let (events, key_column) = (sql.events, sql.key_column);
-    let head_row = source
-        .query(
-            &format!(
-                "SELECT seq, hash FROM {} WHERE {key_column} = {key_cast}",
-                sql.heads
-            ),
-            &[&key],
-        )
-        .await?;
-    let head = head_row
-        .first()
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
     let bounds = source
         .query(
             &format!(
@@ -140,22 +135,51 @@ pub async fn verify(
          ORDER BY seq LIMIT $3",
         sql.columns
     );
-    while walk.broken.is_none() {
-        let rows = source.query(&page_sql, &[&key, &after, &PAGE]).await?;
-        for row in &rows {
-            walk.step(&stored(row), latest.as_ref());
-            if walk.broken.is_some() {
+    let head_sql = format!(
+        "SELECT seq, hash FROM {} WHERE {key_column} = {key_cast}",
+        sql.heads
+    );
+    // The head is read after the walk: events chained while it ran (the sealer,
+    // or a platform append) moved it on, and are walked too, a few rounds at
+    // most; a head behind the walk's end still means events past it.
+    let mut head = None;
+    for _ in 0..HEAD_ROUNDS {
+        while walk.broken.is_none() {
+            let rows = source.query(&page_sql, &[&key, &after, &PAGE]).await?;
+            for row in &rows {
+                walk.step(&stored(row), latest.as_ref());
+                if walk.broken.is_some() {
+                    break;
+                }
+            }
+            match rows.last() {
+                Some(last) => after = last.get("seq"),
+                None => break,
+            }
+            if (rows.len() as i64) < PAGE {
                 break;
             }
         }
-        match rows.last() {
-            Some(last) if (rows.len() as i64) == PAGE => after = last.get("seq"),
+        head = source
+            .query(&head_sql, &[&key])
+            .await?
+            .first()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
+        match &head {
+            Some((seq, _)) if *seq > walk.next_seq - 1 && walk.broken.is_none() => continue,
             _ => break,
         }
     }
+    // A tenant's unchained events wait for the sealer; a platform event is
+    // chained as it is written, so one without a seq was put outside the chain.
+    let (pending, outside) = match source {
+        Source::Platform { .. } => (0, unchained),
+        _ => (unchained, 0),
+    };
     if walk.broken.is_none() {
-        walk.finish(head.as_ref(), unchained);
+        walk.finish(head.as_ref(), outside);
     }
+    walk.pending = pending;
     let check = latest.map(|c| {
         // A checkpoint at the anchor itself matches what the walk started from.
         let at = match &walk.anchor {
@@ -178,6 +202,8 @@ pub struct Walk {
     pub anchor: Option<Checkpoint>,
     /// The recomputed hash at the latest checkpoint's seq, once walked past it.
     pub hash_at_checkpoint: Option<Vec<u8>>,
+    /// Events not yet chained (`Verification::pending`).
+    pub pending: i64,
 }
 
 impl Walk {
@@ -191,6 +217,7 @@ impl Walk {
             broken: None,
             anchor: None,
             hash_at_checkpoint: None,
+            pending: 0,
         }
     }
 
@@ -279,6 +306,10 @@ impl Walk {
     pub fn report(self, checkpoint: Option<CheckpointCheck>) -> Verification {
         let head = chain::hex(&self.prev);
         let summary = match &self.broken {
+            None if self.pending > 0 => format!(
+                "intact, {} events, head {head}, {} pending",
+                self.events, self.pending
+            ),
             None => format!("intact, {} events, head {head}", self.events),
             Some(b) => format!(
                 "broken at seq {}: expected {}, found {} ({})",
@@ -290,6 +321,7 @@ impl Walk {
             intact: self.broken.is_none(),
             summary,
             events: self.events,
+            pending: self.pending,
             first_seq: self.first_seq,
             head,
             broken: self.broken,

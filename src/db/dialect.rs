@@ -83,15 +83,13 @@ pub struct Statements {
     /// superusers and BYPASSRLS roles. CockroachDB: members of `admin` (exempt
     /// from RLS even when it is forced) and BYPASSRLS roles.
     pub privileged_role: &'static str,
-    /// Appends one event to a tenant's chain (`audit::record`): the head row
-    /// (`audit_heads`, created by the first append) moves to the next seq and
-    /// `hash = SHA-256(head hash || $11)` and the event is inserted with both, in
-    /// one statement. `$1` tenant, `$2` id, `$3` home region, `$4` actor, `$5`
-    /// action, `$6` target kind, `$7` target id, `$8` details, `$9` created_at,
-    /// `$10` sealed, `$11` the canonical event, `$12` the genesis hash.
-    pub audit_append: &'static str,
-    /// The same for the platform trail of a region: the tenant's home region when
-    /// the event is about a tenant (`$4`), else the node's (`$7`). `$1` id, `$2`
+    /// Appends one event to the platform trail of a region, in the transaction
+    /// of the change it records (tenant events are chained after their commit
+    /// instead: `audit::seal`): the head row (`platform_audit_heads`, created by
+    /// the first append) moves to the next seq and `hash = SHA-256(head hash ||
+    /// $8)` and the event is inserted with both, in one statement. The trail is
+    /// the tenant's home region when the event is about a tenant (`$4`), else the
+    /// node's (`$7`). `$1` id, `$2`
     /// actor, `$3` action, `$5` details, `$6` created_at, `$8` canonical, `$9`
     /// genesis. Returns the trail's region.
     pub platform_audit_append: &'static str,
@@ -111,15 +109,6 @@ static POSTGRES: Statements = Statements {
     search: "SELECT id, channel_id, author_id, body, created_at, rank
              FROM public.search_messages($1, $2, $3, $4, $5)",
     privileged_role: "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
-    audit_append: "WITH head AS (
-        INSERT INTO audit_heads AS h (tenant_id, home_region, seq, hash)
-        VALUES ($1::uuid, $3::text, 1, sha256($12::bytea || $11::bytea))
-        ON CONFLICT (tenant_id) DO UPDATE SET seq = h.seq + 1, hash = sha256(h.hash || $11::bytea)
-        RETURNING seq, hash)
-     INSERT INTO audit_events (tenant_id, id, home_region, actor, action, target_kind,
-                               target_id, details, created_at, sealed, seq, hash)
-     SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
-            $9::timestamptz, $10::bytea, head.seq, head.hash FROM head",
     platform_audit_append: "WITH head AS (
         INSERT INTO platform_audit_heads AS h (region, seq, hash)
         SELECT COALESCE((SELECT t.home_region FROM tenants t WHERE t.id = $4::uuid), $7::text),
@@ -149,15 +138,6 @@ static COCKROACH: Statements = Statements {
                             OR coalesce((SELECT rolbypassrls FROM pg_roles WHERE rolname = \
                                 current_user), false)",
     // sha256() returns hex text on CockroachDB (bytea on PostgreSQL).
-    audit_append: "WITH head AS (
-        INSERT INTO audit_heads AS h (tenant_id, home_region, seq, hash)
-        VALUES ($1::uuid, $3::text, 1, decode(sha256($12::bytea || $11::bytea), 'hex'))
-        ON CONFLICT (tenant_id) DO UPDATE SET seq = h.seq + 1, hash = decode(sha256(h.hash || $11::bytea), 'hex')
-        RETURNING seq, hash)
-     INSERT INTO audit_events (tenant_id, id, home_region, actor, action, target_kind,
-                               target_id, details, created_at, sealed, seq, hash)
-     SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
-            $9::timestamptz, $10::bytea, head.seq, head.hash FROM head",
     platform_audit_append: "WITH head AS (
         INSERT INTO platform_audit_heads AS h (region, seq, hash)
         SELECT COALESCE((SELECT t.home_region FROM tenants t WHERE t.id = $4::uuid), $7::text),

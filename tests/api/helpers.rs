@@ -255,6 +255,8 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.signing.key_file = cluster.kek_file.with_file_name("signing-key.json");
     settings.residency.served_flush = std::time::Duration::from_millis(200);
     settings.access_log.flush_interval = std::time::Duration::from_millis(200);
+    // Audit events are chained by the node's sealer: within 50 ms here.
+    settings.audit.seal_interval = std::time::Duration::from_millis(50);
     // Short, so tests of other nodes' view after a destroy need not wait long.
     settings.encryption.dek_cache_ttl = std::time::Duration::from_secs(2);
     settings.directory.refresh_interval = std::time::Duration::from_millis(200);
@@ -513,6 +515,12 @@ impl TestApp {
     }
 
     /// A client of the test database as the superuser (owns the tables, bypasses RLS).
+    /// Waits until the node's sealer has chained every audit event of `tenant`
+    /// written so far (`audit::seal`, every 50 ms here), or fails after 10 s.
+    pub async fn audit_chained(&self, tenant: Uuid) {
+        audit_chained(&self.superuser_client().await, tenant).await;
+    }
+
     pub async fn superuser_client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(
             &cluster().superuser_url(&self.db_name),
@@ -598,5 +606,28 @@ pub fn wait_listening(port: u16, within: std::time::Duration, what: &str) {
             "{what} did not listen on {port}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `TestApp::audit_chained` with a superuser client at hand.
+pub async fn audit_chained(db: &tokio_postgres::Client, tenant: Uuid) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let unchained: i64 = db
+            .query_one(
+                "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND seq IS NULL",
+                &[&tenant],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if unchained == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unchained} audit events of {tenant} still unchained after 10 s"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -30,6 +30,7 @@ pub(crate) async fn backdate_audit(
     through: i64,
     days: i32,
 ) {
+    crate::helpers::audit_chained(db, tenant).await;
     db.execute(
         "UPDATE audit_events SET created_at = created_at - $3::int * interval '1 day' \
          WHERE tenant_id = $1 AND seq <= $2",
