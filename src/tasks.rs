@@ -343,10 +343,10 @@ fn audit_seal(
 
 async fn seal_pass(db: &Database, region: &crate::ids::RegionId, batch: i64) {
     match audit::seal::seal_region(db, region, batch).await {
-        Ok(pass) if pass.events > 0 || pass.failed > 0 => {
+        Ok(pass) if pass.events > 0 => {
             tracing::debug!(?pass, "audit events chained");
         }
         Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "listing the trails to chain failed"),
+        Err(err) => tracing::warn!(error = %err, "chaining the region's audit events failed"),
     }
 }

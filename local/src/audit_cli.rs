@@ -1,5 +1,6 @@
 //! `meridian audit`: verify a trail through a node's API (`verify`), or an
-//! exported file offline with the public key alone (`verify-file`).
+//! exported file offline with the public key alone (`verify-file`); chain a
+//! region's pending tenant events now, as the service role (`seal`).
 
 use std::path::PathBuf;
 
@@ -37,6 +38,20 @@ pub enum AuditAction {
         /// file holding it.
         #[arg(long)]
         public_key: String,
+    },
+    /// Chain every tenant event of a region not yet chained (what each node's
+    /// sealer does every `audit.seal_interval_ms`), through the database as the
+    /// service role; prints the trails and events chained.
+    Seal {
+        /// The service role's URL (`meridian_app`), as the node has it.
+        #[arg(long, env = "MERIDIAN_DATABASE__URL", hide_env_values = true)]
+        database_url: String,
+        /// The region whose trails to chain.
+        #[arg(long)]
+        region: String,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: i64,
     },
 }
 
@@ -76,6 +91,22 @@ pub async fn run(
             if report["intact"] != true {
                 anyhow::bail!("the trail is broken");
             }
+            Ok(())
+        }
+        AuditAction::Seal {
+            database_url,
+            region,
+            batch,
+        } => {
+            let mut settings = meridian::config::Settings::default().database;
+            settings.url = meridian::secret::SecretUrl::new(database_url);
+            let db = meridian::db::Database::connect(&settings)?;
+            let region = meridian::ids::RegionId::parse(&region).map_err(anyhow::Error::msg)?;
+            let pass = meridian::audit::seal::seal_region(&db, &region, batch).await?;
+            let report = serde_json::json!({ "trails": pass.trails, "events": pass.events });
+            output::print(format, &report, |r| {
+                format!("chained {} events of {} trails\n", r["events"], r["trails"])
+            });
             Ok(())
         }
         AuditAction::VerifyFile { file, public_key } => {

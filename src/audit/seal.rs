@@ -1,17 +1,20 @@
 //! The sealer: chains a tenant's events after the transactions that wrote them
 //! have committed. A write inserts its event with `seq` and `hash` NULL (one
 //! plain INSERT, no head row, so a tenant's audited writes do not serialise on
-//! anything); every `audit.seal_interval_ms` each node asks which tenants of its
-//! region have unchained events (`audit_unsealed_trails`, V30) and, per tenant,
-//! in one transaction of at most `audit.seal_batch` events: reads them in
-//! (created_at, id) order, locks the head, links them after it
-//! (`chain::link`) and records the links and the new head with `audit_seal`.
+//! anything); every `audit.seal_interval_ms` each node chains its region's
+//! unchained events, at most `audit.seal_batch` per transaction across tenants
+//! (`seal_region`: `audit_unsealed_batch` reads them by tenant in (created_at,
+//! id) order with each trail's head, the node links them (`chain::link`) and
+//! `audit_seal_batch` records the links and moves the heads, V30). A checkpoint
+//! chains its own tenant's pending events first, in its transaction
+//! (`seal_trail`: the head locked, `audit_seal`).
 //!
-//! Two nodes sealing one trail at once: the second waits on the head's lock and
-//! then fails serialization (40001, retried) and finds nothing left, or
-//! `audit_seal` chains fewer events than asked (it only sets `seq` where it is
-//! NULL, and only while the head is where this batch read it) and the batch
-//! rolls back. So seqs stay gapless and each event is linked once.
+//! Two sealers on one trail at once (two nodes of a region, or a pass and a
+//! checkpoint): the second's updates of the same rows fail serialization (40001,
+//! retried) and it finds nothing left, or it chains fewer events or moves fewer
+//! heads than it read (the functions set `seq` only where it is NULL, and move a
+//! head only from where the batch read it) and rolls back. So seqs stay gapless
+//! and each event is linked once.
 //!
 //! What this changes in the evidence: an event is chained within about one
 //! interval of its commit instead of at it. Until then it is listed (without
@@ -28,13 +31,10 @@ use uuid::Uuid;
 
 use super::chain;
 use super::verify;
-use crate::db::{Database, TenantTx, TxMode};
+use crate::db::{Database, PlatformTx, TenantTx, TxMode};
 use crate::error::ApiError;
-use crate::ids::{RegionId, TenantId};
+use crate::ids::RegionId;
 use crate::store::error::StoreError;
-
-/// Trails one pass looks at, at most (the rest wait for the next pass).
-const TRAILS_PER_PASS: i32 = 1000;
 
 /// `audit.*` settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,64 +140,152 @@ fn link_after(prev_seq: i64, prev_hash: Vec<u8>, rows: &[Row]) -> Links {
     links
 }
 
-/// Chains the tenant's events until none is left (each batch its own transaction).
-pub async fn seal_tenant(
-    db: &Database,
-    tenant: TenantId,
-    home: &RegionId,
-    batch: i64,
-) -> Result<u64, ApiError> {
-    let mut total = 0;
-    loop {
-        let n = db
-            .tenant_tx(tenant, home, None, TxMode::ReadWrite, async |tx| {
-                Ok(seal_trail(tx, batch).await?)
-            })
-            .await?;
-        total += n;
-        if (n as i64) < batch {
-            return Ok(total);
-        }
-    }
-}
-
 /// What a pass chained.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
     pub trails: u64,
     pub events: u64,
-    pub failed: u64,
 }
 
-/// One pass over `region`: every tenant with unchained events, each to the
-/// end. A tenant whose sealing fails is logged and left for the next pass; the
-/// others go on.
+/// One pass over `region`: every unchained event of its tenants, `batch` at a
+/// time, each batch one transaction for as many tenants as it holds
+/// (`audit_unsealed_batch`, `audit_seal_batch`): a quiet tenant's single event
+/// costs a share of a statement, not a transaction of its own.
 pub async fn seal_region(db: &Database, region: &RegionId, batch: i64) -> Result<Pass, ApiError> {
-    let trails: Vec<Uuid> = db
-        .platform_tx(TxMode::ReadOnly, async |tx| {
-            Ok(tx
-                .query(
-                    "SELECT tenant_id FROM audit_unsealed_trails($1, $2)",
-                    &[&region.as_str(), &TRAILS_PER_PASS],
-                )
-                .await?)
-        })
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     let mut pass = Pass::default();
-    for tenant in trails {
-        match seal_tenant(db, TenantId::from_uuid(tenant), region, batch).await {
-            Ok(n) => {
-                pass.trails += 1;
-                pass.events += n;
-            }
-            Err(err) => {
-                pass.failed += 1;
-                tracing::warn!(%tenant, error = %err, "chaining a tenant's audit events failed");
-            }
+    loop {
+        let done = db
+            .platform_tx(TxMode::ReadWrite, async |tx| {
+                Ok(seal_batch(tx, region, batch).await?)
+            })
+            .await?;
+        pass.trails += done.trails;
+        pass.events += done.events;
+        if (done.events as i64) < batch {
+            return Ok(pass);
         }
     }
-    Ok(pass)
+}
+
+/// Up to `n` of the region's unchained events, linked after their trails'
+/// heads and recorded, in `tx`.
+async fn seal_batch(tx: &PlatformTx<'_>, region: &RegionId, n: i64) -> Result<Pass, StoreError> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    let rows = tx
+        .query(
+            "SELECT tenant_id, id, created_at, actor, action, target_kind, target_id, details, \
+                sealed, head_seq, head_hash FROM audit_unsealed_batch($1, $2)",
+            &[&region.as_str(), &n],
+        )
+        .await?;
+    let mut events = EventLinks::default();
+    let mut heads = HeadMoves::default();
+    // Rows come by tenant: each run of one tenant's rows continues its head.
+    let mut current: Option<(Uuid, i64, Vec<u8>)> = None;
+    for row in &rows {
+        let tenant: Uuid = row.get("tenant_id");
+        let (mut seq, mut hash) = match current.take() {
+            Some((t, seq, hash)) if t == tenant => (seq, hash),
+            other => {
+                if let Some(done) = other {
+                    heads.close(done);
+                }
+                let prev: i64 = row.get("head_seq");
+                let hash: Option<Vec<u8>> = row.get("head_hash");
+                heads.open(tenant, region, prev);
+                (prev, hash.unwrap_or_else(|| chain::GENESIS.to_vec()))
+            }
+        };
+        let details: serde_json::Value = row.get("details");
+        let sealed: Option<Vec<u8>> = row.get("sealed");
+        let id: Uuid = row.get("id");
+        let canonical = chain::canonical(&chain::Content {
+            id,
+            created_at: row.get("created_at"),
+            actor: row.get("actor"),
+            action: row.get("action"),
+            tenant: Some(tenant),
+            target_kind: row.get("target_kind"),
+            target_id: row.get("target_id"),
+            details: &details,
+            sealed: sealed.as_deref(),
+        });
+        seq += 1;
+        hash = chain::link(&hash, &canonical).to_vec();
+        events.push(tenant, id, seq, hash.clone());
+        current = Some((tenant, seq, hash));
+    }
+    let Some(last) = current else {
+        return Ok(Pass::default());
+    };
+    heads.close(last);
+    let counts = tx
+        .query_one(
+            "SELECT chained, moved FROM audit_seal_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &events.tenants,
+                &events.ids,
+                &events.seqs,
+                &events.hashes,
+                &heads.tenants,
+                &heads.regions,
+                &heads.prevs,
+                &heads.tops,
+                &heads.top_hashes,
+            ],
+        )
+        .await?;
+    let (chained, moved): (i64, i64) = (counts.get(0), counts.get(1));
+    if chained != events.ids.len() as i64 || moved != heads.tenants.len() as i64 {
+        return Err(StoreError::internal(anyhow::anyhow!(
+            "audit_seal_batch chained {chained} of {} events and moved {moved} of {} heads: \
+                another sealer got there first",
+            events.ids.len(),
+            heads.tenants.len()
+        )));
+    }
+    Ok(Pass {
+        trails: heads.tenants.len() as u64,
+        events: events.ids.len() as u64,
+    })
+}
+
+#[derive(Default)]
+struct EventLinks {
+    tenants: Vec<Uuid>,
+    ids: Vec<Uuid>,
+    seqs: Vec<i64>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl EventLinks {
+    fn push(&mut self, tenant: Uuid, id: Uuid, seq: i64, hash: Vec<u8>) {
+        self.tenants.push(tenant);
+        self.ids.push(id);
+        self.seqs.push(seq);
+        self.hashes.push(hash);
+    }
+}
+
+/// Each trail's head before (`prevs`) and after (`tops`, `top_hashes`) a pass.
+#[derive(Default)]
+struct HeadMoves {
+    tenants: Vec<Uuid>,
+    regions: Vec<String>,
+    prevs: Vec<i64>,
+    tops: Vec<i64>,
+    top_hashes: Vec<Vec<u8>>,
+}
+
+impl HeadMoves {
+    fn open(&mut self, tenant: Uuid, region: &RegionId, prev: i64) {
+        self.tenants.push(tenant);
+        self.regions.push(region.as_str().to_owned());
+        self.prevs.push(prev);
+    }
+
+    fn close(&mut self, (_, seq, hash): (Uuid, i64, Vec<u8>)) {
+        self.tops.push(seq);
+        self.top_hashes.push(hash);
+    }
 }

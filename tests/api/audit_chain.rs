@@ -269,12 +269,12 @@ async fn the_sealer_chains_events_after_commit_and_racing_sealers_keep_the_chain
     }
     let report = app.get("/v1/audit/verify", &t.owner_token).await.body;
     assert_eq!(report["intact"], true, "{report}");
-    // tenant_provisioned may have been chained by the node's first pass.
+    // The first events may have been chained by the node's first pass.
     let (walked, pending) = (
         report["events"].as_i64().unwrap(),
         report["pending"].as_i64().unwrap(),
     );
-    assert!(walked <= 1 && walked + pending == 121, "{report}");
+    assert!(pending >= 100 && walked + pending == 121, "{report}");
     assert!(
         report["summary"]
             .as_str()

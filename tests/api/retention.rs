@@ -459,7 +459,9 @@ async fn a_platform_admins_tenant_routes_are_served_in_the_tenants_home_region()
         .await;
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(header(&set, "x-meridian-region"), "europe-west1");
-    // The home region's answer: the trail it verified holds the change just made.
+    // The home region's answer: the trail it verified holds the change just made
+    // (once the home region's sealer has chained it).
+    eu.audit_chained(tenant).await;
     let report = us
         .get(&format!("/v1/audit/verify?tenant={tenant}"), &admin)
         .await;

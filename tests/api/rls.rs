@@ -319,9 +319,11 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
 
     // The deliberate holes in RLS, each with its own wall: audit_truncate_through
     // deletes the current tenant's audit events only behind a signed anchor
-    // (tests in audit_evidence.rs); audit_seal sets seq and hash only on the
-    // current tenant's unchained events and audit_unsealed_trails returns
-    // tenant ids (tests in audit_chain.rs); resource_owner returns
+    // (tests in audit_evidence.rs); audit_seal and audit_seal_batch set seq and
+    // hash only on unchained events (the current tenant's, or those listed) and
+    // move a head only from where the batch read it, and audit_unsealed_batch
+    // returns unchained events only, for the sealer (tests in audit_chain.rs);
+    // resource_owner returns
     // only an owning tenant id; search_messages filters on the RLS setting itself
     // (tests in search.rs); the job functions return ids, tenant ids, kinds and
     // counts, never a payload, and only lease or un-lease jobs (docs/jobs.md;
@@ -346,8 +348,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
         definers,
         [
             "audit_seal(uuid[],bigint[],bytea[],bigint)",
+            "audit_seal_batch(uuid[],uuid[],bigint[],bytea[],uuid[],text[],bigint[],bigint[],bytea[])",
             "audit_truncate_through(bigint)",
-            "audit_unsealed_trails(text,integer)",
+            "audit_unsealed_batch(text,integer)",
             "calendar_health()",
             "calendar_tenants(text)",
             "claim_job(text,uuid,text,double precision,bigint)",
