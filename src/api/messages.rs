@@ -63,16 +63,9 @@ pub async fn post(
         let posted = scope
             .write_or_refuse(async |tx| {
                 let sealing = seal.then_some(Sealing { keyring, fresh });
-                let posted = messages::post(
-                    tx,
-                    sealing,
-                    channel,
-                    author,
-                    &body.body,
-                    storage_cap,
-                    fast,
-                )
-                .await?;
+                let posted =
+                    messages::post(tx, sealing, channel, author, &body.body, storage_cap, fast)
+                        .await?;
                 Ok(posted.map_err(ApiError::from))
             })
             .await;

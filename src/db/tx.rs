@@ -197,11 +197,8 @@ impl<S> Tx<'_, S> {
         );
         // join! polls in order: the query, the rest, COMMIT go out in that order.
         let (row, results) = if self.eager.close_guarded() {
-            let (row, results, committed) = futures_util::join!(
-                query,
-                executes,
-                self.client.batch_execute("COMMIT")
-            );
+            let (row, results, committed) =
+                futures_util::join!(query, executes, self.client.batch_execute("COMMIT"));
             self.eager.closed(committed);
             (row, results)
         } else {

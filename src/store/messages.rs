@@ -391,7 +391,9 @@ fn not_null_on(err: &DbError, column: &str) -> bool {
     db_error(err).is_some_and(|db| {
         *db.code() == tokio_postgres::error::SqlState::NOT_NULL_VIOLATION
             && (db.column() == Some(column)
-                || db.message().starts_with(&format!("null value in column \"{column}\"")))
+                || db
+                    .message()
+                    .starts_with(&format!("null value in column \"{column}\"")))
     })
 }
 

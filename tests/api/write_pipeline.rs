@@ -231,7 +231,12 @@ async fn a_40001_on_the_posts_insert_retries_the_whole_pipeline() {
     let channel = app.create_channel(&tenant, "general").await;
     // The shard's grant exists (the tenant's first post takes it on the slow
     // path): the next post is the one-round-trip fast path.
-    assert_eq!(post(&app, &tenant.owner_token, channel, "first").await.status, 201);
+    assert_eq!(
+        post(&app, &tenant.owner_token, channel, "first")
+            .await
+            .status,
+        201
+    );
     inject_40001(&app, 1, ON_THE_MESSAGE).await;
 
     let reply = post(&app, &tenant.owner_token, channel, "inserted on retry").await;
@@ -346,7 +351,11 @@ async fn the_posts_statement_refuses_an_invalid_user_and_a_short_grant_itself() 
 
     assert_eq!(run("member", 5).await, Ok(1), "the user's own role inserts");
     assert_eq!(run("admin", 5).await, refused("author_id"), "another role");
-    assert_eq!(run("member", i64::MAX / 2).await, refused("id"), "grant short");
+    assert_eq!(
+        run("member", i64::MAX / 2).await,
+        refused("id"),
+        "grant short"
+    );
     let reply = app
         .patch(
             &format!("/v1/users/{user}"),
