@@ -142,6 +142,20 @@ pub const POST_SQL: &str = concat!(
     ", $10::bytea, $12::timestamptz FROM (SELECT 1) AS one LEFT JOIN charged c ON true"
 );
 
+/// The redo after a `GrantShort` (and each of its retries): `POST_SQL` as it was
+/// before the post became one round trip, writing nothing when the shard's grant
+/// cannot hold the post (then the slow path runs in the same transaction), with
+/// no user guard (this transaction's COMMIT waits for the prologue). A retry
+/// after a conflict may find its shard topped up by another writer's slow path.
+const TRY_POST_SQL: &str = concat!(
+    storage::fast_charge_cte!(),
+    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc, \
+        created_at)
+     SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, ",
+    guarded_body!("$6", "$10", "$11"),
+    ", $10::bytea, $12::timestamptz FROM charged"
+);
+
 /// The slow path's INSERT (after `storage::charge_storage`): `$7` the sealed
 /// body, `$8` its DEK version, `$9` `created_at`. Its COMMIT waits for the
 /// prologue's user check (`TenantTx::execute_and_commit`).
@@ -309,6 +323,18 @@ pub async fn post(
             )),
             Err(err) => Err(err.into()),
         };
+    }
+    let mut try_params = params.to_vec();
+    try_params.extend_from_slice(&[&bytes, &shard, &cap, &body_enc, &version, &created_at]);
+    match tx.execute(TRY_POST_SQL, &try_params).await {
+        Ok(0) => {}
+        Ok(_) => {
+            tx.execute_and_commit(&event_statements).await?;
+            return Ok(Ok(message));
+        }
+        Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
+        Err(err) if not_null_on(&err, "body") => return Err(refused()),
+        Err(err) => return Err(err.into()),
     }
     // The slow path decides a refusal that is committed: the channel first, so a
     // missing channel is a 404 whatever the quota says.
