@@ -8,16 +8,16 @@
 #   bare-app        the same INSERT as meridian_app inside BEGIN/set tenant/COMMIT,
 #                   pipelined (one round trip): the transaction + RLS, nothing else
 #   post-1rt        prologue (BEGIN, tenant setting + statement_timeout, user
-#                   check), the post's statement (shard charge + INSERT), the
-#                   outbox INSERT, the dispatch job if hooked, COMMIT: one
-#                   pipeline (a shape the node does not send: see the README)
+#                   check), the post's statement (shard charge + guarded INSERT),
+#                   the outbox INSERT, the dispatch job if hooked, COMMIT: one
+#                   pipeline (the node's post since issue 11's one-round-trip step)
 #   post-1rt-nooutbox  the same without the outbox INSERT and the webhook check
 #   post-1rt-nocharge  the same without the outbox and without the shard charge:
 #                   the prologue and the INSERT with its policy guard only
-#   post-2rt        the node's post since issue 11 item 3: two round trips
+#   post-2rt        the node's post before that: two round trips
 #                   (prologue + post; outbox INSERT + dispatch job if hooked +
 #                   COMMIT)
-#   post-3rt        the node's post before: three round trips (prologue + post;
+#   post-3rt        the node's post before that: three round trips (prologue + post;
 #                   outbox INSERT + webhook check; COMMIT)
 #   bare-nogin      the bare INSERT again after `DROP INDEX messages_search_idx`
 #                   (last: it changes the schema of this throwaway database)
@@ -70,15 +70,18 @@ VALUES ('$T', gen_random_uuid(), 'us-east1', $MYCHAN, '$U', $BODY);"
 PROLOGUE="BEGIN ISOLATION LEVEL SERIALIZABLE;
 SELECT set_config('app.tenant_id', '$T', true), set_config('statement_timeout', '10000ms', true);
 SELECT status = 'active' AND role = 'owner' FROM users WHERE tenant_id = '$T' AND id = '$U';"
-# messages::POST_SQL with the node's parameters written in (plaintext body).
+# messages::POST_SQL with the node's parameters written in (plaintext body): the
+# charge, the INSERT whose id is NULL when the grant is short and whose author_id
+# is NULL unless the token's user is still active with its role (both fail the
+# statement), the policy guard; `created_at` is the node's.
 POST="WITH charged AS (UPDATE tenant_usage_shards SET used_bytes = used_bytes + 44
    WHERE tenant_id = '$T' AND shard = :client_id AND cap_bytes = 1099511627776 AND used_bytes + 44 <= granted_bytes RETURNING shard)
-INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
-SELECT '$T'::uuid, gen_random_uuid(), 'us-east1'::text, $MYCHAN, '$U'::uuid,
+INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc, created_at)
+SELECT '$T'::uuid, CASE WHEN c.shard IS NULL THEN NULL ELSE gen_random_uuid() END, 'us-east1'::text, $MYCHAN,
+  CASE WHEN 'owner'::text IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = '$T'::uuid AND u.id = '$U'::uuid AND u.status = 'active' AND u.role = 'owner'::text) THEN '$U'::uuid END,
   CASE WHEN NULL::bytea IS NULL AND (SELECT t.encrypt_messages FROM tenants t WHERE t.id = '$T'::uuid) THEN NULL
        WHEN NULL::bytea IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tenant_keys k WHERE k.tenant_id = '$T'::uuid AND k.version = NULL::int4 AND k.state = 'active') THEN NULL
-       ELSE $BODY::text END, NULL::bytea FROM charged
-RETURNING id, channel_id, author_id, body, created_at;"
+       ELSE $BODY::text END, NULL::bytea, now() FROM (SELECT 1) AS one LEFT JOIN charged c ON true;"
 OUTBOX="INSERT INTO outbox_events (tenant_id, id, home_region, kind, subject_kind, subject_id, data)
 VALUES ('$T', gen_random_uuid(), 'us-east1', 'message.posted', 'message', gen_random_uuid()::text,
   '{\"message\": {\"id\": \"01a22c64-32f9-7485-8820-f7477733105c\", \"body\": \"a post of a busy writer, of ordinary length\", \"author_id\": \"$U\", \"channel_id\": \"01a22c64-2ba8-77d6-b32f-423e5de1bb75\", \"created_at\": \"2026-11-30T12:18:13.883613Z\"}}');

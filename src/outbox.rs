@@ -78,61 +78,82 @@ pub struct StoredEvent {
 /// Writes `event` in the caller's transaction: it commits or rolls back with the
 /// change it describes.
 pub async fn record(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError> {
-    write(tx, event, false).await
+    let pending = Pending::new(tx, event);
+    let (params, dispatch) = (pending.insert(), pending.dispatch());
+    let (inserted, dispatched) = futures_util::join!(
+        tx.execute(INSERT_SQL, &params),
+        tx.execute(DISPATCH_IF_HOOKED_SQL, &dispatch),
+    );
+    inserted?;
+    dispatched?;
+    Ok(pending.id)
 }
 
-/// `record` as the transaction's last statements, sent with its COMMIT in one
-/// round trip (`TenantTx::execute_and_commit`): for a write whose event is the
-/// last thing it does (a post). Nothing may be sent in the transaction after it.
-pub async fn record_last(tx: &TenantTx<'_>, event: Event) -> Result<Uuid, StoreError> {
-    write(tx, event, true).await
+/// An event's two statements with their parameters, for a caller that sends
+/// them in its own pipeline with COMMIT (the post: `store::messages`): the INSERT and the
+/// dispatch job. Neither depends on the other's answer (the job only names the
+/// event); should the INSERT fail, the transaction is aborted and the job is not
+/// written either.
+pub struct Pending<'a> {
+    pub id: Uuid,
+    tenant: Uuid,
+    region: &'a str,
+    kind: &'static str,
+    subject_kind: Option<&'static str>,
+    subject_id: Option<String>,
+    data: Value,
+    job: Uuid,
+    payload: Value,
 }
 
-async fn write(tx: &TenantTx<'_>, event: Event, last: bool) -> Result<Uuid, StoreError> {
-    let id = Uuid::now_v7();
-    let (subject_kind, subject_id) = event
-        .subject
-        .map_or((None, None), |(k, i)| (Some(k), Some(i)));
-    // The INSERT and the dispatch job go out together, one round trip: neither
-    // depends on the other's answer (the job only names the event), and should
-    // the INSERT fail, its error is the one answered (the transaction is aborted,
-    // so the job is not written either).
-    let tenant = tx.tenant_id();
-    let region = tx.home_region().as_str();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-        tenant.as_uuid(),
-        &id,
-        &region,
-        &event.kind,
-        &subject_kind,
-        &subject_id,
-        &event.data,
-    ];
-    let job = JobId::new_random();
-    let payload = json!({ "event_id": id });
-    let dispatch: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-        job.as_uuid(),
-        tenant.as_uuid(),
-        &region,
-        &DISPATCH_KIND,
-        &payload,
-        &DISPATCH_ATTEMPTS,
-    ];
-    if last {
-        tx.execute_and_commit(&[(INSERT_SQL, &params), (DISPATCH_IF_HOOKED_SQL, &dispatch)])
-            .await?;
-    } else {
-        let (inserted, dispatched) = futures_util::join!(
-            tx.execute(INSERT_SQL, &params),
-            tx.execute(DISPATCH_IF_HOOKED_SQL, &dispatch),
-        );
-        inserted?;
-        dispatched?;
+type Params<'p, const N: usize> = [&'p (dyn tokio_postgres::types::ToSql + Sync); N];
+
+impl<'a> Pending<'a> {
+    pub fn new(tx: &'a TenantTx<'_>, event: Event) -> Self {
+        let id = Uuid::now_v7();
+        let (subject_kind, subject_id) = event
+            .subject
+            .map_or((None, None), |(k, i)| (Some(k), Some(i)));
+        Self {
+            id,
+            tenant: *tx.tenant_id().as_uuid(),
+            region: tx.home_region().as_str(),
+            kind: event.kind,
+            subject_kind,
+            subject_id,
+            data: event.data,
+            job: *JobId::new_random().as_uuid(),
+            payload: json!({ "event_id": id }),
+        }
     }
-    Ok(id)
+
+    /// The event's INSERT (`INSERT_SQL`).
+    pub fn insert(&self) -> Params<'_, 7> {
+        [
+            &self.tenant,
+            &self.id,
+            &self.region,
+            &self.kind,
+            &self.subject_kind,
+            &self.subject_id,
+            &self.data,
+        ]
+    }
+
+    /// Its dispatch job, if the tenant has a webhook (`DISPATCH_IF_HOOKED_SQL`).
+    pub fn dispatch(&self) -> Params<'_, 6> {
+        [
+            &self.job,
+            &self.tenant,
+            &self.region,
+            &DISPATCH_KIND,
+            &self.payload,
+            &DISPATCH_ATTEMPTS,
+        ]
+    }
 }
 
-const INSERT_SQL: &str = "INSERT INTO outbox_events (tenant_id, id, home_region, kind, \
+pub const INSERT_SQL: &str = "INSERT INTO outbox_events (tenant_id, id, home_region, kind, \
     subject_kind, subject_id, data)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 

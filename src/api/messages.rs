@@ -13,7 +13,7 @@ use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::state::AppState;
-use crate::store::messages::{self, Message};
+use crate::store::messages::{self, GrantShort, Message};
 use crate::validate;
 
 #[derive(Deserialize, ToSchema)]
@@ -55,17 +55,22 @@ pub async fn post(
     // checks; when a rotation made it stale, the post is redone reading it.
     let mut seal = scope.tenant().encryption.messages;
     let mut fresh = false;
+    // One round trip unless the transaction's usage shard cannot hold the post:
+    // then it is redone on the slow path (`messages::post`).
+    let mut fast = true;
     let keyring = &*state.keyring;
     let message = loop {
         let posted = scope
             .write_or_refuse(async |tx| {
                 let sealing = seal.then_some(Sealing { keyring, fresh });
                 let posted =
-                    messages::post(tx, sealing, channel, author, &body.body, storage_cap).await?;
+                    messages::post(tx, sealing, channel, author, &body.body, storage_cap, fast)
+                        .await?;
                 Ok(posted.map_err(ApiError::from))
             })
             .await;
         match posted {
+            Err(short) if fast && GrantShort::is(&short) => fast = false,
             Err(refused) if !seal && PlaintextRefused::is(&refused) => seal = true,
             Err(stale) if seal && !fresh && KeyVersionStale::is(&stale) => {
                 keyring.forget_active(scope.tenant_id());

@@ -11,7 +11,9 @@
 //!
 //! A read-write transaction of a user's token may send its COMMIT with the
 //! body's last statements (`Tx::execute_and_commit`), once the prologue has
-//! answered and found the user valid: a post is then two round trips.
+//! answered and found the user valid; or with a body whose first statement
+//! refuses an invalid user itself (`Tx::execute_guarded_and_commit`), before any
+//! answer: a post is then one round trip.
 //!
 //! Retries restart the whole transaction (PostgreSQL cannot resume a serializable
 //! transaction after 40001); COMMIT is inside the loop because it can fail with
@@ -56,6 +58,9 @@ pub struct Tx<'a, S> {
 pub struct TenantBound {
     tenant: TenantId,
     home_region: RegionId,
+    /// What the prologue checks (`None`: nothing, e.g. a platform transaction
+    /// that entered a tenant).
+    check: Option<TokenCheck>,
 }
 
 #[derive(Clone, Debug)]
@@ -159,6 +164,55 @@ impl<S> Tx<'_, S> {
             .collect()
     }
 
+    /// The body's statements with COMMIT behind them, all in the round trip of the
+    /// prologue, without waiting for its user check: for a read-write transaction
+    /// of a user's token whose `first` statement refuses by itself (fails) when
+    /// the token's user is not active with the token's role
+    /// (`TenantTx::token_user`), e.g. the post's guarded INSERT. The prologue's
+    /// check reads the same row in the same snapshot, so the two cannot disagree:
+    /// a refused user's `first` fails, the transaction is aborted, `rest` is not
+    /// run and the COMMIT behind it ends the transaction as a ROLLBACK; the
+    /// prologue's answer (401) is what `run` returns. `rest` is run only after
+    /// `first` succeeded (a failed statement aborts the transaction), so it may
+    /// depend on `first` having written. Any other transaction (an impersonation,
+    /// whose write records itself after the body; no token) sends the statements
+    /// together and COMMIT after the body. Nothing may be sent after this; a
+    /// 40001 on any statement or on COMMIT is retried by `run` with the whole body.
+    pub async fn execute_guarded_and_commit(
+        &self,
+        first: (&str, &[&(dyn ToSql + Sync)]),
+        rest: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<(), DbError> {
+        let head = self.prepared(first.0).await?;
+        let mut prepared = Vec::with_capacity(rest.len());
+        for (sql, _) in rest {
+            prepared.push(self.prepared(sql).await?);
+        }
+        let query = self.client.execute(&head, first.1);
+        let executes = futures_util::future::join_all(
+            prepared
+                .iter()
+                .zip(rest)
+                .map(|(statement, (_, params))| self.client.execute(statement, params)),
+        );
+        // join! polls in order: the query, the rest, COMMIT go out in that order.
+        let (row, results) = if self.eager.close_guarded() {
+            let (row, results, committed) =
+                futures_util::join!(query, executes, self.client.batch_execute("COMMIT"));
+            self.eager.closed(committed);
+            (row, results)
+        } else {
+            futures_util::join!(query, executes)
+        };
+        // The first failure is the one to answer: the statements behind it only
+        // report the aborted transaction.
+        row.map_err(|e| self.classify(e))?;
+        for result in results {
+            result.map_err(|e| self.classify(e))?;
+        }
+        Ok(())
+    }
+
     pub async fn query(
         &self,
         sql: &str,
@@ -206,6 +260,9 @@ struct EagerCommit {
     /// Set by the prologue when a read-write transaction's user check passed
     /// (a user's token only: an impersonated write records itself after the body).
     may_close: AtomicBool,
+    /// A read-write transaction of a user's token: a body whose first statement
+    /// checks the user itself may send COMMIT before the prologue answers.
+    guarded: bool,
 }
 
 enum Eager {
@@ -231,11 +288,25 @@ enum Turn {
 }
 
 impl EagerCommit {
-    fn new(on: bool) -> Self {
+    fn new(on: bool, guarded: bool) -> Self {
         Self {
             state: std::sync::Mutex::new(if on { Eager::Armed } else { Eager::Off }),
             may_close: AtomicBool::new(false),
+            guarded,
         }
+    }
+
+    /// Whether `execute_guarded_and_commit` may send COMMIT now: a read-write body
+    /// (`Off`) of a user's token. Takes the turn: nothing may follow.
+    fn close_guarded(&self) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        let ready = matches!(*state, Eager::Off) && self.guarded;
+        if ready {
+            *state = Eager::Closed(None);
+        }
+        ready
     }
 
     /// Whether `execute_and_commit` may send COMMIT now: a read-write body
@@ -305,6 +376,16 @@ impl TenantTx<'_> {
     pub fn home_region(&self) -> &RegionId {
         &self.scope.home_region
     }
+
+    /// The user and role this transaction's prologue checks, when it checks a
+    /// user's token (not an impersonation's, not none): what a statement that
+    /// guards itself (`execute_guarded_and_commit`) must check too.
+    pub fn token_user(&self) -> Option<(UserId, &'static str)> {
+        match self.scope.check {
+            Some(TokenCheck::User(user, role)) => Some((user, role)),
+            _ => None,
+        }
+    }
 }
 
 impl<'a> PlatformTx<'a> {
@@ -334,6 +415,7 @@ impl<'a> PlatformTx<'a> {
             scope: TenantBound {
                 tenant,
                 home_region,
+                check: None,
             },
         })
     }
@@ -446,6 +528,7 @@ impl Database {
         let scope = TenantBound {
             tenant,
             home_region: home_region.clone(),
+            check: user,
         };
         let opening = Opening::Tenant {
             tenant,
@@ -519,7 +602,15 @@ impl Database {
                 .await
                 .map_err(DbError::from)?;
             let retry = AtomicBool::new(false);
-            let eager = EagerCommit::new(eager_allowed);
+            let guarded = mode == TxMode::ReadWrite
+                && matches!(
+                    opening,
+                    Opening::Tenant {
+                        user: Some(TokenCheck::User(..)),
+                        ..
+                    }
+                );
+            let eager = EagerCommit::new(eager_allowed, guarded);
             // Held until this attempt ends; a retry (after a conflict) looks for a
             // shard from a random place. Read-only transactions charge nothing.
             let lease = (mode != TxMode::ReadOnly).then(|| self.usage_shards.lease(attempt > 1));

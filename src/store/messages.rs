@@ -106,26 +106,65 @@ macro_rules! guarded_body {
     };
 }
 
-/// A post on the fast path: the shard's charge (`storage::FAST_CHARGE_CTE`) and the
-/// INSERT of what it charged, one statement; `$1`..`$6` the message, `$7` bytes,
-/// `$8` shard, `$9` cap, `$10` the sealed body (NULL: plaintext in `$6`), `$11`
-/// its DEK version.
+/// Who may write a post's `author_id`: the author must be the token's user, still
+/// active with the token's role (`$13`; the same predicate as the prologue's
+/// `db::tx::USER_STATUS_SQL`). Otherwise the column is NULL and the INSERT fails
+/// (SQLSTATE 23502 on `author_id`), aborting the transaction, so a post may send
+/// its COMMIT before the prologue's check has answered
+/// (`TenantTx::execute_guarded_and_commit`). `$13` NULL (an impersonation's token,
+/// checked by its own prologue, which the COMMIT then waits for) skips it.
+macro_rules! guarded_author {
+    () => {
+        "CASE WHEN $13::text IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = \
+            $1::uuid AND u.id = $5::uuid AND u.status = 'active' AND u.role = $13::text) THEN \
+            $5::uuid END"
+    };
+}
+
+/// A post on the fast path, in one statement: the shard's charge
+/// (`storage::FAST_CHARGE_CTE`) and the INSERT of what it charged. `$1`..`$6` the
+/// message, `$7` bytes, `$8` shard, `$9` cap, `$10` the sealed body (NULL:
+/// plaintext in `$6`), `$11` its DEK version, `$12` `created_at` (the node's
+/// clock, whole microseconds: the event written in the same pipeline carries it),
+/// `$13` the token's role (`guarded_author!`). Every refusal is an error, never an
+/// empty result, because COMMIT travels behind it: when the shard's grant cannot
+/// hold the post the `id` is NULL (SQLSTATE 23502 on `id`: `GrantShort`, the post
+/// is redone on the slow path); a refused user (`author_id`) or body (`body`,
+/// `guarded_body!`) likewise.
 pub const POST_SQL: &str = concat!(
     storage::fast_charge_cte!(),
-    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
+    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc, \
+        created_at)
+     SELECT $1::uuid, CASE WHEN c.shard IS NULL THEN NULL ELSE $2::uuid END, $3::text, $4::uuid, ",
+    guarded_author!(),
+    ", ",
+    guarded_body!("$6", "$10", "$11"),
+    ", $10::bytea, $12::timestamptz FROM (SELECT 1) AS one LEFT JOIN charged c ON true"
+);
+
+/// The redo after a `GrantShort` (and each of its retries): `POST_SQL` as it was
+/// before the post became one round trip, writing nothing when the shard's grant
+/// cannot hold the post (then the slow path runs in the same transaction), with
+/// no user guard (this transaction's COMMIT waits for the prologue). A retry
+/// after a conflict may find its shard topped up by another writer's slow path.
+const TRY_POST_SQL: &str = concat!(
+    storage::fast_charge_cte!(),
+    " INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc, \
+        created_at)
      SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::uuid, ",
     guarded_body!("$6", "$10", "$11"),
-    ", $10::bytea FROM charged
-     RETURNING id, channel_id, author_id, body, created_at"
+    ", $10::bytea, $12::timestamptz FROM charged"
 );
 
 /// The slow path's INSERT (after `storage::charge_storage`): `$7` the sealed
-/// body, `$8` its DEK version.
+/// body, `$8` its DEK version, `$9` `created_at`. Its COMMIT waits for the
+/// prologue's user check (`TenantTx::execute_and_commit`).
 const SLOW_POST_SQL: &str = concat!(
-    "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
+    "INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc, \
+        created_at)
      VALUES ($1, $2, $3, $4, $5, ",
     guarded_body!("$6", "$7", "$8"),
-    ", $7) RETURNING id, channel_id, author_id, body, created_at"
+    ", $7, $9)"
 );
 
 /// One message of a channel (`get`).
@@ -174,6 +213,13 @@ async fn opened(
 /// version `seal` assumed is no longer active, it fails with `KeyVersionStale`,
 /// for the caller to redo with a fresh read). The quota charges the
 /// plaintext's bytes either way.
+///
+/// Usually one round trip (`fast`): the prologue, the charge + INSERT
+/// (`POST_SQL`), the outbox event and its dispatch job, and COMMIT go out
+/// together. When the transaction's shard cannot hold the post, that fails with
+/// `GrantShort` and the caller redoes the post with `fast` false: the slow path,
+/// which takes a grant from the central row (or commits the refusal) and waits
+/// for the prologue before its COMMIT.
 pub async fn post(
     tx: &TenantTx<'_>,
     seal: Option<Sealing<'_>>,
@@ -181,6 +227,7 @@ pub async fn post(
     author: UserId,
     body: &str,
     storage_cap: u64,
+    fast: bool,
 ) -> Result<Result<Message, StoreError>, StoreError> {
     let id = MessageId::new_random();
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
@@ -188,6 +235,16 @@ pub async fn post(
     let shard = storage::shard_param(tx);
     let tenant = tx.tenant_id();
     let region = tx.home_region().as_str();
+    // The guard checks the author: it must be the user whose token the prologue
+    // checks (a user's token posts as its user; an impersonation passes None).
+    let role = match tx.token_user() {
+        Some((user, _)) if user != author => {
+            return Err(StoreError::internal(anyhow::anyhow!(
+                "a post's author is not the token's user"
+            )));
+        }
+        token => token.map(|(_, role)| role),
+    };
     let (body_enc, version) = match seal {
         Some(sealing) => {
             let (sealed, version) = sealing::seal_post_body(sealing, tx, id, body).await?;
@@ -195,7 +252,33 @@ pub async fn post(
         }
         None => (None, None),
     };
-    let stored_body = if body_enc.is_some() { "" } else { body };
+    let sealed_body = body_enc.is_some();
+    let stored_body = if sealed_body { "" } else { body };
+    // Written by the node, so the event (built before anything is sent) carries
+    // exactly what the row stores: whole microseconds, as `timestamptz` keeps them.
+    let created_at = now_micros();
+    let message = Message {
+        id,
+        channel_id: channel,
+        author_id: author,
+        body: body.to_owned(),
+        created_at,
+    };
+    let event = outbox::Pending::new(
+        tx,
+        Event::new(
+            "message.posted",
+            ("message", id.to_string()),
+            event_data(&message, sealed_body),
+        ),
+    );
+    let refused = || {
+        if sealed_body {
+            StoreError::internal(KeyVersionStale)
+        } else {
+            StoreError::internal(PlaintextRefused)
+        }
+    };
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
         tenant.as_uuid(),
         id.as_uuid(),
@@ -204,30 +287,53 @@ pub async fn post(
         author.as_uuid(),
         &stored_body,
     ];
-    // Usually one statement: the shard's grant holds the post (charge + INSERT).
-    let mut fast_params = params.to_vec();
-    fast_params.extend_from_slice(&[&bytes, &shard, &cap, &body_enc, &version]);
-    // The channel is checked by the INSERT's foreign key (tenant_id, channel_id):
-    // no statement of its own, and another tenant's channel is missing like any
-    // other id (the key includes the tenant). The statement failed, so the
-    // transaction is rolled back: nothing was charged.
-    let sealed_body = body_enc.is_some();
-    let refused = || {
-        if sealed_body {
-            StoreError::internal(KeyVersionStale)
-        } else {
-            StoreError::internal(PlaintextRefused)
+    let (insert_event, dispatch) = (event.insert(), event.dispatch());
+    let event_statements: [(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]); 2] = [
+        (outbox::INSERT_SQL, &insert_event[..]),
+        (outbox::DISPATCH_IF_HOOKED_SQL, &dispatch[..]),
+    ];
+    if fast {
+        let mut fast_params = params.to_vec();
+        fast_params.extend_from_slice(&[
+            &bytes,
+            &shard,
+            &cap,
+            &body_enc,
+            &version,
+            &created_at,
+            &role,
+        ]);
+        // The channel is checked by the INSERT's foreign key (tenant_id,
+        // channel_id): no statement of its own, and another tenant's channel is
+        // missing like any other id (the key includes the tenant). Any failure
+        // aborts the transaction: nothing was charged, no event written.
+        return match tx
+            .execute_guarded_and_commit((POST_SQL, &fast_params[..]), &event_statements)
+            .await
+        {
+            Ok(()) => Ok(Ok(message)),
+            Err(err) if channel_missing(&err) => Err(channels::not_found(channel)),
+            Err(err) if not_null_on(&err, "body") => Err(refused()),
+            Err(err) if not_null_on(&err, "id") => Err(StoreError::internal(GrantShort)),
+            // The prologue read the same user row in the same snapshot and refused
+            // too: `run` answers its 401 and never sees this. Reaching here would
+            // mean the two checks disagree (a defect): opaque, logged.
+            Err(err) if not_null_on(&err, "author_id") => Err(StoreError::internal(
+                anyhow::anyhow!("the post's user guard refused a user the prologue accepted"),
+            )),
+            Err(err) => Err(err.into()),
+        };
+    }
+    let mut try_params = params.to_vec();
+    try_params.extend_from_slice(&[&bytes, &shard, &cap, &body_enc, &version, &created_at]);
+    match tx.execute(TRY_POST_SQL, &try_params).await {
+        Ok(0) => {}
+        Ok(_) => {
+            tx.execute_and_commit(&event_statements).await?;
+            return Ok(Ok(message));
         }
-    };
-    let with_body = |mut message: Message| {
-        message.body = body.to_owned();
-        message
-    };
-    match tx.query_opt(POST_SQL, &fast_params).await {
-        Ok(Some(row)) => return posted(tx, with_body(from_row(&row)), sealed_body).await,
-        Ok(None) => {}
         Err(err) if channel_missing(&err) => return Err(channels::not_found(channel)),
-        Err(err) if body_refused(&err) => return Err(refused()),
+        Err(err) if not_null_on(&err, "body") => return Err(refused()),
         Err(err) => return Err(err.into()),
     }
     // The slow path decides a refusal that is committed: the channel first, so a
@@ -237,25 +343,50 @@ pub async fn post(
         return Ok(Err(refused));
     }
     let mut slow_params = params.to_vec();
-    slow_params.extend_from_slice(&[&body_enc, &version]);
-    let row = match tx.query_one(SLOW_POST_SQL, &slow_params).await {
-        Ok(row) => row,
-        Err(err) if body_refused(&err) => return Err(refused()),
+    slow_params.extend_from_slice(&[&body_enc, &version, &created_at]);
+    match tx.execute(SLOW_POST_SQL, &slow_params).await {
+        Ok(_) => {}
+        Err(err) if not_null_on(&err, "body") => return Err(refused()),
         Err(err) => return Err(err.into()),
-    };
-    posted(tx, with_body(from_row(&row)), sealed_body).await
+    }
+    // The post's last statements: COMMIT goes with them, once the prologue's
+    // user check has answered.
+    tx.execute_and_commit(&event_statements).await?;
+    Ok(Ok(message))
 }
 
-/// The post's outbox event, in its transaction (a refused post writes none). A
-/// sealed body stays out of it (events are stored, and webhook deliveries made
-/// from them): the event says `body_encrypted` and the receiver fetches the
-/// message through the API.
-async fn posted(
-    tx: &TenantTx<'_>,
-    message: Message,
-    sealed: bool,
-) -> Result<Result<Message, StoreError>, StoreError> {
-    let data = if sealed {
+/// The post's fast statement found its shard's grant too small (`POST_SQL`): the
+/// caller redoes the post on the slow path, in a new transaction (this one was
+/// aborted and wrote nothing).
+#[derive(Debug)]
+pub struct GrantShort;
+
+impl std::fmt::Display for GrantShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the usage shard's grant cannot hold the post")
+    }
+}
+
+impl std::error::Error for GrantShort {}
+
+impl GrantShort {
+    /// Whether `err` is this (carried as an internal error's cause).
+    pub fn is(err: &crate::error::ApiError) -> bool {
+        matches!(err, crate::error::ApiError::Internal(cause) if cause.is::<GrantShort>())
+    }
+}
+
+/// Now, truncated to whole microseconds (what `timestamptz` stores).
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The post's outbox event (a refused post writes none). A sealed body stays out
+/// of it (events are stored, and webhook deliveries made from them): the event
+/// says `body_encrypted` and the receiver fetches the message through the API.
+fn event_data(message: &Message, sealed: bool) -> serde_json::Value {
+    if sealed {
         json!({ "message": SealedPost {
             id: message.id,
             channel_id: message.channel_id,
@@ -264,15 +395,8 @@ async fn posted(
             body_encrypted: true,
         } })
     } else {
-        json!({ "message": &message })
-    };
-    // The post's last statements: COMMIT goes with them (two round trips per post).
-    outbox::record_last(
-        tx,
-        Event::new("message.posted", ("message", message.id.to_string()), data),
-    )
-    .await?;
-    Ok(Ok(message))
+        json!({ "message": message })
+    }
 }
 
 /// A sealed post as its event carries it: the message without its body.
@@ -286,12 +410,16 @@ struct SealedPost {
     body_encrypted: bool,
 }
 
-/// The post's INSERT refused a plaintext body: the tenant's committed policy
-/// encrypts (`guarded_body!`, SQLSTATE 23502 on `body`).
-fn body_refused(err: &DbError) -> bool {
+/// The post's INSERT wrote NULL into `column` (SQLSTATE 23502): one of its
+/// guards refused. PostgreSQL names the column in the error's field; the
+/// message names it on both dialects.
+fn not_null_on(err: &DbError, column: &str) -> bool {
     db_error(err).is_some_and(|db| {
         *db.code() == tokio_postgres::error::SqlState::NOT_NULL_VIOLATION
-            && db.column() == Some("body")
+            && (db.column() == Some(column)
+                || db
+                    .message()
+                    .starts_with(&format!("null value in column \"{column}\"")))
     })
 }
 

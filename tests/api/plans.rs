@@ -158,6 +158,10 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             // subquery runs) and its DEK version.
             Box::new(None::<Vec<u8>>),
             Box::new(None::<i32>),
+            // `created_at`, and the token's role: the user guard's subquery runs
+            // (the sample user is an active member).
+            Box::new(chrono::Utc::now()),
+            Box::new(Some("member".to_owned())),
         ],
         "outbox.dispatch_if_hooked" => vec![
             Box::new(Uuid::now_v7()),

@@ -214,3 +214,156 @@ async fn an_impersonated_post_commits_after_its_audit_event() {
         .count();
     assert_eq!(writes, 1, "{}", trail.body);
 }
+
+/// Fails the post's own statement (the charge + INSERT), the first of the body's
+/// statements in the post's one round trip.
+const ON_THE_MESSAGE: &str = "CREATE TRIGGER fail_message BEFORE INSERT ON messages
+    FOR EACH ROW EXECUTE FUNCTION fail_first_times()";
+
+/// 40001 on the post's INSERT, with the outbox INSERT, the dispatch job and COMMIT
+/// already sent behind it in the same round trip: those only find the transaction
+/// aborted, COMMIT ends it as a ROLLBACK, and the retry writes the message, its
+/// charge and its event once.
+#[actix_web::test]
+async fn a_40001_on_the_posts_insert_retries_the_whole_pipeline() {
+    let app = spawn_app().await;
+    let tenant = app.provision("insertfail").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    // The shard's grant exists (the tenant's first post takes it on the slow
+    // path): the next post is the one-round-trip fast path.
+    assert_eq!(
+        post(&app, &tenant.owner_token, channel, "first")
+            .await
+            .status,
+        201
+    );
+    inject_40001(&app, 1, ON_THE_MESSAGE).await;
+
+    let reply = post(&app, &tenant.owner_token, channel, "inserted on retry").await;
+
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(trigger_runs(&app).await, 2, "one failed INSERT, one retry");
+    assert_eq!(
+        written(&app, &tenant, "inserted on retry").await,
+        (1, 1, true)
+    );
+}
+
+/// A user demoted after their token was issued: the token's role no longer
+/// matches, the post is answered 401 and nothing of it is written (the post's
+/// statement refuses the role itself, with its COMMIT already on the wire).
+#[actix_web::test]
+async fn a_demoted_users_post_writes_nothing() {
+    let app = spawn_app().await;
+    let tenant = app.provision("demoted").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    let (user, token) = app.add_user(&tenant, "admin").await;
+    assert_eq!(post(&app, &token, channel, "as admin").await.status, 201);
+    let reply = app
+        .patch(
+            &format!("/v1/users/{user}"),
+            &tenant.owner_token,
+            json!({ "role": "member" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let reply = post(&app, &token, channel, "after the demotion").await;
+
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(
+        written(&app, &tenant, "after the demotion").await,
+        (0, 0, true)
+    );
+}
+
+/// The post's statement is its own user check: run as the service role with a
+/// disabled user's id, or with a role the user no longer has, it fails with
+/// SQLSTATE 23502 on `author_id` (aborting the transaction, so the COMMIT sent
+/// behind it writes nothing) instead of inserting; with the user's current role it
+/// inserts. The same statement with too small a grant fails on `id` (the node
+/// redoes the post on the slow path) instead of returning nothing.
+#[actix_web::test]
+async fn the_posts_statement_refuses_an_invalid_user_and_a_short_grant_itself() {
+    let app = spawn_app().await;
+    let tenant = app.provision("guarded").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    let (user, token) = app.add_user(&tenant, "member").await;
+    // Takes the shard grants (slow path) for the statement below.
+    assert_eq!(post(&app, &token, channel, "grants").await.status, 201);
+    let shard: i16 = app
+        .superuser_client()
+        .await
+        .query_one(
+            "SELECT shard FROM tenant_usage_shards WHERE tenant_id = $1 AND granted_bytes > used_bytes
+             ORDER BY shard LIMIT 1",
+            &[&tenant.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let cap: i64 = app
+        .superuser_client()
+        .await
+        .query_one(
+            "SELECT cap_bytes FROM tenant_usage_shards WHERE tenant_id = $1 AND shard = $2",
+            &[&tenant.id, &shard],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let run = async |role: &str, bytes: i64| {
+        let mut db = app.app_role_client().await;
+        let tx = db.transaction().await.unwrap();
+        tx.execute(
+            "SELECT set_config('app.tenant_id', $1, true)",
+            &[&tenant.id.to_string()],
+        )
+        .await
+        .unwrap();
+        let result = tx
+            .execute(
+                meridian::store::messages::POST_SQL,
+                &[
+                    &tenant.id,
+                    &Uuid::new_v4(),
+                    &"us-east1",
+                    &channel,
+                    &user,
+                    &"probe",
+                    &bytes,
+                    &shard,
+                    &cap,
+                    &None::<Vec<u8>>,
+                    &None::<i32>,
+                    &chrono::Utc::now(),
+                    &Some(role),
+                ],
+            )
+            .await;
+        tx.rollback().await.unwrap();
+        result.map_err(|e| {
+            let db = e.as_db_error().expect("a database error").clone();
+            (db.code().code().to_owned(), db.column().map(str::to_owned))
+        })
+    };
+    let refused = |column: &str| Err(("23502".to_owned(), Some(column.to_owned())));
+
+    assert_eq!(run("member", 5).await, Ok(1), "the user's own role inserts");
+    assert_eq!(run("admin", 5).await, refused("author_id"), "another role");
+    assert_eq!(
+        run("member", i64::MAX / 2).await,
+        refused("id"),
+        "grant short"
+    );
+    let reply = app
+        .patch(
+            &format!("/v1/users/{user}"),
+            &tenant.owner_token,
+            json!({ "status": "disabled" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(run("member", 5).await, refused("author_id"), "disabled");
+    assert_eq!(written(&app, &tenant, "probe").await, (0, 0, true));
+}
