@@ -88,6 +88,9 @@ pub struct Settings {
     /// Members' accesses, written in batches (`crate::access_log`).
     #[serde(default)]
     pub access_log: crate::access_log::AccessLogSettings,
+    /// Usage per hour, sampled per region (`crate::limits::history`).
+    #[serde(default)]
+    pub usage_history: crate::limits::history::UsageHistorySettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -330,6 +333,7 @@ impl Default for Settings {
             signing: Default::default(),
             residency: Default::default(),
             access_log: Default::default(),
+            usage_history: Default::default(),
         }
     }
 }
@@ -450,6 +454,9 @@ impl Settings {
             return invalid(&e);
         }
         if let Err(e) = self.access_log.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.usage_history.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {

@@ -73,6 +73,8 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_served_regions", "region, day"),
     // Members' accesses (V25).
     ("access_log", "first_at, id"),
+    // Usage per hour (V29): the tenant's history, kept where the tenant lives.
+    ("usage_samples", "bucket_start"),
     // GDPR exports and erasures (V22). An export's archive stays in the export
     // store of the region that built it (README "Compliance").
     ("exports", "id"),

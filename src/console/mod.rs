@@ -68,6 +68,16 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/views.js"),
     },
+    Asset {
+        name: "charts.js",
+        content_type: JS,
+        body: include_str!("assets/charts.js"),
+    },
+    Asset {
+        name: "usage_history.js",
+        content_type: JS,
+        body: include_str!("assets/usage_history.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

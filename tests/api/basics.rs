@@ -286,7 +286,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V25__access_log",
             "V26__tenant_erasure",
             "V27__retention",
-            "V28__access_log_tenant_retention"
+            "V28__access_log_tenant_retention",
+            "V29__usage_history"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

@@ -73,6 +73,7 @@ mod tenant_erasure;
 mod tenant_erasure_bench;
 mod tenants;
 mod tls;
+mod usage_history;
 mod users;
 mod webhooks;
 mod write_pipeline;

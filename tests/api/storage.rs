@@ -297,7 +297,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V25__access_log",
             "V26__tenant_erasure",
             "V27__retention",
-            "V28__access_log_tenant_retention"
+            "V28__access_log_tenant_retention",
+            "V29__usage_history"
         ]
     );
     client

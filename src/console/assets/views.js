@@ -5,6 +5,7 @@
 import { ApiError } from "./api.js";
 import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
+import { usageHistory } from "./usage_history.js";
 
 const ADMINS = ["owner", "admin"];
 const AUDITORS = ["owner", "admin", "compliance"];
@@ -190,8 +191,8 @@ export async function usage(main, { tenantId }) {
       ["background jobs at once", l.jobs_concurrent],
     ]),
     h("h2", {}, "Refused by a limit (this node, since it started)"),
-    table("Denials", ["limit", "refused"], Object.entries(u.denials || {}).map(([k, v]) => [k, v])),
-    h("p", { class: "meta" }, "Charts over time need a usage-history API route (not built yet)."));
+    table("Denials", ["limit", "refused"], Object.entries(u.denials || {}).map(([k, v]) => [k, v])));
+  await usageHistory(main);
 }
 
 export async function audit(main, { tenantId }) {
