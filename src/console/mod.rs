@@ -78,6 +78,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/usage_history.js"),
     },
+    Asset {
+        name: "compliance.js",
+        content_type: JS,
+        body: include_str!("assets/compliance.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

@@ -1,7 +1,7 @@
 // Charts without a library and without markup strings: SVG elements made with
 // `createElementNS`, text as text nodes (so the strict CSP holds: no inline
-// style, no `innerHTML`). Every chart comes with the same figures as a table,
-// so a screen reader (or anyone) can read the values; the SVG is a labelled
+// style, no HTML parsed from strings). Every chart comes with the same figures
+// as a table, so a screen reader (or anyone) can read the values; the SVG is a labelled
 // image (`role="img"`) whose name says what it shows.
 
 import { h, table } from "./dom.js";

@@ -19,6 +19,10 @@ export function pagesFor(role) {
   if (AUDITORS.includes(role)) {
     pages.push(["audit", "Audit trail"]);
   }
+  pages.push(["exports", "Exports"]);
+  if (role === "owner" || role === "compliance") {
+    pages.push(["residency", "Residency"]);
+  }
   return pages;
 }
 
