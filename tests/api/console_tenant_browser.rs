@@ -209,6 +209,47 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
         trail.body
     );
 
+    // The audit page's filter narrows the trail to the download.
+    browser
+        .client
+        .goto(&format!("{base}/console/#/tenants/{}/audit", a.id))
+        .await
+        .unwrap();
+    browser.wait_for("#audit-events table").await;
+    browser
+        .wait_for("#filter-action")
+        .await
+        .send_keys("export.downloaded")
+        .await
+        .unwrap();
+    click(&browser, "#filter-apply").await;
+    browser
+        .wait_for_text("#audit-events caption", "Events")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let cells = browser
+            .client
+            .find_all(Locator::Css("#audit-events tbody tr td:nth-child(2)"))
+            .await
+            .unwrap();
+        let mut texts = Vec::new();
+        for cell in cells {
+            texts.push(cell.text().await.unwrap());
+        }
+        if (!texts.is_empty() && texts.iter().all(|t| t == "export.downloaded"))
+            || Instant::now() > deadline
+        {
+            break texts;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !shown.is_empty() && shown.iter().all(|t| t == "export.downloaded"),
+        "{shown:?}"
+    );
+    screenshot(&browser, "audit-filtered").await;
+
     // The residency report.
     browser
         .client
@@ -225,7 +266,7 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
     for (page, ready) in [
         ("", "#my-role"),
         ("/members", "table"),
-        ("/audit", "#verify-chain"),
+        ("/audit", "#audit-filters"),
         ("/exports", "#exports-list table"),
         ("/residency", "#residency-verdict"),
     ] {

@@ -8,6 +8,7 @@ mod ai_gate;
 mod audit;
 mod audit_chain;
 mod audit_evidence;
+mod audit_filters;
 mod axe;
 mod basics;
 mod browser;
