@@ -83,6 +83,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/compliance.js"),
     },
+    Asset {
+        name: "audit_filters.js",
+        content_type: JS,
+        body: include_str!("assets/audit_filters.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

@@ -160,10 +160,14 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
     browser.wait_for(".export-state").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // Read in the page: "Refresh" replaces the rows, so a found element
+        // may be gone by the time its text is asked for.
         let state = browser
-            .wait_for(".export-state")
-            .await
-            .text()
+            .client
+            .execute(
+                "const e = document.querySelector('.export-state'); return e ? e.textContent : '';",
+                vec![],
+            )
             .await
             .unwrap();
         if state == "ready" {
@@ -215,7 +219,7 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
         .goto(&format!("{base}/console/#/tenants/{}/audit", a.id))
         .await
         .unwrap();
-    browser.wait_for("#audit-events table").await;
+    browser.wait_for_text("#audit-events", "Events").await;
     browser
         .wait_for("#filter-action")
         .await
@@ -228,15 +232,18 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
         .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let shown = loop {
-        let cells = browser
-            .client
-            .find_all(Locator::Css("#audit-events tbody tr td:nth-child(2)"))
-            .await
-            .unwrap();
-        let mut texts = Vec::new();
-        for cell in cells {
-            texts.push(cell.text().await.unwrap());
-        }
+        let texts: Vec<String> = serde_json::from_value(
+            browser
+                .client
+                .execute(
+                    "return Array.from(document.querySelectorAll(\
+                       '#audit-events tbody tr td:nth-child(2)'), (c) => c.textContent);",
+                    vec![],
+                )
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         if (!texts.is_empty() && texts.iter().all(|t| t == "export.downloaded"))
             || Instant::now() > deadline
         {

@@ -6,6 +6,7 @@ import { ApiError } from "./api.js";
 import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
 import { usageHistory } from "./usage_history.js";
+import { auditFilterForm } from "./audit_filters.js";
 
 const ADMINS = ["owner", "admin"];
 const AUDITORS = ["owner", "admin", "compliance"];
@@ -221,13 +222,22 @@ export async function audit(main, { tenantId }) {
       verify.disabled = false;
     }
   } }, "Verify chain");
-  const list = h("div", {});
-  main.append(h("p", {}, verify), verdict, h("h2", {}, "Events, newest first"), list);
-  await auditPage(list, null);
+  const list = h("div", { id: "audit-events" });
+  const filters = auditFilterForm(async (params) => {
+    showProblem(null);
+    fill(list);
+    try {
+      await auditPage(list, null, params);
+    } catch (err) {
+      showProblem(err);
+    }
+  });
+  main.append(h("p", {}, verify), verdict, h("h2", {}, "Events, newest first"), filters, list);
+  await auditPage(list, null, {});
 }
 
-async function auditPage(list, cursor) {
-  const query = new URLSearchParams({ limit: "50" });
+async function auditPage(list, cursor, filters = {}) {
+  const query = new URLSearchParams({ limit: "50", ...filters });
   if (cursor) {
     query.set("cursor", cursor);
   }
@@ -243,7 +253,7 @@ async function auditPage(list, cursor) {
     const more = h("button", { type: "button", onclick: async () => {
       more.remove();
       try {
-        await auditPage(list, page.next_cursor);
+        await auditPage(list, page.next_cursor, filters);
       } catch (err) {
         showProblem(err);
       }
