@@ -363,6 +363,14 @@ async fn an_admin_sees_usage_charts_and_the_pages_pass_an_accessibility_scan() {
         .await
         .unwrap();
     assert!(cells.len() >= 2, "{}", browser.page_text().await);
+    browser
+        .client
+        .execute(
+            "document.querySelector('#usage-history').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
     screenshot(&browser, "usage-chart").await;
 
     for (page, ready) in [
