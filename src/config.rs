@@ -92,6 +92,9 @@ pub struct Settings {
     /// (`audit::seal`).
     #[serde(default)]
     pub audit: crate::audit::seal::AuditSettings,
+    /// Usage per hour, sampled per region (`crate::limits::history`).
+    #[serde(default)]
+    pub usage_history: crate::limits::history::UsageHistorySettings,
     /// The API's DNS name (`api.meridian.test` locally). `{slug}.<api_domain>`
     /// names a tenant: a request to it is served only for that tenant's tokens
     /// (`routing::host`).
@@ -335,6 +338,7 @@ impl Default for Settings {
             residency: Default::default(),
             access_log: Default::default(),
             audit: Default::default(),
+            usage_history: Default::default(),
         }
     }
 }
@@ -458,6 +462,9 @@ impl Settings {
             return invalid(&e);
         }
         if let Err(e) = self.audit.validate() {
+            return invalid(&e);
+        }
+        if let Err(e) = self.usage_history.validate() {
             return invalid(&e);
         }
         if let Err(e) = self.jobs.validate() {

@@ -74,6 +74,8 @@ const TABLES: &[(&str, &str)] = &[
     ("tenant_served_regions", "region, day"),
     // Members' accesses (V25).
     ("access_log", "first_at, id"),
+    // Usage per hour (V29): the tenant's history, kept where the tenant lives.
+    ("usage_samples", "bucket_start"),
     // GDPR exports and erasures (V22). Archives do not move: the switch
     // withdraws ready exports built elsewhere (`switch_home`).
     ("exports", "id"),

@@ -89,6 +89,10 @@ impl Tasks {
                 "audit_seal",
                 audit_seal(db.clone(), state.clone(), settings.audit.clone()),
             ),
+            (
+                "usage_history",
+                usage_history(db.clone(), state.clone(), settings.usage_history.clone()),
+            ),
         ];
         let mut jobs = None;
         if settings.jobs.enabled {
@@ -237,6 +241,34 @@ fn access_log(
                 let pruned = crate::access_log::prune(&db, &state.region, &settings).await;
                 if pruned > 0 {
                     tracing::info!(pruned, "access log rows past retention deleted");
+                }
+            }
+        }
+    })
+}
+
+/// Every `usage_history.sample_interval_ms`: samples the usage of this
+/// region's tenants for the current hour; about hourly, prunes this region's
+/// samples past `usage_history.retention_days`.
+fn usage_history(
+    db: Database,
+    state: web::Data<AppState>,
+    settings: crate::limits::history::UsageHistorySettings,
+) -> JoinHandle<()> {
+    use crate::limits::history;
+    actix_web::rt::spawn(async move {
+        let mut ticker = ticker(settings.sample_interval);
+        let prune_every = Duration::from_secs(3600);
+        let mut pruned_at: Option<std::time::Instant> = None;
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            history::sample(&db, &state.region, &settings, chrono::Utc::now()).await;
+            if pruned_at.is_none_or(|at| at.elapsed() >= prune_every) {
+                pruned_at = Some(std::time::Instant::now());
+                let pruned = history::prune(&db, &state.region, &settings).await;
+                if pruned > 0 {
+                    tracing::info!(pruned, "usage samples past retention deleted");
                 }
             }
         }

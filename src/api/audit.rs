@@ -10,34 +10,88 @@ use utoipa::IntoParams;
 use crate::audit::trail::Source;
 use crate::audit::verify::Verification;
 use crate::audit::{self, AuditEvent};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, TenantId};
 use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Caller, Guarded, PlatformScope, perm};
 use crate::state::AppState;
 use crate::store::tenants;
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page (of the same filters).
+    #[param(max_length = 256)]
+    pub cursor: Option<String>,
+    /// Only events of this action (exact, e.g. `user_created`).
+    #[param(min_length = 1, max_length = 100)]
+    pub action: Option<String>,
+    /// Only events by this actor (exact: a user id, or a platform admin's name).
+    #[param(min_length = 1, max_length = 200)]
+    pub actor: Option<String>,
+    /// Events created at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Events created before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl ListQuery {
+    /// The filter, checked: lengths bounded, `from` before `to`.
+    fn filter(&self) -> Result<audit::ListFilter, ApiError> {
+        let text = |name: &str, value: &Option<String>, max: usize| match value {
+            Some(v) if v.is_empty() || v.chars().count() > max => Err(ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                format!("`{name}` must be 1–{max} characters"),
+            )),
+            _ => Ok(value.clone()),
+        };
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from >= to
+        {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidQuery,
+                "`from` must be before `to`",
+            ));
+        }
+        Ok(audit::ListFilter {
+            action: text("action", &self.action, 100)?,
+            actor: text("actor", &self.actor, 200)?,
+            from: self.from,
+            to: self.to,
+        })
+    }
+}
+
+/// The trail, newest first, optionally narrowed by action, actor and time.
 #[utoipa::path(
     tag = "audit",
-    params(PageQuery),
+    params(ListQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<AuditEvent>)),
 )]
 #[get("/audit")]
 pub async fn list(
     caller: Guarded<Allow<perm::ReadAudit>, Caller>,
-    query: web::Query<PageQuery>,
+    query: web::Query<ListQuery>,
 ) -> Result<web::Json<Page<AuditEvent>>, ApiError> {
-    let (limit, after) = (query.limit()?, query.keyset()?);
+    let filter = query.filter()?;
+    let paging = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    };
+    let (limit, after) = (paging.limit()?, paging.keyset()?);
     let page = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
-                .read(async |tx| Ok(audit::list_platform(tx, limit, after).await?))
+                .read(async |tx| Ok(audit::list_platform(tx, limit, after, &filter).await?))
                 .await?
         }
         Caller::Tenant(scope) => {
             scope
-                .read(async |tx| Ok(audit::list_tenant(tx, limit, after).await?))
+                .read(async |tx| Ok(audit::list_tenant(tx, limit, after, &filter).await?))
                 .await?
         }
     };

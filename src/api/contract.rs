@@ -395,6 +395,13 @@ pub const OPERATIONS: &[Operation] = &[
         Who::Tenant,
         &[ErrorCode::Forbidden],
     ),
+    op(
+        "getUsageHistory",
+        "GET",
+        "/v1/usage/history",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
     op("listRegions", "GET", "/v1/regions", Who::Either, &[]),
     op(
         "drainRegion",

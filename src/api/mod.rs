@@ -128,6 +128,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(audit::export)
                 .service(access_log::list)
                 .service(usage::get)
+                .service(usage::history)
                 .service(regions::list)
                 .service(regions::drain)
                 .service(regions::undrain)

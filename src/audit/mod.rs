@@ -186,21 +186,48 @@ pub async fn record_platform(
 }
 
 /// A page of the tenant's trail, newest first (`list_tenant`).
+/// The filters (`$5`–`$8`: action, actor, from, to) are each off when NULL;
+/// the page index `(tenant_id, created_at DESC, id DESC)` bounds the time
+/// range, and action and actor are checked on the rows it walks (a rare
+/// action in a long trail costs a longer walk, within the page class's
+/// statement timeout).
 pub const TENANT_LIST_SQL: &str = "SELECT id, actor, action, tenant_id, target_kind, target_id, \
     details, created_at, seq, hash FROM audit_events
      WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+       AND ($5::text IS NULL OR action = $5) AND ($6::text IS NULL OR actor = $6)
+       AND ($7::timestamptz IS NULL OR created_at >= $7)
+       AND ($8::timestamptz IS NULL OR created_at < $8)
      ORDER BY created_at DESC, id DESC LIMIT $4";
+
+/// What `GET /v1/audit` narrows a trail to; every field optional.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
 
 pub async fn list_tenant(
     tx: &TenantTx<'_>,
     limit: u32,
     after: Option<Keyset>,
+    filter: &ListFilter,
 ) -> Result<Page<AuditEvent>, StoreError> {
     let (at, id) = split(after);
     let rows = tx
         .query(
             TENANT_LIST_SQL,
-            &[tx.tenant_id().as_uuid(), &at, &id, &(i64::from(limit) + 1)],
+            &[
+                tx.tenant_id().as_uuid(),
+                &at,
+                &id,
+                &(i64::from(limit) + 1),
+                &filter.action,
+                &filter.actor,
+                &filter.from,
+                &filter.to,
+            ],
         )
         .await?;
     Ok(keyset_page(
@@ -214,6 +241,7 @@ pub async fn list_platform(
     tx: &PlatformTx<'_>,
     limit: u32,
     after: Option<Keyset>,
+    filter: &ListFilter,
 ) -> Result<Page<AuditEvent>, StoreError> {
     let (at, id) = split(after);
     let rows = tx
@@ -222,8 +250,19 @@ pub async fn list_platform(
                 target_id, details, created_at, seq, hash
              FROM platform_audit_events
              WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+               AND ($4::text IS NULL OR action = $4) AND ($5::text IS NULL OR actor = $5)
+               AND ($6::timestamptz IS NULL OR created_at >= $6)
+               AND ($7::timestamptz IS NULL OR created_at < $7)
              ORDER BY created_at DESC, id DESC LIMIT $3",
-            &[&at, &id, &(i64::from(limit) + 1)],
+            &[
+                &at,
+                &id,
+                &(i64::from(limit) + 1),
+                &filter.action,
+                &filter.actor,
+                &filter.from,
+                &filter.to,
+            ],
         )
         .await?;
     Ok(keyset_page(

@@ -68,6 +68,26 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/views.js"),
     },
+    Asset {
+        name: "charts.js",
+        content_type: JS,
+        body: include_str!("assets/charts.js"),
+    },
+    Asset {
+        name: "usage_history.js",
+        content_type: JS,
+        body: include_str!("assets/usage_history.js"),
+    },
+    Asset {
+        name: "compliance.js",
+        content_type: JS,
+        body: include_str!("assets/compliance.js"),
+    },
+    Asset {
+        name: "audit_filters.js",
+        content_type: JS,
+        body: include_str!("assets/audit_filters.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

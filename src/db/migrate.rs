@@ -128,6 +128,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V28__access_log_tenant_retention.sql"),
     ),
     (
+        "V29__usage_history",
+        include_str!("../../sql/postgres/V29__usage_history.sql"),
+    ),
+    (
         "V30__audit_sealer",
         include_str!("../../sql/postgres/V30__audit_sealer.sql"),
     ),
@@ -230,6 +234,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V28__access_log_tenant_retention",
         include_str!("../../sql/cockroach/V28__access_log_tenant_retention.sql"),
+    ),
+    (
+        "V29__usage_history",
+        include_str!("../../sql/cockroach/V29__usage_history.sql"),
     ),
     (
         "V30__audit_sealer",
@@ -452,7 +460,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26, 27, 28, 30
+                    24, 25, 26, 27, 28, 29, 30
                 ]
             );
         }

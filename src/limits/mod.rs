@@ -2,8 +2,8 @@
 //! (`plans`), what the node enforces (`enforce`: the entry points the request
 //! path calls), the refusal headers (`headers`), the denial counters
 //! (`denials`), the exact caps kept in the database (`storage`: the storage
-//! shards; `ledger`: AI token reservations; `usage::ensure_user_room`: users)
-//! and the `/v1/usage` report (`usage`).
+//! shards; `ledger`: AI token reservations; `usage::ensure_user_room`: users),
+//! the `/v1/usage` report (`usage`) and the hourly usage history (`history`).
 //!
 //! Per-tenant limits that protect tenants from each other on a node: request rate
 //! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
@@ -24,6 +24,7 @@ pub mod cost;
 pub mod denials;
 mod enforce;
 pub mod headers;
+pub mod history;
 pub mod ledger;
 pub mod plans;
 pub mod rate;

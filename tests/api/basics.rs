@@ -287,6 +287,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V26__tenant_erasure",
             "V27__retention",
             "V28__access_log_tenant_retention",
+            "V29__usage_history",
             "V30__audit_sealer"
         ]
     );

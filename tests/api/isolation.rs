@@ -194,6 +194,13 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r("GET", "/v1/usage", Tenant(Role::Admin), T::None, no_body),
+        r(
+            "GET",
+            "/v1/usage/history",
+            Tenant(Role::Admin),
+            T::None,
+            no_body,
+        ),
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
         r(
             "POST",

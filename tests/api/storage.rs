@@ -298,6 +298,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V26__tenant_erasure",
             "V27__retention",
             "V28__access_log_tenant_retention",
+            "V29__usage_history",
             "V30__audit_sealer"
         ]
     );

@@ -38,6 +38,12 @@ pub const ERASED: &[(&str, Via)] = &[
     ("oidc_sign_ins", Via::Delete { key: "id" }),
     ("refresh_tokens", Via::Delete { key: "id" }),
     ("identity_providers", Via::Delete { key: "id" }),
+    (
+        "usage_samples",
+        Via::Delete {
+            key: "bucket_start",
+        },
+    ),
     ("exports", Via::Delete { key: "id" }),
     ("erasures", Via::Delete { key: "id" }),
     ("impersonations", Via::Definer),

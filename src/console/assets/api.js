@@ -45,3 +45,21 @@ export async function request(method, path, { body, headers = {} } = {}) {
   }
   return data;
 }
+
+/** `GET path` as a Blob (an export's archive), with the same checks as `request`. */
+export async function requestBlob(path, { headers = {} } = {}) {
+  if (!path.startsWith("/v1/")) {
+    throw new Error(`not an API path: ${path}`);
+  }
+  let res;
+  try {
+    res = await fetch(path, { headers, redirect: "error", credentials: "same-origin" });
+  } catch (err) {
+    throw new ApiError(0, { title: "The download did not complete" });
+  }
+  if (!res.ok) {
+    const data = (res.headers.get("Content-Type") || "").includes("json") ? await res.json().catch(() => ({})) : {};
+    throw new ApiError(res.status, data, res.headers.get("X-Request-Id"));
+  }
+  return res.blob();
+}

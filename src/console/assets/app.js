@@ -6,9 +6,12 @@
 import { fill, h, showProblem } from "./dom.js";
 import * as session from "./session.js";
 import * as views from "./views.js";
+import * as compliance from "./compliance.js";
 
 const main = document.getElementById("main");
 const PAGES = { "": views.overview, members: views.members, usage: views.usage, audit: views.audit };
+PAGES.exports = compliance.exports;
+PAGES.residency = compliance.residency;
 
 function parse(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);

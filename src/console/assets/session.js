@@ -6,7 +6,7 @@
 // (it is a hash of the refresh token, and the cookie is `SameSite=Strict`).
 // The access token is refreshed a minute before it expires.
 
-import { ApiError, request } from "./api.js";
+import { ApiError, request, requestBlob } from "./api.js";
 
 const CSRF_KEY = "meridian.console.csrf";
 let current = null;
@@ -85,6 +85,23 @@ export async function call(method, path, body) {
     throw new ApiError(401, { title: "Not signed in" });
   }
   const send = () => request(method, path, { body, headers: { Authorization: `Bearer ${current.access}` } });
+  try {
+    return await send();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401 && (await refresh())) {
+      return send();
+    }
+    throw err;
+  }
+}
+
+/** A binary `GET` as the signed-in user (an export's archive): fetched with the
+ * bearer token (a plain link could not carry it), one refresh and retry on a 401. */
+export async function callBlob(path) {
+  if (!current) {
+    throw new ApiError(401, { title: "Not signed in" });
+  }
+  const send = () => requestBlob(path, { headers: { Authorization: `Bearer ${current.access}` } });
   try {
     return await send();
   } catch (err) {

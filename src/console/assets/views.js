@@ -5,6 +5,8 @@
 import { ApiError } from "./api.js";
 import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
+import { usageHistory } from "./usage_history.js";
+import { auditFilterForm } from "./audit_filters.js";
 
 const ADMINS = ["owner", "admin"];
 const AUDITORS = ["owner", "admin", "compliance"];
@@ -17,6 +19,10 @@ export function pagesFor(role) {
   }
   if (AUDITORS.includes(role)) {
     pages.push(["audit", "Audit trail"]);
+  }
+  pages.push(["exports", "Exports"]);
+  if (role === "owner" || role === "compliance") {
+    pages.push(["residency", "Residency"]);
   }
   return pages;
 }
@@ -190,8 +196,8 @@ export async function usage(main, { tenantId }) {
       ["background jobs at once", l.jobs_concurrent],
     ]),
     h("h2", {}, "Refused by a limit (this node, since it started)"),
-    table("Denials", ["limit", "refused"], Object.entries(u.denials || {}).map(([k, v]) => [k, v])),
-    h("p", { class: "meta" }, "Charts over time need a usage-history API route (not built yet)."));
+    table("Denials", ["limit", "refused"], Object.entries(u.denials || {}).map(([k, v]) => [k, v])));
+  await usageHistory(main);
 }
 
 export async function audit(main, { tenantId }) {
