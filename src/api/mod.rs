@@ -24,6 +24,7 @@ mod messages;
 mod oidc;
 mod platform_auth;
 mod platform_users;
+mod region_tenants;
 mod regions;
 mod relocation;
 mod residency_report;
@@ -129,6 +130,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(access_log::list)
                 .service(usage::get)
                 .service(regions::list)
+                .service(region_tenants::tenant_counts)
                 .service(regions::drain)
                 .service(regions::undrain)
                 .service(relocation::start)
