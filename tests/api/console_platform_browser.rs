@@ -16,10 +16,12 @@ use serde_json::{Value, json};
 use crate::browser::{self, Browser};
 use crate::helpers::TestApp;
 use crate::oidc::{MockProvider, mock_bin};
-use crate::platform_console::platform_app;
+use crate::platform_console::platform_nodes;
 use crate::regions::provision_in;
 
-async fn setup() -> Option<(MockProvider, TestApp)> {
+/// The platform node (us-east1) and nodes for the EU regions a drain of
+/// europe-west1 fails over to.
+async fn setup() -> Option<(MockProvider, TestApp, Vec<TestApp>)> {
     if !browser::available() {
         return None;
     }
@@ -31,8 +33,9 @@ async fn setup() -> Option<(MockProvider, TestApp)> {
             json!({"sub": "ops", "email": "ops@example.com"}),
         ],
     );
-    let app = platform_app(&mock, &[], Some("ops")).await;
-    Some((mock, app))
+    let (app, nodes) =
+        platform_nodes(&mock, &[], Some("ops"), &["europe-west1", "europe-west3"]).await;
+    Some((mock, app, nodes))
 }
 
 /// The whole platform sign-in in the browser: the console's button, the
@@ -110,7 +113,7 @@ async fn only_the_node_and_no_csp_violation(browser: &Browser, app: &TestApp) {
 
 #[actix_web::test]
 async fn an_operator_drains_a_region_from_the_map_and_sees_the_failover() {
-    let Some((mock, app)) = setup().await else {
+    let Some((mock, app, _nodes)) = setup().await else {
         return;
     };
     let eu = json!({ "jurisdiction": "eu" });
@@ -302,7 +305,7 @@ async fn view_as(browser: &Browser, tenant: uuid::Uuid, reason: &str) {
 
 #[actix_web::test]
 async fn impersonation_shows_the_banner_with_time_left_and_ends() {
-    let Some((mock, app)) = setup().await else {
+    let Some((mock, app, _nodes)) = setup().await else {
         return;
     };
     let (acme, acme_owner) = provision_in(&app, "imp-acme", "us-east1", None).await;

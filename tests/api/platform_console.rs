@@ -22,19 +22,33 @@ pub(crate) async fn platform_app(
     redirect_uris: &[String],
     operator_sub: Option<&str>,
 ) -> TestApp {
-    let mut settings = test_settings(&fresh_database().await);
-    // A known port, so that the console's address can be registered.
+    platform_nodes(mock, redirect_uris, operator_sub, &[])
+        .await
+        .0
+}
+
+/// `platform_app` in us-east1, plus a plain node for each of `others` (same
+/// database, every node the others' peer, so each probes the others'
+/// health): the failover a drain causes needs regions that serve.
+pub(crate) async fn platform_nodes(
+    mock: &MockProvider,
+    redirect_uris: &[String],
+    operator_sub: Option<&str>,
+    others: &[&str],
+) -> (TestApp, Vec<TestApp>) {
+    let db = fresh_database().await;
     let port = crate::helpers::free_port();
-    settings.http.bind = Some(format!("127.0.0.1:{port}").parse().unwrap());
-    let mut uris = redirect_uris.to_vec();
-    uris.push(format!("http://127.0.0.1:{port}/console/"));
-    settings.platform_identity = Some(PlatformIdentity {
-        issuer: mock.issuer.clone(),
-        client_id: "meridian-platform".into(),
-        client_secret: Some(Secret::new("mock-client-secret")),
-        redirect_uris: uris,
-    });
-    let database = settings.database.clone();
+    let mut peers: std::collections::BTreeMap<String, String> = others
+        .iter()
+        .map(|r| {
+            (
+                r.to_string(),
+                format!("http://127.0.0.1:{}", crate::helpers::free_port()),
+            )
+        })
+        .collect();
+    peers.insert("us-east1".into(), format!("http://127.0.0.1:{port}"));
+    let database = test_settings(&db).database;
     let added = add_admin(
         &database,
         "us-east1",
@@ -45,6 +59,33 @@ pub(crate) async fn platform_app(
     .await
     .unwrap();
     assert!(matches!(added, Added::Created(_)), "{added:?}");
+    let mut nodes = Vec::new();
+    for region in others {
+        let mut settings = test_settings(&db);
+        settings.region = region.to_string();
+        settings.http.bind = Some(
+            peers[*region]
+                .trim_start_matches("http://")
+                .parse()
+                .unwrap(),
+        );
+        settings.routing.peers = peers.clone();
+        nodes.push(spawn_app_with(settings).await);
+    }
+    let mut settings = test_settings(&db);
+    // A known port, so that the console's address can be registered.
+    settings.http.bind = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    if !others.is_empty() {
+        settings.routing.peers = peers;
+    }
+    let mut uris = redirect_uris.to_vec();
+    uris.push(format!("http://127.0.0.1:{port}/console/"));
+    settings.platform_identity = Some(PlatformIdentity {
+        issuer: mock.issuer.clone(),
+        client_id: "meridian-platform".into(),
+        client_secret: Some(Secret::new("mock-client-secret")),
+        redirect_uris: uris,
+    });
     let app = spawn_app_with(settings).await;
     if let Some(sub) = operator_sub {
         let created = app
@@ -57,7 +98,17 @@ pub(crate) async fn platform_app(
             .await;
         assert_eq!(created.status, 201, "{}", created.body);
     }
-    app
+    for region in others {
+        crate::regions::eventually(&format!("{region} serving"), async || {
+            let regions = app.get("/v1/regions", &app.platform_token()).await;
+            regions.body["regions"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|r| r["id"] == *region && r["healthy"] == true)
+            })
+        })
+        .await;
+    }
+    (app, nodes)
 }
 
 /// The provider's answer to `authorize` (a start's `Location`) for `sub`: code and state.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, spawn_app};
 use crate::operator::operator_token;
-use crate::regions::provision_in;
+use crate::regions::{eventually, provision_in, spawn_regions};
 
 fn region<'a>(counts: &'a Value, id: &str) -> &'a Value {
     counts["items"]
@@ -19,12 +19,24 @@ fn region<'a>(counts: &'a Value, id: &str) -> &'a Value {
 
 #[actix_web::test]
 async fn tenant_counts_per_region_follow_a_drain() {
-    let app = spawn_app().await;
+    // Nodes for the EU regions, so that a drained one has somewhere to fail over to.
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let app = &nodes["us-east1"];
     let admin = app.platform_token();
+    for region in ["europe-west1", "europe-west3"] {
+        eventually(&format!("{region} healthy"), async || {
+            let regions = app.get("/v1/regions", &admin).await;
+            regions.body["regions"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|r| r["id"] == region && r["healthy"] == true)
+            })
+        })
+        .await;
+    }
     let eu = json!({ "jurisdiction": "eu" });
-    provision_in(&app, "rt-us", "us-east1", None).await;
-    provision_in(&app, "rt-eu1", "europe-west1", Some(eu.clone())).await;
-    let (eu2, _) = provision_in(&app, "rt-eu2", "europe-west1", Some(eu.clone())).await;
+    provision_in(app, "rt-us", "us-east1", None).await;
+    provision_in(app, "rt-eu1", "europe-west1", Some(eu.clone())).await;
+    let (eu2, _) = provision_in(app, "rt-eu2", "europe-west1", Some(eu.clone())).await;
     let suspended = app
         .patch(
             &format!("/v1/tenants/{eu2}"),
@@ -58,9 +70,9 @@ async fn tenant_counts_per_region_follow_a_drain() {
     assert_eq!(region(&counts.body, "asia-southeast1")["homed"], 0);
 
     // Operators see it (an operational view); tenant users do not.
-    let operator = operator_token(&app);
+    let operator = operator_token(app);
     assert_eq!(app.get("/v1/regions/tenants", &operator).await.status, 200);
-    let (_, owner) = provision_in(&app, "rt-owner", "us-east1", None).await;
+    let (_, owner) = provision_in(app, "rt-owner", "us-east1", None).await;
     assert_problem(
         &app.get("/v1/regions/tenants", &owner).await,
         403,
