@@ -85,6 +85,7 @@ async fn sign_in(browser: &Browser, app: &TestApp, mock: &MockProvider, sub: &st
 
 async fn screenshot(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("MERIDIAN_CONSOLE_SCREENSHOTS") {
+        js(browser, "window.scrollTo(0, 0); return null").await;
         let png = browser.client.screenshot().await.unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
     }
@@ -394,12 +395,8 @@ async fn impersonation_shows_the_banner_with_time_left_and_ends() {
     assert!(ended.contains("revoked or expired"), "{ended}");
     let url = browser.client.current_url().await.unwrap();
     assert_eq!(url.fragment(), Some("/platform/tenants"));
-    let hidden = js(
-        &browser,
-        "return document.getElementById('impersonation-banner').hidden",
-    )
-    .await;
-    assert_eq!(hidden, json!(true));
+    let banner = browser.wait_for("#impersonation-banner").await;
+    assert!(!banner.is_displayed().await.unwrap(), "the banner is gone");
 
     // Again for a minute, and wait it out: at expiry the view ends by itself.
     browser.wait_for_text("#tenant-list", "imp-acme").await;

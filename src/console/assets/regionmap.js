@@ -43,15 +43,16 @@ function layout(regions) {
   return { pos, juris, width: 30 + juris.length * 300, height: 50 + rows * 130 };
 }
 
-function edge(from, to) {
-  // From the side of one box to the side of the other (or top/bottom in a column).
+function edge(from, to, shift = 12) {
+  // From the side of one box to the side of the other (or top/bottom in a
+  // column, `shift` off centre so that two arrows between a pair stay apart).
   const fx = from.x + BOX.w / 2;
   const fy = from.y + BOX.h / 2;
   const tx = to.x + BOX.w / 2;
   const ty = to.y + BOX.h / 2;
   if (Math.abs(fx - tx) < 1) {
     const down = ty > fy;
-    return [fx + 12, down ? from.y + BOX.h : from.y, tx + 12, down ? to.y : to.y + BOX.h];
+    return [fx + shift, down ? from.y + BOX.h : from.y, tx + shift, down ? to.y : to.y + BOX.h];
   }
   const right = tx > fx;
   return [right ? from.x + BOX.w : from.x, fy, right ? to.x : to.x + BOX.w, ty];
@@ -81,10 +82,10 @@ function drawMap(regions, counts) {
       if (!f.to || !pos[f.to]) {
         continue;
       }
-      const [x1, y1, x2, y2] = edge(pos[r.id], pos[f.to]);
+      const [x1, y1, x2, y2] = edge(pos[r.id], pos[f.to], -40);
       svg.append(
         s("line", { x1, y1, x2, y2, class: "failing-over", "data-from": r.id, "data-to": f.to, "marker-end": "url(#arrow-live)" }),
-        s("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 8, class: "flow-label" }, `${f.tenants} tenant${f.tenants === 1 ? "" : "s"}`));
+        s("text", { x: (x1 + x2) / 2 + 10, y: (y1 + y2) / 2 + 4, class: "flow-label" }, `${f.tenants} tenant${f.tenants === 1 ? "" : "s"} fail over`));
     }
   }
   for (const r of regions) {
