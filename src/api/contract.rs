@@ -71,6 +71,7 @@ const fn op(
 pub const OPERATOR_OPERATIONS: &[&str] = &[
     "listDirectory",
     "listRegions",
+    "getRegionTenantCounts",
     "drainRegion",
     "undrainRegion",
     "evacuateRegion",
@@ -404,6 +405,13 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op("listRegions", "GET", "/v1/regions", Who::Either, &[]),
     op(
+        "getRegionTenantCounts",
+        "GET",
+        "/v1/regions/tenants",
+        Who::Platform,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "drainRegion",
         "POST",
         "/v1/regions/{id}/drain",
@@ -685,14 +693,14 @@ pub const OPERATIONS: &[Operation] = &[
         "POST",
         "/v1/auth/platform/refresh",
         Who::SignIn,
-        &[],
+        &[ErrorCode::CsrfFailed],
     ),
     op(
         "endPlatformSession",
         "POST",
         "/v1/auth/platform/logout",
         Who::SignIn,
-        &[],
+        &[ErrorCode::CsrfFailed],
     ),
     op(
         "listPlatformUsers",

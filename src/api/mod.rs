@@ -24,6 +24,7 @@ mod messages;
 mod oidc;
 mod platform_auth;
 mod platform_users;
+mod region_tenants;
 mod regions;
 mod relocation;
 mod residency_report;
@@ -130,6 +131,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(usage::get)
                 .service(usage::history)
                 .service(regions::list)
+                .service(region_tenants::tenant_counts)
                 .service(regions::drain)
                 .service(regions::undrain)
                 .service(relocation::start)

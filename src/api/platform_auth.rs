@@ -10,9 +10,14 @@
 //! (issuer, subject) and still active; nobody else gets in, and every refusal
 //! answers only "invalid credentials" (the reason goes to the platform trail,
 //! `platform_login_failed`).
+//!
+//! The console's variant (`?session=cookie` on the callback) is the tenant
+//! sessions' (`sessions::cookie`) in the platform's own jar: the refresh token
+//! only as the `__Secure-mpr` cookie on `/v1/auth/platform`, a `csrf_token` in
+//! the body, refresh and logout by the cookie with `X-Meridian-CSRF`.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -26,6 +31,7 @@ use crate::identity::oidc::{self, Started};
 use crate::platform::{self, PlatformIdentity, PlatformUserStatus, store};
 use crate::scope::PlatformSignIn;
 use crate::sessions;
+use crate::sessions::cookie::{self, Delivery};
 
 const REFUSED: ApiError = ApiError::Unauthenticated("invalid credentials");
 const REFRESH_REFUSED: ApiError = ApiError::Unauthenticated("invalid or expired refresh token");
@@ -56,8 +62,14 @@ pub struct PlatformSession {
     /// Seconds until `access_token` expires.
     pub expires_in: u64,
     /// `mpr_…`, single use: a refresh returns the next one; presenting a used
-    /// one ends the session.
-    pub refresh_token: String,
+    /// one ends the session. Absent for a console session (`session=cookie`),
+    /// whose refresh token is only in the `__Secure-mpr` cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Console sessions only: send it back in `X-Meridian-CSRF` with a refresh
+    /// or logout that uses the cookie. It changes with every refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
     #[schema(value_type = String, format = Uuid)]
     pub user_id: uuid::Uuid,
     /// `platform_admin` or `operator`.
@@ -69,17 +81,48 @@ fn session(
     user: uuid::Uuid,
     role: Role,
     refresh_token: &str,
+    delivery: Delivery,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(PlatformSession {
-            access_token: scope.access_token(user, role)?,
-            token_type: "Bearer",
-            expires_in: sessions::ACCESS_TTL_SECONDS,
-            refresh_token: refresh_token.to_owned(),
-            user_id: user,
-            role,
-        }))
+    let by_cookie = delivery == Delivery::Cookie;
+    let body = PlatformSession {
+        access_token: scope.access_token(user, role)?,
+        token_type: "Bearer",
+        expires_in: sessions::ACCESS_TTL_SECONDS,
+        refresh_token: (!by_cookie).then(|| refresh_token.to_owned()),
+        csrf_token: by_cookie.then(|| cookie::csrf_token(refresh_token)),
+        user_id: user,
+        role,
+    };
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if by_cookie {
+        response.cookie(cookie::PLATFORM.set(refresh_token));
+    }
+    Ok(response.json(body))
+}
+
+/// A refused refresh or logout; a console's dead cookie is removed with it.
+fn refused(delivery: Delivery) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&REFRESH_REFUSED);
+    if delivery == Delivery::Cookie {
+        let _ = response.add_cookie(&cookie::PLATFORM.clear());
+    }
+    response
+}
+
+/// The refresh token a platform refresh or logout presents: the body's (an API
+/// client), else the platform cookie's (the console), which needs the CSRF
+/// token. The tenant cookie is never read here.
+fn presented(
+    req: &HttpRequest,
+    body: &PlatformRefreshRequest,
+) -> Result<(String, Delivery), ApiError> {
+    if let Some(token) = &body.refresh_token {
+        return Ok((token.clone(), Delivery::Body));
+    }
+    let token = cookie::PLATFORM.presented(req).ok_or(REFRESH_REFUSED)?;
+    cookie::check_csrf(req, &token)?;
+    Ok((token, Delivery::Cookie))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -143,6 +186,11 @@ pub struct PlatformCallbackQuery {
     state: String,
     /// Set by a provider that refused the sign-in.
     error: Option<String>,
+    /// `cookie`: the console's variant (the refresh token only in the
+    /// `HttpOnly` `__Secure-mpr` cookie, a `csrf_token` in the body).
+    #[serde(default)]
+    #[param(value_type = Option<Delivery>)]
+    session: Delivery,
 }
 
 enum Outcome {
@@ -221,7 +269,7 @@ pub async fn callback(
         })
         .await?;
     match outcome {
-        Outcome::Admitted(user, role) => session(&scope, user, role, &issued),
+        Outcome::Admitted(user, role) => session(&scope, user, role, &issued, query.session),
         Outcome::Refused => Err(REFUSED),
     }
 }
@@ -233,8 +281,11 @@ fn sessions_token() -> Result<String, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformRefreshRequest {
-    /// `mpr_…`, from the sign-in or the previous refresh.
-    refresh_token: String,
+    /// `mpr_…`, from the sign-in or the previous refresh. The console leaves
+    /// it out (`{}`): its token is the `__Secure-mpr` cookie, and the request
+    /// must carry the session's CSRF token in `X-Meridian-CSRF`.
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 /// Exchange a platform refresh token for a new session (the token is used
@@ -244,13 +295,15 @@ pub struct PlatformRefreshRequest {
     responses((status = 200, body = PlatformSession)))]
 #[post("/auth/platform/refresh")]
 pub async fn refresh(
+    req: HttpRequest,
     scope: PlatformSignIn,
     body: super::JsonBody<PlatformRefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if !platform::is_refresh_token(&body.refresh_token) {
-        return Err(REFRESH_REFUSED);
+    let (presented, delivery) = presented(&req, &body)?;
+    if !platform::is_refresh_token(&presented) {
+        return Ok(refused(delivery));
     }
-    let hash = sessions::hash(&body.refresh_token);
+    let hash = sessions::hash(&presented);
     let next = sessions_token()?;
     let outcome = scope
         .write(async |tx| {
@@ -276,24 +329,27 @@ pub async fn refresh(
         })
         .await?;
     match outcome {
-        Outcome::Admitted(user, role) => session(&scope, user, role, &next),
-        Outcome::Refused => Err(REFRESH_REFUSED),
+        Outcome::Admitted(user, role) => session(&scope, user, role, &next, delivery),
+        Outcome::Refused => Ok(refused(delivery)),
     }
 }
 
 /// End the platform session a refresh token belongs to (`204`, also for a
-/// token already used up or unknown).
+/// token already used up or unknown). A console logout (by the cookie, with
+/// its CSRF token) also removes the cookie.
 #[utoipa::path(tag = "platform", request_body = PlatformRefreshRequest,
     responses((status = 204)))]
 #[post("/auth/platform/logout")]
 pub async fn logout(
+    req: HttpRequest,
     scope: PlatformSignIn,
     body: super::JsonBody<PlatformRefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if !platform::is_refresh_token(&body.refresh_token) {
-        return Err(REFRESH_REFUSED);
+    let (presented, delivery) = presented(&req, &body)?;
+    if !platform::is_refresh_token(&presented) {
+        return Ok(refused(delivery));
     }
-    let hash = sessions::hash(&body.refresh_token);
+    let hash = sessions::hash(&presented);
     scope
         .write(async |tx| {
             if let Some(stored) = store::find_token(tx, &hash).await? {
@@ -302,5 +358,9 @@ pub async fn logout(
             Ok(())
         })
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let mut response = HttpResponse::NoContent();
+    if delivery == Delivery::Cookie {
+        response.cookie(cookie::PLATFORM.clear());
+    }
+    Ok(response.finish())
 }

@@ -158,7 +158,8 @@ pub async fn create(
     ))
 }
 
-/// `GET /v1/tenants`: a page of the directory, or the tenant with one exact slug.
+/// `GET /v1/tenants`: a page of the directory, or the tenant with one exact
+/// slug, kept by the search and filters (all optional, combined with AND).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TenantListQuery {
@@ -171,18 +172,61 @@ pub struct TenantListQuery {
     /// Only the tenant with exactly this slug (a list of zero or one).
     #[param(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
     slug: Option<String>,
+    /// Slug or name contains this text (case-insensitive).
+    #[param(min_length = 1, max_length = 100)]
+    q: Option<String>,
+    /// Homed in this region (a region id of the topology).
+    #[param(min_length = 1, max_length = 63)]
+    region: Option<String>,
+    plan: Option<Plan>,
+    status: Option<TenantStatus>,
 }
 
-/// The tenant directory, newest first, or the tenant with `slug` (platform admin):
-/// a script looks its tenant up by slug instead of creating it twice.
+/// `GET /v1/directory`: a page of the reduced view, or one exact slug.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DirectoryQuery {
+    /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[param(max_length = 256)]
+    cursor: Option<String>,
+    /// Only the tenant with exactly this slug (a list of zero or one).
+    #[param(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
+    slug: Option<String>,
+}
+
+/// The tenant directory, newest first, or the tenant with `slug` (platform
+/// admin), kept by `q`, `region`, `plan` and `status`: a script looks its
+/// tenant up by slug instead of creating it twice; the console searches.
 #[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Tenant>)))]
 #[get("/tenants")]
 pub async fn list(
     scope: Guarded<PlatformAdmin, PlatformScope>,
+    state: web::Data<AppState>,
     query: web::Query<TenantListQuery>,
 ) -> Result<web::Json<Page<Tenant>>, ApiError> {
-    let page = list_page(&scope, query.into_inner()).await?;
+    let query = query.into_inner();
+    let bad = |what: &'static str| ApiError::bad_request(ErrorCode::InvalidQuery, what);
+    let text = query.q.as_deref().map(str::trim);
+    if text.is_some_and(|t| t.is_empty() || t.chars().count() > 100) {
+        return Err(bad("`q` must be 1–100 characters"));
+    }
+    if let Some(region) = &query.region
+        && state.topology.find(region).is_none()
+    {
+        return Err(bad("`region` is not a region of the topology"));
+    }
+    let filter = tenants::Filter {
+        slug: None,
+        region: query.region.as_deref(),
+        plan: query.plan,
+        status: query.status,
+        text,
+    };
+    let page = list_page(&scope, query.limit, query.cursor, query.slug, filter).await?;
     Ok(web::Json(Page {
         items: page.items.iter().map(Tenant::from).collect(),
         next_cursor: page.next_cursor,
@@ -211,15 +255,15 @@ impl From<&TenantRecord> for DirectoryEntry {
     }
 }
 
-/// A page of the directory for `query` (both listings).
+/// A page of the directory (both listings): `slug` checked, then `filter`.
 async fn list_page(
     scope: &PlatformScope,
-    query: TenantListQuery,
+    limit: Option<u32>,
+    cursor: Option<String>,
+    slug: Option<String>,
+    filter: tenants::Filter<'_>,
 ) -> Result<Page<TenantRecord>, ApiError> {
-    let page_query = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    };
+    let page_query = PageQuery { limit, cursor };
     let (limit, after) = (page_query.limit()?, page_query.keyset()?);
     let bad_slug = |_| {
         ApiError::bad_request(
@@ -227,26 +271,31 @@ async fn list_page(
             "`slug` must be 2–63 lowercase letters, digits or dashes, not starting with a dash",
         )
     };
-    let slug = query
-        .slug
+    let slug = slug
         .as_deref()
         .map(|s| validate::slug(s).map_err(bad_slug))
         .transpose()?;
+    let filter = tenants::Filter {
+        slug: slug.as_deref(),
+        ..filter
+    };
     scope
-        .read(async |tx| Ok(tenants::list(tx, limit, after, slug.as_deref()).await?))
+        .read(async |tx| Ok(tenants::search(tx, limit, after, &filter).await?))
         .await
 }
 
 /// The tenant directory's reduced view, newest first, or the tenant with `slug`
 /// (operators and platform admins): id, slug, home region, residency, status.
-#[utoipa::path(tag = "tenants", params(TenantListQuery), security(("bearer" = [])),
+#[utoipa::path(tag = "tenants", params(DirectoryQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<DirectoryEntry>)))]
 #[get("/directory")]
 pub async fn directory(
     scope: Guarded<PlatformOperator, PlatformScope>,
-    query: web::Query<TenantListQuery>,
+    query: web::Query<DirectoryQuery>,
 ) -> Result<web::Json<Page<DirectoryEntry>>, ApiError> {
-    let page = list_page(&scope, query.into_inner()).await?;
+    let query = query.into_inner();
+    let filter = tenants::Filter::default();
+    let page = list_page(&scope, query.limit, query.cursor, query.slug, filter).await?;
     Ok(web::Json(Page {
         items: page.items.iter().map(DirectoryEntry::from).collect(),
         next_cursor: page.next_cursor,

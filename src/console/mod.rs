@@ -88,6 +88,21 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/audit_filters.js"),
     },
+    Asset {
+        name: "acting.js",
+        content_type: JS,
+        body: include_str!("assets/acting.js"),
+    },
+    Asset {
+        name: "platform.js",
+        content_type: JS,
+        body: include_str!("assets/platform.js"),
+    },
+    Asset {
+        name: "regionmap.js",
+        content_type: JS,
+        body: include_str!("assets/regionmap.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

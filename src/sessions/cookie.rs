@@ -20,6 +20,11 @@
 //!   storage and changes with every rotation; a wrong or missing one is `403
 //!   csrf_failed`. Knowing it gives nothing: it cannot be turned back into the
 //!   refresh token.
+//! - Platform sessions (`api::platform_auth`) have their own jar: `__Secure-mpr`
+//!   on `Path=/v1/auth/platform`, read only by the platform's refresh and
+//!   logout. The tenant cookie's path covers `/v1/auth/platform` too, but no
+//!   platform route reads it, and the platform cookie is never sent to (nor
+//!   read by) the tenant routes: neither session can be refreshed as the other.
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration};
@@ -37,6 +42,54 @@ pub const COOKIE: &str = "__Secure-mrt";
 pub const CSRF_HEADER: &str = "x-meridian-csrf";
 /// The only path the cookie is sent to.
 pub const PATH: &str = "/v1/auth";
+
+/// A cookie a console session's refresh token lives in: its name and the only
+/// path it is sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Jar {
+    pub name: &'static str,
+    pub path: &'static str,
+}
+
+/// Tenant sessions (`api::auth`).
+pub const TENANT: Jar = Jar {
+    name: COOKIE,
+    path: PATH,
+};
+
+/// Platform sessions (`api::platform_auth`): another name and a narrower path,
+/// so a platform refresh token is never sent to the tenant routes.
+pub const PLATFORM: Jar = Jar {
+    name: "__Secure-mpr",
+    path: "/v1/auth/platform",
+};
+
+impl Jar {
+    /// The cookie that holds `refresh_token`.
+    pub fn set(self, refresh_token: &str) -> Cookie<'static> {
+        Cookie::build(self.name, refresh_token.to_owned())
+            .path(self.path)
+            .http_only(true)
+            .secure(true)
+            .same_site(SameSite::Strict)
+            .max_age(Duration::seconds(REFRESH_TTL_SECONDS))
+            .finish()
+    }
+
+    /// The cookie that removes it (same name, path and attributes, expired).
+    pub fn clear(self) -> Cookie<'static> {
+        let mut cookie = self.set("");
+        cookie.make_removal();
+        cookie
+    }
+
+    /// The refresh token in `req`'s cookie of this jar, if any.
+    pub fn presented(self, req: &HttpRequest) -> Option<String> {
+        req.cookie(self.name)
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
 
 /// Where a session's refresh token goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
@@ -66,29 +119,19 @@ pub fn csrf_token(refresh_token: &str) -> String {
         .encode(digest::digest(&digest::SHA256, &input).as_ref())
 }
 
-/// The cookie that holds `refresh_token`.
+/// The tenant cookie that holds `refresh_token`.
 pub fn set(refresh_token: &str) -> Cookie<'static> {
-    Cookie::build(COOKIE, refresh_token.to_owned())
-        .path(PATH)
-        .http_only(true)
-        .secure(true)
-        .same_site(SameSite::Strict)
-        .max_age(Duration::seconds(REFRESH_TTL_SECONDS))
-        .finish()
+    TENANT.set(refresh_token)
 }
 
-/// The cookie that removes it (same name, path and attributes, expired).
+/// The tenant cookie's removal.
 pub fn clear() -> Cookie<'static> {
-    let mut cookie = set("");
-    cookie.make_removal();
-    cookie
+    TENANT.clear()
 }
 
-/// The refresh token in `req`'s cookie, if any.
+/// The refresh token in `req`'s tenant cookie, if any.
 pub fn presented(req: &HttpRequest) -> Option<String> {
-    req.cookie(COOKIE)
-        .map(|c| c.value().to_owned())
-        .filter(|v| !v.is_empty())
+    TENANT.presented(req)
 }
 
 /// The CSRF check of a request that uses the cookie `refresh_token`.
@@ -135,5 +178,21 @@ mod tests {
         assert!(cleared.contains("Max-Age=0"), "{cleared}");
         assert_ne!(csrf_token("a"), csrf_token("b"));
         assert_eq!(csrf_token("a").len(), 43);
+    }
+
+    #[test]
+    fn the_platform_cookie_has_its_own_name_and_a_narrower_path() {
+        let text = PLATFORM.set("mpr_x").to_string();
+        for part in [
+            "__Secure-mpr=mpr_x",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/v1/auth/platform",
+        ] {
+            assert!(text.contains(part), "{text} lacks {part}");
+        }
+        assert!(!text.contains("Domain"), "{text}");
+        assert_ne!(PLATFORM.name, TENANT.name);
     }
 }

@@ -202,6 +202,7 @@ pub(crate) fn routes() -> Vec<Route> {
             no_body,
         ),
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
+        r("GET", "/v1/regions/tenants", Platform, T::None, no_body),
         r(
             "POST",
             "/v1/tenants/{id}/relocation",

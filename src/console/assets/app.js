@@ -2,8 +2,12 @@
 // `#/tenants/{id}/members|usage|audit`), the header (pages, who is signed in,
 // sign out), and start-up (an OIDC return, or resuming the session a reload
 // left in the cookie). Routing by the URL's hash keeps the server to one page.
+// Platform staff get `#/platform/regions|tenants` (`platform.js`); while a
+// platform admin impersonates a tenant, the tenant pages under its banner.
 
+import * as acting from "./acting.js";
 import { fill, h, showProblem } from "./dom.js";
+import * as platform from "./platform.js";
 import * as session from "./session.js";
 import * as views from "./views.js";
 import * as compliance from "./compliance.js";
@@ -18,6 +22,9 @@ function parse(hash) {
   if (parts[0] === "tenants" && parts[1]) {
     return { tenantId: parts[1], page: parts[2] || "" };
   }
+  if (parts[0] === "platform") {
+    return { platform: parts[1] || "regions" };
+  }
   return { signin: parts[0] === "signin" || parts[0] === "" };
 }
 
@@ -31,10 +38,14 @@ function header(route) {
     return;
   }
   const tenantId = route.tenantId || me.tenantId;
-  fill(nav, views.pagesFor(me.role).map(([page, label]) => {
-    const href = `#/tenants/${encodeURIComponent(tenantId)}${page ? `/${page}` : ""}`;
-    return h("a", { href, "aria-current": route.tenantId && route.page === page ? "page" : false }, label);
-  }));
+  const links = me.kind === "platform"
+    ? platform.pagesFor(me.role).map(([page, label]) =>
+      h("a", { href: `#/platform/${page}`, "aria-current": route.platform === page ? "page" : false }, label))
+    : views.pagesFor(me.role).map(([page, label]) => {
+      const href = `#/tenants/${encodeURIComponent(tenantId)}${page ? `/${page}` : ""}`;
+      return h("a", { href, "aria-current": route.tenantId && route.page === page ? "page" : false }, label);
+    });
+  fill(nav, links);
   fill(whoBox,
     h("span", { id: "signed-in-as" }, "Signed in as ", h("strong", { id: "role" }, me.role)),
     h("button", { type: "button", id: "signout", onclick: signOut }, "Sign out"));
@@ -64,7 +75,14 @@ async function render() {
       wanted = location.hash;
     }
     header({});
+    platform.banner();
     views.signIn(main, { onDone: afterSignIn });
+    main.append(platform.signInEntry());
+    return;
+  }
+  platform.banner();
+  if (me.kind === "platform") {
+    await renderPlatform(route, me);
     return;
   }
   if (!route.tenantId) {
@@ -86,9 +104,30 @@ async function render() {
   main.focus();
 }
 
+async function renderPlatform(route, me) {
+  const view = platform.PAGES[route.platform];
+  if (!view) {
+    location.replace("#/platform/regions");
+    return;
+  }
+  header(route);
+  fill(main, h("p", {}, "Loading…"));
+  try {
+    await view(main, { role: me.role });
+  } catch (err) {
+    views.failed(main, err);
+  }
+  platform.notice(main);
+  main.focus();
+}
+
+function home(me) {
+  return me.kind === "platform" ? "#/platform/regions" : `#/tenants/${encodeURIComponent(me.tenantId)}`;
+}
+
 function afterSignIn() {
   const me = session.who();
-  const target = wanted || `#/tenants/${encodeURIComponent(me.tenantId)}`;
+  const target = wanted || home(me);
   wanted = null;
   if (location.hash === target) {
     render();
@@ -102,14 +141,17 @@ async function start() {
   try {
     if (query.has("code") && query.has("state")) {
       // Back from the identity provider: the code is used once, then dropped from the URL.
+      // A platform sign-in's state is `mps_…` (a tenant's `mst_…`).
       history.replaceState(null, "", location.pathname);
-      await session.finishOidc(query.get("code"), query.get("state"));
+      const finish = query.get("state").startsWith("mps_") ? session.finishPlatformOidc : session.finishOidc;
+      await finish(query.get("code"), query.get("state"));
     } else {
       await session.resume();
     }
   } catch (err) {
     showProblem(err);
   }
+  acting.onEnd(platform.ended);
   window.addEventListener("hashchange", () => {
     showProblem(null);
     render();

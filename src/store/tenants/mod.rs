@@ -16,6 +16,7 @@
 //! `Relocator::switch_home` (relocation and evacuation).
 
 pub mod ai_engine;
+pub mod counts;
 pub mod encryption;
 pub mod erasure_policy;
 pub mod retention;
@@ -219,12 +220,50 @@ pub async fn list(
     after: Option<Keyset>,
     slug: Option<&str>,
 ) -> Result<Page<TenantRecord>, StoreError> {
+    let filter = Filter {
+        slug,
+        ..Filter::default()
+    };
+    search(tx, limit, after, &filter).await
+}
+
+/// What a directory listing keeps (each `None` keeps everything).
+#[derive(Debug, Default)]
+pub struct Filter<'a> {
+    /// Exactly this slug.
+    pub slug: Option<&'a str>,
+    /// Homed in this region.
+    pub region: Option<&'a str>,
+    /// On this plan.
+    pub plan: Option<Plan>,
+    pub status: Option<TenantStatus>,
+    /// Slug or name contains this text (case-insensitive).
+    pub text: Option<&'a str>,
+}
+
+/// The directory, newest first, as `filter` keeps it (the console's tenant
+/// search). The filters are parameters of one statement; a text search reads
+/// the whole directory (no index serves a substring), which a platform
+/// admin's console page can afford and the request path never does.
+pub async fn search(
+    tx: &PlatformTx<'_>,
+    limit: u32,
+    after: Option<Keyset>,
+    filter: &Filter<'_>,
+) -> Result<Page<TenantRecord>, StoreError> {
     let sql = format!(
         "SELECT {TENANT_COLUMNS} FROM tenants
          WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
            AND ($4::text IS NULL OR slug = $4)
+           AND ($5::text IS NULL OR home_region = $5)
+           AND ($6::text IS NULL OR plan = $6)
+           AND ($7::text IS NULL OR status = $7)
+           AND ($8::text IS NULL OR strpos(lower(slug), $8) > 0 OR strpos(lower(name), $8) > 0)
          ORDER BY created_at DESC, id DESC LIMIT $3"
     );
+    let plan = filter.plan.map(Plan::as_str);
+    let status = filter.status.map(TenantStatus::as_str);
+    let text = filter.text.map(str::to_lowercase);
     let rows = tx
         .query(
             &sql,
@@ -232,7 +271,11 @@ pub async fn list(
                 &after.map(|k| k.at),
                 &after.map(|k| k.id),
                 &(i64::from(limit) + 1),
-                &slug,
+                &filter.slug,
+                &filter.region,
+                &plan,
+                &status,
+                &text,
             ],
         )
         .await?;
