@@ -336,7 +336,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // sync state and tenant ids, never paths, user names, secrets or events
     // (tests in calendar.rs); erase_tenant_rows deletes the current tenant's
     // rows only while a platform admin's erasure of it is running (tests in
-    // tenant_erasure.rs).
+    // tenant_erasure.rs); sample_usage writes each tenant's own counters of a
+    // region into its hourly usage row and prune_usage_samples deletes a region's
+    // samples past retention (tests in usage_history.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
@@ -362,9 +364,11 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
             "job_region_stats(text)",
             "prune_access_log(text,timestamp with time zone,integer)",
             "prune_tenant_access_log(timestamp with time zone,integer)",
+            "prune_usage_samples(text,timestamp with time zone,integer)",
             "record_access(text,uuid[],uuid[],uuid[],text[],text[],text[],timestamp with time zone[],timestamp with time zone[],integer[])",
             "record_served_regions(text,uuid[],bigint[],timestamp with time zone)",
             "resource_owner(text,uuid)",
+            "sample_usage(text,timestamp with time zone,timestamp with time zone,uuid,uuid,boolean)",
             "search_messages(uuid,text,bigint,bigint)",
             "search_messages(uuid,text,bigint,bigint,bigint)"
         ]
