@@ -245,33 +245,16 @@ impl Columns {
 /// a time, until none is left; returns how many.
 pub async fn prune(db: &Database, region: &RegionId, settings: &AccessLogSettings) -> u64 {
     let before = Utc::now() - chrono::Duration::days(i64::from(settings.retention_days));
-    let batch = i32::try_from(settings.prune_batch).unwrap_or(i32::MAX);
-    let mut total = 0u64;
-    loop {
-        let deleted = db
-            .platform_tx(TxMode::ReadWrite, async |tx| {
-                let row = tx
-                    .query_one(
-                        "SELECT prune_access_log($1, $2, $3)",
-                        &[&region.as_str(), &before, &batch],
-                    )
-                    .await?;
-                Ok(row.get::<_, i64>(0))
-            })
-            .await;
-        match deleted {
-            Ok(n) => {
-                total += n.max(0) as u64;
-                if n < i64::from(batch) {
-                    return total;
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "pruning the access log failed");
-                return total;
-            }
-        }
-    }
+    let statement = "SELECT prune_access_log($1, $2, $3)";
+    crate::db::prune::in_batches(
+        db,
+        statement,
+        "the access log",
+        region,
+        before,
+        settings.prune_batch,
+    )
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,6 +8,7 @@
 pub mod dialect;
 pub mod migrate;
 mod pools;
+pub mod prune;
 pub mod shards;
 pub mod timestamp;
 pub mod tls;
