@@ -9,6 +9,8 @@
 //! - `key_reload`: puts a changed key set file in force (`auth::reload`);
 //! - `audit_seal`: chains the tenant audit events of this region written since
 //!   the last pass (`audit::seal`);
+//! - `usage_history`: samples this region's tenants' usage per hour and prunes
+//!   old samples (`limits::history`);
 //! - `job_workers` (when `jobs.enabled`): claims and runs this region's jobs
 //!   (`jobs::WorkerPool`).
 
