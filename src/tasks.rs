@@ -7,6 +7,9 @@
 //!   and prunes idle limiter state;
 //! - `probe_flush`: audits cross-tenant 404s after their responses;
 //! - `key_reload`: puts a changed key set file in force (`auth::reload`);
+//! - `served_flush`: writes the requests served here per tenant
+//!   (`tenancy::served`);
+//! - `access_log`: writes the buffered members' accesses (`access_log`);
 //! - `audit_seal`: chains the tenant audit events of this region written since
 //!   the last pass (`audit::seal`);
 //! - `usage_history`: samples this region's tenants' usage per hour and prunes
