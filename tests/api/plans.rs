@@ -113,11 +113,22 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
         "directory.changed_since" => {
             vec![Box::new(chrono::Utc::now() - chrono::Duration::seconds(30))]
         }
-        "channels.list" | "users.list" | "audit.tenant_list" => vec![
+        "channels.list" | "users.list" => vec![
             Box::new(tenant),
             Box::new(none_at),
             Box::new(none_id),
             Box::new(51i64),
+        ],
+        // The first page, unfiltered (action, actor, from, to all absent).
+        "audit.tenant_list" => vec![
+            Box::new(tenant),
+            Box::new(none_at),
+            Box::new(none_id),
+            Box::new(51i64),
+            Box::new(None::<String>),
+            Box::new(None::<String>),
+            Box::new(None::<chrono::DateTime<chrono::Utc>>),
+            Box::new(None::<chrono::DateTime<chrono::Utc>>),
         ],
         "channels.get" | "channels.exists" => vec![Box::new(tenant), Box::new(id(1, 1, 42))],
         "users.get" => vec![Box::new(tenant), Box::new(id(2, 1, 42))],
