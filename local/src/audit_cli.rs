@@ -46,7 +46,8 @@ pub enum AuditAction {
         /// The service role's URL (`meridian_app`), as the node has it.
         #[arg(long, env = "MERIDIAN_DATABASE__URL", hide_env_values = true)]
         database_url: String,
-        /// The region whose trails to chain.
+        /// The region whose trails to chain: us-east1, europe-west1,
+        /// europe-west3, europe-north1, asia-southeast1.
         #[arg(long)]
         region: String,
         /// Events per transaction.
