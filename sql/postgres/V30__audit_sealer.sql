@@ -2,10 +2,12 @@
 -- chained after its transaction commits instead of inside it. The writing
 -- transaction inserts the event with `seq` and `hash` NULL (no head row, so a
 -- tenant's audited writes no longer serialise on it); each region's nodes run
--- the sealer (src/audit/seal.rs), which takes a trail's unchained events in
--- (created_at, id) order, links them after the head in the node
--- (src/audit/chain.rs) and records the links with `audit_seal`, one
--- transaction per batch. Why and how: sql/README.md (V30), README "Audit".
+-- the sealer (src/audit/seal.rs), which reads the region's unchained events by
+-- tenant in (created_at, id) order with each trail's head
+-- (`audit_unsealed_batch`), links them in the node (src/audit/chain.rs) and
+-- records the links and the heads with `audit_seal_batch`, one transaction per
+-- batch across tenants; a checkpoint chains its own tenant first with
+-- `audit_seal`. Why and how: sql/README.md (V30), README "Audit".
 
 -- The sealer's work list: only unchained events are in it, so it stays small.
 CREATE INDEX audit_events_unsealed_idx ON audit_events (home_region, tenant_id, created_at, id)
