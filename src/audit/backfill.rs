@@ -6,11 +6,10 @@
 //! of the previous version writes after the migration (a rolling upgrade) stay
 //! unchained until the next `meridian migrate`, which chains them at the head.
 
-use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, GenericClient, Row};
 use uuid::Uuid;
 
-use super::chain::{self, Content};
+use super::chain;
 
 const BATCH: i64 = 500;
 
@@ -139,22 +138,8 @@ async fn chain_rows<K: tokio_postgres::types::ToSql + Sync>(
     let update =
         format!("UPDATE {table} SET seq = $3, hash = $4 WHERE {trail_column} = $1 AND id = $2");
     for row in rows {
-        let details: serde_json::Value = row.get("details");
-        let created_at: DateTime<Utc> = row.get("created_at");
-        let sealed: Option<Vec<u8>> = row.get("sealed");
-        let canonical = chain::canonical(&Content {
-            id: row.get("id"),
-            created_at,
-            actor: row.get("actor"),
-            action: row.get("action"),
-            tenant: row.get("tenant_id"),
-            target_kind: row.get("target_kind"),
-            target_id: row.get("target_id"),
-            details: &details,
-            sealed: sealed.as_deref(),
-        });
         seq += 1;
-        hash = chain::link(&hash, &canonical).to_vec();
+        hash = chain::link(&hash, &super::verify::canonical_of(row)).to_vec();
         let id: Uuid = row.get("id");
         client.execute(&update, &[trail, &id, &seq, &hash]).await?;
     }

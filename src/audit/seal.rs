@@ -130,9 +130,8 @@ fn link_after(prev_seq: i64, prev_hash: Vec<u8>, rows: &[Row]) -> Links {
     };
     let (mut seq, mut hash) = (prev_seq, prev_hash);
     for row in rows {
-        let stored = verify::stored(row);
         seq += 1;
-        hash = chain::link(&hash, &stored.canonical).to_vec();
+        hash = chain::link(&hash, &verify::canonical_of(row)).to_vec();
         links.ids.push(row.get("id"));
         links.seqs.push(seq);
         links.hashes.push(hash.clone());
@@ -196,20 +195,8 @@ async fn seal_batch(tx: &PlatformTx<'_>, region: &RegionId, n: i64) -> Result<Pa
                 (prev, hash.unwrap_or_else(|| chain::GENESIS.to_vec()))
             }
         };
-        let details: serde_json::Value = row.get("details");
-        let sealed: Option<Vec<u8>> = row.get("sealed");
         let id: Uuid = row.get("id");
-        let canonical = chain::canonical(&chain::Content {
-            id,
-            created_at: row.get("created_at"),
-            actor: row.get("actor"),
-            action: row.get("action"),
-            tenant: Some(tenant),
-            target_kind: row.get("target_kind"),
-            target_id: row.get("target_id"),
-            details: &details,
-            sealed: sealed.as_deref(),
-        });
+        let canonical = verify::canonical_of(row);
         seq += 1;
         hash = chain::link(&hash, &canonical).to_vec();
         events.push(tenant, id, seq, hash.clone());

@@ -58,9 +58,20 @@ pub struct Stored {
 }
 
 pub fn stored(row: &tokio_postgres::Row) -> Stored {
+    Stored {
+        seq: row.get("seq"),
+        hash: row.get("hash"),
+        canonical: canonical_of(row),
+    }
+}
+
+/// The canonical bytes of a stored event row: every reader of rows (the walk,
+/// the sealer, the backfill) encodes them here, so they cannot drift apart.
+/// The row has the columns of `trail::TENANT.columns` (seq and hash aside).
+pub fn canonical_of(row: &tokio_postgres::Row) -> Vec<u8> {
     let details: serde_json::Value = row.get("details");
     let sealed: Option<Vec<u8>> = row.get("sealed");
-    let canonical = chain::canonical(&Content {
+    chain::canonical(&Content {
         id: row.get("id"),
         created_at: row.get("created_at"),
         actor: row.get("actor"),
@@ -70,12 +81,7 @@ pub fn stored(row: &tokio_postgres::Row) -> Stored {
         target_id: row.get("target_id"),
         details: &details,
         sealed: sealed.as_deref(),
-    });
-    Stored {
-        seq: row.get("seq"),
-        hash: row.get("hash"),
-        canonical,
-    }
+    })
 }
 
 /// Walks `source`'s trail; `signature` checks checkpoint signatures.
