@@ -27,19 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MERIDIAN_BIN:-target/debug/meridian}
-PGBIN=$(pg_config --bindir)
 DURATION=${DURATION:-15}; RUNS=${RUNS:-2}; PROTOCOL=${PROTOCOL:-prepared}; SEAL_EVERY=${SEAL_EVERY:-1}
-DIR=$(mktemp -d /tmp/meridian-auditbench-XXXX); chmod 755 "$DIR"
-# As root (which initdb refuses) the cluster runs as `postgres`, as `meridian dev` does.
-AS=(); if [[ $(id -u) == 0 ]]; then chown postgres "$DIR"; AS=(runuser -u postgres --); fi
-trap '"${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
-"${AS[@]}" "$PGBIN/initdb" -D "$DIR/data" -U postgres -A trust >/dev/null
-"${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR/data" -o "-k $DIR -c listen_addresses='' -c shared_buffers=256MB" -l "$DIR/log" start >/dev/null
-"$PGBIN/createdb" -h "$DIR" -U postgres bench
-"$BIN" migrate --database-url "postgres://postgres@localhost/bench?host=$DIR" >/dev/null
-"$PGBIN/psql" -q -h "$DIR" -U postgres bench -c "INSERT INTO tenants (id, slug, name, home_region, plan)
-  SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 't' || g, 'T', 'us-east1', 'enterprise'
-  FROM generate_series(1, 1000) g;"
+NAME=auditbench; source loadtest/lib-cluster.sh
 PROLOGUE="BEGIN ISOLATION LEVEL SERIALIZABLE;
 SELECT set_config('app.tenant_id', '00000000-0000-4000-8000-' || lpad(:t::text, 12, '0'), true);
 INSERT INTO channels (tenant_id, id, home_region, name, created_by) VALUES (current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'us-east1', md5(random()::text), gen_random_uuid());"
@@ -56,22 +45,7 @@ WITH head AS (INSERT INTO audit_heads AS h (tenant_id, home_region, seq, hash) V
 COMMIT;
 SQL
 cp "$DIR/plain.sql" "$DIR/sealed.sql" # the same statement; the schema differs (run)
-PSQL=("$PGBIN/psql" -q -h "$DIR" -U postgres bench)
 APP_URL="postgres://meridian_app@localhost/bench?host=$DIR"
-# PostgreSQL's CPU ticks (utime + stime, USER_HZ) so far: every live server
-# process plus what the postmaster has reaped of its exited backends (pgbench's
-# connections end with each run), so a run's CPU per transaction does not move
-# with the machine's load the way its tps does.
-pg_ticks() {
-  local pm t=0 pid
-  pm=$(head -1 "$DIR/data/postmaster.pid")
-  t=$(awk '{print $16 + $17}' "/proc/$pm/stat")
-  for pid in $(pgrep -P "$pm") "$pm"; do
-    [[ -r /proc/$pid/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-  done
-  echo "$t"
-}
-HZ=$(getconf CLK_TCK)
 run() { # variant tenants
   local before after script=$1 sealer_pid=
   case $1 in
