@@ -130,6 +130,29 @@ impl Browser {
             .collect()
     }
 
+    /// The console messages since the last call that report a Content Security
+    /// Policy violation.
+    pub async fn csp_violations(&self) -> Vec<(String, String)> {
+        let mut log = self.console_log().await;
+        log.retain(|(_, m)| m.contains("Content Security Policy"));
+        log
+    }
+
+    /// Opens the console's sign-in form at `base` and types the tenant's slug,
+    /// the user name and the password into it (the caller submits it).
+    pub async fn fill_signin(&self, base: &str, slug: &str, user: &str, password: &str) {
+        self.client.goto(&format!("{base}/console/")).await.unwrap();
+        self.wait_for("#signin").await;
+        for (id, text) in [
+            ("#slug", slug),
+            ("#username", user),
+            ("#password", password),
+        ] {
+            let field = self.client.find(Locator::Css(id)).await.unwrap();
+            field.send_keys(text).await.unwrap();
+        }
+    }
+
     /// Every URL the browser requested for web pages since the last call: the
     /// DevTools `Network.requestWillBeSent` events of the performance log, less
     /// those of the browser's own pages (`chrome:`, `chrome-untrusted:`,

@@ -64,20 +64,7 @@ async fn setup(prefix: &str) -> Option<Setup> {
 }
 
 async fn sign_in(browser: &Browser, base: &str, slug: &str, user: &str, password: &str) {
-    browser
-        .client
-        .goto(&format!("{base}/console/"))
-        .await
-        .unwrap();
-    browser.wait_for("#signin").await;
-    for (id, text) in [
-        ("#slug", slug),
-        ("#username", user),
-        ("#password", password),
-    ] {
-        let field = browser.client.find(Locator::Css(id)).await.unwrap();
-        field.send_keys(text).await.unwrap();
-    }
+    browser.fill_signin(base, slug, user, password).await;
     // By keyboard: Enter in the password field submits the form.
     let password_field = browser
         .client
@@ -256,11 +243,7 @@ async fn an_admin_signs_in_sees_only_their_tenant_and_signs_out() {
 
     // No CSP violation so far; and the policy is in force (an injected inline
     // style and script are refused and reported), so the check can fail.
-    let log = browser.console_log().await;
-    let violations: Vec<_> = log
-        .iter()
-        .filter(|(_, m)| m.contains("Content Security Policy"))
-        .collect();
+    let violations = browser.csp_violations().await;
     assert!(violations.is_empty(), "{violations:#?}");
     js(
         &browser,
@@ -274,14 +257,8 @@ async fn an_admin_signs_in_sees_only_their_tenant_and_signs_out() {
         js(&browser, "return window.injected ?? null").await,
         Value::Null
     );
-    let log = browser.console_log().await;
-    assert!(
-        log.iter()
-            .filter(|(_, m)| m.contains("Content Security Policy"))
-            .count()
-            >= 2,
-        "{log:#?}"
-    );
+    let violations = browser.csp_violations().await;
+    assert!(violations.len() >= 2, "{violations:#?}");
 
     // And the network check can fail: a page of the console that sends the
     // browser elsewhere shows up in it.

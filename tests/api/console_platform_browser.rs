@@ -104,11 +104,7 @@ async fn only_the_node_and_no_csp_violation(browser: &Browser, app: &TestApp) {
             "a request off the node: {url} (all: {urls:#?})"
         );
     }
-    let log = browser.console_log().await;
-    let violations: Vec<_> = log
-        .iter()
-        .filter(|(_, m)| m.contains("Content Security Policy"))
-        .collect();
+    let violations = browser.csp_violations().await;
     assert!(violations.is_empty(), "{violations:#?}");
 }
 

@@ -66,20 +66,7 @@ async fn setup(slug: &str) -> Option<Setup> {
 }
 
 async fn sign_in(browser: &Browser, base: &str, slug: &str, user: &str, password: &str) {
-    browser
-        .client
-        .goto(&format!("{base}/console/"))
-        .await
-        .unwrap();
-    browser.wait_for("#signin").await;
-    for (id, text) in [
-        ("#slug", slug),
-        ("#username", user),
-        ("#password", password),
-    ] {
-        let field = browser.client.find(Locator::Css(id)).await.unwrap();
-        field.send_keys(text).await.unwrap();
-    }
+    browser.fill_signin(base, slug, user, password).await;
     let submit = browser
         .client
         .find(Locator::Css("#signin-submit"))
