@@ -257,6 +257,10 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.access_log.flush_interval = std::time::Duration::from_millis(200);
     // Audit events are chained by the node's sealer: within 50 ms here.
     settings.audit.seal_interval = std::time::Duration::from_millis(50);
+    // Tests run retention jobs themselves. With hourly periods a new period's
+    // scheduled job could start in the middle of one (a run at 18:00 did so);
+    // a ten-year period makes the first tick's job the only scheduled one.
+    settings.retention.interval = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
     // Short, so tests of other nodes' view after a destroy need not wait long.
     settings.encryption.dek_cache_ttl = std::time::Duration::from_secs(2);
     settings.directory.refresh_interval = std::time::Duration::from_millis(200);

@@ -76,8 +76,9 @@ async function render() {
     }
     header({});
     platform.banner();
-    views.signIn(main, { onDone: afterSignIn });
-    main.append(platform.signInEntry());
+    const page = freshPage();
+    views.signIn(page, { onDone: afterSignIn });
+    page.append(platform.signInEntry());
     return;
   }
   platform.banner();
@@ -91,15 +92,16 @@ async function render() {
   }
   header(route);
   const view = PAGES[route.page];
+  const page = freshPage();
   if (!view) {
-    views.failed(main, new Error(`No page “${route.page}”.`));
+    views.failed(page, new Error(`No page “${route.page}”.`));
     return;
   }
-  fill(main, h("p", {}, "Loading…"));
+  fill(page, h("p", {}, "Loading…"));
   try {
-    await view(main, { tenantId: route.tenantId, role: me.role });
+    await view(page, { tenantId: route.tenantId, role: me.role });
   } catch (err) {
-    views.failed(main, err);
+    views.failed(page, err);
   }
   main.focus();
 }
@@ -111,14 +113,24 @@ async function renderPlatform(route, me) {
     return;
   }
   header(route);
-  fill(main, h("p", {}, "Loading…"));
+  const page = freshPage();
+  fill(page, h("p", {}, "Loading…"));
   try {
-    await view(main, { role: me.role });
+    await view(page, { role: me.role });
   } catch (err) {
-    views.failed(main, err);
+    views.failed(page, err);
   }
-  platform.notice(main);
+  platform.notice(page);
   main.focus();
+}
+
+// Each render draws into a container of its own. A page still loading when the
+// user navigates on then fills a container that is no longer in the document,
+// instead of replacing the newer page when its answers arrive.
+function freshPage() {
+  const page = h("div", { class: "page" });
+  fill(main, page);
+  return page;
 }
 
 function home(me) {
