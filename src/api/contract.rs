@@ -767,6 +767,18 @@ pub const OPERATIONS: &[Operation] = &[
         ],
     ),
     op(
+        "getSignInOrigin",
+        "GET",
+        "/v1/auth/{tenant_slug}/origin",
+        Who::Public,
+        &[
+            ErrorCode::RateLimited,
+            ErrorCode::ResidencyUnavailable,
+            ErrorCode::Unavailable,
+            ErrorCode::RetryExhausted,
+        ],
+    ),
+    op(
         "signInWithLdap",
         "POST",
         "/v1/auth/{tenant_slug}/ldap",

@@ -31,6 +31,7 @@ mod residency_report;
 mod retention;
 mod search;
 mod signin;
+mod signin_origin;
 mod summaries;
 mod tenant_ai;
 mod tenant_encryption;
@@ -177,6 +178,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(auth::logout)
                 .service(auth::me)
                 .service(signin::sign_in_ldap)
+                .service(signin_origin::origin)
                 .service(oidc::start)
                 .service(oidc::callback)
                 .service(summaries::create)

@@ -70,6 +70,35 @@ impl RoutingState {
         }
     }
 
+    /// Where a client is sent for `region`: the region's base URL, or on a
+    /// tenant host (`tenant_slug`) that tenant's host at the region, so the
+    /// client's later requests keep their host binding. `None` when the region
+    /// has no address a client can be given.
+    pub fn client_base(
+        &self,
+        topology: &Topology,
+        region: &RegionId,
+        tenant_slug: Option<&str>,
+    ) -> Option<String> {
+        let base = self.client_url(topology, region)?;
+        match tenant_slug {
+            Some(slug) => super::host::region_host(&base, slug, region.as_str(), &self.api_domain),
+            None => Some(base),
+        }
+    }
+
+    /// The tenant named by the request's host, when it is a tenant host
+    /// (`{slug}.<api_domain>` or `{slug}.{region}.<api_domain>`).
+    pub fn tenant_host_slug(
+        &self,
+        req: &actix_web::HttpRequest,
+        topology: &Topology,
+    ) -> Option<String> {
+        let host = super::host::requested_host(req, false)?;
+        let is_region = |label: &str| topology.find(label).is_some();
+        super::host::tenant_slug(&host, &self.api_domain, is_region).map(str::to_owned)
+    }
+
     /// Where a client is sent for `region`.
     fn client_url(&self, topology: &Topology, region: &RegionId) -> Option<String> {
         if self.redirect_to_peers {
@@ -463,18 +492,11 @@ pub async fn route(
             state
                 .metrics
                 .observe_routing(RoutingOutcome::Redirected, &region);
-            let Some(mut base) = state.routing.client_url(&state.topology, &region) else {
-                return Ok(answer(req, ApiError::ResidencyUnavailable));
-            };
             // Came in on a tenant host: sent to that tenant's host at the
             // serving region, so the follow-up keeps its host binding.
-            if let Some(slug) = slug {
-                let api_domain = &state.routing.api_domain;
-                match super::host::region_host(&base, slug, region.as_str(), api_domain) {
-                    Some(tenant_base) => base = tenant_base,
-                    None => return Ok(answer(req, ApiError::ResidencyUnavailable)),
-                }
-            }
+            let Some(base) = state.routing.client_base(&state.topology, &region, slug) else {
+                return Ok(answer(req, ApiError::ResidencyUnavailable));
+            };
             let location = format!("{base}{target}");
             let response = HttpResponse::TemporaryRedirect()
                 .insert_header((header::LOCATION, location.clone()))

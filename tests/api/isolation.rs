@@ -456,6 +456,15 @@ pub(crate) fn routes() -> Vec<Route> {
             T::None,
             no_body,
         ),
+        // Where to sign in: names a region, never a tenant's data; an unknown
+        // slug answers as one served here (`signin_origin.rs`).
+        r(
+            "GET",
+            "/v1/auth/{tenant_slug}/origin",
+            Public,
+            T::Slug,
+            no_body,
+        ),
         r(
             "POST",
             "/v1/auth/{tenant_slug}/ldap",

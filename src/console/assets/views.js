@@ -7,6 +7,7 @@ import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
 import { usageHistory } from "./usage_history.js";
 import { auditFilterForm } from "./audit_filters.js";
+import { arrivedWith, goToServingOrigin } from "./origin.js";
 
 const ADMINS = ["owner", "admin"];
 const AUDITORS = ["owner", "admin", "compliance"];
@@ -43,10 +44,16 @@ export function failed(main, err) {
 
 export function signIn(main, { onDone, slug = "" }) {
   heading(main, "Sign in");
+  const arrived = arrivedWith();
+  if (arrived.slug) {
+    main.append(h("p", { id: "signin-moved", role: "status" },
+      `This node serves ${arrived.slug}: sign in here.`));
+  }
   const form = h("form", { class: "stack", id: "signin" },
     h("label", {}, "Organisation (tenant slug)",
-      h("input", { name: "slug", id: "slug", required: true, autocomplete: "organization", value: slug })),
-    h("label", {}, "Username", h("input", { name: "username", id: "username", required: true, autocomplete: "username" })),
+      h("input", { name: "slug", id: "slug", required: true, autocomplete: "organization", value: slug || arrived.slug })),
+    h("label", {}, "Username", h("input", {
+      name: "username", id: "username", required: true, autocomplete: "username", value: arrived.username })),
     h("label", {}, "Password",
       h("input", { name: "password", id: "password", type: "password", required: true, autocomplete: "current-password" })),
     h("button", { type: "submit", id: "signin-submit" }, "Sign in with the directory (LDAP)"),
@@ -54,9 +61,13 @@ export function signIn(main, { onDone, slug = "" }) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
+    const tenantSlug = data.get("slug").trim();
     showProblem(null);
     try {
-      await session.signInLdap(data.get("slug").trim(), data.get("username"), data.get("password"));
+      if (await goToServingOrigin(tenantSlug, data.get("username"))) {
+        return;
+      }
+      await session.signInLdap(tenantSlug, data.get("username"), data.get("password"));
       onDone();
     } catch (err) {
       showProblem(err);
@@ -65,12 +76,22 @@ export function signIn(main, { onDone, slug = "" }) {
   main.append(form);
 }
 
-/** OIDC: the browser goes to the API's start route, which sends it on to the
- * provider; the provider sends it back to `/console/` with `code` and `state`. */
-function startOidc(form) {
+/** OIDC: the browser goes to the API's start route at the tenant's serving
+ * origin, which sends it on to the provider; the provider sends it back to
+ * `/console/` there with `code` and `state`. */
+async function startOidc(form) {
   const slug = new FormData(form).get("slug").trim();
   if (!slug) {
     showProblem(new Error("Enter the organisation's slug first."));
+    return;
+  }
+  showProblem(null);
+  try {
+    if (await goToServingOrigin(slug)) {
+      return;
+    }
+  } catch (err) {
+    showProblem(err);
     return;
   }
   const back = `${location.origin}/console/`;

@@ -1,0 +1,116 @@
+//! `GET /v1/auth/{tenant_slug}/origin`: where a browser should sign in to a
+//! tenant, answered by whichever node is asked, for the console to navigate
+//! there before sign-in.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::regions::{eventually, provision_in, spawn_regions};
+
+async fn origin(node: &TestApp, slug: &str) -> Value {
+    let reply = node
+        .request("GET", &format!("/v1/auth/{slug}/origin"), None, None)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+#[actix_web::test]
+async fn the_answer_is_a_region_that_may_serve_the_tenant_and_unknown_slugs_look_served_here() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1", "europe-west3"]).await;
+    let (us, eu1, eu3) = (
+        &nodes["us-east1"],
+        &nodes["europe-west1"],
+        &nodes["europe-west3"],
+    );
+    provision_in(
+        us,
+        "eu-origin",
+        "europe-west1",
+        Some(json!({ "jurisdiction": "eu" })),
+    )
+    .await;
+    provision_in(us, "us-origin", "us-east1", None).await;
+
+    // At home: sign in here.
+    assert_eq!(
+        origin(eu1, "eu-origin").await,
+        json!({ "region": "europe-west1", "served_here": true })
+    );
+    // Outside the residency (the sign-in itself would be a 307) and inside it
+    // (it would be forwarded, one hop per request): go to the home region.
+    for node in [us, eu3] {
+        assert_eq!(
+            origin(node, "eu-origin").await,
+            json!({ "region": "europe-west1", "served_here": false, "origin": eu1.base })
+        );
+    }
+    assert_eq!(
+        origin(eu3, "us-origin").await,
+        json!({ "region": "us-east1", "served_here": false, "origin": us.base })
+    );
+    // No tenant, or no slug at all: the same answer as a tenant served here,
+    // so the route names no tenant the sign-in would not.
+    for slug in ["no-such-tenant", "Not-A-Slug", "platform"] {
+        assert_eq!(
+            origin(us, slug).await,
+            json!({ "region": "us-east1", "served_here": true }),
+            "{slug}"
+        );
+    }
+
+    // Its home drained, the tenant is served where it fails over to in its
+    // residency, and the answer follows.
+    let drained = us
+        .post(
+            "/v1/regions/europe-west1/drain",
+            &us.platform_token(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(drained.status, 200, "{}", drained.body);
+    eventually("us-east1 sends eu-origin to europe-west3", async || {
+        origin(us, "eu-origin").await["region"] == "europe-west3"
+    })
+    .await;
+    assert_eq!(
+        origin(us, "eu-origin").await,
+        json!({ "region": "europe-west3", "served_here": false, "origin": eu3.base })
+    );
+    eventually("europe-west3 serves eu-origin itself", async || {
+        origin(eu3, "eu-origin").await["served_here"] == true
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn a_tenant_no_region_may_serve_gets_the_residency_refusal() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let us = &nodes["us-east1"];
+    provision_in(
+        us,
+        "pinned-origin",
+        "europe-west1",
+        Some(json!({ "regions": ["europe-west1"] })),
+    )
+    .await;
+    let drained = us
+        .post(
+            "/v1/regions/europe-west1/drain",
+            &us.platform_token(),
+            json!({ "force": true }),
+        )
+        .await;
+    assert_eq!(drained.status, 200, "{}", drained.body);
+    eventually("us-east1 sees europe-west1 drained", async || {
+        us.request("GET", "/v1/auth/pinned-origin/origin", None, None)
+            .await
+            .status
+            == 503
+    })
+    .await;
+    let refused = us
+        .request("GET", "/v1/auth/pinned-origin/origin", None, None)
+        .await;
+    assert_problem(&refused, 503, "residency_unavailable");
+}
