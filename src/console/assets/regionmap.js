@@ -7,6 +7,8 @@
 // the table under it says the same in text for keyboard and screen readers,
 // and holds the controls. Drain: the API's dry run first (who fails over
 // where, who would be stranded), then a confirmation, then the real call.
+// While the page is shown it asks again every 10 s and redraws when the
+// answer changed (a drain by someone else, a region going unreachable).
 
 import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
@@ -108,11 +110,50 @@ function failoverText(c) {
   return c.failover.map((f) => `${f.tenants} → ${f.to || "nowhere (503)"}`).join(", ");
 }
 
-export async function regions(main) {
-  const [topology, counts] = await Promise.all([
+const LIVE_MS = 10000;
+let live = null;
+
+function load() {
+  return Promise.all([
     session.call("GET", "/v1/regions"),
     session.call("GET", "/v1/regions/tenants"),
   ]);
+}
+
+export async function regions(main) {
+  clearInterval(live);
+  let [topology, counts] = await load();
+  draw(main, topology, counts);
+  let shown = JSON.stringify([topology, counts]);
+  live = setInterval(async () => {
+    if (!main.isConnected) {
+      clearInterval(live);
+      return;
+    }
+    // Not behind a background tab, nor under an open drain preview.
+    if (document.hidden || document.getElementById("drain-panel")?.hasChildNodes()) {
+      return;
+    }
+    try {
+      [topology, counts] = await load();
+    } catch {
+      return; // the next tick asks again; a page action shows its own errors
+    }
+    const now = JSON.stringify([topology, counts]);
+    if (now !== shown && main.isConnected) {
+      shown = now;
+      const focused = document.activeElement?.dataset?.region
+        ? `${document.activeElement.localName}.${document.activeElement.classList[0]}[data-region="${document.activeElement.dataset.region}"]`
+        : null;
+      draw(main, topology, counts);
+      if (focused) {
+        main.querySelector(focused)?.focus();
+      }
+    }
+  }, LIVE_MS);
+}
+
+function draw(main, topology, counts) {
   const h1 = h("h1", {}, "Regions");
   document.title = "Regions · Meridian console";
   const byId = Object.fromEntries(counts.items.map((c) => [c.region, c]));
@@ -129,7 +170,8 @@ export async function regions(main) {
     ];
   });
   fill(main, h1,
-    h("p", { class: "meta" }, `As the node in ${topology.region} sees it.`),
+    h("p", { class: "meta", id: "map-as-of" },
+      `As the node in ${topology.region} sees it at ${new Date().toLocaleTimeString()} (asked again every ${LIVE_MS / 1000} s).`),
     h("div", { class: "map-box" }, drawMap(topology.regions, counts.items)),
     panel,
     table("Regions (the map in text)", ["region", "jurisdiction", "state", "healthy", "homed", "active", "served", "failover order", "tenants now served", ""], rows));
