@@ -210,10 +210,18 @@ pub struct AuthSettings {
         default = "default_keys_poll"
     )]
     pub keys_poll_interval: Duration,
+    /// How long an access token this node issues lives (a session's; the
+    /// refresh token renews it). 60–3600 s.
+    #[serde(default = "default_access_ttl")]
+    pub access_ttl_seconds: u64,
 }
 
 fn default_keys_poll() -> Duration {
     Duration::from_secs(1)
+}
+
+fn default_access_ttl() -> u64 {
+    crate::sessions::ACCESS_TTL_SECONDS
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -308,6 +316,7 @@ impl Default for Settings {
                 keys_file: "keys.json".into(),
                 leeway_seconds: 30,
                 keys_poll_interval: default_keys_poll(),
+                access_ttl_seconds: default_access_ttl(),
             },
             directory: DirectorySettings {
                 refresh_interval: Duration::from_secs(1),
@@ -428,6 +437,9 @@ impl Settings {
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        if !(60..=3600).contains(&self.auth.access_ttl_seconds) {
+            return invalid("auth.access_ttl_seconds must be 60..=3600");
         }
         if crate::routing::host::normalise(&self.api_domain).as_deref()
             != Some(self.api_domain.as_str())

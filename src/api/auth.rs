@@ -75,7 +75,7 @@ impl Session {
         let session = Self {
             access_token: scope.access_token(user, role)?,
             token_type: "Bearer",
-            expires_in: sessions::ACCESS_TTL_SECONDS,
+            expires_in: scope.access_ttl(),
             refresh_token: (!by_cookie).then(|| token.to_owned()),
             csrf_token: by_cookie.then(|| cookie::csrf_token(token)),
             tenant_id: scope.tenant_id(),

@@ -87,7 +87,7 @@ fn session(
     let body = PlatformSession {
         access_token: scope.access_token(user, role)?,
         token_type: "Bearer",
-        expires_in: sessions::ACCESS_TTL_SECONDS,
+        expires_in: scope.access_ttl(),
         refresh_token: (!by_cookie).then(|| refresh_token.to_owned()),
         csrf_token: by_cookie.then(|| cookie::csrf_token(refresh_token)),
         user_id: user,

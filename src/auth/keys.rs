@@ -227,6 +227,7 @@ pub struct TokenVerifier {
     validation: Validation,
     issuer: String,
     audience: String,
+    access_ttl: u64,
 }
 
 impl TokenVerifier {
@@ -249,7 +250,13 @@ impl TokenVerifier {
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
+            access_ttl: settings.access_ttl_seconds,
         }
+    }
+
+    /// How long the access tokens of sessions live (`auth.access_ttl_seconds`).
+    pub fn access_ttl(&self) -> u64 {
+        self.access_ttl
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {

@@ -26,6 +26,11 @@ impl PlatformSignIn {
         self.state.db.0.platform_tx(TxMode::ReadWrite, body).await
     }
 
+    /// How long the access tokens `access_token` makes live, in seconds.
+    pub fn access_ttl(&self) -> u64 {
+        self.state.verifier.access_ttl()
+    }
+
     /// An access token for platform user `user` with `role` (no tenant).
     pub fn access_token(&self, user: uuid::Uuid, role: Role) -> Result<String, ApiError> {
         self.state
@@ -34,7 +39,7 @@ impl PlatformSignIn {
                 format!("{}{user}", crate::platform::SUBJECT_PREFIX),
                 None,
                 role,
-                crate::sessions::ACCESS_TTL_SECONDS,
+                self.state.verifier.access_ttl(),
             )
             .map_err(|e| ApiError::internal(anyhow::anyhow!("signing an access token: {e}")))
     }

@@ -81,6 +81,11 @@ impl SignInScope {
             .await
     }
 
+    /// How long the access tokens `access_token` makes live, in seconds.
+    pub fn access_ttl(&self) -> u64 {
+        self.state.verifier.access_ttl()
+    }
+
     /// An access token for `user` with `role`, in today's format.
     pub fn access_token(&self, user: UserId, role: Role) -> Result<String, ApiError> {
         self.state
@@ -89,7 +94,7 @@ impl SignInScope {
                 user.to_string(),
                 Some(*self.tenant.id.as_uuid()),
                 role,
-                crate::sessions::ACCESS_TTL_SECONDS,
+                self.state.verifier.access_ttl(),
             )
             .map_err(|e| ApiError::internal(anyhow::anyhow!("signing an access token: {e}")))
     }

@@ -3,25 +3,24 @@
 //! provider's own page, back at `/console/` with `code` and `state`, which the
 //! console finishes in cookie mode and drops from the address bar.
 
+use std::time::{Duration, Instant};
+
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
 use crate::browser::{self, Browser};
+use crate::helpers::{Tenant, TestApp, fresh_database, test_settings};
 use crate::oidc::{MockProvider, mock_bin};
 
-#[actix_web::test]
-async fn a_user_signs_in_through_the_tenants_identity_provider_and_out_again() {
-    if !browser::available() {
-        return;
-    }
-    let Some(bin) = mock_bin() else { return };
-    let mock = MockProvider::start(
-        &bin,
-        &[json!({"sub": "olga", "email": "olga@example.com", "groups": ["eng"]})],
-    );
-    let app = crate::helpers::spawn_app().await;
-    let t = app.provision("oidc-console").await;
-    let console = format!("{}/console/", app.base);
+/// A tenant `slug` with the mock as its OIDC provider (group `eng` → admin),
+/// on a node with `settings`.
+async fn tenant_with_provider(
+    mock: &MockProvider,
+    settings: meridian::config::Settings,
+    slug: &str,
+) -> (TestApp, Tenant) {
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let t = app.provision(slug).await;
     crate::identity::create_provider(
         &app,
         &t,
@@ -31,17 +30,25 @@ async fn a_user_signs_in_through_the_tenants_identity_provider_and_out_again() {
             "secret": "mock-client-secret",
             "role_mappings": [{ "group": "eng", "role": "admin" }],
             "allowed_email_domains": ["example.com"],
-            "redirect_uris": [console],
+            "redirect_uris": [format!("{}/console/", app.base)],
         }),
     )
     .await;
+    (app, t)
+}
 
-    let browser = Browser::start().await;
-    browser.client.goto(&console).await.unwrap();
+/// The console's OIDC button for `slug`, the provider's page as `sub`, back
+/// signed in as an admin.
+async fn sign_in(browser: &Browser, app: &TestApp, slug: &str, sub: &str) {
+    browser
+        .client
+        .goto(&format!("{}/console/", app.base))
+        .await
+        .unwrap();
     browser
         .wait_for("#slug")
         .await
-        .send_keys("oidc-console")
+        .send_keys(slug)
         .await
         .unwrap();
     browser
@@ -52,11 +59,28 @@ async fn a_user_signs_in_through_the_tenants_identity_provider_and_out_again() {
         .click()
         .await
         .unwrap();
-    // The provider's page, then back.
     let field = browser.wait_for("input[name=sub]").await;
-    field.send_keys("olga").await.unwrap();
+    field.send_keys(sub).await.unwrap();
     field.send_keys("\u{E007}").await.unwrap();
     browser.wait_for_text("#role", "admin").await;
+}
+
+fn provider_users() -> Vec<Value> {
+    vec![json!({"sub": "olga", "email": "olga@example.com", "groups": ["eng"]})]
+}
+
+#[actix_web::test]
+async fn a_user_signs_in_through_the_tenants_identity_provider_and_out_again() {
+    if !browser::available() {
+        return;
+    }
+    let Some(bin) = mock_bin() else { return };
+    let mock = MockProvider::start(&bin, &provider_users());
+    let settings = test_settings(&fresh_database().await);
+    let (app, t) = tenant_with_provider(&mock, settings, "oidc-console").await;
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "oidc-console", "olga").await;
     browser.wait_for_text("#nav", "Usage").await;
 
     let url = browser.client.current_url().await.unwrap();
@@ -118,4 +142,44 @@ async fn a_user_signs_in_through_the_tenants_identity_provider_and_out_again() {
         "signed out"
     );
     assert!(browser.csp_violations().await.is_empty());
+}
+
+/// The access token is renewed a minute before it expires, with no reload and
+/// no user action: with 65-second tokens the console refreshes after 5 s, and
+/// again after the next 5 s only if the first refresh answered a session.
+#[actix_web::test]
+async fn the_console_refreshes_its_access_token_before_it_expires() {
+    if !browser::available() {
+        return;
+    }
+    let Some(bin) = mock_bin() else { return };
+    let mock = MockProvider::start(&bin, &provider_users());
+    let mut settings = test_settings(&fresh_database().await);
+    settings.auth.access_ttl_seconds = 65;
+    let (app, t) = tenant_with_provider(&mock, settings, "oidc-refresh").await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "oidc-refresh", "olga").await;
+    browser.web_requests().await;
+
+    let refresh = format!("{}/v1/auth/refresh", app.base);
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen < 2 && Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+        seen += browser
+            .web_requests()
+            .await
+            .iter()
+            .filter(|url| **url == refresh)
+            .count();
+    }
+    assert!(seen >= 2, "two silent refreshes, saw {seen}");
+    // Still signed in, and the next page loads with the renewed token.
+    browser
+        .client
+        .goto(&format!("{}/console/#/tenants/{}/members", app.base, t.id))
+        .await
+        .unwrap();
+    browser.wait_for_text("main", "olga@example.com").await;
+    browser.wait_for_text("#role", "admin").await;
 }
