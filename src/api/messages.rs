@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::{IdPath, created};
 use crate::crypto::messages::{KeyVersionStale, PlaintextRefused, Sealing};
+use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, MessageId};
 use crate::json_write::FastJson;
@@ -60,15 +61,20 @@ pub async fn post(
     let mut fast = true;
     let keyring = &*state.keyring;
     let message = loop {
-        let posted = scope
-            .write_or_refuse(async |tx| {
-                let sealing = seal.then_some(Sealing { keyring, fresh });
-                let posted =
-                    messages::post(tx, sealing, channel, author, &body.body, storage_cap, fast)
-                        .await?;
-                Ok(posted.map_err(ApiError::from))
-            })
-            .await;
+        let attempt = async |tx: &TenantTx<'_>| {
+            let sealing = seal.then_some(Sealing { keyring, fresh });
+            let posted =
+                messages::post(tx, sealing, channel, author, &body.body, storage_cap, fast).await?;
+            Ok(posted.map_err(ApiError::from))
+        };
+        // The fast path's statement checks the token's user itself (`POST_SQL`):
+        // the prologue need not send the same check before it. The slow path's
+        // COMMIT waits for the prologue's check.
+        let posted = if fast {
+            scope.write_guarded_or_refuse(attempt).await
+        } else {
+            scope.write_or_refuse(attempt).await
+        };
         match posted {
             Err(short) if fast && GrantShort::is(&short) => fast = false,
             Err(refused) if !seal && PlaintextRefused::is(&refused) => seal = true,

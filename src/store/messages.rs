@@ -315,12 +315,11 @@ pub async fn post(
             Err(err) if channel_missing(&err) => Err(channels::not_found(channel)),
             Err(err) if not_null_on(&err, "body") => Err(refused()),
             Err(err) if not_null_on(&err, "id") => Err(StoreError::internal(GrantShort)),
-            // The prologue read the same user row in the same snapshot and refused
-            // too: `run` answers its 401 and never sees this. Reaching here would
-            // mean the two checks disagree (a defect): opaque, logged.
-            Err(err) if not_null_on(&err, "author_id") => Err(StoreError::internal(
-                anyhow::anyhow!("the post's user guard refused a user the prologue accepted"),
-            )),
+            // The token's user is not active with its role. The post's guard is
+            // its transaction's only user check (`TokenCheck::UserGuardedByWrite`,
+            // `TenantScope::write_guarded_or_refuse`): 401. (Where the prologue
+            // checks too, it refused in the same snapshot, and `run` answers that.)
+            Err(err) if not_null_on(&err, "author_id") => Err(DbError::UserRefused.into()),
             Err(err) => Err(err.into()),
         };
     }
