@@ -21,9 +21,9 @@ use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::db::timestamp::Timestamptz;
 use crate::ids::{ChannelId, MessageId, UserId};
+use crate::json_write;
 use crate::limits::storage;
 use crate::outbox::{self, Event};
-use crate::json_write;
 use crate::pagination::{Keyset, MAX_LIMIT, Page, offset_cursor};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -519,9 +519,9 @@ pub async fn page_json(
         let created_at = column::<Timestamptz>(row, 4)?.0;
         // Borrowed from the row: no copy of the ciphertext.
         let opened = match column::<Option<&[u8]>>(row, 5)? {
-            Some(sealed) => {
-                Some(sealing::open_body_with(&mut opener, tx, MessageId::from_uuid(id), sealed).await?)
-            }
+            Some(sealed) => Some(
+                sealing::open_body_with(&mut opener, tx, MessageId::from_uuid(id), sealed).await?,
+            ),
             None => None,
         };
         let body = match &opened {

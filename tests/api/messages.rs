@@ -288,7 +288,10 @@ async fn the_page_is_the_bytes_serde_json_writes_for_its_rows() {
         next_cursor: None,
     };
     let path = format!("/v1/channels/{channel}/messages?limit=3");
-    for (path, page) in [(path.clone(), first), (format!("{path}&cursor={next}"), last)] {
+    for (path, page) in [
+        (path.clone(), first),
+        (format!("{path}&cursor={next}"), last),
+    ] {
         let mut res = app
             .client
             .get(format!("{}{path}", app.base))
