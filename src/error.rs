@@ -462,6 +462,7 @@ impl From<crate::db::DbError> for ApiError {
                     "read before retrying"
                 ))
             }
+            DbError::UserRefused => Self::Unauthenticated(crate::db::USER_REFUSED),
             DbError::UniqueViolation { constraint } => Self::Conflict {
                 code: ErrorCode::Conflict,
                 detail: format!(

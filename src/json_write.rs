@@ -9,7 +9,9 @@
 //! serde_json's rules in one pass that copies runs of plain bytes, and the buffer
 //! is sized once. The bytes are the same serde_json writes for the same value (the
 //! unit tests compare both, so a field added to `Message` without its line here
-//! fails them); the OpenAPI schema is still the types' (`Page<Message>`).
+//! fails them); the OpenAPI schema is still the types' (`Page<Message>`). The
+//! messages page itself is written from its rows with the same functions
+//! (`message`, `page_start`, `page_end`), without a `Message` per row.
 
 use actix_web::body::BoxBody;
 use actix_web::http::header::ContentType;
@@ -43,19 +45,71 @@ impl<T: WriteJson> Responder for FastJson<T> {
     }
 }
 
+/// A 200 `application/json` answer whose bytes are written already (the
+/// messages page, written from its rows: `store::messages::page_json`). The
+/// buffer becomes the body as it is (`Vec<u8>` → `Bytes` takes the allocation);
+/// actix's HTTP/1 encoder still copies it into its write buffer, which it does
+/// for every body.
+pub struct JsonBytes(pub Vec<u8>);
+
+impl Responder for JsonBytes {
+    type Body = BoxBody;
+
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse<Self::Body> {
+        HttpResponse::Ok()
+            .insert_header(ContentType::json())
+            .body(self.0)
+    }
+}
+
+/// A `Message`'s JSON from its fields (what `Message`'s `WriteJson` writes, so the
+/// unit tests against serde_json cover a page written from rows too).
+pub fn message(
+    out: &mut Vec<u8>,
+    id: &Uuid,
+    channel_id: &Uuid,
+    author_id: &Uuid,
+    body: &str,
+    created_at: &DateTime<Utc>,
+) {
+    out.extend_from_slice(b"{\"id\":");
+    uuid(out, id);
+    out.extend_from_slice(b",\"channel_id\":");
+    uuid(out, channel_id);
+    out.extend_from_slice(b",\"author_id\":");
+    uuid(out, author_id);
+    out.extend_from_slice(b",\"body\":");
+    string(out, body);
+    out.extend_from_slice(b",\"created_at\":");
+    timestamp(out, created_at);
+    out.push(b'}');
+}
+
+/// A `Page`'s JSON before its first item.
+pub fn page_start(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"items\":[");
+}
+
+/// A `Page`'s JSON after its last item.
+pub fn page_end(out: &mut Vec<u8>, next_cursor: Option<&str>) {
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match next_cursor {
+        Some(cursor) => string(out, cursor),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
 impl WriteJson for Message {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"id\":");
-        uuid(out, self.id.as_uuid());
-        out.extend_from_slice(b",\"channel_id\":");
-        uuid(out, self.channel_id.as_uuid());
-        out.extend_from_slice(b",\"author_id\":");
-        uuid(out, self.author_id.as_uuid());
-        out.extend_from_slice(b",\"body\":");
-        string(out, &self.body);
-        out.extend_from_slice(b",\"created_at\":");
-        timestamp(out, &self.created_at);
-        out.push(b'}');
+        message(
+            out,
+            self.id.as_uuid(),
+            self.channel_id.as_uuid(),
+            self.author_id.as_uuid(),
+            &self.body,
+            &self.created_at,
+        );
     }
 
     fn size_hint(&self) -> usize {
@@ -66,19 +120,14 @@ impl WriteJson for Message {
 
 impl<T: WriteJson> WriteJson for Page<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"items\":[");
+        page_start(out);
         for (i, item) in self.items.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             item.write_json(out);
         }
-        out.extend_from_slice(b"],\"next_cursor\":");
-        match &self.next_cursor {
-            Some(cursor) => string(out, cursor),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.push(b'}');
+        page_end(out, self.next_cursor.as_deref());
     }
 
     fn size_hint(&self) -> usize {

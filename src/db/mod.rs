@@ -23,7 +23,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::config::DatabaseSettings;
 pub use dialect::Dialect;
-pub use tx::{PlatformTx, TenantTx, TokenCheck, Tx, TxMode};
+pub use tx::{PlatformTx, TenantTx, TokenCheck, Tx, TxMode, USER_REFUSED};
 
 #[derive(Clone)]
 pub struct Database {
@@ -61,6 +61,11 @@ pub enum DbError {
     StatementTimeout,
     #[error("unique constraint {constraint} violated")]
     UniqueViolation { constraint: String },
+    /// The token's user is not active with the token's role: found by a write
+    /// that checks the user itself (`TokenCheck::UserGuardedByWrite`), in place
+    /// of the prologue's check. Answered as the prologue's refusal is (401).
+    #[error("the token's user is disabled, deleted or has another role now")]
+    UserRefused,
     #[error(transparent)]
     Other(anyhow::Error),
 }

@@ -13,7 +13,9 @@
 //! body's last statements (`Tx::execute_and_commit`), once the prologue has
 //! answered and found the user valid; or with a body whose first statement
 //! refuses an invalid user itself (`Tx::execute_guarded_and_commit`), before any
-//! answer: a post is then one round trip.
+//! answer: a post is then one round trip. Such a body may also stand in for the
+//! prologue's check (`TokenCheck::UserGuardedByWrite`): the user is then checked
+//! once per post, by the write, instead of twice.
 //!
 //! Retries restart the whole transaction (PostgreSQL cannot resume a serializable
 //! transaction after 40001); COMMIT is inside the loop because it can fail with
@@ -169,10 +171,12 @@ impl<S> Tx<'_, S> {
     /// of a user's token whose `first` statement refuses by itself (fails) when
     /// the token's user is not active with the token's role
     /// (`TenantTx::token_user`), e.g. the post's guarded INSERT. The prologue's
-    /// check reads the same row in the same snapshot, so the two cannot disagree:
-    /// a refused user's `first` fails, the transaction is aborted, `rest` is not
-    /// run and the COMMIT behind it ends the transaction as a ROLLBACK; the
-    /// prologue's answer (401) is what `run` returns. `rest` is run only after
+    /// check, if it sends one, reads the same row in the same snapshot, so the two
+    /// cannot disagree: a refused user's `first` fails, the transaction is aborted,
+    /// `rest` is not run and the COMMIT behind it ends the transaction as a
+    /// ROLLBACK; the prologue's answer (401) is what `run` returns, or, under
+    /// `TokenCheck::UserGuardedByWrite` (no prologue check), the caller answers
+    /// `first`'s refusal as `DbError::UserRefused`. `rest` is run only after
     /// `first` succeeded (a failed statement aborts the transaction), so it may
     /// depend on `first` having written. Any other transaction (an impersonation,
     /// whose write records itself after the body; no token) sends the statements
@@ -207,6 +211,7 @@ impl<S> Tx<'_, S> {
         // The first failure is the one to answer: the statements behind it only
         // report the aborted transaction.
         row.map_err(|e| self.classify(e))?;
+        self.eager.guard_passed.store(true, Ordering::Release);
         for result in results {
             result.map_err(|e| self.classify(e))?;
         }
@@ -263,6 +268,9 @@ struct EagerCommit {
     /// A read-write transaction of a user's token: a body whose first statement
     /// checks the user itself may send COMMIT before the prologue answers.
     guarded: bool,
+    /// That guarded statement succeeded (`execute_guarded_and_commit`): the
+    /// user was valid. What a `TokenCheck::UserGuardedByWrite` transaction needs.
+    guard_passed: AtomicBool,
 }
 
 enum Eager {
@@ -293,6 +301,7 @@ impl EagerCommit {
             state: std::sync::Mutex::new(if on { Eager::Armed } else { Eager::Off }),
             may_close: AtomicBool::new(false),
             guarded,
+            guard_passed: AtomicBool::new(false),
         }
     }
 
@@ -382,7 +391,9 @@ impl TenantTx<'_> {
     /// guards itself (`execute_guarded_and_commit`) must check too.
     pub fn token_user(&self) -> Option<(UserId, &'static str)> {
         match self.scope.check {
-            Some(TokenCheck::User(user, role)) => Some((user, role)),
+            Some(TokenCheck::User(user, role) | TokenCheck::UserGuardedByWrite(user, role)) => {
+                Some((user, role))
+            }
             _ => None,
         }
     }
@@ -456,6 +467,9 @@ const SET_TENANT_TIMEOUT_SQL: &str =
 pub const USER_STATUS_SQL: &str =
     "SELECT status = 'active' AND role = $3 FROM users WHERE tenant_id = $1 AND id = $2";
 
+/// The answer (401) to a token whose user is no longer active with its role.
+pub const USER_REFUSED: &str = "the token's user is disabled, deleted or has another role now";
+
 /// Whether an impersonation's token may still be used, and whether it may write
 /// now: the row is neither revoked nor expired; a write also needs the
 /// impersonation's mode `write` and the tenant's `impersonation_writes`, read
@@ -470,6 +484,13 @@ pub const IMPERSONATION_STATUS_SQL: &str = "SELECT i.revoked_at IS NULL AND i.ex
 pub enum TokenCheck {
     /// A user's token: still active, still with this role.
     User(UserId, &'static str),
+    /// A user's token whose check is made by the body's guarded write instead of
+    /// the prologue (`Tx::execute_guarded_and_commit`, whose first statement
+    /// fails unless the user is active with this role: the post). The prologue
+    /// sends no user statement, so the statement is not sent twice. Read-write
+    /// only; a body that ends without having sent its guarded statement is
+    /// rolled back and fails (nothing is ever committed unchecked).
+    UserGuardedByWrite(UserId, &'static str),
     /// An impersonation's token (`IMPERSONATION_STATUS_SQL`).
     Impersonation(ImpersonationId),
 }
@@ -557,6 +578,20 @@ impl Database {
         scope: S,
         mut body: impl AsyncFnMut(&Tx<'_, S>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        // The guarded write's check only holds for a write (a read would answer
+        // unchecked).
+        let guarded_by_write = matches!(
+            opening,
+            Opening::Tenant {
+                user: Some(TokenCheck::UserGuardedByWrite(..)),
+                ..
+            }
+        );
+        if guarded_by_write && mode != TxMode::ReadWrite {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "a user check by the guarded write in a transaction that is not read-write"
+            )));
+        }
         let mut attempt = 0;
         let mut eager_allowed = mode == TxMode::ReadOnly;
         loop {
@@ -594,19 +629,20 @@ impl Database {
                 Opening::Tenant {
                     user: Some(TokenCheck::Impersonation(_)),
                     ..
-                } => IMPERSONATION_STATUS_SQL,
-                _ => USER_STATUS_SQL,
+                } => Some(IMPERSONATION_STATUS_SQL),
+                _ if guarded_by_write => None,
+                _ => Some(USER_STATUS_SQL),
             };
-            let user_status = client
-                .prepare_cached(check_sql)
-                .await
-                .map_err(DbError::from)?;
+            let user_status = match check_sql {
+                Some(sql) => Some(client.prepare_cached(sql).await.map_err(DbError::from)?),
+                None => None,
+            };
             let retry = AtomicBool::new(false);
             let guarded = mode == TxMode::ReadWrite
                 && matches!(
                     opening,
                     Opening::Tenant {
-                        user: Some(TokenCheck::User(..)),
+                        user: Some(TokenCheck::User(..) | TokenCheck::UserGuardedByWrite(..)),
                         ..
                     }
                 );
@@ -639,13 +675,16 @@ impl Database {
                 };
                 let status = async {
                     let valid = |ok: bool| if ok { Checked::Valid } else { Checked::Refused };
-                    match opening {
-                        Opening::Tenant {
-                            tenant,
-                            user: Some(TokenCheck::User(user, role)),
-                            ..
-                        } => client
-                            .query_opt(&user_status, &[tenant.as_uuid(), user.as_uuid(), &role])
+                    match (opening, user_status.as_ref()) {
+                        (
+                            Opening::Tenant {
+                                tenant,
+                                user: Some(TokenCheck::User(user, role)),
+                                ..
+                            },
+                            Some(user_status),
+                        ) => client
+                            .query_opt(user_status, &[tenant.as_uuid(), user.as_uuid(), &role])
                             .await
                             .map(|row| {
                                 let checked = valid(row.is_some_and(|r| r.get::<_, bool>(0)));
@@ -654,12 +693,15 @@ impl Database {
                                 }
                                 Some(checked)
                             }),
-                        Opening::Tenant {
-                            tenant,
-                            user: Some(TokenCheck::Impersonation(id)),
-                            ..
-                        } => client
-                            .query_opt(&user_status, &[tenant.as_uuid(), id.as_uuid()])
+                        (
+                            Opening::Tenant {
+                                tenant,
+                                user: Some(TokenCheck::Impersonation(id)),
+                                ..
+                            },
+                            Some(user_status),
+                        ) => client
+                            .query_opt(user_status, &[tenant.as_uuid(), id.as_uuid()])
                             .await
                             .map(|row| {
                                 let (active, may_write) = row.map_or((false, false), |r| {
@@ -671,6 +713,17 @@ impl Database {
                                     (true, _) => Checked::Valid,
                                 })
                             }),
+                        // A check without its statement: cannot happen (`check_sql`),
+                        // and would fail closed.
+                        (
+                            Opening::Tenant {
+                                user: Some(TokenCheck::User(..) | TokenCheck::Impersonation(_)),
+                                ..
+                            },
+                            None,
+                        ) => Ok(Some(Checked::Refused)),
+                        // Checked by the body's guarded write (after the body, below),
+                        // or nothing to check.
                         _ => Ok(None),
                     }
                 };
@@ -720,12 +773,26 @@ impl Database {
                             ..
                         },
                     ) => ApiError::Unauthenticated("the impersonation is revoked or has expired"),
-                    _ => ApiError::Unauthenticated(
-                        "the token's user is disabled, deleted or has another role now",
-                    ),
+                    _ => ApiError::Unauthenticated(USER_REFUSED),
                 });
             }
             match outcome {
+                // Nothing showed the user valid: the guarded write was never sent,
+                // or it failed and the body answered anyway. Never committed.
+                Ok(_) if guarded_by_write && !eager.guard_passed.load(Ordering::Acquire) => {
+                    match ended {
+                        Some(Ok(())) => {}
+                        Some(Err(err)) => return Err(DbError::from(err).into()),
+                        None => client
+                            .batch_execute("ROLLBACK")
+                            .await
+                            .map_err(DbError::from)?,
+                    }
+                    guard.clean = true;
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "a write checked by its guarded statement ended without sending it"
+                    )));
+                }
                 Ok(value) => {
                     let committed = match ended {
                         Some(result) => result,

@@ -200,6 +200,27 @@ impl TenantScope {
         }
     }
 
+    /// `write_or_refuse` for a body that checks the token's user itself: its
+    /// first write goes out through `TenantTx::execute_guarded_and_commit`, and
+    /// it fails (`DbError::UserRefused`, 401) unless the user is active with the
+    /// token's role. The prologue then sends no user check of its own (the post:
+    /// one statement fewer, `TokenCheck::UserGuardedByWrite`). Under an
+    /// impersonation the prologue checks the impersonation as usual.
+    pub async fn write_guarded_or_refuse<T>(
+        &self,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<Result<T, ApiError>, ApiError>,
+    ) -> Result<T, ApiError> {
+        let result = self
+            .transaction_checked(TxMode::ReadWrite, RequestClass::Write, true, body)
+            .await;
+        match result {
+            Err(ApiError::NotFound { kind, id: Some(id) }) => Err(self.not_found(kind, id).await),
+            Err(err) => Err(self.refused(err)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(self.refused(err)),
+        }
+    }
+
     /// Checks that the token's user is still active (for routes that need no query).
     pub async fn verify_user(&self) -> Result<(), ApiError> {
         self.transaction(TxMode::ReadOnly, RequestClass::Page, async |_| Ok(()))
@@ -241,6 +262,18 @@ impl TenantScope {
         &self,
         mode: TxMode,
         class: RequestClass,
+        body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.transaction_checked(mode, class, false, body).await
+    }
+
+    /// `transaction`; with `by_write`, a user's token is checked by the body's
+    /// guarded write instead of the prologue (`write_guarded_or_refuse`).
+    async fn transaction_checked<T>(
+        &self,
+        mode: TxMode,
+        class: RequestClass,
+        by_write: bool,
         mut body: impl AsyncFnMut(&TenantTx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         self.occupy_slot(class).await?;
@@ -260,7 +293,12 @@ impl TenantScope {
             .tenant_tx_timed(
                 tenant.id,
                 &tenant.home_region,
-                Some(self.token_check()),
+                Some(match self.token_check() {
+                    TokenCheck::User(user, role) if by_write => {
+                        TokenCheck::UserGuardedByWrite(user, role)
+                    }
+                    check => check,
+                }),
                 Some(timeout),
                 mode,
                 async |tx| {
@@ -275,7 +313,14 @@ impl TenantScope {
         if let Err(ApiError::StatementTimeout) = result {
             self.state.limits.count_timeout(&self.tenant);
         }
-        if UserCheck::prologue_passed(&result) {
+        // Checked by the guarded write: only its success shows the user valid
+        // (any other answer is confirmed after the handler, `confirm_user`).
+        let confirmed = if by_write {
+            result.is_ok()
+        } else {
+            UserCheck::prologue_passed(&result)
+        };
+        if confirmed {
             self.check.confirm();
         }
         result

@@ -227,3 +227,83 @@ async fn bodies_round_trip_exactly() {
     assert_eq!(page.body["items"][0]["body"], body);
     assert_eq!(page.body["items"][0]["id"], posted.body["id"]);
 }
+
+/// The page is written from its rows (`messages::page_json`), not by serde: its
+/// bytes must be exactly what serde_json writes for the `Page<Message>` of the
+/// same rows read back from the database — bodies that need escaping, non-ASCII
+/// text, and a page with a next cursor followed by the last page.
+#[actix_web::test]
+async fn the_page_is_the_bytes_serde_json_writes_for_its_rows() {
+    use meridian::ids::{ChannelId, MessageId, UserId};
+    use meridian::pagination::{Keyset, Page};
+    use meridian::store::messages::Message;
+
+    let app = spawn_app().await;
+    let t = app.provision("pagebytes").await;
+    let channel = app.create_channel(&t, "bytes").await;
+    for body in [
+        "plain",
+        "with \"quotes\" and a \\ backslash",
+        "tab\tand\nnew line\r\n",
+        "ünïcødé — 日本語 🎉 \u{2028}",
+        "</script><b>&amp;",
+    ] {
+        app.post_message(&t, channel, body).await;
+    }
+    let rows = app
+        .superuser_client()
+        .await
+        .query(
+            "SELECT id, channel_id, author_id, body, created_at FROM messages
+             WHERE tenant_id = $1 AND channel_id = $2 ORDER BY created_at DESC, id DESC",
+            &[&t.id, &channel],
+        )
+        .await
+        .unwrap();
+    let message = |row: &tokio_postgres::Row| Message {
+        id: MessageId::from_uuid(row.get(0)),
+        channel_id: ChannelId::from_uuid(row.get(1)),
+        author_id: UserId::from_uuid(row.get(2)),
+        body: row.get(3),
+        created_at: row.get(4),
+    };
+    let cursor = |m: &Message| {
+        Keyset {
+            at: m.created_at,
+            id: *m.id.as_uuid(),
+        }
+        .encode()
+    };
+    let first = Page {
+        items: rows[..3].iter().map(message).collect(),
+        next_cursor: None,
+    };
+    let next = cursor(&first.items[2]);
+    let first = Page {
+        next_cursor: Some(next.clone()),
+        ..first
+    };
+    let last: Page<Message> = Page {
+        items: rows[3..].iter().map(message).collect(),
+        next_cursor: None,
+    };
+    let path = format!("/v1/channels/{channel}/messages?limit=3");
+    for (path, page) in [
+        (path.clone(), first),
+        (format!("{path}&cursor={next}"), last),
+    ] {
+        let mut res = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .insert_header(("Authorization", format!("Bearer {}", t.owner_token)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let bytes = res.body().await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            serde_json::to_string(&page).unwrap()
+        );
+    }
+}
