@@ -609,6 +609,7 @@ pub(crate) fn routes() -> Vec<Route> {
         r("POST", "/v1/exports", Tenant(Role::Viewer), T::None, || {
             Some(json!({"scope": "user"}))
         }),
+        r("GET", "/v1/exports", Tenant(Role::Viewer), T::None, no_body),
         r(
             "GET",
             "/v1/exports/{id}",
@@ -823,6 +824,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/audit",
         "/v1/webhooks",
         "/v1/jobs",
+        "/v1/exports",
         "/v1/identity-providers",
         "/v1/calendar-accounts",
         "/v1/me/calendars",
@@ -837,6 +839,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
             a_channel,
             a_webhook,
             a_job,
+            victim.export,
             calendar_account,
             calendar_event,
         ] {
