@@ -89,6 +89,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/erasure.js"),
     },
     Asset {
+        name: "residency_edit.js",
+        content_type: JS,
+        body: include_str!("assets/residency_edit.js"),
+    },
+    Asset {
         name: "audit_filters.js",
         content_type: JS,
         body: include_str!("assets/audit_filters.js"),

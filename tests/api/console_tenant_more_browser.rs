@@ -4,7 +4,10 @@
 //! members page (the confirmation names the user and the tenant's policy; the
 //! last owner is refused with `409 last_owner`, its message and request id) and
 //! sees the signed receipt, whose counts, signer and key are the API's; the
-//! page with the receipt passes the accessibility scan and fits a phone.
+//! page with the receipt passes the accessibility scan and fits a phone. The
+//! officer also changes the residency policy on the residency page: a policy
+//! the home region breaks is refused with its code and request id, one it
+//! keeps is saved and shows in the reloaded report's policy history.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +71,7 @@ async fn a_compliance_officer_erases_a_user_and_sees_the_signed_receipt() {
     let base = &app.base;
     sign_in(&browser, base, "ctm-erase", "cora", "cora-pw").await;
     browser.wait_for_text("#role", "compliance").await;
+    browser.wait_for("#my-role").await;
     let members = format!("{base}/console/#/tenants/{}/members", a.id);
     browser.client.goto(&members).await.unwrap();
     browser.wait_for_text("table", &member_email).await;
@@ -176,11 +180,142 @@ async fn a_compliance_officer_erases_a_user_and_sees_the_signed_receipt() {
         .unwrap_or(Value::Null);
     assert_eq!(receipt["receipt"]["requested_by"], cora);
     assert_eq!(text("#receipt-by").await, cora.as_str().unwrap());
+    browser
+        .client
+        .execute(
+            "document.getElementById('erasure-panel').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
     screenshot(&browser, "erasure-receipt").await;
 
     let found = crate::axe::serious_violations(&browser, &axe).await;
     assert!(found.is_empty(), "accessibility violations: {found:?}");
     // A phone: the receipt (a long signature) fits the screen.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    let overflow = browser
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "wider than the phone by {overflow}px"
+    );
+    assert!(browser.csp_violations().await.is_empty());
+    browser.close().await;
+}
+
+#[actix_web::test]
+async fn a_compliance_officer_changes_the_residency_policy_and_sees_it_in_the_history() {
+    let Some(Setup {
+        app,
+        a,
+        axe,
+        _directory,
+    }) = setup("ctm-resid").await
+    else {
+        return;
+    };
+    let browser = Browser::start().await;
+    let base = &app.base;
+    sign_in(&browser, base, "ctm-resid", "cora", "cora-pw").await;
+    browser.wait_for_text("#role", "compliance").await;
+    // The overview the sign-in lands on, before going elsewhere.
+    browser.wait_for("#my-role").await;
+    let page = format!("{base}/console/#/tenants/{}/residency", a.id);
+    browser.client.goto(&page).await.unwrap();
+    browser.wait_for_text("#policy-form", "New policy").await;
+    // No policy yet: "any region" is the one chosen.
+    let any = browser
+        .wait_for("input[name=kind][value=none]")
+        .await
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(any.as_deref(), Some("true"));
+
+    // The EU for a tenant homed in us-east1: the API refuses, the page says
+    // why with the code and request id, and the policy is unchanged.
+    click(&browser, "input[name=kind][value=jurisdiction]").await;
+    click(&browser, "#policy-jurisdiction option[value=eu]").await;
+    click(&browser, "#policy-save").await;
+    let refused = browser
+        .wait_for_text("#problem", "residency_violation")
+        .await;
+    let rid = browser
+        .wait_for("#problem .request-id")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!rid.is_empty(), "{refused}");
+    let tenant = app
+        .get(&format!("/v1/tenants/{}", a.id), &a.owner_token)
+        .await;
+    assert!(tenant.body["residency"].is_null(), "{}", tenant.body);
+
+    // us-east1 only: saved, and the page reloads the report with the change
+    // in its policy history.
+    click(&browser, "input[name=kind][value=regions]").await;
+    click(&browser, "input[name=region][value=\"us-east1\"]").await;
+    click(&browser, "#policy-save").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let history = loop {
+        let rows = browser
+            .client
+            .execute(
+                "const t = Array.from(document.querySelectorAll('caption'))\
+                   .find((c) => c.textContent === 'Policy changes');\
+                 return t ? t.closest('table').tBodies[0].innerText : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let text = rows.as_str().unwrap_or_default().to_owned();
+        if text.contains("us-east1") || Instant::now() > deadline {
+            break text;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(history.contains(r#"{"regions":["us-east1"]}"#), "{history}");
+    let tenant = app
+        .get(&format!("/v1/tenants/{}", a.id), &a.owner_token)
+        .await;
+    assert_eq!(
+        tenant.body["residency"],
+        json!({"regions": ["us-east1"]}),
+        "{}",
+        tenant.body
+    );
+    // The API's report says the same.
+    let report = app
+        .get(
+            &format!("/v1/tenants/{}/residency-report", a.id),
+            &a.owner_token,
+        )
+        .await;
+    let changes = report.body["report"]["policy_history"].as_array().unwrap();
+    assert_eq!(
+        changes.last().unwrap()["after"],
+        json!({"regions": ["us-east1"]}),
+        "{changes:?}"
+    );
+    // The form now starts from the new policy.
+    let checked = browser
+        .wait_for("input[name=region][value=\"us-east1\"]")
+        .await
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(checked.as_deref(), Some("true"));
+    screenshot(&browser, "residency-edit").await;
+    let found = crate::axe::serious_violations(&browser, &axe).await;
+    assert!(found.is_empty(), "accessibility violations: {found:?}");
     browser.client.set_window_size(390, 844).await.unwrap();
     let overflow = browser
         .client

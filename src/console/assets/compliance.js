@@ -1,11 +1,13 @@
 // The compliance pages: exports (ask for one, follow its state, download the
 // archive) and the residency report (policy, its history, where the rows are
-// and which regions served the tenant, signed). Owners and compliance officers
+// and which regions served the tenant, signed; a compliance officer's policy
+// form is `residency_edit.js`). Owners and compliance officers
 // (the API's rule for tenant exports and the report; anyone may export their
 // own data).
 
 import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
+import { EDITORS, policyForm } from "./residency_edit.js";
 
 async function sha256Hex(blob) {
   const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
@@ -125,7 +127,7 @@ async function exportsPage(list, cursor) {
   }
 }
 
-export async function residency(main, { tenantId }) {
+export async function residency(main, { tenantId, role }) {
   const signed = await session.call("GET", `/v1/tenants/${encodeURIComponent(tenantId)}/residency-report`);
   const r = signed.report;
   const h1 = h("h1", {}, "Residency");
@@ -143,6 +145,9 @@ export async function residency(main, { tenantId }) {
       ["report made", `${new Date(r.generated_at).toLocaleString()} in ${r.generated_in} for ${r.generated_by}`],
       ["signed with", h("code", {}, signed.signature.key_id)],
     ]),
+    // `append` takes nodes, not an array: spread the editor's two (or none).
+    ...(EDITORS.includes(role) ? [h("h2", {}, "Change the policy"),
+      await policyForm(tenantId, r.policy, () => residency(main, { tenantId, role }))] : []),
     h("h2", {}, "Policy history"),
     table("Policy changes", ["when", "who", "action", "before", "after"], r.policy_history.map((c) => [
       new Date(c.at).toLocaleString(), h("span", { class: "mono" }, c.actor), c.action,
