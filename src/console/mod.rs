@@ -94,6 +94,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/residency_edit.js"),
     },
     Asset {
+        name: "webhooks.js",
+        content_type: JS,
+        body: include_str!("assets/webhooks.js"),
+    },
+    Asset {
         name: "audit_filters.js",
         content_type: JS,
         body: include_str!("assets/audit_filters.js"),

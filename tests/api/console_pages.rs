@@ -88,6 +88,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
         ("compliance.js", "text/javascript; charset=utf-8"),
         ("erasure.js", "text/javascript; charset=utf-8"),
         ("residency_edit.js", "text/javascript; charset=utf-8"),
+        ("webhooks.js", "text/javascript; charset=utf-8"),
         ("audit_filters.js", "text/javascript; charset=utf-8"),
         ("acting.js", "text/javascript; charset=utf-8"),
         ("platform.js", "text/javascript; charset=utf-8"),

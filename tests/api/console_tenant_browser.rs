@@ -41,6 +41,14 @@ pub(crate) struct Setup {
 }
 
 pub(crate) async fn setup(slug: &str) -> Option<Setup> {
+    setup_with(slug, |_| {}).await
+}
+
+/// `setup` with the node's settings changed by `tweak` first.
+pub(crate) async fn setup_with(
+    slug: &str,
+    tweak: impl FnOnce(&mut meridian::config::Settings),
+) -> Option<Setup> {
     if !slapd::available() || !browser::available() {
         return None;
     }
@@ -49,6 +57,7 @@ pub(crate) async fn setup(slug: &str) -> Option<Setup> {
     let mut settings = test_settings(&fresh_database().await);
     // Usage samples every 200 ms, so the charts have this test's requests.
     settings.usage_history.sample_interval = Duration::from_millis(200);
+    tweak(&mut settings);
     let app = spawn_app_with(settings).await;
     let a = app.provision(slug).await;
     let mut body = crate::identity::ldap_body(&directory.url, slapd::SERVICE_PW);

@@ -25,6 +25,9 @@ export function pagesFor(role) {
   if (role === "owner" || role === "compliance") {
     pages.push(["residency", "Residency"]);
   }
+  if (ADMINS.includes(role)) {
+    pages.push(["webhooks", "Webhooks"]);
+  }
   return pages;
 }
 
