@@ -99,6 +99,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/webhooks.js"),
     },
     Asset {
+        name: "impersonations.js",
+        content_type: JS,
+        body: include_str!("assets/impersonations.js"),
+    },
+    Asset {
         name: "audit_filters.js",
         content_type: JS,
         body: include_str!("assets/audit_filters.js"),

@@ -89,6 +89,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
         ("erasure.js", "text/javascript; charset=utf-8"),
         ("residency_edit.js", "text/javascript; charset=utf-8"),
         ("webhooks.js", "text/javascript; charset=utf-8"),
+        ("impersonations.js", "text/javascript; charset=utf-8"),
         ("audit_filters.js", "text/javascript; charset=utf-8"),
         ("acting.js", "text/javascript; charset=utf-8"),
         ("platform.js", "text/javascript; charset=utf-8"),

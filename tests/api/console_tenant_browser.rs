@@ -18,16 +18,18 @@ use crate::browser::{self, Browser};
 use crate::helpers::{Tenant, TestApp, fresh_database, spawn_app_with, test_settings};
 use crate::slapd::{self, Slapd};
 
-/// cora is a compliance officer, carol an admin.
+/// cora is a compliance officer, carol an admin, olive an owner.
 fn directory() -> Slapd {
     let people = [
         slapd::person("cora", "cora-pw", "cora@example.com"),
         slapd::person("carol", "carol-pw", "carol@example.com"),
+        slapd::person("olive", "olive-pw", "olive@example.com"),
     ]
     .concat();
     let groups = [
         slapd::group("auditors", &["cora"]),
         slapd::group("admins", &["carol"]),
+        slapd::group("owners", &["olive"]),
     ]
     .concat();
     Slapd::start(&(people + &groups))
@@ -65,6 +67,7 @@ pub(crate) async fn setup_with(
     body["role_mappings"] = json!([
         { "group": "auditors", "role": "compliance" },
         { "group": "admins", "role": "admin" },
+        { "group": "owners", "role": "owner" },
     ]);
     crate::identity::create_provider(&app, &a, body).await;
     Some(Setup {

@@ -7,7 +7,9 @@
 //! page with the receipt passes the accessibility scan and fits a phone. The
 //! officer also changes the residency policy on the residency page: a policy
 //! the home region breaks is refused with its code and request id, one it
-//! keeps is saved and shows in the reloaded report's policy history.
+//! keeps is saved and shows in the reloaded report's policy history. An owner
+//! sees a platform admin's active impersonation with its reason and revokes
+//! it: the impersonation's token is then refused (401).
 
 use std::time::{Duration, Instant};
 
@@ -328,6 +330,69 @@ async fn a_compliance_officer_changes_the_residency_policy_and_sees_it_in_the_hi
     assert!(
         overflow.as_i64().unwrap() <= 0,
         "wider than the phone by {overflow}px"
+    );
+    assert!(browser.csp_violations().await.is_empty());
+    browser.close().await;
+}
+
+#[actix_web::test]
+async fn an_owner_revokes_an_impersonation_and_its_token_is_refused() {
+    let Some(Setup {
+        app,
+        a,
+        axe,
+        _directory,
+    }) = setup("ctm-imp").await
+    else {
+        return;
+    };
+    let (imp, imp_token) = crate::impersonation::start(&app, &a).await;
+    assert_eq!(app.get("/v1/me", &imp_token).await.status, 200);
+    let browser = Browser::start().await;
+    let base = &app.base;
+    sign_in(&browser, base, "ctm-imp", "olive", "olive-pw").await;
+    browser.wait_for_text("#role", "owner").await;
+    browser.wait_for("#my-role").await;
+    browser.wait_for_text("#nav", "Impersonations").await;
+    browser
+        .client
+        .goto(&format!("{base}/console/#/tenants/{}/impersonations", a.id))
+        .await
+        .unwrap();
+    // The platform admin's impersonation, with the reason it was started for.
+    let listed = browser
+        .wait_for_text("#impersonations", "ticket 4711")
+        .await;
+    let api = app
+        .get(
+            &format!("/v1/tenants/{}/impersonations", a.id),
+            &a.owner_token,
+        )
+        .await;
+    let actor = api.body["items"][0]["actor"].as_str().unwrap().to_owned();
+    assert_eq!(api.body["items"][0]["id"], imp.to_string());
+    assert!(listed.contains(&actor), "{listed}");
+    screenshot(&browser, "impersonations").await;
+    let found = crate::axe::serious_violations(&browser, &axe).await;
+    assert!(found.is_empty(), "accessibility violations: {found:?}");
+
+    click(&browser, "button.imp-revoke").await;
+    browser
+        .wait_for_text("#impersonations", "None active.")
+        .await;
+    // The impersonation's token is refused from its next request.
+    let me = app.get("/v1/me", &imp_token).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    let api = app
+        .get(
+            &format!("/v1/tenants/{}/impersonations", a.id),
+            &a.owner_token,
+        )
+        .await;
+    assert!(
+        api.body["items"].as_array().unwrap().is_empty(),
+        "{}",
+        api.body
     );
     assert!(browser.csp_violations().await.is_empty());
     browser.close().await;

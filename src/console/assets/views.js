@@ -28,6 +28,9 @@ export function pagesFor(role) {
   if (ADMINS.includes(role)) {
     pages.push(["webhooks", "Webhooks"]);
   }
+  if (role === "owner" || role === "compliance") {
+    pages.push(["impersonations", "Impersonations"]);
+  }
   return pages;
 }
 
