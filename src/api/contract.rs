@@ -830,6 +830,13 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden, ErrorCode::NotFound],
     ),
     op(
+        "listExports",
+        "GET",
+        "/v1/exports",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "getExport",
         "GET",
         "/v1/exports/{id}",

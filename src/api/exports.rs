@@ -1,7 +1,8 @@
 //! `/v1/exports`: GDPR exports. Any user may export their own data; owners and
 //! compliance officers the whole tenant's or another user's. A job builds the
 //! archive (`compliance::export_job`); the download decrypts it while streaming
-//! and honours a single HTTP byte range, so a broken download resumes. Every
+//! and honours a single HTTP byte range, so a broken download resumes; the list
+//! pages the tenant's exports (a user's own, unless owner or compliance). Every
 //! download (each range) is audited in the transaction that authorises it.
 
 use actix_web::http::header;
@@ -21,6 +22,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::hooks::Hooks;
 use crate::ids::{ExportId, TenantId, UserId};
 use crate::jobs::{self, NewJob};
+use crate::pagination::{Page, PageQuery};
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::store::users;
 
@@ -85,6 +87,29 @@ pub async fn create(
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/exports/{id}")))
         .json(export))
+}
+
+/// The tenant's exports, newest first: every export for owners and compliance
+/// officers, only those the caller asked for otherwise (the rule of `visible`).
+/// Where the archive is stored and under which key version is not part of it.
+#[utoipa::path(tag = "compliance", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Export>)))]
+#[get("/exports")]
+pub async fn list(
+    scope: Guarded<Allow<perm::Read>, TenantScope>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Export>>, ApiError> {
+    let (limit, after) = (query.limit()?, query.keyset()?);
+    let requester = if scope.role().allows(Permission::ManageCompliance) {
+        None
+    } else {
+        Some(scope.user_id())
+    };
+    Ok(web::Json(
+        scope
+            .read(async |tx| Ok(exports::list(tx, limit, after, requester).await?))
+            .await?,
+    ))
 }
 
 /// Whether the caller may see `export`: its requester, or an owner or

@@ -187,6 +187,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(jobs::get)
                 .service(jobs::cancel)
                 .service(exports::create)
+                .service(exports::list)
                 .service(exports::get)
                 .service(exports::download)
                 .service(erasures::erase_user)

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::db::TenantTx;
 use crate::ids::{ExportId, JobId, RegionId, UserId};
+use crate::pagination::{Keyset, Page};
 use crate::store::error::StoreError;
+use crate::store::page::keyset_page;
 
 /// An export as its requester sees it (`GET /v1/exports/{id}`).
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -46,9 +48,23 @@ pub struct Stored {
     pub chunk_size: Option<i32>,
 }
 
-const COLUMNS: &str = "id, scope, subject_user, requested_by, state, job_id, size, sha256, \
-    counts, error, created_at, ready_at, expires_at, storage_region, object_key, key_version, \
-    chunk_size, (state = 'ready' AND expires_at <= now()) AS past_expiry";
+macro_rules! columns {
+    () => {
+        "id, scope, subject_user, requested_by, state, job_id, size, sha256, counts, error, \
+        created_at, ready_at, expires_at, storage_region, object_key, key_version, chunk_size, \
+        (state = 'ready' AND expires_at <= now()) AS past_expiry"
+    };
+}
+const COLUMNS: &str = columns!();
+
+/// The tenant's exports, newest first (owners and compliance officers):
+/// `exports_page_idx` (V31).
+pub const LIST_SQL: &str = crate::store::page::keyset_sql!(columns!(), "exports", "");
+/// The exports one user asked for, newest first (every other role sees only
+/// their own): `exports_requester_page_idx` (V31), so a member with few
+/// exports in a tenant with many is not a walk over everyone's.
+pub const LIST_MINE_SQL: &str =
+    crate::store::page::keyset_sql!(columns!(), "exports", "AND requested_by = $5");
 
 fn from_row(row: &Row) -> Stored {
     let state: String = row.get("state");
@@ -118,6 +134,36 @@ pub async fn get(tx: &TenantTx<'_>, id: ExportId) -> Result<Stored, StoreError> 
         .await?
         .map(|row| from_row(&row))
         .ok_or(StoreError::not_found("export", *id.as_uuid()))
+}
+
+/// A page of the tenant's exports after `after`, newest first: all of them,
+/// or only those `requester` asked for.
+pub async fn list(
+    tx: &TenantTx<'_>,
+    limit: u32,
+    after: Option<Keyset>,
+    requester: Option<UserId>,
+) -> Result<Page<Export>, StoreError> {
+    let read = |row: &Row| Ok(from_row(row).export);
+    let key = |e: &Export| Keyset {
+        at: e.created_at,
+        id: *e.id.as_uuid(),
+    };
+    match requester {
+        None => keyset_page(tx, LIST_SQL, &[], limit, after, read, key).await,
+        Some(user) => {
+            keyset_page(
+                tx,
+                LIST_MINE_SQL,
+                &[user.as_uuid()],
+                limit,
+                after,
+                read,
+                key,
+            )
+            .await
+        }
+    }
 }
 
 /// What a finished build records.

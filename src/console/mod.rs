@@ -84,6 +84,26 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/compliance.js"),
     },
     Asset {
+        name: "erasure.js",
+        content_type: JS,
+        body: include_str!("assets/erasure.js"),
+    },
+    Asset {
+        name: "residency_edit.js",
+        content_type: JS,
+        body: include_str!("assets/residency_edit.js"),
+    },
+    Asset {
+        name: "webhooks.js",
+        content_type: JS,
+        body: include_str!("assets/webhooks.js"),
+    },
+    Asset {
+        name: "impersonations.js",
+        content_type: JS,
+        body: include_str!("assets/impersonations.js"),
+    },
+    Asset {
         name: "audit_filters.js",
         content_type: JS,
         body: include_str!("assets/audit_filters.js"),
@@ -212,6 +232,28 @@ mod tests {
         tags.sort();
         tags.dedup();
         assert_eq!(tags.len(), ASSETS.len());
+    }
+
+    /// Every file of `assets/` is served (a module left out of `ASSETS`
+    /// would be a 404 the moment a page imports it), and nothing else.
+    #[test]
+    fn every_file_of_the_assets_directory_is_listed() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/console/assets");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|name| {
+                if name == "index.html" {
+                    String::new()
+                } else {
+                    name
+                }
+            })
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = ASSETS.iter().map(|a| a.name.to_owned()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed);
     }
 
     /// No inline script or style, which the CSP would refuse: the page's code

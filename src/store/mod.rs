@@ -59,6 +59,11 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("usage.storage_bytes", storage::STORAGE_BYTES_SQL),
         ("usage.ai_month", ledger::MONTH_USAGE_SQL),
         ("jobs.list", crate::jobs::store::LIST_SQL),
+        ("exports.list", crate::compliance::exports::LIST_SQL),
+        (
+            "exports.list_mine",
+            crate::compliance::exports::LIST_MINE_SQL,
+        ),
     ];
     // Every post: the shard charge and the INSERT in one statement; every event:
     // its dispatch job, inserted when the tenant has a webhook; and the central

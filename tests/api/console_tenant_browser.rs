@@ -1,7 +1,8 @@
 //! The console's tenant pages in a real headless Chromium (`browser::Browser`),
 //! signed in through a real OpenLDAP (`slapd`): a compliance officer verifies
 //! the audit chain, asks for a tenant export, waits for it and downloads it
-//! (the archive's bytes checked against the API's SHA-256 and size), and reads
+//! (the archive's bytes checked against the API's SHA-256 and size), sees the
+//! exports listed from the API (the owner's too) across a reload, and reads
 //! the residency report; an admin sees the usage charts drawn from
 //! `/v1/usage/history`; and an accessibility scan (axe-core, `axe.rs`) of
 //! every console page finds nothing serious or critical (and does find an
@@ -17,29 +18,39 @@ use crate::browser::{self, Browser};
 use crate::helpers::{Tenant, TestApp, fresh_database, spawn_app_with, test_settings};
 use crate::slapd::{self, Slapd};
 
-/// cora is a compliance officer, carol an admin.
+/// cora is a compliance officer, carol an admin, olive an owner.
 fn directory() -> Slapd {
     let people = [
         slapd::person("cora", "cora-pw", "cora@example.com"),
         slapd::person("carol", "carol-pw", "carol@example.com"),
+        slapd::person("olive", "olive-pw", "olive@example.com"),
     ]
     .concat();
     let groups = [
         slapd::group("auditors", &["cora"]),
         slapd::group("admins", &["carol"]),
+        slapd::group("owners", &["olive"]),
     ]
     .concat();
     Slapd::start(&(people + &groups))
 }
 
-struct Setup {
-    app: TestApp,
-    a: Tenant,
-    axe: String,
-    _directory: Slapd,
+pub(crate) struct Setup {
+    pub app: TestApp,
+    pub a: Tenant,
+    pub axe: String,
+    pub _directory: Slapd,
 }
 
-async fn setup(slug: &str) -> Option<Setup> {
+pub(crate) async fn setup(slug: &str) -> Option<Setup> {
+    setup_with(slug, |_| {}).await
+}
+
+/// `setup` with the node's settings changed by `tweak` first.
+pub(crate) async fn setup_with(
+    slug: &str,
+    tweak: impl FnOnce(&mut meridian::config::Settings),
+) -> Option<Setup> {
     if !slapd::available() || !browser::available() {
         return None;
     }
@@ -48,6 +59,7 @@ async fn setup(slug: &str) -> Option<Setup> {
     let mut settings = test_settings(&fresh_database().await);
     // Usage samples every 200 ms, so the charts have this test's requests.
     settings.usage_history.sample_interval = Duration::from_millis(200);
+    tweak(&mut settings);
     let app = spawn_app_with(settings).await;
     let a = app.provision(slug).await;
     let mut body = crate::identity::ldap_body(&directory.url, slapd::SERVICE_PW);
@@ -55,6 +67,7 @@ async fn setup(slug: &str) -> Option<Setup> {
     body["role_mappings"] = json!([
         { "group": "auditors", "role": "compliance" },
         { "group": "admins", "role": "admin" },
+        { "group": "owners", "role": "owner" },
     ]);
     crate::identity::create_provider(&app, &a, body).await;
     Some(Setup {
@@ -65,7 +78,7 @@ async fn setup(slug: &str) -> Option<Setup> {
     })
 }
 
-async fn sign_in(browser: &Browser, base: &str, slug: &str, user: &str, password: &str) {
+pub(crate) async fn sign_in(browser: &Browser, base: &str, slug: &str, user: &str, password: &str) {
     browser.fill_signin(base, slug, user, password).await;
     let submit = browser
         .client
@@ -75,20 +88,20 @@ async fn sign_in(browser: &Browser, base: &str, slug: &str, user: &str, password
     submit.click().await.unwrap();
 }
 
-async fn screenshot(browser: &Browser, name: &str) {
+pub(crate) async fn screenshot(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("MERIDIAN_CONSOLE_SCREENSHOTS") {
         let png = browser.client.screenshot().await.unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
     }
 }
 
-async fn click(browser: &Browser, css: &str) {
+pub(crate) async fn click(browser: &Browser, css: &str) {
     browser.wait_for(css).await.click().await.unwrap();
 }
 
 /// Opens `page` of the tenant, waits for `ready`, and scans it with axe:
 /// the serious or critical violations, with the page named.
-async fn scan(
+pub(crate) async fn scan(
     browser: &Browser,
     axe: &str,
     base: &str,
@@ -136,6 +149,10 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
         .unwrap();
     click(&browser, "#verify-chain").await;
     browser.wait_for_text("#verdict", "Chain intact").await;
+
+    // An export the owner asked for through the API, before the officer opens
+    // the page: the page lists it from `GET /v1/exports`, not from this tab.
+    let owners = crate::exports::request(&app, &a.owner_token, json!({"scope": "user"})).await;
 
     // An export of the whole tenant: asked for, built by the job, downloaded.
     browser
@@ -199,6 +216,32 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
         "{}",
         trail.body
     );
+
+    // Across a reload (the session resumed by the cookie's refresh), the list
+    // is the API's: both exports, newest first, the owner's included.
+    browser.client.refresh().await.unwrap();
+    browser.wait_for("#exports-list table").await;
+    let listed: Vec<String> = serde_json::from_value(
+        browser
+            .client
+            .execute(
+                "return Array.from(document.querySelectorAll('#exports-list tbody tr td:first-child code'), \
+                   (c) => c.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let api = app.get("/v1/exports", &a.owner_token).await;
+    let api_ids: Vec<String> = api.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, api_ids);
+    assert_eq!(listed, [id.clone(), owners.to_string()]);
 
     // The audit page's filter narrows the trail to the download.
     browser

@@ -367,6 +367,85 @@ async fn members_export_only_their_own_data_and_see_only_their_exports() {
     request(&app, &compliance_token, json!({ "scope": "tenant" })).await;
 }
 
+/// `GET /v1/exports`: newest first, paged by a keyset cursor; owners and
+/// compliance officers see every export of the tenant, anyone else only their
+/// own; no storage location or key version in an item.
+#[actix_web::test]
+async fn the_list_pages_newest_first_and_members_see_only_their_own() {
+    let app = spawn_app().await;
+    let t = app.provision("listing").await;
+    let (member, member_token) = app.add_user(&t, "member").await;
+    let (_, compliance_token) = app.add_user(&t, "compliance").await;
+    let (_, other_token) = app.add_user(&t, "member").await;
+    // Asked for in this order: owner, member, compliance, member.
+    let owners = request(&app, &t.owner_token, json!({ "scope": "tenant" })).await;
+    let first = request(&app, &member_token, json!({ "scope": "user" })).await;
+    let officers = request(
+        &app,
+        &compliance_token,
+        json!({ "scope": "user", "user_id": member }),
+    )
+    .await;
+    let second = request(&app, &member_token, json!({ "scope": "user" })).await;
+    let newest_first = [second, officers, first, owners];
+
+    let ids = |page: &Value| -> Vec<Uuid> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    for token in [&t.owner_token, &compliance_token] {
+        let page = app.get("/v1/exports", token).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(ids(&page.body), newest_first);
+        assert!(page.body["next_cursor"].is_null(), "{}", page.body);
+    }
+    // Two at a time: the cursor continues where the page ended, and the last
+    // page says there is no more.
+    let page = app.get("/v1/exports?limit=2", &t.owner_token).await;
+    assert_eq!(ids(&page.body), newest_first[..2]);
+    let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
+    let page = app
+        .get(
+            &format!("/v1/exports?limit=2&cursor={cursor}"),
+            &t.owner_token,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(ids(&page.body), newest_first[2..]);
+    assert!(page.body["next_cursor"].is_null(), "{}", page.body);
+
+    // A member: only the exports they asked for (not the one of their data
+    // the compliance officer asked for); another member: none.
+    let page = app.get("/v1/exports", &member_token).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(ids(&page.body), [second, first]);
+    let page = app.get("/v1/exports", &other_token).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(ids(&page.body).is_empty(), "{}", page.body);
+
+    // An item is what `GET /v1/exports/{id}` answers: no archive key, storage
+    // region, key version or chunk size.
+    let page = app.get("/v1/exports", &t.owner_token).await;
+    let item = &page.body["items"][0];
+    let one = app
+        .get(&format!("/v1/exports/{second}"), &t.owner_token)
+        .await;
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(item), keys(&one.body));
+    for internal in ["object_key", "storage_region", "key_version", "chunk_size"] {
+        assert!(item.get(internal).is_none(), "{internal} in {item}");
+    }
+
+    let reply = app.get("/v1/exports?cursor=nonsense", &t.owner_token).await;
+    assert_problem(&reply, 400, "invalid_cursor");
+    let reply = app.get("/v1/exports?limit=0", &t.owner_token).await;
+    assert_problem(&reply, 400, "invalid_query");
+}
+
 /// An export built in the old home region before a relocation keeps its archive
 /// in that region's store: its download in the new home region is a clear 410,
 /// not a failed read of a file this region never had.

@@ -618,6 +618,7 @@ pub(crate) fn routes() -> Vec<Route> {
         r("POST", "/v1/exports", Tenant(Role::Viewer), T::None, || {
             Some(json!({"scope": "user"}))
         }),
+        r("GET", "/v1/exports", Tenant(Role::Viewer), T::None, no_body),
         r(
             "GET",
             "/v1/exports/{id}",
@@ -832,6 +833,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         "/v1/audit",
         "/v1/webhooks",
         "/v1/jobs",
+        "/v1/exports",
         "/v1/identity-providers",
         "/v1/calendar-accounts",
         "/v1/me/calendars",
@@ -846,6 +848,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
             a_channel,
             a_webhook,
             a_job,
+            victim.export,
             calendar_account,
             calendar_event,
         ] {

@@ -23,6 +23,8 @@ mod console_origin_browser;
 mod console_pages;
 mod console_platform_browser;
 mod console_tenant_browser;
+mod console_tenant_more_browser;
+mod console_webhooks_browser;
 mod cost;
 mod cursors;
 mod db_tls;

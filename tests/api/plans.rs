@@ -24,7 +24,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 10] = [
+const TENANT_TABLES: [&str; 11] = [
     "tenants",
     "users",
     "channels",
@@ -35,6 +35,7 @@ const TENANT_TABLES: [&str; 10] = [
     "ai_usage",
     "ai_reservations",
     "jobs",
+    "exports",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -84,7 +85,13 @@ fn seed_sql() -> String {
      INSERT INTO jobs (id, tenant_id, home_region, kind, state, attempts, finished_at)
        SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, 'us-east1',
               'plan.test', 'succeeded', 1, now()
-       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;"
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;
+     INSERT INTO exports (tenant_id, id, home_region, requested_by, scope, subject_user, created_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, gen_random_uuid(), 'us-east1',
+              ('00000000-0000-0002-' || lpad(t::text, 4, '0') || '-' || lpad((n % 50)::text, 12, '0'))::uuid,
+              'user', ('00000000-0000-0002-' || lpad(t::text, 4, '0') || '-' || lpad((n % 50)::text, 12, '0'))::uuid,
+              now() - n * interval '1 minute'
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 4 END) n;"
         .to_owned()
 }
 
@@ -183,6 +190,20 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(20i32),
         ],
         "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
+        "exports.list" => vec![
+            Box::new(tenant),
+            Box::new(none_at),
+            Box::new(none_id),
+            Box::new(51i64),
+        ],
+        // A member's own exports (user 7 of big tenant 1 asked for 100 of them).
+        "exports.list_mine" => vec![
+            Box::new(tenant),
+            Box::new(none_at),
+            Box::new(none_id),
+            Box::new(51i64),
+            Box::new(id(2, 1, 7)),
+        ],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
 }
@@ -273,6 +294,22 @@ fn findings(name: &str, plan: &str) -> Vec<String> {
         .into_iter()
         .map(|table| format!("sequential scan of {table}"))
         .collect();
+    // The exports pages must be read in index order from their own index:
+    // with only the primary key, the planner reads every export of the tenant
+    // and sorts them (no sequential scan, so the check above would not see it).
+    let page_index = match name {
+        "exports.list" => Some("exports_page_idx"),
+        "exports.list_mine" => Some("exports_requester_page_idx"),
+        _ => None,
+    };
+    if let Some(index) = page_index {
+        if !plan.contains(&format!("Index Scan using {index} on exports")) {
+            found.push(format!("not read through {index}"));
+        }
+        if plan.contains("Sort Key") {
+            found.push("sorted after the scan".into());
+        }
+    }
     if name == "messages.search"
         && !plan
             .lines()
@@ -359,6 +396,37 @@ async fn the_plan_check_fails_on_the_inline_search_under_rls() {
             !findings("messages.search", &plan).is_empty(),
             "{mode}: the inline search passed the check:\n{plan}"
         );
+    }
+}
+
+/// The exports check itself: without V31's indexes the pages are still read
+/// through an index (the primary key), so only the named-index and sort
+/// findings catch it.
+#[actix_web::test]
+async fn the_plan_check_fails_on_the_exports_pages_without_their_indexes() {
+    if cluster().dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let (client, mut notices) = seeded_session().await;
+    client
+        .batch_execute(
+            "RESET ROLE;
+             DROP INDEX exports_page_idx, exports_requester_page_idx;
+             ANALYZE exports;
+             SET ROLE meridian_app;",
+        )
+        .await
+        .unwrap();
+    let hot = meridian::store::hot_statements(meridian::db::Dialect::Postgres);
+    for name in ["exports.list", "exports.list_mine"] {
+        let statement = hot.iter().find(|h| h.name == name).unwrap();
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            let plan = executed_plans(&client, &mut notices, statement, mode).await;
+            assert!(
+                !findings(name, &plan).is_empty(),
+                "{name} ({mode}) passed without its index:\n{plan}"
+            );
+        }
     }
 }
 

@@ -22,7 +22,7 @@ struct Got {
 }
 
 #[derive(Default)]
-struct Inbox {
+pub(crate) struct Inbox {
     got: Vec<Got>,
     /// Statuses to answer, in turn; empty: 200.
     answers: VecDeque<u16>,
@@ -32,7 +32,7 @@ struct Inbox {
     redirect: Option<String>,
 }
 
-type Shared = Arc<Mutex<Inbox>>;
+pub(crate) type Shared = Arc<Mutex<Inbox>>;
 
 async fn receive(req: HttpRequest, body: web::Bytes, inbox: web::Data<Shared>) -> HttpResponse {
     let header = |n: &str| {
@@ -59,7 +59,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, inbox: web::Data<Shared>) -
 }
 
 /// A receiver on 127.0.0.1: its base URL and inbox.
-fn receiver() -> (String, Shared) {
+pub(crate) fn receiver() -> (String, Shared) {
     let inbox: Shared = Arc::default();
     let data = web::Data::new(inbox.clone());
     let server = HttpServer::new(move || {

@@ -11,11 +11,15 @@ import * as platform from "./platform.js";
 import * as session from "./session.js";
 import * as views from "./views.js";
 import * as compliance from "./compliance.js";
+import { webhooks } from "./webhooks.js";
+import { impersonations } from "./impersonations.js";
 
 const main = document.getElementById("main");
 const PAGES = { "": views.overview, members: views.members, usage: views.usage, audit: views.audit };
 PAGES.exports = compliance.exports;
 PAGES.residency = compliance.residency;
+PAGES.webhooks = webhooks;
+PAGES.impersonations = impersonations;
 
 function parse(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);

@@ -1,29 +1,13 @@
 // The compliance pages: exports (ask for one, follow its state, download the
 // archive) and the residency report (policy, its history, where the rows are
-// and which regions served the tenant, signed). Owners and compliance officers
+// and which regions served the tenant, signed; a compliance officer's policy
+// form is `residency_edit.js`). Owners and compliance officers
 // (the API's rule for tenant exports and the report; anyone may export their
 // own data).
 
 import { fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
-
-// The API has no list of exports yet: the page shows the exports asked for
-// from this tab (ids in sessionStorage) and any id looked up.
-const KNOWN = "meridian.console.exports";
-
-function known() {
-  try {
-    return JSON.parse(sessionStorage.getItem(KNOWN) || "[]");
-  } catch {
-    return [];
-  }
-}
-
-function remember(id) {
-  const ids = known().filter((x) => x !== id);
-  ids.unshift(id);
-  sessionStorage.setItem(KNOWN, JSON.stringify(ids.slice(0, 20)));
-}
+import { EDITORS, policyForm } from "./residency_edit.js";
 
 async function sha256Hex(blob) {
   const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
@@ -81,54 +65,69 @@ export async function exports(main, { tenantId, role }) {
   fill(main, h1);
   document.title = "Exports · Meridian console";
   const list = h("div", { id: "exports-list" });
-  const ask = async (scope) => {
+  const reload = async () => {
     showProblem(null);
     try {
-      const e = await session.call("POST", "/v1/exports", { scope });
-      remember(e.id);
-      await render(list);
+      fill(list);
+      await exportsPage(list, null);
     } catch (err) {
       showProblem(err);
     }
   };
-  const lookup = h("form", { class: "inline", id: "export-lookup" },
-    h("label", {}, "Export id", h("input", { name: "id", required: true, pattern: "[0-9a-fA-F-]{36}" })),
-    h("button", { type: "submit" }, "Look up"));
-  lookup.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    remember(new FormData(lookup).get("id").trim());
-    await render(list);
-  });
+  const ask = async (scope) => {
+    showProblem(null);
+    try {
+      await session.call("POST", "/v1/exports", { scope });
+    } catch (err) {
+      showProblem(err);
+      return;
+    }
+    await reload();
+  };
   const buttons = [h("button", { type: "button", id: "export-mine", onclick: () => ask("user") }, "Export my data")];
-  if (role === "owner" || role === "compliance") {
+  const everyone = role === "owner" || role === "compliance";
+  if (everyone) {
     buttons.unshift(h("button", { type: "button", id: "export-tenant", onclick: () => ask("tenant") }, "Export the whole tenant"));
   }
   main.append(
     h("p", {}, "An export is built by a background job; its archive (a zip of NDJSON files and a manifest) " +
       "is downloaded with your session's token and checked against the SHA-256 the API gives."),
     h("p", { class: "inline" }, buttons, " ",
-      h("button", { type: "button", id: "exports-refresh", onclick: () => render(list) }, "Refresh")),
-    lookup,
-    h("h2", {}, "Exports asked for from this tab"),
+      h("button", { type: "button", id: "exports-refresh", onclick: reload }, "Refresh")),
+    // The API's rule: owners and compliance officers list every export of the
+    // tenant, anyone else only the ones they asked for.
+    h("h2", {}, everyone ? "The tenant's exports, newest first" : "Your exports, newest first"),
     list);
-  await render(list);
+  await exportsPage(list, null);
 }
 
-async function render(list) {
-  const rows = [];
-  for (const id of known()) {
-    try {
-      rows.push(exportRow(await session.call("GET", `/v1/exports/${encodeURIComponent(id)}`)));
-    } catch (err) {
-      rows.push([h("code", {}, id), h("td", { colspan: 6 }, problemBox(err))]);
-    }
+/** Appends one page of `GET /v1/exports` to `list`, and "Older exports" while
+ * the API gives a next cursor. */
+async function exportsPage(list, cursor) {
+  const query = new URLSearchParams({ limit: "50" });
+  if (cursor) {
+    query.set("cursor", cursor);
   }
-  fill(list, rows.length
-    ? table("Exports", ["id", "of", "state", "bytes", "asked", "expires", ""], rows)
-    : h("p", { class: "meta" }, "None yet."));
+  const page = await session.call("GET", `/v1/exports?${query}`);
+  if (!page.items.length && !cursor) {
+    fill(list, h("p", { class: "meta" }, "None yet."));
+    return;
+  }
+  list.append(table("Exports", ["id", "of", "state", "bytes", "asked", "expires", ""], page.items.map(exportRow)));
+  if (page.next_cursor) {
+    const more = h("button", { type: "button", id: "exports-older", onclick: async () => {
+      more.remove();
+      try {
+        await exportsPage(list, page.next_cursor);
+      } catch (err) {
+        showProblem(err);
+      }
+    } }, "Older exports");
+    list.append(h("p", {}, more));
+  }
 }
 
-export async function residency(main, { tenantId }) {
+export async function residency(main, { tenantId, role }) {
   const signed = await session.call("GET", `/v1/tenants/${encodeURIComponent(tenantId)}/residency-report`);
   const r = signed.report;
   const h1 = h("h1", {}, "Residency");
@@ -146,6 +145,9 @@ export async function residency(main, { tenantId }) {
       ["report made", `${new Date(r.generated_at).toLocaleString()} in ${r.generated_in} for ${r.generated_by}`],
       ["signed with", h("code", {}, signed.signature.key_id)],
     ]),
+    // `append` takes nodes, not an array: spread the editor's two (or none).
+    ...(EDITORS.includes(role) ? [h("h2", {}, "Change the policy"),
+      await policyForm(tenantId, r.policy, () => residency(main, { tenantId, role }))] : []),
     h("h2", {}, "Policy history"),
     table("Policy changes", ["when", "who", "action", "before", "after"], r.policy_history.map((c) => [
       new Date(c.at).toLocaleString(), h("span", { class: "mono" }, c.actor), c.action,

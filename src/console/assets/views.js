@@ -8,6 +8,7 @@ import * as session from "./session.js";
 import { usageHistory } from "./usage_history.js";
 import { auditFilterForm } from "./audit_filters.js";
 import { arrivedWith, goToServingOrigin } from "./origin.js";
+import { ERASERS, eraseButton, erasurePanel } from "./erasure.js";
 
 const ADMINS = ["owner", "admin"];
 const AUDITORS = ["owner", "admin", "compliance"];
@@ -24,6 +25,12 @@ export function pagesFor(role) {
   pages.push(["exports", "Exports"]);
   if (role === "owner" || role === "compliance") {
     pages.push(["residency", "Residency"]);
+  }
+  if (ADMINS.includes(role)) {
+    pages.push(["webhooks", "Webhooks"]);
+  }
+  if (role === "owner" || role === "compliance") {
+    pages.push(["impersonations", "Impersonations"]);
   }
   return pages;
 }
@@ -129,13 +136,14 @@ export async function members(main, { tenantId, role }) {
   const page = await session.call("GET", "/v1/users?limit=200");
   heading(main, "Members and roles");
   const admin = ADMINS.includes(role);
+  // Owners and compliance officers may erase a user (the API's rule).
+  const eraser = ERASERS.includes(role);
+  const panel = erasurePanel();
   const grantable = role === "owner" ? ["viewer", "member", "admin", "compliance", "owner"] : ["viewer", "member", "admin"];
   const rows = page.items.map((u) => {
     const cells = [u.display_name, u.email, h("span", { class: "role" }, u.role), u.status];
-    if (admin && !grantable.includes(u.role)) {
-      // An admin cannot change an owner or compliance officer (the API's rule).
-      cells.push("—");
-    } else if (admin) {
+    const actions = [];
+    if (admin && grantable.includes(u.role)) {
       const select = h("select", { "aria-label": `Role of ${u.email}` },
         grantable.map((r) => h("option", { value: r, selected: r === u.role }, r)));
       const save = h("button", { type: "button", class: "admin-action", onclick: async () => {
@@ -147,15 +155,22 @@ export async function members(main, { tenantId, role }) {
           showProblem(err);
         }
       } }, "Change role");
-      cells.push(h("td", {}, select, " ", save));
+      actions.push(select, " ", save);
+    }
+    if (eraser) {
+      actions.push(actions.length ? " " : null, eraseButton(u, tenantId, panel));
+    }
+    if (admin || eraser) {
+      // An admin cannot change an owner or compliance officer (the API's rule).
+      cells.push(actions.length ? h("td", {}, actions) : "—");
     }
     return cells;
   });
   const headers = ["name", "email", "role", "status"];
-  if (admin) {
+  if (admin || eraser) {
     headers.push("actions");
   }
-  main.append(table(`${page.items.length} members${page.next_cursor ? " (first 200)" : ""}`, headers, rows));
+  main.append(table(`${page.items.length} members${page.next_cursor ? " (first 200)" : ""}`, headers, rows), panel);
   if (admin) {
     main.append(h("h2", {}, "Add a member"), addMember(main, { tenantId, role }, grantable));
   }
