@@ -124,6 +124,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/regionmap.js"),
     },
     Asset {
+        name: "calendar.js",
+        content_type: JS,
+        body: include_str!("assets/calendar.js"),
+    },
+    Asset {
         name: "origin.js",
         content_type: JS,
         body: include_str!("assets/origin.js"),

@@ -18,6 +18,7 @@ mod calendar_recurring;
 mod calendar_timeouts;
 mod console;
 mod console_browser;
+mod console_calendar_browser;
 mod console_oidc_browser;
 mod console_origin_browser;
 mod console_pages;

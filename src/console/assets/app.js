@@ -13,6 +13,7 @@ import * as views from "./views.js";
 import * as compliance from "./compliance.js";
 import { webhooks } from "./webhooks.js";
 import { impersonations } from "./impersonations.js";
+import { calendar } from "./calendar.js";
 
 const main = document.getElementById("main");
 const PAGES = { "": views.overview, members: views.members, usage: views.usage, audit: views.audit };
@@ -20,6 +21,7 @@ PAGES.exports = compliance.exports;
 PAGES.residency = compliance.residency;
 PAGES.webhooks = webhooks;
 PAGES.impersonations = impersonations;
+PAGES.calendar = calendar;
 
 function parse(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);

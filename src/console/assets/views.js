@@ -27,7 +27,7 @@ export function pagesFor(role) {
     pages.push(["residency", "Residency"]);
   }
   if (ADMINS.includes(role)) {
-    pages.push(["webhooks", "Webhooks"]);
+    pages.push(["webhooks", "Webhooks"], ["calendar", "Calendar"]);
   }
   if (role === "owner" || role === "compliance") {
     pages.push(["impersonations", "Impersonations"]);
