@@ -72,6 +72,7 @@ pub const OPERATOR_OPERATIONS: &[&str] = &[
     "listDirectory",
     "listRegions",
     "getRegionTenantCounts",
+    "listTopTenants",
     "drainRegion",
     "undrainRegion",
     "evacuateRegion",
@@ -410,6 +411,13 @@ pub const OPERATIONS: &[Operation] = &[
         "/v1/regions/tenants",
         Who::Platform,
         &[ErrorCode::Forbidden],
+    ),
+    op(
+        "listTopTenants",
+        "GET",
+        "/v1/regions/{id}/top-tenants",
+        Who::Platform,
+        &[ErrorCode::Forbidden, ErrorCode::NotFound],
     ),
     op(
         "drainRegion",

@@ -37,6 +37,7 @@ mod tenant_encryption;
 mod tenant_erasure;
 mod tenant_keys;
 mod tenants;
+mod top_tenants;
 mod usage;
 mod users;
 mod webhooks;
@@ -132,6 +133,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(usage::history)
                 .service(regions::list)
                 .service(region_tenants::tenant_counts)
+                .service(top_tenants::top_tenants)
                 .service(regions::drain)
                 .service(regions::undrain)
                 .service(relocation::start)

@@ -135,6 +135,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V30__audit_sealer",
         include_str!("../../sql/postgres/V30__audit_sealer.sql"),
     ),
+    (
+        "V32__top_tenants",
+        include_str!("../../sql/postgres/V32__top_tenants.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -242,6 +246,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V30__audit_sealer",
         include_str!("../../sql/cockroach/V30__audit_sealer.sql"),
+    ),
+    (
+        "V32__top_tenants",
+        include_str!("../../sql/cockroach/V32__top_tenants.sql"),
     ),
 ];
 
@@ -460,7 +468,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26, 27, 28, 29, 30
+                    24, 25, 26, 27, 28, 29, 30, 32
                 ]
             );
         }

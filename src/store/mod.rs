@@ -59,6 +59,7 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("usage.storage_bytes", storage::STORAGE_BYTES_SQL),
         ("usage.ai_month", ledger::MONTH_USAGE_SQL),
         ("jobs.list", crate::jobs::store::LIST_SQL),
+        ("usage.top_tenants", crate::limits::top::TOP_TENANTS_SQL),
     ];
     // Every post: the shard charge and the INSERT in one statement; every event:
     // its dispatch job, inserted when the tenant has a webhook; and the central

@@ -204,6 +204,13 @@ pub(crate) fn routes() -> Vec<Route> {
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
         r("GET", "/v1/regions/tenants", Platform, T::None, no_body),
         r(
+            "GET",
+            "/v1/regions/{id}/top-tenants",
+            Platform,
+            T::Region,
+            no_body,
+        ),
+        r(
             "POST",
             "/v1/tenants/{id}/relocation",
             Platform,

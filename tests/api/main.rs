@@ -78,6 +78,7 @@ mod summaries;
 mod tenant_erasure;
 mod tenant_erasure_bench;
 mod tenants;
+mod top_tenants;
 mod tls;
 mod usage_history;
 mod users;

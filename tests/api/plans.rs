@@ -9,9 +9,9 @@
 //! the service's prepared statements may switch to after five executions.
 //!
 //! The database has enough rows (2,000 tenants, four with thousands of users,
-//! channels, messages and audit events) that a sequential scan is what the
-//! planner picks when no index is usable; the check fails on a sequential scan of
-//! any tenant-owned table, and on a search whose `@@` is not an index condition
+//! channels, messages and audit events; 60 days of usage samples) that a
+//! sequential scan is what the planner picks when no index is usable; the check
+//! fails on a sequential scan of any tenant-owned table, and on a search whose `@@` is not an index condition
 //! (as under RLS, where `ts_match_vq` is not leakproof).
 
 use futures_util::StreamExt;
@@ -24,7 +24,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 10] = [
+const TENANT_TABLES: [&str; 11] = [
     "tenants",
     "users",
     "channels",
@@ -35,6 +35,7 @@ const TENANT_TABLES: [&str; 10] = [
     "ai_usage",
     "ai_reservations",
     "jobs",
+    "usage_samples",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -84,7 +85,13 @@ fn seed_sql() -> String {
      INSERT INTO jobs (id, tenant_id, home_region, kind, state, attempts, finished_at)
        SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid, 'us-east1',
               'plan.test', 'succeeded', 1, now()
-       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;"
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 9 END) n;
+     INSERT INTO usage_samples (tenant_id, bucket_start, home_region, requests, jobs, storage_bytes,
+                                ai_tokens, sampled_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
+              date_trunc('hour', now()) - d * interval '1 day' - (t % 24) * interval '1 hour',
+              'us-east1', t % 97, t % 5, 100, 10, now()
+       FROM generate_series(0, 1999) t, generate_series(0, 59) d;"
         .to_owned()
 }
 
@@ -183,6 +190,13 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(20i32),
         ],
         "jobs.list" => vec![Box::new(tenant), Box::new(none_id), Box::new(51i64)],
+        // The console's default: the last 24 hours of the region, top 10.
+        "usage.top_tenants" => vec![
+            Box::new("us-east1".to_owned()),
+            Box::new(chrono::Utc::now() - chrono::TimeDelta::hours(24)),
+            Box::new("requests".to_owned()),
+            Box::new(10i32),
+        ],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
 }

@@ -299,7 +299,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V27__retention",
             "V28__access_log_tenant_retention",
             "V29__usage_history",
-            "V30__audit_sealer"
+            "V30__audit_sealer",
+            "V32__top_tenants"
         ]
     );
     client
