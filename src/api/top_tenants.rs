@@ -20,7 +20,8 @@ use crate::state::AppState;
 /// The widest window: 31 days of hourly samples (as `/v1/usage/history`).
 const MAX_HOURS: u32 = 744;
 const DEFAULT_HOURS: u32 = 24;
-const MAX_LIMIT: u32 = 100;
+/// As every `limit` of the API.
+const MAX_LIMIT: u32 = 200;
 const DEFAULT_LIMIT: u32 = 10;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,8 +32,8 @@ pub struct TopQuery {
     /// The window: this hour and the `hours - 1` before it, 1–744 (default 24).
     #[param(minimum = 1, maximum = 744)]
     pub hours: Option<u32>,
-    /// Tenants listed, 1–100 (default 10).
-    #[param(minimum = 1, maximum = 100)]
+    /// Tenants listed, 1–200 (default 10).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -103,6 +103,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/regionmap.js"),
     },
+    Asset {
+        name: "top.js",
+        content_type: JS,
+        body: include_str!("assets/top.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

@@ -20,8 +20,7 @@ use crate::ids::{RegionId, TenantId};
 use crate::store::error::StoreError;
 
 /// The statement (a hot statement: `store::hot_statements`).
-pub const TOP_TENANTS_SQL: &str =
-    "SELECT tenant_id, slug, requests, jobs, storage_bytes, ai_tokens FROM top_tenants($1, $2, $3, $4)";
+pub const TOP_TENANTS_SQL: &str = "SELECT tenant_id, slug, requests, jobs, storage_bytes, ai_tokens FROM top_tenants($1, $2, $3, $4)";
 
 /// What the tenants are ranked by.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, ToSchema, PartialEq, Eq)]

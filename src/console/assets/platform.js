@@ -2,8 +2,9 @@
 // "Platform sign-in" entry (the platform's OIDC provider), the tenants page
 // (`#/platform/tenants`: search and filters, "View as" by impersonation) and
 // the impersonation banner (actor, mode, time left from `GET /v1/me`, "End
-// impersonation"). The region map is `regionmap.js`. What a role may do is
-// the API's: an operator's navigation has the regions only (`GET /v1/tenants`
+// impersonation"). The region map is `regionmap.js`, the top tenants by load
+// `top.js`. What a role may do is
+// the API's: an operator's navigation has the regions and top tenants only (`GET /v1/tenants`
 // and impersonation are the platform admin's), and a page reached by URL
 // anyway shows the API's refusal.
 
@@ -11,12 +12,13 @@ import * as acting from "./acting.js";
 import { fill, h, showProblem, table } from "./dom.js";
 import { regions } from "./regionmap.js";
 import * as session from "./session.js";
+import { top } from "./top.js";
 
-export const PAGES = { regions, tenants };
+export const PAGES = { regions, top, tenants };
 
 /** The platform pages a role has. */
 export function pagesFor(role) {
-  const pages = [["regions", "Regions"]];
+  const pages = [["regions", "Regions"], ["top", "Top tenants"]];
   if (role === "platform_admin") {
     pages.push(["tenants", "Tenants"]);
   }
