@@ -108,6 +108,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/top.js"),
     },
+    Asset {
+        name: "provision.js",
+        content_type: JS,
+        body: include_str!("assets/provision.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

@@ -5,7 +5,8 @@
 //! (real member requests, sampled by the real `sample_usage` into
 //! `usage_samples`) first; an operator has the page too. And an accessibility
 //! scan (axe-core, `axe.rs`) of the platform pages: region map, drain preview,
-//! tenants, top tenants (serious or critical violations fail).
+//! tenants, the "View as…" form, top tenants, the "New tenant" form (serious or
+//! critical violations fail).
 
 use chrono::{TimeDelta, Utc};
 use fantoccini::Locator;
@@ -238,6 +239,29 @@ async fn the_platform_pages_have_no_serious_accessibility_violation() {
             .await
             .into_iter()
             .map(|v| format!("view-as form: {v}")),
+    );
+    // The "New tenant" form, and with the API's refusal beside a field.
+    found.extend(scan(&browser, &app, &axe, "#/platform/new", "#provision-form").await);
+    browser
+        .wait_for("#new-slug")
+        .await
+        .send_keys("Not A Slug")
+        .await
+        .unwrap();
+    browser
+        .wait_for("#provision-submit")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#new-slug-error", "validation_failed")
+        .await;
+    found.extend(
+        crate::axe::serious_violations(&browser, &axe)
+            .await
+            .into_iter()
+            .map(|v| format!("new tenant, refused: {v}")),
     );
     browser.close().await;
     assert!(found.is_empty(), "{}", found.join("\n"));

@@ -21,6 +21,7 @@ mod console_browser;
 mod console_pages;
 mod console_platform_browser;
 mod console_platform_load_browser;
+mod console_platform_provision_browser;
 mod console_tenant_browser;
 mod cost;
 mod cursors;

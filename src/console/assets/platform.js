@@ -3,7 +3,7 @@
 // (`#/platform/tenants`: search and filters, "View as" by impersonation) and
 // the impersonation banner (actor, mode, time left from `GET /v1/me`, "End
 // impersonation"). The region map is `regionmap.js`, the top tenants by load
-// `top.js`. What a role may do is
+// `top.js`, the "New tenant" form `provision.js`. What a role may do is
 // the API's: an operator's navigation has the regions and top tenants only (`GET /v1/tenants`
 // and impersonation are the platform admin's), and a page reached by URL
 // anyway shows the API's refusal.
@@ -12,15 +12,19 @@ import * as acting from "./acting.js";
 import { fill, h, showProblem, table } from "./dom.js";
 import { regions } from "./regionmap.js";
 import * as session from "./session.js";
+import { provision } from "./provision.js";
 import { top } from "./top.js";
 
-export const PAGES = { regions, top, tenants };
+export const PAGES = {
+  regions, top, tenants,
+  new: (main, options) => provision(main, { ...options, viewAs: askReason }),
+};
 
 /** The platform pages a role has. */
 export function pagesFor(role) {
   const pages = [["regions", "Regions"], ["top", "Top tenants"]];
   if (role === "platform_admin") {
-    pages.push(["tenants", "Tenants"]);
+    pages.push(["tenants", "Tenants"], ["new", "New tenant"]);
   }
   return pages;
 }
