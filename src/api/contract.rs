@@ -398,6 +398,13 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "getTenantUsage",
+        "GET",
+        "/v1/tenants/{id}/usage",
+        Who::Platform,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "getUsageHistory",
         "GET",
         "/v1/usage/history",

@@ -131,6 +131,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(access_log::list)
                 .service(usage::get)
                 .service(usage::history)
+                .service(usage::tenant_usage)
                 .service(regions::list)
                 .service(region_tenants::tenant_counts)
                 .service(top_tenants::top_tenants)

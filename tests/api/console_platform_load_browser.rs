@@ -5,8 +5,8 @@
 //! (real member requests, sampled by the real `sample_usage` into
 //! `usage_samples`) first; an operator has the page too. And an accessibility
 //! scan (axe-core, `axe.rs`) of the platform pages: region map, drain preview,
-//! tenants, the "View as…" form, top tenants, the "New tenant" form (serious or
-//! critical violations fail).
+//! tenants, the "View as…" form, a tenant's quotas, top tenants, the "New
+//! tenant" form (serious or critical violations fail).
 
 use chrono::{TimeDelta, Utc};
 use fantoccini::Locator;
@@ -239,6 +239,19 @@ async fn the_platform_pages_have_no_serious_accessibility_violation() {
             .await
             .into_iter()
             .map(|v| format!("view-as form: {v}")),
+    );
+    browser
+        .wait_for("button.quotas")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#quota-form").await;
+    found.extend(
+        crate::axe::serious_violations(&browser, &axe)
+            .await
+            .into_iter()
+            .map(|v| format!("quotas: {v}")),
     );
     // The "New tenant" form, and with the API's refusal beside a field.
     found.extend(scan(&browser, &app, &axe, "#/platform/new", "#provision-form").await);

@@ -471,6 +471,13 @@ pub(crate) fn routes() -> Vec<Route> {
             || Some(json!({"username": "alice", "password": "pw"})),
         ),
         r(
+            "GET",
+            "/v1/tenants/{id}/usage",
+            Platform,
+            T::Tenant,
+            no_body,
+        ),
+        r(
             "POST",
             "/v1/tenants/{id}/impersonations",
             Platform,
