@@ -44,7 +44,8 @@ async function draw(panel, id) {
     h("td", { class: "in-force" }, String(tenant.limits[key])),
     h("td", {}, h("input", { type: "number", min: 1, name: key, id: `quota-${key}`, "aria-label": `${label}: override (empty: the plan's)`, value: overrides[key] ?? "" })),
     h("td", { class: "used" }, used ? used(usage) : "—")));
-  const form = h("form", { id: "quota-form", class: "stack-wide" },
+  // novalidate: the API judges the values (and says why, with a request id).
+  const form = h("form", { id: "quota-form", novalidate: true },
     h("label", {}, "Plan ", h("select", { name: "plan", id: "quota-plan" },
       PLANS.map((p) => h("option", { value: p, selected: p === tenant.plan }, p)))),
     h("div", { class: "table" }, h("table", {},
