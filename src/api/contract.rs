@@ -401,7 +401,7 @@ pub const OPERATIONS: &[Operation] = &[
         "getTenantUsage",
         "GET",
         "/v1/tenants/{id}/usage",
-        Who::Platform,
+        Who::Either,
         &[ErrorCode::Forbidden],
     ),
     op(

@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::TenantId;
 use crate::limits::history::{self as samples, UsageBucket};
 use crate::limits::usage::{self, Usage};
-use crate::scope::{Allow, Guarded, PlatformAdmin, PlatformScope, TenantScope, perm};
+use crate::scope::{Allow, Caller, Guarded, TenantOrPlatformAdmin, TenantScope, perm};
 use crate::state::AppState;
 use crate::store::tenants;
 
@@ -32,17 +32,26 @@ pub async fn get(
 
 /// One tenant's limits and usage, as its owner's `GET /v1/usage` gives them
 /// (platform admins; routed to the tenant's home region, whose nodes count its
-/// requests in flight and refusals). The tenant row and the figures are read
-/// in one transaction, scoped to the tenant for the figures.
+/// requests in flight and refusals). A tenant's user gets what every
+/// platform-only route about a tenant answers: 403 about its own tenant, 404
+/// (audited) about another. The tenant row and the figures are read in one
+/// transaction, scoped to the tenant for the figures.
 #[utoipa::path(tag = "usage", params(("id" = uuid::Uuid, Path, description = "Tenant id")),
     security(("bearer" = [])), responses((status = 200, body = Usage)))]
 #[get("/tenants/{id}/usage")]
 pub async fn tenant_usage(
-    scope: Guarded<PlatformAdmin, PlatformScope>,
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
     state: web::Data<AppState>,
     path: super::IdPath,
 ) -> Result<web::Json<Usage>, ApiError> {
     let id = TenantId::parse(&path)?;
+    let scope = caller
+        .into_inner()
+        .platform_only(
+            id,
+            "a tenant's usage by id is for platform admins (`GET /v1/usage`)",
+        )
+        .await?;
     let (tenant, measured) = scope
         .read(async |tx| {
             let tenant = tenants::get(tx, id).await?;
