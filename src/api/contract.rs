@@ -72,6 +72,7 @@ pub const OPERATOR_OPERATIONS: &[&str] = &[
     "listDirectory",
     "listRegions",
     "getRegionTenantCounts",
+    "listTopTenants",
     "drainRegion",
     "undrainRegion",
     "evacuateRegion",
@@ -397,6 +398,13 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "getTenantUsage",
+        "GET",
+        "/v1/tenants/{id}/usage",
+        Who::Either,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "getUsageHistory",
         "GET",
         "/v1/usage/history",
@@ -410,6 +418,13 @@ pub const OPERATIONS: &[Operation] = &[
         "/v1/regions/tenants",
         Who::Platform,
         &[ErrorCode::Forbidden],
+    ),
+    op(
+        "listTopTenants",
+        "GET",
+        "/v1/regions/{id}/top-tenants",
+        Who::Platform,
+        &[ErrorCode::Forbidden, ErrorCode::NotFound],
     ),
     op(
         "drainRegion",

@@ -38,6 +38,7 @@ mod tenant_encryption;
 mod tenant_erasure;
 mod tenant_keys;
 mod tenants;
+mod top_tenants;
 mod usage;
 mod users;
 mod webhooks;
@@ -131,8 +132,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(access_log::list)
                 .service(usage::get)
                 .service(usage::history)
+                .service(usage::tenant_usage)
                 .service(regions::list)
                 .service(region_tenants::tenant_counts)
+                .service(top_tenants::top_tenants)
                 .service(regions::drain)
                 .service(regions::undrain)
                 .service(relocation::start)

@@ -1,4 +1,6 @@
-//! `/v1/usage`: a tenant's limits and what it uses of them (owners and admins).
+//! `/v1/usage`: a tenant's limits and what it uses of them (owners and admins);
+//! `/v1/tenants/{id}/usage`: the same report of one tenant for platform admins
+//! (the console's quota management shows it beside the limits it changes).
 //! The report is made in `limits::usage`; the history over time
 //! (`/v1/usage/history`) in `limits::history`.
 
@@ -8,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::ids::TenantId;
 use crate::limits::history::{self as samples, UsageBucket};
 use crate::limits::usage::{self, Usage};
-use crate::scope::{Allow, Guarded, TenantScope, perm};
+use crate::scope::{Allow, Caller, Guarded, TenantOrPlatformAdmin, TenantScope, perm};
+use crate::state::AppState;
+use crate::store::tenants;
 
 #[utoipa::path(tag = "usage", security(("bearer" = [])), responses((status = 200, body = Usage)))]
 #[get("/usage")]
@@ -23,6 +28,39 @@ pub async fn get(
         scope.limits(),
         measured,
     )))
+}
+
+/// One tenant's limits and usage, as its owner's `GET /v1/usage` gives them
+/// (platform admins; routed to the tenant's home region, whose nodes count its
+/// requests in flight and refusals). A tenant's user gets what every
+/// platform-only route about a tenant answers: 403 about its own tenant, 404
+/// (audited) about another. The tenant row and the figures are read in one
+/// transaction, scoped to the tenant for the figures.
+#[utoipa::path(tag = "usage", params(("id" = uuid::Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])), responses((status = 200, body = Usage)))]
+#[get("/tenants/{id}/usage")]
+pub async fn tenant_usage(
+    caller: Guarded<TenantOrPlatformAdmin, Caller>,
+    state: web::Data<AppState>,
+    path: super::IdPath,
+) -> Result<web::Json<Usage>, ApiError> {
+    let id = TenantId::parse(&path)?;
+    let scope = caller
+        .into_inner()
+        .platform_only(
+            id,
+            "a tenant's usage by id is for platform admins (`GET /v1/usage`)",
+        )
+        .await?;
+    let (tenant, measured) = scope
+        .read(async |tx| {
+            let tenant = tenants::get(tx, id).await?;
+            let scoped = tx.enter_tenant(id, tenant.home_region.clone()).await?;
+            let measured = usage::measure(&scoped).await?;
+            Ok((tenant, measured))
+        })
+        .await?;
+    Ok(web::Json(usage::report(&tenant, &state.limits, measured)))
 }
 
 /// Bucket width of the history.

@@ -133,6 +133,26 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("assets/origin.js"),
     },
+    Asset {
+        name: "top.js",
+        content_type: JS,
+        body: include_str!("assets/top.js"),
+    },
+    Asset {
+        name: "provision.js",
+        content_type: JS,
+        body: include_str!("assets/provision.js"),
+    },
+    Asset {
+        name: "quotas.js",
+        content_type: JS,
+        body: include_str!("assets/quotas.js"),
+    },
+    Asset {
+        name: "relocation.js",
+        content_type: JS,
+        body: include_str!("assets/relocation.js"),
+    },
 ];
 
 /// Each asset's ETag (`"<base64url SHA-256>"`), computed once.

@@ -139,6 +139,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V31__exports_page",
         include_str!("../../sql/postgres/V31__exports_page.sql"),
     ),
+    (
+        "V32__top_tenants",
+        include_str!("../../sql/postgres/V32__top_tenants.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -250,6 +254,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V31__exports_page",
         include_str!("../../sql/cockroach/V31__exports_page.sql"),
+    ),
+    (
+        "V32__top_tenants",
+        include_str!("../../sql/cockroach/V32__top_tenants.sql"),
     ),
 ];
 
@@ -468,7 +476,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26, 27, 28, 29, 30, 31
+                    24, 25, 26, 27, 28, 29, 30, 31, 32
                 ]
             );
         }

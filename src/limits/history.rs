@@ -78,7 +78,7 @@ pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// The smallest version-7 UUID of the millisecond `at`: job ids of an hour lie
 /// in `[v7_floor(start), v7_floor(end))`.
-fn v7_floor(at: DateTime<Utc>) -> Uuid {
+pub fn v7_floor(at: DateTime<Utc>) -> Uuid {
     let millis = u128::try_from(at.timestamp_millis()).unwrap_or(0);
     Uuid::from_u128(millis << 80)
 }

@@ -3,7 +3,8 @@
 //! path calls), the refusal headers (`headers`), the denial counters
 //! (`denials`), the exact caps kept in the database (`storage`: the storage
 //! shards; `ledger`: AI token reservations; `usage::ensure_user_room`: users),
-//! the `/v1/usage` report (`usage`) and the hourly usage history (`history`).
+//! the `/v1/usage` report (`usage`), the hourly usage history (`history`) and
+//! the region's top tenants by load read from it (`top`).
 //!
 //! Per-tenant limits that protect tenants from each other on a node: request rate
 //! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
@@ -30,6 +31,7 @@ pub mod plans;
 pub mod rate;
 pub mod storage;
 mod table;
+pub mod top;
 pub mod usage;
 
 pub use concurrency::ConcurrencyLimits;

@@ -329,8 +329,8 @@ async fn signin_tenant(
 }
 
 /// The tenant a platform admin's request about one tenant's own rows names:
-/// in its path, `/v1/tenants/{id}/impersonations[/…]` and
-/// `/v1/tenants/{id}/retention`; in its query, `GET /v1/audit/verify` and
+/// in its path, `/v1/tenants/{id}/impersonations[/…]`,
+/// `/v1/tenants/{id}/retention` and `/v1/tenants/{id}/usage`; in its query, `GET /v1/audit/verify` and
 /// `/v1/audit/export` with `?tenant=<id>` (parsed as `api::audit` parses
 /// it). Those rows live in the tenant's home region like every tenant row, so
 /// the request is routed there like the tenant's own (forwarded, redirected or
@@ -349,7 +349,8 @@ async fn platform_tenant(
     let id = if let Some(rest) = path.strip_prefix("/v1/tenants/") {
         let mut segments = rest.split('/');
         match (segments.next(), segments.next(), segments.next()) {
-            (Some(id), Some("impersonations"), _) | (Some(id), Some("retention"), None) => id,
+            (Some(id), Some("impersonations"), _)
+            | (Some(id), Some("retention" | "usage"), None) => id,
             _ => return Ok(None),
         }
     } else if req.method() == actix_web::http::Method::GET

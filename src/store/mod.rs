@@ -64,6 +64,7 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
             "exports.list_mine",
             crate::compliance::exports::LIST_MINE_SQL,
         ),
+        ("usage.top_tenants", crate::limits::top::TOP_TENANTS_SQL),
     ];
     // Every post: the shard charge and the INSERT in one statement; every event:
     // its dispatch job, inserted when the tenant has a webhook; and the central

@@ -289,7 +289,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V28__access_log_tenant_retention",
             "V29__usage_history",
             "V30__audit_sealer",
-            "V31__exports_page"
+            "V31__exports_page",
+            "V32__top_tenants"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

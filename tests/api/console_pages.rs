@@ -96,6 +96,10 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
         ("regionmap.js", "text/javascript; charset=utf-8"),
         ("origin.js", "text/javascript; charset=utf-8"),
         ("calendar.js", "text/javascript; charset=utf-8"),
+        ("top.js", "text/javascript; charset=utf-8"),
+        ("provision.js", "text/javascript; charset=utf-8"),
+        ("quotas.js", "text/javascript; charset=utf-8"),
+        ("relocation.js", "text/javascript; charset=utf-8"),
         ("console.css", "text/css; charset=utf-8"),
     ] {
         let asset = get(&app, &format!("/console/{file}"), &[]).await;

@@ -21,7 +21,7 @@ use crate::regions::provision_in;
 
 /// The platform node (us-east1) and nodes for the EU regions a drain of
 /// europe-west1 fails over to.
-async fn setup() -> Option<(MockProvider, TestApp, Vec<TestApp>)> {
+pub(crate) async fn setup() -> Option<(MockProvider, TestApp, Vec<TestApp>)> {
     if !browser::available() {
         return None;
     }
@@ -42,7 +42,13 @@ async fn setup() -> Option<(MockProvider, TestApp, Vec<TestApp>)> {
 /// provider's page (its `sub` field), back to the console. Answers the URLs
 /// requested on the way, after checking that each was the node's or the
 /// provider's (its page also asks a CDN for a stylesheet, which fails here).
-async fn sign_in(browser: &Browser, app: &TestApp, mock: &MockProvider, sub: &str, role: &str) {
+pub(crate) async fn sign_in(
+    browser: &Browser,
+    app: &TestApp,
+    mock: &MockProvider,
+    sub: &str,
+    role: &str,
+) {
     browser
         .client
         .goto(&format!("{}/console/", app.base))
@@ -83,7 +89,7 @@ async fn sign_in(browser: &Browser, app: &TestApp, mock: &MockProvider, sub: &st
     );
 }
 
-async fn screenshot(browser: &Browser, name: &str) {
+pub(crate) async fn screenshot(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("MERIDIAN_CONSOLE_SCREENSHOTS") {
         js(browser, "window.scrollTo(0, 0); return null").await;
         let png = browser.client.screenshot().await.unwrap();
@@ -91,12 +97,12 @@ async fn screenshot(browser: &Browser, name: &str) {
     }
 }
 
-async fn js(browser: &Browser, script: &str) -> Value {
+pub(crate) async fn js(browser: &Browser, script: &str) -> Value {
     browser.client.execute(script, vec![]).await.unwrap()
 }
 
 /// After sign-in: every request on the node, and no CSP violation.
-async fn only_the_node_and_no_csp_violation(browser: &Browser, app: &TestApp) {
+pub(crate) async fn only_the_node_and_no_csp_violation(browser: &Browser, app: &TestApp) {
     let urls = browser.web_requests().await;
     for url in &urls {
         assert!(

@@ -204,6 +204,13 @@ pub(crate) fn routes() -> Vec<Route> {
         r("GET", "/v1/regions", Either(Role::Viewer), T::None, no_body),
         r("GET", "/v1/regions/tenants", Platform, T::None, no_body),
         r(
+            "GET",
+            "/v1/regions/{id}/top-tenants",
+            Platform,
+            T::Region,
+            no_body,
+        ),
+        r(
             "POST",
             "/v1/tenants/{id}/relocation",
             Platform,
@@ -471,6 +478,13 @@ pub(crate) fn routes() -> Vec<Route> {
             SignIn,
             T::Slug,
             || Some(json!({"username": "alice", "password": "pw"})),
+        ),
+        r(
+            "GET",
+            "/v1/tenants/{id}/usage",
+            Platform,
+            T::Tenant,
+            no_body,
         ),
         r(
             "POST",

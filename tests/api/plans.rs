@@ -9,9 +9,9 @@
 //! the service's prepared statements may switch to after five executions.
 //!
 //! The database has enough rows (2,000 tenants, four with thousands of users,
-//! channels, messages and audit events) that a sequential scan is what the
-//! planner picks when no index is usable; the check fails on a sequential scan of
-//! any tenant-owned table, and on a search whose `@@` is not an index condition
+//! channels, messages and audit events; 60 days of usage samples) that a
+//! sequential scan is what the planner picks when no index is usable; the check
+//! fails on a sequential scan of any tenant-owned table, and on a search whose `@@` is not an index condition
 //! (as under RLS, where `ts_match_vq` is not leakproof).
 
 use futures_util::StreamExt;
@@ -24,7 +24,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 11] = [
+const TENANT_TABLES: [&str; 12] = [
     "tenants",
     "users",
     "channels",
@@ -36,6 +36,7 @@ const TENANT_TABLES: [&str; 11] = [
     "ai_reservations",
     "jobs",
     "exports",
+    "usage_samples",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -91,7 +92,13 @@ fn seed_sql() -> String {
               ('00000000-0000-0002-' || lpad(t::text, 4, '0') || '-' || lpad((n % 50)::text, 12, '0'))::uuid,
               'user', ('00000000-0000-0002-' || lpad(t::text, 4, '0') || '-' || lpad((n % 50)::text, 12, '0'))::uuid,
               now() - n * interval '1 minute'
-       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 4 END) n;"
+       FROM generate_series(0, 1999) t, generate_series(0, CASE WHEN t < 4 THEN 4999 ELSE 4 END) n;
+     INSERT INTO usage_samples (tenant_id, bucket_start, home_region, requests, jobs, storage_bytes,
+                                ai_tokens, sampled_at)
+       SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
+              date_trunc('hour', now()) - d * interval '1 day' - (t % 24) * interval '1 hour',
+              'us-east1', t % 97, t % 5, 100, 10, now()
+       FROM generate_series(0, 1999) t, generate_series(0, 59) d;"
         .to_owned()
 }
 
@@ -203,6 +210,13 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(none_id),
             Box::new(51i64),
             Box::new(id(2, 1, 7)),
+        ],
+        // The console's default: the last 24 hours of the region, top 10.
+        "usage.top_tenants" => vec![
+            Box::new("us-east1".to_owned()),
+            Box::new(chrono::Utc::now() - chrono::TimeDelta::hours(24)),
+            Box::new("requests".to_owned()),
+            Box::new(10i32),
         ],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }

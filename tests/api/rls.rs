@@ -338,7 +338,9 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // rows only while a platform admin's erasure of it is running (tests in
     // tenant_erasure.rs); sample_usage writes each tenant's own counters of a
     // region into its hourly usage row and prune_usage_samples deletes a region's
-    // samples past retention (tests in usage_history.rs).
+    // samples past retention (tests in usage_history.rs); top_tenants returns a
+    // region's per-tenant usage counters and slugs, never names or content
+    // (tests in top_tenants.rs).
     let definers = texts(
         &db,
         "SELECT oid::regprocedure::text FROM pg_proc
@@ -370,7 +372,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
             "resource_owner(text,uuid)",
             "sample_usage(text,timestamp with time zone,timestamp with time zone,uuid,uuid,boolean)",
             "search_messages(uuid,text,bigint,bigint)",
-            "search_messages(uuid,text,bigint,bigint,bigint)"
+            "search_messages(uuid,text,bigint,bigint,bigint)",
+            "top_tenants(text,timestamp with time zone,text,integer)"
         ]
     );
 }

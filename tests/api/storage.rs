@@ -300,7 +300,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V28__access_log_tenant_retention",
             "V29__usage_history",
             "V30__audit_sealer",
-            "V31__exports_page"
+            "V31__exports_page",
+            "V32__top_tenants"
         ]
     );
     client

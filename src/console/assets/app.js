@@ -2,7 +2,7 @@
 // `#/tenants/{id}/members|usage|audit`), the header (pages, who is signed in,
 // sign out), and start-up (an OIDC return, or resuming the session a reload
 // left in the cookie). Routing by the URL's hash keeps the server to one page.
-// Platform staff get `#/platform/regions|tenants` (`platform.js`); while a
+// Platform staff get `#/platform/regions|top|tenants` (`platform.js`); while a
 // platform admin impersonates a tenant, the tenant pages under its banner.
 
 import * as acting from "./acting.js";

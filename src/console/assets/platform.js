@@ -2,8 +2,10 @@
 // "Platform sign-in" entry (the platform's OIDC provider), the tenants page
 // (`#/platform/tenants`: search and filters, "View as" by impersonation) and
 // the impersonation banner (actor, mode, time left from `GET /v1/me`, "End
-// impersonation"). The region map is `regionmap.js`. What a role may do is
-// the API's: an operator's navigation has the regions only (`GET /v1/tenants`
+// impersonation"). The region map is `regionmap.js`, the top tenants by load
+// `top.js`, the "New tenant" form `provision.js`, a tenant's quotas (from
+// its row) `quotas.js`, its relocation `relocation.js`. What a role may do is
+// the API's: an operator's navigation has the regions and top tenants only (`GET /v1/tenants`
 // and impersonation are the platform admin's), and a page reached by URL
 // anyway shows the API's refusal.
 
@@ -11,14 +13,21 @@ import * as acting from "./acting.js";
 import { fill, h, showProblem, table } from "./dom.js";
 import { regions } from "./regionmap.js";
 import * as session from "./session.js";
+import { provision } from "./provision.js";
+import { quotaPanel } from "./quotas.js";
+import { relocationPanel } from "./relocation.js";
+import { top } from "./top.js";
 
-export const PAGES = { regions, tenants };
+export const PAGES = {
+  regions, top, tenants,
+  new: (main, options) => provision(main, { ...options, viewAs: askReason }),
+};
 
 /** The platform pages a role has. */
 export function pagesFor(role) {
-  const pages = [["regions", "Regions"]];
+  const pages = [["regions", "Regions"], ["top", "Top tenants"]];
   if (role === "platform_admin") {
-    pages.push(["tenants", "Tenants"]);
+    pages.push(["tenants", "Tenants"], ["new", "New tenant"]);
   }
   return pages;
 }
@@ -86,7 +95,10 @@ async function page(list, query, cursor) {
     result.items.map((t) => [
       h("strong", {}, t.slug), t.name, t.plan, t.home_region, t.status,
       new Date(t.created_at).toLocaleDateString(),
-      h("td", {}, h("button", { type: "button", class: "view-as", "data-tenant": t.id, onclick: (e) => askReason(e.target, t) }, `View as ${t.slug}…`)),
+      h("td", {},
+        h("button", { type: "button", class: "view-as", "data-tenant": t.id, onclick: (e) => askReason(e.target, t) }, `View as ${t.slug}…`), " ",
+        h("button", { type: "button", class: "quotas", "data-tenant": t.id, onclick: (e) => quotaPanel(e.target, t) }, `Quotas of ${t.slug}`), " ",
+        h("button", { type: "button", class: "relocate", "data-tenant": t.id, onclick: (e) => relocationPanel(e.target, t).catch(showProblem) }, `Relocate ${t.slug}…`)),
     ])));
   if (result.next_cursor) {
     const more = h("button", { type: "button", onclick: async () => {

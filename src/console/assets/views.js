@@ -196,7 +196,7 @@ function addMember(main, ctx, grantable) {
   return form;
 }
 
-function bytes(n) {
+export function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   let v = n;
