@@ -122,7 +122,8 @@ pub struct DrainReport {
     unavailable: Vec<TenantMove>,
 }
 
-fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
+/// The topology's region named `raw`, else `404` (a region, not a tenant's id).
+pub(crate) fn known_region(state: &AppState, raw: &str) -> Result<RegionId, ApiError> {
     state
         .topology
         .find(raw)

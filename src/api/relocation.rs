@@ -139,14 +139,7 @@ pub async fn evacuate(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Evacuation>, ApiError> {
-    let region = state
-        .topology
-        .find(&path)
-        .map(|r| r.id.clone())
-        .ok_or(ApiError::NotFound {
-            kind: "region",
-            id: None,
-        })?;
+    let region = super::regions::known_region(&state, &path)?;
     let homed = scope
         .read(async |tx| {
             Ok(crate::store::tenants::homed_in(tx, std::slice::from_ref(&region)).await?)

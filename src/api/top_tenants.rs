@@ -72,14 +72,7 @@ pub async fn top_tenants(
     path: web::Path<String>,
     query: web::Query<TopQuery>,
 ) -> Result<web::Json<TopTenants>, ApiError> {
-    let region = state
-        .topology
-        .find(&path)
-        .map(|r| r.id.clone())
-        .ok_or(ApiError::NotFound {
-            kind: "region",
-            id: None,
-        })?;
+    let region = super::regions::known_region(&state, &path)?;
     let hours = bounded(query.hours, DEFAULT_HOURS, MAX_HOURS, "hours")?;
     let limit = bounded(query.limit, DEFAULT_LIMIT, MAX_LIMIT, "limit")?;
     let by = query.by.unwrap_or_default();

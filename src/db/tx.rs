@@ -755,14 +755,7 @@ impl Database {
                 Some(Eager::Off | Eager::Armed | Eager::Closed(_)) | None => None,
             };
             if let Some(refusal @ (Checked::Refused | Checked::ReadOnly)) = user_valid {
-                match ended {
-                    Some(Ok(())) => {}
-                    Some(Err(err)) => return Err(DbError::from(err).into()),
-                    None => client
-                        .batch_execute("ROLLBACK")
-                        .await
-                        .map_err(DbError::from)?,
-                }
+                roll_back_unless_ended(client, ended).await?;
                 guard.clean = true;
                 return Err(match (refusal, opening) {
                     (Checked::ReadOnly, _) => ApiError::ImpersonationReadOnly,
@@ -780,14 +773,7 @@ impl Database {
                 // Nothing showed the user valid: the guarded write was never sent,
                 // or it failed and the body answered anyway. Never committed.
                 Ok(_) if guarded_by_write && !eager.guard_passed.load(Ordering::Acquire) => {
-                    match ended {
-                        Some(Ok(())) => {}
-                        Some(Err(err)) => return Err(DbError::from(err).into()),
-                        None => client
-                            .batch_execute("ROLLBACK")
-                            .await
-                            .map_err(DbError::from)?,
-                    }
+                    roll_back_unless_ended(client, ended).await?;
                     guard.clean = true;
                     return Err(ApiError::internal(anyhow::anyhow!(
                         "a write checked by its guarded statement ended without sending it"
@@ -811,15 +797,7 @@ impl Database {
                     }
                 }
                 Err(err) => {
-                    match ended {
-                        // The eager COMMIT of a failed statement ended it as a ROLLBACK.
-                        Some(Ok(())) => {}
-                        Some(Err(commit_err)) => return Err(DbError::from(commit_err).into()),
-                        None => client
-                            .batch_execute("ROLLBACK")
-                            .await
-                            .map_err(DbError::from)?,
-                    }
+                    roll_back_unless_ended(client, ended).await?;
                     guard.clean = true;
                     if !retry.load(Ordering::Relaxed) || last_attempt {
                         return Err(err);
@@ -839,4 +817,20 @@ fn backoff(attempt: u32) -> Duration {
     let base = 2u64.saturating_pow(attempt.min(6)); // 2..=64 ms
     let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u64; // 0..1 ms in µs
     Duration::from_millis(base) + Duration::from_micros(jitter * base.min(32))
+}
+
+/// Ends a transaction that must not commit: `ROLLBACK`, unless the COMMIT sent
+/// eagerly with the body's first statement already ended it (`ended`; after a
+/// failed statement that COMMIT ended it as a rollback).
+async fn roll_back_unless_ended(
+    client: &deadpool_postgres::ClientWrapper,
+    ended: Option<Result<(), tokio_postgres::Error>>,
+) -> Result<(), DbError> {
+    match ended {
+        Some(result) => result.map_err(DbError::from),
+        None => client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(DbError::from),
+    }
 }

@@ -71,6 +71,34 @@ impl WebDriverCompatibleCommand for ReadLog {
 }
 
 impl Browser {
+    /// The URLs requested since the last look during an OIDC sign-in: each
+    /// checked to be the node's (`node`) or the provider's (`issuer`; the mock
+    /// provider's own page also asks a CDN for its stylesheet, which fails
+    /// here), with each path of `wanted` requested from the node.
+    pub async fn oidc_sign_in_requests(
+        &self,
+        node: &str,
+        issuer: &str,
+        wanted: &[&str],
+    ) -> Vec<String> {
+        let urls = self.web_requests().await;
+        for url in &urls {
+            assert!(
+                url.starts_with(&format!("{node}/"))
+                    || url.starts_with(&format!("{issuer}/"))
+                    || url.starts_with("https://cdn.jsdelivr.net/npm/@picocss/"),
+                "{url} (all: {urls:#?})"
+            );
+        }
+        for path in wanted {
+            assert!(
+                urls.iter().any(|u| u.starts_with(&format!("{node}{path}"))),
+                "{path}: {urls:#?}"
+            );
+        }
+        urls
+    }
+
     /// chromedriver and one headless Chromium session at 1280×800.
     pub async fn start() -> Self {
         let port = free_port();
