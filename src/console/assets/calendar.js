@@ -6,10 +6,8 @@
 // now" per account (`POST /v1/calendar-accounts/{id}/sync`: a job). The account's
 // password or token is never in an answer, so never on the page.
 
-import { fill, h, showProblem, table } from "./dom.js";
+import { fill, h, showProblem, table, when } from "./dom.js";
 import * as session from "./session.js";
-
-const when = (t) => (t ? new Date(t).toLocaleString() : "—");
 
 function lag(account) {
   if (!account.last_success_at) {

@@ -5,7 +5,7 @@
 // (the API's rule for tenant exports and the report; anyone may export their
 // own data).
 
-import { fill, h, problemBox, showProblem, table } from "./dom.js";
+import { fill, h, problemBox, showProblem, table, when } from "./dom.js";
 import * as session from "./session.js";
 import { EDITORS, policyForm } from "./residency_edit.js";
 
@@ -53,7 +53,7 @@ function exportRow(e) {
     h("span", { class: "export-state" }, e.state),
     e.size == null ? "—" : h("td", { class: "num" }, String(e.size)),
     new Date(e.created_at).toLocaleString(),
-    e.expires_at ? new Date(e.expires_at).toLocaleString() : "—",
+    when(e.expires_at),
     action,
   ];
 }
@@ -156,7 +156,7 @@ export async function residency(main, { tenantId, role }) {
     h("h2", {}, "Home region history"),
     table("Relocations", ["asked", "from", "to", "status", "finished"], r.home_history.map((c) => [
       new Date(c.requested_at).toLocaleString(), c.from_region, c.to_region, c.status,
-      c.finished_at ? new Date(c.finished_at).toLocaleString() : "—",
+      when(c.finished_at),
     ])),
     h("h2", {}, "Rows by region"),
     table("Rows per table and region", ["table", "region", "rows", "allowed"], r.rows.map((t) => [

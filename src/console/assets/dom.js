@@ -61,3 +61,20 @@ export function table(caption, headers, rows) {
       h("thead", {}, h("tr", {}, headers.map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => (c instanceof Node && c.tagName === "TD" ? c : h("td", {}, c))))))));
 }
+
+/** A byte count in B, KiB, MiB… (one decimal above bytes). */
+export function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
+
+/** A timestamp from the API in the browser's locale, or "—" for none. */
+export function when(t) {
+  return t ? new Date(t).toLocaleString() : "—";
+}

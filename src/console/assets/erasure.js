@@ -5,7 +5,7 @@
 // refuses what the role or the tenant does not allow (`409 last_owner` for the
 // last active owner); the refusal is shown with its message and request id.
 
-import { fill, h, problemBox, table } from "./dom.js";
+import { fill, h, problemBox, table, when } from "./dom.js";
 import * as session from "./session.js";
 
 export const ERASERS = ["owner", "compliance"];
@@ -122,7 +122,6 @@ function receipt(erasure) {
   const signed = erasure.receipt || {};
   const r = signed.receipt || {};
   const sig = signed.signature || {};
-  const when = (t) => (t ? new Date(t).toLocaleString() : "—");
   return [
     h("p", {}, "Erasure ", h("code", { id: "erasure-id" }, erasure.id), " is ",
       h("span", { class: "erasure-state" }, erasure.state), ". Its signed receipt:"),

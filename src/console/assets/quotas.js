@@ -5,9 +5,8 @@
 // the limit back to the plan's (`null` in the PATCH); only what changed is
 // sent. Validation is the API's: its refusal is shown with the request id.
 
-import { fill, h, problemBox } from "./dom.js";
+import { bytes, fill, h, problemBox } from "./dom.js";
 import * as session from "./session.js";
-import { bytes } from "./views.js";
 
 const PLANS = ["free", "pro", "enterprise"];
 // Each limit, and how to read the tenant's use of it from the usage report.

@@ -5,9 +5,8 @@
 // hourly samples; the page sorts nothing). Ids, slugs and counters only: the
 // view operators get too.
 
-import { fill, h, showProblem, table } from "./dom.js";
+import { bytes, fill, h, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
-import { bytes } from "./views.js";
 
 const LOADS = [["requests", "Requests"], ["jobs", "Jobs created"], ["storage", "Storage"], ["ai_tokens", "AI tokens (month)"]];
 const WINDOWS = [[1, "last hour"], [24, "last 24 hours"], [168, "last 7 days"], [744, "last 31 days"]];

@@ -3,19 +3,8 @@
 // tokens as lines, each with its table (charts.js).
 
 import { bucketLabel, chart } from "./charts.js";
-import { fill, h, problemBox } from "./dom.js";
+import { bytes, fill, h, problemBox } from "./dom.js";
 import * as session from "./session.js";
-
-function bytes(n) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i += 1;
-  }
-  return `${i ? v.toFixed(1) : v} ${units[i]}`;
-}
 
 async function draw(box, bucket) {
   fill(box, h("p", {}, "Loading…"));

@@ -3,7 +3,7 @@
 // leaves out controls the role cannot use (the API refuses them anyway).
 
 import { ApiError } from "./api.js";
-import { fill, h, problemBox, showProblem, table } from "./dom.js";
+import { bytes, fill, h, problemBox, showProblem, table } from "./dom.js";
 import * as session from "./session.js";
 import { usageHistory } from "./usage_history.js";
 import { auditFilterForm } from "./audit_filters.js";
@@ -194,17 +194,6 @@ function addMember(main, ctx, grantable) {
     }
   });
   return form;
-}
-
-export function bytes(n) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i += 1;
-  }
-  return `${i ? v.toFixed(1) : v} ${units[i]}`;
 }
 
 function against(label, used, limit, show = String) {

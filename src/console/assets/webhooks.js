@@ -5,10 +5,8 @@
 // state, attempts, last status and error, times). The signing secret is shown
 // once, in the answer that creates the endpoint, as the API gives it.
 
-import { fill, h, showProblem, table } from "./dom.js";
+import { fill, h, showProblem, table, when } from "./dom.js";
 import * as session from "./session.js";
-
-const when = (t) => (t ? new Date(t).toLocaleString() : "—");
 
 export async function webhooks(main, { tenantId }) {
   // Another tenant's id is the API's 404, shown as "Not found" like every page.
