@@ -88,15 +88,21 @@ impl RoutingState {
     }
 
     /// The tenant named by the request's host, when it is a tenant host
-    /// (`{slug}.<api_domain>` or `{slug}.{region}.<api_domain>`).
+    /// (`{slug}.<api_domain>` or `{slug}.{region}.<api_domain>`), for a request
+    /// served here without a hop.
     pub fn tenant_host_slug(
         &self,
         req: &actix_web::HttpRequest,
         topology: &Topology,
     ) -> Option<String> {
         let host = super::host::requested_host(req, false)?;
+        self.host_slug(&host, topology).map(str::to_owned)
+    }
+
+    /// The tenant slug of `host` when it is one of the tenant hosts.
+    fn host_slug<'h>(&self, host: &'h str, topology: &Topology) -> Option<&'h str> {
         let is_region = |label: &str| topology.find(label).is_some();
-        super::host::tenant_slug(&host, &self.api_domain, is_region).map(str::to_owned)
+        super::host::tenant_slug(host, &self.api_domain, is_region)
     }
 
     /// Where a client is sent for `region`.
@@ -446,10 +452,9 @@ pub async fn route(
     // A tenant's subdomain serves only its tokens, here and after a hop (where
     // the host is the one the forwarder signed).
     let host = super::host::requested_host(req.request(), verdict.is_some());
-    let is_region = |label: &str| state.topology.find(label).is_some();
     let slug = host
         .as_deref()
-        .and_then(|h| super::host::tenant_slug(h, &state.routing.api_domain, is_region));
+        .and_then(|h| state.routing.host_slug(h, &state.topology));
     if let (Some(host), Some(slug)) = (host.as_deref(), slug) {
         let checked =
             crate::scope::check_host(req.request(), &state, host, slug, tenant.as_deref());
