@@ -328,7 +328,7 @@ async fn a_drained_region_fails_over_inside_residency_and_comes_back() {
     .await;
     // Drained, not down: the region list says so although its probe now fails.
     eventually(
-        "the US node lists europe-west1 drained, europe-west3 serving",
+        "the US node lists europe-west1 drained, europe-west3 serving, europe-north1 (no node) unreachable",
         async || {
             let list = us.get("/v1/regions", &admin).await;
             let state = |id: &str| {
@@ -339,8 +339,11 @@ async fn a_drained_region_fails_over_inside_residency_and_comes_back() {
                     .find(|r| r["id"] == id)
                     .map(|r| r["state"].clone())
             };
+            // europe-north1 has no node here; the drain impact below counts on
+            // the US node's probes having seen that (they start out reachable).
             state("europe-west1") == Some(json!("drained"))
                 && state("europe-west3") == Some(json!("serving"))
+                && state("europe-north1") == Some(json!("unreachable"))
         },
     )
     .await;
