@@ -8,7 +8,8 @@
 # tenant with one channel of N messages, runs both loads, prints the ratio, and the
 # CPU each page request cost the node and PostgreSQL during the API run (utime +
 # stime from /proc of the node process and of every PostgreSQL process), and the
-# API's whole read transaction sent by pgbench as one pipeline.
+# API's whole read transaction sent by pgbench as one pipeline; the SELECT's own
+# p50/p99 under pgbench (its per-transaction log), beside the API's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${1:-16}; SECS=${2:-20}; MESSAGES=${3:-2000}
@@ -74,8 +75,15 @@ SELECT id, channel_id, author_id, body, created_at, body_enc FROM messages
  ORDER BY created_at DESC, id DESC LIMIT 51;
 SQL
 echo "== DB: pgbench -c$CONNS -j2 -T$SECS -M prepared (same SELECT)"
-"$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -f "$STATE/page.sql" "$PG" | tee "$STATE/pgbench.txt"
+# -l: every transaction's latency, so the SELECT's own tail at this concurrency on
+# this machine can be set beside the API's p50/p99 (wrk's, above).
+(cd "$STATE" && "$PGBIN/pgbench" -n -c"$CONNS" -j2 -T"$SECS" -M prepared -l --log-prefix=select -f "$STATE/page.sql" "$PG") | tee "$STATE/pgbench.txt"
 DB_TPS=$(awk '/^tps/{print $3}' "$STATE/pgbench.txt")
+cat "$STATE"/select.* | python3 -c "
+import sys
+us = sorted(int(line.split()[2]) for line in sys.stdin)
+q = lambda p: us[min(len(us) - 1, int(p * len(us)))] / 1000
+print(f'pgbench SELECT latency: p50 {q(0.50):.2f} ms, p99 {q(0.99):.2f} ms, max {us[-1] / 1000:.2f} ms ({len(us)} transactions)')"
 
 # For context: the API's whole read transaction (src/db/tx.rs), as the service role.
 APP_URL="postgres://meridian_app:$(cat "$STATE/app.password")@${PG#*@}"

@@ -7,13 +7,16 @@
 #   bare            INSERT INTO messages … (autocommit, superuser: no RLS)
 #   bare-app        the same INSERT as meridian_app inside BEGIN/set tenant/COMMIT,
 #                   pipelined (one round trip): the transaction + RLS, nothing else
-#   post-1rt        prologue (BEGIN, tenant setting + statement_timeout, user
-#                   check), the post's statement (shard charge + guarded INSERT),
-#                   the outbox INSERT, the dispatch job if hooked, COMMIT: one
-#                   pipeline (the node's post since issue 11's one-round-trip step)
-#   post-1rt-nooutbox  the same without the outbox INSERT and the webhook check
+#   post-1rt        prologue (BEGIN, tenant setting + statement_timeout), the
+#                   post's statement (shard charge + guarded INSERT, which checks
+#                   the user itself), the outbox INSERT, the dispatch job if
+#                   hooked, COMMIT: one pipeline (the node's post today)
+#   post-1rt-rc     the same at READ COMMITTED instead of SERIALIZABLE
+#   post-1rt-nooutbox  post-1rt without the outbox INSERT and the webhook check
 #   post-1rt-nocharge  the same without the outbox and without the shard charge:
 #                   the prologue and the INSERT with its policy guard only
+#   (the shapes below, and the two above, also send the prologue's separate user
+#   check, as the node did before its post statement checked the user itself)
 #   post-2rt        the node's post before that: two round trips
 #                   (prologue + post; outbox INSERT + dispatch job if hooked +
 #                   COMMIT)
@@ -95,7 +98,10 @@ WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE tenant_id = '$T'::uuid AND e
 printf '%s\n' "$BARE" >"$STATE/bare.sql"
 printf '\\startpipeline\nBEGIN ISOLATION LEVEL SERIALIZABLE;\nSELECT set_config(%s, %s, true);\n%s\nCOMMIT;\n\\endpipeline\n' \
   "'app.tenant_id'" "'$T'" "$BARE" >"$STATE/bare-app.sql"
-printf '\\startpipeline\n%s\n%s\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE" "$POST" "$OUTBOX_NEW" >"$STATE/post-1rt.sql"
+# The node's post sends no separate user check (its statement checks the user).
+PROLOGUE_1RT=${PROLOGUE%%$'\n'SELECT status*}
+printf '\\startpipeline\n%s\n%s\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE_1RT" "$POST" "$OUTBOX_NEW" >"$STATE/post-1rt.sql"
+sed 's/ISOLATION LEVEL SERIALIZABLE/ISOLATION LEVEL READ COMMITTED/' "$STATE/post-1rt.sql" >"$STATE/post-1rt-rc.sql"
 printf '\\startpipeline\n%s\n%s\nCOMMIT;\n\\endpipeline\n' "$PROLOGUE" "$POST" >"$STATE/post-1rt-nooutbox.sql"
 NOCHARGE="INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body, body_enc)
 SELECT '$T'::uuid, gen_random_uuid(), 'us-east1'::text, $MYCHAN, '$U'::uuid,
@@ -113,7 +119,7 @@ run() { # run NAME URL
     | tee "$STATE/$1.txt" | grep -E '^(tps|latency average|number of (failed|serialization))' || { cat "$STATE/$1.err"; exit 1; }
   TPS[$1]=$(awk '/^tps/{print $3}' "$STATE/$1.txt")
 }
-ORDER=(bare bare-app post-1rt post-1rt-nooutbox post-1rt-nocharge post-2rt post-3rt bare)
+ORDER=(bare bare-app post-1rt post-1rt-rc post-1rt-nooutbox post-1rt-nocharge post-2rt post-3rt bare)
 for name in "${ORDER[@]}"; do
   if [[ $name == bare ]]; then run bare "$PG"; BARES+=("${TPS[bare]}"); else run "$name" "$APP_URL"; fi
 done
@@ -121,6 +127,6 @@ done
 cp "$STATE/bare.sql" "$STATE/bare-nogin.sql"; run bare-nogin "$PG"
 REF=$(python3 -c "print(sum(map(float, '${BARES[*]}'.split())) / ${#BARES[@]})")
 echo "== summary: tps and share of the bare INSERT (mean of its two runs: ${BARES[*]} -> $REF)"
-for name in bare-app post-1rt post-1rt-nooutbox post-1rt-nocharge post-2rt post-3rt bare-nogin; do
+for name in bare-app post-1rt post-1rt-rc post-1rt-nooutbox post-1rt-nocharge post-2rt post-3rt bare-nogin; do
   python3 -c "print(f'{\"$name\":20} {float(\"${TPS[$name]}\"):9.0f} tps  {float(\"${TPS[$name]}\")/$REF:5.2f}')"
 done
