@@ -57,6 +57,7 @@ if [[ -n ${PERF_OUT:-} ]]; then
   perf record -F 997 --call-graph dwarf,16384 -p "$NODE_PID" -o "$PERF_OUT" -- sleep "$SECS" 2>"$STATE/perf.err" &
   PERF=$!
 fi
+source loadtest/lib-sched.sh; sched_note
 echo "== API: wrk -t2 -c$CONNS -d${SECS}s $URL (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" "$URL" | tee "$STATE/wrk.txt"
 NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))

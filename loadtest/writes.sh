@@ -47,6 +47,7 @@ NODE_PID=$(pgrep -f -- "$STATE serve --region us-east1" | head -1)
 PG_MAIN=$(head -1 "$STATE/pg/data/postmaster.pid")
 pg_pids() { echo "$PG_MAIN" $(pgrep -P "$PG_MAIN"); }
 NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
+source loadtest/lib-sched.sh; sched_note
 echo "== API: $W writers, each its own channel: wrk -t$W -c$W -d${SECS}s POST /v1/channels/{own}/messages (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 TOKEN=$TOKEN wrk -t"$W" -c"$W" -d"${SECS}s" --latency -s loadtest/writes.lua "$BASE" | tee "$STATE/wrk.txt"
 NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
