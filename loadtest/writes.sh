@@ -8,6 +8,9 @@
 #
 #   loadtest/writes.sh [writers=16] [seconds=8]
 #   BIN=/path/to/other/meridian loadtest/writes.sh   # e.g. an older build: API only
+#   PIN=1 loadtest/writes.sh   # PostgreSQL on CPU 0; the node, wrk and pgbench on
+#                              # CPU 1: the database's core is not shared with the
+#                              # node, as on a deployment (2+ cores)
 #
 # Starts its own `meridian dev --regions us-east1` (release build unless BIN is
 # given; state in a temp dir; REGIONS_DIR=<dir> for other ports).
@@ -46,10 +49,18 @@ ticks() { local t=0 pid; for pid in "$@"; do [[ -r /proc/$pid/stat ]] && t=$((t 
 NODE_PID=$(pgrep -f -- "$STATE serve --region us-east1" | head -1)
 PG_MAIN=$(head -1 "$STATE/pg/data/postmaster.pid")
 pg_pids() { echo "$PG_MAIN" $(pgrep -P "$PG_MAIN"); }
+# Clients run through $ON_CLIENT_CPU (empty unless PIN=1).
+ON_CLIENT_CPU=()
+if [[ ${PIN:-0} == 1 ]]; then
+  for pid in $(pg_pids); do taskset -a -p -c 0 "$pid" >/dev/null; done  # backends forked later inherit it
+  taskset -a -p -c 1 "$NODE_PID" >/dev/null
+  ON_CLIENT_CPU=(taskset -c 1)
+  echo "pinned: PostgreSQL on CPU 0; the node, wrk and pgbench on CPU 1"
+fi
 NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
 source loadtest/lib-sched.sh; sched_note
 echo "== API: $W writers, each its own channel: wrk -t$W -c$W -d${SECS}s POST /v1/channels/{own}/messages (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-TOKEN=$TOKEN wrk -t"$W" -c"$W" -d"${SECS}s" --latency -s loadtest/writes.lua "$BASE" | tee "$STATE/wrk.txt"
+TOKEN=$TOKEN "${ON_CLIENT_CPU[@]}" wrk -t"$W" -c"$W" -d"${SECS}s" --latency -s loadtest/writes.lua "$BASE" | tee "$STATE/wrk.txt"
 NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
 API_RPS=$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")
 API_REQS=$(awk '/requests in/{print $1}' "$STATE/wrk.txt")
@@ -65,7 +76,7 @@ cat >"$STATE/insert.sql" <<SQL
 INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
 VALUES ('$T', gen_random_uuid(), 'us-east1', ($(printf "$CHAN" ":client_id"))::uuid, '$U', 'a post of a busy writer, of ordinary length');
 SQL
-"$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared -f "$STATE/insert.sql" "$PG" | tee "$STATE/pgbench.txt" | grep -E '^(tps|latency)'
+"${ON_CLIENT_CPU[@]}" "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared -f "$STATE/insert.sql" "$PG" | tee "$STATE/pgbench.txt" | grep -E '^(tps|latency)'
 DB_TPS=$(awk '/^tps/{print $3}' "$STATE/pgbench.txt")
 
 # The API's write transaction (src/db/tx.rs prologue, src/store/messages.rs post) as
@@ -96,7 +107,7 @@ COMMIT;
 SQL
 for shape in old new; do
   echo "== DB: pgbench -c$W, the API's write transaction at SERIALIZABLE, $shape shape (no retries)"
-  "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared --max-tries=1 --failures-detailed -f "$STATE/$shape.sql" "$APP_URL" 2>/dev/null \
+  "${ON_CLIENT_CPU[@]}" "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared --max-tries=1 --failures-detailed -f "$STATE/$shape.sql" "$APP_URL" 2>/dev/null \
     | grep -E '^(tps|latency|number of (transactions actually processed|failed|serialization))'
 done
 python3 -c "print(f'ratio API/bare INSERT = {float(\"$API_RPS\")/float(\"$DB_TPS\"):.2f}  (API {float(\"$API_RPS\"):.0f} posts/s, pgbench {float(\"$DB_TPS\"):.0f} tps)')"
