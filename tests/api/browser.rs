@@ -166,6 +166,27 @@ impl Browser {
         log
     }
 
+    /// The window at a phone's size (390 × 844 CSS pixels).
+    pub async fn phone_size(&self) {
+        self.client.set_window_size(390, 844).await.unwrap();
+    }
+
+    /// Fails when the page is wider than the window (it would scroll sideways).
+    pub async fn assert_fits_window(&self) {
+        let overflow = self
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "wider than the window by {overflow}px"
+        );
+    }
+
     /// Opens the console's sign-in form at `base` and types the tenant's slug,
     /// the user name and the password into it (the caller submits it).
     pub async fn fill_signin(&self, base: &str, slug: &str, user: &str, password: &str) {

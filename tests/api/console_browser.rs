@@ -203,21 +203,13 @@ async fn an_admin_signs_in_sees_only_their_tenant_and_signs_out() {
     screenshot(&browser, "signin").await;
 
     // Phone width: nothing wider than the screen.
-    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.phone_size().await;
     sign_in(&browser, base, "cons-a", "carol", "carol-pw").await;
     browser.wait_for_text("#role", "admin").await;
     browser.client.goto(&members).await.unwrap();
     browser.wait_for_text("table", "carol@example.com").await;
     screenshot(&browser, "members-phone").await;
-    let overflow = js(
-        &browser,
-        "return document.documentElement.scrollWidth - window.innerWidth",
-    )
-    .await;
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "wider than the phone by {overflow}px"
-    );
+    browser.assert_fits_window().await;
 
     // Every request went to the node, and the ones that matter were made.
     let urls = browser.web_requests().await;

@@ -120,19 +120,8 @@ async fn an_admin_adds_a_webhook_and_sees_its_delivery() {
             .status,
         404
     );
-    browser.client.set_window_size(390, 844).await.unwrap();
-    let overflow = browser
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth - window.innerWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "wider than the phone by {overflow}px"
-    );
+    browser.phone_size().await;
+    browser.assert_fits_window().await;
     assert!(browser.csp_violations().await.is_empty());
     browser.close().await;
 }
