@@ -370,7 +370,14 @@ pub async fn patch(
             scope
                 .write(async |tx| {
                     Ok(
-                        tenants::update_as_platform(tx, topology, scope.admin(), id, &changes)
+                        tenants::update_as_platform(
+                            tx,
+                            topology,
+                            &state.keyring,
+                            scope.admin(),
+                            id,
+                            &changes,
+                        )
                             .await?,
                     )
                 })

@@ -71,11 +71,13 @@ pub async fn create(
         .write(async |tx| {
             crate::limits::usage::ensure_user_room(tx, limit).await?;
             let user = owners::create(tx, actor_role, &email, &display_name, role).await?;
-            // The address is personal: sealed in the event, so erasing the
-            // tenant's keys erases it from the trail too (`audit::record_personal`).
+            // The address is personal: sealed in the event with the new user's
+            // own key, so erasing the user (or the tenant's keys) erases it from
+            // the trail too (`audit::record_personal`).
             audit::record_personal(
                 tx,
                 &state.keyring,
+                *user.id.as_uuid(),
                 &actor,
                 "user_created",
                 Some(("user", user.id.to_string())),
