@@ -184,6 +184,7 @@ pub async fn patch(
 pub async fn delete(
     scope: Guarded<Allow<perm::ManageUsers>, TenantScope>,
     path: IdPath,
+    state: web::Data<crate::state::AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = UserId::parse(&path)?;
     let actor = scope.user_id().to_string();
@@ -191,12 +192,17 @@ pub async fn delete(
     scope
         .write(async |tx| {
             let target = owners::delete(tx, actor_role, id).await?;
-            Ok(audit::record(
+            // Sealed with the user's key, as in `user_created`: a later erasure
+            // of the user erases it from the trail.
+            Ok(audit::record_personal(
                 tx,
+                &state.keyring,
+                *id.as_uuid(),
                 &actor,
                 "user_deleted",
                 Some(("user", id.to_string())),
-                json!({ "email": target.email }),
+                json!({}),
+                &json!({ "email": target.email }),
             )
             .await?)
         })

@@ -85,7 +85,7 @@ pub async fn record(
 /// and hashed. User erasure deletes the subject's key, tenant erasure the
 /// tenant's keys that wrap it: either removes the details while the chain still
 /// verifies. Actors and subjects stay ids in the clear. Costs one statement
-/// more than `record` plus the keyring's read (only user creation calls it).
+/// more than `record` plus the keyring's read (user creation and deletion call it).
 #[allow(clippy::too_many_arguments)]
 pub async fn record_personal(
     tx: &TenantTx<'_>,
@@ -168,7 +168,9 @@ pub async fn record_platform(
 /// tenant's name): they are sealed with that tenant's keyring, bound to
 /// `platform_audit_events`, `sealed` and the event id, and the chain hashes the
 /// ciphertext, so tenant erasure (which destroys those keys) leaves them
-/// unreadable in the platform trail while it still verifies.
+/// unreadable in the platform trail while it still verifies. When the tenant's
+/// keys are already destroyed the details are left out and `details` gets
+/// `"personal_withheld": true`.
 #[allow(clippy::too_many_arguments)]
 pub async fn record_platform_personal(
     tx: &PlatformTx<'_>,
@@ -188,13 +190,20 @@ pub async fn record_platform_personal(
         row: &row,
     };
     let plaintext = serde_json::to_vec(personal).map_err(StoreError::internal)?;
-    let sealed = keyring
-        .seal(scoped, tenant, &binding, &plaintext)
-        .await
-        .map_err(|e| match e {
-            KeyringError::Destroyed => StoreError::KeysDestroyed,
-            other => StoreError::internal(other),
-        })?;
+    let sealed = match keyring.seal(scoped, tenant, &binding, &plaintext).await {
+        Ok(sealed) => Some(sealed),
+        // The tenant's keys are destroyed (crypto-shredded): the details are
+        // written nowhere readable, and the event says they were withheld (the
+        // change it records still happens).
+        Err(KeyringError::Destroyed) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let mut details = details;
+    if sealed.is_none()
+        && let Some(object) = details.as_object_mut()
+    {
+        object.insert("personal_withheld".into(), serde_json::Value::Bool(true));
+    }
     append_platform(
         tx,
         event,
@@ -202,7 +211,7 @@ pub async fn record_platform_personal(
         action,
         Some(tenant),
         &details,
-        Some(&sealed),
+        sealed.as_deref(),
     )
     .await
 }

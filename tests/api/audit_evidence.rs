@@ -233,6 +233,18 @@ async fn personal_details_are_sealed_and_shredding_keeps_the_chain_verifying() {
     let sealed = sealed.expect("the address is sealed");
     assert!(!details.contains(canary));
     assert!(!String::from_utf8_lossy(&sealed).contains(canary));
+    // Deleting the user records the address sealed too, opened for the owner.
+    let id = created.body["id"].as_str().unwrap();
+    let deleted = app
+        .request("DELETE", &format!("/v1/users/{id}"), Some(&t.owner_token), None)
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let listed = app
+        .get("/v1/audit?action=user_deleted", &t.owner_token)
+        .await;
+    let event = &listed.body["items"][0];
+    assert_eq!(event["personal"]["email"], canary, "{}", listed.body);
+    assert!(!event["details"].to_string().contains(canary), "{event}");
 
     let destroyed = app
         .request(

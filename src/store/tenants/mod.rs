@@ -488,26 +488,16 @@ pub async fn update_as_platform(
     )
     .await?;
     let (clear, personal) = platform_change_details(&details);
-    match audit::record_platform_personal(
+    audit::record_platform_personal(
         tx,
         &scoped,
         keyring,
         admin,
         "tenant_updated",
-        clear.clone(),
+        clear,
         &personal,
     )
-    .await
-    {
-        // Keys destroyed (crypto-shredded, or an erased tenant): the name is not
-        // written anywhere readable, so the change is recorded without it.
-        Err(StoreError::KeysDestroyed) => {
-            let mut clear = clear;
-            clear["personal_withheld"] = json!(true);
-            audit::record_platform(tx, admin, "tenant_updated", Some(id), clear).await?;
-        }
-        other => other?,
-    }
+    .await?;
     Ok(after)
 }
 
