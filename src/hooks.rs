@@ -106,7 +106,8 @@ impl Hooks {
         } else {
             registry
         };
-        let registry = crate::audit::jobs::register(registry, &self.signer, self.checkpoint_interval);
+        let registry =
+            crate::audit::jobs::register(registry, &self.signer, self.checkpoint_interval);
         let registry = self.compliance.register(registry);
         let every = self.calendar.settings.sync_interval;
         let registry = if every.is_zero() {

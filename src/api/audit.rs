@@ -88,7 +88,9 @@ pub async fn list(
     let page = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
-                .read(async |tx| Ok(audit::list_platform(tx, keyring, limit, after, &filter).await?))
+                .read(
+                    async |tx| Ok(audit::list_platform(tx, keyring, limit, after, &filter).await?),
+                )
                 .await?
         }
         Caller::Tenant(scope) => {

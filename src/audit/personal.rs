@@ -297,9 +297,9 @@ pub async fn open_page(
             },
         };
         out.push(match plain {
-            Some(plain) => Opened::Personal(
-                serde_json::from_slice(&plain).map_err(StoreError::internal)?,
-            ),
+            Some(plain) => {
+                Opened::Personal(serde_json::from_slice(&plain).map_err(StoreError::internal)?)
+            }
             None => Opened::Erased,
         });
     }

@@ -236,7 +236,12 @@ async fn personal_details_are_sealed_and_shredding_keeps_the_chain_verifying() {
     // Deleting the user records the address sealed too, opened for the owner.
     let id = created.body["id"].as_str().unwrap();
     let deleted = app
-        .request("DELETE", &format!("/v1/users/{id}"), Some(&t.owner_token), None)
+        .request(
+            "DELETE",
+            &format!("/v1/users/{id}"),
+            Some(&t.owner_token),
+            None,
+        )
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
     let listed = app
@@ -262,7 +267,11 @@ async fn personal_details_are_sealed_and_shredding_keeps_the_chain_verifying() {
         .get("/v1/audit?action=user_created", &t.owner_token)
         .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
-    assert_eq!(listed.body["items"][0]["personal_erased"], true, "{}", listed.body);
+    assert_eq!(
+        listed.body["items"][0]["personal_erased"], true,
+        "{}",
+        listed.body
+    );
     assert_eq!(listed.body["items"][0]["personal"], Value::Null);
     let dump: String = db
         .query_one(
@@ -295,13 +304,19 @@ async fn two_transactions_creating_one_subject_key_both_end_with_one_key() {
     first.batch_execute(&begin).await.unwrap();
     second.batch_execute(&begin).await.unwrap();
     let mine = first
-        .query_opt(INSERT_KEY_SQL, &[&t.id, &subject, &"us-east1", &b"key-one".to_vec()])
+        .query_opt(
+            INSERT_KEY_SQL,
+            &[&t.id, &subject, &"us-east1", &b"key-one".to_vec()],
+        )
         .await
         .unwrap();
     assert!(mine.is_some(), "the first creates the key");
     let racing = actix_web::rt::spawn(async move {
         let outcome = second
-            .query_opt(INSERT_KEY_SQL, &[&t.id, &subject, &"us-east1", &b"key-two".to_vec()])
+            .query_opt(
+                INSERT_KEY_SQL,
+                &[&t.id, &subject, &"us-east1", &b"key-two".to_vec()],
+            )
             .await
             .map(|row| row.is_some());
         (second, outcome)
@@ -321,7 +336,10 @@ async fn two_transactions_creating_one_subject_key_both_end_with_one_key() {
     // The retry (what `Database` does on 40001): nothing inserted, the key read.
     second.batch_execute(&begin).await.unwrap();
     let retried = second
-        .query_opt(INSERT_KEY_SQL, &[&t.id, &subject, &"us-east1", &b"key-three".to_vec()])
+        .query_opt(
+            INSERT_KEY_SQL,
+            &[&t.id, &subject, &"us-east1", &b"key-three".to_vec()],
+        )
         .await
         .unwrap();
     assert!(retried.is_none(), "the retry creates no second key");

@@ -290,7 +290,11 @@ async fn tenant_erasure_grace_restore_and_erase_leave_the_canary_nowhere() {
             .unwrap_or_else(|| panic!("no tenant_updated of {}", b.id))
     };
     let update = b_updated(&one).await;
-    assert_eq!(update["personal"]["after"]["name"], json!(renamed), "{update}");
+    assert_eq!(
+        update["personal"]["after"]["name"],
+        json!(renamed),
+        "{update}"
+    );
     assert!(!update["details"].to_string().contains(&canary), "{update}");
     let su = one.superuser_client().await;
     let a_before = counts(&su, a.id).await;
