@@ -624,6 +624,54 @@ mod tests {
         assert_eq!(json["http"]["body_timeout_ms"], 1_500);
     }
 
+    /// `audit.checkpoint_interval_ms` is read in milliseconds, defaults to an
+    /// hour, and a value outside 1 minute..=1 day stops the start with the key
+    /// named.
+    #[test]
+    fn the_checkpoint_interval_is_read_and_bounded_at_start() {
+        let dir = regions_dir("checkpoint", "address = \"127.0.0.12:8080\"");
+        let base = || Settings {
+            region: "us-east1".into(),
+            regions_dir: dir.to_path_buf(),
+            database: DatabaseSettings {
+                url: "postgres://unused".into(),
+                ..Settings::default().database
+            },
+            routing: RoutingSettings {
+                hop_secret: "a hop secret of enough length".into(),
+                ..Settings::default().routing
+            },
+            ..Settings::default()
+        };
+        assert_eq!(
+            base().audit.checkpoint_interval,
+            Duration::from_secs(3600),
+            "the default"
+        );
+        let loaded: Settings = Figment::from(Serialized::defaults(base()))
+            .merge(("audit.checkpoint_interval_ms", 600_000))
+            .extract()
+            .unwrap();
+        assert_eq!(loaded.audit.checkpoint_interval, Duration::from_secs(600));
+        assert!(loaded.validate().is_ok());
+        for bad in [59_999u64, 86_400_001] {
+            let mut settings = base();
+            settings.audit.checkpoint_interval = Duration::from_millis(bad);
+            match settings.validate() {
+                Err(ConfigError::Invalid(why)) => assert!(
+                    why.contains("audit.checkpoint_interval_ms must be 60000..=86400000"),
+                    "{bad}: {why}"
+                ),
+                other => panic!("{bad} ms accepted: {:?}", other.map(|_| ())),
+            }
+        }
+        for edge in [60_000u64, 86_400_000] {
+            let mut settings = base();
+            settings.audit.checkpoint_interval = Duration::from_millis(edge);
+            assert!(settings.validate().is_ok(), "{edge} ms refused");
+        }
+    }
+
     #[test]
     fn region_files_with_different_admin_addresses_give_different_admin_binds() {
         // The shipped layout: no admin address, so the node's IP with port 9090.

@@ -25,6 +25,8 @@ pub struct Hooks {
     reencrypt_batch: u32,
     /// `encryption.rotate_after_days` (0: no scheduled rotation).
     rotate_after_days: u32,
+    /// `audit.checkpoint_interval_ms`: how often each trail's head is signed.
+    checkpoint_interval: std::time::Duration,
     /// Exports and their store (`crate::compliance`).
     pub compliance: crate::compliance::Compliance,
     /// Calendar sync: the bridges, settings and keyring (`crate::calendar`).
@@ -78,6 +80,7 @@ impl Hooks {
             signer,
             reencrypt_batch: settings.encryption.reencrypt_batch,
             rotate_after_days: settings.encryption.rotate_after_days,
+            checkpoint_interval: settings.audit.checkpoint_interval,
             ledger: crate::limits::ledger::AiLedger::new(db),
             directory,
             webhooks: settings.webhooks.clone(),
@@ -103,7 +106,8 @@ impl Hooks {
         } else {
             registry
         };
-        let registry = crate::audit::jobs::register(registry, &self.signer);
+        let registry =
+            crate::audit::jobs::register(registry, &self.signer, self.checkpoint_interval);
         let registry = self.compliance.register(registry);
         let every = self.calendar.settings.sync_interval;
         let registry = if every.is_zero() {

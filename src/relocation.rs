@@ -87,6 +87,9 @@ const TABLES: &[(&str, &str)] = &[
     // Tenant erasures (V26): a restored tenant's cancelled ones move with it (a
     // tenant with a pending, running or done erasure is not relocated).
     ("tenant_erasures", "id"),
+    // Subject keys (V33): the keys of the personal details in the tenant's audit
+    // events, homed with the events they open.
+    ("subject_keys", "subject_id"),
 ];
 
 /// Every table a relocation moves (the tables with a `home_region` per row).

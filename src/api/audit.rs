@@ -76,7 +76,9 @@ impl ListQuery {
 pub async fn list(
     caller: Guarded<Allow<perm::ReadAudit>, Caller>,
     query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
 ) -> Result<web::Json<Page<AuditEvent>>, ApiError> {
+    let keyring = &state.keyring;
     let filter = query.filter()?;
     let paging = PageQuery {
         limit: query.limit,
@@ -86,12 +88,14 @@ pub async fn list(
     let page = match caller.into_inner() {
         Caller::Platform(scope) => {
             scope
-                .read(async |tx| Ok(audit::list_platform(tx, limit, after, &filter).await?))
+                .read(
+                    async |tx| Ok(audit::list_platform(tx, keyring, limit, after, &filter).await?),
+                )
                 .await?
         }
         Caller::Tenant(scope) => {
             scope
-                .read(async |tx| Ok(audit::list_tenant(tx, limit, after, &filter).await?))
+                .read(async |tx| Ok(audit::list_tenant(tx, keyring, limit, after, &filter).await?))
                 .await?
         }
     };

@@ -129,7 +129,24 @@ pub async fn start(
                 details.clone(),
             )
             .await?;
-            audit::record_platform(tx, &admin, "impersonation_started", Some(id), details).await?;
+            // The reason is the admin's free text (it may name people): the
+            // platform trail, which outlives a tenant erasure, keeps it sealed
+            // with the tenant's keyring.
+            let mut clear = details;
+            let reason = clear
+                .as_object_mut()
+                .and_then(|d| d.remove("reason"))
+                .unwrap_or_default();
+            audit::record_platform_personal(
+                tx,
+                &scoped,
+                &state.keyring,
+                &admin,
+                "impersonation_started",
+                clear,
+                &json!({ "reason": reason }),
+            )
+            .await?;
             Ok(imp)
         })
         .await?;

@@ -369,10 +369,15 @@ pub async fn patch(
         Caller::Platform(scope) => {
             scope
                 .write(async |tx| {
-                    Ok(
-                        tenants::update_as_platform(tx, topology, scope.admin(), id, &changes)
-                            .await?,
+                    Ok(tenants::update_as_platform(
+                        tx,
+                        topology,
+                        &state.keyring,
+                        scope.admin(),
+                        id,
+                        &changes,
                     )
+                    .await?)
                 })
                 .await?
         }

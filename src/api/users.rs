@@ -71,11 +71,13 @@ pub async fn create(
         .write(async |tx| {
             crate::limits::usage::ensure_user_room(tx, limit).await?;
             let user = owners::create(tx, actor_role, &email, &display_name, role).await?;
-            // The address is personal: sealed in the event, so erasing the
-            // tenant's keys erases it from the trail too (`audit::record_personal`).
+            // The address is personal: sealed in the event with the new user's
+            // own key, so erasing the user (or the tenant's keys) erases it from
+            // the trail too (`audit::record_personal`).
             audit::record_personal(
                 tx,
                 &state.keyring,
+                *user.id.as_uuid(),
                 &actor,
                 "user_created",
                 Some(("user", user.id.to_string())),
@@ -182,6 +184,7 @@ pub async fn patch(
 pub async fn delete(
     scope: Guarded<Allow<perm::ManageUsers>, TenantScope>,
     path: IdPath,
+    state: web::Data<crate::state::AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = UserId::parse(&path)?;
     let actor = scope.user_id().to_string();
@@ -189,12 +192,17 @@ pub async fn delete(
     scope
         .write(async |tx| {
             let target = owners::delete(tx, actor_role, id).await?;
-            Ok(audit::record(
+            // Sealed with the user's key, as in `user_created`: a later erasure
+            // of the user erases it from the trail.
+            Ok(audit::record_personal(
                 tx,
+                &state.keyring,
+                *id.as_uuid(),
                 &actor,
                 "user_deleted",
                 Some(("user", id.to_string())),
-                json!({ "email": target.email }),
+                json!({}),
+                &json!({ "email": target.email }),
             )
             .await?)
         })

@@ -93,7 +93,7 @@ pub async fn run(client: &mut Client) -> anyhow::Result<(u64, u64)> {
         let rows = tx
             .query(
                 "SELECT id, actor, action, tenant_id, NULL::text AS target_kind, \
-                    NULL::text AS target_id, details, created_at, NULL::bytea AS sealed
+                    NULL::text AS target_id, details, created_at, sealed
                  FROM platform_audit_events WHERE region = $1 AND seq IS NULL
                  ORDER BY created_at, id LIMIT $2",
                 &[&region, &BATCH],

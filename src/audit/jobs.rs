@@ -1,4 +1,5 @@
-//! The periodic checkpoint jobs: every `CHECKPOINT_EVERY`, each tenant's trail
+//! The periodic checkpoint jobs: every `audit.checkpoint_interval_ms` (default
+//! an hour, `seal::AuditSettings`), each tenant's trail
 //! (a job per tenant, in its home region) and each region's platform trail (a
 //! job per region) get a signed checkpoint of their head, unless it has not
 //! moved since the last one (the checkpoint at that seq is kept).
@@ -13,11 +14,9 @@ use crate::jobs::{JobContext, JobError, JobHandler, Registry, Schedule, Schedule
 
 pub const TENANT_KIND: &str = "audit_checkpoint";
 pub const PLATFORM_KIND: &str = "audit_platform_checkpoint";
-/// How often a trail's head is signed.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
-
-/// The two handlers and their schedules.
-pub fn register(registry: Registry, signer: &Arc<Signer>) -> Registry {
+/// The two handlers and their schedules, every `every`
+/// (`audit.checkpoint_interval_ms`).
+pub fn register(registry: Registry, signer: &Arc<Signer>, every: Duration) -> Registry {
     registry
         .with(TenantCheckpoint {
             signer: signer.clone(),
@@ -27,13 +26,13 @@ pub fn register(registry: Registry, signer: &Arc<Signer>) -> Registry {
         })
         .every(Schedule {
             kind: TENANT_KIND,
-            every: CHECKPOINT_EVERY,
+            every,
             scope: ScheduleScope::EachTenant,
             max_attempts: 5,
         })
         .every(Schedule {
             kind: PLATFORM_KIND,
-            every: CHECKPOINT_EVERY,
+            every,
             scope: ScheduleScope::Region,
             max_attempts: 5,
         })

@@ -46,6 +46,11 @@ pub struct AuditSettings {
     pub seal_interval: Duration,
     /// Events chained per transaction, at most.
     pub seal_batch: i64,
+    /// How often each trail's head gets a signed `periodic` checkpoint
+    /// (`audit::jobs`): the longest a rewrite of the newest events by the
+    /// database's owner stays undetectable by the signature.
+    #[serde(rename = "checkpoint_interval_ms", with = "crate::config::millis")]
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for AuditSettings {
@@ -53,6 +58,7 @@ impl Default for AuditSettings {
         Self {
             seal_interval: Duration::from_secs(1),
             seal_batch: 1000,
+            checkpoint_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -64,6 +70,11 @@ impl AuditSettings {
         }
         if !(1..=10_000).contains(&self.seal_batch) {
             return Err("audit.seal_batch must be 1..=10000".into());
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(86_400))
+            .contains(&self.checkpoint_interval)
+        {
+            return Err("audit.checkpoint_interval_ms must be 60000..=86400000".into());
         }
         Ok(())
     }

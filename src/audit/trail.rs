@@ -56,7 +56,7 @@ pub const PLATFORM: TrailSql = TrailSql {
     heads: "platform_audit_heads",
     checkpoints: "platform_audit_checkpoints",
     columns: "id, created_at, actor, action, tenant_id, NULL::text AS target_kind, \
-              NULL::text AS target_id, details, NULL::bytea AS sealed, seq, hash",
+              NULL::text AS target_id, details, sealed, seq, hash",
 };
 
 impl Source<'_> {

@@ -5,7 +5,9 @@
 //! they posted in (a summary may quote them). Either way the outbox events and
 //! webhook deliveries that copied their posts are scrubbed, and in the last
 //! transaction their user row loses its personal fields (email, display name;
-//! status `deleted`), their linked identities and sessions are deleted, the
+//! status `deleted`), their linked identities and sessions are deleted, their
+//! subject key is deleted (so the personal details the audit trail sealed with
+//! it, `audit::personal`, never open again while the chain verifies), the
 //! tenant's stored exports are expired (they may hold the user's data), and the
 //! signed receipt is stored. One transaction per batch of `exports.batch_rows`
 //! rows; each batch adds its counts to the erasure row in its own transaction,
@@ -236,8 +238,8 @@ async fn count(tx: &TenantTx<'_>, id: ErasureId, table: &str, n: u64) -> Result<
     Ok(())
 }
 
-/// The last transaction: the user's row, identities and sessions; returns the
-/// rows changed per table.
+/// The last transaction: the user's row, identities, sessions and subject key;
+/// returns the rows changed per table.
 async fn erase_user_row(
     tx: &TenantTx<'_>,
     user: UserId,
@@ -263,9 +265,19 @@ async fn erase_user_row(
             &[t.as_uuid(), u.as_uuid()],
         )
         .await?;
+    // The key that sealed the user's personal details in the audit trail
+    // (`audit::personal`): without it they never open again, and the chain,
+    // which hashes only the ciphertext, still verifies.
+    let keys = tx
+        .execute(
+            crate::audit::personal::DELETE_KEY_SQL,
+            &[t.as_uuid(), u.as_uuid()],
+        )
+        .await?;
     Ok(vec![
         ("external_identities", ids),
         ("refresh_tokens", sessions),
+        ("subject_keys", keys),
         ("users", users),
     ])
 }

@@ -84,6 +84,15 @@ pub const ENCRYPTED: &[EncryptedColumn] = &[
         row_id: "id::text",
         key: "id",
     },
+    // The per-subject keys of the audit trail's personal details
+    // (`audit::personal`, V33), wrapped by the tenant's DEK.
+    EncryptedColumn {
+        table: "subject_keys",
+        column: "key_sealed",
+        aad_column: "key_sealed",
+        row_id: "subject_id::text",
+        key: "subject_id",
+    },
 ];
 
 /// The job kind that re-encrypts a tenant after a rotation.

@@ -91,7 +91,7 @@ pub struct Statements {
     /// the tenant's home region when the event is about a tenant (`$4`), else the
     /// node's (`$7`). `$1` id, `$2`
     /// actor, `$3` action, `$5` details, `$6` created_at, `$8` canonical, `$9`
-    /// genesis. Returns the trail's region.
+    /// genesis, `$10` sealed details (V33; NULL for most). Returns the trail's region.
     pub platform_audit_append: &'static str,
 }
 
@@ -116,9 +116,9 @@ static POSTGRES: Statements = Statements {
         ON CONFLICT (region) DO UPDATE SET seq = h.seq + 1, hash = sha256(h.hash || $8::bytea)
         RETURNING region, seq, hash)
      INSERT INTO platform_audit_events (id, actor, action, tenant_id, details, created_at,
-                                        region, seq, hash)
+                                        region, seq, hash, sealed)
      SELECT $1::uuid, $2::text, $3::text, $4::uuid, $5::jsonb, $6::timestamptz,
-            head.region, head.seq, head.hash FROM head
+            head.region, head.seq, head.hash, $10::bytea FROM head
      RETURNING region",
 };
 // dialect-guard: postgres-only end
@@ -145,9 +145,9 @@ static COCKROACH: Statements = Statements {
         ON CONFLICT (region) DO UPDATE SET seq = h.seq + 1, hash = decode(sha256(h.hash || $8::bytea), 'hex')
         RETURNING region, seq, hash)
      INSERT INTO platform_audit_events (id, actor, action, tenant_id, details, created_at,
-                                        region, seq, hash)
+                                        region, seq, hash, sealed)
      SELECT $1::uuid, $2::text, $3::text, $4::uuid, $5::jsonb, $6::timestamptz,
-            head.region, head.seq, head.hash FROM head
+            head.region, head.seq, head.hash, $10::bytea FROM head
      RETURNING region",
 };
 

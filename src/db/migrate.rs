@@ -143,6 +143,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "V32__top_tenants",
         include_str!("../../sql/postgres/V32__top_tenants.sql"),
     ),
+    (
+        "V33__subject_keys",
+        include_str!("../../sql/postgres/V33__subject_keys.sql"),
+    ),
 ];
 
 const COCKROACH: &[(&str, &str)] = &[
@@ -258,6 +262,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V32__top_tenants",
         include_str!("../../sql/cockroach/V32__top_tenants.sql"),
+    ),
+    (
+        "V33__subject_keys",
+        include_str!("../../sql/cockroach/V33__subject_keys.sql"),
     ),
 ];
 
@@ -476,7 +484,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26, 27, 28, 29, 30, 31, 32
+                    24, 25, 26, 27, 28, 29, 30, 31, 32, 33
                 ]
             );
         }

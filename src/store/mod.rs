@@ -56,6 +56,8 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
         ("messages.get", messages::GET_SQL),
         ("messages.search", dialect.statements().search),
         ("audit.tenant_list", crate::audit::TENANT_LIST_SQL),
+        // The listing's one read of its page's subject keys (`audit::personal`).
+        ("audit.subject_keys", crate::audit::personal::PAGE_KEYS_SQL),
         ("usage.storage_bytes", storage::STORAGE_BYTES_SQL),
         ("usage.ai_month", ledger::MONTH_USAGE_SQL),
         ("jobs.list", crate::jobs::store::LIST_SQL),

@@ -233,6 +233,23 @@ async fn personal_details_are_sealed_and_shredding_keeps_the_chain_verifying() {
     let sealed = sealed.expect("the address is sealed");
     assert!(!details.contains(canary));
     assert!(!String::from_utf8_lossy(&sealed).contains(canary));
+    // Deleting the user records the address sealed too, opened for the owner.
+    let id = created.body["id"].as_str().unwrap();
+    let deleted = app
+        .request(
+            "DELETE",
+            &format!("/v1/users/{id}"),
+            Some(&t.owner_token),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let listed = app
+        .get("/v1/audit?action=user_deleted", &t.owner_token)
+        .await;
+    let event = &listed.body["items"][0];
+    assert_eq!(event["personal"]["email"], canary, "{}", listed.body);
+    assert!(!event["details"].to_string().contains(canary), "{event}");
 
     let destroyed = app
         .request(
@@ -245,6 +262,17 @@ async fn personal_details_are_sealed_and_shredding_keeps_the_chain_verifying() {
     assert_eq!(destroyed.status, 200, "{}", destroyed.body);
     let report = verify(&app, &t.owner_token).await;
     assert_eq!(report["intact"], true, "{report}");
+    // The subject's key is wrapped by the destroyed keys: the listing says so.
+    let listed = app
+        .get("/v1/audit?action=user_created", &t.owner_token)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.body["items"][0]["personal_erased"], true,
+        "{}",
+        listed.body
+    );
+    assert_eq!(listed.body["items"][0]["personal"], Value::Null);
     let dump: String = db
         .query_one(
             "SELECT string_agg(details::text || coalesce(encode(sealed, 'escape'), ''), ' ') \
@@ -255,4 +283,82 @@ async fn personal_details_are_sealed_and_shredding_keeps_the_chain_verifying() {
         .unwrap()
         .get(0);
     assert!(!dump.contains(canary));
+}
+
+/// Two transactions creating the same subject's key at once (the statements of
+/// `audit::personal`, as the service role, SERIALIZABLE as the service runs
+/// them): the second's insert waits for the first, fails serialization
+/// (40001), and its retry finds the first's key and reads it. One row, and both
+/// end with the same key.
+#[actix_web::test]
+async fn two_transactions_creating_one_subject_key_both_end_with_one_key() {
+    use meridian::audit::personal::{INSERT_KEY_SQL, KEY_SQL};
+    let app = spawn_app().await;
+    let t = app.provision("subject-race").await;
+    let subject = uuid::Uuid::new_v4();
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT set_config('app.tenant_id', '{}', true)",
+        t.id
+    );
+    let (first, second) = (app.app_role_client().await, app.app_role_client().await);
+    first.batch_execute(&begin).await.unwrap();
+    second.batch_execute(&begin).await.unwrap();
+    let mine = first
+        .query_opt(
+            INSERT_KEY_SQL,
+            &[&t.id, &subject, &"us-east1", &b"key-one".to_vec()],
+        )
+        .await
+        .unwrap();
+    assert!(mine.is_some(), "the first creates the key");
+    let racing = actix_web::rt::spawn(async move {
+        let outcome = second
+            .query_opt(
+                INSERT_KEY_SQL,
+                &[&t.id, &subject, &"us-east1", &b"key-two".to_vec()],
+            )
+            .await
+            .map(|row| row.is_some());
+        (second, outcome)
+    });
+    // The second waits on the first's uncommitted row until it commits.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!racing.is_finished(), "the second insert did not wait");
+    first.batch_execute("COMMIT").await.unwrap();
+    let (second, outcome) = racing.await.unwrap();
+    let code = outcome.expect_err("the second insert must not succeed in its snapshot");
+    assert_eq!(
+        code.code(),
+        Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+        "{code}"
+    );
+    second.batch_execute("ROLLBACK").await.unwrap();
+    // The retry (what `Database` does on 40001): nothing inserted, the key read.
+    second.batch_execute(&begin).await.unwrap();
+    let retried = second
+        .query_opt(
+            INSERT_KEY_SQL,
+            &[&t.id, &subject, &"us-east1", &b"key-three".to_vec()],
+        )
+        .await
+        .unwrap();
+    assert!(retried.is_none(), "the retry creates no second key");
+    let key: Vec<u8> = second
+        .query_one(KEY_SQL, &[&t.id, &subject])
+        .await
+        .unwrap()
+        .get(0);
+    second.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(key, b"key-one", "both end with the first's key");
+    let rows: i64 = app
+        .superuser_client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND subject_id = $2",
+            &[&t.id, &subject],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
 }

@@ -290,7 +290,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V29__usage_history",
             "V30__audit_sealer",
             "V31__exports_page",
-            "V32__top_tenants"
+            "V32__top_tenants",
+            "V33__subject_keys"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

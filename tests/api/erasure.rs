@@ -1,7 +1,9 @@
 //! User erasure (issue 16 part 3): the tenant's policy, what is left afterwards
 //! (a canary in every personal field is found nowhere in the database, the
 //! search or a later export) and the signed receipt, which an auditor verifies
-//! with the public key alone and which fails once altered.
+//! with the public key alone and which fails once altered. The audit trail's
+//! copy of the user's address (`user_created`, sealed with the user's own key)
+//! is readable before and erased after, while the chain still verifies.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,51 @@ use meridian::compliance::receipt::{self, SignedReceipt};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Tenant, TestApp, assert_problem, spawn_app};
+use crate::helpers::{Tenant, TestApp, assert_problem, cluster, spawn_app};
+
+/// The trail's `user_created` event of `user`, as `token` lists it.
+async fn user_created(app: &TestApp, token: &str, user: Uuid) -> Value {
+    let trail = app
+        .get("/v1/audit?action=user_created&limit=200", token)
+        .await;
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    trail.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target_id"] == user.to_string())
+        .unwrap_or_else(|| panic!("no user_created of {user}: {}", trail.body))
+        .clone()
+}
+
+/// Every version of the tenant's data key, unwrapped with the test KEK file.
+async fn tenant_deks(
+    db: &tokio_postgres::Client,
+    tenant: Uuid,
+) -> Vec<meridian::crypto::envelope::Dek> {
+    use meridian::crypto::provider::{KeyProvider, LocalFileProvider, WrappedDek};
+    let provider = LocalFileProvider::ensure(&cluster().kek_file, &["apac", "eu", "us"]).unwrap();
+    let rows = db
+        .query(
+            "SELECT version, jurisdiction, kek_id, wrapped FROM tenant_keys
+             WHERE tenant_id = $1 AND wrapped IS NOT NULL",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    let mut deks = Vec::new();
+    for row in rows {
+        let wrapped = WrappedDek {
+            jurisdiction: row.get(1),
+            kek_id: row.get(2),
+            blob: row.get(3),
+        };
+        let version = row.get::<_, i32>(0).unsigned_abs();
+        let id = meridian::ids::TenantId::from_uuid(tenant);
+        deks.push(provider.unwrap(id, &wrapped, version).await.unwrap());
+    }
+    deks
+}
 
 /// Creates a user whose email and display name carry `canary`.
 async fn canary_user(app: &TestApp, t: &Tenant, canary: &str) -> (Uuid, String) {
@@ -86,6 +132,31 @@ async fn anonymize_leaves_the_canary_nowhere_and_the_signed_receipt_verifies() {
         crate::encryption::dump(&app).contains(&canary),
         "the canary is stored before"
     );
+    // The trail opens the address for those who may read it; a member may not.
+    let email = format!("{canary}@example.com");
+    let event = user_created(&app, &compliance, user).await;
+    assert_eq!(event["personal"]["email"], email, "{event}");
+    assert_eq!(event["personal_erased"], false, "{event}");
+    assert!(!event["details"].to_string().contains(&canary), "{event}");
+    assert_problem(&app.get("/v1/audit", &token).await, 403, "forbidden");
+    let su = app.superuser_client().await;
+    let keys = "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND subject_id = $2";
+    let n: i64 = su.query_one(keys, &[&t.id, &user]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the user's subject key");
+    let event_id: Uuid = event["id"].as_str().unwrap().parse().unwrap();
+    let sealed: Vec<u8> = su
+        .query_one(
+            "SELECT sealed FROM audit_events WHERE tenant_id = $1 AND id = $2",
+            &[&t.id, &event_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        meridian::audit::personal::subject_of(&sealed),
+        Some(user),
+        "sealed with the user's own key"
+    );
 
     let done = erase(&app, &compliance, user).await;
     assert_eq!(done["state"], "done", "{done}");
@@ -93,6 +164,34 @@ async fn anonymize_leaves_the_canary_nowhere_and_the_signed_receipt_verifies() {
     assert_eq!(done["counts"]["messages"], 1);
     assert_eq!(done["counts"]["users"], 1);
     assert_eq!(done["counts"]["exports"], 1);
+    assert_eq!(done["counts"]["subject_keys"], 1);
+
+    // The trail: the address erased, the chain intact, the key gone, and the
+    // tenant's keys (all still live) do not open the stored ciphertext.
+    let event = user_created(&app, &compliance, user).await;
+    assert_eq!(event["personal"], Value::Null, "{event}");
+    assert_eq!(event["personal_erased"], true, "{event}");
+    let report = app.get("/v1/audit/verify", &compliance).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(report.body["intact"], true, "{}", report.body);
+    let n: i64 = su.query_one(keys, &[&t.id, &user]).await.unwrap().get(0);
+    assert_eq!(n, 0, "the subject key is deleted");
+    let binding = meridian::crypto::envelope::Binding {
+        tenant: meridian::ids::TenantId::from_uuid(t.id),
+        table: "audit_events",
+        column: "sealed",
+        row: &event_id.to_string(),
+    };
+    let deks = tenant_deks(&su, t.id).await;
+    assert!(!deks.is_empty(), "the tenant's keys are live");
+    for dek in &deks {
+        assert!(dek.open(&binding, &sealed).is_err(), "as a keyring field");
+        assert!(
+            meridian::audit::personal::open_for_subject(dek.secret_bytes(), &binding, &sealed)
+                .is_err(),
+            "with the tenant's key in place of the subject's"
+        );
+    }
 
     // Nowhere in the database, the API or a new export.
     let dump = crate::encryption::dump(&app);

@@ -137,6 +137,14 @@ async fn an_impersonation_reads_is_refused_writes_and_is_audited_in_the_tenants_
     // The platform trail has the start too.
     let platform = app.platform_events("impersonation_started", 1).await;
     assert_eq!(platform[0]["tenant_id"], a.id.to_string());
+    // There the reason (free text) is sealed with the tenant's keyring.
+    assert_eq!(
+        platform[0]["details"]["reason"],
+        Value::Null,
+        "{}",
+        platform[0]
+    );
+    assert_eq!(platform[0]["personal"]["reason"], "ticket 4711");
 
     // Compliance officers read the trail and the active impersonations too.
     let (_, compliance) = app.add_user(&a, "compliance").await;

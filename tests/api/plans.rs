@@ -24,7 +24,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 12] = [
+const TENANT_TABLES: [&str; 13] = [
     "tenants",
     "users",
     "channels",
@@ -37,6 +37,7 @@ const TENANT_TABLES: [&str; 12] = [
     "jobs",
     "exports",
     "usage_samples",
+    "subject_keys",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -98,7 +99,9 @@ fn seed_sql() -> String {
        SELECT ('00000000-0000-0000-0000-' || lpad(t::text, 12, '0'))::uuid,
               date_trunc('hour', now()) - d * interval '1 day' - (t % 24) * interval '1 hour',
               'us-east1', t % 97, t % 5, 100, 10, now()
-       FROM generate_series(0, 1999) t, generate_series(0, 59) d;"
+       FROM generate_series(0, 1999) t, generate_series(0, 59) d;
+     INSERT INTO subject_keys (tenant_id, subject_id, home_region, key_sealed)
+       SELECT tenant_id, id, home_region, '\\x01'::bytea FROM users;"
         .to_owned()
 }
 
@@ -143,6 +146,11 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new(None::<String>),
             Box::new(None::<chrono::DateTime<chrono::Utc>>),
             Box::new(None::<chrono::DateTime<chrono::Utc>>),
+        ],
+        // A page naming three subjects (users of big tenant 1).
+        "audit.subject_keys" => vec![
+            Box::new(tenant),
+            Box::new(vec![id(2, 1, 7), id(2, 1, 42), id(2, 1, 1999)]),
         ],
         "channels.get" | "channels.exists" => vec![Box::new(tenant), Box::new(id(1, 1, 42))],
         "users.get" => vec![Box::new(tenant), Box::new(id(2, 1, 42))],

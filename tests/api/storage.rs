@@ -301,7 +301,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V29__usage_history",
             "V30__audit_sealer",
             "V31__exports_page",
-            "V32__top_tenants"
+            "V32__top_tenants",
+            "V33__subject_keys"
         ]
     );
     client

@@ -271,6 +271,31 @@ async fn tenant_erasure_grace_restore_and_erase_leave_the_canary_nowhere() {
 
     // Tenant B: erased after the grace.
     let b = canary_tenant(&one, "goner", &canary).await;
+    // Renamed by a platform admin: the platform trail's `tenant_updated` names
+    // it (before and after), sealed with B's keyring, opened for the admin.
+    let renamed = format!("Renamed {canary}");
+    let patched = one
+        .patch(
+            &format!("/v1/tenants/{}", b.id),
+            &admin,
+            json!({ "name": renamed }),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let b_updated = async |node: &TestApp| -> Value {
+        node.platform_events("tenant_updated", 1)
+            .await
+            .into_iter()
+            .find(|e| e["tenant_id"] == b.id.to_string())
+            .unwrap_or_else(|| panic!("no tenant_updated of {}", b.id))
+    };
+    let update = b_updated(&one).await;
+    assert_eq!(
+        update["personal"]["after"]["name"],
+        json!(renamed),
+        "{update}"
+    );
+    assert!(!update["details"].to_string().contains(&canary), "{update}");
     let su = one.superuser_client().await;
     let a_before = counts(&su, a.id).await;
     assert!(
@@ -331,6 +356,10 @@ async fn tenant_erasure_grace_restore_and_erase_leave_the_canary_nowhere() {
     let dump = crate::encryption::dump(&one);
     let found: Vec<&str> = dump.lines().filter(|l| l.contains(&canary)).collect();
     assert!(found.is_empty(), "the canary is in pg_dump: {found:?}");
+    // The platform trail keeps the rename, its name no longer readable.
+    let update = b_updated(&one).await;
+    assert_eq!(update["personal_erased"], true, "{update}");
+    assert!(!update.to_string().contains(&canary), "{update}");
     let live: i64 = su
         .query_one(
             "SELECT count(*) FROM tenant_keys WHERE tenant_id = $1

@@ -46,6 +46,9 @@ pub const ERASED: &[(&str, Via)] = &[
     ),
     ("exports", Via::Delete { key: "id" }),
     ("erasures", Via::Delete { key: "id" }),
+    // The subject keys (V33) are sealed with the tenant's keys, destroyed
+    // anyway; deleted so no wrapped key outlives the tenant.
+    ("subject_keys", Via::Delete { key: "subject_id" }),
     ("impersonations", Via::Definer),
     ("outbox_events", Via::Definer),
     ("outbox_heads", Via::Definer),

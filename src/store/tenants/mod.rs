@@ -28,6 +28,7 @@ use super::error::{StoreError, Unique, taken};
 use super::users::{self, User};
 use crate::audit;
 use crate::auth::Role;
+use crate::crypto::keyring::Keyring;
 use crate::db::{PlatformTx, TenantTx, Tx};
 use crate::error::ErrorCode;
 use crate::ids::{RegionId, TenantId};
@@ -439,10 +440,29 @@ fn change_details(before: &TenantRecord, after: &TenantRecord) -> serde_json::Va
     json!({ "before": before, "after": after })
 }
 
-/// A platform admin's change: audited in the tenant's trail and the platform's.
+/// The platform trail's copy of a change: the tenant's name (before and after)
+/// moves out of the clear details into the sealed ones (`personal`), so that
+/// tenant erasure, which destroys the keys that open them, leaves no name in
+/// the platform trail. The slug stays: the erased tenant's tombstone keeps it.
+fn platform_change_details(details: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    let mut clear = details.clone();
+    let mut personal = serde_json::Map::new();
+    for side in ["before", "after"] {
+        if let Some(record) = clear.get_mut(side).and_then(|v| v.as_object_mut())
+            && let Some(name) = record.remove("name")
+        {
+            personal.insert(side.to_owned(), json!({ "name": name }));
+        }
+    }
+    (clear, serde_json::Value::Object(personal))
+}
+
+/// A platform admin's change: audited in the tenant's trail and the platform's
+/// (there with the tenant's name sealed: `platform_change_details`).
 pub async fn update_as_platform(
     tx: &PlatformTx<'_>,
     topology: &Topology,
+    keyring: &Keyring,
     admin: &str,
     id: TenantId,
     changes: &TenantChanges,
@@ -467,7 +487,17 @@ pub async fn update_as_platform(
         details.clone(),
     )
     .await?;
-    audit::record_platform(tx, admin, "tenant_updated", Some(id), details).await?;
+    let (clear, personal) = platform_change_details(&details);
+    audit::record_platform_personal(
+        tx,
+        &scoped,
+        keyring,
+        admin,
+        "tenant_updated",
+        clear,
+        &personal,
+    )
+    .await?;
     Ok(after)
 }
 
