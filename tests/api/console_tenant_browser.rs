@@ -130,6 +130,16 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
     else {
         return;
     };
+    // A user added through the API: `user_created` carries their address sealed
+    // with their own key, which the audit page shows opened.
+    let added = app
+        .post(
+            "/v1/users",
+            &a.owner_token,
+            json!({"email": "dana@ctb-comp.example", "display_name": "Dana", "role": "member"}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
     let browser = Browser::start().await;
     let base = &app.base;
     sign_in(&browser, base, "ctb-comp", "cora", "cora-pw").await;
@@ -149,6 +159,9 @@ async fn a_compliance_officer_verifies_the_chain_and_downloads_an_export() {
         .unwrap();
     click(&browser, "#verify-chain").await;
     browser.wait_for_text("#verdict", "Chain intact").await;
+    browser
+        .wait_for_text("#audit-events", "email: dana@ctb-comp.example")
+        .await;
 
     // An export the owner asked for through the API, before the officer opens
     // the page: the page lists it from `GET /v1/exports`, not from this tab.

@@ -261,17 +261,30 @@ export async function audit(main, { tenantId }) {
   await auditPage(list, null, {});
 }
 
+// An event's sealed personal details as the API opened them, or "erased" once
+// the data subject's key (or the tenant's keys) is gone.
+function personalDetails(e) {
+  if (e.personal_erased) {
+    return h("em", { class: "erased" }, "erased");
+  }
+  if (!e.personal) {
+    return "—";
+  }
+  return Object.entries(e.personal).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ");
+}
+
 async function auditPage(list, cursor, filters = {}) {
   const query = new URLSearchParams({ limit: "50", ...filters });
   if (cursor) {
     query.set("cursor", cursor);
   }
   const page = await session.call("GET", `/v1/audit?${query}`);
-  list.append(table("Events", ["when", "action", "actor", "target", "seq"], page.items.map((e) => [
+  list.append(table("Events", ["when", "action", "actor", "target", "personal details", "seq"], page.items.map((e) => [
     new Date(e.created_at).toLocaleString(),
     h("code", {}, e.action),
     h("span", { class: "mono" }, e.actor),
     e.target_kind ? `${e.target_kind} ${e.target_id ?? ""}` : "—",
+    personalDetails(e),
     h("td", { class: "num" }, e.seq ?? "—"),
   ])));
   if (page.next_cursor) {
