@@ -65,6 +65,7 @@ mod plans;
 mod platform;
 mod platform_admins;
 mod platform_console;
+mod protected_jobs;
 mod pytool;
 mod radicale;
 mod reencrypt_resume;
