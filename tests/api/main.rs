@@ -36,6 +36,7 @@ mod db_tls;
 mod encryption;
 mod encryption_bench;
 mod erasure;
+mod export_access;
 mod export_store;
 mod exports;
 mod gdpr_bench;
