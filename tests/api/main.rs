@@ -66,6 +66,7 @@ mod plans;
 mod platform;
 mod platform_admins;
 mod platform_console;
+mod platform_tenant_routes;
 mod protected_jobs;
 mod pytool;
 mod radicale;
