@@ -120,8 +120,7 @@ pub async fn list(
 /// as for a missing id.
 fn visible(scope: &TenantScope, stored: &Stored) -> Result<(), ApiError> {
     let caller = scope.user_id();
-    let own_data =
-        stored.export.requested_by == caller && stored.export.user_id == Some(caller);
+    let own_data = stored.export.requested_by == caller && stored.export.user_id == Some(caller);
     if own_data || scope.role().allows(Permission::ManageCompliance) {
         Ok(())
     } else {

@@ -212,7 +212,10 @@ pub async fn cancel(tx: &TenantTx<'_>, id: JobId) -> Result<Job, StoreError> {
             AND kind <> ALL($3::text[]) RETURNING {COLUMNS}"
     );
     if let Some(row) = tx
-        .query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid(), &UNCANCELLABLE])
+        .query_opt(
+            &sql,
+            &[tx.tenant_id().as_uuid(), id.as_uuid(), &UNCANCELLABLE],
+        )
         .await?
     {
         return Ok(from_row(&row));

@@ -43,7 +43,12 @@ async fn a_demoted_officer_loses_the_tenant_exports_it_asked_for() {
         let reply = app.get(&format!("/v1/exports/{id}"), &now_member).await;
         assert_problem(&reply, 404, "not_found");
         let reply = download(&app, &now_member, id, None).await;
-        assert_eq!(reply.status, 404, "{}", String::from_utf8_lossy(&reply.bytes));
+        assert_eq!(
+            reply.status,
+            404,
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
         let problem: serde_json::Value = serde_json::from_slice(&reply.bytes).unwrap();
         assert_eq!(problem["code"], "not_found");
     }
