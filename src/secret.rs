@@ -16,7 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Printed instead of a secret.
-const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// A secret string: `Debug` and `Display` never print it.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,7 +90,8 @@ pub async fn create(
 }
 
 /// The tenant's exports, newest first: every export for owners and compliance
-/// officers, only those the caller asked for otherwise (the rule of `visible`).
+/// officers, otherwise only those of the caller's own data that the caller
+/// asked for (the rule of `visible`).
 /// Where the archive is stored and under which key version is not part of it.
 #[utoipa::path(tag = "compliance", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Export>)))]
@@ -112,12 +113,15 @@ pub async fn list(
     ))
 }
 
-/// Whether the caller may see `export`: its requester, or an owner or
-/// compliance officer. Anyone else gets the same 404 as for a missing id.
+/// Whether the caller may see `export`: an owner or compliance officer, or the
+/// user whose own data it holds and who asked for it. Judged on the caller's
+/// role now: an officer demoted to member loses the tenant and other users'
+/// exports it asked for (they hold others' data). Anyone else gets the same 404
+/// as for a missing id.
 fn visible(scope: &TenantScope, stored: &Stored) -> Result<(), ApiError> {
-    if stored.export.requested_by == scope.user_id()
-        || scope.role().allows(Permission::ManageCompliance)
-    {
+    let caller = scope.user_id();
+    let own_data = stored.export.requested_by == caller && stored.export.user_id == Some(caller);
+    if own_data || scope.role().allows(Permission::ManageCompliance) {
         Ok(())
     } else {
         Err(ApiError::NotFound {

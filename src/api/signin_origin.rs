@@ -8,7 +8,8 @@
 //! Answered by the node asked, never routed (the path is not a sign-in route to
 //! `routing::middleware`). An unknown slug answers as if served here, so the
 //! route tells no more about which tenants exist than the sign-in's own
-//! `307 served_elsewhere` does.
+//! `307 served_elsewhere` does. Without a token, it counts against the client
+//! address's anonymous rate limit before the lookup.
 
 use actix_web::{HttpRequest, get, web};
 use serde::Serialize;
@@ -43,6 +44,15 @@ pub async fn origin(
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<web::Json<SignInOrigin>, ApiError> {
+    // No token, and a database lookup per slug: counted against the client
+    // address's limit for requests without a valid token (the TCP peer), as
+    // a sign-in is, so a flood of slugs costs 429s, not transactions.
+    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+        state.limits.rate.check_anonymous(ip).map_err(|denied| {
+            state.metrics.observe_anonymous_denial();
+            ApiError::RateLimited(denied)
+        })?;
+    }
     let here = state.region.clone();
     let tenant = match crate::validate::slug(&slug) {
         Ok(slug) => state.directory.get_by_slug(&slug).await?,

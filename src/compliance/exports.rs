@@ -60,11 +60,15 @@ const COLUMNS: &str = columns!();
 /// The tenant's exports, newest first (owners and compliance officers):
 /// `exports_page_idx` (V31).
 pub const LIST_SQL: &str = crate::store::page::keyset_sql!(columns!(), "exports", "");
-/// The exports one user asked for, newest first (every other role sees only
-/// their own): `exports_requester_page_idx` (V31), so a member with few
-/// exports in a tenant with many is not a walk over everyone's.
-pub const LIST_MINE_SQL: &str =
-    crate::store::page::keyset_sql!(columns!(), "exports", "AND requested_by = $5");
+/// The exports of one user's own data that they asked for, newest first (every
+/// other role sees only those; an export they asked for under a role they no
+/// longer hold is not theirs any more): `exports_requester_page_idx` (V31), so a
+/// member with few exports in a tenant with many is not a walk over everyone's.
+pub const LIST_MINE_SQL: &str = crate::store::page::keyset_sql!(
+    columns!(),
+    "exports",
+    "AND requested_by = $5 AND subject_user = $5"
+);
 
 fn from_row(row: &Row) -> Stored {
     let state: String = row.get("state");
@@ -137,7 +141,7 @@ pub async fn get(tx: &TenantTx<'_>, id: ExportId) -> Result<Stored, StoreError> 
 }
 
 /// A page of the tenant's exports after `after`, newest first: all of them,
-/// or only those `requester` asked for.
+/// or only those of `requester`'s own data that `requester` asked for.
 pub async fn list(
     tx: &TenantTx<'_>,
     limit: u32,

@@ -180,21 +180,50 @@ pub async fn get(tx: &TenantTx<'_>, id: JobId) -> Result<Job, StoreError> {
         .ok_or_else(|| not_found(id))
 }
 
+/// Kinds no tenant user may cancel. `/v1/jobs/{id}/cancel` is for owners and
+/// admins, but these jobs carry a decision an admin may not make (a compliance
+/// officer's user erasure or export, a platform admin's key rotation) or
+/// protective work the tenant must not be able to stop (retention, audit
+/// checkpoints, sealing messages once encryption is on, removing expired
+/// archives). Cancelling one would undo that decision without a trace of it in
+/// its own record (the erasure or export would stay `queued` for good).
+pub const UNCANCELLABLE: &[&str] = &[
+    crate::compliance::erasure::KIND,
+    crate::compliance::export_job::KIND,
+    crate::compliance::retention_job::KIND,
+    crate::compliance::sweep::KIND,
+    crate::compliance::sweep::REMOVE_ARCHIVES_KIND,
+    crate::compliance::tenant_erasure::job::KIND,
+    crate::crypto::rotation::REENCRYPT_KIND,
+    crate::crypto::rotation::ROTATE_CHECK_KIND,
+    crate::crypto::seal_messages::KIND,
+    crate::audit::jobs::TENANT_KIND,
+    crate::audit::jobs::PLATFORM_KIND,
+];
+
 /// Cancels a queued or running job (a running one's worker notices at its next
-/// lease renewal and its result is discarded). A finished job: 409.
+/// lease renewal and its result is discarded). A finished job: 409; a job of
+/// an `UNCANCELLABLE` kind: 403, decided by the statement that would cancel it.
 pub async fn cancel(tx: &TenantTx<'_>, id: JobId) -> Result<Job, StoreError> {
     let sql = format!(
         "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_until = NULL,
                 updated_at = now(), finished_at = now()
-          WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running') RETURNING {COLUMNS}"
+          WHERE tenant_id = $1 AND id = $2 AND state IN ('queued', 'running')
+            AND kind <> ALL($3::text[]) RETURNING {COLUMNS}"
     );
     if let Some(row) = tx
-        .query_opt(&sql, &[tx.tenant_id().as_uuid(), id.as_uuid()])
+        .query_opt(
+            &sql,
+            &[tx.tenant_id().as_uuid(), id.as_uuid(), &UNCANCELLABLE],
+        )
         .await?
     {
         return Ok(from_row(&row));
     }
     let job = get(tx, id).await?;
+    if UNCANCELLABLE.contains(&job.kind.as_str()) {
+        return Err(StoreError::NotAllowed);
+    }
     Err(StoreError::JobFinished(format!(
         "job {id} is {} and can no longer be cancelled",
         job.state

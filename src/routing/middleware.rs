@@ -335,7 +335,9 @@ async fn signin_tenant(
 }
 
 /// The tenant a platform admin's request about one tenant's own rows names:
-/// in its path, `/v1/tenants/{id}/impersonations[/…]`,
+/// in its path, `/v1/tenants/{id}/impersonations[/…]`, `/v1/tenants/{id}/keys[/…]`
+/// (key versions, the ciphertexts left to re-encrypt, rotation, destruction),
+/// `/v1/tenants/{id}/residency-report` (counts every table's rows of the tenant),
 /// `/v1/tenants/{id}/retention` and `/v1/tenants/{id}/usage`; in its query, `GET /v1/audit/verify` and
 /// `/v1/audit/export` with `?tenant=<id>` (parsed as `api::audit` parses
 /// it). Those rows live in the tenant's home region like every tenant row, so
@@ -355,8 +357,8 @@ async fn platform_tenant(
     let id = if let Some(rest) = path.strip_prefix("/v1/tenants/") {
         let mut segments = rest.split('/');
         match (segments.next(), segments.next(), segments.next()) {
-            (Some(id), Some("impersonations"), _)
-            | (Some(id), Some("retention" | "usage"), None) => id,
+            (Some(id), Some("impersonations" | "keys"), _)
+            | (Some(id), Some("retention" | "usage" | "residency-report"), None) => id,
             _ => return Ok(None),
         }
     } else if req.method() == actix_web::http::Method::GET

@@ -20,7 +20,8 @@ const TABLE: &str = "webhook_endpoints";
 /// How long a rotated-out secret still signs deliveries.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
 
-#[derive(Debug, Serialize, ToSchema)]
+/// `Debug` is written out below: it must never print `secret`.
+#[derive(Serialize, ToSchema)]
 pub struct Webhook {
     pub id: WebhookId,
     pub url: String,
@@ -39,6 +40,31 @@ pub struct Webhook {
     /// it is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("description", &self.description)
+            .field("event_types", &self.event_types)
+            .field("enabled", &self.enabled)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("failure_streak", &self.failure_streak)
+            .field(
+                "previous_secret_expires_at",
+                &self.previous_secret_expires_at,
+            )
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            // The plaintext secret of a creation or rotation answer: redacted.
+            .field(
+                "secret",
+                &self.secret.as_ref().map(|_| crate::secret::REDACTED),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, fresh_database, spawn_app_with, test_settings};
 use crate::regions::{eventually, provision_in, spawn_regions};
 
 async fn origin(node: &TestApp, slug: &str) -> Value {
@@ -113,4 +113,34 @@ async fn a_tenant_no_region_may_serve_gets_the_residency_refusal() {
         .request("GET", "/v1/auth/pinned-origin/origin", None, None)
         .await;
     assert_problem(&refused, 503, "residency_unavailable");
+}
+
+/// Regression of the security review of 2026-11-30: the route needs no token and
+/// looks the slug up in the database, so it counts against the client address's
+/// limit for requests without a valid token, like a sign-in: a flood of slugs
+/// gets 429s instead of a transaction each.
+#[actix_web::test]
+async fn a_flood_of_lookups_from_one_address_is_rate_limited() {
+    let mut settings = test_settings(&fresh_database().await);
+    settings.limits.unauthenticated_per_second = 1;
+    settings.limits.unauthenticated_burst = 3;
+    let app = spawn_app_with(settings).await;
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let reply = app
+            .request("GET", &format!("/v1/auth/probe-{n}/origin"), None, None)
+            .await;
+        if reply.status == 429 {
+            assert_problem(&reply, 429, "rate_limited");
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    // The burst first; then refusals (a slow run may see a token refilled, 1/s).
+    assert_eq!(statuses[..3], [200, 200, 200], "{statuses:?}");
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 4, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
 }

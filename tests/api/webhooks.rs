@@ -460,3 +460,28 @@ async fn redirects_are_not_followed() {
         "the redirect target was never called"
     );
 }
+
+/// Regression of the security review of 2026-11-30: the endpoint as the API
+/// answers it holds its plaintext secret once (creation, rotation); its `Debug`
+/// (what a `tracing` field with `?` or an error's context would print) never
+/// shows it.
+#[test]
+fn a_webhooks_debug_never_shows_its_secret() {
+    let now = chrono::Utc::now();
+    let webhook = meridian::webhooks::store::Webhook {
+        id: meridian::ids::WebhookId::new_random(),
+        url: "https://hooks.example/in".into(),
+        description: String::new(),
+        event_types: Vec::new(),
+        enabled: true,
+        disabled_reason: None,
+        failure_streak: 0,
+        previous_secret_expires_at: None,
+        created_at: now,
+        updated_at: now,
+        secret: Some("whsec_do_not_print_me".into()),
+    };
+    let printed = format!("{webhook:?}");
+    assert!(!printed.contains("do_not_print_me"), "{printed}");
+    assert!(printed.contains("hooks.example"), "{printed}");
+}
