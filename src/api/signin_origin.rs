@@ -45,9 +45,9 @@ pub async fn origin(
     slug: web::Path<String>,
 ) -> Result<web::Json<SignInOrigin>, ApiError> {
     // No token, and a database lookup per slug: counted against the client
-    // address's limit for requests without a valid token (the TCP peer), as
+    // address's limit for requests without a valid token (`hop::client_ip`), as
     // a sign-in is, so a flood of slugs costs 429s, not transactions.
-    if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+    if let Some(ip) = crate::routing::hop::client_ip(&req) {
         state.limits.rate.check_anonymous(ip).map_err(|denied| {
             state.metrics.observe_anonymous_denial();
             ApiError::RateLimited(denied)

@@ -458,9 +458,21 @@ impl WorkerPool {
                     return Ok(None);
                 }
                 _ = renewals.tick() => {
-                    let held = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
+                    let renewed = in_job_scope!(self, job, TxMode::ReadWrite, async |tx| {
                         Ok(store::renew(tx, job.id, owner, lease).await?)
-                    })?;
+                    });
+                    // A renewal that failed (the database busy or briefly away)
+                    // does not end the run: the lease still has two thirds of its
+                    // time, the next tick tries again, and a run whose lease did
+                    // lapse is refused when it records its result.
+                    let held = match renewed {
+                        Ok(held) => held,
+                        Err(err) => {
+                            tracing::warn!(job_id = %job.id, error = %err, "renewing the job's \
+                                lease failed; trying again at the next tick");
+                            true
+                        }
+                    };
                     if !held {
                         tracing::info!(job_id = %job.id, "job cancelled or lease lost; stopping \
                             its run");

@@ -221,7 +221,7 @@ impl RateLimits {
                 .map_err(|n| denied("address", ADDRESS_ATTEMPTS.1, n))?;
         }
         self.accounts
-            .check_key(&(tenant, username.to_lowercase()))
+            .check_key(&(tenant, account_key(username)))
             .map_err(|n| denied("account", ACCOUNT_ATTEMPTS.1, n))
     }
 
@@ -282,10 +282,44 @@ impl RateLimits {
     }
 }
 
+/// The account a sign-in's username names, as a directory compares names
+/// (LDAP's caseIgnoreMatch prepares both sides: compatibility forms folded
+/// (NFKC), case folded, spaces at the ends dropped and runs of them made one,
+/// RFC 4518), so that `ＡＬＩＣＥ`, ` alice ` and `Alice` spend one budget: each
+/// variant a budget of its own would multiply the guesses an attacker gets.
+fn account_key(username: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = username
+        .nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .replace('ß', "ss");
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tenancy::record::LimitOverrides;
+
+    #[test]
+    fn variants_of_one_username_share_its_password_budget() {
+        let limits = RateLimits::new(&LimitSettings::default());
+        let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(7));
+        // Five attempts a minute per account: spent on five spellings of one name.
+        for variant in ["alice", "Alice", "ＡＬＩＣＥ", " alice ", "ALICE"] {
+            let _ = limits.check_password(tenant, variant, None);
+        }
+        for variant in ["alice", "ａｌｉｃｅ", "alice\u{3000}"] {
+            let denied = limits.check_password(tenant, variant, None).unwrap_err();
+            assert_eq!(denied.scope, "account", "{variant}");
+        }
+        // Another name, and the same name in another tenant, are not affected.
+        assert!(limits.check_password(tenant, "bob", None).is_ok());
+        let other = TenantId::from_uuid(uuid::Uuid::from_u128(8));
+        assert!(limits.check_password(other, "alice", None).is_ok());
+        assert_eq!(account_key("Straße  Nord"), "strasse nord");
+    }
 
     const SECOND: u64 = NANOS_PER_SECOND;
 

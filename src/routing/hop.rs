@@ -1,8 +1,11 @@
 //! The hop marker: a forwarded request carries `X-Meridian-Hop`, an HMAC-SHA256
 //! (shared node secret) over the origin region, the time, the request id and the
 //! request itself: method, path and query, a SHA-256 of the caller's
-//! `Authorization` header and a SHA-256 of the body. The request id travels with
-//! the hop so that one request has one id on every node it touches.
+//! `Authorization` header and a SHA-256 of the body, the client's host and the
+//! client's address. The request id travels with the hop so that one request has
+//! one id on every node it touches, and the client's address so that the next
+//! node keeps its per-address limits on the client, not on the forwarding node
+//! (whose address every client it forwards would otherwise share).
 //! A node serves a request with a valid marker itself — it never forwards twice —
 //! and refuses one with a marker it cannot verify: clients cannot forge it to
 //! skip routing. A captured marker serves only the request it was made for (any
@@ -19,6 +22,9 @@ use ring::{digest, hmac};
 use crate::auth::keys::unix_now;
 
 pub const HEADER: &str = "x-meridian-hop";
+/// The address of the client the forwarder served (its TCP peer), signed with
+/// the marker; set by the forwarder only, never passed through.
+pub const CLIENT_HEADER: &str = "x-meridian-client";
 /// The forwarder signs just before sending, so only clock skew between nodes
 /// and the network need room; a short window bounds what a captured marker is worth.
 const MAX_AGE_SECS: u64 = 10;
@@ -49,19 +55,27 @@ pub struct HopRequest<'a> {
     /// host. Signed, so the next node checks the tenant-subdomain binding on
     /// the client's host.
     pub host: &'a str,
+    /// The client's address as the forwarder saw it (`CLIENT_HEADER`); empty
+    /// from a forwarder of an older version, whose payload had no such line.
+    pub client: &'a str,
 }
 
 impl HopRequest<'_> {
     fn payload(&self, from: &str, at: u64, request_id: &str) -> String {
         let sha = |bytes: &[u8]| B64.encode(digest::digest(&digest::SHA256, bytes));
-        format!(
+        let mut payload = format!(
             "{from}\n{at}\n{request_id}\n{}\n{}\n{}\n{}\n{}",
             self.method,
             self.path_and_query,
             sha(self.authorization),
             sha(self.body),
             self.host
-        )
+        );
+        if !self.client.is_empty() {
+            payload.push('\n');
+            payload.push_str(self.client);
+        }
+        payload
     }
 }
 
@@ -71,6 +85,8 @@ pub enum HopCheck {
     Valid {
         from: String,
         request_id: String,
+        /// The client the forwarder served, when it said (`CLIENT_HEADER`).
+        client: Option<std::net::IpAddr>,
     },
     Invalid,
 }
@@ -126,8 +142,24 @@ impl HopSigner {
         HopCheck::Valid {
             from: from.to_owned(),
             request_id: request_id.to_owned(),
+            client: request.client.parse().ok(),
         }
     }
+}
+
+/// The address a request's per-address limits are kept on: the client's as a
+/// peer node signed it for a forwarded request, else the TCP peer's
+/// (forwarding headers of clients are not trusted).
+pub fn client_ip(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    use actix_web::HttpMessage;
+    if let Some(HopCheck::Valid {
+        client: Some(client),
+        ..
+    }) = req.extensions().get::<HopCheck>()
+    {
+        return Some(*client);
+    }
+    req.peer_addr().map(|a| a.ip())
 }
 
 #[cfg(test)]
@@ -148,6 +180,7 @@ mod tests {
             authorization: auth,
             body,
             host: "",
+            client: "",
         }
     }
 
@@ -197,6 +230,32 @@ mod tests {
             HopCheck::Valid {
                 from: "us-east1".into(),
                 request_id: ID.into(),
+                client: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_clients_address_is_signed_and_carried() {
+        let signer = HopSigner::new("a shared secret of enough length");
+        let from_client = |client| HopRequest {
+            client,
+            ..request("POST", "/v1/auth/acme/ldap", b"", b"{}")
+        };
+        let marker = signer.sign("us-east1", ID, &from_client("192.0.2.7"));
+        // Another address, or none, breaks the marker.
+        for other in ["192.0.2.8", ""] {
+            assert_eq!(
+                signer.check(&marker, &from_client(other)),
+                HopCheck::Invalid
+            );
+        }
+        assert_eq!(
+            signer.check(&marker, &from_client("192.0.2.7")),
+            HopCheck::Valid {
+                from: "us-east1".into(),
+                request_id: ID.into(),
+                client: Some("192.0.2.7".parse().unwrap()),
             }
         );
     }

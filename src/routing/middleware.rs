@@ -149,8 +149,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "host"
             | "content-length"
     ) || name.as_str() == hop::HEADER
-        // Set by the forwarder from the host it checked, never passed through.
+        // Set by the forwarder from the host it checked and the peer it served,
+        // never passed through.
         || name.as_str() == super::host::FORWARDED_HOST
+        || name.as_str() == hop::CLIENT_HEADER
 }
 
 fn with_region_headers(
@@ -256,6 +258,13 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
     let Ok(host) = host else {
         return HopCheck::Invalid;
     };
+    let Ok(client) = req
+        .headers()
+        .get(hop::CLIENT_HEADER)
+        .map_or(Ok(""), |v| v.to_str())
+    else {
+        return HopCheck::Invalid;
+    };
     state.routing.hop.check(
         marker,
         &HopRequest {
@@ -264,6 +273,7 @@ async fn check_hop(req: &mut ServiceRequest, marker: &HeaderValue) -> HopCheck {
             authorization: &authorization,
             body: &body,
             host,
+            client,
         },
     )
 }
@@ -585,6 +595,11 @@ async fn forward(
         Err(err) => return Ok((answer(req, err), RoutingOutcome::Forwarded)),
     };
     let request_id = crate::request_id::current().unwrap_or_default();
+    // A node never forwards a forwarded request, so the peer is the client.
+    let client = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let marker = state.routing.hop.sign(
         state.region.as_str(),
         &request_id,
@@ -594,9 +609,13 @@ async fn forward(
             authorization: &authorization_of(&req),
             body: &body,
             host,
+            client: &client,
         },
     );
     outgoing = outgoing.insert_header((hop::HEADER, marker));
+    if !client.is_empty() {
+        outgoing = outgoing.insert_header((hop::CLIENT_HEADER, client.as_str()));
+    }
     if !host.is_empty() {
         outgoing = outgoing.insert_header((super::host::FORWARDED_HOST, host));
     }

@@ -56,11 +56,12 @@ fn verify(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
 }
 
 /// A request without a valid token counts against its client IP's strict limit
-/// (the TCP peer; forwarding headers are not trusted), so floods of bad tokens
+/// (the TCP peer, or the client a peer node forwarded: `hop::client_ip`;
+/// forwarding headers of clients are not trusted), so floods of bad tokens
 /// get 429s.
 fn verify_or_limit(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
     verify(req, state).map_err(|refused| {
-        let ip = req.peer_addr().map(|a| a.ip());
+        let ip = crate::routing::hop::client_ip(req);
         match ip.map(|ip| state.limits.rate.check_anonymous(ip)) {
             Some(Err(denied)) => {
                 state.metrics.observe_anonymous_denial();

@@ -52,7 +52,7 @@ impl FromRequest for PlatformSignIn {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let routed = req.extensions().get::<crate::routing::Routed>().is_some();
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let ip = req.peer_addr().map(|a| a.ip());
+        let ip = crate::routing::hop::client_ip(req);
         // A sign-in carries no access token; one that does is not a sign-in
         // (as a tenant sign-in with a token finds no sign-in tenant).
         let token = req

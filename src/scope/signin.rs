@@ -9,8 +9,9 @@
 //! request; it leaves the tenant in the request's extensions (`SignInTenant`),
 //! where this extractor takes it. The handler checks that the token it parses
 //! names that same tenant. Each such request counts against its client
-//! address's anonymous rate limit (the TCP peer; forwarding headers are not
-//! trusted), so guessing tokens is throttled before any database work.
+//! address's anonymous rate limit (the TCP peer, or the client a peer node
+//! forwarded: `hop::client_ip`; clients' forwarding headers are not trusted),
+//! so guessing tokens is throttled before any database work.
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub struct SignInTenant(pub Arc<TenantRecord>);
 pub struct SignInScope {
     state: web::Data<AppState>,
     tenant: Arc<TenantRecord>,
-    /// The TCP peer (forwarding headers are not trusted).
+    /// The client's address (`routing::hop::client_ip`).
     ip: Option<std::net::IpAddr>,
 }
 
@@ -108,7 +109,7 @@ impl FromRequest for SignInScope {
         let routed = req.extensions().get::<crate::routing::Routed>().is_some();
         let tenant = req.extensions().get::<SignInTenant>().cloned();
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let ip = req.peer_addr().map(|a| a.ip());
+        let ip = crate::routing::hop::client_ip(req);
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;

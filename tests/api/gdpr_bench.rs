@@ -55,6 +55,10 @@ fn status_kib(field: &str) -> u64 {
 #[actix_web::test]
 #[ignore]
 async fn export_and_erasure_bench() {
+    // MERIDIAN_BENCH_LOG=<filter> (e.g. `meridian::jobs=info`): the node's log on stderr.
+    if let Ok(filter) = std::env::var("MERIDIAN_BENCH_LOG") {
+        meridian::telemetry::init(meridian::config::LogFormat::Pretty, &filter);
+    }
     let rows = env_rows("GDPR_BENCH_ROWS", 1_000_000);
     let erase_rows = env_rows("GDPR_BENCH_ERASE_ROWS", 100_000);
     let settings = test_settings(&fresh_database().await);
@@ -79,6 +83,19 @@ async fn export_and_erasure_bench() {
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     };
     let took = start.elapsed();
+    // Every attempt of the build job and why an earlier one ended, if it did.
+    for job in db
+        .query(
+            "SELECT attempts, state, error FROM jobs WHERE tenant_id = $1 AND kind = 'exports.build'",
+            &[&t.id],
+        )
+        .await
+        .unwrap()
+    {
+        let (attempts, state, error): (i32, String, Option<String>) =
+            (job.get(0), job.get(1), job.get(2));
+        println!("exports.build job: {attempts} attempt(s), {state}, last error {error:?}");
+    }
     assert_eq!(export["state"], "ready", "{export}");
     let hwm_after = status_kib("VmHWM:");
     println!(

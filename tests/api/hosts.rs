@@ -212,6 +212,7 @@ async fn the_host_binding_is_checked_again_after_a_hop() {
                 authorization: authorization.as_bytes(),
                 body: b"",
                 host,
+                client: "",
             },
         )
     };

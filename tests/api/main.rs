@@ -39,6 +39,7 @@ mod erasure;
 mod export_access;
 mod export_store;
 mod exports;
+mod forwarded_client;
 mod gdpr_bench;
 mod hosts;
 mod identity;

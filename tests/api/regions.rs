@@ -217,6 +217,7 @@ async fn forged_or_stale_hop_markers_are_refused() {
         authorization: b"",
         body: b"",
         host: "",
+        client: "",
     };
     let id = "0123456789abcdef0123456789abcdef";
     let stale_or_wrong = [

@@ -422,6 +422,8 @@ async fn every_route_is_routed_on_the_path_the_router_matches() {
 struct Captured {
     path_and_query: String,
     marker: String,
+    /// The client's address the forwarder signed with the marker.
+    client: String,
     body: Vec<u8>,
 }
 
@@ -438,6 +440,11 @@ fn spawn_capture(port: u16) -> Arc<Mutex<Vec<Captured>>> {
                     sink.lock().unwrap().push(Captured {
                         path_and_query: req.uri().to_string(),
                         marker: marker.to_str().unwrap().to_owned(),
+                        client: req
+                            .headers()
+                            .get("x-meridian-client")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default(),
                         body: body.to_vec(),
                     });
                 }
@@ -454,12 +461,19 @@ fn spawn_capture(port: u16) -> Arc<Mutex<Vec<Captured>>> {
     captured
 }
 
-async fn replay(node: &TestApp, path: &str, token: &str, marker: &str, body: &[u8]) -> Reply {
+async fn replay(
+    node: &TestApp,
+    path: &str,
+    token: &str,
+    (marker, client): (&str, &str),
+    body: &[u8],
+) -> Reply {
     let mut res = no_redirects()
         .post(format!("{}{path}", node.base))
         .insert_header(("Authorization", format!("Bearer {token}")))
         .insert_header(("Content-Type", "application/json"))
         .insert_header(("X-Meridian-Hop", marker))
+        .insert_header(("X-Meridian-Client", client))
         .send_body(body.to_vec())
         .await
         .unwrap();
@@ -513,12 +527,18 @@ async fn a_captured_hop_marker_serves_only_its_own_request_once() {
         panic!("expected one forwarded request, got {}", seen.len());
     };
     assert_eq!(hop.path_and_query, path);
-    let marker = hop.marker.as_str();
+    assert!(!hop.client.is_empty(), "the forwarder named no client");
+    let marker = (hop.marker.as_str(), hop.client.as_str());
     let body = hop.body.as_slice();
     let plain = format!("/v1/channels/{channel}/messages");
 
-    // Anything else than the signed request: another caller, body, query or path.
+    // Anything else than the signed request: another caller, body, query, path
+    // or client address.
     let other_body = br#"{"body":"forged"}"#.as_slice();
+    let other_client = (marker.0, "198.51.100.9");
+    let reply = replay(&home, &path, &owner, other_client, body).await;
+    assert_eq!(reply.status, 403, "another client address: {}", reply.body);
+    assert_eq!(reply.body["code"], "invalid_hop_marker");
     let other_query = format!("{plain}?x=2");
     let other_channel = format!("/v1/channels/{}/messages?x=1", Uuid::new_v4());
     for (what, path, token, body) in [
