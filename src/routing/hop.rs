@@ -1,11 +1,14 @@
 //! The hop marker: a forwarded request carries `X-Meridian-Hop`, an HMAC-SHA256
 //! (shared node secret) over the origin region, the time, the request id and the
 //! request itself: method, path and query, a SHA-256 of the caller's
-//! `Authorization` header and a SHA-256 of the body, the client's host and the
-//! client's address. The request id travels with the hop so that one request has
-//! one id on every node it touches, and the client's address so that the next
-//! node keeps its per-address limits on the client, not on the forwarding node
-//! (whose address every client it forwards would otherwise share).
+//! `Authorization` header and a SHA-256 of the body and the client's host. The
+//! request id travels with the hop so that one request has one id on every node
+//! it touches. The client's address travels beside it in `X-Meridian-Client`,
+//! signed together with the marker (`client_header`), so that the next node
+//! keeps its per-address limits on the client, not on the forwarding node (whose
+//! address every client it forwards would otherwise share); a header of its own
+//! rather than a line of the marker, so markers of nodes of the version before
+//! verify unchanged in both directions during a rolling upgrade.
 //! A node serves a request with a valid marker itself — it never forwards twice —
 //! and refuses one with a marker it cannot verify: clients cannot forge it to
 //! skip routing. A captured marker serves only the request it was made for (any
@@ -22,8 +25,8 @@ use ring::{digest, hmac};
 use crate::auth::keys::unix_now;
 
 pub const HEADER: &str = "x-meridian-hop";
-/// The address of the client the forwarder served (its TCP peer), signed with
-/// the marker; set by the forwarder only, never passed through.
+/// `<address>;<HMAC over the marker and the address>`: the client the forwarder
+/// served (its TCP peer); set by the forwarder only, never passed through.
 pub const CLIENT_HEADER: &str = "x-meridian-client";
 /// The forwarder signs just before sending, so only clock skew between nodes
 /// and the network need room; a short window bounds what a captured marker is worth.
@@ -55,27 +58,22 @@ pub struct HopRequest<'a> {
     /// host. Signed, so the next node checks the tenant-subdomain binding on
     /// the client's host.
     pub host: &'a str,
-    /// The client's address as the forwarder saw it (`CLIENT_HEADER`); empty
-    /// from a forwarder of an older version, whose payload had no such line.
+    /// The `CLIENT_HEADER` received with the marker (empty: none, as from a
+    /// forwarder of the version before); not part of the marker's payload.
     pub client: &'a str,
 }
 
 impl HopRequest<'_> {
     fn payload(&self, from: &str, at: u64, request_id: &str) -> String {
         let sha = |bytes: &[u8]| B64.encode(digest::digest(&digest::SHA256, bytes));
-        let mut payload = format!(
+        format!(
             "{from}\n{at}\n{request_id}\n{}\n{}\n{}\n{}\n{}",
             self.method,
             self.path_and_query,
             sha(self.authorization),
             sha(self.body),
             self.host
-        );
-        if !self.client.is_empty() {
-            payload.push('\n');
-            payload.push_str(self.client);
-        }
-        payload
+        )
     }
 }
 
@@ -113,8 +111,32 @@ impl HopSigner {
         format!("{from}.{at}.{request_id}.{}", B64.encode(tag.as_ref()))
     }
 
-    /// Verifies `marker` for `request`; a valid marker is spent (a second check
-    /// of it on this node fails).
+    /// The `CLIENT_HEADER` that goes with `marker`: the client's address, bound
+    /// to this very marker (and so to its request) by the nodes' key.
+    pub fn client_header(&self, marker: &str, client: &str) -> String {
+        let tag = hmac::sign(&self.key, Self::client_payload(marker, client).as_bytes());
+        format!("{client};{}", B64.encode(tag.as_ref()))
+    }
+
+    fn client_payload(marker: &str, client: &str) -> String {
+        format!("client\n{marker}\n{client}")
+    }
+
+    /// The address a `CLIENT_HEADER` carries, if it was made for `marker`.
+    fn check_client(&self, marker: &str, header: &str) -> Option<std::net::IpAddr> {
+        let (client, tag) = header.split_once(';')?;
+        let tag = B64.decode(tag).ok()?;
+        hmac::verify(
+            &self.key,
+            Self::client_payload(marker, client).as_bytes(),
+            &tag,
+        )
+        .ok()?;
+        client.parse().ok()
+    }
+
+    /// Verifies `marker` for `request`, and the client's address sent with it;
+    /// a valid marker is spent (a second check of it on this node fails).
     pub fn check(&self, marker: &str, request: &HopRequest<'_>) -> HopCheck {
         let mut parts = marker.splitn(4, '.');
         let (Some(from), Some(at), Some(request_id), Some(tag)) =
@@ -132,6 +154,14 @@ impl HopSigner {
         if hmac::verify(&self.key, payload.as_bytes(), &tag).is_err() {
             return HopCheck::Invalid;
         }
+        // A client's address not made for this marker: the hop is refused.
+        let client = match request.client {
+            "" => None,
+            header => match self.check_client(marker, header) {
+                Some(client) => Some(client),
+                None => return HopCheck::Invalid,
+            },
+        };
         // Only a verified tag is remembered, so garbage cannot fill the cache.
         let Ok(tag) = <[u8; 32]>::try_from(tag.as_slice()) else {
             return HopCheck::Invalid;
@@ -142,7 +172,7 @@ impl HopSigner {
         HopCheck::Valid {
             from: from.to_owned(),
             request_id: request_id.to_owned(),
-            client: request.client.parse().ok(),
+            client,
         }
     }
 }
@@ -236,26 +266,47 @@ mod tests {
     }
 
     #[test]
-    fn the_clients_address_is_signed_and_carried() {
+    fn the_clients_address_is_signed_with_its_marker() {
         let signer = HopSigner::new("a shared secret of enough length");
-        let from_client = |client| HopRequest {
+        let plain = request("POST", "/v1/auth/acme/ldap", b"", b"{}");
+        let marker = signer.sign("us-east1", ID, &plain);
+        let header = signer.client_header(&marker, "192.0.2.7");
+        let with = |client| HopRequest {
             client,
             ..request("POST", "/v1/auth/acme/ldap", b"", b"{}")
         };
-        let marker = signer.sign("us-east1", ID, &from_client("192.0.2.7"));
-        // Another address, or none, breaks the marker.
-        for other in ["192.0.2.8", ""] {
+        // Another address under that tag, another marker's header, or garbage:
+        // the hop is refused.
+        let other_marker = signer.sign("us-east1", ID, &request("GET", "/v1/me", b"", b""));
+        let forged = [
+            header.replace("192.0.2.7", "192.0.2.8"),
+            signer.client_header(&other_marker, "192.0.2.7"),
+            "192.0.2.7".to_owned(),
+            "192.0.2.7;AAAA".to_owned(),
+        ];
+        for other in &forged {
             assert_eq!(
-                signer.check(&marker, &from_client(other)),
-                HopCheck::Invalid
+                signer.check(&marker, &with(other)),
+                HopCheck::Invalid,
+                "{other}"
             );
         }
         assert_eq!(
-            signer.check(&marker, &from_client("192.0.2.7")),
+            signer.check(&marker, &with(&header)),
             HopCheck::Valid {
                 from: "us-east1".into(),
                 request_id: ID.into(),
                 client: Some("192.0.2.7".parse().unwrap()),
+            }
+        );
+        // Without the header (a forwarder of the version before): valid, no client.
+        let again = signer.sign("us-east1", "ffffffffffffffffffffffffffffffff", &plain);
+        assert_eq!(
+            signer.check(&again, &plain),
+            HopCheck::Valid {
+                from: "us-east1".into(),
+                request_id: "ffffffffffffffffffffffffffffffff".into(),
+                client: None,
             }
         );
     }

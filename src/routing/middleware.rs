@@ -609,13 +609,14 @@ async fn forward(
             authorization: &authorization_of(&req),
             body: &body,
             host,
-            client: &client,
+            client: "",
         },
     );
-    outgoing = outgoing.insert_header((hop::HEADER, marker));
     if !client.is_empty() {
-        outgoing = outgoing.insert_header((hop::CLIENT_HEADER, client.as_str()));
+        let header = state.routing.hop.client_header(&marker, &client);
+        outgoing = outgoing.insert_header((hop::CLIENT_HEADER, header));
     }
+    outgoing = outgoing.insert_header((hop::HEADER, marker));
     if !host.is_empty() {
         outgoing = outgoing.insert_header((super::host::FORWARDED_HOST, host));
     }
