@@ -13,8 +13,9 @@
 //! matters.
 //!
 //! A request of a costly class is admitted while its tenant's balance is above
-//! zero and charged after its transaction, so the last one may overdraw the
-//! bucket; the next is refused up front (`429 expensive_limited`) with a
+//! zero and charged after its transaction, so those in flight when it runs out
+//! may overdraw the bucket (a search by at most its statement timeout: a
+//! tenant's searches run one at a time); the next is refused up front (`429 expensive_limited`) with a
 //! `Retry-After` of the time the refill takes to pay the debt back. Cheap
 //! classes (pages, writes) never look at it.
 //!
@@ -84,7 +85,7 @@ impl DbTimeBudget {
                 } else {
                     // A hair above the debt, so the retry finds a positive balance.
                     let secs = (-bucket.balance_ms + 1.0) / self.rate;
-                    Err(Duration::from_secs_f64(secs))
+                    Err(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
                 }
             },
         )

@@ -101,7 +101,9 @@ impl NodeLimits {
         self.db_time.admit(tenant.id).map_err(|wait| {
             self.denials.record(tenant.id, DenialKind::ExpensiveLimited);
             ApiError::DbTimeSpent {
-                retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                retry_after_s: wait
+                    .as_secs()
+                    .saturating_add(u64::from(wait.subsec_nanos() > 0)),
             }
         })
     }
