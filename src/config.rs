@@ -461,6 +461,9 @@ impl Settings {
                  positive",
             );
         }
+        if let Err(e) = self.limits.cost.validate() {
+            return invalid(&e);
+        }
         if let Err(e) = self.encryption.validate() {
             return invalid(&e);
         }

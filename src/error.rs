@@ -85,6 +85,12 @@ pub enum ApiError {
     /// queue time (`limits::cost`).
     #[error("this tenant already runs its limit of expensive requests (search) on this node")]
     ExpensiveLimited,
+    /// The tenant's costly requests (search, big pages) spent its database time
+    /// on this node (`limits::db_time`): refused until the refill pays it back.
+    #[error(
+        "this tenant's searches and large pages used their database time on this node; retry in {retry_after_s} s"
+    )]
+    DbTimeSpent { retry_after_s: u64 },
     /// Every expensive-work permit of the node stayed busy for the queue time.
     #[error("this node is running its limit of expensive requests; retry")]
     NodeBusy,
@@ -326,7 +332,7 @@ impl ApiError {
             Self::TenantErased => C::TenantErased,
             Self::RateLimited(_) => C::RateLimited,
             Self::ConcurrencyLimited => C::ConcurrencyLimited,
-            Self::ExpensiveLimited => C::ExpensiveLimited,
+            Self::ExpensiveLimited | Self::DbTimeSpent { .. } => C::ExpensiveLimited,
             Self::NodeBusy => C::NodeBusy,
             Self::StatementTimeout => C::StatementTimeout,
             Self::InvalidHopMarker => C::InvalidHopMarker,
@@ -412,7 +418,7 @@ impl ResponseError for ApiError {
             Self::KeyProviderUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            Self::RotationTooFrequent { retry_after_s } => {
+            Self::RotationTooFrequent { retry_after_s } | Self::DbTimeSpent { retry_after_s } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
             }
             Self::RateLimited(denied) => {

@@ -60,6 +60,13 @@ pub struct FairArgs {
     seconds: u64,
     #[arg(long, default_value = "noisy-cost.json")]
     out: PathBuf,
+    /// The node's and PostgreSQL's postmaster process ids: when given, each
+    /// phase records the CPU they used (from /proc, utime + stime; PostgreSQL's
+    /// is the postmaster's and its children's).
+    #[arg(long)]
+    node_pid: Option<u32>,
+    #[arg(long)]
+    pg_pid: Option<u32>,
 }
 
 struct Tenant {
@@ -128,24 +135,26 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
     for r in 1..=args.runs {
         let load_before = loadavg();
         let alone = phase(&client, &args, quiet.clone(), None).await;
-        let (with, noisy_stats) = {
-            let q = phase(&client, &args, quiet.clone(), Some(&noisy)).await;
-            (q.0, q.1)
-        };
+        let (with, noisy_stats, with_cpu) =
+            phase(&client, &args, quiet.clone(), Some(&noisy)).await;
+        let noisy_cpu = noisy_share(&alone.0, alone.2.as_ref(), &with, with_cpu.as_ref());
         let row = json!({ "run": r, "load": load_before, "alone": alone.0, "with_noisy": with,
-                          "noisy": noisy_stats });
+                          "noisy": noisy_stats, "cpu_alone": alone.2, "cpu_with_noisy": with_cpu,
+                          "cpu_noisy": noisy_cpu });
         println!(
-            "run {r}: load {load_before}  alone p50 {:.2} p99 {:.2} ms ({} req, {:?})  \
-             with noisy p50 {:.2} p99 {:.2} ms ({} req, {:?})  noisy {}",
+            "run {r}: load {load_before}  alone p50 {:.2} p99 {:.2} ms ({} req, {:?}{})  \
+             with noisy p50 {:.2} p99 {:.2} ms ({} req, {:?}{})  noisy {}",
             alone.0.p50_ms,
             alone.0.p99_ms,
             alone.0.requests,
             alone.0.statuses,
+            cpu_line(&alone.2),
             with.p50_ms,
             with.p99_ms,
             with.requests,
             with.statuses,
-            noisy_line(&noisy_stats)
+            cpu_line(&with_cpu),
+            noisy_line(&noisy_stats) + &cpu_line(&noisy_cpu)
         );
         runs.push(row);
     }
@@ -182,6 +191,30 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
         w50 / a50,
         w99 / a99
     );
+    let cpu = |phase: &str, side: &str| -> f64 {
+        median(
+            runs.iter()
+                .filter_map(|r| r[phase][side].as_f64())
+                .collect(),
+        )
+    };
+    let cpu_median = json!({
+        "noisy": { "node_cores": cpu("cpu_noisy", "node_cores"), "pg_cores": cpu("cpu_noisy", "pg_cores") },
+        "alone": { "node_cores": cpu("cpu_alone", "node_cores"), "pg_cores": cpu("cpu_alone", "pg_cores") },
+        "with_noisy": { "node_cores": cpu("cpu_with_noisy", "node_cores"),
+                        "pg_cores": cpu("cpu_with_noisy", "pg_cores") } });
+    if args.node_pid.is_some() {
+        println!(
+            "CPU (cores, median): alone node {:.2} PostgreSQL {:.2}; with the noisy tenant node {:.2} \
+             PostgreSQL {:.2}; the noisy tenant's estimated share node {:.2} PostgreSQL {:.2}",
+            cpu("cpu_alone", "node_cores"),
+            cpu("cpu_alone", "pg_cores"),
+            cpu("cpu_with_noisy", "node_cores"),
+            cpu("cpu_with_noisy", "pg_cores"),
+            cpu("cpu_noisy", "node_cores"),
+            cpu("cpu_noisy", "pg_cores")
+        );
+    }
     let report = json!({ "args": {
             "quiet_tenants": args.quiet_tenants, "quiet_rate": args.quiet_rate,
             "noisy_messages": args.noisy_messages, "searchers": args.searchers,
@@ -190,7 +223,7 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
         "runs": runs,
         "median": { "alone_p50_ms": a50, "alone_p99_ms": a99,
                     "with_p50_ms": w50, "with_p99_ms": w99,
-                    "p50_ratio": w50 / a50, "p99_ratio": w99 / a99 } });
+                    "p50_ratio": w50 / a50, "p99_ratio": w99 / a99, "cpu": cpu_median } });
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("results: {}", args.out.display());
     Ok(())
@@ -205,6 +238,86 @@ fn noisy_line(stats: &Option<serde_json::Value>) -> String {
         .map(|k| format!("{k} {}", stats[k]["statuses"]))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The noisy tenant's share of the CPU in the "with" phase: what was used minus
+/// what the quiet tenants' pages of that phase would have cost at the "alone"
+/// phase's CPU per page (an estimate: it assumes a page costs the same in both).
+fn noisy_share(
+    alone: &Summary,
+    alone_cpu: Option<&serde_json::Value>,
+    with: &Summary,
+    with_cpu: Option<&serde_json::Value>,
+) -> Option<serde_json::Value> {
+    let (a, w) = (alone_cpu?, with_cpu?);
+    let scale = with.requests as f64 / (alone.requests as f64).max(1.0);
+    let share = |k: &str| w[k].as_f64().unwrap_or(0.0) - a[k].as_f64().unwrap_or(0.0) * scale;
+    Some(json!({ "node_cores": share("node_cores"), "pg_cores": share("pg_cores") }))
+}
+
+fn cpu_line(cpu: &Option<serde_json::Value>) -> String {
+    cpu.as_ref().map_or(String::new(), |c| {
+        format!(
+            "; cpu node {:.2} pg {:.2} cores",
+            c["node_cores"].as_f64().unwrap_or(0.0),
+            c["pg_cores"].as_f64().unwrap_or(0.0)
+        )
+    })
+}
+
+/// CPU seconds (utime + stime) used so far by the node and by PostgreSQL (the
+/// postmaster, its live children and the ones it has reaped).
+fn cpu_seconds(args: &FairArgs) -> Option<(f64, f64)> {
+    let (node, pg) = (args.node_pid?, args.pg_pid?);
+    let hz = clock_ticks();
+    let mut node_ticks = 0u64;
+    let mut pg_ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces): state, ppid, …,
+        // utime (14th of the line) and stime (15th).
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let ticks = num(11) + num(12);
+        if pid == node {
+            node_ticks += ticks;
+        } else if pid == pg {
+            // With its exited children's (cutime, cstime): a backend or an
+            // autovacuum worker that ends between two readings moves its ticks
+            // there instead of taking them out of the sum.
+            pg_ticks += ticks + num(13) + num(14);
+        } else if num(1) == u64::from(pg) {
+            pg_ticks += ticks;
+        }
+    }
+    Some((node_ticks as f64 / hz, pg_ticks as f64 / hz))
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -292,13 +405,20 @@ fn load(args: &FairArgs, noisy: &Tenant) -> anyhow::Result<()> {
 
 /// One phase: the quiet tenants for `seconds`, with the noisy tenant's workers
 /// (on their own thread and event loop) when given. Returns the quiet summary
-/// and the noisy tenant's, per kind of work.
+/// and the noisy tenant's, per kind of work, and the CPU the node and
+/// PostgreSQL used per second of the phase (cores), when their pids are given.
 async fn phase(
     client: &awc::Client,
     args: &FairArgs,
     quiet: Rc<Vec<Tenant>>,
     noisy: Option<&Tenant>,
-) -> (Summary, Option<serde_json::Value>) {
+) -> (
+    Summary,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+) {
+    let cpu_before = cpu_seconds(args);
+    let started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let noisy_thread = noisy.map(|t| {
         let (base, token, channel) = (args.base.clone(), t.token.clone(), t.channel.clone());
@@ -364,10 +484,14 @@ async fn phase(
         let _ = g.await;
     }
     let noisy_summary = noisy_thread.and_then(|t| t.join().ok());
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(cpu_seconds(args)).map(|((n0, p0), (n1, p1))| {
+        json!({ "node_cores": (n1 - n0) / elapsed, "pg_cores": (p1 - p0) / elapsed })
+    });
     // Let the database settle between phases (autovacuum of the writes, etc.).
     actix_rt::time::sleep(Duration::from_secs(2)).await;
     let summary = quiet_samples.borrow().summary();
-    (summary, noisy_summary)
+    (summary, noisy_summary, cpu)
 }
 
 async fn noisy_request(

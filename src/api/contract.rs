@@ -322,7 +322,8 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/channels/{id}/messages",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        // A page of more than `big_page_rows` is metered (`limits::db_time`).
+        &[ErrorCode::Forbidden, ErrorCode::ExpensiveLimited],
     ),
     op(
         "getMessage",
@@ -371,7 +372,9 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/audit/verify",
         Who::Either,
+        // Its reads are big pages, metered (`limits::db_time`).
         &[
+            ErrorCode::ExpensiveLimited,
             ErrorCode::Forbidden,
             ErrorCode::ValidationFailed,
             ErrorCode::InvalidId,
@@ -383,7 +386,9 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/audit/export",
         Who::Either,
+        // Its reads are big pages, metered (`limits::db_time`).
         &[
+            ErrorCode::ExpensiveLimited,
             ErrorCode::Forbidden,
             ErrorCode::ValidationFailed,
             ErrorCode::InvalidId,
@@ -489,7 +494,8 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/webhooks",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        // A page of more than `big_page_rows` is metered (`limits::db_time`).
+        &[ErrorCode::Forbidden, ErrorCode::ExpensiveLimited],
     ),
     op(
         "getWebhook",
@@ -521,7 +527,8 @@ pub const OPERATIONS: &[Operation] = &[
         "GET",
         "/v1/webhooks/{id}/deliveries",
         Who::Tenant,
-        &[ErrorCode::Forbidden],
+        // A page of more than `big_page_rows` is metered (`limits::db_time`).
+        &[ErrorCode::Forbidden, ErrorCode::ExpensiveLimited],
     ),
     op(
         "createCalendarAccount",

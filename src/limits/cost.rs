@@ -15,7 +15,9 @@
 //!   when the node's was. Cheap classes never wait here;
 //! - each class has a `statement_timeout`, set in the transaction's prologue
 //!   (`SET LOCAL` semantics): a statement over it is cancelled and answered
-//!   `503 statement_timeout`.
+//!   `503 statement_timeout`;
+//! - searches and big pages are *metered*: their transactions' time is charged
+//!   to the tenant's budget of database time on the node (`db_time`).
 //!
 //! The state is per node, like the other in-process limits.
 
@@ -66,6 +68,14 @@ impl RequestClass {
         matches!(self, Self::Search)
     }
 
+    /// Whether its database time is charged to the tenant's budget
+    /// (`db_time`). Writes are not: with its searches held back, a tenant's 8–19
+    /// posts a second took no PostgreSQL share the noisy-neighbour benchmark
+    /// could see (±0.1 core), and a budget must never refuse a tenant's post.
+    pub fn metered(self) -> bool {
+        matches!(self, Self::Search | Self::BigPage)
+    }
+
     /// Its `statement_timeout`.
     pub fn statement_timeout(self, settings: &CostSettings) -> Duration {
         match self {
@@ -102,6 +112,12 @@ pub struct CostSettings {
     /// top results of a selective term are exact, a common word costs no more
     /// than this many rows.
     pub search_candidates: u32,
+    /// Database time per second each tenant's costly requests (search, big
+    /// pages) may take on this node, in milliseconds (`db_time`); 0 turns the
+    /// budget off.
+    pub db_ms_per_second: u32,
+    /// What a tenant's budget holds when full (its burst), in milliseconds.
+    pub db_burst_ms: u32,
 }
 
 impl Default for CostSettings {
@@ -115,11 +131,26 @@ impl Default for CostSettings {
             expensive_per_tenant: 1,
             expensive_queue: Duration::from_secs(2),
             search_candidates: 1_000,
+            db_ms_per_second: 100,
+            db_burst_ms: 1_000,
         }
     }
 }
 
 impl CostSettings {
+    /// Checked at start (`Settings::validate`).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.db_ms_per_second > 1_000_000 {
+            return Err("limits.cost.db_ms_per_second must be 0..=1000000".into());
+        }
+        if self.db_ms_per_second > 0 && !(1..=3_600_000).contains(&self.db_burst_ms) {
+            return Err(
+                "limits.cost.db_burst_ms must be 1..=3600000 when db_ms_per_second is set".into(),
+            );
+        }
+        Ok(())
+    }
+
     fn node_permits(&self) -> usize {
         match self.expensive_per_node {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
@@ -271,6 +302,10 @@ mod tests {
         assert_eq!(RequestClass::page(200, &settings), RequestClass::BigPage);
         assert!(RequestClass::Search.weight() > RequestClass::Page.weight());
         assert!(RequestClass::Search.expensive() && !RequestClass::BigPage.expensive());
+        // Database time is metered for searches and big pages, never for the
+        // pages and posts every tenant needs.
+        assert!(RequestClass::Search.metered() && RequestClass::BigPage.metered());
+        assert!(!RequestClass::Page.metered() && !RequestClass::Write.metered());
         assert_eq!(
             RequestClass::Search.statement_timeout(&settings),
             settings.search_timeout

@@ -4,8 +4,11 @@
 //! scope asks for slots (and, for expensive work, permits) with its first
 //! transaction and holds what it gets until the request is answered.
 
+use std::time::Duration;
+
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::db_time::DbTimeBudget;
 use super::{
     ConcurrencyLimits, CostSettings, DenialKind, Denials, ExpensiveDenied, ExpensivePermit,
     ExpensiveWork, RateLimits, RequestClass,
@@ -21,6 +24,8 @@ pub struct NodeLimits {
     pub concurrency: ConcurrencyLimits,
     /// The expensive-work budget per tenant and per node.
     pub expensive: ExpensiveWork,
+    /// Each tenant's database time for costly classes.
+    pub db_time: DbTimeBudget,
     /// Classes' weights, timeouts and the search bound.
     pub cost: CostSettings,
     pub denials: Denials,
@@ -32,6 +37,7 @@ impl NodeLimits {
             rate: RateLimits::new(settings),
             concurrency: ConcurrencyLimits::new(),
             expensive: ExpensiveWork::new(&settings.cost),
+            db_time: DbTimeBudget::new(&settings.cost),
             cost: settings.cost.clone(),
             denials: Denials::default(),
         }
@@ -42,6 +48,7 @@ impl NodeLimits {
         self.rate.prune();
         self.concurrency.prune();
         self.expensive.prune();
+        self.db_time.prune();
     }
 
     /// The tenant's and the user's request rate (`429 rate_limited`).
@@ -78,6 +85,34 @@ impl NodeLimits {
                 ExpensiveDenied::Node => ApiError::NodeBusy,
             }
         })
+    }
+
+    /// For a metered class, whether the tenant has database time left on this
+    /// node (`429 expensive_limited`, `Retry-After` the refill's time to pay the
+    /// tenant's debt back); other classes pass.
+    pub fn check_db_time(
+        &self,
+        tenant: &TenantRecord,
+        class: RequestClass,
+    ) -> Result<(), ApiError> {
+        if !class.metered() {
+            return Ok(());
+        }
+        self.db_time.admit(tenant.id).map_err(|wait| {
+            self.denials.record(tenant.id, DenialKind::ExpensiveLimited);
+            ApiError::DbTimeSpent {
+                retry_after_s: wait
+                    .as_secs()
+                    .saturating_add(u64::from(wait.subsec_nanos() > 0)),
+            }
+        })
+    }
+
+    /// Charges a metered class's transaction time to its tenant.
+    pub fn charge_db_time(&self, tenant: &TenantRecord, class: RequestClass, spent: Duration) {
+        if class.metered() {
+            self.db_time.charge(tenant.id, spent);
+        }
     }
 
     /// Counts a statement cancelled by its class's timeout.

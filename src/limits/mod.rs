@@ -9,7 +9,8 @@
 //! Per-tenant limits that protect tenants from each other on a node: request rate
 //! (per tenant and per user, plus a stricter per-IP limit for unauthenticated
 //! traffic), concurrent requests weighted by cost, the expensive-work budget and
-//! statement timeouts per request class (`cost`), and the denial counters that feed `/v1/usage`
+//! statement timeouts per request class (`cost`), each tenant's database time for
+//! costly classes (`db_time`), and the denial counters that feed `/v1/usage`
 //! and the audit summaries. Storage and AI caps are exact and live in the database
 //! (`limits::storage`, `limits::ledger`).
 //!
@@ -22,6 +23,7 @@
 
 pub mod concurrency;
 pub mod cost;
+pub mod db_time;
 pub mod denials;
 mod enforce;
 pub mod headers;

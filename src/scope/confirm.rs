@@ -68,6 +68,7 @@ impl UserCheck {
                 | ApiError::RetryExhausted
                 | ApiError::ConcurrencyLimited
                 | ApiError::ExpensiveLimited
+                | ApiError::DbTimeSpent { .. }
                 | ApiError::NodeBusy
                 // The prologue may be what ran out of time.
                 | ApiError::StatementTimeout,

@@ -205,6 +205,7 @@ async fn resolve(
         role: claims.role,
         slot: OnceCell::new(),
         expensive: OnceCell::new(),
+        metered: std::cell::Cell::new(false),
         check,
         impersonation,
         access: std::cell::Cell::new(access),

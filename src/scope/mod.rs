@@ -97,6 +97,9 @@ pub struct TenantScope {
     /// class, taken with its first such transaction and held until the scope is
     /// dropped (`limits::cost`).
     expensive: OnceCell<ExpensivePermit>,
+    /// Whether a metered class (`limits::db_time`) was admitted: a request is
+    /// refused up front or not at all, never between two of its transactions.
+    metered: std::cell::Cell<bool>,
     /// Whether the token's user has been confirmed active in this request.
     check: Rc<UserCheck>,
     /// Set when the token is an impersonation's (`act`): its row replaces the
@@ -230,10 +233,17 @@ impl TenantScope {
     /// Takes the tenant's concurrency slots (the class's weight) for the rest of
     /// the request, or refuses at once (never queued behind the tenant's other
     /// requests); then, for an expensive class, waits a bounded time for the
-    /// tenant's and the node's expensive-work permits.
+    /// tenant's and the node's expensive-work permits. A metered class is first
+    /// refused if its tenant spent its database time on this node.
     /// A refusal must stay cheap: no user check is run for it.
     async fn occupy_slot(&self, class: RequestClass) -> Result<(), ApiError> {
         let limits = &self.state.limits;
+        if class.metered() && !self.metered.get() {
+            limits
+                .check_db_time(&self.tenant, class)
+                .inspect_err(|_| self.check.waive())?;
+            self.metered.set(true);
+        }
         if self.slot.get().is_none() {
             let permit = limits
                 .take_slots(&self.tenant, class)
@@ -286,6 +296,10 @@ impl TenantScope {
             .impersonation
             .as_ref()
             .filter(|_| mode != TxMode::ReadOnly);
+        // When the body first runs, the connection is ours (its prologue is on
+        // the wire with the body's first statement): a metered class is charged
+        // from then to the end, COMMIT included, not for its wait for the pool.
+        let connected = std::cell::Cell::new(None);
         let result = self
             .state
             .db
@@ -302,6 +316,9 @@ impl TenantScope {
                 Some(timeout),
                 mode,
                 async |tx| {
+                    if connected.get().is_none() {
+                        connected.set(Some(std::time::Instant::now()));
+                    }
                     let value = body(tx).await?;
                     if let Some(imp) = writing_as {
                         impersonated::record_write(tx, imp).await?;
@@ -310,6 +327,11 @@ impl TenantScope {
                 },
             )
             .await;
+        if let Some(since) = connected.get() {
+            self.state
+                .limits
+                .charge_db_time(&self.tenant, class, since.elapsed());
+        }
         if let Err(ApiError::StatementTimeout) = result {
             self.state.limits.count_timeout(&self.tenant);
         }

@@ -1,5 +1,6 @@
 //! Fairness by cost (`limits::cost`): the expensive-work budget per tenant and per
-//! node, per-class statement timeouts, and the bound on a search's work.
+//! node, per-class statement timeouts, the bound on a search's work, and each
+//! tenant's database time for costly classes (`limits::db_time`).
 //!
 //! Searches are held in flight deterministically: a superuser transaction holds
 //! an ACCESS EXCLUSIVE lock on `messages`, so a search blocks inside the database
@@ -84,6 +85,9 @@ async fn a_tenants_excess_expensive_work_is_refused_while_other_tenants_get_thro
     settings.limits.cost.expensive_per_node = 2;
     settings.limits.cost.expensive_queue = Duration::from_millis(300);
     settings.limits.cost.search_timeout = Duration::from_secs(60);
+    // The permits are under test, not the database time the held searches
+    // spend (`db_time`, the last test).
+    settings.limits.cost.db_ms_per_second = 0;
     let app = spawn_app_with(settings).await;
     let (noisy, quiet, third) = (
         app.provision("noisy").await,
@@ -225,4 +229,112 @@ async fn search_ranks_a_bounded_number_of_matches_and_stays_exact_for_a_selectiv
     for item in reply.body["items"].as_array().unwrap() {
         assert!(item["body"].as_str().unwrap().contains("common"));
     }
+}
+
+/// A search of `tenant` that stays blocked in the database until `hold` has
+/// passed after it blocked: it is charged at least `hold` of database time.
+async fn costly_search(app: &TestApp, tenant: &Tenant, hold: Duration) {
+    let lock = lock_messages(app).await;
+    let held = held_search(app, tenant, "needle");
+    let release = async {
+        blocked_searches(app, 1).await;
+        tokio::time::sleep(hold).await;
+        lock.batch_execute("ROLLBACK").await.unwrap();
+    };
+    let ((status, body), ()) = futures_util::join!(held, release);
+    assert_eq!(status, 200, "{body:?}");
+}
+
+#[actix_web::test]
+async fn a_tenant_that_spent_its_database_time_is_refused_costly_work_but_not_pages() {
+    let db = fresh_database().await;
+    let mut settings = test_settings(&db);
+    // 1 ms a second, 1 s when full: ordinary searches and big pages fit, one
+    // search held 1.5 s in the database leaves a debt the refill takes minutes
+    // to pay back.
+    settings.limits.cost.db_ms_per_second = 1;
+    settings.limits.cost.db_burst_ms = 1_000;
+    settings.limits.cost.search_timeout = Duration::from_secs(60);
+    let app = spawn_app_with(settings).await;
+    let (noisy, quiet) = (app.provision("spender").await, app.provision("quiet").await);
+    let mut channels = Vec::new();
+    for t in [&noisy, &quiet] {
+        let channel = app.create_channel(t, "general").await;
+        app.post_message(t, channel, "a needle in the haystack")
+            .await;
+        channels.push(channel);
+    }
+
+    costly_search(&app, &noisy, Duration::from_millis(1_500)).await;
+
+    // The next search and the next big page are refused up front, with the time
+    // the refill needs (at least 500 s at 1 ms/s, minus what this test took).
+    let refused = search(&app, &noisy, "needle").await;
+    assert_problem(&refused, 429, "expensive_limited");
+    let wait: u64 = retry_after(&refused).parse().unwrap();
+    assert!(wait > 60, "Retry-After {wait}");
+    let big = format!("/v1/channels/{}/messages?limit=200", channels[0]);
+    assert_problem(
+        &app.get(&big, &noisy.owner_token).await,
+        429,
+        "expensive_limited",
+    );
+    // Its pages and posts are not metered.
+    let page = format!("/v1/channels/{}/messages?limit=50", channels[0]);
+    let reply = app.get(&page, &noisy.owner_token).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    app.post_message(&noisy, channels[0], "still posting").await;
+    // Another tenant's budget is its own.
+    assert_eq!(search(&app, &quiet, "needle").await.status, 200);
+    let big = format!("/v1/channels/{}/messages?limit=200", channels[1]);
+    assert_eq!(app.get(&big, &quiet.owner_token).await.status, 200);
+
+    // Nothing the tenant changes refills it: a rename by its owner, a new limit
+    // from the platform (each a new config version).
+    let path = format!("/v1/tenants/{}", noisy.id);
+    let renamed = app
+        .patch(
+            &path,
+            &noisy.owner_token,
+            serde_json::json!({ "name": "Renamed" }),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    let limits = serde_json::json!({ "limits": { "concurrent_requests": 40 } });
+    let changed = app.patch(&path, &app.platform_token(), limits).await;
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    assert_problem(
+        &search(&app, &noisy, "needle").await,
+        429,
+        "expensive_limited",
+    );
+
+    let usage = app.get("/v1/usage", &noisy.owner_token).await;
+    assert_eq!(
+        usage.body["denials"]["expensive_limited"], 3,
+        "{:?}",
+        usage.body
+    );
+    let usage = app.get("/v1/usage", &quiet.owner_token).await;
+    assert_eq!(
+        usage.body["denials"]["expensive_limited"], 0,
+        "{:?}",
+        usage.body
+    );
+}
+
+#[actix_web::test]
+async fn database_time_settings_are_checked_at_start() {
+    let db = fresh_database().await;
+    let mut settings = test_settings(&db);
+    settings.limits.cost.db_burst_ms = 0;
+    let err = settings.clone().validate().err().unwrap().to_string();
+    assert!(err.contains("db_burst_ms"), "{err}");
+    // Off (a zero rate) needs no burst.
+    settings.limits.cost.db_ms_per_second = 0;
+    assert!(settings.clone().validate().is_ok());
+    settings.limits.cost.db_ms_per_second = 2_000_000;
+    settings.limits.cost.db_burst_ms = 1_000;
+    let err = settings.validate().err().unwrap().to_string();
+    assert!(err.contains("db_ms_per_second"), "{err}");
 }
