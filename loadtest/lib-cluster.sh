@@ -23,8 +23,12 @@ pg_ticks() {
   local pm t=0 pid
   pm=$(head -1 "$DIR/data/postmaster.pid")
   t=$(awk '{print $16 + $17}' "/proc/$pm/stat")
+  local ticks
   for pid in $(pgrep -P "$pm") "$pm"; do
-    [[ -r /proc/$pid/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    # A backend may exit between pgrep and the read: skipped (its time reaches
+    # the postmaster's cutime/cstime, read above, only from now on).
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || continue
+    [[ -n $ticks ]] && t=$((t + ticks))
   done
   echo "$t"
 }

@@ -586,8 +586,10 @@ mod tests {
         Scratch(dir)
     }
 
-    fn admin_bind(regions_dir: PathBuf) -> SocketAddr {
-        let settings = Settings {
+    /// Settings of a us-east1 node whose region files are in `regions_dir`, with
+    /// what validation requires and nothing else.
+    fn settings_in(regions_dir: PathBuf) -> Settings {
+        Settings {
             region: "us-east1".into(),
             regions_dir,
             database: DatabaseSettings {
@@ -599,8 +601,11 @@ mod tests {
                 ..Settings::default().routing
             },
             ..Settings::default()
-        };
-        let (settings, _) = settings.validate().unwrap();
+        }
+    }
+
+    fn admin_bind(regions_dir: PathBuf) -> SocketAddr {
+        let (settings, _) = settings_in(regions_dir).validate().unwrap();
         settings.admin.bind.unwrap()
     }
 
@@ -633,19 +638,7 @@ mod tests {
     #[test]
     fn the_checkpoint_interval_is_read_and_bounded_at_start() {
         let dir = regions_dir("checkpoint", "address = \"127.0.0.12:8080\"");
-        let base = || Settings {
-            region: "us-east1".into(),
-            regions_dir: dir.to_path_buf(),
-            database: DatabaseSettings {
-                url: "postgres://unused".into(),
-                ..Settings::default().database
-            },
-            routing: RoutingSettings {
-                hop_secret: "a hop secret of enough length".into(),
-                ..Settings::default().routing
-            },
-            ..Settings::default()
-        };
+        let base = || settings_in(dir.to_path_buf());
         assert_eq!(
             base().audit.checkpoint_interval,
             Duration::from_secs(3600),
