@@ -319,6 +319,12 @@ async fn signin_tenant(
             None => None,
         }
     } else if let Some(slug) = slug {
+        // The slug is looked up in the database: the client's anonymous limit
+        // is taken first, so a refused flood costs no transaction (the
+        // extractor then does not take it again).
+        crate::scope::signin::take_anonymous(req.request(), state)?;
+        req.extensions_mut()
+            .insert(crate::scope::signin::AnonymousCounted);
         state.directory.get_by_slug(slug).await?
     } else if method == Method::POST && matches!(path, "/v1/auth/refresh" | "/v1/auth/logout") {
         let body = buffer_body(req, state.routing.body_limit).await?;

@@ -101,6 +101,23 @@ impl SignInScope {
     }
 }
 
+/// Marks a sign-in request whose client already spent its anonymous limit's
+/// token on this node (routing, before the slug's database lookup).
+#[derive(Clone, Copy)]
+pub struct AnonymousCounted;
+
+/// One token of the client's anonymous limit (`limits.unauthenticated_*`),
+/// else `429 rate_limited`.
+pub fn take_anonymous(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(ip) = crate::routing::hop::client_ip(req) else {
+        return Ok(());
+    };
+    state.limits.rate.check_anonymous(ip).map_err(|denied| {
+        state.metrics.observe_anonymous_denial();
+        ApiError::RateLimited(denied)
+    })
+}
+
 impl FromRequest for SignInScope {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -110,6 +127,8 @@ impl FromRequest for SignInScope {
         let tenant = req.extensions().get::<SignInTenant>().cloned();
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let ip = crate::routing::hop::client_ip(req);
+        let counted = req.extensions().get::<AnonymousCounted>().is_some();
+        let req = req.clone();
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
@@ -118,11 +137,8 @@ impl FromRequest for SignInScope {
                     "request was not routed"
                 )));
             }
-            if let Some(ip) = ip {
-                state.limits.rate.check_anonymous(ip).map_err(|denied| {
-                    state.metrics.observe_anonymous_denial();
-                    ApiError::RateLimited(denied)
-                })?;
+            if !counted {
+                take_anonymous(&req, &state)?;
             }
             let SignInTenant(tenant) = tenant.ok_or(ApiError::Unauthenticated(
                 "invalid or expired refresh token",

@@ -144,3 +144,49 @@ async fn a_flood_of_lookups_from_one_address_is_rate_limited() {
         "{statuses:?}"
     );
 }
+
+/// Regression of the security review of 2026-11-30: a sign-in by slug takes its
+/// client's anonymous limit before the slug is looked up in the database, and
+/// takes it once (the extractor does not take it again): the burst passes, and
+/// a refused attempt never reaches the database. With the app role unable to
+/// read `tenants`, a lookup fails (500); refused attempts answer 429.
+#[actix_web::test]
+async fn a_refused_sign_in_flood_costs_no_database_lookup() {
+    let mut settings = test_settings(&fresh_database().await);
+    settings.limits.unauthenticated_per_second = 1;
+    settings.limits.unauthenticated_burst = 3;
+    let app = spawn_app_with(settings).await;
+    app.provision("flood").await;
+    let attempt = || async {
+        app.request(
+            "POST",
+            "/v1/auth/flood/ldap",
+            None,
+            Some(json!({ "username": "nobody", "password": "wrong" })),
+        )
+        .await
+    };
+    // The burst, counted once per attempt: three attempts get past the limit.
+    for n in 0..3 {
+        let reply = attempt().await;
+        assert_ne!(reply.status, 429, "attempt {n}: {}", reply.body);
+    }
+    let db = app.superuser_client().await;
+    db.batch_execute("REVOKE SELECT ON tenants FROM meridian_app")
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = attempt().await;
+        if reply.status == 429 {
+            assert_problem(&reply, 429, "rate_limited");
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    // A token refilled in between (1/s) may let one through to the failing lookup.
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        refused >= 2,
+        "the refused attempts reached the database: {statuses:?}"
+    );
+}
