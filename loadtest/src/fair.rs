@@ -272,15 +272,8 @@ fn cpu_seconds(args: &FairArgs) -> Option<(f64, f64)> {
     let hz = clock_ticks();
     let mut node_ticks = 0u64;
     let mut pg_ticks = 0u64;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for (pid, dir) in crate::scale::procmem::processes().ok()? {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
             continue;
         };
         // Fields after the command name (which may hold spaces): state, ppid, …,

@@ -20,7 +20,7 @@ use meridian::config::AuthSettings;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-mod procmem;
+pub(crate) mod procmem;
 
 use crate::stats::{Samples, Summary, percentile};
 

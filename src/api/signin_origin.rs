@@ -47,12 +47,7 @@ pub async fn origin(
     // No token, and a database lookup per slug: counted against the client
     // address's limit for requests without a valid token (`hop::client_ip`), as
     // a sign-in is, so a flood of slugs costs 429s, not transactions.
-    if let Some(ip) = crate::routing::hop::client_ip(&req) {
-        state.limits.rate.check_anonymous(ip).map_err(|denied| {
-            state.metrics.observe_anonymous_denial();
-            ApiError::RateLimited(denied)
-        })?;
-    }
+    crate::scope::signin::take_anonymous(crate::routing::hop::client_ip(&req), &state)?;
     let here = state.region.clone();
     let tenant = match crate::validate::slug(&slug) {
         Ok(slug) => state.directory.get_by_slug(&slug).await?,

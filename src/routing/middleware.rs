@@ -322,7 +322,8 @@ async fn signin_tenant(
         // The slug is looked up in the database: the client's anonymous limit
         // is taken first, so a refused flood costs no transaction (the
         // extractor then does not take it again).
-        crate::scope::signin::take_anonymous(req.request(), state)?;
+        let ip = super::hop::client_ip(req.request());
+        crate::scope::signin::take_anonymous(ip, state)?;
         req.extensions_mut()
             .insert(crate::scope::signin::AnonymousCounted);
         state.directory.get_by_slug(slug).await?

@@ -297,7 +297,8 @@ impl TenantScope {
             .as_ref()
             .filter(|_| mode != TxMode::ReadOnly);
         // When the body first runs, the connection is ours (its prologue is on
-        // the wire with the body's first statement): a metered class is charged
+        // the wire with the body's first statement): a metered class (only: no
+        // clock read for the others) is charged
         // from then to the end, COMMIT included, not for its wait for the pool.
         let connected = std::cell::Cell::new(None);
         let result = self
@@ -316,7 +317,7 @@ impl TenantScope {
                 Some(timeout),
                 mode,
                 async |tx| {
-                    if connected.get().is_none() {
+                    if class.metered() && connected.get().is_none() {
                         connected.set(Some(std::time::Instant::now()));
                     }
                     let value = body(tx).await?;

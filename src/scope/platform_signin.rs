@@ -66,12 +66,7 @@ impl FromRequest for PlatformSignIn {
                     "request was not routed"
                 )));
             }
-            if let Some(ip) = ip {
-                state.limits.rate.check_anonymous(ip).map_err(|denied| {
-                    state.metrics.observe_anonymous_denial();
-                    ApiError::RateLimited(denied)
-                })?;
-            }
+            super::signin::take_anonymous(ip, &state)?;
             if token {
                 return Err(ApiError::Unauthenticated(
                     "a sign-in request carries no access token",

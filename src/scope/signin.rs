@@ -106,10 +106,10 @@ impl SignInScope {
 #[derive(Clone, Copy)]
 pub struct AnonymousCounted;
 
-/// One token of the client's anonymous limit (`limits.unauthenticated_*`),
-/// else `429 rate_limited`.
-pub fn take_anonymous(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(ip) = crate::routing::hop::client_ip(req) else {
+/// One token of the anonymous limit (`limits.unauthenticated_*`) of the client
+/// at `ip` (`routing::hop::client_ip`), else `429 rate_limited`.
+pub fn take_anonymous(ip: Option<std::net::IpAddr>, state: &AppState) -> Result<(), ApiError> {
+    let Some(ip) = ip else {
         return Ok(());
     };
     state.limits.rate.check_anonymous(ip).map_err(|denied| {
@@ -128,7 +128,6 @@ impl FromRequest for SignInScope {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let ip = crate::routing::hop::client_ip(req);
         let counted = req.extensions().get::<AnonymousCounted>().is_some();
-        let req = req.clone();
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
@@ -138,7 +137,7 @@ impl FromRequest for SignInScope {
                 )));
             }
             if !counted {
-                take_anonymous(&req, &state)?;
+                take_anonymous(ip, &state)?;
             }
             let SignInTenant(tenant) = tenant.ok_or(ApiError::Unauthenticated(
                 "invalid or expired refresh token",

@@ -5,6 +5,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context, bail};
 
+/// Every process: its pid and its `/proc/<pid>` directory.
+pub(crate) fn processes() -> std::io::Result<impl Iterator<Item = (u32, std::path::PathBuf)>> {
+    Ok(std::fs::read_dir("/proc")?.flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        Some((pid, entry.path()))
+    }))
+}
+
 /// `VmRSS` and `VmHWM` of `pid`, in KiB.
 pub fn rss_hwm(pid: u32) -> anyhow::Result<(u64, u64)> {
     let path = format!("/proc/{pid}/status");
@@ -33,15 +41,8 @@ pub fn listening_pid(base: &str) -> anyhow::Result<u32> {
     })?;
     let inode = listening_inode(address)?;
     let wanted = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+    for (pid, dir) in processes()? {
+        let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
             continue;
         };
         for fd in fds.flatten() {
