@@ -439,7 +439,10 @@ async fn phase(
                                     noisy_request(&client, &base, &token, &channel, kind, n).await;
                                 samples.borrow_mut().record(status, started.elapsed());
                                 if let Some(retry) = retry {
-                                    actix_rt::time::sleep(retry).await;
+                                    // Never past the phase's end: the phase's CPU
+                                    // is read when its quiet readers stop.
+                                    let left = deadline.saturating_duration_since(Instant::now());
+                                    actix_rt::time::sleep(retry.min(left)).await;
                                 }
                             }
                         })
@@ -476,11 +479,14 @@ async fn phase(
     for g in generators {
         let _ = g.await;
     }
-    let noisy_summary = noisy_thread.and_then(|t| t.join().ok());
+    // Read at the phase's end, before waiting for the noisy thread: its last
+    // requests may still run (a search up to its timeout), and counting that wait
+    // in `elapsed` made the phase's cores look lower than they were.
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_before.zip(cpu_seconds(args)).map(|((n0, p0), (n1, p1))| {
         json!({ "node_cores": (n1 - n0) / elapsed, "pg_cores": (p1 - p0) / elapsed })
     });
+    let noisy_summary = noisy_thread.and_then(|t| t.join().ok());
     // Let the database settle between phases (autovacuum of the writes, etc.).
     actix_rt::time::sleep(Duration::from_secs(2)).await;
     let summary = quiet_samples.borrow().summary();
