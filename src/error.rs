@@ -91,6 +91,12 @@ pub enum ApiError {
         "this tenant's searches and large pages used their database time on this node; retry in {retry_after_s} s"
     )]
     DbTimeSpent { retry_after_s: u64 },
+    /// All tenants' costly requests together spent the node's database time
+    /// (`limits::db_time`): refused until the refill pays it back.
+    #[error(
+        "this node's searches and large pages used their database time; retry in {retry_after_s} s"
+    )]
+    NodeDbTimeSpent { retry_after_s: u64 },
     /// Every expensive-work permit of the node stayed busy for the queue time.
     #[error("this node is running its limit of expensive requests; retry")]
     NodeBusy,
@@ -333,7 +339,7 @@ impl ApiError {
             Self::RateLimited(_) => C::RateLimited,
             Self::ConcurrencyLimited => C::ConcurrencyLimited,
             Self::ExpensiveLimited | Self::DbTimeSpent { .. } => C::ExpensiveLimited,
-            Self::NodeBusy => C::NodeBusy,
+            Self::NodeBusy | Self::NodeDbTimeSpent { .. } => C::NodeBusy,
             Self::StatementTimeout => C::StatementTimeout,
             Self::InvalidHopMarker => C::InvalidHopMarker,
             Self::CsrfFailed => C::CsrfFailed,
@@ -418,7 +424,9 @@ impl ResponseError for ApiError {
             Self::KeyProviderUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            Self::RotationTooFrequent { retry_after_s } | Self::DbTimeSpent { retry_after_s } => {
+            Self::RotationTooFrequent { retry_after_s }
+            | Self::DbTimeSpent { retry_after_s }
+            | Self::NodeDbTimeSpent { retry_after_s } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
             }
             Self::RateLimited(denied) => {

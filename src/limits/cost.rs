@@ -118,6 +118,12 @@ pub struct CostSettings {
     pub db_ms_per_second: u32,
     /// What a tenant's budget holds when full (its burst), in milliseconds.
     pub db_burst_ms: u32,
+    /// Database time per second all tenants' costly requests together may take
+    /// on this node, in milliseconds (`db_time`): many tenants, each within its
+    /// own budget, must not add up to the whole database; 0 turns it off.
+    pub db_node_ms_per_second: u32,
+    /// What the node's budget holds when full, in milliseconds.
+    pub db_node_burst_ms: u32,
 }
 
 impl Default for CostSettings {
@@ -133,6 +139,8 @@ impl Default for CostSettings {
             search_candidates: 1_000,
             db_ms_per_second: 100,
             db_burst_ms: 1_000,
+            db_node_ms_per_second: 250,
+            db_node_burst_ms: 1_000,
         }
     }
 }
@@ -140,13 +148,28 @@ impl Default for CostSettings {
 impl CostSettings {
     /// Checked at start (`Settings::validate`).
     pub fn validate(&self) -> Result<(), String> {
-        if self.db_ms_per_second > 1_000_000 {
-            return Err("limits.cost.db_ms_per_second must be 0..=1000000".into());
-        }
-        if self.db_ms_per_second > 0 && !(1..=3_600_000).contains(&self.db_burst_ms) {
-            return Err(
-                "limits.cost.db_burst_ms must be 1..=3600000 when db_ms_per_second is set".into(),
-            );
+        for (rate, rate_key, burst, burst_key) in [
+            (
+                self.db_ms_per_second,
+                "db_ms_per_second",
+                self.db_burst_ms,
+                "db_burst_ms",
+            ),
+            (
+                self.db_node_ms_per_second,
+                "db_node_ms_per_second",
+                self.db_node_burst_ms,
+                "db_node_burst_ms",
+            ),
+        ] {
+            if rate > 1_000_000 {
+                return Err(format!("limits.cost.{rate_key} must be 0..=1000000"));
+            }
+            if rate > 0 && !(1..=3_600_000).contains(&burst) {
+                return Err(format!(
+                    "limits.cost.{burst_key} must be 1..=3600000 when {rate_key} is set"
+                ));
+            }
         }
         Ok(())
     }

@@ -69,6 +69,7 @@ impl UserCheck {
                 | ApiError::ConcurrencyLimited
                 | ApiError::ExpensiveLimited
                 | ApiError::DbTimeSpent { .. }
+                | ApiError::NodeDbTimeSpent { .. }
                 | ApiError::NodeBusy
                 // The prologue may be what ran out of time.
                 | ApiError::StatementTimeout,

@@ -88,6 +88,7 @@ async fn a_tenants_excess_expensive_work_is_refused_while_other_tenants_get_thro
     // The permits are under test, not the database time the held searches
     // spend (`db_time`, the last test).
     settings.limits.cost.db_ms_per_second = 0;
+    settings.limits.cost.db_node_ms_per_second = 0;
     let app = spawn_app_with(settings).await;
     let (noisy, quiet, third) = (
         app.provision("noisy").await,
@@ -254,6 +255,8 @@ async fn a_tenant_that_spent_its_database_time_is_refused_costly_work_but_not_pa
     // to pay back.
     settings.limits.cost.db_ms_per_second = 1;
     settings.limits.cost.db_burst_ms = 1_000;
+    // The tenant's own budget is under test, not the node's.
+    settings.limits.cost.db_node_ms_per_second = 0;
     settings.limits.cost.search_timeout = Duration::from_secs(60);
     let app = spawn_app_with(settings).await;
     let (noisy, quiet) = (app.provision("spender").await, app.provision("quiet").await);
@@ -335,6 +338,58 @@ async fn database_time_settings_are_checked_at_start() {
     assert!(settings.clone().validate().is_ok());
     settings.limits.cost.db_ms_per_second = 2_000_000;
     settings.limits.cost.db_burst_ms = 1_000;
-    let err = settings.validate().err().unwrap().to_string();
+    let err = settings.clone().validate().err().unwrap().to_string();
     assert!(err.contains("db_ms_per_second"), "{err}");
+    settings.limits.cost.db_ms_per_second = 100;
+    settings.limits.cost.db_node_burst_ms = 0;
+    let err = settings.clone().validate().err().unwrap().to_string();
+    assert!(err.contains("db_node_burst_ms"), "{err}");
+    settings.limits.cost.db_node_ms_per_second = 0;
+    assert!(settings.validate().is_ok());
+}
+
+#[actix_web::test]
+async fn tenants_within_their_own_database_time_are_held_by_the_nodes() {
+    let db = fresh_database().await;
+    let mut settings = test_settings(&db);
+    // Every tenant's own budget is far from reached; the node's is 1 ms a
+    // second, 1 s when full, so one search held 1.5 s spends it for minutes.
+    settings.limits.cost.db_ms_per_second = 1_000_000;
+    settings.limits.cost.db_burst_ms = 3_600_000;
+    settings.limits.cost.db_node_ms_per_second = 1;
+    settings.limits.cost.db_node_burst_ms = 1_000;
+    settings.limits.cost.search_timeout = Duration::from_secs(60);
+    let app = spawn_app_with(settings).await;
+    let (first, second) = (app.provision("first").await, app.provision("second").await);
+    let mut channels = Vec::new();
+    for t in [&first, &second] {
+        let channel = app.create_channel(t, "general").await;
+        app.post_message(t, channel, "a needle in the haystack")
+            .await;
+        channels.push(channel);
+    }
+
+    costly_search(&app, &first, Duration::from_millis(1_500)).await;
+
+    // The other tenant, with its own budget whole, is refused by the node's,
+    // with the node's refill time; so is the first tenant.
+    for t in [&second, &first] {
+        let refused = search(&app, t, "needle").await;
+        assert_problem(&refused, 503, "node_busy");
+        let wait: u64 = retry_after(&refused).parse().unwrap();
+        assert!(wait > 60, "Retry-After {wait}");
+    }
+    let big = format!("/v1/channels/{}/messages?limit=200", channels[1]);
+    assert_problem(&app.get(&big, &second.owner_token).await, 503, "node_busy");
+    // Cheap classes are not metered.
+    let page = format!("/v1/channels/{}/messages?limit=50", channels[1]);
+    let reply = app.get(&page, &second.owner_token).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    // A tenant's own denial count is for its own budget only.
+    let usage = app.get("/v1/usage", &second.owner_token).await;
+    assert_eq!(
+        usage.body["denials"]["expensive_limited"], 0,
+        "{:?}",
+        usage.body
+    );
 }
