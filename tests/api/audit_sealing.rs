@@ -116,9 +116,14 @@ async fn the_sealing_functions_refuse_links_that_do_not_chain() {
     let (a, b) = (app.provision("seal-a").await, app.provision("seal-b").await);
     let db = meridian::db::Database::connect(&settings.database).unwrap();
     let region = meridian::ids::RegionId::parse("us-east1").unwrap();
-    meridian::audit::seal::seal_region(&db, &region, 1000)
-        .await
-        .unwrap();
+    // Everything so far chained, the node's own first pass (at its start)
+    // included: a pass that finds nothing left.
+    for _ in 0..20 {
+        match meridian::audit::seal::seal_region(&db, &region, 1000).await {
+            Ok(pass) if pass.events == 0 => break,
+            _ => actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
     app.create_channel(&a, "one").await;
     app.create_channel(&a, "two").await;
     app.create_channel(&b, "three").await;
