@@ -190,7 +190,10 @@ async fn the_sealing_functions_refuse_links_that_do_not_chain() {
     let mut outcomes = Vec::new();
     for (what, batch) in &cases {
         let outcome = seal(&service, batch, false).await;
-        outcomes.push(format!("{what}: {}", outcome.split(':').next().unwrap_or("")));
+        outcomes.push(format!(
+            "{what}: {}",
+            outcome.split(':').next().unwrap_or("")
+        ));
         eprintln!("{what}: {outcome}");
     }
     // The service role cannot link an event by inserting it linked either.
@@ -233,7 +236,11 @@ async fn the_sealing_functions_refuse_links_that_do_not_chain() {
     assert_eq!(seal(&service, &b_only, true).await, "applied 1/1");
     for t in [&a, &b] {
         let r = report(&app, &t.owner_token).await;
-        assert_eq!((r["intact"].as_bool(), r["pending"].as_i64()), (Some(true), Some(0)), "{r}");
+        assert_eq!(
+            (r["intact"].as_bool(), r["pending"].as_i64()),
+            (Some(true), Some(0)),
+            "{r}"
+        );
     }
 }
 
@@ -272,7 +279,11 @@ async fn the_databases_encoding_of_details_is_the_nodes() {
         .unwrap();
     assert!(pass.events >= 3, "{pass:?}");
     let r = report(&app, &t.owner_token).await;
-    assert_eq!((r["intact"].as_bool(), r["pending"].as_i64()), (Some(true), Some(0)), "{r}");
+    assert_eq!(
+        (r["intact"].as_bool(), r["pending"].as_i64()),
+        (Some(true), Some(0)),
+        "{r}"
+    );
 
     // 1e20: beyond what SQL reproduces, so the caller's hash stands; the
     // verifier recomputes it and finds the forgery.
@@ -290,7 +301,10 @@ async fn the_databases_encoding_of_details_is_the_nodes() {
         events: vec![(t.id, trail.ids[0], seq, forged.clone())],
         heads: vec![(t.id, trail.head.0, seq, forged)],
     };
-    assert_eq!(seal(&app.app_role_client().await, &batch, true).await, "applied 1/1");
+    assert_eq!(
+        seal(&app.app_role_client().await, &batch, true).await,
+        "applied 1/1"
+    );
     let r = report(&app, &t.owner_token).await;
     assert_eq!(r["intact"], false, "{r}");
     assert_eq!(r["broken"]["seq"].as_i64(), Some(seq), "{r}");

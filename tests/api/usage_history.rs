@@ -210,7 +210,10 @@ async fn the_prune_function_keeps_the_last_day_whatever_cutoff_it_is_given() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(deleted, 2, "left: {left:?}");
-    assert!(left.contains(&hour(3)) && left.contains(&hour(23)), "{left:?}");
+    assert!(
+        left.contains(&hour(3)) && left.contains(&hour(23)),
+        "{left:?}"
+    );
     assert!(
         left.iter().all(|at| *at > now - chrono::TimeDelta::days(1)),
         "{left:?}"
