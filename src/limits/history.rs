@@ -19,7 +19,9 @@
 //! What it is not: requests under an impersonation and requests that never
 //! opened a tenant transaction are not in the access log, so not here either
 //! (`/metrics` counts every request). Samples older than
-//! `usage_history.retention_days` are deleted by each node for its region.
+//! `usage_history.retention_days` are deleted by each node for its region;
+//! the database's `prune_usage_samples` never deletes one younger than a day
+//! (the shortest retention accepted here), whatever cutoff it is given (V35).
 
 use std::time::Duration;
 

@@ -355,7 +355,9 @@ async fn signin_tenant(
 /// in its path, `/v1/tenants/{id}/impersonations[/…]`, `/v1/tenants/{id}/keys[/…]`
 /// (key versions, the ciphertexts left to re-encrypt, rotation, destruction),
 /// `/v1/tenants/{id}/residency-report` (counts every table's rows of the tenant),
-/// `/v1/tenants/{id}/retention` and `/v1/tenants/{id}/usage`; in its query, `GET /v1/audit/verify` and
+/// `/v1/tenants/{id}/retention`, `/v1/tenants/{id}/usage`, `PATCH` and `DELETE
+/// /v1/tenants/{id}` (the change's audit event and outbox row, the erasure's
+/// row), `/v1/tenants/{id}/erasure` and `/restore`; in its query, `GET /v1/audit/verify` and
 /// `/v1/audit/export` with `?tenant=<id>` (parsed as `api::audit` parses
 /// it). Those rows live in the tenant's home region like every tenant row, so
 /// the request is routed there like the tenant's own (forwarded, redirected or
@@ -373,9 +375,21 @@ async fn platform_tenant(
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let id = if let Some(rest) = path.strip_prefix("/v1/tenants/") {
         let mut segments = rest.split('/');
+        let method = req.method();
         match (segments.next(), segments.next(), segments.next()) {
             (Some(id), Some("impersonations" | "keys"), _)
             | (Some(id), Some("retention" | "usage" | "residency-report"), None) => id,
+            // The erasure's request, state and restore: `tenant_erasures` rows.
+            (Some(id), Some("erasure" | "restore"), None) => id,
+            // A change writes the tenant's audit event and outbox row; an
+            // erasure's request its `tenant_erasures` row. (A read of the
+            // tenant's record is of the `tenants` table, not homed.)
+            (Some(id), None, None)
+                if method == actix_web::http::Method::PATCH
+                    || method == actix_web::http::Method::DELETE =>
+            {
+                id
+            }
             _ => return Ok(None),
         }
     } else if req.method() == actix_web::http::Method::GET

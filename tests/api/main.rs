@@ -9,6 +9,7 @@ mod audit;
 mod audit_chain;
 mod audit_evidence;
 mod audit_filters;
+mod audit_sealing;
 mod axe;
 mod basics;
 mod browser;

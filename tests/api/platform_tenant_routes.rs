@@ -49,3 +49,54 @@ async fn a_platform_admins_key_and_residency_routes_are_served_in_the_home_regio
         assert_eq!(header(&reply, "x-meridian-home-region"), "europe-west1");
     }
 }
+
+/// The same review: a platform admin's change of a tenant (`PATCH`, which
+/// writes the tenant's audit event) and its erasure's request, state and
+/// restore (rows of `tenant_erasures`, homed with the tenant) were served by
+/// whichever node the request landed on.
+#[actix_web::test]
+async fn a_platform_admins_tenant_change_and_erasure_are_served_in_the_home_region() {
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let us = &nodes["us-east1"];
+    let (tenant, owner) = provision_in(us, "patch-eu", "europe-west1", None).await;
+    let admin = us.platform_token();
+    for (method, path, body, status) in [
+        (
+            "PATCH",
+            format!("/v1/tenants/{tenant}"),
+            Some(json!({ "name": "Renamed by the platform" })),
+            200,
+        ),
+        (
+            "DELETE",
+            format!("/v1/tenants/{tenant}"),
+            Some(json!({ "confirm": "patch-eu" })),
+            202,
+        ),
+        ("GET", format!("/v1/tenants/{tenant}/erasure"), None, 200),
+        (
+            "POST",
+            format!("/v1/tenants/{tenant}/restore"),
+            Some(json!(null)),
+            200,
+        ),
+    ] {
+        let reply = us.request(method, &path, Some(&admin), body).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        assert_eq!(
+            header(&reply, "x-meridian-region"),
+            "europe-west1",
+            "{method} {path} was served outside the tenant's home region"
+        );
+    }
+    // The rename's event is in the tenant's trail (written by the EU node).
+    let eu = &nodes["europe-west1"];
+    let trail = eu.get("/v1/audit?action=tenant_updated", &owner).await;
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    assert_eq!(
+        trail.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        trail.body
+    );
+}

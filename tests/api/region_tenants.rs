@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::assert_problem;
 use crate::operator::operator_token;
 use crate::regions::{eventually, provision_in, spawn_regions};
 
@@ -37,7 +37,9 @@ async fn tenant_counts_per_region_follow_a_drain() {
     provision_in(app, "rt-us", "us-east1", None).await;
     provision_in(app, "rt-eu1", "europe-west1", Some(eu.clone())).await;
     let (eu2, _) = provision_in(app, "rt-eu2", "europe-west1", Some(eu.clone())).await;
-    let suspended = app
+    // A platform admin's change of a tenant is served in its home region (an
+    // EU-pinned tenant's is redirected there from the US node).
+    let suspended = nodes["europe-west1"]
         .patch(
             &format!("/v1/tenants/{eu2}"),
             &admin,
@@ -116,11 +118,13 @@ async fn tenant_counts_per_region_follow_a_drain() {
 
 #[actix_web::test]
 async fn the_tenant_list_searches_and_filters() {
-    let app = spawn_app().await;
+    // An EU node: the platform admin's change of the EU tenant is served there.
+    let nodes = spawn_regions(&["us-east1", "europe-west1"]).await;
+    let app = &nodes["us-east1"];
     let admin = app.platform_token();
-    provision_in(&app, "flt-alpha", "us-east1", None).await;
-    let (beta, _) = provision_in(&app, "flt-beta", "europe-west1", None).await;
-    provision_in(&app, "other-gamma", "us-east1", None).await;
+    provision_in(app, "flt-alpha", "us-east1", None).await;
+    let (beta, _) = provision_in(app, "flt-beta", "europe-west1", None).await;
+    provision_in(app, "other-gamma", "us-east1", None).await;
     let pro = app
         .patch(
             &format!("/v1/tenants/{beta}"),

@@ -170,3 +170,52 @@ async fn ranges_are_bounded_days_fold_hours_and_old_samples_are_pruned() {
         "{left:?}"
     );
 }
+
+/// Regression of the security review of 2026-11-30: `prune_usage_samples` is a
+/// definer function the service role may call with any cutoff. Given `now()`
+/// it still keeps every sample of the last day (the shortest retention a node
+/// accepts) and deletes only the older ones.
+#[actix_web::test]
+async fn the_prune_function_keeps_the_last_day_whatever_cutoff_it_is_given() {
+    let app = spawn_app().await;
+    let t = app.provision("hist-floor").await;
+    let db = app.superuser_client().await;
+    let now = chrono::Utc::now();
+    let hour = |h: i64| meridian::limits::history::hour_of(now - chrono::TimeDelta::hours(h));
+    // Not the current or the previous hour: the node's sampler may write those.
+    for h in [3, 23, 26, 24 * 500] {
+        db.execute(
+            "INSERT INTO usage_samples (tenant_id, bucket_start, home_region, requests, jobs,
+                    storage_bytes, ai_tokens, sampled_at)
+             VALUES ($1, $2, 'us-east1', 1, 0, 0, 0, now())",
+            &[&t.id, &hour(h)],
+        )
+        .await
+        .unwrap();
+    }
+    let service = app.app_role_client().await;
+    let deleted: i64 = service
+        .query_one("SELECT prune_usage_samples('us-east1', now(), 1000)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let left: Vec<chrono::DateTime<chrono::Utc>> = db
+        .query(
+            "SELECT bucket_start FROM usage_samples WHERE tenant_id = $1 ORDER BY 1",
+            &[&t.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(deleted, 2, "left: {left:?}");
+    assert!(
+        left.contains(&hour(3)) && left.contains(&hour(23)),
+        "{left:?}"
+    );
+    assert!(
+        left.iter().all(|at| *at > now - chrono::TimeDelta::days(1)),
+        "{left:?}"
+    );
+}
