@@ -1,10 +1,8 @@
--- As sql/postgres/V35__definer_floors.sql, part 1 only: `prune_usage_samples`
--- never deletes a sample younger than one day (the shortest
--- `usage_history.retention_days` the node accepts), whatever cutoff it is
--- given. Parts 2 and 3 (the sealing functions recompute and check every link;
--- events inserted without seq and hash) are PostgreSQL only for now: they are
--- PL/pgSQL with row locks and a column-level GRANT (dialect guard), not written
--- for CockroachDB yet (README "Not yet"). Unverified on a cluster.
+-- As sql/postgres/V35__definer_floors.sql, without its column-level GRANT on
+-- `audit_events` (dialect guard; not written for CockroachDB yet, README "Not
+-- yet"): `prune_usage_samples` never deletes a sample younger than one day (the
+-- shortest `usage_history.retention_days` the node accepts), whatever cutoff it
+-- is given. Unverified on a cluster.
 
 CREATE OR REPLACE FUNCTION prune_usage_samples(p_region text, p_before timestamptz, p_limit int4)
 RETURNS bigint

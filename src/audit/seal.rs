@@ -16,11 +16,6 @@
 //! head only from where the batch read it) and rolls back. So seqs stay gapless
 //! and each event is linked once.
 //!
-//! The database does not take this module's word for a link (V35): the two
-//! functions recompute every hash from the stored row in SQL and refuse one
-//! that does not chain (a forged hash, a skipped seq, another trail's event),
-//! so the service role cannot record links of its own making either.
-//!
 //! What this changes in the evidence: an event is chained within about one
 //! interval of its commit instead of at it. Until then it is listed (without
 //! `seq`) and counted as `pending` by verification; it is not yet covered by a

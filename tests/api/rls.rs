@@ -321,8 +321,8 @@ async fn the_service_role_owns_nothing_and_cannot_bypass_rls() {
     // deletes the current tenant's audit events only behind a signed anchor
     // (tests in audit_evidence.rs); audit_seal and audit_seal_batch set seq and
     // hash only on unchained events (the current tenant's, or those listed) and
-    // move a head only from where the batch read it, and since V35 only links
-    // that chain (each hash recomputed in SQL: tests in audit_sealing.rs), and audit_unsealed_batch
+    // move a head only from where the batch read it (and since V35 the service
+    // role inserts events unchained: audit_sealing.rs), and audit_unsealed_batch
     // returns unchained events only, for the sealer (tests in audit_chain.rs);
     // resource_owner returns
     // only an owning tenant id; search_messages filters on the RLS setting itself
