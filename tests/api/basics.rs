@@ -291,7 +291,8 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V30__audit_sealer",
             "V31__exports_page",
             "V32__top_tenants",
-            "V33__subject_keys"
+            "V33__subject_keys",
+            "V34__calendar_grants"
         ]
     );
     let again = meridian::db::migrate::run(&url, None, postgres)

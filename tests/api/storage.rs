@@ -302,7 +302,8 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V30__audit_sealer",
             "V31__exports_page",
             "V32__top_tenants",
-            "V33__subject_keys"
+            "V33__subject_keys",
+            "V34__calendar_grants"
         ]
     );
     client
