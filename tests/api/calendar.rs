@@ -547,7 +547,7 @@ async fn tenant_b_never_sees_tenant_a_calendar_accounts_or_events() {
     let _ = event;
 }
 
-/// A relocation moves the tenant's calendar accounts, calendars and events to
+/// A relocation moves the tenant's calendar accounts, grants, calendars and events to
 /// the new home region (across jurisdictions: its keys are rewrapped), and the
 /// account's sealed password still opens there: a sync from the new home works.
 #[actix_web::test]
@@ -593,7 +593,12 @@ async fn a_relocation_carries_accounts_calendars_and_events() {
     })
     .await;
     let db = us.superuser_client().await;
-    for table in ["calendar_accounts", "calendar_links", "calendar_events"] {
+    for table in [
+        "calendar_accounts",
+        "calendar_grants",
+        "calendar_links",
+        "calendar_events",
+    ] {
         let row = db
             .query_one(
                 &format!("SELECT count(*), count(*) FILTER (WHERE home_region = 'europe-west1') FROM {table} WHERE tenant_id = $1"),

@@ -81,7 +81,9 @@ pub async fn link(
     row.map(|row| calendar(&row))
         .ok_or_else(|| StoreError::Conflict {
             code: ErrorCode::CalendarNotGranted,
-            detail: "this collection is not granted to you: ask a tenant admin for a grant".into(),
+            detail: "this collection is not granted to you or to everyone: a tenant admin decides \
+                     which collections you may link"
+                .into(),
         })
 }
 
