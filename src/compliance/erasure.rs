@@ -266,9 +266,11 @@ async fn erase_user_row(
         )
         .await?;
     // Their calendar grants (V34) name them, and their linked calendars are
-    // their personal data: both go (the links' events by V23's cascade). After
-    // the user's row is updated: a grant being created read that row `FOR
-    // SHARE`, so it committed before the update and is seen here.
+    // their personal data: both go (the links' events by V23's cascade). A
+    // grant created concurrently read the user's row (`FOR SHARE`), which this
+    // transaction updates, and inserted into the grants this one reads: under
+    // SERIALIZABLE one of the two fails and is retried, and a retried grant
+    // finds the user erased (`calendar_grant_user_unknown`).
     let grants = tx
         .execute(
             "DELETE FROM calendar_grants WHERE tenant_id = $1 AND user_id = $2",

@@ -318,6 +318,45 @@ async fn revoking_a_grant_removes_the_links_it_alone_covered_and_their_events() 
     );
 }
 
+/// A link racing the revoke of its grant: whichever answers first, no link is
+/// left once both have answered (the link's grant check and the revoke's link
+/// deletion are serializable with each other). Prints how many links were made
+/// before their revoke, to show both orders ran.
+#[actix_web::test]
+async fn a_link_racing_a_revoke_never_outlives_the_grant() {
+    let app = spawn_app().await;
+    let a = app.provision("calrace").await;
+    let account = connect(&app, &a, "http://calendar.example/", "pw").await;
+    let (member_id, member) = app.add_user(&a, "member").await;
+    let su = app.superuser_client().await;
+    let (mut linked, rounds) = (0, 20);
+    for round in 0..rounds {
+        let path = format!("/race/{round}/");
+        let made = grant(&app, &a.owner_token, account, &path, Some(member_id)).await;
+        let revoke = format!("/v1/calendar-accounts/{account}/grants/{made}");
+        let (link, revoked) = futures_util::join!(
+            try_link(&app, &member, account, &path),
+            app.delete(&revoke, &a.owner_token)
+        );
+        assert_eq!(revoked.status, 204, "{}", revoked.body);
+        match link.status.as_u16() {
+            201 => linked += 1,
+            403 => assert_problem(&link, 403, "calendar_not_granted"),
+            other => panic!("round {round}: the link answered {other}: {}", link.body),
+        }
+        let left: i64 = su
+            .query_one(
+                "SELECT count(*) FROM calendar_links WHERE tenant_id = $1",
+                &[&a.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "round {round}: a link outlived its grant");
+    }
+    eprintln!("links made before their revoke: {linked} of {rounds}");
+}
+
 /// User erasure deletes the user's grants and linked calendars (their events
 /// by the cascade) in its last transaction, and counts them.
 #[actix_web::test]

@@ -39,10 +39,11 @@ fn calendar(row: &Row) -> Calendar {
 
 /// Links a collection for `$5`, only under a grant of that account and exact
 /// path to `$5` or to everyone: the INSERT's own SELECT reads the grant, in the
-/// statement that writes (no check-then-act). A concurrent revoke either
-/// deletes the grant first (then no row is inserted) or deletes this link in
-/// its own transaction after it (`grants::revoke_grant`); the transactions are
-/// serializable. Re-linking only renames. `$1` tenant, `$2` new id, `$3` home
+/// statement that writes (no check-then-act). A concurrent revoke ends as if
+/// it came first (no row is inserted) or after (its own transaction deletes
+/// this link, `grants::revoke_grant`): the transactions are serializable, and
+/// the one that would break both orders fails and is retried. Re-linking only
+/// renames. `$1` tenant, `$2` new id, `$3` home
 /// region, `$4` account, `$5` user, `$6` canonical path, `$7` display name.
 pub const LINK_SQL: &str = "INSERT INTO calendar_links (tenant_id, id, home_region, account_id, \
         user_id, path, display_name) \

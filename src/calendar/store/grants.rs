@@ -55,9 +55,10 @@ fn grant(row: &Row) -> Grant {
 }
 
 /// Grants `path` (canonical, `calendar::path`) of `account` to `user` (`None`:
-/// everyone). The user must be in the tenant and not erased: read `FOR SHARE`
-/// in this transaction, so an erasure (which updates the row, then deletes the
-/// user's grants) waits for this insert and then removes it.
+/// everyone). The user must be in the tenant and not erased, read `FOR SHARE`
+/// in the inserting transaction: an erasure racing it (which updates that row
+/// and deletes the user's grants) waits for it, and the serializable
+/// transactions let only one order stand (`compliance::erasure`).
 pub async fn create_grant(
     tx: &TenantTx<'_>,
     account: CalendarAccountId,
