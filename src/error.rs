@@ -232,6 +232,8 @@ error_codes! {
     InvalidHopMarker = "invalid_hop_marker" => FORBIDDEN,
     CsrfFailed = "csrf_failed" => FORBIDDEN,
     AuditRetentionFloor = "audit_retention_floor" => FORBIDDEN,
+    // `POST /v1/me/calendars` for a collection no grant gives the caller (V34).
+    CalendarNotGranted = "calendar_not_granted" => FORBIDDEN,
     NotFound = "not_found" => NOT_FOUND,
     RouteNotFound = "route_not_found" => NOT_FOUND,
     MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
@@ -261,6 +263,10 @@ error_codes! {
     ExportExpired = "export_expired" => GONE,
     ExportLeftBehind = "export_left_behind" => GONE,
     CalendarEditConflict = "calendar_edit_conflict" => CONFLICT,
+    CalendarGrantExists = "calendar_grant_exists" => CONFLICT,
+    // A grant naming a user who is not (or no longer) in the tenant: the same
+    // answer for another tenant's user as for an id that exists nowhere.
+    CalendarGrantUserUnknown = "calendar_grant_user_unknown" => UNPROCESSABLE_ENTITY,
     ConfirmationMismatch = "confirmation_mismatch" => UNPROCESSABLE_ENTITY,
     PreconditionRequired = "precondition_required" => PRECONDITION_REQUIRED,
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,

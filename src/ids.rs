@@ -68,6 +68,7 @@ typed_id!(TenantErasureId, "tenant erasure");
 typed_id!(CalendarAccountId, "calendar account");
 typed_id!(CalendarId, "calendar");
 typed_id!(CalendarEventId, "calendar event");
+typed_id!(CalendarGrantId, "calendar grant");
 
 /// Echoing user input back in an error is useful; echoing a megabyte of it is not.
 fn truncate(raw: &str) -> &str {

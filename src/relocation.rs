@@ -84,6 +84,8 @@ const TABLES: &[(&str, &str)] = &[
     ("calendar_accounts", "id"),
     ("calendar_links", "id"),
     ("calendar_events", "id"),
+    // Who may link which collection (V34).
+    ("calendar_grants", "id"),
     // Tenant erasures (V26): a restored tenant's cancelled ones move with it (a
     // tenant with a pending, running or done erasure is not relocated).
     ("tenant_erasures", "id"),

@@ -1,6 +1,7 @@
 //! `/v1/calendar-accounts`: a tenant's admins connect CalDAV accounts (the
 //! password or token is write-only: sealed, never shown), remove them and ask
-//! for a sync; `/v1/me/calendars`: a user links calendars of those accounts.
+//! for a sync; `/v1/me/calendars`: a user links calendars of those accounts
+//! that an admin granted them (`calendar_grants`).
 //! `POST /v1/calendar-accounts/sync`: a platform admin's sync of every tenant.
 
 use actix_web::{HttpResponse, delete, get, post, web};
@@ -246,31 +247,24 @@ pub async fn sync_all(
 pub struct LinkCalendar {
     account_id: CalendarAccountId,
     /// The calendar collection's path on the account's server, e.g.
-    /// `/alice/work/`.
+    /// `/alice/work/`; stored canonical (`/` appended, unreserved escapes
+    /// decoded). It must be granted to you or to everyone.
     #[schema(min_length = 1, max_length = 1024)]
     path: String,
     #[schema(max_length = 200)]
     display_name: Option<String>,
 }
 
-fn check_path(path: &str) -> Result<(), ApiError> {
-    let fine = path.starts_with('/')
-        && path.len() <= 1024
-        && !path
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
-        && !path.split('/').any(|seg| seg == "..");
-    if fine {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            "`path` must be an absolute path on the server, without `..`, spaces, `?` or `#`",
-        ))
-    }
+/// `path` in its one canonical spelling (`calendar::path`): grants and links
+/// are compared on it.
+pub(crate) fn canonical_path(path: &str) -> Result<String, ApiError> {
+    crate::calendar::path::canonical(path)
+        .ok_or_else(|| ApiError::validation(crate::calendar::path::REFUSED))
 }
 
 /// Link one of your calendars (a collection of a tenant account); it syncs now
-/// and on the schedule.
+/// and on the schedule. Refused (`calendar_not_granted`) unless a tenant admin
+/// granted that collection to you or to everyone — admins included.
 #[utoipa::path(tag = "calendar", request_body = LinkCalendar, security(("bearer" = [])),
     responses((status = 201, body = Calendar)))]
 #[post("/me/calendars")]
@@ -278,7 +272,7 @@ pub async fn link(
     scope: Guarded<Allow<perm::UseCalendar>, TenantScope>,
     body: super::JsonBody<LinkCalendar>,
 ) -> Result<HttpResponse, ApiError> {
-    check_path(&body.path)?;
+    let path = canonical_path(&body.path)?;
     let display_name = body.display_name.clone().unwrap_or_default();
     validate::no_control_chars("display_name", &display_name)?;
     if display_name.chars().count() > 200 {
@@ -289,8 +283,7 @@ pub async fn link(
     let user = scope.user_id();
     let calendar = scope
         .write(async |tx| {
-            let calendar =
-                store::link(tx, user, body.account_id, &body.path, &display_name).await?;
+            let calendar = store::link(tx, user, body.account_id, &path, &display_name).await?;
             jobs::enqueue(tx, sync_job(body.account_id)).await?;
             Ok(calendar)
         })

@@ -577,11 +577,40 @@ pub const OPERATIONS: &[Operation] = &[
         &[ErrorCode::Forbidden],
     ),
     op(
+        "createCalendarGrant",
+        "POST",
+        "/v1/calendar-accounts/{id}/grants",
+        Who::Tenant,
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::CalendarGrantExists,
+            ErrorCode::CalendarGrantUserUnknown,
+        ],
+    ),
+    op(
+        "listCalendarGrants",
+        "GET",
+        "/v1/calendar-accounts/{id}/grants",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
+        "deleteCalendarGrant",
+        "DELETE",
+        "/v1/calendar-accounts/{id}/grants/{grant_id}",
+        Who::Tenant,
+        &[ErrorCode::Forbidden],
+    ),
+    op(
         "linkMyCalendar",
         "POST",
         "/v1/me/calendars",
         Who::Tenant,
-        &[ErrorCode::Forbidden, ErrorCode::NotFound],
+        &[
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::CalendarNotGranted,
+        ],
     ),
     op(
         "listMyCalendars",

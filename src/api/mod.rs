@@ -11,6 +11,7 @@ mod auth;
 mod calendar_accounts;
 mod calendar_event_edits;
 mod calendar_events;
+mod calendar_grants;
 mod calendar_health;
 mod channels;
 pub mod contract;
@@ -154,6 +155,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(calendar_accounts::get)
                 .service(calendar_accounts::delete)
                 .service(calendar_accounts::sync)
+                .service(calendar_grants::create)
+                .service(calendar_grants::list)
+                .service(calendar_grants::delete)
                 .service(calendar_accounts::link)
                 .service(calendar_accounts::mine)
                 .service(calendar_events::list)

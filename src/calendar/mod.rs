@@ -1,7 +1,8 @@
-//! Calendar sync (issue 17): a tenant admin connects CalDAV accounts, users
-//! link calendars of them, and Meridian keeps their events in
-//! `calendar_events` (V23) — read with `GET /v1/calendar-events`, written
-//! through to the server with the ETag as `If-Match`.
+//! Calendar sync (issue 17): a tenant admin connects CalDAV accounts and grants
+//! their collections to users (V34), users link the calendars granted to them,
+//! and Meridian keeps their events in `calendar_events` (V23) — read with
+//! `GET /v1/calendar-events`, written through to the server with the ETag as
+//! `If-Match`.
 //!
 //! - `dav`: the WebDAV/CalDAV XML in and out.
 //! - `ical`: iCalendar parsing, RRULE expansion within a window, writing.
@@ -13,6 +14,8 @@
 //! - `edit`: what a change or removal writes (whole object, series, or one
 //!   occurrence of a series).
 //! - `write`: writing through to the server with If-Match / If-None-Match.
+//! - `path`: the one canonical spelling of a collection's path (grants and
+//!   links compare on it).
 //! - `store`: the tables.
 //! - `settings`: `calendar.*`, with CalDAV's own timeouts.
 //!
@@ -24,6 +27,7 @@ pub mod dav;
 pub mod edit;
 pub mod health;
 pub mod ical;
+pub mod path;
 pub mod settings;
 pub mod store;
 pub mod sync;

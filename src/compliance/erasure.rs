@@ -238,8 +238,8 @@ async fn count(tx: &TenantTx<'_>, id: ErasureId, table: &str, n: u64) -> Result<
     Ok(())
 }
 
-/// The last transaction: the user's row, identities, sessions and subject key;
-/// returns the rows changed per table.
+/// The last transaction: the user's row, identities, sessions, calendar grants
+/// and links, and subject key; returns the rows changed per table.
 async fn erase_user_row(
     tx: &TenantTx<'_>,
     user: UserId,
@@ -265,6 +265,24 @@ async fn erase_user_row(
             &[t.as_uuid(), u.as_uuid()],
         )
         .await?;
+    // Their calendar grants (V34) name them, and their linked calendars are
+    // their personal data: both go (the links' events by V23's cascade). A
+    // grant created concurrently read the user's row (`FOR SHARE`), which this
+    // transaction updates, and inserted into the grants this one reads: under
+    // SERIALIZABLE one of the two fails and is retried, and a retried grant
+    // finds the user erased (`calendar_grant_user_unknown`).
+    let grants = tx
+        .execute(
+            "DELETE FROM calendar_grants WHERE tenant_id = $1 AND user_id = $2",
+            &[t.as_uuid(), u.as_uuid()],
+        )
+        .await?;
+    let calendars = tx
+        .execute(
+            "DELETE FROM calendar_links WHERE tenant_id = $1 AND user_id = $2",
+            &[t.as_uuid(), u.as_uuid()],
+        )
+        .await?;
     // The key that sealed the user's personal details in the audit trail
     // (`audit::personal`): without it they never open again, and the chain,
     // which hashes only the ciphertext, still verifies.
@@ -278,6 +296,8 @@ async fn erase_user_row(
         ("external_identities", ids),
         ("refresh_tokens", sessions),
         ("subject_keys", keys),
+        ("calendar_grants", grants),
+        ("calendar_links", calendars),
         ("users", users),
     ])
 }

@@ -148,6 +148,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../sql/postgres/V33__subject_keys.sql"),
     ),
     (
+        "V34__calendar_grants",
+        include_str!("../../sql/postgres/V34__calendar_grants.sql"),
+    ),
+    (
         "V35__definer_floors",
         include_str!("../../sql/postgres/V35__definer_floors.sql"),
     ),
@@ -270,6 +274,10 @@ const COCKROACH: &[(&str, &str)] = &[
     (
         "V33__subject_keys",
         include_str!("../../sql/cockroach/V33__subject_keys.sql"),
+    ),
+    (
+        "V34__calendar_grants",
+        include_str!("../../sql/cockroach/V34__calendar_grants.sql"),
     ),
     (
         "V35__definer_floors",
@@ -492,7 +500,7 @@ mod tests {
                 versions.keys().copied().collect::<Vec<_>>(),
                 [
                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23,
-                    24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 35
+                    24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35
                 ]
             );
         }

@@ -78,6 +78,8 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
             crate::outbox::DISPATCH_IF_HOOKED_SQL,
         ),
         ("usage.central_grants", storage::CENTRAL_GRANTS_SQL),
+        // A calendar link: the grant check is the INSERT's own SELECT.
+        ("calendar.link", crate::calendar::store::LINK_SQL),
     ];
     let reads = list.into_iter().map(|(name, sql)| HotStatement {
         name,

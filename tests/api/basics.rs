@@ -292,6 +292,7 @@ async fn a_database_migrated_before_the_split_upgrades_in_place() {
             "V31__exports_page",
             "V32__top_tenants",
             "V33__subject_keys",
+            "V34__calendar_grants",
             "V35__definer_floors"
         ]
     );

@@ -31,7 +31,44 @@ pub(crate) async fn connect(
     reply.body["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// Grants `path` of `account` to `user` (`None`: everyone) as `admin`; returns
+/// the grant's id.
+pub(crate) async fn grant(
+    app: &TestApp,
+    admin: &str,
+    account: Uuid,
+    path: &str,
+    user: Option<Uuid>,
+) -> Uuid {
+    let reply = app
+        .post(
+            &format!("/v1/calendar-accounts/{account}/grants"),
+            admin,
+            json!({ "path": path, "user_id": user }),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Grants `path` to everyone as `token` (an admin's: a link needs a grant,
+/// V34), unless granted already, then links it for `token`'s user.
 pub(crate) async fn link(app: &TestApp, token: &str, account: Uuid, path: &str) -> Uuid {
+    let granted = app
+        .post(
+            &format!("/v1/calendar-accounts/{account}/grants"),
+            token,
+            json!({ "path": path }),
+        )
+        .await;
+    if granted.status != 201 {
+        assert_problem(&granted, 409, "calendar_grant_exists");
+    }
+    link_only(app, token, account, path).await
+}
+
+/// Links `path` for `token`'s user, which must already be granted.
+pub(crate) async fn link_only(app: &TestApp, token: &str, account: Uuid, path: &str) -> Uuid {
     let reply = app
         .post(
             "/v1/me/calendars",
@@ -439,11 +476,13 @@ async fn health_shows_stored_state_and_checks_servers_for_platform_staff() {
     assert!(bulk.body["tenants"].as_u64().unwrap() >= 1);
 }
 
-/// Tenant `a`'s calendar account and one stored event (inserted directly, as a
-/// sync would), for the isolation suite: no CalDAV server needed.
-pub(crate) async fn isolation_ids(app: &TestApp, a: &Tenant) -> (Uuid, Uuid) {
+/// Tenant `a`'s calendar account, one stored event (inserted directly, as a
+/// sync would) and the account's grant, for the isolation suite: no CalDAV
+/// server needed.
+pub(crate) async fn isolation_ids(app: &TestApp, a: &Tenant) -> (Uuid, Uuid, Uuid) {
     let account = connect(app, a, "http://calendar.example/", "pw").await;
-    let calendar = link(app, &a.owner_token, account, "/a/cal/").await;
+    let grant = grant(app, &a.owner_token, account, "/a/cal/", None).await;
+    let calendar = link_only(app, &a.owner_token, account, "/a/cal/").await;
     let event = Uuid::now_v7();
     let db = app.superuser_client().await;
     db.execute(
@@ -460,14 +499,14 @@ pub(crate) async fn isolation_ids(app: &TestApp, a: &Tenant) -> (Uuid, Uuid) {
     )
     .await
     .unwrap();
-    (account, event)
+    (account, event, grant)
 }
 
 #[actix_web::test]
 async fn tenant_b_never_sees_tenant_a_calendar_accounts_or_events() {
     let app = spawn_app().await;
     let a = app.provision("calvictim").await;
-    let (account, event) = isolation_ids(&app, &a).await;
+    let (account, event, grant) = isolation_ids(&app, &a).await;
     assert_eq!(events(&app, &a.owner_token, FROM, TO).await.len(), 1);
     let b = app.provision("calattacker").await;
     for path in ["/v1/calendar-accounts", "/v1/me/calendars"] {
@@ -492,10 +531,23 @@ async fn tenant_b_never_sees_tenant_a_calendar_accounts_or_events() {
         .get(&format!("/v1/calendar-accounts/{account}"), &b.owner_token)
         .await;
     assert_problem(&reply, 404, "not_found");
+    // Nor list, add or revoke its grants.
+    let grants = format!("/v1/calendar-accounts/{account}/grants");
+    assert_problem(&app.get(&grants, &b.owner_token).await, 404, "not_found");
+    let reply = app
+        .post(&grants, &b.owner_token, json!({"path": "/a/cal/"}))
+        .await;
+    assert_problem(&reply, 404, "not_found");
+    let reply = app
+        .delete(&format!("{grants}/{grant}"), &b.owner_token)
+        .await;
+    assert_problem(&reply, 404, "not_found");
+    let listed = app.get(&grants, &a.owner_token).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     let _ = event;
 }
 
-/// A relocation moves the tenant's calendar accounts, calendars and events to
+/// A relocation moves the tenant's calendar accounts, grants, calendars and events to
 /// the new home region (across jurisdictions: its keys are rewrapped), and the
 /// account's sealed password still opens there: a sync from the new home works.
 #[actix_web::test]
@@ -541,7 +593,12 @@ async fn a_relocation_carries_accounts_calendars_and_events() {
     })
     .await;
     let db = us.superuser_client().await;
-    for table in ["calendar_accounts", "calendar_links", "calendar_events"] {
+    for table in [
+        "calendar_accounts",
+        "calendar_grants",
+        "calendar_links",
+        "calendar_events",
+    ] {
         let row = db
             .query_one(
                 &format!("SELECT count(*), count(*) FILTER (WHERE home_region = 'europe-west1') FROM {table} WHERE tenant_id = $1"),

@@ -3,7 +3,8 @@
 //! with the sync health the API stores — one whose server refuses
 //! connections shows `failing` with its error and failure count, as `GET
 //! /v1/calendar-accounts` has them — asks for a sync now and sees the job
-//! the API queued; the page passes the accessibility scan.
+//! the API queued; grants a collection to everyone with the form and revokes
+//! it; the pages pass the accessibility scan.
 
 use std::time::{Duration, Instant};
 
@@ -97,5 +98,70 @@ async fn an_admin_sees_each_calendar_accounts_sync_health_and_syncs_one_now() {
 
     let violations = scan(&browser, &axe, base, &a, "/calendar", ".calendar-sync").await;
     assert!(violations.is_empty(), "{violations:#?}");
+    assert!(browser.csp_violations().await.is_empty());
+}
+
+/// The grants under each account: an admin grants a collection to everyone
+/// with the form (the API answers and the page shows the canonical path),
+/// sees it as the API lists it, revokes it, and the page passes the scan.
+#[actix_web::test]
+async fn an_admin_grants_and_revokes_a_collection_on_the_calendar_page() {
+    let Some(Setup {
+        app,
+        a,
+        axe,
+        _directory,
+    }) = setup_with("ctc-grant", |_| {}).await
+    else {
+        return;
+    };
+    let created = app
+        .post(
+            "/v1/calendar-accounts",
+            &a.owner_token,
+            json!({ "base_url": "http://calendar.example/dav/",
+                    "username": "cal-user", "password": "cal-secret-pw" }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let account = created.body["id"].as_str().unwrap().to_owned();
+    let grants = format!("/v1/calendar-accounts/{account}/grants");
+
+    let browser = Browser::start().await;
+    let base = &app.base;
+    sign_in(&browser, base, "ctc-grant", "carol", "carol-pw").await;
+    browser.wait_for_text("#nav", "Calendar").await;
+    browser
+        .client
+        .goto(&format!("{base}/console/#/tenants/{}/calendar", a.id))
+        .await
+        .unwrap();
+    browser.wait_for_text(".calendar-grants", "No grants").await;
+    browser
+        .wait_for(&format!("#grant-path-{account}"))
+        .await
+        .send_keys("/team/%70lan")
+        .await
+        .unwrap();
+    click(&browser, ".grant-submit").await;
+    let section = browser
+        .wait_for_text(".calendar-grants", "/team/plan/")
+        .await;
+    assert!(section.contains("everyone in the tenant"), "{section}");
+    let listed = app.get(&grants, &a.owner_token).await;
+    assert_eq!(
+        listed.body["items"][0]["path"], "/team/plan/",
+        "{}",
+        listed.body
+    );
+    assert_eq!(listed.body["items"][0]["user_id"], serde_json::Value::Null);
+    screenshot(&browser, "calendar-grants").await;
+
+    let violations = scan(&browser, &axe, base, &a, "/calendar", ".grant-revoke").await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    click(&browser, ".grant-revoke").await;
+    browser.wait_for_text(".calendar-grants", "No grants").await;
+    let listed = app.get(&grants, &a.owner_token).await;
+    assert_eq!(listed.body["items"], json!([]), "{}", listed.body);
     assert!(browser.csp_violations().await.is_empty());
 }

@@ -74,7 +74,7 @@ async fn canary_user(app: &TestApp, t: &Tenant, canary: &str) -> (Uuid, String) 
 }
 
 /// Asks for the erasure and waits for it to be done.
-async fn erase(app: &TestApp, token: &str, user: Uuid) -> Value {
+pub(crate) async fn erase(app: &TestApp, token: &str, user: Uuid) -> Value {
     let reply = app
         .post(&format!("/v1/users/{user}/erasure"), token, json!(null))
         .await;

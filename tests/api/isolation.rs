@@ -562,6 +562,27 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         r(
             "POST",
+            "/v1/calendar-accounts/{id}/grants",
+            Tenant(Role::Admin),
+            T::CalendarAccount,
+            || Some(json!({"path": "/x/cal/", "user_id": null})),
+        ),
+        r(
+            "GET",
+            "/v1/calendar-accounts/{id}/grants",
+            Tenant(Role::Admin),
+            T::CalendarAccount,
+            no_body,
+        ),
+        r(
+            "DELETE",
+            "/v1/calendar-accounts/{id}/grants/{grant_id}",
+            Tenant(Role::Admin),
+            T::CalendarAccount,
+            no_body,
+        ),
+        r(
+            "POST",
             "/v1/calendar-accounts/sync",
             Platform,
             T::None,
@@ -724,6 +745,8 @@ pub(crate) struct Victim {
     /// (`crate::calendar::isolation_ids`).
     pub calendar_account: Uuid,
     pub calendar_event: Uuid,
+    /// The account's grant (`{grant_id}`).
+    pub calendar_grant: Uuid,
 }
 
 impl Victim {
@@ -754,6 +777,7 @@ impl Victim {
             .replace("{message_id}", &self.message.to_string())
             .replace("{summary_id}", &self.summary.to_string())
             .replace("{impersonation_id}", &self.impersonation.to_string())
+            .replace("{grant_id}", &self.calendar_grant.to_string())
     }
 }
 
@@ -791,7 +815,8 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         .await
         .0;
     let a_job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
-    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
+    let (calendar_account, calendar_event, calendar_grant) =
+        crate::calendar::isolation_ids(&app, &a).await;
     let victim = Victim {
         tenant: a.id,
         user: a_member,
@@ -811,6 +836,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
         erasure: crate::erasure::spare_erasure(&app, &a).await,
         calendar_account,
         calendar_event,
+        calendar_grant,
     };
     let b = app.provision("attacker").await;
 
@@ -865,6 +891,7 @@ async fn another_tenants_ids_answer_404_on_every_route_and_are_audited() {
             victim.export,
             calendar_account,
             calendar_event,
+            victim.calendar_grant,
         ] {
             assert!(
                 !text.contains(&id.to_string()),
@@ -957,7 +984,8 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
-    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
+    let (calendar_account, calendar_event, calendar_grant) =
+        crate::calendar::isolation_ids(&app, &a).await;
     let ids = Victim {
         tenant: a.id,
         user: member,
@@ -977,6 +1005,7 @@ async fn missing_or_bad_tokens_answer_401_on_every_route() {
         erasure: crate::erasure::spare_erasure(&app, &a).await,
         calendar_account,
         calendar_event,
+        calendar_grant,
     };
     let good = claims(&app, a.id, a.owner_id);
     let expired = Claims {
@@ -1087,7 +1116,8 @@ async fn too_weak_a_role_answers_403() {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "isolation.test").await;
-    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
+    let (calendar_account, calendar_event, calendar_grant) =
+        crate::calendar::isolation_ids(&app, &a).await;
     let ids = Victim {
         tenant: a.id,
         user: target_user,
@@ -1107,6 +1137,7 @@ async fn too_weak_a_role_answers_403() {
         erasure: crate::erasure::spare_erasure(&app, &a).await,
         calendar_account,
         calendar_event,
+        calendar_grant,
     };
     let mut checked = 0;
     for route in routes() {

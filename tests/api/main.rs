@@ -15,6 +15,7 @@ mod basics;
 mod browser;
 mod calendar;
 mod calendar_bench;
+mod calendar_grants;
 mod calendar_recurring;
 mod calendar_timeouts;
 mod console;

@@ -36,7 +36,8 @@ async fn operator_role_matrix_over_every_operation() {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(&app, a.id, "operator.test").await;
-    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(&app, &a).await;
+    let (calendar_account, calendar_event, calendar_grant) =
+        crate::calendar::isolation_ids(&app, &a).await;
     let ids = Victim {
         tenant: a.id,
         user: member,
@@ -56,6 +57,7 @@ async fn operator_role_matrix_over_every_operation() {
         erasure: crate::erasure::spare_erasure(&app, &a).await,
         calendar_account,
         calendar_event,
+        calendar_grant,
     };
     // A relocation whose progress the operator may read.
     let started = app

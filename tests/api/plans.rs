@@ -24,7 +24,7 @@ use crate::helpers::{cluster, fresh_database};
 
 /// Tables whose rows belong to tenants (and the tenant directory): a sequential
 /// scan of any of them grows with the whole database.
-const TENANT_TABLES: [&str; 13] = [
+const TENANT_TABLES: [&str; 16] = [
     "tenants",
     "users",
     "channels",
@@ -38,6 +38,9 @@ const TENANT_TABLES: [&str; 13] = [
     "exports",
     "usage_samples",
     "subject_keys",
+    "calendar_accounts",
+    "calendar_grants",
+    "calendar_links",
 ];
 
 /// Tenant `n` (0..2000; 0..4 are the large ones) has id `…0000 00000000000n`.
@@ -101,7 +104,16 @@ fn seed_sql() -> String {
               'us-east1', t % 97, t % 5, 100, 10, now()
        FROM generate_series(0, 1999) t, generate_series(0, 59) d;
      INSERT INTO subject_keys (tenant_id, subject_id, home_region, key_sealed)
-       SELECT tenant_id, id, home_region, '\\x01'::bytea FROM users;"
+       SELECT tenant_id, id, home_region, '\\x01'::bytea FROM users;
+     INSERT INTO calendar_accounts (tenant_id, id, home_region, base_url, username, auth_kind,
+                                    secret_sealed)
+       SELECT id, id, home_region, 'http://cal.example/', 'u', 'password', '\\x01'::bytea FROM tenants;
+     INSERT INTO calendar_grants (tenant_id, id, home_region, account_id, path, user_id)
+       SELECT tenant_id, id, home_region, tenant_id, '/' || id || '/', id FROM users;
+     INSERT INTO calendar_grants (tenant_id, id, home_region, account_id, path, user_id)
+       SELECT id, gen_random_uuid(), home_region, id, '/team/', NULL FROM tenants;
+     INSERT INTO calendar_links (tenant_id, id, home_region, account_id, user_id, path)
+       SELECT tenant_id, id, home_region, tenant_id, id, '/' || id || '/' FROM users;"
         .to_owned()
 }
 
@@ -226,6 +238,17 @@ fn params(name: &str) -> Vec<Box<dyn ToSql + Sync + Send>> {
             Box::new("requests".to_owned()),
             Box::new(10i32),
         ],
+        // User 7 of big tenant 1 links a collection granted to them (the seed
+        // grants each user `/<user id>/` of their tenant's one account).
+        "calendar.link" => vec![
+            Box::new(tenant),
+            Box::new(Uuid::now_v7()),
+            Box::new("us-east1".to_owned()),
+            Box::new(tenant),
+            Box::new(id(2, 1, 7)),
+            Box::new(format!("/{}/", id(2, 1, 7))),
+            Box::new("Work".to_owned()),
+        ],
         other => panic!("no sample parameters for hot statement {other}: add them to params()"),
     }
 }
@@ -331,6 +354,14 @@ fn findings(name: &str, plan: &str) -> Vec<String> {
         if plan.contains("Sort Key") {
             found.push("sorted after the scan".into());
         }
+    }
+    // The link's grant check must find the grant by (tenant, account, path):
+    // by the page index alone it would read every grant of the account (an
+    // index scan, which the sequential-scan check does not see).
+    if name == "calendar.link"
+        && !plan.contains("using calendar_grants_user_key on calendar_grants")
+    {
+        found.push("the grant is not looked up through calendar_grants_user_key".into());
     }
     if name == "messages.search"
         && !plan
@@ -449,6 +480,35 @@ async fn the_plan_check_fails_on_the_exports_pages_without_their_indexes() {
                 "{name} ({mode}) passed without its index:\n{plan}"
             );
         }
+    }
+}
+
+/// The calendar check itself: without V34's lookup index the link's grant check
+/// still reads an index (the account's page), so only the named-index finding
+/// catches it.
+#[actix_web::test]
+async fn the_plan_check_fails_on_the_calendar_link_without_its_grant_index() {
+    if cluster().dialect != meridian::db::Dialect::Postgres {
+        return;
+    }
+    let (client, mut notices) = seeded_session().await;
+    client
+        .batch_execute(
+            "RESET ROLE;
+             DROP INDEX calendar_grants_user_key;
+             ANALYZE calendar_grants;
+             SET ROLE meridian_app;",
+        )
+        .await
+        .unwrap();
+    let hot = meridian::store::hot_statements(meridian::db::Dialect::Postgres);
+    let statement = hot.iter().find(|h| h.name == "calendar.link").unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        let plan = executed_plans(&client, &mut notices, statement, mode).await;
+        assert!(
+            !findings("calendar.link", &plan).is_empty(),
+            "calendar.link ({mode}) passed without its index:\n{plan}"
+        );
     }
 }
 

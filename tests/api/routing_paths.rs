@@ -166,6 +166,7 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
             .replace("{message_id}", &ids.message)
             .replace("{summary_id}", &Uuid::from_u128(8).to_string())
             .replace("{impersonation_id}", &Uuid::from_u128(11).to_string())
+            .replace("{grant_id}", &Uuid::from_u128(16).to_string())
             .replace("{tenant_slug}", "eu-pinned");
         assert!(
             !path.contains('{'),
@@ -178,6 +179,7 @@ fn api_routes(ids: &Ids) -> Vec<(String, String, Option<Value>)> {
             let body = match (method.as_str(), template.rsplit('/').next()) {
                 ("POST", Some("channels")) => Some(json!({ "name": "slipped" })),
                 ("POST", Some("messages")) => Some(json!({ "body": "slipped" })),
+                ("POST", Some("grants")) => Some(json!({ "path": "/slipped/" })),
                 ("POST", Some("users")) => Some(
                     json!({ "email": "slipped@x.example", "display_name": "S", "role": "member" }),
                 ),

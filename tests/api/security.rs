@@ -24,7 +24,8 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         .await
         .0;
     let job = crate::jobs::enqueue_as_node(app, tenant.id, "security.test").await;
-    let (calendar_account, calendar_event) = crate::calendar::isolation_ids(app, tenant).await;
+    let (calendar_account, calendar_event, calendar_grant) =
+        crate::calendar::isolation_ids(app, tenant).await;
     Victim {
         tenant: tenant.id,
         user: member,
@@ -44,6 +45,7 @@ async fn ids_of(app: &TestApp, tenant: &Tenant) -> Victim {
         erasure: crate::erasure::spare_erasure(app, tenant).await,
         calendar_account,
         calendar_event,
+        calendar_grant,
     }
 }
 

@@ -303,6 +303,7 @@ async fn v6_moves_existing_usage_into_shards_once() {
             "V31__exports_page",
             "V32__top_tenants",
             "V33__subject_keys",
+            "V34__calendar_grants",
             "V35__definer_floors"
         ]
     );

@@ -1,5 +1,5 @@
-//! The calendars users link (`calendar_links`) and their sync positions
-//! (RFC 6578 token, ctag).
+//! The calendars users link (`calendar_links`), under a grant (`grants`), and
+//! their sync positions (RFC 6578 token, ctag).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use crate::db::TenantTx;
+use crate::error::ErrorCode;
 use crate::ids::{CalendarAccountId, CalendarId, UserId};
 use crate::store::error::StoreError;
 
@@ -36,6 +37,26 @@ fn calendar(row: &Row) -> Calendar {
     }
 }
 
+/// Links a collection for `$5`, only under a grant of that account and exact
+/// path to `$5` or to everyone: the INSERT's own SELECT reads the grant, in the
+/// statement that writes (no check-then-act). A concurrent revoke ends as if
+/// it came first (no row is inserted) or after (its own transaction deletes
+/// this link, `grants::revoke_grant`): the transactions are serializable, and
+/// the one that would break both orders fails and is retried. Re-linking only
+/// renames. `$1` tenant, `$2` new id, `$3` home
+/// region, `$4` account, `$5` user, `$6` canonical path, `$7` display name.
+pub const LINK_SQL: &str = "INSERT INTO calendar_links (tenant_id, id, home_region, account_id, \
+        user_id, path, display_name) \
+     SELECT $1, $2, $3, $4, $5, $6, $7 \
+      WHERE EXISTS (SELECT 1 FROM calendar_grants g \
+          WHERE g.tenant_id = $1 AND g.account_id = $4 AND g.path = $6 \
+            AND (g.user_id = $5 OR g.user_id IS NULL)) \
+     ON CONFLICT (tenant_id, account_id, user_id, path) \
+        DO UPDATE SET display_name = EXCLUDED.display_name \
+     RETURNING id, account_id, path, display_name, last_synced_at, created_at";
+
+/// Links `path` (canonical, `calendar::path`) of `account_id` for `user`:
+/// `calendar_not_granted` unless a grant gives it to them or to everyone.
 pub async fn link(
     tx: &TenantTx<'_>,
     user: UserId,
@@ -45,14 +66,8 @@ pub async fn link(
 ) -> Result<Calendar, StoreError> {
     get_account(tx, account_id).await?;
     let row = tx
-        .query_one(
-            &format!(
-                "INSERT INTO calendar_links (tenant_id, id, home_region, account_id, user_id, path, \
-                    display_name) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (tenant_id, account_id, user_id, path) \
-                    DO UPDATE SET display_name = EXCLUDED.display_name \
-                 RETURNING {LINK_COLUMNS}"
-            ),
+        .query_opt(
+            LINK_SQL,
             &[
                 tx.tenant_id().as_uuid(),
                 CalendarId::new_random().as_uuid(),
@@ -64,7 +79,13 @@ pub async fn link(
             ],
         )
         .await?;
-    Ok(calendar(&row))
+    row.map(|row| calendar(&row))
+        .ok_or_else(|| StoreError::Conflict {
+            code: ErrorCode::CalendarNotGranted,
+            detail: "this collection is not granted to you or to everyone: a tenant admin decides \
+                     which collections you may link"
+                .into(),
+        })
 }
 
 pub async fn my_calendars(tx: &TenantTx<'_>, user: UserId) -> Result<Vec<Calendar>, StoreError> {

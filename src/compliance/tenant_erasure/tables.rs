@@ -22,6 +22,7 @@ pub enum Via {
 pub const ERASED: &[(&str, Via)] = &[
     ("calendar_events", Via::Delete { key: "id" }),
     ("calendar_links", Via::Delete { key: "id" }),
+    ("calendar_grants", Via::Delete { key: "id" }),
     ("calendar_accounts", Via::Delete { key: "id" }),
     ("webhook_deliveries", Via::Delete { key: "id" }),
     ("webhook_endpoints", Via::Delete { key: "id" }),
