@@ -137,8 +137,8 @@ impl Default for CostSettings {
             expensive_per_tenant: 1,
             expensive_queue: Duration::from_secs(2),
             search_candidates: 1_000,
-            db_ms_per_second: 100,
-            db_burst_ms: 1_000,
+            db_ms_per_second: 20,
+            db_burst_ms: 200,
             db_node_ms_per_second: 250,
             db_node_burst_ms: 1_000,
         }

@@ -330,6 +330,7 @@ async fn a_tenant_that_spent_its_database_time_is_refused_costly_work_but_not_pa
 async fn database_time_settings_are_checked_at_start() {
     let db = fresh_database().await;
     let mut settings = test_settings(&db);
+    settings.limits.cost.db_ms_per_second = 20;
     settings.limits.cost.db_burst_ms = 0;
     let err = settings.clone().validate().err().unwrap().to_string();
     assert!(err.contains("db_burst_ms"), "{err}");
@@ -341,6 +342,7 @@ async fn database_time_settings_are_checked_at_start() {
     let err = settings.clone().validate().err().unwrap().to_string();
     assert!(err.contains("db_ms_per_second"), "{err}");
     settings.limits.cost.db_ms_per_second = 100;
+    settings.limits.cost.db_node_ms_per_second = 250;
     settings.limits.cost.db_node_burst_ms = 0;
     let err = settings.clone().validate().err().unwrap().to_string();
     assert!(err.contains("db_node_burst_ms"), "{err}");

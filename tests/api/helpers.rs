@@ -266,6 +266,11 @@ pub fn test_settings(db_name: &str) -> Settings {
     settings.directory.refresh_interval = std::time::Duration::from_millis(200);
     settings.limits.unauthenticated_per_second = 100_000;
     settings.limits.unauthenticated_burst = 1_000_000;
+    // The database-time budgets (20 ms/s per tenant by default) would refuse a
+    // test's searches, audit verifications and large pages once a debug build
+    // on a busy machine has spent them; `cost::*` sets its own and tests them.
+    settings.limits.cost.db_ms_per_second = 0;
+    settings.limits.cost.db_node_ms_per_second = 0;
     settings.limits.denial_summary_interval = std::time::Duration::from_millis(200);
     settings.routing.hop_secret = "test hop secret, shared by every node".into();
     settings.routing.redirect_to_peers = true;
