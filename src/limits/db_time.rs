@@ -56,9 +56,14 @@ impl Refill {
         }
     }
 
-    fn refill(self, bucket: &mut Bucket, now: Instant) {
+    /// What `bucket` holds at `now`, the refill since its last change counted.
+    fn balance_at(self, bucket: &Bucket, now: Instant) -> f64 {
         let earned = now.saturating_duration_since(bucket.at).as_secs_f64() * self.rate;
-        bucket.balance_ms = (bucket.balance_ms + earned).min(self.burst);
+        (bucket.balance_ms + earned).min(self.burst)
+    }
+
+    fn refill(self, bucket: &mut Bucket, now: Instant) {
+        bucket.balance_ms = self.balance_at(bucket, now);
         bucket.at = now;
     }
 
@@ -178,10 +183,8 @@ impl DbTimeBudget {
 
     fn prune_at(&self, now: Instant) {
         let tenant = self.tenant;
-        self.tenants.retain(|bucket| {
-            let earned = now.saturating_duration_since(bucket.at).as_secs_f64() * tenant.rate;
-            bucket.balance_ms + earned < tenant.burst
-        });
+        self.tenants
+            .retain(|bucket| tenant.balance_at(bucket, now) < tenant.burst);
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::db_time::{DbTimeBudget, DbTimeDenied};
+use super::headers::retry_after_secs;
 use super::{
     ConcurrencyLimits, CostSettings, DenialKind, Denials, ExpensiveDenied, ExpensivePermit,
     ExpensiveWork, RateLimits, RequestClass,
@@ -98,21 +99,17 @@ impl NodeLimits {
         if !class.metered() {
             return Ok(());
         }
-        let whole_seconds = |wait: Duration| {
-            wait.as_secs()
-                .saturating_add(u64::from(wait.subsec_nanos() > 0))
-        };
         self.db_time
             .admit(tenant.id)
             .map_err(|denied| match denied {
                 DbTimeDenied::Tenant(wait) => {
                     self.denials.record(tenant.id, DenialKind::ExpensiveLimited);
                     ApiError::DbTimeSpent {
-                        retry_after_s: whole_seconds(wait),
+                        retry_after_s: retry_after_secs(wait),
                     }
                 }
                 DbTimeDenied::Node(wait) => ApiError::NodeDbTimeSpent {
-                    retry_after_s: whole_seconds(wait),
+                    retry_after_s: retry_after_secs(wait),
                 },
             })
     }
