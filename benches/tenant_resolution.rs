@@ -100,6 +100,8 @@ fn fixture() -> Fixture {
         max_retries: 1,
         dialect: Default::default(),
         tls: Default::default(),
+        post_batch_max: 0,
+        post_writers_per_tenant: 1,
     })
     .expect("building an idle pool");
     let directory = Directory::new(db.clone(), 1_000_000);
@@ -172,6 +174,7 @@ fn fixture() -> Fixture {
         keyring,
         signer,
         access_log: meridian::access_log::AccessLog::new(&Default::default()),
+        post_lanes: meridian::scope::post_lanes::PostLanes::new(0, 1),
     }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()

@@ -193,6 +193,22 @@ pub struct DatabaseSettings {
     /// embedded PostgreSQL of dev and tests. Production sets `verify-full`.
     #[serde(default)]
     pub tls: crate::db::tls::DbTlsSettings,
+    /// Most posts one transaction of a tenant's post lane writes
+    /// (`scope::post_lanes`); 0: no lanes, every post its own transaction.
+    #[serde(default = "default_post_batch_max")]
+    pub post_batch_max: usize,
+    /// Lane writers (transactions at once, so pooled connections) per tenant on
+    /// a node.
+    #[serde(default = "default_post_writers")]
+    pub post_writers_per_tenant: usize,
+}
+
+fn default_post_batch_max() -> usize {
+    32
+}
+
+fn default_post_writers() -> usize {
+    2
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -309,6 +325,8 @@ impl Default for Settings {
                 max_retries: 8,
                 dialect: crate::db::Dialect::Postgres,
                 tls: Default::default(),
+                post_batch_max: default_post_batch_max(),
+                post_writers_per_tenant: default_post_writers(),
             },
             auth: AuthSettings {
                 issuer: "meridian-local".into(),
@@ -423,6 +441,15 @@ impl Settings {
         }
         if self.database.pool_size == 0 || self.http.workers == 0 {
             return invalid("database.pool_size and http.workers must be at least 1");
+        }
+        if self.database.post_batch_max > 1000
+            || self.database.post_writers_per_tenant == 0
+            || self.database.post_writers_per_tenant > self.database.pool_size
+        {
+            return invalid(
+                "database.post_batch_max must be 0..=1000 and database.post_writers_per_tenant \
+                 1..=database.pool_size",
+            );
         }
         let ms = Duration::from_millis;
         if !(ms(100)..=ms(120_000)).contains(&self.http.header_timeout)

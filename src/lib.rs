@@ -288,6 +288,10 @@ fn services(
         keyring,
         signer,
         access_log: crate::access_log::AccessLog::new(&settings.access_log),
+        post_lanes: scope::post_lanes::PostLanes::new(
+            settings.database.post_batch_max,
+            settings.database.post_writers_per_tenant,
+        ),
     }
 }
 

@@ -168,7 +168,10 @@ pub const DISPATCH_IF_HOOKED_SQL: &str = "INSERT INTO jobs (id, tenant_id, home_
      WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE tenant_id = $2::uuid AND enabled)";
 
 /// Attempts of a dispatch job before it is dead.
-const DISPATCH_ATTEMPTS: i32 = 20;
+pub const DISPATCH_ATTEMPTS: i32 = 20;
+
+/// A post's event (`store::messages`, `store::post_batch`).
+pub const MESSAGE_POSTED: &str = "message.posted";
 
 /// The job kind that sequences events and fans them out (`webhooks::jobs`).
 pub const DISPATCH_KIND: &str = "outbox.dispatch";

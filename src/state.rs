@@ -14,6 +14,7 @@ use crate::metrics::RequestMetrics;
 use crate::relocation::Relocator;
 use crate::routing::middleware::RoutingState;
 use crate::scope::ScopedDatabase;
+use crate::scope::post_lanes::PostLanes;
 use crate::scope::probes::ProbeAuditor;
 use crate::tenancy::Directory;
 use crate::topology::Topology;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub served: crate::tenancy::served::ServedCounts,
     /// Members' accesses, buffered until `tasks` flushes them (`access_log`).
     pub access_log: crate::access_log::AccessLog,
+    /// Each tenant's concurrent posts, written together (`scope::post_lanes`).
+    pub post_lanes: PostLanes,
 }
 
 /// The node's services, gathered for `AppState::new`.
@@ -58,6 +61,7 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     pub signer: Arc<Signer>,
     pub access_log: crate::access_log::AccessLog,
+    pub post_lanes: PostLanes,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             keyring,
             signer,
             access_log,
+            post_lanes,
         } = services;
         Self {
             db,
@@ -93,6 +98,7 @@ impl AppState {
             signer,
             served: Default::default(),
             access_log,
+            post_lanes,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::ids::{ChannelId, MessageId};
 use crate::json_write::JsonBytes;
 use crate::limits::RequestClass;
 use crate::pagination::{Page, PageQuery};
+use crate::scope::post_lanes::Coalesced;
 use crate::scope::{Allow, Guarded, TenantScope, perm};
 use crate::state::AppState;
 use crate::store::messages::{self, GrantShort, Message};
@@ -55,6 +56,28 @@ pub async fn post(
     // A sealed post uses the DEK version this node saw active, which its INSERT
     // checks; when a rotation made it stale, the post is redone reading it.
     let mut seal = scope.tenant().encryption.messages;
+    // A plaintext post goes with the tenant's other posts on this node when it
+    // can (`scope::post_lanes`); what the batch did not write is posted here on
+    // its own, which answers why.
+    let mut body = body.into_inner().body;
+    if !seal {
+        let message = Message {
+            id: MessageId::new_random(),
+            channel_id: channel,
+            author_id: author,
+            body,
+            created_at: messages::now_micros(),
+        };
+        match scope.post_coalesced(message, storage_cap).await? {
+            Coalesced::Posted(message) => {
+                return Ok(created(
+                    format!("/v1/channels/{channel}/messages/{}", message.id),
+                    &message,
+                ));
+            }
+            Coalesced::OnItsOwn(message) => body = message.body,
+        }
+    }
     let mut fresh = false;
     // One round trip unless the transaction's usage shard cannot hold the post:
     // then it is redone on the slow path (`messages::post`).
@@ -64,7 +87,7 @@ pub async fn post(
         let attempt = async |tx: &TenantTx<'_>| {
             let sealing = seal.then_some(Sealing { keyring, fresh });
             let posted =
-                messages::post(tx, sealing, channel, author, &body.body, storage_cap, fast).await?;
+                messages::post(tx, sealing, channel, author, &body, storage_cap, fast).await?;
             Ok(posted.map_err(ApiError::from))
         };
         // The fast path's statement checks the token's user itself (`POST_SQL`):

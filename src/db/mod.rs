@@ -78,6 +78,24 @@ impl DbError {
         ];
         err.code().is_some_and(|c| retryable.contains(c))
     }
+
+    /// Whether a statement's error is the database's answer to that statement, so
+    /// its transaction is aborted and nothing of it can commit; not a lost
+    /// connection, a refusal to serve (SQLSTATE classes 08, 53, 57 other than the
+    /// statement timeout) or an unknown COMMIT outcome, after which the
+    /// transaction's fate is not known here.
+    pub fn answered_by_database(&self) -> bool {
+        match self {
+            DbError::RetryExhausted
+            | DbError::StatementTimeout
+            | DbError::UniqueViolation { .. }
+            | DbError::UserRefused => true,
+            DbError::Other(cause) => cause
+                .downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|e| e.code().is_some()),
+            DbError::Unavailable(_) | DbError::OutcomeUnknown(_) => false,
+        }
+    }
 }
 
 /// An error with its causes: tokio-postgres's own message is only the kind

@@ -166,6 +166,29 @@ impl<S> Tx<'_, S> {
             .collect()
     }
 
+    /// `execute_guarded_and_commit` for one statement whose rows are wanted: a
+    /// statement that guards every row it writes by itself (`TokenCheck::RowsGuarded`,
+    /// the coalesced posts), with COMMIT behind it in the prologue's round trip.
+    /// Nothing may be sent after this.
+    pub async fn query_guarded_and_commit(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        let statement = self.prepared(sql).await?;
+        let query = self.client.query(&statement, params);
+        let rows = if self.eager.close_guarded() {
+            let (rows, committed) = futures_util::join!(query, self.client.batch_execute("COMMIT"));
+            self.eager.closed(committed);
+            rows
+        } else {
+            query.await
+        };
+        let rows = rows.map_err(|e| self.classify(e))?;
+        self.eager.guard_passed.store(true, Ordering::Release);
+        Ok(rows)
+    }
+
     /// The body's statements with COMMIT behind them, all in the round trip of the
     /// prologue, without waiting for its user check: for a read-write transaction
     /// of a user's token whose `first` statement refuses by itself (fails) when
@@ -491,6 +514,13 @@ pub enum TokenCheck {
     /// only; a body that ends without having sent its guarded statement is
     /// rolled back and fails (nothing is ever committed unchecked).
     UserGuardedByWrite(UserId, &'static str),
+    /// No one token: the body's guarded write writes rows of several users' posts,
+    /// each row only if its own author is active with its token's role (the
+    /// coalesced posts, `store::post_batch`), so it may COMMIT with that statement
+    /// like `UserGuardedByWrite`. The prologue sends no user statement. Read-write
+    /// only; a body that ends without having sent its guarded statement is rolled
+    /// back and fails.
+    RowsGuarded,
     /// An impersonation's token (`IMPERSONATION_STATUS_SQL`).
     Impersonation(ImpersonationId),
 }
@@ -583,7 +613,7 @@ impl Database {
         let guarded_by_write = matches!(
             opening,
             Opening::Tenant {
-                user: Some(TokenCheck::UserGuardedByWrite(..)),
+                user: Some(TokenCheck::UserGuardedByWrite(..) | TokenCheck::RowsGuarded),
                 ..
             }
         );
@@ -642,7 +672,11 @@ impl Database {
                 && matches!(
                     opening,
                     Opening::Tenant {
-                        user: Some(TokenCheck::User(..) | TokenCheck::UserGuardedByWrite(..)),
+                        user: Some(
+                            TokenCheck::User(..)
+                                | TokenCheck::UserGuardedByWrite(..)
+                                | TokenCheck::RowsGuarded
+                        ),
                         ..
                     }
                 );

@@ -79,6 +79,27 @@ pub async fn charge_storage(
     bytes: u64,
     cap: u64,
 ) -> Result<Result<(), StoreError>, StoreError> {
+    grant_and_charge(tx, bytes, cap, true).await
+}
+
+/// The slow path's grant without its charge: afterwards the transaction's shard
+/// holds `bytes` more than it has spent, for a statement of the same
+/// transaction that charges them itself (a lane's batch, `store::post_batch`,
+/// which may write fewer). Refuses as `charge_storage` does.
+pub async fn reserve_storage(
+    tx: &TenantTx<'_>,
+    bytes: u64,
+    cap: u64,
+) -> Result<Result<(), StoreError>, StoreError> {
+    grant_and_charge(tx, bytes, cap, false).await
+}
+
+async fn grant_and_charge(
+    tx: &TenantTx<'_>,
+    bytes: u64,
+    cap: u64,
+    charge: bool,
+) -> Result<Result<(), StoreError>, StoreError> {
     let (n, cap) = (to_i64(bytes), to_i64(cap));
     let shard = shard_param(tx);
     let tenant = tx.tenant_id();
@@ -151,11 +172,12 @@ pub async fn charge_storage(
         )
         .await?;
     }
+    let spent = if charge { n } else { 0 };
     tx.execute(
         "UPDATE tenant_usage_shards SET used_bytes = used_bytes + $3, granted_bytes = \
             granted_bytes + $4, cap_bytes = $5
          WHERE tenant_id = $1 AND shard = $2",
-        &[tenant.as_uuid(), &shard, &n, &own, &cap],
+        &[tenant.as_uuid(), &shard, &spent, &own, &cap],
     )
     .await?;
     // The central row is the sum of the grants, recomputed rather than adjusted so

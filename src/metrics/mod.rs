@@ -212,6 +212,17 @@ pub fn registry(state: actix_web::web::Data<AppState>, top_tenants: usize) -> Re
         "Requests without a valid token refused by the per-IP limit",
         m.anonymous_denials.clone(),
     );
+    let (sizes, handed_back) = state.post_lanes.instruments();
+    registry.register(
+        "post_batch_size",
+        "Posts written by each transaction of the tenants' post lanes",
+        sizes,
+    );
+    registry.register(
+        "post_batch_handed_back",
+        "Posts a lane's batch did not write, posted again on their own path",
+        handed_back,
+    );
     state.job_metrics.register(&mut registry);
     registry.register_collector(Box::new(ScrapeTime { state, top_tenants }));
     registry

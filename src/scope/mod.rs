@@ -14,6 +14,7 @@ pub mod guard;
 mod host_binding;
 mod impersonated;
 mod platform_signin;
+pub mod post_lanes;
 pub mod probes;
 pub mod signin;
 

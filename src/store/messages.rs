@@ -269,7 +269,7 @@ pub async fn post(
     let event = outbox::Pending::new(
         tx,
         Event::new(
-            "message.posted",
+            outbox::MESSAGE_POSTED,
             ("message", id.to_string()),
             event_data(&message, sealed_body),
         ),
@@ -378,7 +378,7 @@ impl GrantShort {
 }
 
 /// Now, truncated to whole microseconds (what `timestamptz` stores).
-fn now_micros() -> DateTime<Utc> {
+pub(crate) fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
@@ -386,7 +386,7 @@ fn now_micros() -> DateTime<Utc> {
 /// The post's outbox event (a refused post writes none). A sealed body stays out
 /// of it (events are stored, and webhook deliveries made from them): the event
 /// says `body_encrypted` and the receiver fetches the message through the API.
-fn event_data(message: &Message, sealed: bool) -> serde_json::Value {
+pub(crate) fn event_data(message: &Message, sealed: bool) -> serde_json::Value {
     if sealed {
         json!({ "message": SealedPost {
             id: message.id,
@@ -414,7 +414,7 @@ struct SealedPost {
 /// The post's INSERT wrote NULL into `column` (SQLSTATE 23502): one of its
 /// guards refused. PostgreSQL names the column in the error's field; the
 /// message names it on both dialects.
-fn not_null_on(err: &DbError, column: &str) -> bool {
+pub(crate) fn not_null_on(err: &DbError, column: &str) -> bool {
     db_error(err).is_some_and(|db| {
         *db.code() == tokio_postgres::error::SqlState::NOT_NULL_VIOLATION
             && (db.column() == Some(column)

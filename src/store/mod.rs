@@ -7,6 +7,7 @@ pub mod error;
 pub mod messages;
 pub mod owners;
 pub mod page;
+pub mod post_batch;
 pub mod regions;
 pub mod tenants;
 pub mod users;
@@ -73,6 +74,8 @@ pub fn hot_statements(dialect: Dialect) -> Vec<HotStatement> {
     // row, locked when a shard takes a new grant.
     let writes = [
         ("messages.post", messages::POST_SQL),
+        // A post lane's batch: guards, charge, messages, events, jobs.
+        ("messages.post_batch", post_batch::BATCH_POST_SQL),
         (
             "outbox.dispatch_if_hooked",
             crate::outbox::DISPATCH_IF_HOOKED_SQL,

@@ -70,6 +70,7 @@ mod platform;
 mod platform_admins;
 mod platform_console;
 mod platform_tenant_routes;
+mod post_lanes;
 mod protected_jobs;
 mod pytool;
 mod radicale;

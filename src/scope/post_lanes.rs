@@ -1,0 +1,350 @@
+//! Post lanes: a tenant's concurrent plaintext posts on this node, written
+//! together ("group commit"). A post joins its tenant's queue; while fewer than
+//! `database.post_writers_per_tenant` writers run for the tenant, one is
+//! started, and each writer takes up to `database.post_batch_max` waiting posts
+//! into one transaction (`store::post_batch`), again and again until the queue is
+//! empty. No post waits for a timer: alone, it is a batch of one; while a
+//! batch is in flight, the next ones gather behind it.
+//!
+//! A lane holds one tenant's posts only: its transaction is opened with that
+//! tenant's RLS setting, taken from the verified tokens of the requests that
+//! queued them (the lane's key). A writer is a task of its own, not part of any
+//! request, so a client that goes away cannot abandon other clients' posts half
+//! way. A post the batch leaves out (a guard refused it) or a batch whose
+//! statement failed (the transaction aborted: nothing written) is handed back
+//! to its request, which posts it on its own path and answers what that finds.
+//! Any other failure (the connection, COMMIT) leaves the outcome unknown: the
+//! request answers 500 rather than post again.
+//!
+//! The writers bound one tenant's posts to that many connections of the pool on
+//! this node, whatever its request rate.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use actix_web::web;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::sync::oneshot;
+
+use super::TenantScope;
+use crate::db::{TokenCheck, TxMode};
+use crate::error::ApiError;
+use crate::ids::{RegionId, TenantId};
+use crate::limits::{RequestClass, storage};
+use crate::state::AppState;
+use crate::store::messages::Message;
+use crate::store::post_batch::{self, BatchPost};
+
+/// Every tenant's lane on this node (`AppState::post_lanes`).
+pub struct PostLanes {
+    lanes: Mutex<HashMap<TenantId, Lane>>,
+    max_batch: usize,
+    writers: usize,
+    /// Posts per batch written, for `/metrics`.
+    sizes: Histogram,
+    /// Posts handed back to their own path.
+    handed_back: Counter,
+}
+
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Queued>,
+    writers: usize,
+}
+
+struct Queued {
+    post: BatchPost,
+    key: BatchKey,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// What the posts of one batch share besides their tenant: the region their rows
+/// are homed in and the quota cap their shard's grant must have been taken under
+/// (both from the directory as each request saw it).
+#[derive(Clone, PartialEq, Eq)]
+struct BatchKey {
+    home_region: RegionId,
+    cap: u64,
+}
+
+/// How a coalesced post ended.
+pub enum Coalesced {
+    /// Written and committed.
+    Posted(Message),
+    /// Not written: post it on its own path (`messages::post`).
+    OnItsOwn(Message),
+}
+
+enum Outcome {
+    Posted(BatchPost),
+    OnItsOwn(BatchPost),
+    /// Nothing written, and the single post would have failed the same way:
+    /// conflicts past every retry, or the statement's timeout (503 either way).
+    Unavailable(Unavailable),
+    Failed,
+}
+
+#[derive(Clone, Copy)]
+enum Unavailable {
+    RetryExhausted,
+    StatementTimeout,
+}
+
+impl PostLanes {
+    /// `max_batch` 0: no lanes, every post on its own path.
+    pub fn new(max_batch: usize, writers: usize) -> Self {
+        Self {
+            lanes: Mutex::default(),
+            max_batch,
+            writers: writers.max(1),
+            sizes: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            handed_back: Counter::default(),
+        }
+    }
+
+    /// Batch sizes and posts handed back, for the node's registry.
+    pub fn instruments(&self) -> (Histogram, Counter) {
+        (self.sizes.clone(), self.handed_back.clone())
+    }
+
+    async fn submit(
+        &self,
+        state: &web::Data<AppState>,
+        tenant: TenantId,
+        post: BatchPost,
+        key: BatchKey,
+    ) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let Ok(mut lanes) = self.lanes.lock() else {
+                return Outcome::OnItsOwn(post);
+            };
+            let lane = lanes.entry(tenant).or_default();
+            lane.queue.push_back(Queued { post, key, reply });
+            let start = lane.writers < self.writers;
+            if start {
+                lane.writers += 1;
+            }
+            start
+        };
+        if start {
+            actix_web::rt::spawn(write_lane(state.clone(), tenant));
+        }
+        // A dropped sender: the writer stopped (shutdown) before answering.
+        answer.await.unwrap_or(Outcome::Failed)
+    }
+
+    /// A writer of `tenant`'s lane ended without emptying it (its task was
+    /// dropped): when it was the last, the waiting posts are answered as failed
+    /// (their senders dropped) rather than left waiting for no writer.
+    fn abandon(&self, tenant: TenantId) {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return;
+        };
+        if let Some(lane) = lanes.get_mut(&tenant) {
+            lane.writers = lane.writers.saturating_sub(1);
+            if lane.writers == 0 {
+                lanes.remove(&tenant);
+            }
+        }
+    }
+
+    /// The next batch of `tenant`'s lane: the oldest post and the waiting posts
+    /// with its key, up to `max_batch`, oldest first; the others keep their
+    /// places. Empty: the lane is idle and this writer has stopped.
+    fn next_batch(&self, tenant: TenantId) -> Vec<Queued> {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return Vec::new();
+        };
+        let Some(lane) = lanes.get_mut(&tenant) else {
+            return Vec::new();
+        };
+        let Some(key) = lane.queue.front().map(|q| q.key.clone()) else {
+            lane.writers = lane.writers.saturating_sub(1);
+            if lane.writers == 0 {
+                lanes.remove(&tenant);
+            }
+            return Vec::new();
+        };
+        let mut batch = Vec::new();
+        let mut others = VecDeque::new();
+        while let Some(queued) = lane.queue.pop_front() {
+            if batch.len() < self.max_batch && queued.key == key {
+                batch.push(queued);
+            } else {
+                others.push_back(queued);
+            }
+        }
+        lane.queue = others;
+        batch
+    }
+}
+
+/// A writer of `tenant`'s lane: batches until the queue is empty.
+async fn write_lane(state: web::Data<AppState>, tenant: TenantId) {
+    let mut writer = Writer {
+        state: state.clone(),
+        tenant,
+        stopped: false,
+    };
+    loop {
+        let batch = state.post_lanes.next_batch(tenant);
+        if batch.is_empty() {
+            // `next_batch` has taken this writer off the lane.
+            writer.stopped = true;
+            return;
+        }
+        write_batch(&state, tenant, batch).await;
+    }
+}
+
+/// A running writer, taken off its lane should its task end early.
+struct Writer {
+    state: web::Data<AppState>,
+    tenant: TenantId,
+    stopped: bool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.state.post_lanes.abandon(self.tenant);
+        }
+    }
+}
+
+/// How a batch's transaction failed, as far as the writer can tell.
+#[derive(Clone, Copy)]
+enum Failure {
+    /// Not known to have aborted before COMMIT: the posts may be written.
+    Unknown,
+    /// The shard's grant could not hold the batch (nothing written).
+    GrantShort,
+    /// Aborted (the database answered the statement with an error) or refused
+    /// over the quota as a whole: nothing written; each post decides alone.
+    NothingWritten,
+}
+
+async fn write_batch(state: &web::Data<AppState>, tenant: TenantId, batch: Vec<Queued>) {
+    let lanes = &state.post_lanes;
+    let key = batch[0].key.clone();
+    let (posts, replies): (Vec<BatchPost>, Vec<_>) =
+        batch.into_iter().map(|q| (q.post, q.reply)).unzip();
+    lanes.sizes.observe(posts.len() as f64);
+    let total: u64 = posts.iter().map(|p| p.message.body.len() as u64).sum();
+    let timeout = RequestClass::Write.statement_timeout(&state.limits.cost);
+    // First as one statement charging the shard's grant; when that grant is
+    // short, again after taking a grant for the whole batch from the central
+    // row in the same transaction (the single post's slow path, `storage`).
+    let mut reserve = false;
+    let written = loop {
+        let failure = std::cell::Cell::new(Failure::Unknown);
+        let result = state
+            .db
+            .0
+            .tenant_tx_timed(
+                tenant,
+                &key.home_region,
+                Some(TokenCheck::RowsGuarded),
+                Some(timeout),
+                TxMode::ReadWrite,
+                async |tx| {
+                    failure.set(Failure::Unknown);
+                    if reserve
+                        && let Err(over) = storage::reserve_storage(tx, total, key.cap).await?
+                    {
+                        // Some of the posts may still fit: each is decided alone.
+                        failure.set(Failure::NothingWritten);
+                        return Err(over.into());
+                    }
+                    post_batch::post_batch(tx, &posts, key.cap)
+                        .await
+                        .map_err(|err| {
+                            failure.set(match err {
+                                _ if post_batch::grant_short(&err) => Failure::GrantShort,
+                                _ if err.answered_by_database() => Failure::NothingWritten,
+                                _ => Failure::Unknown,
+                            });
+                            ApiError::from(err)
+                        })
+                },
+            )
+            .await;
+        let unavailable = match &result {
+            Err(ApiError::RetryExhausted) => Some(Unavailable::RetryExhausted),
+            Err(ApiError::StatementTimeout) => Some(Unavailable::StatementTimeout),
+            _ => None,
+        };
+        if let Some(why) = unavailable {
+            // Answered by the database (SQLSTATE 40001, 57014): nothing committed.
+            for reply in replies {
+                let _ = reply.send(Outcome::Unavailable(why));
+            }
+            return;
+        }
+        match (result, failure.get()) {
+            (Ok(ids), _) => break Some(ids.into_iter().collect::<HashSet<_>>()),
+            (Err(_), Failure::GrantShort) if !reserve => reserve = true,
+            (Err(_), Failure::GrantShort | Failure::NothingWritten) => break None,
+            (Err(err), Failure::Unknown) => {
+                tracing::error!(error = ?err, posts = posts.len(), "a batch of posts failed");
+                for reply in replies {
+                    let _ = reply.send(Outcome::Failed);
+                }
+                return;
+            }
+        }
+    };
+    for (post, reply) in posts.into_iter().zip(replies) {
+        let outcome = match &written {
+            Some(ids) if ids.contains(post.message.id.as_uuid()) => Outcome::Posted(post),
+            _ => {
+                lanes.handed_back.inc();
+                Outcome::OnItsOwn(post)
+            }
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+impl TenantScope {
+    /// Posts `message` (plaintext, by the token's user) through the tenant's lane:
+    /// `OnItsOwn` when lanes are off, under an impersonation (whose writes audit
+    /// themselves one by one), or when the batch did not write it.
+    pub async fn post_coalesced(
+        &self,
+        message: Message,
+        storage_cap: u64,
+    ) -> Result<Coalesced, ApiError> {
+        let lanes = &self.state.post_lanes;
+        if lanes.max_batch == 0 || self.impersonation.is_some() || message.author_id != self.user {
+            return Ok(Coalesced::OnItsOwn(message));
+        }
+        self.occupy_slot(RequestClass::Write).await?;
+        let post = BatchPost {
+            message,
+            role: self.role.as_str(),
+        };
+        let key = BatchKey {
+            home_region: self.tenant.home_region.clone(),
+            cap: storage_cap,
+        };
+        match lanes.submit(&self.state, self.tenant.id, post, key).await {
+            Outcome::Posted(post) => {
+                // The statement checked this post's author: active, with this role.
+                self.check.confirm();
+                Ok(Coalesced::Posted(post.message))
+            }
+            Outcome::OnItsOwn(post) => Ok(Coalesced::OnItsOwn(post.message)),
+            Outcome::Unavailable(Unavailable::RetryExhausted) => Err(ApiError::RetryExhausted),
+            Outcome::Unavailable(Unavailable::StatementTimeout) => {
+                self.state.limits.count_timeout(&self.tenant);
+                Err(ApiError::StatementTimeout)
+            }
+            Outcome::Failed => Err(ApiError::internal(anyhow::anyhow!(
+                "the post's batch failed (logged by its writer)"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Post lanes (`scope::post_lanes`, issue 11 item 3): a tenant's concurrent
+//! posts on a node are written by one transaction, and each request still gets
+//! its own answer — a post one of whose guards refuses it (its channel, its
+//! author) is left out of the batch and answered on its own path — while the
+//! quota stays exact and every message has its one event.
+
+use futures_util::future::join_all;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{
+    Tenant, TestApp, assert_problem, fresh_database, spawn_app_with, test_settings,
+};
+use crate::metrics::{scrape, value};
+
+/// Holds the first post whose body is `held` at its INSERT until the test lets
+/// go of advisory lock 4242, so the posts that follow gather behind it.
+const HOLD_AT_INSERT: &str = "CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$;
+     CREATE TRIGGER hold_insert BEFORE INSERT ON messages
+       FOR EACH ROW WHEN (NEW.body = 'held') EXECUTE FUNCTION hold_insert();";
+
+async fn post(app: &TestApp, token: &str, channel: Uuid, body: &str) -> crate::helpers::Reply {
+    app.post(
+        &format!("/v1/channels/{channel}/messages"),
+        token,
+        json!({ "body": body }),
+    )
+    .await
+}
+
+/// The tenant's messages, their `message.posted` events, and whether its stored
+/// bytes equal what its usage shards charged.
+async fn written(app: &TestApp, tenant: &Tenant) -> (i64, i64, bool) {
+    let row = app
+        .superuser_client()
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM messages WHERE tenant_id = $1),
+                    (SELECT count(*) FROM outbox_events e JOIN messages m
+                       ON m.tenant_id = e.tenant_id AND m.id::text = e.subject_id
+                      WHERE e.tenant_id = $1 AND e.kind = 'message.posted'),
+                    (SELECT COALESCE(sum(octet_length(body)), 0) FROM messages WHERE tenant_id = $1)
+                      = (SELECT COALESCE(sum(used_bytes), 0) FROM tenant_usage_shards
+                          WHERE tenant_id = $1)",
+            &[&tenant.id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[actix_web::test]
+async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered_alone() {
+    let mut settings = test_settings(&fresh_database().await);
+    // One writer: what arrives while the held batch runs must wait for the next.
+    settings.database.post_writers_per_tenant = 1;
+    let app = spawn_app_with(settings).await;
+    let tenant = app.provision("lanes").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    let (_, member) = app.add_user(&tenant, "member").await;
+    let (gone, gone_token) = app.add_user(&tenant, "member").await;
+    let disabled = app
+        .patch(
+            &format!("/v1/users/{gone}"),
+            &tenant.owner_token,
+            json!({ "status": "disabled" }),
+        )
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    let db = app.superuser_client().await;
+    db.batch_execute(HOLD_AT_INSERT).await.unwrap();
+    db.execute("SELECT pg_advisory_lock(4242)", &[])
+        .await
+        .unwrap();
+
+    let missing = Uuid::now_v7();
+    let mut behind = Vec::new();
+    for i in 0..3 {
+        behind.push((tenant.owner_token.clone(), channel, format!("owner {i}")));
+        behind.push((member.clone(), channel, format!("member {i}")));
+    }
+    behind.push((tenant.owner_token.clone(), missing, "to no channel".into()));
+    behind.push((gone_token.clone(), channel, "by a disabled user".into()));
+    let behind_the_held_one = async {
+        // The held batch is in its INSERT, waiting for the lock.
+        let mut waiting = false;
+        for _ in 0..400 {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, i64>(0) == 1 {
+                waiting = true;
+                break;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(waiting, "the held post never reached its INSERT");
+        let posts = join_all(
+            behind
+                .iter()
+                .map(|(token, channel, body)| post(&app, token, *channel, body)),
+        );
+        // Time for all eight to join the lane; none can be written before the
+        // lock is released (the lane's one writer is held).
+        let release = async {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+            assert_eq!(written(&app, &tenant).await.0, 0, "nothing written yet");
+            db.execute("SELECT pg_advisory_unlock(4242)", &[])
+                .await
+                .unwrap();
+        };
+        futures_util::join!(posts, release).0
+    };
+    let (held, replies) = futures_util::join!(
+        post(&app, &tenant.owner_token, channel, "held"),
+        behind_the_held_one
+    );
+
+    assert_eq!(held.status, 201, "{}", held.body);
+    for reply in &replies[..6] {
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    assert_problem(&replies[6], 404, "not_found");
+    assert_eq!(replies[7].status, 401, "{}", replies[7].body);
+    let samples = scrape(&app).await;
+    let region = [("region", "us-east1")];
+    assert_eq!(
+        value(&samples, "meridian_post_batch_size_count", &region),
+        2.0,
+        "the held post's batch, then one batch of the eight behind it"
+    );
+    assert_eq!(
+        value(&samples, "meridian_post_batch_size_sum", &region),
+        9.0
+    );
+    assert_eq!(
+        value(&samples, "meridian_post_batch_handed_back_total", &region),
+        2.0,
+        "the post to no channel and the disabled user's"
+    );
+    assert_eq!(written(&app, &tenant).await, (7, 7, true));
+}
+
+/// Two nodes on one database, two tenants, many writers at once: every post is
+/// answered 201 and written once with its event, in its own tenant, each
+/// tenant's quota accounted to the byte.
+#[actix_web::test]
+async fn concurrent_posts_across_nodes_and_tenants_are_each_written_once_in_their_tenant() {
+    let db_name = fresh_database().await;
+    let first = spawn_app_with(test_settings(&db_name)).await;
+    let second = spawn_app_with(test_settings(&db_name)).await;
+    let a = first.provision("lanes-a").await;
+    let b = first.provision("lanes-b").await;
+    let tenants = [(&a, "lanes-a"), (&b, "lanes-b")];
+    let mut posts = Vec::new();
+    for (tenant, slug) in tenants {
+        let channels = [
+            first.create_channel(tenant, "one").await,
+            first.create_channel(tenant, "two").await,
+        ];
+        let (_, member) = first.add_user(tenant, "member").await;
+        for i in 0..24 {
+            let token = if i % 2 == 0 {
+                &tenant.owner_token
+            } else {
+                &member
+            };
+            let node = if i % 3 == 0 { &first } else { &second };
+            posts.push((node, token.clone(), channels[i % 2], format!("{slug} {i}")));
+        }
+    }
+
+    let replies = join_all(
+        posts
+            .iter()
+            .map(|(node, token, channel, body)| post(node, token, *channel, body)),
+    )
+    .await;
+
+    for reply in &replies {
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    for (tenant, slug) in tenants {
+        assert_eq!(written(&first, tenant).await, (24, 24, true), "{slug}");
+        let foreign: i64 = first
+            .superuser_client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM messages WHERE tenant_id = $1 AND body NOT LIKE $2",
+                &[&tenant.id, &format!("{slug} %")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(foreign, 0, "another tenant's post in {slug}");
+    }
+}
