@@ -122,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
                 max_retries: 8,
                 dialect: Dialect::Postgres,
                 tls: Default::default(),
+                // No posts here: the job queue only.
+                post_batch_max: 0,
+                post_writers_per_tenant: 1,
             })?;
             let settings = JobSettings {
                 workers,
