@@ -10,11 +10,16 @@
 //! tenant's RLS setting, taken from the verified tokens of the requests that
 //! queued them (the lane's key). A writer is a task of its own, not part of any
 //! request, so a client that goes away cannot abandon other clients' posts half
-//! way. A post the batch leaves out (a guard refused it) or a batch whose
-//! statement failed (the transaction aborted: nothing written) is handed back
-//! to its request, which posts it on its own path and answers what that finds.
-//! Any other failure (the connection, COMMIT) leaves the outcome unknown: the
-//! request answers 500 rather than post again.
+//! way. When the writer's usage shard cannot hold the batch, the batch is
+//! written again after a grant for all of it is taken from the central row in
+//! the same transaction (`storage::reserve_storage`). A post the batch leaves
+//! out (a guard refused it), or every post of a batch whose statement failed (the
+//! transaction aborted: nothing written) or that is over the quota as a whole,
+//! is handed back to its request, which posts it on its own path and answers
+//! what that finds. Conflicts past every retry and the statement timeout are
+//! answered 503 to each post, as the single post answers them. Any other failure
+//! (the connection, COMMIT's outcome) leaves the outcome unknown: the request
+//! answers 500 rather than post again.
 //!
 //! The writers bound one tenant's posts to that many connections of the pool on
 //! this node, whatever its request rate.

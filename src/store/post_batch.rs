@@ -12,8 +12,8 @@
 //! written); its request posts it again on its own path (`messages::post`), which
 //! answers why. The batch's bytes are charged to the transaction's usage shard as
 //! the single post's are (`storage::fast_charge_cte!`): when the shard's grant
-//! cannot hold them all, the statement fails (nothing written) and every post goes
-//! its own way, where the slow path takes grants or refuses over the quota.
+//! cannot hold them all, the statement fails (nothing written, `grant_short`) and
+//! the lane writes the batch again after taking a grant for it.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

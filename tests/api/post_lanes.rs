@@ -53,7 +53,8 @@ async fn written(app: &TestApp, tenant: &Tenant) -> (i64, i64, bool) {
 #[actix_web::test]
 async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered_alone() {
     let mut settings = test_settings(&fresh_database().await);
-    // One writer: what arrives while the held batch runs must wait for the next.
+    // One writer (the default, set here because the test depends on it): what
+    // arrives while the held batch runs must wait for the next.
     settings.database.post_writers_per_tenant = 1;
     let app = spawn_app_with(settings).await;
     let tenant = app.provision("lanes").await;
