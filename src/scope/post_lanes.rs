@@ -348,7 +348,7 @@ impl TenantScope {
                 Err(ApiError::StatementTimeout)
             }
             Outcome::Failed => Err(ApiError::internal(anyhow::anyhow!(
-                "the post's batch failed (logged by its writer)"
+                "the post's batch failed or its writer stopped (a failure is logged by the writer)"
             ))),
         }
     }
