@@ -12,6 +12,7 @@ use crate::helpers::{
     Tenant, TestApp, assert_problem, fresh_database, spawn_app_with, test_settings,
 };
 use crate::metrics::{scrape, value};
+use crate::write_pipeline::post;
 
 /// Holds the first post whose body is `held` at its INSERT until the test lets
 /// go of advisory lock 4242, so the posts that follow gather behind it.
@@ -19,15 +20,6 @@ const HOLD_AT_INSERT: &str = "CREATE FUNCTION hold_insert() RETURNS trigger LANG
      BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$;
      CREATE TRIGGER hold_insert BEFORE INSERT ON messages
        FOR EACH ROW WHEN (NEW.body = 'held') EXECUTE FUNCTION hold_insert();";
-
-async fn post(app: &TestApp, token: &str, channel: Uuid, body: &str) -> crate::helpers::Reply {
-    app.post(
-        &format!("/v1/channels/{channel}/messages"),
-        token,
-        json!({ "body": body }),
-    )
-    .await
-}
 
 /// The tenant's messages, their `message.posted` events, and whether its stored
 /// bytes equal what its usage shards charged.

@@ -72,7 +72,7 @@ async fn written(app: &TestApp, tenant: &Tenant, body: &str) -> (i64, i64, bool)
     (row.get(0), row.get(1), row.get(2))
 }
 
-async fn post(app: &TestApp, token: &str, channel: Uuid, body: &str) -> crate::helpers::Reply {
+pub async fn post(app: &TestApp, token: &str, channel: Uuid, body: &str) -> crate::helpers::Reply {
     app.post(
         &format!("/v1/channels/{channel}/messages"),
         token,
