@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use actix_web::web;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::oneshot;
 
@@ -50,6 +51,8 @@ pub struct PostLanes {
     sizes: Histogram,
     /// Posts handed back to their own path.
     handed_back: Counter,
+    /// Posts waiting in a lane for their batch.
+    waiting: Gauge,
 }
 
 #[derive(Default)]
@@ -105,12 +108,17 @@ impl PostLanes {
             writers: writers.max(1),
             sizes: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             handed_back: Counter::default(),
+            waiting: Gauge::default(),
         }
     }
 
-    /// Batch sizes and posts handed back, for the node's registry.
-    pub fn instruments(&self) -> (Histogram, Counter) {
-        (self.sizes.clone(), self.handed_back.clone())
+    /// Batch sizes, posts handed back and posts waiting, for the node's registry.
+    pub fn instruments(&self) -> (Histogram, Counter, Gauge) {
+        (
+            self.sizes.clone(),
+            self.handed_back.clone(),
+            self.waiting.clone(),
+        )
     }
 
     async fn submit(
@@ -127,6 +135,7 @@ impl PostLanes {
             };
             let lane = lanes.entry(tenant).or_default();
             lane.queue.push_back(Queued { post, key, reply });
+            self.waiting.inc();
             let start = lane.writers < self.writers;
             if start {
                 lane.writers += 1;
@@ -149,8 +158,10 @@ impl PostLanes {
         };
         if let Some(lane) = lanes.get_mut(&tenant) {
             lane.writers = lane.writers.saturating_sub(1);
-            if lane.writers == 0 {
-                lanes.remove(&tenant);
+            if lane.writers == 0
+                && let Some(lane) = lanes.remove(&tenant)
+            {
+                self.waiting.dec_by(lane.queue.len() as i64);
             }
         }
     }
@@ -182,6 +193,7 @@ impl PostLanes {
             }
         }
         lane.queue = others;
+        self.waiting.dec_by(batch.len() as i64);
         batch
     }
 }

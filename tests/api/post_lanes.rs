@@ -98,10 +98,19 @@ async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered
                 .iter()
                 .map(|(token, channel, body)| post(&app, token, *channel, body)),
         );
-        // Time for all eight to join the lane; none can be written before the
-        // lock is released (the lane's one writer is held).
+        // All eight join the lane; none can be written before the lock is
+        // released (the lane's one writer is held).
         let release = async {
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let region = [("region", "us-east1")];
+            let mut queued = 0.0;
+            for _ in 0..400 {
+                queued = value(&scrape(&app).await, "meridian_post_lane_waiting", &region);
+                if queued == 8.0 {
+                    break;
+                }
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            assert_eq!(queued, 8.0, "posts waiting in the lane");
             assert_eq!(written(&app, &tenant).await.0, 0, "nothing written yet");
             db.execute("SELECT pg_advisory_unlock(4242)", &[])
                 .await
@@ -130,6 +139,11 @@ async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered
     assert_eq!(
         value(&samples, "meridian_post_batch_size_sum", &region),
         9.0
+    );
+    assert_eq!(
+        value(&samples, "meridian_post_lane_waiting", &region),
+        0.0,
+        "nothing left waiting"
     );
     assert_eq!(
         value(&samples, "meridian_post_batch_handed_back_total", &region),
