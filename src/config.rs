@@ -698,6 +698,43 @@ mod tests {
         }
     }
 
+    /// The post lanes' settings: defaults (32 posts, one writer), read from
+    /// their keys, and bounded at start (writers 1..=pool_size, batch ≤ 1000; 0
+    /// turns the lanes off).
+    #[test]
+    fn the_post_lane_settings_are_read_and_bounded_at_start() {
+        let dir = regions_dir("lanes", "address = \"127.0.0.12:8080\"");
+        let base = || settings_in(dir.to_path_buf());
+        assert_eq!(
+            (
+                base().database.post_batch_max,
+                base().database.post_writers_per_tenant
+            ),
+            (32, 1)
+        );
+        let loaded: Settings = Figment::from(Serialized::defaults(base()))
+            .merge(("database.post_batch_max", 0))
+            .merge(("database.post_writers_per_tenant", 4))
+            .extract()
+            .unwrap();
+        assert_eq!(loaded.database.post_batch_max, 0);
+        assert_eq!(loaded.database.post_writers_per_tenant, 4);
+        assert!(loaded.validate().is_ok());
+        for (batch, writers, pool) in [(1001, 1, 16), (32, 0, 16), (32, 17, 16)] {
+            let mut settings = base();
+            settings.database.post_batch_max = batch;
+            settings.database.post_writers_per_tenant = writers;
+            settings.database.pool_size = pool;
+            match settings.validate() {
+                Err(ConfigError::Invalid(why)) => assert!(
+                    why.contains("database.post_batch_max must be 0..=1000"),
+                    "{batch}/{writers}/{pool}: {why}"
+                ),
+                other => panic!("{batch}/{writers}/{pool} accepted: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+
     #[test]
     fn region_files_with_different_admin_addresses_give_different_admin_binds() {
         // The shipped layout: no admin address, so the node's IP with port 9090.
