@@ -60,6 +60,8 @@ pub async fn post(
     // can (`scope::post_lanes`); what the batch did not write is posted here on
     // its own, which answers why.
     let mut body = body.into_inner().body;
+    // Held until the post is done when this post found its lane idle.
+    let mut _lane_turn = None;
     if !seal {
         let message = Message {
             id: MessageId::new_random(),
@@ -75,7 +77,10 @@ pub async fn post(
                     &message,
                 ));
             }
-            Coalesced::OnItsOwn(message) => body = message.body,
+            Coalesced::OnItsOwn(message, turn) => {
+                body = message.body;
+                _lane_turn = turn;
+            }
         }
     }
     let mut fresh = false;

@@ -3,8 +3,12 @@
 //! `database.post_writers_per_tenant` writers run for the tenant, one is
 //! started, and each writer takes up to `database.post_batch_max` waiting posts
 //! into one transaction (`store::post_batch`), again and again until the queue is
-//! empty. No post waits for a timer: alone, it is a batch of one; while a
-//! batch is in flight, the next ones gather behind it.
+//! empty. No post waits for a timer: a post that finds its lane idle goes first
+//! on its own path (the single post's one statement, `messages::post`), holding
+//! the lane's writer slot (`LaneTurn`) so that posts arriving meanwhile gather
+//! behind it and are written together after it; while a batch is in flight, the
+//! next ones gather behind it in turn. An idle tenant's post costs what it did
+//! without lanes.
 //!
 //! A lane holds one tenant's posts only: its transaction is opened with that
 //! tenant's RLS setting, taken from the verified tokens of the requests that
@@ -80,13 +84,33 @@ struct BatchKey {
 pub enum Coalesced {
     /// Written and committed.
     Posted(Message),
-    /// Not written: post it on its own path (`messages::post`).
-    OnItsOwn(Message),
+    /// Not written by a batch: post it on its own path (`messages::post`). With a
+    /// turn, the lane was idle: the post goes first and holds the lane's writer
+    /// slot until the turn is dropped (after the post), so posts arriving
+    /// meanwhile wait and are then written together.
+    OnItsOwn(Message, Option<LaneTurn>),
+}
+
+/// A post's turn at an idle lane (`Coalesced::OnItsOwn`): dropping it hands the
+/// lane to a writer for the posts that queued meanwhile, or leaves it idle.
+/// Dropped on an actix worker (the handler's), where a writer can be spawned.
+pub struct LaneTurn {
+    state: web::Data<AppState>,
+    tenant: TenantId,
+}
+
+impl Drop for LaneTurn {
+    fn drop(&mut self) {
+        self.state.post_lanes.end_turn(&self.state, self.tenant);
+    }
 }
 
 enum Outcome {
     Posted(BatchPost),
     OnItsOwn(BatchPost),
+    /// The lane was idle: this post goes first, on its own path, holding the
+    /// lane's writer slot.
+    First(BatchPost),
     /// Nothing written, and the single post would have failed the same way:
     /// conflicts past every retry, or the statement's timeout (503 either way).
     Unavailable(Unavailable),
@@ -134,6 +158,10 @@ impl PostLanes {
                 return Outcome::OnItsOwn(post);
             };
             let lane = lanes.entry(tenant).or_default();
+            if lane.writers == 0 && lane.queue.is_empty() {
+                lane.writers = 1;
+                return Outcome::First(post);
+            }
             lane.queue.push_back(Queued { post, key, reply });
             self.waiting.inc();
             let start = lane.writers < self.writers;
@@ -147,6 +175,31 @@ impl PostLanes {
         }
         // A dropped sender: the writer stopped (shutdown) before answering.
         answer.await.unwrap_or(Outcome::Failed)
+    }
+
+    /// The end of a first post's turn (`LaneTurn`): the posts that queued behind
+    /// it get a writer, which takes over the turn's slot; none, and the lane is
+    /// idle again.
+    fn end_turn(&self, state: &web::Data<AppState>, tenant: TenantId) {
+        let hand_over = {
+            let Ok(mut lanes) = self.lanes.lock() else {
+                return;
+            };
+            match lanes.get_mut(&tenant) {
+                Some(lane) if !lane.queue.is_empty() => true,
+                Some(lane) => {
+                    lane.writers = lane.writers.saturating_sub(1);
+                    if lane.writers == 0 {
+                        lanes.remove(&tenant);
+                    }
+                    false
+                }
+                None => false,
+            }
+        };
+        if hand_over {
+            actix_web::rt::spawn(write_lane(state.clone(), tenant));
+        }
     }
 
     /// A writer of `tenant`'s lane ended without emptying it (its task was
@@ -336,7 +389,7 @@ impl TenantScope {
     ) -> Result<Coalesced, ApiError> {
         let lanes = &self.state.post_lanes;
         if lanes.max_batch == 0 || self.impersonation.is_some() || message.author_id != self.user {
-            return Ok(Coalesced::OnItsOwn(message));
+            return Ok(Coalesced::OnItsOwn(message, None));
         }
         self.occupy_slot(RequestClass::Write).await?;
         let post = BatchPost {
@@ -353,7 +406,14 @@ impl TenantScope {
                 self.check.confirm();
                 Ok(Coalesced::Posted(post.message))
             }
-            Outcome::OnItsOwn(post) => Ok(Coalesced::OnItsOwn(post.message)),
+            Outcome::OnItsOwn(post) => Ok(Coalesced::OnItsOwn(post.message, None)),
+            Outcome::First(post) => Ok(Coalesced::OnItsOwn(
+                post.message,
+                Some(LaneTurn {
+                    state: self.state.clone(),
+                    tenant: self.tenant.id,
+                }),
+            )),
             Outcome::Unavailable(Unavailable::RetryExhausted) => Err(ApiError::RetryExhausted),
             Outcome::Unavailable(Unavailable::StatementTimeout) => {
                 self.state.limits.count_timeout(&self.tenant);

@@ -28,7 +28,10 @@ use crate::outbox;
 /// (message id, channel, author, token role, body, bytes, `created_at`, event id,
 /// event data, dispatch job id: `$2`..`$11`), `$12` home region, `$13` shard,
 /// `$14` cap, `$15` the event kind, `$16` the dispatch job's kind and `$17` its
-/// attempts. Returns the ids written. `ok` is referenced by every write, so it is
+/// attempts. Returns the ids written. The guards are scalar subqueries, one
+/// primary-key probe per post: an `EXISTS` was planned as a join that read all
+/// the tenant's users once per batch, a cost growing with the tenant. `ok` is
+/// referenced by every write, so it is
 /// evaluated once (materialised): the message, its event and its job are written
 /// for exactly the same posts. The INSERT writes every row of `ok` or fails: a
 /// NULL id (SQLSTATE 23502) when the shard's grant is short.
@@ -39,9 +42,10 @@ pub const BATCH_POST_SQL: &str = "WITH p AS (
                               event_id, event_data, job_id, ord)),
      ok AS (
        SELECT p.* FROM p
-        WHERE EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = $1::uuid AND u.id = p.author_id
-                       AND u.status = 'active' AND u.role = p.role)
-          AND EXISTS (SELECT 1 FROM channels c WHERE c.tenant_id = $1::uuid AND c.id = p.channel_id)
+        WHERE (SELECT u.status = 'active' AND u.role = p.role FROM users u
+                WHERE u.tenant_id = $1::uuid AND u.id = p.author_id) IS TRUE
+          AND (SELECT true FROM channels c WHERE c.tenant_id = $1::uuid AND c.id = p.channel_id)
+              IS TRUE
           AND (SELECT t.encrypt_messages FROM tenants t WHERE t.id = $1::uuid) IS NOT TRUE),
      charged AS (
        UPDATE tenant_usage_shards SET used_bytes = used_bytes + (SELECT coalesce(sum(bytes), 0) FROM ok)

@@ -1,5 +1,6 @@
 //! Post lanes (`scope::post_lanes`, issue 11 item 3): a tenant's concurrent
-//! posts on a node are written by one transaction, and each request still gets
+//! posts on a node are written by one transaction (a post that finds its lane
+//! idle goes first, on its own), and each request still gets
 //! its own answer — a post one of whose guards refuses it (its channel, its
 //! author) is left out of the batch and answered on its own path — while the
 //! quota stays exact and every message has its one event.
@@ -14,8 +15,9 @@ use crate::helpers::{
 use crate::metrics::{scrape, value};
 use crate::write_pipeline::post;
 
-/// Holds the first post whose body is `held` at its INSERT until the test lets
-/// go of advisory lock 4242, so the posts that follow gather behind it.
+/// Holds the post whose body is `held` at its INSERT until the test lets go of
+/// advisory lock 4242: it found its lane idle, went first on its own path and
+/// holds the lane's turn, so the posts that follow gather behind it.
 const HOLD_AT_INSERT: &str = "CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$;
      CREATE TRIGGER hold_insert BEFORE INSERT ON messages
@@ -43,10 +45,10 @@ async fn written(app: &TestApp, tenant: &Tenant) -> (i64, i64, bool) {
 }
 
 #[actix_web::test]
-async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered_alone() {
+async fn posts_waiting_behind_a_post_are_written_together_and_refusals_answered_alone() {
     let mut settings = test_settings(&fresh_database().await);
     // One writer (the default, set here because the test depends on it): what
-    // arrives while the held batch runs must wait for the next.
+    // arrives while the held post holds the lane must wait for the next batch.
     settings.database.post_writers_per_tenant = 1;
     let app = spawn_app_with(settings).await;
     let tenant = app.provision("lanes").await;
@@ -76,7 +78,7 @@ async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered
     behind.push((tenant.owner_token.clone(), missing, "to no channel".into()));
     behind.push((gone_token.clone(), channel, "by a disabled user".into()));
     let behind_the_held_one = async {
-        // The held batch is in its INSERT, waiting for the lock.
+        // The held post is in its INSERT, waiting for the lock.
         let mut waiting = false;
         for _ in 0..400 {
             let row = db
@@ -99,7 +101,7 @@ async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered
                 .map(|(token, channel, body)| post(&app, token, *channel, body)),
         );
         // All eight join the lane; none can be written before the lock is
-        // released (the lane's one writer is held).
+        // released (the held post holds the lane's one writer slot).
         let release = async {
             let region = [("region", "us-east1")];
             let mut queued = 0.0;
@@ -133,12 +135,13 @@ async fn posts_waiting_behind_a_batch_are_written_together_and_refusals_answered
     let region = [("region", "us-east1")];
     assert_eq!(
         value(&samples, "meridian_post_batch_size_count", &region),
-        2.0,
-        "the held post's batch, then one batch of the eight behind it"
+        1.0,
+        "the held post went first on its own (its lane was idle), then one batch \
+         of the eight behind it"
     );
     assert_eq!(
         value(&samples, "meridian_post_batch_size_sum", &region),
-        9.0
+        8.0
     );
     assert_eq!(
         value(&samples, "meridian_post_lane_waiting", &region),
