@@ -185,17 +185,11 @@ impl PostLanes {
             let Ok(mut lanes) = self.lanes.lock() else {
                 return;
             };
-            match lanes.get_mut(&tenant) {
-                Some(lane) if !lane.queue.is_empty() => true,
-                Some(lane) => {
-                    lane.writers = lane.writers.saturating_sub(1);
-                    if lane.writers == 0 {
-                        lanes.remove(&tenant);
-                    }
-                    false
-                }
-                None => false,
+            let waiting = lanes.get(&tenant).is_some_and(|l| !l.queue.is_empty());
+            if !waiting {
+                self.release_writer(&mut lanes, tenant);
             }
+            waiting
         };
         if hand_over {
             actix_web::rt::spawn(write_lane(state.clone(), tenant));
@@ -206,9 +200,14 @@ impl PostLanes {
     /// dropped): when it was the last, the waiting posts are answered as failed
     /// (their senders dropped) rather than left waiting for no writer.
     fn abandon(&self, tenant: TenantId) {
-        let Ok(mut lanes) = self.lanes.lock() else {
-            return;
-        };
+        if let Ok(mut lanes) = self.lanes.lock() {
+            self.release_writer(&mut lanes, tenant);
+        }
+    }
+
+    /// Takes a writer off `tenant`'s lane; with none left the lane goes, and any
+    /// posts still in it are dropped (their requests answer as failed).
+    fn release_writer(&self, lanes: &mut HashMap<TenantId, Lane>, tenant: TenantId) {
         if let Some(lane) = lanes.get_mut(&tenant) {
             lane.writers = lane.writers.saturating_sub(1);
             if lane.writers == 0
@@ -230,10 +229,7 @@ impl PostLanes {
             return Vec::new();
         };
         let Some(key) = lane.queue.front().map(|q| q.key.clone()) else {
-            lane.writers = lane.writers.saturating_sub(1);
-            if lane.writers == 0 {
-                lanes.remove(&tenant);
-            }
+            self.release_writer(&mut lanes, tenant);
             return Vec::new();
         };
         let mut batch = Vec::new();
