@@ -24,17 +24,16 @@ use crate::ids::JobId;
 use crate::limits::storage;
 use crate::outbox;
 
-/// The batch's statement. `$1` tenant, `$2`..`$10` one array element per post
+/// The batch's statement. `$1` tenant; `$2`..`$11` one array element per post
 /// (message id, channel, author, token role, body, bytes, `created_at`, event id,
-/// event data, dispatch job id: `$2`..`$11`), `$12` home region, `$13` shard,
-/// `$14` cap, `$15` the event kind, `$16` the dispatch job's kind and `$17` its
-/// attempts. Returns the ids written. The guards are scalar subqueries, one
-/// primary-key probe per post: an `EXISTS` was planned as a join that read all
-/// the tenant's users once per batch, a cost growing with the tenant. `ok` is
-/// referenced by every write, so it is
-/// evaluated once (materialised): the message, its event and its job are written
-/// for exactly the same posts. The INSERT writes every row of `ok` or fails: a
-/// NULL id (SQLSTATE 23502) when the shard's grant is short.
+/// event data, dispatch job id); `$12` home region, `$13` shard, `$14` cap, `$15`
+/// the event kind, `$16` the dispatch job's kind and `$17` its attempts. Returns
+/// the ids written. The guards are scalar subqueries, one primary-key probe per
+/// post: an `EXISTS` was planned as a join that read all the tenant's users once
+/// per batch, a cost growing with the tenant. `ok` is referenced by every write,
+/// so it is evaluated once (materialised): the message, its event and its job
+/// are written for exactly the same posts. The INSERT writes every row of `ok` or
+/// fails: a NULL id (SQLSTATE 23502) when the shard's grant is short.
 pub const BATCH_POST_SQL: &str = "WITH p AS (
        SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
                             $7::int8[], $8::timestamptz[], $9::uuid[], $10::jsonb[], $11::uuid[])
