@@ -7,8 +7,10 @@
 //! on its own path (the single post's one statement, `messages::post`), holding
 //! the lane's writer slot (`LaneTurn`) so that posts arriving meanwhile gather
 //! behind it and are written together after it; while a batch is in flight, the
-//! next ones gather behind it in turn. An idle tenant's post costs what it did
-//! without lanes.
+//! next ones gather behind it in turn. A writer that finds a single post
+//! waiting hands it (and the turn) to its request instead: a batch is two posts
+//! or more. An idle tenant's post, or one of two writers that alternate, costs
+//! what it did without lanes.
 //!
 //! A lane holds one tenant's posts only: its transaction is opened with that
 //! tenant's RLS setting, taken from the verified tokens of the requests that
@@ -108,8 +110,8 @@ impl Drop for LaneTurn {
 enum Outcome {
     Posted(BatchPost),
     OnItsOwn(BatchPost),
-    /// The lane was idle: this post goes first, on its own path, holding the
-    /// lane's writer slot.
+    /// The lane was idle, or this post was the only one waiting when its
+    /// writer looked: it goes on its own path, holding the lane's writer slot.
     First(BatchPost),
     /// Nothing written, and the single post would have failed the same way:
     /// conflicts past every retry, or the statement's timeout (503 either way).
@@ -255,10 +257,19 @@ async fn write_lane(state: web::Data<AppState>, tenant: TenantId) {
         stopped: false,
     };
     loop {
-        let batch = state.post_lanes.next_batch(tenant);
-        if batch.is_empty() {
-            // `next_batch` has taken this writer off the lane.
+        let mut batch = state.post_lanes.next_batch(tenant);
+        if batch.len() <= 1 {
+            // Empty: `next_batch` has taken this writer off the lane. One post:
+            // its request posts it on the single post's path (cheaper than a
+            // batch of one) and takes over this writer's turn, so two writers
+            // of a tenant that alternate never pay the batch statement.
             writer.stopped = true;
+            if let Some(queued) = batch.pop()
+                && let Err(Outcome::First(_)) = queued.reply.send(Outcome::First(queued.post))
+            {
+                // Its request has gone: the turn ends here.
+                state.post_lanes.end_turn(&state, tenant);
+            }
             return;
         }
         write_batch(&state, tenant, batch).await;
