@@ -102,6 +102,7 @@ fn fixture() -> Fixture {
         tls: Default::default(),
         post_batch_max: 0,
         post_writers_per_tenant: 1,
+        post_lane_wait: std::time::Duration::from_millis(100),
     })
     .expect("building an idle pool");
     let directory = Directory::new(db.clone(), 1_000_000);
@@ -174,7 +175,11 @@ fn fixture() -> Fixture {
         keyring,
         signer,
         access_log: meridian::access_log::AccessLog::new(&Default::default()),
-        post_lanes: meridian::scope::post_lanes::PostLanes::new(0, 1),
+        post_lanes: meridian::scope::post_lanes::PostLanes::new(
+            0,
+            1,
+            std::time::Duration::from_millis(100),
+        ),
     }));
     let tokens: Vec<String> = tenants[..TOKENS]
         .iter()

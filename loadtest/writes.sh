@@ -4,9 +4,13 @@
 # thread, loadtest/writes.lua), against pgbench running a bare INSERT of a message
 # at the same concurrency, then pgbench running the API's write transaction at
 # SERIALIZABLE in its old shape (the tenant's one usage row) and its new shape (a
-# usage shard per client), counting serialization failures (no retries).
+# usage shard per client), counting serialization failures (no retries). The API
+# and bare INSERT runs alternate for ROUNDS rounds (default 3); the ratio printed
+# is the median of the rounds' ratios.
 #
 #   loadtest/writes.sh [writers=16] [seconds=8]
+#   ROUNDS=1 loadtest/writes.sh   # one API run, one bare INSERT run
+#   API_ONLY=1 loadtest/writes.sh # the API runs only
 #   BIN=/path/to/other/meridian loadtest/writes.sh   # e.g. an older build: API only
 #   PIN=1 loadtest/writes.sh   # PostgreSQL on CPU 0; the node, wrk and pgbench on
 #                              # CPU 1: the database's core is not shared with the
@@ -57,27 +61,40 @@ if [[ ${PIN:-0} == 1 ]]; then
   ON_CLIENT_CPU=(taskset -c 1)
   echo "pinned: PostgreSQL on CPU 0; the node, wrk and pgbench on CPU 1"
 fi
-NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
 source loadtest/lib-sched.sh; sched_note
-echo "== API: $W writers, each its own channel: wrk -t$W -c$W -d${SECS}s POST /v1/channels/{own}/messages (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-TOKEN=$TOKEN "${ON_CLIENT_CPU[@]}" wrk -t"$W" -c"$W" -d"${SECS}s" --latency -s loadtest/writes.lua "$BASE" | tee "$STATE/wrk.txt"
-NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
-API_RPS=$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")
-API_REQS=$(awk '/requests in/{print $1}' "$STATE/wrk.txt")
-python3 -c "
-n=$API_REQS; hz=$(getconf CLK_TCK)
-print(f'CPU per post: node {($NODE1-$NODE0)/hz/n*1e6:.0f} µs, PostgreSQL {($PG1-$PG0)/hz/n*1e6:.0f} µs ({n} requests)')"
-"$PGBIN/psql" -qAt "$PG" -c "SELECT 'stored message bytes ' || sum(octet_length(body)) FROM messages WHERE tenant_id = '$T'"
-"$PGBIN/psql" -qAt "$PG" -c "SELECT 'usage shards: used ' || sum(used_bytes) || ', granted ' || sum(granted_bytes) || ', central ' || (SELECT granted_bytes FROM tenant_usage WHERE tenant_id = '$T') FROM tenant_usage_shards WHERE tenant_id = '$T'" 2>/dev/null || true
-[[ ${API_ONLY:-0} == 1 ]] && exit 0
-
-echo "== DB: pgbench -c$W -j2 -T$SECS -M prepared, a bare INSERT of a message (autocommit, superuser)"
 cat >"$STATE/insert.sql" <<SQL
 INSERT INTO messages (tenant_id, id, home_region, channel_id, author_id, body)
 VALUES ('$T', gen_random_uuid(), 'us-east1', ($(printf "$CHAN" ":client_id"))::uuid, '$U', 'a post of a busy writer, of ordinary length');
 SQL
-"${ON_CLIENT_CPU[@]}" "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared -f "$STATE/insert.sql" "$PG" | tee "$STATE/pgbench.txt" | grep -E '^(tps|latency)'
-DB_TPS=$(awk '/^tps/{print $3}' "$STATE/pgbench.txt")
+# ROUNDS rounds (default 3), each the API run then the bare INSERT: on two shared
+# cores either figure alone swings by ±10% from run to run, so the ratio is
+# taken per round (the two runs next to each other) and its median printed.
+ROUNDS=${ROUNDS:-3}
+API_LIST=(); DB_LIST=(); API_REQS=0; NODE_T=0; PG_T=0
+for round in $(seq 1 "$ROUNDS"); do
+  NODE0=$(ticks "$NODE_PID"); PG0=$(ticks $(pg_pids))
+  echo "== round $round, API: $W writers, each its own channel: wrk -t$W -c$W -d${SECS}s POST /v1/channels/{own}/messages (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  TOKEN=$TOKEN "${ON_CLIENT_CPU[@]}" wrk -t"$W" -c"$W" -d"${SECS}s" --latency -s loadtest/writes.lua "$BASE" | tee "$STATE/wrk.txt"
+  NODE1=$(ticks "$NODE_PID"); PG1=$(ticks $(pg_pids))
+  NODE_T=$((NODE_T + NODE1 - NODE0)); PG_T=$((PG_T + PG1 - PG0))
+  API_LIST+=("$(awk '/^Requests\/sec/{print $2}' "$STATE/wrk.txt")")
+  API_REQS=$((API_REQS + $(awk '/requests in/{print $1}' "$STATE/wrk.txt")))
+  [[ ${API_ONLY:-0} == 1 ]] && continue
+  echo "== round $round, DB: pgbench -c$W -j2 -T$SECS -M prepared, a bare INSERT of a message (autocommit, superuser)"
+  "${ON_CLIENT_CPU[@]}" "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared -f "$STATE/insert.sql" "$PG" | tee "$STATE/pgbench.txt" | grep -E '^(tps|latency)'
+  DB_LIST+=("$(awk '/^tps/{print $3}' "$STATE/pgbench.txt")")
+done
+python3 -c "
+n=$API_REQS; hz=$(getconf CLK_TCK)
+print(f'CPU per post over the API runs: node {$NODE_T/hz/n*1e6:.0f} µs, PostgreSQL {$PG_T/hz/n*1e6:.0f} µs ({n} requests)')"
+# The API's posts by their ids (the node's are UUIDv7, the bare INSERT's v4): the
+# bare INSERT writes past the quota, so only the API's bytes are charged.
+"$PGBIN/psql" -qAt "$PG" -c "SELECT 'stored message bytes of the API posts ' || sum(octet_length(body)) FROM messages WHERE tenant_id = '$T' AND substr(id::text, 15, 1) = '7'"
+"$PGBIN/psql" -qAt "$PG" -c "SELECT 'usage shards: used ' || sum(used_bytes) || ', granted ' || sum(granted_bytes) || ', central ' || (SELECT granted_bytes FROM tenant_usage WHERE tenant_id = '$T') FROM tenant_usage_shards WHERE tenant_id = '$T'" 2>/dev/null || true
+if [[ ${API_ONLY:-0} == 1 ]]; then
+  echo "API posts/s per round: ${API_LIST[*]}"
+  exit 0
+fi
 
 # The API's write transaction (src/db/tx.rs prologue, src/store/messages.rs post) as
 # the service role at SERIALIZABLE, without retries: how many fail with 40001.
@@ -110,4 +127,8 @@ for shape in old new; do
   "${ON_CLIENT_CPU[@]}" "$PGBIN/pgbench" -n -c"$W" -j2 -T"$SECS" -M prepared --max-tries=1 --failures-detailed -f "$STATE/$shape.sql" "$APP_URL" 2>/dev/null \
     | grep -E '^(tps|latency|number of (transactions actually processed|failed|serialization))'
 done
-python3 -c "print(f'ratio API/bare INSERT = {float(\"$API_RPS\")/float(\"$DB_TPS\"):.2f}  (API {float(\"$API_RPS\"):.0f} posts/s, pgbench {float(\"$DB_TPS\"):.0f} tps)')"
+python3 -c "
+import statistics as st
+api=[float(x) for x in '${API_LIST[*]}'.split()]; db=[float(x) for x in '${DB_LIST[*]}'.split()]
+for i,(a,d) in enumerate(zip(api,db),1): print(f'round {i}: API {a:.0f} posts/s, bare INSERT {d:.0f} tps, ratio {a/d:.2f}')
+print(f'ratio API/bare INSERT = {st.median(a/d for a,d in zip(api,db)):.2f} (median of {len(api)} rounds; API median {st.median(api):.0f} posts/s, pgbench median {st.median(db):.0f} tps)')"

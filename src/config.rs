@@ -201,10 +201,23 @@ pub struct DatabaseSettings {
     /// a node.
     #[serde(default = "default_post_writers")]
     pub post_writers_per_tenant: usize,
+    /// How long a post waits in its lane for a writer before it goes on its own
+    /// path (1 ms..=10 s): what one slow batch can add to its tenant's other posts.
+    #[serde(
+        rename = "post_lane_wait_ms",
+        with = "millis",
+        default = "default_post_lane_wait"
+    )]
+    pub post_lane_wait: Duration,
 }
 
 fn default_post_batch_max() -> usize {
     32
+}
+
+/// A hundred batches' time (a batch takes about a millisecond on two cores).
+fn default_post_lane_wait() -> Duration {
+    Duration::from_millis(100)
 }
 
 /// One: on two cores, 16 writers of one tenant post 11.4–11.6k/s with one lane
@@ -330,6 +343,7 @@ impl Default for Settings {
                 tls: Default::default(),
                 post_batch_max: default_post_batch_max(),
                 post_writers_per_tenant: default_post_writers(),
+                post_lane_wait: default_post_lane_wait(),
             },
             auth: AuthSettings {
                 issuer: "meridian-local".into(),
@@ -448,10 +462,12 @@ impl Settings {
         if self.database.post_batch_max > 1000
             || self.database.post_writers_per_tenant == 0
             || self.database.post_writers_per_tenant > self.database.pool_size
+            || !(Duration::from_millis(1)..=Duration::from_secs(10))
+                .contains(&self.database.post_lane_wait)
         {
             return invalid(
-                "database.post_batch_max must be 0..=1000 and database.post_writers_per_tenant \
-                 1..=database.pool_size",
+                "database.post_batch_max must be 0..=1000, database.post_writers_per_tenant \
+                 1..=database.pool_size and database.post_lane_wait_ms 1..=10000",
             );
         }
         let ms = Duration::from_millis;
@@ -698,9 +714,9 @@ mod tests {
         }
     }
 
-    /// The post lanes' settings: defaults (32 posts, one writer), read from
-    /// their keys, and bounded at start (writers 1..=pool_size, batch ≤ 1000; 0
-    /// turns the lanes off).
+    /// The post lanes' settings: defaults (32 posts, one writer, 100 ms), read
+    /// from their keys, and bounded at start (writers 1..=pool_size, batch ≤
+    /// 1000, 0 turning the lanes off; a wait of 1 ms..=10 s).
     #[test]
     fn the_post_lane_settings_are_read_and_bounded_at_start() {
         let dir = regions_dir("lanes", "address = \"127.0.0.12:8080\"");
@@ -708,29 +724,42 @@ mod tests {
         assert_eq!(
             (
                 base().database.post_batch_max,
-                base().database.post_writers_per_tenant
+                base().database.post_writers_per_tenant,
+                base().database.post_lane_wait
             ),
-            (32, 1)
+            (32, 1, Duration::from_millis(100))
         );
         let loaded: Settings = Figment::from(Serialized::defaults(base()))
             .merge(("database.post_batch_max", 0))
             .merge(("database.post_writers_per_tenant", 4))
+            .merge(("database.post_lane_wait_ms", 250))
             .extract()
             .unwrap();
         assert_eq!(loaded.database.post_batch_max, 0);
         assert_eq!(loaded.database.post_writers_per_tenant, 4);
+        assert_eq!(loaded.database.post_lane_wait, Duration::from_millis(250));
         assert!(loaded.validate().is_ok());
-        for (batch, writers, pool) in [(1001, 1, 16), (32, 0, 16), (32, 17, 16)] {
+        for (batch, writers, pool, wait_ms) in [
+            (1001, 1, 16, 100),
+            (32, 0, 16, 100),
+            (32, 17, 16, 100),
+            (32, 1, 16, 0),
+            (32, 1, 16, 10_001),
+        ] {
             let mut settings = base();
             settings.database.post_batch_max = batch;
             settings.database.post_writers_per_tenant = writers;
             settings.database.pool_size = pool;
+            settings.database.post_lane_wait = Duration::from_millis(wait_ms);
             match settings.validate() {
                 Err(ConfigError::Invalid(why)) => assert!(
                     why.contains("database.post_batch_max must be 0..=1000"),
-                    "{batch}/{writers}/{pool}: {why}"
+                    "{batch}/{writers}/{pool}/{wait_ms}: {why}"
                 ),
-                other => panic!("{batch}/{writers}/{pool} accepted: {:?}", other.map(|_| ())),
+                other => panic!(
+                    "{batch}/{writers}/{pool}/{wait_ms} accepted: {:?}",
+                    other.map(|_| ())
+                ),
             }
         }
     }

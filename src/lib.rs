@@ -291,6 +291,7 @@ fn services(
         post_lanes: scope::post_lanes::PostLanes::new(
             settings.database.post_batch_max,
             settings.database.post_writers_per_tenant,
+            settings.database.post_lane_wait,
         ),
     }
 }

@@ -212,7 +212,7 @@ pub fn registry(state: actix_web::web::Data<AppState>, top_tenants: usize) -> Re
         "Requests without a valid token refused by the per-IP limit",
         m.anonymous_denials.clone(),
     );
-    let (sizes, handed_back, waiting) = state.post_lanes.instruments();
+    let (sizes, handed_back, left, waiting) = state.post_lanes.instruments();
     registry.register(
         "post_batch_size",
         "Posts written by each transaction of the tenants' post lanes",
@@ -222,6 +222,11 @@ pub fn registry(state: actix_web::web::Data<AppState>, top_tenants: usize) -> Re
         "post_batch_handed_back",
         "Posts a lane's batch did not write, posted again on their own path",
         handed_back,
+    );
+    registry.register(
+        "post_lane_left",
+        "Posts that waited in their lane past database.post_lane_wait_ms and went on their own path",
+        left,
     );
     registry.register(
         "post_lane_waiting",

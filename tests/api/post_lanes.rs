@@ -5,6 +5,8 @@
 //! author) is left out of the batch and answered on its own path — while the
 //! quota stays exact and every message has its one event.
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
 use serde_json::json;
 use uuid::Uuid;
@@ -48,8 +50,10 @@ async fn written(app: &TestApp, tenant: &Tenant) -> (i64, i64, bool) {
 async fn posts_waiting_behind_a_post_are_written_together_and_refusals_answered_alone() {
     let mut settings = test_settings(&fresh_database().await);
     // One writer (the default, set here because the test depends on it): what
-    // arrives while the held post holds the lane must wait for the next batch.
+    // arrives while the held post holds the lane must wait for the next batch;
+    // and a wait bound long enough that none of it leaves the lane meanwhile.
     settings.database.post_writers_per_tenant = 1;
+    settings.database.post_lane_wait = Duration::from_secs(10);
     let app = spawn_app_with(settings).await;
     let tenant = app.provision("lanes").await;
     let channel = app.create_channel(&tenant, "general").await;
@@ -78,23 +82,7 @@ async fn posts_waiting_behind_a_post_are_written_together_and_refusals_answered_
     behind.push((tenant.owner_token.clone(), missing, "to no channel".into()));
     behind.push((gone_token.clone(), channel, "by a disabled user".into()));
     let behind_the_held_one = async {
-        // The held post is in its INSERT, waiting for the lock.
-        let mut waiting = false;
-        for _ in 0..400 {
-            let row = db
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'",
-                    &[],
-                )
-                .await
-                .unwrap();
-            if row.get::<_, i64>(0) == 1 {
-                waiting = true;
-                break;
-            }
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        assert!(waiting, "the held post never reached its INSERT");
+        until_held(&db).await;
         let posts = join_all(
             behind
                 .iter()
@@ -110,7 +98,7 @@ async fn posts_waiting_behind_a_post_are_written_together_and_refusals_answered_
                 if queued == 8.0 {
                     break;
                 }
-                actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+                actix_web::rt::time::sleep(Duration::from_millis(25)).await;
             }
             assert_eq!(queued, 8.0, "posts waiting in the lane");
             assert_eq!(written(&app, &tenant).await.0, 0, "nothing written yet");
@@ -153,7 +141,92 @@ async fn posts_waiting_behind_a_post_are_written_together_and_refusals_answered_
         2.0,
         "the post to no channel and the disabled user's"
     );
+    assert_eq!(
+        value(&samples, "meridian_post_lane_left_total", &region),
+        0.0
+    );
     assert_eq!(written(&app, &tenant).await, (7, 7, true));
+}
+
+/// Waits until the post whose body is `held` is in its INSERT, waiting for
+/// advisory lock 4242 (`HOLD_AT_INSERT`).
+async fn until_held(db: &tokio_postgres::Client) {
+    for _ in 0..400 {
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) == 1 {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the held post never reached its INSERT");
+}
+
+/// A post stuck in the database holds its lane, but the posts queued behind it
+/// wait at most `database.post_lane_wait_ms`: then they leave the lane and are
+/// written on their own path while the stuck one still waits.
+#[actix_web::test]
+async fn posts_behind_a_stuck_post_leave_the_lane_after_the_wait_bound() {
+    let mut settings = test_settings(&fresh_database().await);
+    settings.database.post_writers_per_tenant = 1;
+    settings.database.post_lane_wait = Duration::from_millis(200);
+    let app = spawn_app_with(settings).await;
+    let tenant = app.provision("lane-wait").await;
+    let channel = app.create_channel(&tenant, "general").await;
+    let db = app.superuser_client().await;
+    db.batch_execute(HOLD_AT_INSERT).await.unwrap();
+    db.execute("SELECT pg_advisory_lock(4242)", &[])
+        .await
+        .unwrap();
+
+    let behind_the_stuck_one = async {
+        until_held(&db).await;
+        let bodies: Vec<String> = (0..3).map(|i| format!("behind {i}")).collect();
+        let replies = join_all(
+            bodies
+                .iter()
+                .map(|body| post(&app, &tenant.owner_token, channel, body)),
+        )
+        .await;
+        // Answered while the lock is still held: none of them waited for it.
+        let written_meanwhile = written(&app, &tenant).await;
+        db.execute("SELECT pg_advisory_unlock(4242)", &[])
+            .await
+            .unwrap();
+        (replies, written_meanwhile)
+    };
+    let (stuck, (replies, written_meanwhile)) = futures_util::join!(
+        post(&app, &tenant.owner_token, channel, "held"),
+        behind_the_stuck_one
+    );
+
+    for reply in &replies {
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    assert_eq!(
+        written_meanwhile,
+        (3, 3, true),
+        "the three, before the stuck one"
+    );
+    assert_eq!(stuck.status, 201, "{}", stuck.body);
+    let samples = scrape(&app).await;
+    let region = [("region", "us-east1")];
+    assert_eq!(
+        value(&samples, "meridian_post_lane_left_total", &region),
+        3.0
+    );
+    assert_eq!(
+        value(&samples, "meridian_post_batch_size_count", &region),
+        0.0,
+        "no batch: the stuck post held the lane's one writer slot throughout"
+    );
+    assert_eq!(value(&samples, "meridian_post_lane_waiting", &region), 0.0);
+    assert_eq!(written(&app, &tenant).await, (4, 4, true));
 }
 
 /// Two nodes on one database, two tenants, many writers at once: every post is

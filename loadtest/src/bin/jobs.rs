@@ -125,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
                 // No posts here: the job queue only.
                 post_batch_max: 0,
                 post_writers_per_tenant: 1,
+                post_lane_wait: std::time::Duration::from_millis(100),
             })?;
             let settings = JobSettings {
                 workers,

@@ -27,11 +27,23 @@
 //! (the connection, COMMIT's outcome) leaves the outcome unknown: the request
 //! answers 500 rather than post again.
 //!
-//! The writers bound one tenant's posts to that many connections of the pool on
-//! this node, whatever its request rate.
+//! A post waits in its lane at most `database.post_lane_wait_ms` (default 100;
+//! a batch takes about a millisecond): past that, a post no writer has taken yet
+//! leaves the queue and goes on its own path, so one slow batch (a lock wait, up
+//! to the write's statement timeout) delays its tenant's other posts on this
+//! node by that bound, not by the batch's time. A post already in a batch waits
+//! for the batch's answer: it may be written.
+//!
+//! The writers bound one tenant's batched posts to that many connections of the
+//! pool on this node; posts on their own path take one each, as without lanes
+//! (within the tenant's concurrency limit).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix_web::web;
 use prometheus_client::metrics::counter::Counter;
@@ -40,23 +52,29 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::oneshot;
 
 use super::TenantScope;
-use crate::db::{TokenCheck, TxMode};
 use crate::error::ApiError;
 use crate::ids::{RegionId, TenantId};
-use crate::limits::{RequestClass, storage};
+use crate::limits::RequestClass;
 use crate::state::AppState;
 use crate::store::messages::Message;
-use crate::store::post_batch::{self, BatchPost};
+use crate::store::post_batch::BatchPost;
+use writer::write_lane;
 
 /// Every tenant's lane on this node (`AppState::post_lanes`).
 pub struct PostLanes {
     lanes: Mutex<HashMap<TenantId, Lane>>,
     max_batch: usize,
     writers: usize,
+    /// How long a post waits for a writer to take it before it goes on its own.
+    wait_bound: Duration,
+    /// Names each queued post, so that one past `wait_bound` can leave.
+    next_ticket: AtomicU64,
     /// Posts per batch written, for `/metrics`.
     sizes: Histogram,
     /// Posts handed back to their own path.
     handed_back: Counter,
+    /// Posts that left their lane past `wait_bound`, for their own path.
+    left: Counter,
     /// Posts waiting in a lane for their batch.
     waiting: Gauge,
 }
@@ -68,6 +86,7 @@ struct Lane {
 }
 
 struct Queued {
+    ticket: u64,
     post: BatchPost,
     key: BatchKey,
     reply: oneshot::Sender<Outcome>,
@@ -127,22 +146,27 @@ enum Unavailable {
 
 impl PostLanes {
     /// `max_batch` 0: no lanes, every post on its own path.
-    pub fn new(max_batch: usize, writers: usize) -> Self {
+    pub fn new(max_batch: usize, writers: usize, wait_bound: Duration) -> Self {
         Self {
             lanes: Mutex::default(),
             max_batch,
             writers: writers.max(1),
+            wait_bound,
+            next_ticket: AtomicU64::new(0),
             sizes: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             handed_back: Counter::default(),
+            left: Counter::default(),
             waiting: Gauge::default(),
         }
     }
 
-    /// Batch sizes, posts handed back and posts waiting, for the node's registry.
-    pub fn instruments(&self) -> (Histogram, Counter, Gauge) {
+    /// Batch sizes, posts handed back, posts that left their lane and posts
+    /// waiting, for the node's registry.
+    pub fn instruments(&self) -> (Histogram, Counter, Counter, Gauge) {
         (
             self.sizes.clone(),
             self.handed_back.clone(),
+            self.left.clone(),
             self.waiting.clone(),
         )
     }
@@ -154,7 +178,8 @@ impl PostLanes {
         post: BatchPost,
         key: BatchKey,
     ) -> Outcome {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let start = {
             let Ok(mut lanes) = self.lanes.lock() else {
                 return Outcome::OnItsOwn(post);
@@ -164,7 +189,12 @@ impl PostLanes {
                 lane.writers = 1;
                 return Outcome::First(post);
             }
-            lane.queue.push_back(Queued { post, key, reply });
+            lane.queue.push_back(Queued {
+                ticket,
+                post,
+                key,
+                reply,
+            });
             self.waiting.inc();
             let start = lane.writers < self.writers;
             if start {
@@ -176,7 +206,28 @@ impl PostLanes {
             actix_web::rt::spawn(write_lane(state.clone(), tenant));
         }
         // A dropped sender: the writer stopped (shutdown) before answering.
-        answer.await.unwrap_or(Outcome::Failed)
+        match actix_web::rt::time::timeout(self.wait_bound, &mut answer).await {
+            Ok(outcome) => outcome.unwrap_or(Outcome::Failed),
+            Err(_) => match self.leave(tenant, ticket) {
+                Some(post) => {
+                    self.left.inc();
+                    Outcome::OnItsOwn(post)
+                }
+                // A writer has taken it: its batch decides.
+                None => answer.await.unwrap_or(Outcome::Failed),
+            },
+        }
+    }
+
+    /// Takes the post `ticket` out of `tenant`'s queue if no writer has taken it
+    /// yet. The lane keeps its writers: they find the queue without it.
+    fn leave(&self, tenant: TenantId, ticket: u64) -> Option<BatchPost> {
+        let mut lanes = self.lanes.lock().ok()?;
+        let queue = &mut lanes.get_mut(&tenant)?.queue;
+        let at = queue.iter().position(|q| q.ticket == ticket)?;
+        let queued = queue.remove(at)?;
+        self.waiting.dec();
+        Some(queued.post)
     }
 
     /// The end of a first post's turn (`LaneTurn`): the posts that queued behind
@@ -246,142 +297,6 @@ impl PostLanes {
         lane.queue = others;
         self.waiting.dec_by(batch.len() as i64);
         batch
-    }
-}
-
-/// A writer of `tenant`'s lane: batches until the queue is empty.
-async fn write_lane(state: web::Data<AppState>, tenant: TenantId) {
-    let mut writer = Writer {
-        state: state.clone(),
-        tenant,
-        stopped: false,
-    };
-    loop {
-        let mut batch = state.post_lanes.next_batch(tenant);
-        if batch.len() <= 1 {
-            // Empty: `next_batch` has taken this writer off the lane. One post:
-            // its request posts it on the single post's path (cheaper than a
-            // batch of one) and takes over this writer's turn, so two writers
-            // of a tenant that alternate never pay the batch statement.
-            writer.stopped = true;
-            if let Some(queued) = batch.pop()
-                && let Err(Outcome::First(_)) = queued.reply.send(Outcome::First(queued.post))
-            {
-                // Its request has gone: the turn ends here.
-                state.post_lanes.end_turn(&state, tenant);
-            }
-            return;
-        }
-        write_batch(&state, tenant, batch).await;
-    }
-}
-
-/// A running writer, taken off its lane should its task end early.
-struct Writer {
-    state: web::Data<AppState>,
-    tenant: TenantId,
-    stopped: bool,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.state.post_lanes.abandon(self.tenant);
-        }
-    }
-}
-
-/// How a batch's transaction failed, as far as the writer can tell.
-#[derive(Clone, Copy)]
-enum Failure {
-    /// Not known to have aborted before COMMIT: the posts may be written.
-    Unknown,
-    /// The shard's grant could not hold the batch (nothing written).
-    GrantShort,
-    /// Aborted (the database answered the statement with an error) or refused
-    /// over the quota as a whole: nothing written; each post decides alone.
-    NothingWritten,
-}
-
-async fn write_batch(state: &web::Data<AppState>, tenant: TenantId, batch: Vec<Queued>) {
-    let lanes = &state.post_lanes;
-    let key = batch[0].key.clone();
-    let (posts, replies): (Vec<BatchPost>, Vec<_>) =
-        batch.into_iter().map(|q| (q.post, q.reply)).unzip();
-    lanes.sizes.observe(posts.len() as f64);
-    let total: u64 = posts.iter().map(|p| p.message.body.len() as u64).sum();
-    let timeout = RequestClass::Write.statement_timeout(&state.limits.cost);
-    // First as one statement charging the shard's grant; when that grant is
-    // short, again after taking a grant for the whole batch from the central
-    // row in the same transaction (the single post's slow path, `storage`).
-    let mut reserve = false;
-    let written = loop {
-        let failure = std::cell::Cell::new(Failure::Unknown);
-        let result = state
-            .db
-            .0
-            .tenant_tx_timed(
-                tenant,
-                &key.home_region,
-                Some(TokenCheck::RowsGuarded),
-                Some(timeout),
-                TxMode::ReadWrite,
-                async |tx| {
-                    failure.set(Failure::Unknown);
-                    if reserve
-                        && let Err(over) = storage::reserve_storage(tx, total, key.cap).await?
-                    {
-                        // Some of the posts may still fit: each is decided alone.
-                        failure.set(Failure::NothingWritten);
-                        return Err(over.into());
-                    }
-                    post_batch::post_batch(tx, &posts, key.cap)
-                        .await
-                        .map_err(|err| {
-                            failure.set(match err {
-                                _ if post_batch::grant_short(&err) => Failure::GrantShort,
-                                _ if err.answered_by_database() => Failure::NothingWritten,
-                                _ => Failure::Unknown,
-                            });
-                            ApiError::from(err)
-                        })
-                },
-            )
-            .await;
-        let unavailable = match &result {
-            Err(ApiError::RetryExhausted) => Some(Unavailable::RetryExhausted),
-            Err(ApiError::StatementTimeout) => Some(Unavailable::StatementTimeout),
-            _ => None,
-        };
-        if let Some(why) = unavailable {
-            // Answered by the database (SQLSTATE 40001, 57014): nothing committed.
-            for reply in replies {
-                let _ = reply.send(Outcome::Unavailable(why));
-            }
-            return;
-        }
-        match (result, failure.get()) {
-            (Ok(ids), _) => break Some(ids.into_iter().collect::<HashSet<_>>()),
-            (Err(_), Failure::GrantShort) if !reserve => reserve = true,
-            (Err(_), Failure::GrantShort | Failure::NothingWritten) => break None,
-            (Err(err), Failure::Unknown) => {
-                tracing::error!(error = ?err, posts = posts.len(), "a batch of posts failed");
-                for reply in replies {
-                    let _ = reply.send(Outcome::Failed);
-                }
-                return;
-            }
-        }
-    };
-    for (post, reply) in posts.into_iter().zip(replies) {
-        let outcome = match &written {
-            Some(ids) if ids.contains(post.message.id.as_uuid()) => Outcome::Posted(post),
-            _ => {
-                lanes.handed_back.inc();
-                Outcome::OnItsOwn(post)
-            }
-        };
-        let _ = reply.send(outcome);
     }
 }
 
