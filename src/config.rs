@@ -203,6 +203,8 @@ pub struct DatabaseSettings {
     pub post_writers_per_tenant: usize,
     /// How long a post waits in its lane for a writer before it goes on its own
     /// path (1 ms..=10 s): what one slow batch can add to its tenant's other posts.
+    /// Keep it well above a batch's time on the deployment's database: below it,
+    /// ordinary batches send their posts to transactions of their own.
     #[serde(
         rename = "post_lane_wait_ms",
         with = "millis",

@@ -50,6 +50,10 @@ pub struct FairArgs {
     big_pages: usize,
     #[arg(long, default_value_t = 2)]
     writers: usize,
+    /// The noisy writers' posts a second, all together, sent at an even pace;
+    /// 0 (default): each writer posts in a closed loop (until refused).
+    #[arg(long, default_value_t = 0)]
+    writer_rate: u32,
     /// The noisy tenant's rate limit (requests per second and burst); its
     /// concurrency limit is large enough for all its workers.
     #[arg(long, default_value_t = 50)]
@@ -77,7 +81,7 @@ struct Tenant {
 }
 
 /// The noisy tenant's kinds of work.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Work {
     Search,
     BigPage,
@@ -218,7 +222,7 @@ pub async fn fair(args: FairArgs) -> anyhow::Result<()> {
     let report = json!({ "args": {
             "quiet_tenants": args.quiet_tenants, "quiet_rate": args.quiet_rate,
             "noisy_messages": args.noisy_messages, "searchers": args.searchers,
-            "big_pages": args.big_pages, "writers": args.writers, "noisy_rate": args.noisy_rate,
+            "big_pages": args.big_pages, "writers": args.writers, "writer_rate": args.writer_rate, "noisy_rate": args.noisy_rate,
             "runs": args.runs, "seconds": args.seconds },
         "runs": runs,
         "median": { "alone_p50_ms": a50, "alone_p99_ms": a99,
@@ -415,6 +419,9 @@ async fn phase(
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let noisy_thread = noisy.map(|t| {
         let (base, token, channel) = (args.base.clone(), t.token.clone(), t.channel.clone());
+        // Each writer's interval when the writers are paced.
+        let writer_every = (args.writer_rate > 0)
+            .then(|| Duration::from_secs_f64(args.writers as f64 / f64::from(args.writer_rate)));
         let mut kinds = vec![Work::Search; args.searchers];
         kinds.extend(vec![Work::BigPage; args.big_pages]);
         kinds.extend(vec![Work::Write; args.writers]);
@@ -432,7 +439,13 @@ async fn phase(
                             (client.clone(), base.clone(), token.clone(), channel.clone());
                         actix_rt::spawn(async move {
                             let mut n = 0u64;
+                            let mut pace = writer_every
+                                .filter(|_| kind == Work::Write)
+                                .map(actix_rt::time::interval);
                             while Instant::now() < deadline {
+                                if let Some(pace) = pace.as_mut() {
+                                    pace.tick().await;
+                                }
                                 n += 1;
                                 let started = Instant::now();
                                 let (status, retry) =
