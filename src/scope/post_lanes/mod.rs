@@ -3,7 +3,7 @@
 //! `database.post_writers_per_tenant` writers run for the tenant, one is
 //! started, and each writer takes up to `database.post_batch_max` waiting posts
 //! into one transaction (`store::post_batch`), again and again until the queue is
-//! empty. No post waits for a timer: a post that finds its lane idle goes first
+//! empty. No batch waits for a timer to fill: a post that finds its lane idle goes first
 //! on its own path (the single post's one statement, `messages::post`), holding
 //! the lane's writer slot (`LaneTurn`) so that posts arriving meanwhile gather
 //! behind it and are written together after it; while a batch is in flight, the
