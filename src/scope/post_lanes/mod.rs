@@ -178,9 +178,7 @@ impl PostLanes {
         post: BatchPost,
         key: BatchKey,
     ) -> Outcome {
-        let (reply, mut answer) = oneshot::channel();
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let start = {
+        let (ticket, start, mut answer) = {
             let Ok(mut lanes) = self.lanes.lock() else {
                 return Outcome::OnItsOwn(post);
             };
@@ -189,6 +187,9 @@ impl PostLanes {
                 lane.writers = 1;
                 return Outcome::First(post);
             }
+            // Only a queued post needs a reply channel and a name (to leave by).
+            let (reply, answer) = oneshot::channel();
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
             lane.queue.push_back(Queued {
                 ticket,
                 post,
@@ -200,7 +201,7 @@ impl PostLanes {
             if start {
                 lane.writers += 1;
             }
-            start
+            (ticket, start, answer)
         };
         if start {
             actix_web::rt::spawn(write_lane(state.clone(), tenant));
